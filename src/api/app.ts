@@ -1,0 +1,32 @@
+import express, { type Express } from 'express';
+import type { Logger } from 'pino';
+import type { Random } from '../core/random';
+import { bundleRouter, type BundleSource } from './bundle';
+import { requestLogger } from './logging';
+import type { HttpMetrics } from './metrics';
+import { errorHandler, notFound } from './problem';
+
+/** Request bodies larger than this are refused with 413 before they are parsed. */
+export const BODY_LIMIT = '64kb';
+
+export interface ApiDeps {
+  bundle: BundleSource;
+  logger: Logger;
+  metrics: HttpMetrics;
+  random: Random;
+}
+
+/** The HTTPS API. Handlers are thin: they validate, call a domain, and answer. */
+export function createApiApp(deps: ApiDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.use(deps.metrics.middleware());
+  app.use(requestLogger(deps.logger, deps.random));
+  app.use(express.json({ limit: BODY_LIMIT, type: ['application/json', 'application/*+json'] }));
+  app.use(express.urlencoded({ limit: BODY_LIMIT, extended: false }));
+  app.use(bundleRouter(deps.bundle));
+  app.use(notFound);
+  app.use(errorHandler(deps.logger));
+  return app;
+}

@@ -1,0 +1,61 @@
+import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
+import type { Logger } from 'pino';
+import { DomainError, problemType } from '../core/errors';
+
+/** An RFC 9457 problem details object. */
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail?: string;
+}
+
+const TITLES: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  406: 'Not Acceptable',
+  413: 'Content Too Large',
+  415: 'Unsupported Media Type',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+/** Sends `application/problem+json` (RFC 9457 §3). */
+export function sendProblem(res: Response, status: number, type: string, detail?: string): void {
+  const body: Problem = { type, title: TITLES[status] ?? 'Error', status, ...(detail ? { detail } : {}) };
+  res.status(status).type('application/problem+json').send(JSON.stringify(body));
+}
+
+export const notFound: RequestHandler = (req, res) => {
+  sendProblem(res, 404, problemType('not-found'), `no resource at ${req.method} ${req.path}`);
+};
+
+/** body-parser's error types, as problems a caller can act on. */
+const BODY_ERRORS: Record<string, [number, string, string]> = {
+  'entity.too.large': [413, 'body-too-large', 'request body is too large'],
+  'entity.parse.failed': [400, 'malformed-body', 'request body is not valid JSON'],
+  'encoding.unsupported': [415, 'unsupported-encoding', 'request body encoding is not supported'],
+  'charset.unsupported': [415, 'unsupported-charset', 'request body charset is not supported'],
+  'request.aborted': [400, 'request-aborted', 'request was aborted'],
+};
+
+/**
+ * The one place errors become HTTP answers. Domain errors carry their status and
+ * problem type; anything else is a 500 whose detail stays in the log, never in the answer.
+ */
+export function errorHandler(logger: Logger): ErrorRequestHandler {
+  return (err, req, res, next) => {
+    if (res.headersSent) return next(err);
+    if (err instanceof DomainError) {
+      if (err.status >= 500) logger.error({ err: { name: err.name, message: err.message }, path: req.path }, 'request failed');
+      return sendProblem(res, err.status, err.type, err.message);
+    }
+    const bodyError = typeof err?.type === 'string' ? BODY_ERRORS[err.type] : undefined;
+    if (bodyError) return sendProblem(res, bodyError[0], problemType(bodyError[1]), bodyError[2]);
+    logger.error({ err: { name: err?.name, message: err?.message, stack: err?.stack }, path: req.path }, 'unhandled error');
+    return sendProblem(res, 500, problemType('internal'), 'internal error');
+  };
+}

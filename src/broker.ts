@@ -1,0 +1,220 @@
+import { createHash } from 'node:crypto';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import pino, { type Logger } from 'pino';
+import { AdminCredentials } from './admin';
+import { createApiApp } from './api/app';
+import { HttpMetrics } from './api/metrics';
+import { createOpsServer } from './api/ops';
+import { AuditLog } from './audit';
+import {
+  BundleCache,
+  BundleStore,
+  loadOrCreateCertificateAuthority,
+  loadOrCreateJwtSigningKey,
+  ServerSvid,
+  type AuthorityRecord,
+  type CertificateAuthority,
+  type JwtSigningKey,
+  type TlsCredentials,
+} from './ca';
+import { ConfigError, redactDatabaseUrl, type Config } from './config';
+import { systemClock, type Clock } from './core/clock';
+import { systemRandom, type Random } from './core/random';
+import { openDatabase, type Database, type Readiness } from './db';
+import { PrismaLeaseStore } from './leases';
+import { certificateToPem } from './spiffe/bundle';
+
+export interface BrokerDeps {
+  clock?: Clock;
+  random?: Random;
+  logger?: Logger;
+  /** Shows a generated admin token to the operator. Default: one line on stderr. */
+  showAdminToken?: (token: string) => void;
+}
+
+/** A running broker. */
+export interface Broker {
+  readonly apiUrl: string;
+  readonly opsUrl: string;
+  readonly db: Database;
+  readonly ca: CertificateAuthority;
+  readonly jwtKey: JwtSigningKey;
+  readonly serverSvid: ServerSvid;
+  readonly admin: AdminCredentials;
+  readonly audit: AuditLog;
+  readiness(): Promise<Readiness>;
+  /** Renews the server SVID now if it is due; returns whether it did. */
+  renewServerSvidIfDue(): Promise<boolean>;
+  /** Stops accepting, lets in-flight requests finish (up to the grace period), closes the database. */
+  shutdown(): Promise<void>;
+}
+
+const RENEWAL_CHECK_MS = 30_000;
+const BUNDLE_CACHE_SECONDS = 5;
+const SERVER_SVID_MAX_TTL = 86400;
+
+const listen = (server: Server | HttpsServer, port: number, host: string) =>
+  new Promise<AddressInfo>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+
+const urlOf = (scheme: string, a: AddressInfo) => `${scheme}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+
+export const x509AuthorityRecord = (ca: CertificateAuthority): AuthorityRecord => {
+  const der = new Uint8Array(ca.anchor.rawData);
+  return { id: createHash('sha256').update(der).digest('hex'), use: 'x509-svid', material: der, notBefore: ca.anchor.notBefore, notAfter: ca.anchor.notAfter };
+};
+
+export const jwtAuthorityRecord = (key: JwtSigningKey, ca: CertificateAuthority): AuthorityRecord => ({
+  id: key.kid,
+  use: 'jwt-svid',
+  material: Buffer.from(JSON.stringify(key.publicJwk)),
+  notBefore: ca.certificate.notBefore,
+  // The JWT key is published for as long as the CA that it serves alongside.
+  notAfter: ca.notAfter,
+});
+
+/** Starts Writ: storage, CA, bundle, admin credential, the HTTPS API and the ops listener. */
+export async function startBroker(config: Config, deps: BrokerDeps = {}): Promise<Broker> {
+  const clock = deps.clock ?? systemClock;
+  const random = deps.random ?? systemRandom;
+  const logger = deps.logger ?? pino({ level: config.logLevel, base: { service: 'writ' } });
+
+  const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, clock, random, logger });
+  try {
+    logger.info(
+      { database: config.databaseUrl ? redactDatabaseUrl(config.databaseUrl) : `embedded (${config.dataDir})`, applied: db.migrations.applied },
+      'database ready',
+    );
+    const audit = new AuditLog(db.prisma, clock);
+    const ca = await loadOrCreateCertificateAuthority({ dir: config.caDir, trustDomain: config.trustDomain, caTtl: config.caTtl, clock, random });
+    for (const w of ca.warnings ?? []) logger.warn({ setting: 'WRIT_CA_DIR' }, w);
+    const jwtKey = await loadOrCreateJwtSigningKey({ dir: config.caDir });
+    if (ca.created) {
+      await audit.append({ type: 'ca.created', actor: 'writ', details: { subject: ca.value.certificate.subject, notAfter: ca.value.notAfter.toISOString() } });
+    }
+    if (jwtKey.created) await audit.append({ type: 'jwt_key.created', actor: 'writ', details: { kid: jwtKey.value.kid } });
+
+    const bundleStore = new BundleStore(db.prisma, {
+      trustDomain: config.trustDomain,
+      refreshHint: config.bundleRefreshHint,
+      retiredGrace: config.x509SvidMaxTtl,
+      clock,
+    });
+    const bundleCache = new BundleCache(bundleStore, { clock, maxAgeSeconds: BUNDLE_CACHE_SECONDS, logger });
+    const bundle = await bundleStore.publish([x509AuthorityRecord(ca.value), jwtAuthorityRecord(jwtKey.value, ca.value)]);
+    bundleCache.prime(bundle);
+
+    const admin = await AdminCredentials.bootstrap(db.prisma, {
+      configured: config.adminToken,
+      random,
+      onGenerated: async (token) => {
+        (deps.showAdminToken ?? ((t) => process.stderr.write(`writ: generated the bootstrap admin token (shown once, only its hash is kept): ${t}\n`)))(token);
+        await audit.append({ type: 'admin_credential.generated', actor: 'writ' });
+      },
+    });
+
+    const leases = new PrismaLeaseStore(db.prisma);
+    const serverSvid = new ServerSvid(ca.value, {
+      trustDomain: config.trustDomain,
+      dnsNames: config.serverDnsNames,
+      ipAddresses: ['127.0.0.1'],
+      ttl: Math.min(SERVER_SVID_MAX_TTL, config.x509SvidMaxTtl),
+      clock,
+      onIssued: async (svid) => {
+        await leases.record({ id: random.uuid(), kind: 'x509-svid', spiffeId: svid.spiffeId, issuedAt: svid.notBefore, expiresAt: svid.notAfter });
+        await audit.append({ type: 'svid.issued', actor: 'writ', details: { spiffeId: svid.spiffeId, serial: svid.serialNumber, notAfter: svid.notAfter.toISOString() } });
+      },
+    });
+    const anchorsPem = bundle.x509Authorities.map(certificateToPem).join('');
+    const tlsOptions = (c: TlsCredentials) => ({ cert: c.certChainPem, key: c.keyPem, ca: anchorsPem });
+    const initial = await serverSvid.issue();
+
+    let shuttingDown = false;
+    const metrics = new HttpMetrics();
+    const app = createApiApp({ bundle: bundleCache, logger, metrics, random });
+    const api = createHttpsServer(
+      {
+        ...tlsOptions(initial),
+        requestCert: true, // mTLS is offered; routes that need it check the peer themselves
+        rejectUnauthorized: false,
+        minVersion: 'TLSv1.2',
+      },
+      (req, res) => {
+        // During shutdown, answers close their connections so keep-alive clients move elsewhere.
+        if (shuttingDown) res.setHeader('Connection', 'close');
+        app(req, res);
+      },
+    );
+    const readiness = async (): Promise<Readiness> => (shuttingDown ? { ready: false, reason: 'shutting down' } : db.readiness());
+    const ops = createOpsServer({ readiness, metrics });
+
+    const apiAddress = await listen(api, config.port, config.host).catch((e: NodeJS.ErrnoException) => {
+      throw new ConfigError('WRIT_PORT', `cannot listen on ${config.host}:${config.port}: ${e.code}`);
+    });
+    const opsAddress = await listen(ops, config.opsPort, config.opsHost).catch((e: NodeJS.ErrnoException) => {
+      api.close();
+      throw new ConfigError('WRIT_OPS_PORT', `cannot listen on ${config.opsHost}:${config.opsPort}: ${e.code}`);
+    });
+
+    const renewServerSvidIfDue = async (): Promise<boolean> => {
+      if (!serverSvid.dueForRenewal()) return false;
+      const next = await serverSvid.issue();
+      api.setSecureContext(tlsOptions(next));
+      logger.info({ spiffeId: next.svid.spiffeId, notAfter: next.svid.notAfter.toISOString() }, 'server SVID renewed');
+      return true;
+    };
+    const renewal = setInterval(() => {
+      renewServerSvidIfDue().catch((err: Error) => logger.error({ err: { message: err.message } }, 'server SVID renewal failed'));
+    }, RENEWAL_CHECK_MS).unref();
+
+    const apiUrl = urlOf('https', apiAddress);
+    const opsUrl = urlOf('http', opsAddress);
+    logger.info(
+      { api: apiUrl, ops: opsUrl, trustDomain: config.trustDomain, bundle: `${apiUrl}/v1/bundle`, spiffeSequence: bundle.sequence },
+      'writ listening',
+    );
+
+    let stopping: Promise<void> | undefined;
+    const shutdown = () =>
+      (stopping ??= (async () => {
+        shuttingDown = true;
+        clearInterval(renewal);
+        logger.info('shutting down: no new connections; finishing in-flight requests');
+        const closed = new Promise<void>((resolve) => api.close(() => resolve()));
+        api.closeIdleConnections();
+        const idle = setInterval(() => api.closeIdleConnections(), 100);
+        const force = setTimeout(() => api.closeAllConnections(), config.shutdownGrace * 1000);
+        await closed;
+        clearInterval(idle);
+        clearTimeout(force);
+        await new Promise<void>((resolve) => ops.close(() => resolve()));
+        ops.closeAllConnections();
+        await db.close();
+        logger.info('shut down');
+      })());
+
+    return {
+      apiUrl,
+      opsUrl,
+      db,
+      ca: ca.value,
+      jwtKey: jwtKey.value,
+      serverSvid,
+      admin,
+      audit,
+      readiness,
+      renewServerSvidIfDue,
+      shutdown,
+    };
+  } catch (err) {
+    await db.close().catch(() => undefined);
+    throw err;
+  }
+}

@@ -1,0 +1,78 @@
+import type { Clock } from '../core/clock';
+import type { Random } from '../core/random';
+import { CaError } from './errors';
+import type { SigningKey } from './keys';
+import { serialNumber, x509SvidExtensions } from './templates';
+import { x509 } from './x509';
+
+/** An X.509-SVID: the leaf certificate and the intermediates up to (not including) the trust anchor. */
+export interface X509Svid {
+  readonly spiffeId: string;
+  readonly serialNumber: string;
+  readonly certificate: x509.X509Certificate;
+  /** Intermediates between the leaf and the bundle's authority; empty when a root signs directly. */
+  readonly intermediates: readonly x509.X509Certificate[];
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+}
+
+export interface X509SvidRequest {
+  spiffeId: string;
+  /** The subject's public key (the requester proves possession elsewhere). */
+  publicKey: CryptoKey;
+  /** Requested lifetime in seconds; capped by the CA's own expiry. */
+  ttl: number;
+  dnsNames?: readonly string[];
+  ipAddresses?: readonly string[];
+}
+
+/** Leaf validity starts this many seconds early to tolerate clock skew between peers. */
+const BACKDATE_SECONDS = 10;
+
+/**
+ * The signing CA: its certificate, the chain above it, and its key. The last
+ * certificate of [certificate, ...chain] is the trust anchor published in the bundle.
+ */
+export class CertificateAuthority {
+  constructor(
+    readonly certificate: x509.X509Certificate,
+    readonly chain: readonly x509.X509Certificate[],
+    private readonly key: SigningKey,
+    private readonly deps: { clock: Clock; random: Random },
+  ) {}
+
+  /** The certificate peers trust: the root of the chain. */
+  get anchor(): x509.X509Certificate {
+    return this.chain.length > 0 ? this.chain[this.chain.length - 1]! : this.certificate;
+  }
+
+  get notAfter(): Date {
+    return this.certificate.notAfter;
+  }
+
+  /** Signs an X.509-SVID from the X509-SVID leaf template. */
+  async signX509Svid(req: X509SvidRequest): Promise<X509Svid> {
+    const now = this.deps.clock.now();
+    if (now >= this.certificate.notAfter) throw new CaError('the CA certificate has expired', { setting: 'WRIT_CA_DIR' });
+    const notBefore = new Date(Math.max(now.getTime() - BACKDATE_SECONDS * 1000, this.certificate.notBefore.getTime()));
+    const notAfter = new Date(Math.min(now.getTime() + req.ttl * 1000, this.certificate.notAfter.getTime()));
+    const serial = serialNumber(this.deps.random.bytes(16));
+    const certificate = await x509.X509CertificateGenerator.create({
+      serialNumber: serial,
+      subject: 'O=Writ',
+      issuer: this.certificate.subjectName,
+      notBefore,
+      notAfter,
+      publicKey: req.publicKey,
+      signingKey: this.key.privateKey,
+      signingAlgorithm: this.key.signingAlgorithm,
+      extensions: await x509SvidExtensions(
+        { spiffeId: req.spiffeId, dnsNames: req.dnsNames ?? [], ipAddresses: req.ipAddresses ?? [] },
+        req.publicKey,
+        this.certificate,
+      ),
+    });
+    const intermediates = this.chain.length > 0 ? [this.certificate, ...this.chain.slice(0, -1)] : [];
+    return { spiffeId: req.spiffeId, serialNumber: serial, certificate, intermediates, notBefore, notAfter };
+  }
+}

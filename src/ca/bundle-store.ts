@@ -1,0 +1,115 @@
+import type { JsonWebKey } from 'node:crypto';
+import type { Clock } from '../core/clock';
+import type { PrismaClient } from '../db/generated/client';
+import type { TrustBundle } from '../spiffe/bundle';
+import { CaError } from './errors';
+
+/** An authority as stored: an X.509 CA certificate or a JWT public key. */
+export interface AuthorityRecord {
+  /** x509: SHA-256 of the certificate DER (hex); jwt: the key ID. */
+  readonly id: string;
+  readonly use: 'x509-svid' | 'jwt-svid';
+  /** x509: certificate DER; jwt: the public JWK as UTF-8 JSON. */
+  readonly material: Uint8Array;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+}
+
+interface StoredAuthority extends AuthorityRecord {
+  readonly retiredAt: Date | null;
+}
+
+export interface BundleStoreOptions {
+  trustDomain: string;
+  refreshHint: number;
+  /** Seconds a retired authority stays published: the longest life of anything it signed. */
+  retiredGrace: number;
+  clock: Clock;
+}
+
+/** Serializes bundle changes across replicas (pg_advisory_xact_lock). */
+const BUNDLE_LOCK_KEY = 0x57726974; // "Writ"
+
+/**
+ * The trust bundle in the database, shared by every replica. An authority is published
+ * from when it is added until it expires, or until `retiredGrace` after it retires.
+ * spiffe_sequence increments exactly when the published set changes.
+ */
+export class BundleStore {
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly opts: BundleStoreOptions,
+  ) {}
+
+  private published(a: StoredAuthority, now: Date): boolean {
+    if (a.notAfter <= now) return false;
+    return a.retiredAt === null || a.retiredAt.getTime() + this.opts.retiredGrace * 1000 > now.getTime();
+  }
+
+  /**
+   * Makes `current` the authorities that sign from now on: adds new ones, retires the
+   * others (they stay published for the grace period) and drops those whose publication
+   * ended. Returns the resulting bundle.
+   */
+  async publish(current: readonly AuthorityRecord[]): Promise<TrustBundle> {
+    const { trustDomain } = this.opts;
+    const now = this.opts.clock.now();
+    return this.prisma.$transaction(async (tx) => {
+      await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${BUNDLE_LOCK_KEY})`);
+      const foreign = await tx.bundle.findFirst({ where: { trustDomain: { not: trustDomain } }, select: { trustDomain: true } });
+      if (foreign) {
+        throw new CaError(`the database holds the bundle of trust domain "${foreign.trustDomain}", not "${trustDomain}"`, { setting: 'WRIT_TRUST_DOMAIN' });
+      }
+      await tx.bundle.upsert({ where: { trustDomain }, create: { trustDomain, sequence: 0n }, update: {} }); // the first publish makes it 1
+      const before = (await tx.authority.findMany({ where: { trustDomain } })) as StoredAuthority[];
+      const currentIds = new Set(current.map((a) => a.id));
+      for (const a of current) {
+        const existing = before.find((b) => b.id === a.id);
+        if (!existing) {
+          await tx.authority.create({ data: { ...a, material: Uint8Array.from(a.material), trustDomain } });
+        } else if (existing.retiredAt !== null) {
+          await tx.authority.update({ where: { id: a.id }, data: { retiredAt: null } });
+        }
+      }
+      await tx.authority.updateMany({ where: { trustDomain, retiredAt: null, id: { notIn: [...currentIds] } }, data: { retiredAt: now } });
+      const after = (await tx.authority.findMany({ where: { trustDomain } })) as StoredAuthority[];
+      const gone = after.filter((a) => !this.published(a, now)).map((a) => a.id);
+      if (gone.length > 0) await tx.authority.deleteMany({ where: { id: { in: gone } } });
+      const ids = (list: StoredAuthority[]) => list.filter((a) => this.published(a, now)).map((a) => a.id).sort().join(',');
+      if (ids(before) !== ids(after)) {
+        await tx.bundle.update({ where: { trustDomain }, data: { sequence: { increment: 1n }, updatedAt: now } });
+      }
+      return this.read(tx, now);
+    });
+  }
+
+  /** The bundle as published now, dropping authorities whose publication ended. */
+  async load(): Promise<TrustBundle> {
+    const now = this.opts.clock.now();
+    return this.prisma.$transaction(async (tx) => {
+      const stale = ((await tx.authority.findMany({ where: { trustDomain: this.opts.trustDomain } })) as StoredAuthority[]).filter((a) => !this.published(a, now));
+      if (stale.length > 0) {
+        const { count } = await tx.authority.deleteMany({ where: { id: { in: stale.map((a) => a.id) } } });
+        if (count > 0) await tx.bundle.update({ where: { trustDomain: this.opts.trustDomain }, data: { sequence: { increment: 1n }, updatedAt: now } });
+      }
+      return this.read(tx, now);
+    });
+  }
+
+  private async read(tx: Pick<PrismaClient, 'bundle' | 'authority'>, now: Date): Promise<TrustBundle> {
+    const { trustDomain } = this.opts;
+    const bundle = await tx.bundle.findUnique({ where: { trustDomain } });
+    if (!bundle) throw new CaError(`no bundle for trust domain "${trustDomain}"`);
+    const rows = (await tx.authority.findMany({ where: { trustDomain }, orderBy: [{ notBefore: 'asc' }, { id: 'asc' }] })) as StoredAuthority[];
+    const live = rows.filter((a) => this.published(a, now));
+    return {
+      trustDomain,
+      sequence: Number(bundle.sequence),
+      refreshHint: this.opts.refreshHint,
+      x509Authorities: live.filter((a) => a.use === 'x509-svid').map((a) => new Uint8Array(a.material)),
+      jwtAuthorities: live
+        .filter((a) => a.use === 'jwt-svid')
+        .map((a) => ({ kid: a.id, publicJwk: JSON.parse(Buffer.from(a.material).toString('utf8')) as JsonWebKey })),
+    };
+  }
+}

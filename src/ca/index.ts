@@ -1,0 +1,16 @@
+export { CertificateAuthority, type X509Svid, type X509SvidRequest } from './authority';
+export {
+  loadOrCreateCertificateAuthority,
+  loadOrCreateJwtSigningKey,
+  parseCertificateAuthority,
+  CA_CERT_FILE,
+  CA_KEY_FILE,
+  JWT_KEY_FILE,
+  type JwtSigningKey,
+  type CaStoreOptions,
+} from './store';
+export { BundleCache } from './bundle-cache';
+export { BundleStore, type AuthorityRecord, type BundleStoreOptions } from './bundle-store';
+export { ServerSvid, SERVER_SVID_PATH, type TlsCredentials } from './server-svid';
+export { CaError } from './errors';
+export { x509 } from './x509';

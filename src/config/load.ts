@@ -1,0 +1,180 @@
+import { readFileSync } from 'node:fs';
+import { extname, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { parseDuration } from '../core/duration';
+import { trustDomainProblem } from '../spiffe/id';
+import { ConfigError } from './errors';
+
+/** Writ's configuration: validated once at start-up, then passed down. */
+export interface Config {
+  /** HTTPS API listener. */
+  readonly host: string;
+  readonly port: number;
+  /** Plain HTTP listener for /healthz, /readyz and /metrics. */
+  readonly opsHost: string;
+  readonly opsPort: number;
+  readonly trustDomain: string;
+  /** postgresql:// URL; undefined selects the embedded database in dataDir. */
+  readonly databaseUrl: string | undefined;
+  readonly dataDir: string;
+  readonly caDir: string;
+  /** Bootstrap admin bearer credential; undefined lets Writ generate one on first start. */
+  readonly adminToken: string | undefined;
+  readonly serverDnsNames: readonly string[];
+  /** Validity of a CA that Writ generates, in seconds. */
+  readonly caTtl: number;
+  /** Longest X.509-SVID lifetime Writ issues, in seconds. */
+  readonly x509SvidMaxTtl: number;
+  /** spiffe_refresh_hint of the trust bundle, in seconds. */
+  readonly bundleRefreshHint: number;
+  /** How long SIGTERM waits for in-flight requests before closing connections, in seconds. */
+  readonly shutdownGrace: number;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+/** Each setting: its environment name, its key in the config file, and its parser. */
+interface Setting<T> {
+  env: string;
+  file: string;
+  parse: (raw: string) => T;
+  default?: T;
+}
+
+const fail = (reason: string): never => {
+  throw new Error(reason);
+};
+
+const port = (raw: string): number => {
+  const n = /^\d{1,5}$/.test(raw) ? Number(raw) : NaN;
+  return n >= 0 && n <= 65535 ? n : fail(`must be a port number from 0 to 65535, got "${raw}"`);
+};
+
+const duration = (raw: string): number => {
+  const s = parseDuration(raw);
+  return s !== undefined && s > 0 ? s : fail(`must be a positive duration such as "300", "5m", "1h" or "365d", got "${raw}"`);
+};
+
+const nonEmpty = (raw: string): string => (raw.trim() === '' ? fail('must not be empty') : raw);
+
+const trustDomain = (raw: string): string => {
+  const problem = trustDomainProblem(raw);
+  return problem ? fail(`"${raw}" is not a valid SPIFFE trust domain: ${problem}`) : raw;
+};
+
+const databaseUrl = (raw: string): string => {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return fail('is not a URL (expected postgresql://user@host:port/database)');
+  }
+  if (url.protocol !== 'postgresql:' && url.protocol !== 'postgres:') return fail(`must be a postgresql:// URL, not ${url.protocol}//`);
+  if (!url.hostname && !url.searchParams.get('host')) return fail('names no host');
+  return raw;
+};
+
+// RFC 1123 host names: LDH labels of 1-63 characters, at most 253 in all.
+const DNS_LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/i;
+const dnsNames = (raw: string): string[] => {
+  const names = raw.split(',').map((n) => n.trim()).filter((n) => n !== '');
+  if (names.length === 0) return fail('must name at least one DNS name');
+  for (const name of names) {
+    if (name.length > 253 || !name.split('.').every((label) => DNS_LABEL.test(label))) fail(`"${name}" is not a valid DNS name`);
+  }
+  return names;
+};
+
+const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+const level = (raw: string): Config['logLevel'] => {
+  const r = logLevel.safeParse(raw);
+  return r.success ? r.data : fail(`must be one of ${logLevel.options.join(', ')}, got "${raw}"`);
+};
+
+const SETTINGS = {
+  host: { env: 'WRIT_HOST', file: 'host', parse: nonEmpty, default: '127.0.0.1' },
+  port: { env: 'WRIT_PORT', file: 'port', parse: port, default: 8443 },
+  opsHost: { env: 'WRIT_OPS_HOST', file: 'ops_host', parse: nonEmpty },
+  opsPort: { env: 'WRIT_OPS_PORT', file: 'ops_port', parse: port, default: 9090 },
+  trustDomain: { env: 'WRIT_TRUST_DOMAIN', file: 'trust_domain', parse: trustDomain, default: 'writ.local' },
+  databaseUrl: { env: 'DATABASE_URL', file: 'database_url', parse: databaseUrl },
+  dataDir: { env: 'WRIT_DATA_DIR', file: 'data_dir', parse: nonEmpty, default: './data' },
+  caDir: { env: 'WRIT_CA_DIR', file: 'ca_dir', parse: nonEmpty, default: './certs' },
+  adminToken: { env: 'WRIT_ADMIN_TOKEN', file: 'admin_token', parse: (raw: string) => (raw.length >= 16 ? raw : fail('must be at least 16 characters long')) },
+  serverDnsNames: { env: 'WRIT_SERVER_DNS_NAMES', file: 'server_dns_names', parse: dnsNames, default: ['localhost'] },
+  caTtl: { env: 'WRIT_CA_TTL', file: 'ca_ttl', parse: duration, default: 365 * 86400 },
+  x509SvidMaxTtl: { env: 'WRIT_X509_SVID_MAX_TTL', file: 'x509_svid_max_ttl', parse: duration, default: 86400 },
+  bundleRefreshHint: { env: 'WRIT_BUNDLE_REFRESH_HINT', file: 'bundle_refresh_hint', parse: duration, default: 300 },
+  shutdownGrace: { env: 'WRIT_SHUTDOWN_GRACE', file: 'shutdown_grace', parse: duration, default: 25 },
+  logLevel: { env: 'WRIT_LOG_LEVEL', file: 'log_level', parse: level, default: 'info' },
+} satisfies { [K in keyof Config]-?: Setting<unknown> };
+
+/** The config file's keys, as documented in the README. */
+export const CONFIG_FILE_KEYS: readonly string[] = Object.values(SETTINGS).map((s) => s.file);
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError('WRIT_CONFIG', `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  let doc: unknown;
+  try {
+    doc = extname(path) === '.json' ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new ConfigError('WRIT_CONFIG', `${path} is not valid ${extname(path) === '.json' ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]}`);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError('WRIT_CONFIG', `${path} must hold a mapping of settings`);
+  const unknown = Object.keys(doc).filter((k) => !CONFIG_FILE_KEYS.includes(k));
+  if (unknown.length > 0) throw new ConfigError('WRIT_CONFIG', `${path} has unknown setting "${unknown[0]}" (known: ${CONFIG_FILE_KEYS.join(', ')})`);
+  return doc as Record<string, unknown>;
+}
+
+function fileValueToString(value: unknown): string | undefined {
+  if (value === null || value === undefined) return undefined;
+  if (Array.isArray(value)) return value.map(String).join(',');
+  if (typeof value === 'object') return undefined;
+  return String(value);
+}
+
+/**
+ * Reads the configuration from the environment and from the optional YAML or JSON file
+ * named by WRIT_CONFIG; the environment wins. Throws ConfigError naming the setting.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const file = env.WRIT_CONFIG ? readConfigFile(resolve(env.WRIT_CONFIG)) : {};
+  const out: Record<string, unknown> = {};
+  for (const [key, setting] of Object.entries(SETTINGS) as [string, Setting<unknown>][]) {
+    const fromEnv = env[setting.env];
+    const fromFile = fileValueToString(file[setting.file]);
+    if (file[setting.file] !== undefined && fromFile === undefined && fromEnv === undefined) {
+      throw new ConfigError(`${setting.file} (in ${env.WRIT_CONFIG})`, 'must be a string, a number or a list');
+    }
+    const raw = fromEnv !== undefined && fromEnv !== '' ? fromEnv : fromFile;
+    if (raw === undefined) {
+      out[key] = setting.default;
+      continue;
+    }
+    const name = fromEnv !== undefined && fromEnv !== '' ? setting.env : `${setting.file} (in ${env.WRIT_CONFIG})`;
+    try {
+      out[key] = setting.parse(raw);
+    } catch (err) {
+      throw new ConfigError(name, (err as Error).message);
+    }
+  }
+  out.opsHost ??= out.host;
+  return Object.freeze(out) as unknown as Config;
+}
+
+/** A DATABASE_URL with its password removed, safe to log. */
+export function redactDatabaseUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '<unparseable>';
+  }
+}

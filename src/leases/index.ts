@@ -1,0 +1,48 @@
+import type { PrismaClient } from '../db/generated/client';
+
+export type LeaseKind = 'x509-svid' | 'jwt-svid' | 'access-token';
+
+/** One issued credential. Written before the credential leaves the process. */
+export interface Lease {
+  readonly id: string;
+  readonly kind: LeaseKind;
+  readonly spiffeId: string;
+  readonly subject?: string | null;
+  readonly taskId?: string | null;
+  readonly audience?: readonly string[];
+  readonly issuedAt: Date;
+  readonly expiresAt: Date;
+  readonly revokedAt?: Date | null;
+  readonly revocationReason?: string | null;
+}
+
+/** Lease persistence. */
+export interface LeaseStore {
+  /** Records a new lease durably; resolves only once committed. */
+  record(lease: Lease): Promise<void>;
+  get(id: string): Promise<Lease | undefined>;
+}
+
+export class PrismaLeaseStore implements LeaseStore {
+  constructor(private readonly prisma: PrismaClient) {}
+
+  async record(lease: Lease): Promise<void> {
+    await this.prisma.lease.create({
+      data: {
+        id: lease.id,
+        kind: lease.kind,
+        spiffeId: lease.spiffeId,
+        subject: lease.subject ?? null,
+        taskId: lease.taskId ?? null,
+        audience: [...(lease.audience ?? [])],
+        issuedAt: lease.issuedAt,
+        expiresAt: lease.expiresAt,
+      },
+    });
+  }
+
+  async get(id: string): Promise<Lease | undefined> {
+    const row = await this.prisma.lease.findUnique({ where: { id } });
+    return row ? { ...row, kind: row.kind as LeaseKind } : undefined;
+  }
+}
