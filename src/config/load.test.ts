@@ -1,0 +1,113 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, loadConfig, redactDatabaseUrl } from '.';
+
+const dir = mkdtempSync(join(tmpdir(), 'writ-config-'));
+const file = (name: string, text: string) => {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+};
+
+/** The error loadConfig throws for `env`, as "setting: reason". */
+const failure = (env: NodeJS.ProcessEnv): string => {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return `${(err as ConfigError).setting}: ${(err as ConfigError).message}`;
+  }
+  throw new Error('expected a ConfigError');
+};
+
+describe('configuration', () => {
+  it('has the documented defaults', () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({
+      host: '127.0.0.1',
+      port: 8443,
+      opsHost: '127.0.0.1',
+      opsPort: 9090,
+      trustDomain: 'writ.local',
+      databaseUrl: undefined,
+      dataDir: './data',
+      caDir: './certs',
+      adminToken: undefined,
+      serverDnsNames: ['localhost'],
+    });
+  });
+
+  it('reads every documented environment variable', () => {
+    const c = loadConfig({
+      WRIT_HOST: '0.0.0.0',
+      WRIT_PORT: '443',
+      WRIT_OPS_PORT: '9100',
+      WRIT_TRUST_DOMAIN: 'prod.example.com',
+      DATABASE_URL: 'postgresql://writ:s3cret@db:5432/writ',
+      WRIT_DATA_DIR: '/var/lib/writ',
+      WRIT_CA_DIR: '/etc/writ/ca',
+      WRIT_ADMIN_TOKEN: 'a-long-enough-admin-token',
+      WRIT_SERVER_DNS_NAMES: 'writ.example.com, writ.svc.cluster.local',
+    });
+    expect(c).toMatchObject({
+      host: '0.0.0.0',
+      port: 443,
+      opsPort: 9100,
+      trustDomain: 'prod.example.com',
+      databaseUrl: 'postgresql://writ:s3cret@db:5432/writ',
+      dataDir: '/var/lib/writ',
+      caDir: '/etc/writ/ca',
+      adminToken: 'a-long-enough-admin-token',
+      serverDnsNames: ['writ.example.com', 'writ.svc.cluster.local'],
+    });
+  });
+
+  it('reads a YAML file named by WRIT_CONFIG, and the environment wins', () => {
+    const path = file('writ.yaml', 'trust_domain: from-file.example\nport: 9443\nserver_dns_names:\n  - a.example\n  - b.example\n');
+    const c = loadConfig({ WRIT_CONFIG: path, WRIT_PORT: '10443' });
+    expect(c.trustDomain).toBe('from-file.example');
+    expect(c.port).toBe(10443);
+    expect(c.serverDnsNames).toEqual(['a.example', 'b.example']);
+  });
+
+  it('reads a JSON file', () => {
+    const c = loadConfig({ WRIT_CONFIG: file('writ.json', JSON.stringify({ ops_port: 9200, ca_ttl: '30d' })) });
+    expect(c.opsPort).toBe(9200);
+    expect(c.caTtl).toBe(30 * 86400);
+  });
+
+  it.each([
+    [{ WRIT_TRUST_DOMAIN: 'Bad_Domain' }, 'WRIT_TRUST_DOMAIN: "Bad_Domain" is not a valid SPIFFE trust domain'],
+    [{ WRIT_TRUST_DOMAIN: 'spiffe://writ.local' }, 'WRIT_TRUST_DOMAIN: "spiffe://writ.local" is not a valid SPIFFE trust domain: trust domain must not contain a scheme or a port'],
+    [{ WRIT_TRUST_DOMAIN: 'writ.local:8443' }, 'WRIT_TRUST_DOMAIN: "writ.local:8443" is not a valid SPIFFE trust domain'],
+    [{ WRIT_PORT: 'https' }, 'WRIT_PORT: must be a port number from 0 to 65535, got "https"'],
+    [{ WRIT_PORT: '70000' }, 'WRIT_PORT: must be a port number'],
+    [{ WRIT_PORT: '-1' }, 'WRIT_PORT: must be a port number'],
+    [{ WRIT_OPS_PORT: '9090.5' }, 'WRIT_OPS_PORT: must be a port number'],
+    [{ DATABASE_URL: 'mysql://root@localhost/writ' }, 'DATABASE_URL: must be a postgresql:// URL'],
+    [{ DATABASE_URL: 'not a url' }, 'DATABASE_URL: is not a URL'],
+    [{ WRIT_SERVER_DNS_NAMES: 'ok.example,bad_name!' }, 'WRIT_SERVER_DNS_NAMES: "bad_name!" is not a valid DNS name'],
+    [{ WRIT_ADMIN_TOKEN: 'short' }, 'WRIT_ADMIN_TOKEN: must be at least 16 characters long'],
+    [{ WRIT_CA_TTL: 'forever' }, 'WRIT_CA_TTL: must be a positive duration'],
+    [{ WRIT_LOG_LEVEL: 'loud' }, 'WRIT_LOG_LEVEL: must be one of'],
+  ])('refuses %j naming the setting', (env, message) => {
+    expect(failure(env)).toContain(message);
+  });
+
+  it('names the file and key for a bad value in the config file', () => {
+    const path = file('bad.yaml', 'port: twelve\n');
+    expect(failure({ WRIT_CONFIG: path })).toBe(`port (in ${path}): must be a port number from 0 to 65535, got "twelve"`);
+  });
+
+  it('refuses unknown keys, unreadable and malformed config files', () => {
+    expect(failure({ WRIT_CONFIG: file('unknown.yaml', 'trust_domian: x\n') })).toMatch(/^WRIT_CONFIG: .* has unknown setting "trust_domian"/);
+    expect(failure({ WRIT_CONFIG: join(dir, 'missing.yaml') })).toMatch(/^WRIT_CONFIG: cannot read .*missing.yaml: ENOENT/);
+    expect(failure({ WRIT_CONFIG: file('broken.json', '{"port":') })).toMatch(/^WRIT_CONFIG: .*broken.json is not valid JSON/);
+    expect(failure({ WRIT_CONFIG: file('list.yaml', '- a\n- b\n') })).toMatch(/must hold a mapping/);
+  });
+
+  it('redacts the password of a database URL', () => {
+    expect(redactDatabaseUrl('postgresql://writ:s3cret@db:5432/writ')).toBe('postgresql://writ:***@db:5432/writ');
+  });
+});
