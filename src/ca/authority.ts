@@ -26,6 +26,8 @@ export interface X509SvidRequest {
   ipAddresses?: readonly string[];
 }
 
+const wholeSeconds = (ms: number): Date => new Date(Math.floor(ms / 1000) * 1000);
+
 /** Leaf validity starts this many seconds early to tolerate clock skew between peers. */
 const BACKDATE_SECONDS = 10;
 
@@ -54,8 +56,9 @@ export class CertificateAuthority {
   async signX509Svid(req: X509SvidRequest): Promise<X509Svid> {
     const now = this.deps.clock.now();
     if (now >= this.certificate.notAfter) throw new CaError('the CA certificate has expired', { setting: 'WRIT_CA_DIR' });
-    const notBefore = new Date(Math.max(now.getTime() - BACKDATE_SECONDS * 1000, this.certificate.notBefore.getTime()));
-    const notAfter = new Date(Math.min(now.getTime() + req.ttl * 1000, this.certificate.notAfter.getTime()));
+    // X.509 validity has whole seconds (RFC 5280 §4.1.2.5); round so the lease records exactly what the certificate says.
+    const notBefore = wholeSeconds(Math.max(now.getTime() - BACKDATE_SECONDS * 1000, this.certificate.notBefore.getTime()));
+    const notAfter = wholeSeconds(Math.min(now.getTime() + req.ttl * 1000, this.certificate.notAfter.getTime()));
     const serial = serialNumber(this.deps.random.bytes(16));
     const certificate = await x509.X509CertificateGenerator.create({
       serialNumber: serial,

@@ -72,10 +72,12 @@ export class BundleStore {
         }
       }
       await tx.authority.updateMany({ where: { trustDomain, retiredAt: null, id: { notIn: [...currentIds] } }, data: { retiredAt: now } });
-      const after = (await tx.authority.findMany({ where: { trustDomain } })) as StoredAuthority[];
-      const gone = after.filter((a) => !this.published(a, now)).map((a) => a.id);
+      const kept = (await tx.authority.findMany({ where: { trustDomain } })) as StoredAuthority[];
+      const gone = kept.filter((a) => !this.published(a, now)).map((a) => a.id);
       if (gone.length > 0) await tx.authority.deleteMany({ where: { id: { in: gone } } });
-      const ids = (list: StoredAuthority[]) => list.filter((a) => this.published(a, now)).map((a) => a.id).sort().join(',');
+      // Stored rows are the set last announced under the current sequence; pruning keeps it so.
+      const ids = (list: StoredAuthority[]) => list.map((a) => a.id).sort().join(',');
+      const after = kept.filter((a) => !gone.includes(a.id));
       if (ids(before) !== ids(after)) {
         await tx.bundle.update({ where: { trustDomain }, data: { sequence: { increment: 1n }, updatedAt: now } });
       }

@@ -9,12 +9,12 @@ export interface HttpsResponse {
 /** A request over TLS that trusts only `ca` (the broker's bundle), as a real client would. */
 export function httpsRequest(
   url: string,
-  opts: { ca: string; method?: string; headers?: Record<string, string>; body?: string; servername?: string; cert?: string; key?: string },
+  opts: { ca: string; insecure?: boolean; method?: string; headers?: Record<string, string>; body?: string; servername?: string; cert?: string; key?: string },
 ): Promise<HttpsResponse> {
   return new Promise((resolve, reject) => {
     const req = request(
       url,
-      { method: opts.method ?? 'GET', headers: opts.headers, ca: opts.ca, servername: opts.servername, cert: opts.cert, key: opts.key, agent: false },
+      { method: opts.method ?? 'GET', headers: opts.headers, ca: opts.ca, servername: opts.servername, cert: opts.cert, key: opts.key, agent: false, rejectUnauthorized: !opts.insecure },
       (res) => {
         let body = '';
         res.setEncoding('utf8');
