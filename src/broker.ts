@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Server } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { AdminCredentials } from './admin';
@@ -41,7 +41,6 @@ export interface Broker {
   readonly db: Database;
   readonly ca: CertificateAuthority;
   readonly jwtKey: JwtSigningKey;
-  readonly serverSvid: ServerSvid;
   readonly admin: AdminCredentials;
   readonly audit: AuditLog;
   readiness(): Promise<Readiness>;
@@ -55,36 +54,44 @@ const RENEWAL_CHECK_MS = 30_000;
 const BUNDLE_CACHE_SECONDS = 5;
 const SERVER_SVID_MAX_TTL = 86400;
 
-const listen = (server: Server | HttpsServer, port: number, host: string) =>
-  new Promise<AddressInfo>((resolve, reject) => {
-    server.once('error', reject);
+const showOnStderr = (token: string) => process.stderr.write(`writ: generated the bootstrap admin token (shown once, only its hash is kept): ${token}\n`);
+
+/** The bundle record of the CA's trust anchor. */
+export function x509AuthorityRecord(ca: CertificateAuthority): AuthorityRecord {
+  const der = new Uint8Array(ca.anchor.rawData);
+  return { id: createHash('sha256').update(der).digest('hex'), use: 'x509-svid', material: der, notBefore: ca.anchor.notBefore, notAfter: ca.anchor.notAfter };
+}
+
+/** The bundle record of the JWT signing key, published for as long as the CA it serves beside. */
+export function jwtAuthorityRecord(key: JwtSigningKey, ca: CertificateAuthority): AuthorityRecord {
+  return { id: key.kid, use: 'jwt-svid', material: Buffer.from(JSON.stringify(key.publicJwk)), notBefore: ca.certificate.notBefore, notAfter: ca.notAfter };
+}
+
+function listen(server: Server | HttpsServer, port: number, host: string, setting: string): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    const onError = (e: NodeJS.ErrnoException) => reject(new ConfigError(setting, `cannot listen on ${host}:${port}: ${e.code}`));
+    server.once('error', onError);
     server.listen(port, host, () => {
-      server.off('error', reject);
+      server.off('error', onError);
       resolve(server.address() as AddressInfo);
     });
   });
+}
 
 const urlOf = (scheme: string, a: AddressInfo) => `${scheme}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
 
-export const x509AuthorityRecord = (ca: CertificateAuthority): AuthorityRecord => {
-  const der = new Uint8Array(ca.anchor.rawData);
-  return { id: createHash('sha256').update(der).digest('hex'), use: 'x509-svid', material: der, notBefore: ca.anchor.notBefore, notAfter: ca.anchor.notAfter };
-};
-
-export const jwtAuthorityRecord = (key: JwtSigningKey, ca: CertificateAuthority): AuthorityRecord => ({
-  id: key.kid,
-  use: 'jwt-svid',
-  material: Buffer.from(JSON.stringify(key.publicJwk)),
-  notBefore: ca.certificate.notBefore,
-  // The JWT key is published for as long as the CA that it serves alongside.
-  notAfter: ca.notAfter,
-});
-
-/** Starts Writ: storage, CA, bundle, admin credential, the HTTPS API and the ops listener. */
+/**
+ * Starts Writ: CA material (checked before anything else), storage, the trust bundle,
+ * the admin credential, the broker's own SVID, the HTTPS API and the ops listener.
+ */
 export async function startBroker(config: Config, deps: BrokerDeps = {}): Promise<Broker> {
   const clock = deps.clock ?? systemClock;
   const random = deps.random ?? systemRandom;
   const logger = deps.logger ?? pino({ level: config.logLevel, base: { service: 'writ' } });
+
+  const ca = await loadOrCreateCertificateAuthority({ dir: config.caDir, trustDomain: config.trustDomain, caTtl: config.caTtl, clock, random });
+  for (const w of ca.warnings ?? []) logger.warn({ setting: 'WRIT_CA_DIR' }, w);
+  const jwtKey = await loadOrCreateJwtSigningKey({ dir: config.caDir });
 
   const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, clock, random, logger });
   try {
@@ -93,29 +100,22 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       'database ready',
     );
     const audit = new AuditLog(db.prisma, clock);
-    const ca = await loadOrCreateCertificateAuthority({ dir: config.caDir, trustDomain: config.trustDomain, caTtl: config.caTtl, clock, random });
-    for (const w of ca.warnings ?? []) logger.warn({ setting: 'WRIT_CA_DIR' }, w);
-    const jwtKey = await loadOrCreateJwtSigningKey({ dir: config.caDir });
-    if (ca.created) {
-      await audit.append({ type: 'ca.created', actor: 'writ', details: { subject: ca.value.certificate.subject, notAfter: ca.value.notAfter.toISOString() } });
-    }
+    if (ca.created) await audit.append({ type: 'ca.created', actor: 'writ', details: { subject: ca.value.certificate.subject, notAfter: ca.value.notAfter.toISOString() } });
     if (jwtKey.created) await audit.append({ type: 'jwt_key.created', actor: 'writ', details: { kid: jwtKey.value.kid } });
 
-    const bundleStore = new BundleStore(db.prisma, {
-      trustDomain: config.trustDomain,
-      refreshHint: config.bundleRefreshHint,
-      retiredGrace: config.x509SvidMaxTtl,
-      clock,
-    });
-    const bundleCache = new BundleCache(bundleStore, { clock, maxAgeSeconds: BUNDLE_CACHE_SECONDS, logger });
-    const bundle = await bundleStore.publish([x509AuthorityRecord(ca.value), jwtAuthorityRecord(jwtKey.value, ca.value)]);
-    bundleCache.prime(bundle);
+    const bundleStore = new BundleStore(db.prisma, { trustDomain: config.trustDomain, refreshHint: config.bundleRefreshHint, retiredGrace: config.x509SvidMaxTtl, clock });
+    const published = await bundleStore.publish([x509AuthorityRecord(ca.value), jwtAuthorityRecord(jwtKey.value, ca.value)]);
+    for (const [type, ids] of [['bundle.authority_added', published.added], ['bundle.authority_retired', published.retired], ['bundle.authority_removed', published.removed]] as const) {
+      for (const id of ids) await audit.append({ type, actor: 'writ', details: { authority: id, spiffeSequence: published.bundle.sequence } });
+    }
+    const bundle = new BundleCache(bundleStore, { clock, maxAgeSeconds: BUNDLE_CACHE_SECONDS, logger });
+    bundle.prime(published.bundle);
 
     const admin = await AdminCredentials.bootstrap(db.prisma, {
       configured: config.adminToken,
       random,
       onGenerated: async (token) => {
-        (deps.showAdminToken ?? ((t) => process.stderr.write(`writ: generated the bootstrap admin token (shown once, only its hash is kept): ${t}\n`)))(token);
+        (deps.showAdminToken ?? showOnStderr)(token);
         await audit.append({ type: 'admin_credential.generated', actor: 'writ' });
       },
     });
@@ -132,16 +132,15 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
         await audit.append({ type: 'svid.issued', actor: 'writ', details: { spiffeId: svid.spiffeId, serial: svid.serialNumber, notAfter: svid.notAfter.toISOString() } });
       },
     });
-    const anchorsPem = bundle.x509Authorities.map(certificateToPem).join('');
+    const anchorsPem = published.bundle.x509Authorities.map(certificateToPem).join('');
     const tlsOptions = (c: TlsCredentials) => ({ cert: c.certChainPem, key: c.keyPem, ca: anchorsPem });
-    const initial = await serverSvid.issue();
 
     let shuttingDown = false;
     const metrics = new HttpMetrics();
-    const app = createApiApp({ bundle: bundleCache, logger, metrics, random });
+    const app = createApiApp({ bundle, logger, metrics, random });
     const api = createHttpsServer(
       {
-        ...tlsOptions(initial),
+        ...tlsOptions(await serverSvid.issue()),
         requestCert: true, // mTLS is offered; routes that need it check the peer themselves
         rejectUnauthorized: false,
         minVersion: 'TLSv1.2',
@@ -154,13 +153,10 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
     );
     const readiness = async (): Promise<Readiness> => (shuttingDown ? { ready: false, reason: 'shutting down' } : db.readiness());
     const ops = createOpsServer({ readiness, metrics });
-
-    const apiAddress = await listen(api, config.port, config.host).catch((e: NodeJS.ErrnoException) => {
-      throw new ConfigError('WRIT_PORT', `cannot listen on ${config.host}:${config.port}: ${e.code}`);
-    });
-    const opsAddress = await listen(ops, config.opsPort, config.opsHost).catch((e: NodeJS.ErrnoException) => {
+    const apiAddress = await listen(api, config.port, config.host, 'WRIT_PORT');
+    const opsAddress = await listen(ops, config.opsPort, config.opsHost, 'WRIT_OPS_PORT').catch((e: unknown) => {
       api.close();
-      throw new ConfigError('WRIT_OPS_PORT', `cannot listen on ${config.opsHost}:${config.opsPort}: ${e.code}`);
+      throw e;
     });
 
     const renewServerSvidIfDue = async (): Promise<boolean> => {
@@ -176,10 +172,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
 
     const apiUrl = urlOf('https', apiAddress);
     const opsUrl = urlOf('http', opsAddress);
-    logger.info(
-      { api: apiUrl, ops: opsUrl, trustDomain: config.trustDomain, bundle: `${apiUrl}/v1/bundle`, spiffeSequence: bundle.sequence },
-      'writ listening',
-    );
+    logger.info({ api: apiUrl, ops: opsUrl, trustDomain: config.trustDomain, bundle: `${apiUrl}/v1/bundle`, spiffeSequence: published.bundle.sequence }, 'writ listening');
 
     let stopping: Promise<void> | undefined;
     const shutdown = () =>
@@ -188,31 +181,21 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
         clearInterval(renewal);
         logger.info('shutting down: no new connections; finishing in-flight requests');
         const closed = new Promise<void>((resolve) => api.close(() => resolve()));
-        api.closeIdleConnections();
         const idle = setInterval(() => api.closeIdleConnections(), 100);
         const force = setTimeout(() => api.closeAllConnections(), config.shutdownGrace * 1000);
+        api.closeIdleConnections();
         await closed;
         clearInterval(idle);
         clearTimeout(force);
-        await new Promise<void>((resolve) => ops.close(() => resolve()));
-        ops.closeAllConnections();
+        await new Promise<void>((resolve) => {
+          ops.close(() => resolve());
+          ops.closeAllConnections();
+        });
         await db.close();
         logger.info('shut down');
       })());
 
-    return {
-      apiUrl,
-      opsUrl,
-      db,
-      ca: ca.value,
-      jwtKey: jwtKey.value,
-      serverSvid,
-      admin,
-      audit,
-      readiness,
-      renewServerSvidIfDue,
-      shutdown,
-    };
+    return { apiUrl, opsUrl, db, ca: ca.value, jwtKey: jwtKey.value, admin, audit, readiness, renewServerSvidIfDue, shutdown };
   } catch (err) {
     await db.close().catch(() => undefined);
     throw err;

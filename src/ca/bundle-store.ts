@@ -27,6 +27,14 @@ export interface BundleStoreOptions {
   clock: Clock;
 }
 
+/** What a publish did: the resulting bundle and the authority IDs it added, retired and removed. */
+export interface PublishResult {
+  readonly bundle: TrustBundle;
+  readonly added: readonly string[];
+  readonly retired: readonly string[];
+  readonly removed: readonly string[];
+}
+
 /** Serializes bundle changes across replicas (pg_advisory_xact_lock). */
 const BUNDLE_LOCK_KEY = 0x57726974; // "Writ"
 
@@ -51,7 +59,7 @@ export class BundleStore {
    * others (they stay published for the grace period) and drops those whose publication
    * ended. Returns the resulting bundle.
    */
-  async publish(current: readonly AuthorityRecord[]): Promise<TrustBundle> {
+  async publish(current: readonly AuthorityRecord[]): Promise<PublishResult> {
     const { trustDomain } = this.opts;
     const now = this.opts.clock.now();
     return this.prisma.$transaction(async (tx) => {
@@ -63,15 +71,18 @@ export class BundleStore {
       await tx.bundle.upsert({ where: { trustDomain }, create: { trustDomain, sequence: 0n }, update: {} }); // the first publish makes it 1
       const before = (await tx.authority.findMany({ where: { trustDomain } })) as StoredAuthority[];
       const currentIds = new Set(current.map((a) => a.id));
+      const added: string[] = [];
       for (const a of current) {
         const existing = before.find((b) => b.id === a.id);
         if (!existing) {
           await tx.authority.create({ data: { ...a, material: Uint8Array.from(a.material), trustDomain } });
+          added.push(a.id);
         } else if (existing.retiredAt !== null) {
           await tx.authority.update({ where: { id: a.id }, data: { retiredAt: null } });
         }
       }
-      await tx.authority.updateMany({ where: { trustDomain, retiredAt: null, id: { notIn: [...currentIds] } }, data: { retiredAt: now } });
+      const retired = before.filter((b) => b.retiredAt === null && !currentIds.has(b.id)).map((b) => b.id);
+      await tx.authority.updateMany({ where: { id: { in: retired } }, data: { retiredAt: now } });
       const kept = (await tx.authority.findMany({ where: { trustDomain } })) as StoredAuthority[];
       const gone = kept.filter((a) => !this.published(a, now)).map((a) => a.id);
       if (gone.length > 0) await tx.authority.deleteMany({ where: { id: { in: gone } } });
@@ -81,7 +92,7 @@ export class BundleStore {
       if (ids(before) !== ids(after)) {
         await tx.bundle.update({ where: { trustDomain }, data: { sequence: { increment: 1n }, updatedAt: now } });
       }
-      return this.read(tx, now);
+      return { bundle: await this.read(tx, now), added, retired, removed: gone };
     });
   }
 

@@ -10,7 +10,7 @@ export {
   type CaStoreOptions,
 } from './store';
 export { BundleCache } from './bundle-cache';
-export { BundleStore, type AuthorityRecord, type BundleStoreOptions } from './bundle-store';
+export { BundleStore, type AuthorityRecord, type BundleStoreOptions, type PublishResult } from './bundle-store';
 export { ServerSvid, SERVER_SVID_PATH, type TlsCredentials } from './server-svid';
 export { CaError } from './errors';
 export { x509 } from './x509';

@@ -146,7 +146,14 @@ describe(`broker on ${process.env.TEST_DATABASE_URL ? 'PostgreSQL' : 'the embedd
 
   it('writes a verifiable, hash-chained audit trail of what it did', async () => {
     const events = await broker.db.prisma.auditEvent.findMany({ orderBy: { seq: 'asc' } });
-    expect(events.map((e) => e.type)).toEqual(['ca.created', 'jwt_key.created', 'admin_credential.generated', 'svid.issued']);
+    expect(events.map((e) => e.type)).toEqual([
+      'ca.created',
+      'jwt_key.created',
+      'bundle.authority_added',
+      'bundle.authority_added',
+      'admin_credential.generated',
+      'svid.issued',
+    ]);
     expect(await broker.audit.verify()).toBeUndefined();
   });
 

@@ -36,9 +36,11 @@ export async function createTestStore(): Promise<TestStore> {
   if (!usingPostgres()) {
     return { databaseUrl: undefined, dir, kind: 'embedded', drop: async () => rmSync(dir, { recursive: true, force: true }) };
   }
-  const name = `writ_test_${randomBytes(6).toString('hex')}`;
-  await adminQuery(`CREATE DATABASE "${name}"`);
+  // Named after the run's database, so a run's cleanup finds whatever a crashed test left.
   const url = new URL(process.env.TEST_DATABASE_URL!);
+  const base = decodeURIComponent(url.pathname.slice(1)) || 'writ';
+  const name = `${base}_${randomBytes(6).toString('hex')}`.slice(0, 63);
+  await adminQuery(`CREATE DATABASE "${name}"`);
   url.pathname = `/${name}`;
   return {
     databaseUrl: url.toString(),
