@@ -5,19 +5,16 @@ import { DomainError } from './core/errors';
 
 /** One line, naming the setting when there is one; never a stack trace. */
 function describe(err: unknown): string {
-  if (err instanceof DomainError) return err.setting ? `${err.setting}: ${err.message}` : err.message;
-  return `start-up failed: ${err instanceof Error ? err.message : String(err)}`;
+  const text = err instanceof DomainError ? (err.setting ? `${err.setting}: ${err.message}` : err.message) : `start-up failed: ${err instanceof Error ? err.message : String(err)}`;
+  return text.replace(/\s*\n\s*/g, ' ');
 }
 
 async function main(): Promise<void> {
-  let broker: Broker;
-  try {
-    broker = await startBroker(loadConfig(process.env));
-  } catch (err) {
-    process.stderr.write(`writ: ${describe(err).replace(/\s*\n\s*/g, ' ')}\n`);
-    process.exit(1);
-  }
+  let broker: Broker | undefined;
+  let stopSignal: string | undefined;
   const stop = (signal: string) => {
+    stopSignal = signal;
+    if (!broker) return; // still starting: shut down as soon as it is up
     process.stderr.write(`writ: ${signal} received, shutting down\n`);
     broker.shutdown().then(
       () => process.exit(0),
@@ -27,8 +24,16 @@ async function main(): Promise<void> {
       },
     );
   };
+  // Installed before start-up so that a signal arriving at any moment is handled.
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+  try {
+    broker = await startBroker(loadConfig(process.env));
+  } catch (err) {
+    process.stderr.write(`writ: ${describe(err)}\n`);
+    process.exit(1);
+  }
+  if (stopSignal) stop(stopSignal);
 }
 
 void main();
