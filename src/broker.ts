@@ -4,9 +4,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { AdminCredentials } from './admin';
-import { createApiApp } from './api/app';
-import { HttpMetrics } from './api/metrics';
-import { createOpsServer } from './api/ops';
+import { createApiApp, createOpsServer, HttpMetrics } from './api';
 import { AuditLog } from './audit';
 import {
   BundleCache,
@@ -20,8 +18,7 @@ import {
   type TlsCredentials,
 } from './ca';
 import { ConfigError, redactDatabaseUrl, type Config } from './config';
-import { systemClock, type Clock } from './core/clock';
-import { systemRandom, type Random } from './core/random';
+import { systemClock, systemRandom, type Clock, type Random } from './core';
 import { openDatabase, type Database, type Readiness } from './db';
 import { PrismaLeaseStore } from './leases';
 import { certificateToPem } from './spiffe/bundle';
@@ -99,12 +96,11 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       { database: config.databaseUrl ? redactDatabaseUrl(config.databaseUrl) : `embedded (${config.dataDir})`, applied: db.migrations.applied },
       'database ready',
     );
+    const bundleStore = new BundleStore(db.prisma, { trustDomain: config.trustDomain, refreshHint: config.bundleRefreshHint, retiredGrace: config.x509SvidMaxTtl, clock });
+    const published = await bundleStore.publish([x509AuthorityRecord(ca.value), jwtAuthorityRecord(jwtKey.value, ca.value)]);
     const audit = new AuditLog(db.prisma, clock);
     if (ca.created) await audit.append({ type: 'ca.created', actor: 'writ', details: { subject: ca.value.certificate.subject, notAfter: ca.value.notAfter.toISOString() } });
     if (jwtKey.created) await audit.append({ type: 'jwt_key.created', actor: 'writ', details: { kid: jwtKey.value.kid } });
-
-    const bundleStore = new BundleStore(db.prisma, { trustDomain: config.trustDomain, refreshHint: config.bundleRefreshHint, retiredGrace: config.x509SvidMaxTtl, clock });
-    const published = await bundleStore.publish([x509AuthorityRecord(ca.value), jwtAuthorityRecord(jwtKey.value, ca.value)]);
     for (const [type, ids] of [['bundle.authority_added', published.added], ['bundle.authority_retired', published.retired], ['bundle.authority_removed', published.removed]] as const) {
       for (const id of ids) await audit.append({ type, actor: 'writ', details: { authority: id, spiffeSequence: published.bundle.sequence } });
     }

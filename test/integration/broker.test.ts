@@ -7,7 +7,7 @@ import { startBroker, type Broker } from '../../src/broker';
 import { ManualClock } from '../../src/core/clock';
 import type { Config } from '../../src/config';
 import { generateP256, exportPkcs8Pem } from '../../src/ca/keys';
-import { createTestStore, type TestStore } from '../support/database';
+import { createTestStore, usingPostgres, type TestStore } from '../support/database';
 import { testConfig } from '../support/config';
 import { httpsRequest } from '../support/https';
 
@@ -196,6 +196,20 @@ describe('restart', () => {
     const later = JSON.parse((await httpsRequest(`${broker.apiUrl}/v1/bundle`, { ca: caPem, insecure: true })).body);
     expect(later.spiffe_sequence).toBe(3);
     expect(later.keys.filter((k: { use: string }) => k.use === 'x509-svid')).toHaveLength(1);
+  });
+
+  it('refuses to start on a database that holds another trust domain', async () => {
+    await broker.shutdown();
+    const other = testConfig(store, { WRIT_TRUST_DOMAIN: 'other.test', WRIT_CA_DIR: join(store.dir, 'other-certs') });
+    await expect(startBroker(other, { clock, logger })).rejects.toMatchObject({
+      setting: 'WRIT_TRUST_DOMAIN',
+      message: 'the database holds the bundle of trust domain "acme.test", not "other.test"',
+    });
+    broker = await start();
+  });
+
+  (usingPostgres() ? it.skip : it)('refuses a second broker on the same embedded database in one process', async () => {
+    await expect(start()).rejects.toMatchObject({ setting: 'WRIT_DATA_DIR', message: expect.stringContaining('already open in this process') });
   });
 
   it('renews its server SVID once two thirds of its life have passed', async () => {

@@ -1,0 +1,5 @@
+export { createApiApp, BODY_LIMIT, type ApiDeps } from './app';
+export { createOpsServer, type OpsDeps } from './ops';
+export { HttpMetrics } from './metrics';
+export { sendProblem, errorHandler, type Problem } from './problem';
+export type { BundleSource } from './bundle';
