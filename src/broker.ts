@@ -21,7 +21,7 @@ import { ConfigError, redactDatabaseUrl, type Config } from './config';
 import { systemClock, systemRandom, type Clock, type Random } from './core';
 import { openDatabase, type Database, type Readiness } from './db';
 import { PrismaLeaseStore } from './leases';
-import { certificateToPem } from './spiffe/bundle';
+import { certificateToPem, type TrustBundle } from './spiffe/bundle';
 
 export interface BrokerDeps {
   clock?: Clock;
@@ -87,8 +87,8 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
   const logger = deps.logger ?? pino({ level: config.logLevel, base: { service: 'writ' } });
 
   const ca = await loadOrCreateCertificateAuthority({ dir: config.caDir, trustDomain: config.trustDomain, caTtl: config.caTtl, clock, random });
-  for (const w of ca.warnings ?? []) logger.warn({ setting: 'WRIT_CA_DIR' }, w);
   const jwtKey = await loadOrCreateJwtSigningKey({ dir: config.caDir });
+  for (const w of [...(ca.warnings ?? []), ...(jwtKey.warnings ?? [])]) logger.warn({ setting: 'WRIT_CA_DIR' }, w);
 
   const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, clock, random, logger });
   try {
@@ -97,7 +97,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       'database ready',
     );
     const bundleStore = new BundleStore(db.prisma, { trustDomain: config.trustDomain, refreshHint: config.bundleRefreshHint, retiredGrace: config.x509SvidMaxTtl, clock });
-    const published = await bundleStore.publish([x509AuthorityRecord(ca.value), jwtAuthorityRecord(jwtKey.value, ca.value)]);
+    const published = await bundleStore.publish([x509AuthorityRecord(ca.value), jwtAuthorityRecord(jwtKey.value, ca.value)], { replace: config.caReplace });
     const audit = new AuditLog(db.prisma, clock);
     if (ca.created) await audit.append({ type: 'ca.created', actor: 'writ', details: { subject: ca.value.certificate.subject, notAfter: ca.value.notAfter.toISOString() } });
     if (jwtKey.created) await audit.append({ type: 'jwt_key.created', actor: 'writ', details: { kid: jwtKey.value.kid } });
@@ -128,15 +128,15 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
         await audit.append({ type: 'svid.issued', actor: 'writ', details: { spiffeId: svid.spiffeId, serial: svid.serialNumber, notAfter: svid.notAfter.toISOString() } });
       },
     });
-    const anchorsPem = published.bundle.x509Authorities.map(certificateToPem).join('');
-    const tlsOptions = (c: TlsCredentials) => ({ cert: c.certChainPem, key: c.keyPem, ca: anchorsPem });
+    // Client certificates are checked against the bundle's X.509 authorities, refreshed at each renewal.
+    const tlsOptions = (c: TlsCredentials, anchors: TrustBundle) => ({ cert: c.certChainPem, key: c.keyPem, ca: anchors.x509Authorities.map(certificateToPem).join('') });
 
     let shuttingDown = false;
     const metrics = new HttpMetrics();
     const app = createApiApp({ bundle, logger, metrics, random });
     const api = createHttpsServer(
       {
-        ...tlsOptions(await serverSvid.issue()),
+        ...tlsOptions(await serverSvid.issue(), published.bundle),
         requestCert: true, // mTLS is offered; routes that need it check the peer themselves
         rejectUnauthorized: false,
         minVersion: 'TLSv1.2',
@@ -147,7 +147,11 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
         app(req, res);
       },
     );
-    const readiness = async (): Promise<Readiness> => (shuttingDown ? { ready: false, reason: 'shutting down' } : db.readiness());
+    const readiness = async (): Promise<Readiness> => {
+      if (shuttingDown) return { ready: false, reason: 'shutting down' };
+      if (serverSvid.nearExpiry()) return { ready: false, reason: 'server SVID is near expiry and was not renewed' };
+      return db.readiness();
+    };
     const ops = createOpsServer({ readiness, metrics });
     const apiAddress = await listen(api, config.port, config.host, 'WRIT_PORT');
     const opsAddress = await listen(ops, config.opsPort, config.opsHost, 'WRIT_OPS_PORT').catch((e: unknown) => {
@@ -155,13 +159,17 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       throw e;
     });
 
-    const renewServerSvidIfDue = async (): Promise<boolean> => {
-      if (!serverSvid.dueForRenewal()) return false;
-      const next = await serverSvid.issue();
-      api.setSecureContext(tlsOptions(next));
-      logger.info({ spiffeId: next.svid.spiffeId, notAfter: next.svid.notAfter.toISOString() }, 'server SVID renewed');
-      return true;
-    };
+    let renewing: Promise<boolean> | undefined;
+    const renewServerSvidIfDue = (): Promise<boolean> =>
+      (renewing ??= (async () => {
+        if (shuttingDown || !serverSvid.dueForRenewal()) return false;
+        const next = await serverSvid.issue();
+        api.setSecureContext(tlsOptions(next, await bundle.current()));
+        logger.info({ spiffeId: next.svid.spiffeId, notAfter: next.svid.notAfter.toISOString() }, 'server SVID renewed');
+        return true;
+      })().finally(() => {
+        renewing = undefined;
+      }));
     const renewal = setInterval(() => {
       renewServerSvidIfDue().catch((err: Error) => logger.error({ err: { message: err.message } }, 'server SVID renewal failed'));
     }, RENEWAL_CHECK_MS).unref();
@@ -183,6 +191,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
         await closed;
         clearInterval(idle);
         clearTimeout(force);
+        await renewing?.catch(() => undefined); // a renewal in progress writes its lease first
         await new Promise<void>((resolve) => {
           ops.close(() => resolve());
           ops.closeAllConnections();

@@ -5,6 +5,7 @@ import { ManualClock } from '../core/clock';
 import { systemRandom } from '../core/random';
 import { openssl } from '../../test/support/openssl';
 import { generateP256 } from './keys';
+import { subtle } from './x509';
 import { loadOrCreateCertificateAuthority, ServerSvid, x509, type CertificateAuthority } from '.';
 
 const clock = new ManualClock('2026-11-27T12:00:00Z');
@@ -38,11 +39,31 @@ describe('X509-SVID profile', () => {
     expect(bc.critical).toBe(true);
   });
 
-  it('§4.3: keyUsage has digitalSignature and neither keyCertSign nor cRLSign, critical', () => {
+  it('§4.3: keyUsage is digitalSignature only for an EC key (RFC 8813: no keyEncipherment), critical', () => {
     const ku = leaf.getExtension(x509.KeyUsagesExtension)!;
     expect(ku.critical).toBe(true);
-    expect(ku.usages & x509.KeyUsageFlags.digitalSignature).toBeTruthy();
-    expect(ku.usages & (x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign)).toBe(0);
+    expect(ku.usages).toBe(x509.KeyUsageFlags.digitalSignature);
+  });
+
+  it('§4.3: an RSA subject key also gets keyEncipherment', async () => {
+    const rsa = (await subtle.generateKey({ name: 'RSASSA-PKCS1-v1_5', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' }, true, ['sign', 'verify'])) as CryptoKeyPair;
+    const svid = await ca.signX509Svid({ spiffeId: 'spiffe://writ.local/rsa', publicKey: rsa.publicKey, ttl: 60 });
+    expect(svid.certificate.getExtension(x509.KeyUsagesExtension)!.usages).toBe(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment);
+  });
+
+  it.each([
+    ['another trust domain', { spiffeId: 'spiffe://other.test/a' }, 'is not in trust domain "writ.local"'],
+    ['the trust domain itself', { spiffeId: 'spiffe://writ.local' }, 'needs a SPIFFE ID with a path'],
+    ['an invalid SPIFFE ID', { spiffeId: 'spiffe://writ.local/a/../b' }, '".."'],
+    ['a zero lifetime', { ttl: 0 }, 'lifetime must be a positive whole number'],
+    ['a fractional lifetime', { ttl: 1.5 }, 'lifetime must be a positive whole number'],
+    ['a bad DNS name', { dnsNames: ['*.writ.local'] }, '"*.writ.local" is not a valid DNS name'],
+    ['a bad IP address', { ipAddresses: ['300.1.1.1'] }, '"300.1.1.1" is not an IP address'],
+  ])('refuses to sign for %s', async (_, override, message) => {
+    const keys = await generateP256();
+    await expect(ca.signX509Svid({ spiffeId: 'spiffe://writ.local/a', publicKey: keys.publicKey, ttl: 60, ...override })).rejects.toThrow(
+      expect.objectContaining({ name: 'SvidRequestRejected', status: 400, message: expect.stringContaining(message) }),
+    );
   });
 
   it('§4.4: extKeyUsage serverAuth and clientAuth', () => {

@@ -1,6 +1,9 @@
+import { isIP } from 'node:net';
 import type { Clock } from '../core/clock';
+import { isDnsName } from '../core/dns';
+import { parseSpiffeId } from '../spiffe/id';
 import type { Random } from '../core/random';
-import { CaError } from './errors';
+import { CaError, SvidRequestRejected } from './errors';
 import type { SigningKey } from './keys';
 import { serialNumber, x509SvidExtensions } from './templates';
 import { x509 } from './x509';
@@ -37,6 +40,7 @@ const BACKDATE_SECONDS = 10;
  */
 export class CertificateAuthority {
   constructor(
+    readonly trustDomain: string,
     readonly certificate: x509.X509Certificate,
     readonly chain: readonly x509.X509Certificate[],
     private readonly key: SigningKey,
@@ -48,17 +52,36 @@ export class CertificateAuthority {
     return this.chain.length > 0 ? this.chain[this.chain.length - 1]! : this.certificate;
   }
 
+  /** The end of the chain's validity: no leaf outlives any certificate above it. */
   get notAfter(): Date {
-    return this.certificate.notAfter;
+    return new Date(Math.min(...[this.certificate, ...this.chain].map((c) => c.notAfter.getTime())));
+  }
+
+  /** Checks a request against what this CA signs; throws SvidRequestRejected. */
+  private check(req: X509SvidRequest): void {
+    let id;
+    try {
+      id = parseSpiffeId(req.spiffeId);
+    } catch (err) {
+      throw new SvidRequestRejected((err as Error).message);
+    }
+    if (id.trustDomain !== this.trustDomain) throw new SvidRequestRejected(`SPIFFE ID ${req.spiffeId} is not in trust domain "${this.trustDomain}"`);
+    if (id.path === '') throw new SvidRequestRejected('an X.509-SVID leaf needs a SPIFFE ID with a path'); // X509-SVID §2, §5.2
+    if (!Number.isInteger(req.ttl) || req.ttl <= 0) throw new SvidRequestRejected(`lifetime must be a positive whole number of seconds, got ${req.ttl}`);
+    const badDns = req.dnsNames?.find((n) => !isDnsName(n));
+    if (badDns !== undefined) throw new SvidRequestRejected(`"${badDns}" is not a valid DNS name`);
+    const badIp = req.ipAddresses?.find((ip) => isIP(ip) === 0);
+    if (badIp !== undefined) throw new SvidRequestRejected(`"${badIp}" is not an IP address`);
   }
 
   /** Signs an X.509-SVID from the X509-SVID leaf template. */
   async signX509Svid(req: X509SvidRequest): Promise<X509Svid> {
+    this.check(req);
     const now = this.deps.clock.now();
-    if (now >= this.certificate.notAfter) throw new CaError('the CA certificate has expired', { setting: 'WRIT_CA_DIR' });
+    if (now >= this.notAfter) throw new CaError('the CA certificate has expired', { setting: 'WRIT_CA_DIR' });
     // X.509 validity has whole seconds (RFC 5280 §4.1.2.5); round so the lease records exactly what the certificate says.
     const notBefore = wholeSeconds(Math.max(now.getTime() - BACKDATE_SECONDS * 1000, this.certificate.notBefore.getTime()));
-    const notAfter = wholeSeconds(Math.min(now.getTime() + req.ttl * 1000, this.certificate.notAfter.getTime()));
+    const notAfter = wholeSeconds(Math.min(now.getTime() + req.ttl * 1000, this.notAfter.getTime()));
     const serial = serialNumber(this.deps.random.bytes(16));
     const certificate = await x509.X509CertificateGenerator.create({
       serialNumber: serial,

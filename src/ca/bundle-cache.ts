@@ -2,11 +2,13 @@ import type { Logger } from 'pino';
 import type { Clock } from '../core/clock';
 import type { TrustBundle } from '../spiffe/bundle';
 import type { BundleStore } from './bundle-store';
+import { BundleUnavailable } from './errors';
 
 /**
  * The bundle as served: read from the database (shared by all replicas) at most once
- * per `maxAgeSeconds`. When a reload fails the last bundle read is served: a bundle
- * is public, and consumers already tolerate staleness up to spiffe_refresh_hint.
+ * per `maxAgeSeconds`. When a reload fails, the last bundle read is served for at most
+ * its refresh hint (consumers tolerate that much staleness by design); after that, and
+ * when nothing was ever read, the answer is BundleUnavailable (503).
  */
 export class BundleCache {
   #bundle: TrustBundle | undefined;
@@ -24,9 +26,12 @@ export class BundleCache {
     this.#loadedAt = this.opts.clock.now().getTime();
   }
 
+  private age(): number {
+    return (this.opts.clock.now().getTime() - this.#loadedAt) / 1000;
+  }
+
   async current(): Promise<TrustBundle> {
-    const fresh = this.#bundle && this.opts.clock.now().getTime() - this.#loadedAt < this.opts.maxAgeSeconds * 1000;
-    if (fresh) return this.#bundle!;
+    if (this.#bundle && this.age() < this.opts.maxAgeSeconds) return this.#bundle;
     this.#loading ??= this.store
       .load()
       .then((b) => {
@@ -34,9 +39,10 @@ export class BundleCache {
         return b;
       })
       .catch((err: Error) => {
-        if (!this.#bundle) throw err;
+        const last = this.#bundle;
+        if (!last || this.age() >= last.refreshHint) throw new BundleUnavailable('the trust bundle cannot be read now', { cause: err });
         this.opts.logger.warn({ err: { message: err.message } }, 'bundle reload failed; serving the last bundle read');
-        return this.#bundle;
+        return last;
       })
       .finally(() => {
         this.#loading = undefined;

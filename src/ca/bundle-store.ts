@@ -1,6 +1,6 @@
 import type { JsonWebKey } from 'node:crypto';
 import type { Clock } from '../core/clock';
-import type { PrismaClient } from '../db/generated/client';
+import type { Prisma, PrismaClient } from '../db/generated/client';
 import type { TrustBundle } from '../spiffe/bundle';
 import { CaError } from './errors';
 
@@ -38,10 +38,13 @@ export interface PublishResult {
 /** Serializes bundle changes across replicas (pg_advisory_xact_lock). */
 const BUNDLE_LOCK_KEY = 0x57726974; // "Writ"
 
+const USE_NAMES = { 'x509-svid': 'CA', 'jwt-svid': 'JWT signing key' } as const;
+
 /**
  * The trust bundle in the database, shared by every replica. An authority is published
  * from when it is added until it expires, or until `retiredGrace` after it retires.
- * spiffe_sequence increments exactly when the published set changes.
+ * spiffe_sequence increments exactly when the document changes (SPIFFE Trust Domain
+ * and Bundle §4.1.1): an authority added or removed, or a new refresh hint.
  */
 export class BundleStore {
   constructor(
@@ -55,12 +58,13 @@ export class BundleStore {
   }
 
   /**
-   * Makes `current` the authorities that sign from now on: adds new ones, retires the
-   * others (they stay published for the grace period) and drops those whose publication
-   * ended. Returns the resulting bundle.
+   * Makes `current` the authorities that sign from now on. Refuses when the bundle names
+   * another active authority (replicas must share one CA) unless `replace` is set; then
+   * the others retire and stay published for the grace period. Drops authorities whose
+   * publication ended.
    */
-  async publish(current: readonly AuthorityRecord[]): Promise<PublishResult> {
-    const { trustDomain } = this.opts;
+  async publish(current: readonly AuthorityRecord[], { replace = false } = {}): Promise<PublishResult> {
+    const { trustDomain, refreshHint } = this.opts;
     const now = this.opts.clock.now();
     return this.prisma.$transaction(async (tx) => {
       await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${BUNDLE_LOCK_KEY})`);
@@ -68,9 +72,18 @@ export class BundleStore {
       if (foreign) {
         throw new CaError(`the database holds the bundle of trust domain "${foreign.trustDomain}", not "${trustDomain}"`, { setting: 'WRIT_TRUST_DOMAIN' });
       }
-      await tx.bundle.upsert({ where: { trustDomain }, create: { trustDomain, sequence: 0n }, update: {} }); // the first publish makes it 1
+      // A new bundle starts at sequence 0 so that its first publish makes it 1.
+      const row = await tx.bundle.upsert({ where: { trustDomain }, create: { trustDomain, sequence: 0n, refreshHint }, update: {} });
       const before = (await tx.authority.findMany({ where: { trustDomain } })) as StoredAuthority[];
       const currentIds = new Set(current.map((a) => a.id));
+      const others = before.filter((b) => b.retiredAt === null && !currentIds.has(b.id) && this.published(b, now));
+      if (others.length > 0 && !replace) {
+        const o = others[0]!;
+        throw new CaError(
+          `the trust bundle's active ${USE_NAMES[o.use]} (${o.id.slice(0, 16)}…) is not the one in WRIT_CA_DIR: all replicas must share one CA; to replace it, start once with WRIT_CA_REPLACE=true`,
+          { setting: 'WRIT_CA_DIR' },
+        );
+      }
       const added: string[] = [];
       for (const a of current) {
         const existing = before.find((b) => b.id === a.id);
@@ -83,16 +96,12 @@ export class BundleStore {
       }
       const retired = before.filter((b) => b.retiredAt === null && !currentIds.has(b.id)).map((b) => b.id);
       await tx.authority.updateMany({ where: { id: { in: retired } }, data: { retiredAt: now } });
-      const kept = (await tx.authority.findMany({ where: { trustDomain } })) as StoredAuthority[];
-      const gone = kept.filter((a) => !this.published(a, now)).map((a) => a.id);
-      if (gone.length > 0) await tx.authority.deleteMany({ where: { id: { in: gone } } });
+      const removed = await this.prune(tx, now);
       // Stored rows are the set last announced under the current sequence; pruning keeps it so.
-      const ids = (list: StoredAuthority[]) => list.map((a) => a.id).sort().join(',');
-      const after = kept.filter((a) => !gone.includes(a.id));
-      if (ids(before) !== ids(after)) {
-        await tx.bundle.update({ where: { trustDomain }, data: { sequence: { increment: 1n }, updatedAt: now } });
-      }
-      return { bundle: await this.read(tx, now), added, retired, removed: gone };
+      const ids = (list: readonly { id: string }[]) => list.map((a) => a.id).sort().join(',');
+      const after = await tx.authority.findMany({ where: { trustDomain }, select: { id: true } });
+      if (ids(before) !== ids(after) || row.refreshHint !== refreshHint) await this.bump(tx, now);
+      return { bundle: await this.read(tx, now), added, retired, removed };
     });
   }
 
@@ -100,16 +109,29 @@ export class BundleStore {
   async load(): Promise<TrustBundle> {
     const now = this.opts.clock.now();
     return this.prisma.$transaction(async (tx) => {
-      const stale = ((await tx.authority.findMany({ where: { trustDomain: this.opts.trustDomain } })) as StoredAuthority[]).filter((a) => !this.published(a, now));
-      if (stale.length > 0) {
-        const { count } = await tx.authority.deleteMany({ where: { id: { in: stale.map((a) => a.id) } } });
-        if (count > 0) await tx.bundle.update({ where: { trustDomain: this.opts.trustDomain }, data: { sequence: { increment: 1n }, updatedAt: now } });
-      }
+      await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${BUNDLE_LOCK_KEY})`);
+      if ((await this.prune(tx, now)).length > 0) await this.bump(tx, now);
       return this.read(tx, now);
     });
   }
 
-  private async read(tx: Pick<PrismaClient, 'bundle' | 'authority'>, now: Date): Promise<TrustBundle> {
+  /** Deletes authorities whose publication ended; returns their IDs. */
+  private async prune(tx: Prisma.TransactionClient, now: Date): Promise<string[]> {
+    const rows = (await tx.authority.findMany({ where: { trustDomain: this.opts.trustDomain } })) as StoredAuthority[];
+    const gone = rows.filter((a) => !this.published(a, now)).map((a) => a.id);
+    if (gone.length === 0) return gone;
+    await tx.authority.deleteMany({ where: { id: { in: gone } } });
+    return gone;
+  }
+
+  private async bump(tx: Prisma.TransactionClient, now: Date): Promise<void> {
+    await tx.bundle.update({
+      where: { trustDomain: this.opts.trustDomain },
+      data: { sequence: { increment: 1n }, refreshHint: this.opts.refreshHint, updatedAt: now },
+    });
+  }
+
+  private async read(tx: Prisma.TransactionClient, now: Date): Promise<TrustBundle> {
     const { trustDomain } = this.opts;
     const bundle = await tx.bundle.findUnique({ where: { trustDomain } });
     if (!bundle) throw new CaError(`no bundle for trust domain "${trustDomain}"`);
@@ -118,7 +140,7 @@ export class BundleStore {
     return {
       trustDomain,
       sequence: Number(bundle.sequence),
-      refreshHint: this.opts.refreshHint,
+      refreshHint: bundle.refreshHint,
       x509Authorities: live.filter((a) => a.use === 'x509-svid').map((a) => new Uint8Array(a.material)),
       jwtAuthorities: live
         .filter((a) => a.use === 'jwt-svid')

@@ -12,5 +12,5 @@ export {
 export { BundleCache } from './bundle-cache';
 export { BundleStore, type AuthorityRecord, type BundleStoreOptions, type PublishResult } from './bundle-store';
 export { ServerSvid, SERVER_SVID_PATH, type TlsCredentials } from './server-svid';
-export { CaError } from './errors';
+export { CaError, BundleUnavailable, SvidRequestRejected } from './errors';
 export { x509 } from './x509';

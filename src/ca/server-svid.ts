@@ -52,6 +52,17 @@ export class ServerSvid {
     return this.opts.clock.now().getTime() >= c.notBefore.getTime() + life * RENEW_AT_FRACTION;
   }
 
+  /**
+   * Whether the current SVID is past five sixths of its life: renewal (due at two
+   * thirds) has been failing, and the broker should stop reporting ready.
+   */
+  nearExpiry(): boolean {
+    const c = this.#current?.svid;
+    if (!c) return true;
+    const life = c.notAfter.getTime() - c.notBefore.getTime();
+    return this.opts.clock.now().getTime() >= c.notBefore.getTime() + (life * 5) / 6;
+  }
+
   /** Issues a new server SVID with a new key and makes it current. */
   async issue(): Promise<TlsCredentials> {
     const keys = await generateP256();

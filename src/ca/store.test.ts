@@ -1,5 +1,5 @@
 import { X509Certificate as NodeX509 } from 'node:crypto';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ManualClock } from '../core/clock';
@@ -131,12 +131,34 @@ describe('CA files on disk', () => {
     await expect(loadOrCreateCertificateAuthority({ ...opts(a), clock: later })).rejects.toThrow(/expired at/);
   });
 
-  it('warns when the key is readable by others', async () => {
+  it('refuses a key that others can read, and warns when its group can', async () => {
     const a = fresh();
     await loadOrCreateCertificateAuthority(opts(a));
     chmodSync(join(a, 'ca.key'), 0o644);
+    await expect(loadOrCreateCertificateAuthority(opts(a))).rejects.toThrow(/ca.key has mode 644: a private key must not be readable by others/);
+    chmodSync(join(a, 'ca.key'), 0o640);
     const { warnings } = await loadOrCreateCertificateAuthority(opts(a));
-    expect(warnings).toEqual([expect.stringMatching(/readable by group or others \(mode 644\)/)]);
+    expect(warnings).toEqual([expect.stringMatching(/ca.key is readable by its group \(mode 640\)/)]);
+    await loadOrCreateJwtSigningKey({ dir: a });
+    chmodSync(join(a, 'jwt-signing.key'), 0o604);
+    await expect(loadOrCreateJwtSigningKey({ dir: a })).rejects.toThrow(/jwt-signing.key has mode 604/);
+  });
+
+  it('removes key temporaries that a dead process left behind, and keeps those of live ones', async () => {
+    const a = fresh();
+    const dead = join(a, 'ca.key.999999.0123456789ab.tmp');
+    const live = join(a, `ca.key.${process.pid}.0123456789ab.tmp`);
+    writeFileSync(dead, 'secret', { mode: 0o600 });
+    writeFileSync(live, 'secret', { mode: 0o600 });
+    await loadOrCreateCertificateAuthority(opts(a));
+    expect(existsSync(dead)).toBe(false);
+    expect(existsSync(live)).toBe(true);
+  });
+
+  it('names WRIT_CA_DIR when the directory cannot be made', async () => {
+    const a = fresh();
+    writeFileSync(join(a, 'file'), '');
+    await expect(loadOrCreateCertificateAuthority(opts(join(a, 'file', 'certs')))).rejects.toMatchObject({ setting: 'WRIT_CA_DIR', message: expect.stringMatching(/cannot create .*: ENOTDIR/) });
   });
 });
 
@@ -169,6 +191,18 @@ describe('operator-provided CA (made with openssl)', () => {
     writeFileSync(join(a, 'ca.crt'), readFileSync(join(a, 'int.crt'), 'utf8') + readFileSync(join(b, 'root.crt'), 'utf8'));
     copyFileSync(join(a, 'int.key'), join(a, 'ca.key'));
     await expect(loadOrCreateCertificateAuthority({ ...opts(a), clock: new ManualClock() })).rejects.toThrow('chain certificate 1 in ca.crt did not issue certificate 0');
+  });
+
+  it.each([
+    ['no keyUsage', ['-addext', 'basicConstraints=critical,CA:TRUE'], 'needs a critical keyUsage extension with keyCertSign'],
+    ['a non-critical keyUsage', ['-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=keyCertSign'], 'needs a critical keyUsage extension with keyCertSign'],
+    ['keyUsage without keyCertSign', ['-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,digitalSignature'], 'is not a CA certificate'], // OpenSSL's CA check already requires keyCertSign
+    ['two SPIFFE IDs', ['-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign', '-addext', 'subjectAltName=URI:spiffe://writ.local,URI:spiffe://evil.example'], 'carries 2 SPIFFE IDs'],
+    ['a SPIFFE ID with a path', ['-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign', '-addext', 'subjectAltName=URI:spiffe://writ.local/ca'], 'has a path; a signing certificate'],
+  ])('X509-SVID §4.3, §5.1: refuses a CA with %s', async (_, ext, message) => {
+    const dir = fresh();
+    openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-subj', '/CN=ca', '-days', '1', ...ext], { cwd: dir });
+    await expect(loadOrCreateCertificateAuthority({ ...opts(dir), clock: new ManualClock() })).rejects.toThrow(message);
   });
 
   it('refuses a certificate that is not a CA', async () => {

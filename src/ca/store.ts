@@ -5,10 +5,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { calculateJwkThumbprint } from 'jose';
 import type { Clock } from '../core/clock';
 import type { Random } from '../core/random';
-import { spiffeIdOf } from '../spiffe/id';
+import { parseSpiffeId, spiffeIdOf } from '../spiffe/id';
 import { CertificateAuthority } from './authority';
 import { CaError } from './errors';
-import { publishExclusive, readIfExists } from './files';
+import { publishExclusive, readIfExists, removeStaleTemporaries } from './files';
 import { exportPkcs8Pem, generateP256, importSigningKey, P256 } from './keys';
 import { serialNumber, signingCaExtensions } from './templates';
 import { x509 } from './x509';
@@ -54,6 +54,26 @@ function ensureDir(dir: string): void {
   } catch (e) {
     throw err(`cannot create ${dir}: ${(e as NodeJS.ErrnoException).code}`, e);
   }
+  removeStaleTemporaries(dir);
+}
+
+/** Publishes a new CA file, naming WRIT_CA_DIR when the file system refuses. */
+function publish(path: string, data: string, mode: number): boolean {
+  try {
+    return publishExclusive(path, data, mode);
+  } catch (e) {
+    throw err(`cannot write ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, e);
+  }
+}
+
+/**
+ * Checks who may read a key file: refuses one that others can read or one that group
+ * members can write; warns when group members can read (a shared fsGroup, say).
+ */
+function checkKeyMode(path: string, warnings: string[]): void {
+  const mode = statSync(path).mode & 0o777;
+  if (mode & 0o027) throw err(`${path} has mode ${mode.toString(8)}: a private key must not be readable by others (chmod 600)`);
+  if (mode & 0o040) warnings.push(`${path} is readable by its group (mode ${mode.toString(8)}); 600 is safer`);
 }
 
 function read(path: string): Buffer | undefined {
@@ -88,10 +108,8 @@ export async function loadOrCreateCertificateAuthority(opts: CaStoreOptions): Pr
   let created = false;
   if (!certPem && !keyPem) {
     const generated = await generateRootCa(opts);
-    created = publishExclusive(keyPath, generated.keyPem, 0o600);
-    if (created) {
-      publishExclusive(certPath, generated.certPem, 0o644);
-    }
+    created = publish(keyPath, generated.keyPem, 0o600);
+    if (created) publish(certPath, generated.certPem, 0o644);
     keyPem = read(keyPath);
     certPem = read(certPath) ?? (await waitFor(certPath, opts.concurrentWriterWaitMs ?? 10_000));
   } else if (keyPem && !certPem) {
@@ -100,8 +118,7 @@ export async function loadOrCreateCertificateAuthority(opts: CaStoreOptions): Pr
   if (!keyPem) throw err(`${certPath} is present but ${keyPath} is missing`);
   if (!certPem) throw err(`${keyPath} is present but ${certPath} is missing`);
   const warnings: string[] = [];
-  const mode = statSync(keyPath).mode & 0o777;
-  if (mode & 0o077) warnings.push(`${keyPath} is readable by group or others (mode ${mode.toString(8)}); it should be 600`);
+  checkKeyMode(keyPath, warnings);
   return { value: await parseCertificateAuthority(certPem.toString('utf8'), keyPem, opts), created, warnings };
 }
 
@@ -149,20 +166,41 @@ export async function parseCertificateAuthority(certPem: string, keyPem: Buffer 
     if (issuer && !(c.checkIssued(issuer) && c.verify(issuer.publicKey))) throw err(`chain certificate ${i + 1} in ${CA_CERT_FILE} did not issue certificate ${i}`);
   });
   const parsed = certs.map((c) => new x509.X509Certificate(c.raw));
-  const ku = parsed[0]!.getExtension(x509.KeyUsagesExtension);
-  if (ku && !(ku.usages & x509.KeyUsageFlags.keyCertSign)) throw err(`the CA certificate in ${CA_CERT_FILE} lacks keyUsage keyCertSign`);
-  const san = parsed[0]!.getExtension(x509.SubjectAlternativeNameExtension);
-  const spiffeUri = san?.names.items.find((n) => n.type === 'url' && n.value.startsWith('spiffe://'))?.value;
-  if (spiffeUri && new URL(spiffeUri).hostname !== opts.trustDomain) {
-    throw err(`the CA certificate is for trust domain "${new URL(spiffeUri).hostname}", not WRIT_TRUST_DOMAIN "${opts.trustDomain}"`);
-  }
+  parsed.forEach((c, i) => {
+    // X509-SVID §4.3: a signing certificate sets keyCertSign, in a critical keyUsage extension.
+    const ku = c.getExtension(x509.KeyUsagesExtension);
+    const what = i === 0 ? `the CA certificate in ${CA_CERT_FILE}` : `chain certificate ${i} in ${CA_CERT_FILE}`;
+    if (i === 0 && (!ku || !ku.critical)) throw err(`${what} needs a critical keyUsage extension with keyCertSign`);
+    if (ku && !(ku.usages & x509.KeyUsageFlags.keyCertSign)) throw err(`${what} lacks keyUsage keyCertSign`);
+  });
+  checkSigningCertificateId(parsed[0]!, opts.trustDomain);
   let signingKey;
   try {
     signingKey = await importSigningKey(keyPem);
   } catch (e) {
     throw err(`${CA_KEY_FILE}: ${(e as Error).message}`, e);
   }
-  return new CertificateAuthority(parsed[0]!, parsed.slice(1), signingKey, opts);
+  return new CertificateAuthority(opts.trustDomain, parsed[0]!, parsed.slice(1), signingKey, opts);
+}
+
+/**
+ * A signing certificate may carry a SPIFFE ID: exactly one, of the trust domain itself,
+ * with no path (X509-SVID §3, §5.1). Other URI SANs are not SPIFFE's concern.
+ */
+function checkSigningCertificateId(cert: x509.X509Certificate, trustDomain: string): void {
+  const uris = (cert.getExtension(x509.SubjectAlternativeNameExtension)?.names.items ?? [])
+    .filter((n) => n.type === 'url' && n.value.toLowerCase().startsWith('spiffe:'))
+    .map((n) => n.value);
+  if (uris.length === 0) return;
+  if (uris.length > 1) throw err(`the CA certificate in ${CA_CERT_FILE} carries ${uris.length} SPIFFE IDs; a certificate has at most one`);
+  let id;
+  try {
+    id = parseSpiffeId(uris[0]!);
+  } catch (e) {
+    throw err(`the CA certificate's SPIFFE ID is invalid: ${(e as Error).message}`, e);
+  }
+  if (id.trustDomain !== trustDomain) throw err(`the CA certificate is for trust domain "${id.trustDomain}", not WRIT_TRUST_DOMAIN "${trustDomain}"`);
+  if (id.path !== '') throw err(`the CA certificate's SPIFFE ID ${id.uri} has a path; a signing certificate's must not`);
 }
 
 /** Loads the JWT signing key from `dir`, or generates an ES256 key on first start. */
@@ -174,9 +212,11 @@ export async function loadOrCreateJwtSigningKey(opts: Pick<CaStoreOptions, 'dir'
   let created = false;
   if (!pem) {
     const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    created = publishExclusive(path, privateKey.export({ format: 'pem', type: 'pkcs8' }) as string, 0o600);
+    created = publish(path, privateKey.export({ format: 'pem', type: 'pkcs8' }) as string, 0o600);
     pem = read(path)!;
   }
+  const warnings: string[] = [];
+  checkKeyMode(path, warnings);
   let privateKey: KeyObject;
   try {
     privateKey = createPrivateKey(pem);
@@ -189,5 +229,5 @@ export async function loadOrCreateJwtSigningKey(opts: Pick<CaStoreOptions, 'dir'
   const { kty, crv, x, y } = privateKey.export({ format: 'jwk' });
   const publicJwk = { kty, crv, x, y } as JsonWebKey;
   const kid = await calculateJwkThumbprint(publicJwk as Parameters<typeof calculateJwkThumbprint>[0], 'sha256'); // RFC 7638
-  return { value: { kid, alg: 'ES256', privateKey, publicJwk }, created };
+  return { value: { kid, alg: 'ES256', privateKey, publicJwk }, created, warnings };
 }

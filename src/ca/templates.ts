@@ -30,8 +30,12 @@ export async function x509SvidExtensions(profile: LeafProfile, publicKey: Crypto
   ];
   return [
     new x509.BasicConstraintsExtension(false, undefined, true), // X509-SVID §4.1: leaf sets cA false
-    // §4.3: leaf has digitalSignature, may have keyEncipherment/keyAgreement, never keyCertSign/cRLSign; critical
-    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment | x509.KeyUsageFlags.keyAgreement, true),
+    // §4.3: digitalSignature, never keyCertSign/cRLSign, critical. keyEncipherment only for
+    // RSA keys: RFC 8813 §3 forbids it for EC keys.
+    new x509.KeyUsagesExtension(
+      x509.KeyUsageFlags.digitalSignature | (publicKey.algorithm.name.startsWith('RSA') ? x509.KeyUsageFlags.keyEncipherment : 0),
+      true,
+    ),
     new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth], false), // §4.4
     new x509.SubjectAlternativeNameExtension(san, false),
     await x509.SubjectKeyIdentifierExtension.create(publicKey),

@@ -35,6 +35,7 @@ describe('configuration', () => {
       caDir: './certs',
       adminToken: undefined,
       serverDnsNames: ['localhost'],
+      caReplace: false,
     });
   });
 
@@ -91,6 +92,8 @@ describe('configuration', () => {
     [{ WRIT_ADMIN_TOKEN: 'short' }, 'WRIT_ADMIN_TOKEN: must be at least 16 characters long'],
     [{ WRIT_CA_TTL: 'forever' }, 'WRIT_CA_TTL: must be a positive duration'],
     [{ WRIT_LOG_LEVEL: 'loud' }, 'WRIT_LOG_LEVEL: must be one of'],
+    [{ WRIT_CA_REPLACE: 'maybe' }, 'WRIT_CA_REPLACE: must be true or false, got "maybe"'],
+    [{ DATABASE_URL: 'postgresql://db/writ?schema=writ' }, 'DATABASE_URL: the "schema" parameter is not supported'],
   ])('refuses %j naming the setting', (env, message) => {
     expect(failure(env)).toContain(message);
   });
@@ -109,5 +112,6 @@ describe('configuration', () => {
 
   it('redacts the password of a database URL', () => {
     expect(redactDatabaseUrl('postgresql://writ:s3cret@db:5432/writ')).toBe('postgresql://writ:***@db:5432/writ');
+    expect(redactDatabaseUrl('postgresql://db/writ?user=writ&password=s3cret&sslpassword=k3y')).toBe('postgresql://db/writ?user=writ&password=***&sslpassword=***');
   });
 });

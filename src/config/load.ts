@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { extname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { isDnsName } from '../core/dns';
 import { parseDuration } from '../core/duration';
 import { trustDomainProblem } from '../spiffe/id';
 import { ConfigError } from './errors';
@@ -19,6 +20,11 @@ export interface Config {
   readonly databaseUrl: string | undefined;
   readonly dataDir: string;
   readonly caDir: string;
+  /**
+   * Lets this start replace the CA (and JWT key) that the bundle in the database names
+   * with the ones in caDir. Without it Writ refuses, so replicas never sign with different CAs.
+   */
+  readonly caReplace: boolean;
   /** Bootstrap admin bearer credential; undefined lets Writ generate one on first start. */
   readonly adminToken: string | undefined;
   readonly serverDnsNames: readonly string[];
@@ -71,18 +77,25 @@ const databaseUrl = (raw: string): string => {
   }
   if (url.protocol !== 'postgresql:' && url.protocol !== 'postgres:') return fail(`must be a postgresql:// URL, not ${url.protocol}//`);
   if (!url.hostname && !url.searchParams.get('host')) return fail('names no host');
+  // Writ keeps its tables in the database's default schema; one database per deployment.
+  if (url.searchParams.has('schema')) return fail('the "schema" parameter is not supported: give Writ a database of its own');
   return raw;
 };
 
-// RFC 1123 host names: LDH labels of 1-63 characters, at most 253 in all.
-const DNS_LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/i;
 const dnsNames = (raw: string): string[] => {
   const names = raw.split(',').map((n) => n.trim()).filter((n) => n !== '');
   if (names.length === 0) return fail('must name at least one DNS name');
   for (const name of names) {
-    if (name.length > 253 || !name.split('.').every((label) => DNS_LABEL.test(label))) fail(`"${name}" is not a valid DNS name`);
+    if (!isDnsName(name)) fail(`"${name}" is not a valid DNS name`);
   }
   return names;
+};
+
+const bool = (raw: string): boolean => {
+  const v = raw.trim().toLowerCase();
+  if (['true', '1', 'yes'].includes(v)) return true;
+  if (['false', '0', 'no'].includes(v)) return false;
+  return fail(`must be true or false, got "${raw}"`);
 };
 
 const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
@@ -100,6 +113,7 @@ const SETTINGS = {
   databaseUrl: { env: 'DATABASE_URL', file: 'database_url', parse: databaseUrl },
   dataDir: { env: 'WRIT_DATA_DIR', file: 'data_dir', parse: nonEmpty, default: './data' },
   caDir: { env: 'WRIT_CA_DIR', file: 'ca_dir', parse: nonEmpty, default: './certs' },
+  caReplace: { env: 'WRIT_CA_REPLACE', file: 'ca_replace', parse: bool, default: false },
   adminToken: { env: 'WRIT_ADMIN_TOKEN', file: 'admin_token', parse: (raw: string) => (raw.length >= 16 ? raw : fail('must be at least 16 characters long')) },
   serverDnsNames: { env: 'WRIT_SERVER_DNS_NAMES', file: 'server_dns_names', parse: dnsNames, default: ['localhost'] },
   caTtl: { env: 'WRIT_CA_TTL', file: 'ca_ttl', parse: duration, default: 365 * 86400 },
@@ -168,11 +182,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return Object.freeze(out) as unknown as Config;
 }
 
-/** A DATABASE_URL with its password removed, safe to log. */
+/** Connection parameters that carry secrets (libpq and node-postgres names). */
+const SECRET_PARAMS = ['password', 'sslpassword', 'sslkey'];
+
+/** A DATABASE_URL with its password and secret parameters masked, safe to log. */
 export function redactDatabaseUrl(url: string): string {
   try {
     const u = new URL(url);
     if (u.password) u.password = '***';
+    for (const p of SECRET_PARAMS) if (u.searchParams.has(p)) u.searchParams.set(p, '***');
     return u.toString();
   } catch {
     return '<unparseable>';

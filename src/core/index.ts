@@ -3,3 +3,4 @@ export { systemClock, ManualClock, type Clock } from './clock';
 export { systemRandom, type Random } from './random';
 export { parseDuration } from './duration';
 export { canonicalJson } from './canonical-json';
+export { isDnsName } from './dns';

@@ -1,10 +1,13 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Clock } from '../core/clock';
 import type { Random } from '../core/random';
 import { MigrationError } from './errors';
 import type { SqlSession } from './session';
+
+const sha256 = (text: string) => createHash('sha256').update(text).digest();
 
 /** A migration in Prisma's layout: prisma/migrations/<timestamp>_<name>/migration.sql. */
 export interface Migration {
@@ -45,7 +48,7 @@ export function loadMigrations(dir: string = MIGRATIONS_DIR): Migration[] {
     .sort()
     .map((name) => {
       const sql = readFileSync(join(dir, name, 'migration.sql'), 'utf8');
-      return { name, sql, checksum: createHash('sha256').update(sql).digest('hex') };
+      return { name, sql, checksum: sha256(sql).toString('hex') };
     });
 }
 
@@ -64,9 +67,9 @@ interface HistoryRow extends Record<string, unknown> {
 export async function migrate(
   session: SqlSession,
   migrations: readonly Migration[],
-  deps: { clock: Clock; random: Random },
+  deps: { clock: Clock; random: Random; lockTimeoutMs?: number },
 ): Promise<MigrationResult> {
-  await session.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+  await takeLock(session, deps.lockTimeoutMs ?? LOCK_TIMEOUT_MS);
   try {
     await session.exec(CREATE_HISTORY);
     const history = await session.query<HistoryRow>(
@@ -81,7 +84,7 @@ export async function migrate(
       }
       const done = rows.find((r) => r.finished_at !== null);
       if (done) {
-        if (done.checksum !== m.checksum) throw new MigrationError(`migration ${m.name} was modified after it was applied (checksum differs)`);
+        if (!checksumMatches(done.checksum, m.sql)) throw new MigrationError(`migration ${m.name} was modified after it was applied (checksum differs)`);
         alreadyApplied.push(m.name);
         continue;
       }
@@ -105,6 +108,32 @@ export async function migrate(
   } finally {
     await session.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]).catch(() => undefined);
   }
+}
+
+/** How long to wait for another process's migration before giving up (Prisma waits 10 s; migrations can take longer). */
+const LOCK_TIMEOUT_MS = 60_000;
+
+/** Takes the migration lock, polling so that a stuck holder cannot hang start-up forever. */
+async function takeLock(session: SqlSession, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const [row] = await session.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [MIGRATION_LOCK_KEY]);
+    if (row?.locked) return;
+    if (Date.now() >= deadline) {
+      throw new MigrationError(`another process has held the migration lock (pg_advisory_lock ${MIGRATION_LOCK_KEY}) for ${Math.round(timeoutMs / 1000)} s`, { setting: 'DATABASE_URL' });
+    }
+    await sleep(100);
+  }
+}
+
+/**
+ * Whether a recorded checksum is that of `sql`, accepting what `prisma migrate` accepts:
+ * the file with LF or CRLF line endings, and the unpadded hex of older Prisma versions.
+ */
+export function checksumMatches(recorded: string, sql: string): boolean {
+  const lf = sql.replace(/\r\n/g, '\n');
+  const variants = [sql, lf, lf.replace(/\n/g, '\r\n')].map(sha256);
+  return variants.some((d) => d.toString('hex') === recorded || (recorded.length !== 64 && [...d].map((b) => b.toString(16)).join('') === recorded));
 }
 
 /** Names of the migrations the database records as applied. */

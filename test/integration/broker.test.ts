@@ -180,21 +180,36 @@ describe('restart', () => {
     expect(broker.admin.verify(shownTokens[0]!)).toBe(true);
   });
 
-  it('bumps the sequence when the CA changes, and keeps the old authority published for the grace period', async () => {
+  it('bumps the sequence when the refresh hint changes', async () => {
+    await broker.shutdown();
+    broker = await startBroker({ ...config, bundleRefreshHint: 120 }, { clock, logger });
+    expect(JSON.parse((await get('/v1/bundle')).body)).toMatchObject({ spiffe_sequence: 2, spiffe_refresh_hint: 120 });
+    await broker.shutdown();
+    broker = await start();
+    expect(JSON.parse((await get('/v1/bundle')).body)).toMatchObject({ spiffe_sequence: 3, spiffe_refresh_hint: 300 });
+  });
+
+  it('refuses a CA that differs from the bundle\'s (replicas must share one) unless told to replace it', async () => {
     await broker.shutdown();
     rmSync(join(config.caDir, 'ca.crt'));
     rmSync(join(config.caDir, 'ca.key'));
-    broker = await start();
+    await expect(start()).rejects.toMatchObject({ setting: 'WRIT_CA_DIR', message: expect.stringMatching(/^the trust bundle's active CA \([0-9a-f]{16}…\) is not the one in WRIT_CA_DIR/) });
+    const rejected = readFileSync(join(config.caDir, 'ca.crt'), 'utf8');
+    broker = await startBroker({ ...config, caReplace: true }, { clock, logger });
+    expect(readFileSync(join(config.caDir, 'ca.crt'), 'utf8')).toBe(rejected);
+  });
+
+  it('bumps the sequence when the CA is replaced, and keeps the old authority published for the grace period', async () => {
     caPem = readFileSync(join(config.caDir, 'ca.crt'), 'utf8');
     const doc = JSON.parse((await get('/v1/bundle')).body);
-    expect(doc.spiffe_sequence).toBe(2);
+    expect(doc.spiffe_sequence).toBe(4);
     expect(doc.keys.filter((k: { use: string }) => k.use === 'x509-svid')).toHaveLength(2);
     clock.advance(config.x509SvidMaxTtl + 1);
     await broker.shutdown();
     broker = await start();
     // The broker now lives a day ahead of the TLS client's clock: skip certificate checks for this read.
     const later = JSON.parse((await httpsRequest(`${broker.apiUrl}/v1/bundle`, { ca: caPem, insecure: true })).body);
-    expect(later.spiffe_sequence).toBe(3);
+    expect(later.spiffe_sequence).toBe(5);
     expect(later.keys.filter((k: { use: string }) => k.use === 'x509-svid')).toHaveLength(1);
   });
 
@@ -225,10 +240,25 @@ describe('restart', () => {
     expect(after.subjectaltname).toContain('URI:spiffe://acme.test/writ/server');
     expect(await leases()).toBe(leasesBefore + 1);
   });
-  it('reports not ready, with the reason, once the database is gone', async () => {
+  it('reports not ready when its server SVID nears expiry unrenewed', async () => {
+    clock.advance(21 * 3600); // past five sixths of 24 h, without the renewal timer having run
+    const res = await ops('/readyz');
+    expect(res.status).toBe(503);
+    expect(await res.json()).toEqual({ status: 'not ready', reason: 'server SVID is near expiry and was not renewed' });
+    expect(await broker.renewServerSvidIfDue()).toBe(true);
+    expect((await ops('/readyz')).status).toBe(200);
+  });
+
+  it('reports not ready, and answers the bundle with 503 once its cache is stale, when the database is gone', async () => {
     await broker.db.close();
     const res = await ops('/readyz');
     expect(res.status).toBe(503);
-    expect(await res.json()).toMatchObject({ status: 'not ready' });
+    expect(await res.json()).toMatchObject({ status: 'not ready', reason: expect.stringMatching(/database/) });
+    clock.advance(10); // past the 5 s cache, within the refresh hint: the last bundle read is served
+    expect((await httpsRequest(`${broker.apiUrl}/v1/bundle`, { ca: caPem, insecure: true })).status).toBe(200);
+    clock.advance(300); // past the refresh hint
+    const stale = await httpsRequest(`${broker.apiUrl}/v1/bundle`, { ca: caPem, insecure: true });
+    expect(stale.status).toBe(503);
+    expect(JSON.parse(stale.body)).toMatchObject({ type: 'urn:writ:problem:bundle-unavailable', status: 503 });
   });
 });

@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemClock } from '../../src/core/clock';
 import { systemRandom } from '../../src/core/random';
-import { loadMigrations, migrate, MigrationError, type SqlSession } from '../../src/db';
+import { loadMigrations, migrate, MIGRATION_LOCK_KEY, MigrationError, type SqlSession } from '../../src/db';
 import { MIGRATIONS_DIR } from '../../src/db/migrate';
-import { createTestStore, type TestStore } from '../support/database';
+import { createTestStore, usingPostgres, type TestStore } from '../support/database';
 import { openSessions } from '../support/sessions';
 
 const deps = { clock: systemClock, random: systemRandom };
@@ -75,6 +75,20 @@ describe('migrator (Prisma migration layout and history)', () => {
     expect(tables).toEqual([]);
     const history = await sessions[0]!.query("SELECT 1 FROM \"_prisma_migrations\" WHERE migration_name = '29990101000000_broken'");
     expect(history).toEqual([]);
+  });
+
+  (usingPostgres() ? it : it.skip)('gives up, naming DATABASE_URL, when another process holds the migration lock too long', async () => {
+    const [holder, waiter] = sessions as [SqlSession, SqlSession];
+    await holder.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+    try {
+      await expect(migrate(waiter, loadMigrations(), { ...deps, lockTimeoutMs: 300 })).rejects.toMatchObject({
+        name: 'MigrationError',
+        setting: 'DATABASE_URL',
+        message: `another process has held the migration lock (pg_advisory_lock ${MIGRATION_LOCK_KEY}) for 0 s`,
+      });
+    } finally {
+      await holder.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]);
+    }
   });
 
   it('keeps the audit trail append-only', async () => {

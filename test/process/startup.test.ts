@@ -8,7 +8,13 @@ import { httpsRequest } from '../support/https';
 import { openssl } from '../support/openssl';
 import { brokerEnv, spawnWrit, MAIN, type WritProcess } from '../support/process';
 
-let store: TestStore;
+/** Each test's brokers get a database of their own (a deployment shares one CA per database). */
+const stores: TestStore[] = [];
+const freshStore = async () => {
+  const s = await createTestStore();
+  stores.push(s);
+  return s;
+};
 const running: WritProcess[] = [];
 const start = (cwd: string, env: Record<string, string | undefined>) => {
   const p = spawnWrit(cwd, env);
@@ -18,11 +24,10 @@ const start = (cwd: string, env: Record<string, string | undefined>) => {
 
 beforeAll(async () => {
   if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npm run build\` (npm test does)`);
-  store = await createTestStore();
 });
 afterAll(async () => {
   for (const p of running) if (p.child.exitCode === null) p.child.kill('SIGKILL');
-  await store.drop();
+  for (const s of stores) await s.drop();
 });
 
 const fresh = () => mkdtempSync(join(tmpdir(), 'writ-proc-'));
@@ -67,6 +72,7 @@ describe('start-up with bad configuration exits non-zero with one line naming th
 describe('a fresh start (the README quick start)', () => {
   it('creates ./certs and ./data, shows the admin token once, and serves the bundle', async () => {
     const cwd = fresh();
+    const store = await freshStore();
     const p = start(cwd, store.databaseUrl ? { DATABASE_URL: store.databaseUrl } : {});
     const { apiUrl, opsUrl } = await p.ready;
     expect((await fetch(`${opsUrl}/readyz`)).status).toBe(200);
@@ -90,6 +96,7 @@ describe('a fresh start (the README quick start)', () => {
 describe('SIGTERM', () => {
   it('stops accepting, finishes the in-flight request, closes the database and exits 0', async () => {
     const dir = fresh();
+    const store = await freshStore();
     const p = start(dir, brokerEnv(dir, store.databaseUrl));
     const { apiUrl, opsUrl } = await p.ready;
     const ca = readFileSync(join(dir, 'certs', 'ca.crt'), 'utf8');
@@ -131,6 +138,7 @@ describe('two brokers starting at once on one database', () => {
       : 'the embedded database admits one: the other exits with a clear reason',
     async () => {
       const dir = fresh();
+      const store = await freshStore();
       const env = brokerEnv(dir, store.databaseUrl);
       const a = start(dir, env);
       const b = start(dir, env);

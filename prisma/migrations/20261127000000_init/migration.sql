@@ -2,6 +2,7 @@
 CREATE TABLE "bundle" (
     "trust_domain" TEXT NOT NULL,
     "sequence" BIGINT NOT NULL DEFAULT 1,
+    "refresh_hint" INTEGER NOT NULL,
     "updated_at" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
 
     CONSTRAINT "bundle_pkey" PRIMARY KEY ("trust_domain")
