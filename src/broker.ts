@@ -4,7 +4,8 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { AdminCredentials } from './admin';
-import { createApiApp, createOpsServer, HttpMetrics } from './api';
+import { adminRouter, bundleRouter, createApiApp, createOpsServer, HttpMetrics, svidRouter } from './api';
+import { EntryStore, JoinTokenAttestor, JoinTokens, SvidIssuer, type Attestor } from './attestation';
 import { AuditLog } from './audit';
 import {
   BundleCache,
@@ -29,6 +30,8 @@ export interface BrokerDeps {
   logger?: Logger;
   /** Shows a generated admin token to the operator. Default: one line on stderr. */
   showAdminToken?: (token: string) => void;
+  /** Attestors besides join_token (oidc, x509pop), built from configuration. */
+  attestors?: readonly Attestor[];
 }
 
 /** A running broker. */
@@ -133,7 +136,18 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
 
     let shuttingDown = false;
     const metrics = new HttpMetrics();
-    const app = createApiApp({ bundle, logger, metrics, random });
+    const entries = new EntryStore(db.prisma);
+    const joinTokens = new JoinTokens(db.prisma, { clock, random });
+    const attestors: Attestor[] = [new JoinTokenAttestor(joinTokens), ...(deps.attestors ?? [])];
+    const issuer = new SvidIssuer({ ca: ca.value, jwtKey: jwtKey.value, entries, leases, audit, attestors, clock, random });
+    const auth = { admin, entries, leases, clock, trustDomain: config.trustDomain };
+    const limits = { trustDomain: config.trustDomain, x509SvidMaxTtl: config.x509SvidMaxTtl, jwtSvidMaxTtl: config.jwtSvidMaxTtl };
+    const app = createApiApp({
+      routers: [bundleRouter(bundle), svidRouter({ ...auth, issuer, bundle }), adminRouter({ ...auth, joinTokens, audit, limits })],
+      logger,
+      metrics,
+      random,
+    });
     const api = createHttpsServer(
       {
         ...tlsOptions(await serverSvid.issue(), published.bundle),

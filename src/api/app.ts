@@ -1,7 +1,6 @@
-import express, { type Express } from 'express';
+import express, { type Express, type Router } from 'express';
 import type { Logger } from 'pino';
 import type { Random } from '../core/random';
-import { bundleRouter, type BundleSource } from './bundle';
 import { requestLogger } from './logging';
 import type { HttpMetrics } from './metrics';
 import { errorHandler, notFound } from './problem';
@@ -10,7 +9,8 @@ import { errorHandler, notFound } from './problem';
 export const BODY_LIMIT = '64kb';
 
 export interface ApiDeps {
-  bundle: BundleSource;
+  /** The routers of each domain's endpoints, mounted in order. */
+  routers: readonly Router[];
   logger: Logger;
   metrics: HttpMetrics;
   random: Random;
@@ -25,7 +25,7 @@ export function createApiApp(deps: ApiDeps): Express {
   app.use(requestLogger(deps.logger, deps.random));
   app.use(express.json({ limit: BODY_LIMIT, type: ['application/json', 'application/*+json'] }));
   app.use(express.urlencoded({ limit: BODY_LIMIT, extended: false }));
-  app.use(bundleRouter(deps.bundle));
+  for (const router of deps.routers) app.use(router);
   app.use(notFound);
   app.use(errorHandler(deps.logger));
   return app;

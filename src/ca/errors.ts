@@ -17,3 +17,25 @@ export class SvidRequestRejected extends DomainError {
   readonly type = problemType('invalid-svid-request');
   readonly status = 400;
 }
+
+/** Why a CSR was refused; each a stable problem type (urn:writ:problem:<code>). */
+export type CsrRejection = 'csr-invalid' | 'key-too-weak' | 'unsupported-key';
+
+/**
+ * A PKCS#10 CSR refused: not one PEM CERTIFICATE REQUEST, malformed, a signature that does
+ * not verify (no proof of possession), or a key Writ does not certify. The message names
+ * the rule and is safe to show the caller; parser detail goes in `cause`.
+ */
+export class CsrRejected extends DomainError {
+  readonly type: string;
+  readonly status = 400;
+
+  constructor(
+    readonly code: CsrRejection,
+    message: string,
+    cause?: unknown,
+  ) {
+    super(message, { cause });
+    this.type = problemType(code);
+  }
+}

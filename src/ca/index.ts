@@ -12,5 +12,6 @@ export {
 export { BundleCache } from './bundle-cache';
 export { BundleStore, type AuthorityRecord, type BundleStoreOptions, type PublishResult } from './bundle-store';
 export { ServerSvid, SERVER_SVID_PATH, type TlsCredentials } from './server-svid';
-export { CaError, BundleUnavailable, SvidRequestRejected } from './errors';
+export { parseCsr, MAX_CSR_PEM_LENGTH, MIN_RSA_MODULUS_BITS, type VerifiedCsr, type CsrKeyType } from './csr';
+export { CaError, BundleUnavailable, SvidRequestRejected, CsrRejected, type CsrRejection } from './errors';
 export { x509 } from './x509';

@@ -32,6 +32,8 @@ export interface Config {
   readonly caTtl: number;
   /** Longest X.509-SVID lifetime Writ issues, in seconds. */
   readonly x509SvidMaxTtl: number;
+  /** Longest JWT-SVID lifetime Writ issues, in seconds. */
+  readonly jwtSvidMaxTtl: number;
   /** spiffe_refresh_hint of the trust bundle, in seconds. */
   readonly bundleRefreshHint: number;
   /** How long SIGTERM waits for in-flight requests before closing connections, in seconds. */
@@ -118,6 +120,7 @@ const SETTINGS = {
   serverDnsNames: { env: 'WRIT_SERVER_DNS_NAMES', file: 'server_dns_names', parse: dnsNames, default: ['localhost'] },
   caTtl: { env: 'WRIT_CA_TTL', file: 'ca_ttl', parse: duration, default: 365 * 86400 },
   x509SvidMaxTtl: { env: 'WRIT_X509_SVID_MAX_TTL', file: 'x509_svid_max_ttl', parse: duration, default: 86400 },
+  jwtSvidMaxTtl: { env: 'WRIT_JWT_SVID_MAX_TTL', file: 'jwt_svid_max_ttl', parse: duration, default: 3600 },
   bundleRefreshHint: { env: 'WRIT_BUNDLE_REFRESH_HINT', file: 'bundle_refresh_hint', parse: duration, default: 300 },
   shutdownGrace: { env: 'WRIT_SHUTDOWN_GRACE', file: 'shutdown_grace', parse: duration, default: 25 },
   logLevel: { env: 'WRIT_LOG_LEVEL', file: 'log_level', parse: level, default: 'info' },

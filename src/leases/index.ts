@@ -14,6 +14,8 @@ export interface Lease {
   readonly expiresAt: Date;
   readonly revokedAt?: Date | null;
   readonly revocationReason?: string | null;
+  /** X.509-SVIDs: the certificate serial number, hex. */
+  readonly serial?: string | null;
 }
 
 /** Lease persistence. */
@@ -21,6 +23,8 @@ export interface LeaseStore {
   /** Records a new lease durably; resolves only once committed. */
   record(lease: Lease): Promise<void>;
   get(id: string): Promise<Lease | undefined>;
+  /** The lease of the X.509-SVID with this serial, if it is neither expired nor revoked at `now`. */
+  activeBySerial(serial: string, now: Date): Promise<Lease | undefined>;
 }
 
 export class PrismaLeaseStore implements LeaseStore {
@@ -37,8 +41,14 @@ export class PrismaLeaseStore implements LeaseStore {
         audience: [...(lease.audience ?? [])],
         issuedAt: lease.issuedAt,
         expiresAt: lease.expiresAt,
+        serial: lease.serial ?? null,
       },
     });
+  }
+
+  async activeBySerial(serial: string, now: Date): Promise<Lease | undefined> {
+    const row = await this.prisma.lease.findFirst({ where: { serial, revokedAt: null, expiresAt: { gt: now } } });
+    return row ? { ...row, kind: row.kind as LeaseKind } : undefined;
   }
 
   async get(id: string): Promise<Lease | undefined> {

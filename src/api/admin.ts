@@ -1,0 +1,107 @@
+import { Router, type Request } from 'express';
+import { z } from 'zod';
+import type { AuditLog } from '../audit';
+import { entrySchema, EntryError, type EntryLimits, type EntryStore, type RegistrationEntry } from '../attestation/entries';
+import type { JoinTokens } from '../attestation/join-token';
+import { requireAdmin, type AuthDeps } from './auth';
+import { parseWith } from './validate';
+
+export interface AdminDeps extends AuthDeps {
+  entries: EntryStore;
+  joinTokens: JoinTokens;
+  audit: AuditLog;
+  limits: EntryLimits;
+}
+
+/** The admin API's view of an entry (snake_case, as it was written). */
+export function entryView(e: RegistrationEntry) {
+  return {
+    id: e.id,
+    spiffe_id: e.spiffeId,
+    selectors: e.selectors,
+    x509_svid_ttl: e.x509SvidTtl,
+    jwt_svid_ttl: e.jwtSvidTtl,
+    dns_names: e.dnsNames,
+    admin: e.admin,
+    enabled: e.enabled,
+    metadata: e.metadata,
+    created_at: e.createdAt.toISOString(),
+    updated_at: e.updatedAt.toISOString(),
+  };
+}
+
+const listQuery = z.strictObject({
+  spiffe_id_prefix: z.string().max(2048).optional(),
+  selector: z.string().max(1024).optional(),
+  enabled: z.enum(['true', 'false']).transform((v) => v === 'true').optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(500),
+  after: z.uuid().optional(),
+});
+
+const MAX_JOIN_TOKEN_TTL = 7 * 86400;
+const joinTokenRequest = z
+  .strictObject({
+    spiffe_id: z.string().max(2048).optional(),
+    entry_id: z.uuid().optional(),
+    ttl: z.number().int().min(1).max(MAX_JOIN_TOKEN_TTL).default(600),
+  })
+  .refine((r) => (r.spiffe_id === undefined) !== (r.entry_id === undefined), { message: 'give exactly one of spiffe_id and entry_id' });
+
+/** /v1/admin: registration entries and join tokens. Every route needs an admin caller. */
+export function adminRouter(deps: AdminDeps): Router {
+  const router = Router();
+  const schema = entrySchema(deps.limits);
+  const actor = (req: Request) => req.principal ?? 'admin';
+  router.use('/v1/admin', requireAdmin(deps));
+
+  router.get('/v1/admin/entries', async (req, res) => {
+    const q = parseWith(listQuery, req.query);
+    const entries = await deps.entries.list({ spiffeIdPrefix: q.spiffe_id_prefix, selector: q.selector, enabled: q.enabled }, { limit: q.limit, after: q.after });
+    res.json({ entries: entries.map(entryView), ...(entries.length === q.limit && { next_after: entries.at(-1)!.id }) });
+  });
+
+  router.post('/v1/admin/entries', async (req, res) => {
+    const entry = await deps.entries.create(parseWith(schema, req.body));
+    await deps.audit.append({ type: 'entry.created', actor: actor(req), details: { entryId: entry.id, spiffeId: entry.spiffeId, selectors: entry.selectors, admin: entry.admin } });
+    res.status(201).location(`/v1/admin/entries/${entry.id}`).json(entryView(entry));
+  });
+
+  router.get('/v1/admin/entries/:id', async (req, res) => {
+    res.json(entryView(await deps.entries.require(req.params.id)));
+  });
+
+  router.patch('/v1/admin/entries/:id', async (req, res) => {
+    const patch = parseWith(schema.partial(), req.body);
+    const fields = Object.keys(req.body ?? {});
+    if (fields.length === 0) throw new EntryError(400, 'invalid-entry', 'the update names no field');
+    // Only the fields the caller sent: the schema's defaults are for creation, not updates.
+    const entry = await deps.entries.update(req.params.id, Object.fromEntries(fields.map((k) => [k, patch[k as keyof typeof patch]])));
+    await deps.audit.append({ type: 'entry.updated', actor: actor(req), details: { entryId: entry.id, fields: fields.sort() } });
+    res.json(entryView(entry));
+  });
+
+  router.delete('/v1/admin/entries/:id', async (req, res) => {
+    await deps.entries.delete(req.params.id);
+    await deps.audit.append({ type: 'entry.deleted', actor: actor(req), details: { entryId: req.params.id } });
+    res.status(204).end();
+  });
+
+  router.post('/v1/admin/join-tokens', async (req, res) => {
+    const body = parseWith(joinTokenRequest, req.body);
+    let entry: RegistrationEntry;
+    if (body.entry_id !== undefined) entry = await deps.entries.require(body.entry_id);
+    else {
+      const named = (await deps.entries.list({ spiffeIdPrefix: body.spiffe_id })).filter((e) => e.spiffeId === body.spiffe_id);
+      if (named.length === 0) throw new EntryError(404, 'entry-not-found', `no registration entry for ${body.spiffe_id}`);
+      if (named.length > 1) throw new EntryError(400, 'invalid-entry', `${named.length} entries name ${body.spiffe_id}; give entry_id`);
+      entry = named[0]!;
+    }
+    if (!entry.enabled) throw new EntryError(400, 'invalid-entry', `the entry for ${entry.spiffeId} is disabled`);
+    const issued = await deps.joinTokens.create(entry.id, body.ttl);
+    await deps.audit.append({ type: 'join_token.created', actor: actor(req), details: { entryId: entry.id, spiffeId: entry.spiffeId, expiresAt: issued.expiresAt.toISOString() } });
+    res.status(201).setHeader('Cache-Control', 'no-store');
+    res.json({ token: issued.token, expires_at: issued.expiresAt.toISOString(), entry_id: entry.id, spiffe_id: entry.spiffeId });
+  });
+
+  return router;
+}

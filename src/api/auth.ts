@@ -1,0 +1,85 @@
+import type { RequestHandler } from 'express';
+import type { AdminCredentials } from '../admin';
+import type { EntryStore } from '../attestation/entries';
+import type { PeerSvid } from '../attestation/issuer';
+import type { Clock } from '../core/clock';
+import { DomainError, problemType } from '../core/errors';
+import type { LeaseStore } from '../leases';
+import { peerSvid } from './peer';
+
+/** 401: no credentials, or credentials that do not verify. */
+export class Unauthenticated extends DomainError {
+  readonly type = problemType('unauthenticated');
+  readonly status = 401;
+}
+
+/** 403: a verified caller that may not do this. */
+export class Forbidden extends DomainError {
+  readonly type = problemType('forbidden');
+  readonly status = 403;
+}
+
+export interface AuthDeps {
+  admin: AdminCredentials;
+  entries: EntryStore;
+  leases: LeaseStore;
+  clock: Clock;
+  trustDomain: string;
+}
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    /** Who the caller is, once authenticated: "admin" (bearer) or a SPIFFE ID. */
+    principal?: string;
+    /** The caller's verified, live X.509-SVID on mTLS routes. */
+    svid?: PeerSvid;
+  }
+}
+
+/** A verified client SVID that is also live (its lease neither expired nor revoked), or undefined. */
+async function liveSvid(req: Parameters<RequestHandler>[0], deps: Omit<AuthDeps, 'admin' | 'entries'>): Promise<PeerSvid | undefined> {
+  const svid = peerSvid(req, deps.trustDomain);
+  if (!svid) return undefined;
+  const lease = await deps.leases.activeBySerial(svid.serial, deps.clock.now());
+  return lease && lease.spiffeId === svid.spiffeId ? svid : undefined;
+}
+
+/** mTLS routes: the caller must present a current, unrevoked X.509-SVID of this broker. */
+export function requireSvid(deps: Omit<AuthDeps, 'admin' | 'entries'>): RequestHandler {
+  return async (req, _res, next) => {
+    const svid = await liveSvid(req, deps);
+    if (!svid) throw new Unauthenticated('this route needs a current X.509-SVID of this trust domain as the TLS client certificate');
+    req.svid = svid;
+    req.principal = svid.spiffeId;
+    next();
+  };
+}
+
+/**
+ * Admin routes: `Authorization: Bearer <admin token>` (compared in constant time), or
+ * an mTLS SVID whose registration entry has `admin: true`. No credentials or a bad
+ * token: 401. A verified SVID that is not an admin: 403.
+ */
+export function requireAdmin(deps: AuthDeps): RequestHandler {
+  return async (req, res, next) => {
+    const header = req.headers.authorization;
+    if (header !== undefined) {
+      const m = /^Bearer ([\x21-\x7e]{1,512})$/.exec(header);
+      if (!m || !deps.admin.verify(m[1]!)) {
+        res.setHeader('WWW-Authenticate', 'Bearer error="invalid_token"'); // RFC 6750 §3
+        throw new Unauthenticated('the bearer token is not the admin credential');
+      }
+      req.principal = 'admin';
+      return next();
+    }
+    const svid = await liveSvid(req, deps);
+    if (!svid) {
+      res.setHeader('WWW-Authenticate', 'Bearer');
+      throw new Unauthenticated('admin routes need the admin bearer token or an admin X.509-SVID');
+    }
+    if (!(await deps.entries.isAdmin(svid.spiffeId))) throw new Forbidden(`${svid.spiffeId} is not an admin`);
+    req.principal = svid.spiffeId;
+    req.svid = svid;
+    next();
+  };
+}

@@ -1,0 +1,58 @@
+import { Router } from 'express';
+import { z } from 'zod';
+import type { IssuedX509Svid, SvidIssuer } from '../attestation/issuer';
+import { toPemBundle } from '../spiffe/bundle';
+import { requireSvid, type AuthDeps } from './auth';
+import type { BundleSource } from './bundle';
+import { peerCertificates } from './peer';
+import { parseWith } from './validate';
+
+export interface SvidRouteDeps extends Omit<AuthDeps, 'admin' | 'entries'> {
+  issuer: SvidIssuer;
+  bundle: BundleSource;
+}
+
+const csr = z.string().min(1).max(16 * 1024);
+const attestRequest = z.strictObject({
+  attestor: z.string().min(1).max(64),
+  evidence: z.record(z.string(), z.unknown()).default({}),
+  csr,
+});
+const renewRequest = z.strictObject({ csr });
+const jwtSvidRequest = z.strictObject({
+  audience: z.array(z.string().min(1).max(1024)).min(1).max(16), // JWT-SVID §3.2: at least one audience
+});
+
+/** /v1/attest, /v1/svid/renew (mTLS) and /v1/jwt-svid (mTLS). */
+export function svidRouter(deps: SvidRouteDeps): Router {
+  const router = Router();
+  const answer = async (issued: IssuedX509Svid) => ({
+    spiffe_id: issued.spiffeId,
+    svid: issued.chainPem,
+    expires_at: issued.svid.notAfter.toISOString(),
+    bundle: toPemBundle(await deps.bundle.current()),
+  });
+
+  router.post('/v1/attest', async (req, res) => {
+    const body = parseWith(attestRequest, req.body);
+    const issued = await deps.issuer.attest(body, { peerCertificates: peerCertificates(req) });
+    res.status(201).setHeader('Cache-Control', 'no-store');
+    res.json(await answer(issued));
+  });
+
+  router.post('/v1/svid/renew', requireSvid(deps), async (req, res) => {
+    const body = parseWith(renewRequest, req.body);
+    const issued = await deps.issuer.renew(req.svid!, body.csr);
+    res.status(201).setHeader('Cache-Control', 'no-store');
+    res.json(await answer(issued));
+  });
+
+  router.post('/v1/jwt-svid', requireSvid(deps), async (req, res) => {
+    const body = parseWith(jwtSvidRequest, req.body);
+    const jwt = await deps.issuer.jwtSvid(req.svid!, body.audience);
+    res.status(201).setHeader('Cache-Control', 'no-store');
+    res.json({ token: jwt.token, spiffe_id: jwt.spiffeId, expires_at: jwt.expiresAt.toISOString() });
+  });
+
+  return router;
+}

@@ -1,0 +1,174 @@
+import { z } from 'zod';
+import { DomainError, problemType } from '../core/errors';
+import { isDnsName } from '../core/dns';
+import type { Prisma, PrismaClient } from '../db/generated/client';
+import { parseSpiffeId } from '../spiffe/id';
+import { selectorProblem } from './selectors';
+
+/** What an MCP connector's entry says about it, for people and for policy. */
+export interface ConnectorMetadata {
+  owner?: string;
+  description?: string;
+  /** The MCP server the connector fronts. */
+  mcp_server_uri?: string;
+  /** The tools it offers. */
+  tools?: string[];
+}
+
+/** Who may be what: a SPIFFE ID and the selectors that earn it. */
+export interface RegistrationEntry {
+  readonly id: string;
+  readonly spiffeId: string;
+  readonly selectors: readonly string[];
+  /** Seconds. */
+  readonly x509SvidTtl: number;
+  readonly jwtSvidTtl: number;
+  readonly dnsNames: readonly string[];
+  /** May call the admin API with its SVID. */
+  readonly admin: boolean;
+  readonly enabled: boolean;
+  readonly metadata: ConnectorMetadata;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+}
+
+export class EntryError extends DomainError {
+  readonly type: string;
+  constructor(
+    readonly status: 400 | 404,
+    code: 'invalid-entry' | 'entry-not-found',
+    message: string,
+  ) {
+    super(message);
+    this.type = problemType(code);
+  }
+}
+
+export interface EntryLimits {
+  trustDomain: string;
+  /** Caps on the SVID lifetimes an entry may ask for, in seconds. */
+  x509SvidMaxTtl: number;
+  jwtSvidMaxTtl: number;
+}
+
+export const DEFAULT_X509_SVID_TTL = 3600;
+export const DEFAULT_JWT_SVID_TTL = 300;
+
+/**
+ * The request schema of an entry (snake_case, as the admin API speaks), checking what
+ * the SPIFFE-ID specification and Writ's limits require. `partial` for updates.
+ */
+export function entrySchema(limits: EntryLimits) {
+  const spiffeId = z.string().superRefine((v, ctx) => {
+    try {
+      const id = parseSpiffeId(v);
+      if (id.trustDomain !== limits.trustDomain) ctx.addIssue({ code: 'custom', message: `SPIFFE ID must be in trust domain "${limits.trustDomain}"` });
+      else if (id.path === '') ctx.addIssue({ code: 'custom', message: 'SPIFFE ID of a workload needs a path' });
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    }
+  });
+  const selector = z.string().superRefine((v, ctx) => {
+    const problem = selectorProblem(v);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
+  const ttl = (max: number) => z.number().int().min(1).max(max, { message: `must be at most ${max} seconds (the configured cap)` });
+  return z.strictObject({
+    spiffe_id: spiffeId,
+    selectors: z.array(selector).max(64).default([]).transform((s) => [...new Set(s)].sort()),
+    x509_svid_ttl: ttl(limits.x509SvidMaxTtl).default(Math.min(DEFAULT_X509_SVID_TTL, limits.x509SvidMaxTtl)),
+    jwt_svid_ttl: ttl(limits.jwtSvidMaxTtl).default(Math.min(DEFAULT_JWT_SVID_TTL, limits.jwtSvidMaxTtl)),
+    dns_names: z.array(z.string().refine(isDnsName, { message: 'is not a valid DNS name' })).max(32).default([]),
+    admin: z.boolean().default(false),
+    enabled: z.boolean().default(true),
+    metadata: z
+      .strictObject({
+        owner: z.string().max(256).optional(),
+        description: z.string().max(2048).optional(),
+        mcp_server_uri: z.url({ protocol: /^(https?|wss?)$/ }).max(2048).optional(),
+        tools: z.array(z.string().min(1).max(256)).max(256).optional(),
+      })
+      .default({}),
+  });
+}
+
+export type EntryInput = z.output<ReturnType<typeof entrySchema>>;
+
+const fromRow = (r: Prisma.RegistrationEntryGetPayload<object>): RegistrationEntry => ({ ...r, metadata: r.metadata as ConnectorMetadata });
+
+const toData = (input: Partial<EntryInput>) => ({
+  ...(input.spiffe_id !== undefined && { spiffeId: input.spiffe_id }),
+  ...(input.selectors !== undefined && { selectors: input.selectors }),
+  ...(input.x509_svid_ttl !== undefined && { x509SvidTtl: input.x509_svid_ttl }),
+  ...(input.jwt_svid_ttl !== undefined && { jwtSvidTtl: input.jwt_svid_ttl }),
+  ...(input.dns_names !== undefined && { dnsNames: input.dns_names }),
+  ...(input.admin !== undefined && { admin: input.admin }),
+  ...(input.enabled !== undefined && { enabled: input.enabled }),
+  ...(input.metadata !== undefined && { metadata: input.metadata as object }),
+});
+
+export interface EntryFilter {
+  spiffeIdPrefix?: string;
+  selector?: string;
+  enabled?: boolean;
+}
+
+const isUuid = (id: string) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id);
+
+/** Registration entries in the database. */
+export class EntryStore {
+  constructor(private readonly prisma: PrismaClient) {}
+
+  async create(input: EntryInput): Promise<RegistrationEntry> {
+    return fromRow(await this.prisma.registrationEntry.create({ data: toData(input) as Prisma.RegistrationEntryCreateInput }));
+  }
+
+  async get(id: string): Promise<RegistrationEntry | undefined> {
+    if (!isUuid(id)) return undefined;
+    const row = await this.prisma.registrationEntry.findUnique({ where: { id } });
+    return row ? fromRow(row) : undefined;
+  }
+
+  async require(id: string): Promise<RegistrationEntry> {
+    const entry = await this.get(id);
+    if (!entry) throw new EntryError(404, 'entry-not-found', `no registration entry ${id.slice(0, 64)}`);
+    return entry;
+  }
+
+  async list(filter: EntryFilter = {}, page: { limit: number; after?: string } = { limit: 500 }): Promise<RegistrationEntry[]> {
+    const rows = await this.prisma.registrationEntry.findMany({
+      where: {
+        ...(filter.spiffeIdPrefix !== undefined && { spiffeId: { startsWith: filter.spiffeIdPrefix } }),
+        ...(filter.selector !== undefined && { selectors: { has: filter.selector } }),
+        ...(filter.enabled !== undefined && { enabled: filter.enabled }),
+        ...(page.after !== undefined && isUuid(page.after) && { id: { gt: page.after } }),
+      },
+      orderBy: { id: 'asc' },
+      take: page.limit,
+    });
+    return rows.map(fromRow);
+  }
+
+  async update(id: string, patch: Partial<EntryInput>): Promise<RegistrationEntry> {
+    await this.require(id);
+    return fromRow(await this.prisma.registrationEntry.update({ where: { id }, data: toData(patch) }));
+  }
+
+  async delete(id: string): Promise<void> {
+    await this.require(id);
+    await this.prisma.registrationEntry.delete({ where: { id } });
+  }
+
+  /** Entries (enabled or not) whose selectors are all among `attested`; never entries without selectors. */
+  async matching(attested: readonly string[]): Promise<RegistrationEntry[]> {
+    const ids = await this.prisma.$queryRaw<{ id: string }[]>`
+      SELECT id::text FROM registration_entry WHERE cardinality(selectors) > 0 AND selectors <@ ${[...attested]}::text[]`;
+    if (ids.length === 0) return [];
+    return (await this.prisma.registrationEntry.findMany({ where: { id: { in: ids.map((r) => r.id) } } })).map(fromRow);
+  }
+
+  /** Whether an enabled entry with `admin: true` names this SPIFFE ID. */
+  async isAdmin(spiffeId: string): Promise<boolean> {
+    return (await this.prisma.registrationEntry.count({ where: { spiffeId, admin: true, enabled: true } })) > 0;
+  }
+}

@@ -1,0 +1,177 @@
+import { SignJWT } from 'jose';
+import type { AuditLog } from '../audit';
+import type { CertificateAuthority, JwtSigningKey, X509Svid } from '../ca';
+import { parseCsr } from '../ca/csr';
+import type { Clock } from '../core/clock';
+import { DomainError } from '../core/errors';
+import type { Random } from '../core/random';
+import type { LeaseStore } from '../leases';
+import type { AttestationContext, Attestor } from './attestor';
+import type { EntryStore, RegistrationEntry } from './entries';
+import { AttestationError } from './errors';
+
+/** An X.509-SVID as handed to a workload. */
+export interface IssuedX509Svid {
+  readonly spiffeId: string;
+  readonly svid: X509Svid;
+  /** Leaf first, then intermediates (X509-SVID §5.3). */
+  readonly chainPem: string;
+}
+
+/** A JWT-SVID (JWT-SVID §3). */
+export interface IssuedJwtSvid {
+  readonly token: string;
+  readonly spiffeId: string;
+  readonly expiresAt: Date;
+}
+
+/** The caller on an mTLS route: its SVID's SPIFFE ID and serial, from a verified client certificate. */
+export interface PeerSvid {
+  readonly spiffeId: string;
+  readonly serial: string;
+}
+
+export interface AttestRequest {
+  readonly attestor: string;
+  readonly evidence: Record<string, unknown>;
+  readonly csr: string;
+}
+
+export interface SvidIssuerDeps {
+  ca: CertificateAuthority;
+  jwtKey: JwtSigningKey;
+  entries: EntryStore;
+  leases: LeaseStore;
+  audit: AuditLog;
+  attestors: readonly Attestor[];
+  clock: Clock;
+  random: Random;
+}
+
+const refusalCode = (err: unknown) => (err instanceof DomainError ? err.type.replace(/^urn:writ:problem:/, '') : 'internal');
+
+/**
+ * Issues SVIDs: attest (verify the CSR, verify the evidence, find the entry, sign,
+ * commit the lease, audit), renew over mTLS, and JWT-SVIDs. Every issuance and every
+ * refusal is audited; nothing is handed out before its lease is committed.
+ */
+export class SvidIssuer {
+  private readonly attestors: ReadonlyMap<string, Attestor>;
+
+  constructor(private readonly deps: SvidIssuerDeps) {
+    this.attestors = new Map(deps.attestors.map((a) => [a.name, a]));
+  }
+
+  get attestorNames(): string[] {
+    return [...this.attestors.keys()];
+  }
+
+  /** POST /v1/attest: evidence + CSR → X.509-SVID. */
+  async attest(req: AttestRequest, context: AttestationContext): Promise<IssuedX509Svid> {
+    let selectors: readonly string[] = [];
+    try {
+      const attestor = this.attestors.get(req.attestor);
+      if (!attestor) throw new AttestationError('unknown-attestor', `unknown attestor "${req.attestor.slice(0, 64)}"; this broker has ${this.attestorNames.join(', ') || 'none'}`);
+      const csr = await parseCsr(req.csr); // before the evidence, so a bad CSR does not use up a join token
+      const result = await attestor.attest(req.evidence, context);
+      selectors = result.selectors;
+      const entry = result.entryId ? await this.entryForToken(result.entryId) : await this.entryFor(result.selectors);
+      return await this.issue(entry, csr.publicKey, { attestor: attestor.name, selectors });
+    } catch (err) {
+      await this.deps.audit.append({ type: 'svid.refused', details: { attestor: req.attestor.slice(0, 64), selectors, reason: refusalCode(err) } });
+      throw err;
+    }
+  }
+
+  /** POST /v1/svid/renew: a current SVID + CSR → a new SVID for the same SPIFFE ID. */
+  async renew(peer: PeerSvid, csrPem: string): Promise<IssuedX509Svid> {
+    try {
+      const csr = await parseCsr(csrPem);
+      await this.requireLiveSvid(peer);
+      const entry = await this.enabledEntryOf(peer.spiffeId);
+      return await this.issue(entry, csr.publicKey, { renewed: peer.serial });
+    } catch (err) {
+      await this.deps.audit.append({ type: 'svid.refused', actor: peer.spiffeId, details: { renew: peer.serial, reason: refusalCode(err) } });
+      throw err;
+    }
+  }
+
+  /** POST /v1/jwt-svid: a JWT-SVID for the caller, for the given audiences (JWT-SVID §3). */
+  async jwtSvid(peer: PeerSvid, audience: readonly string[]): Promise<IssuedJwtSvid> {
+    await this.requireLiveSvid(peer);
+    const entry = await this.enabledEntryOf(peer.spiffeId);
+    const now = this.deps.clock.now();
+    const iat = Math.floor(now.getTime() / 1000);
+    const exp = iat + entry.jwtSvidTtl;
+    const jti = this.deps.random.uuid();
+    const { jwtKey } = this.deps;
+    const token = await new SignJWT({})
+      .setProtectedHeader({ alg: jwtKey.alg, kid: jwtKey.kid, typ: 'JWT' }) // JWT-SVID §2: alg and kid; typ JWT or JOSE
+      .setSubject(peer.spiffeId) // §3.1: sub is the SPIFFE ID
+      .setAudience([...audience]) // §3.2
+      .setIssuedAt(iat)
+      .setExpirationTime(exp) // §3.3
+      .setJti(jti)
+      .sign(jwtKey.privateKey);
+    const expiresAt = new Date(exp * 1000);
+    await this.deps.leases.record({ id: jti, kind: 'jwt-svid', spiffeId: peer.spiffeId, audience, issuedAt: new Date(iat * 1000), expiresAt });
+    await this.deps.audit.append({ type: 'jwt_svid.issued', actor: peer.spiffeId, details: { jti, audience, expiresAt: expiresAt.toISOString() } });
+    return { token, spiffeId: peer.spiffeId, expiresAt };
+  }
+
+  private async issue(entry: RegistrationEntry, publicKey: CryptoKey, details: Record<string, unknown>): Promise<IssuedX509Svid> {
+    const svid = await this.deps.ca.signX509Svid({ spiffeId: entry.spiffeId, publicKey, ttl: entry.x509SvidTtl, dnsNames: entry.dnsNames });
+    await this.deps.leases.record({
+      id: this.deps.random.uuid(),
+      kind: 'x509-svid',
+      spiffeId: entry.spiffeId,
+      serial: svid.serialNumber,
+      issuedAt: svid.notBefore,
+      expiresAt: svid.notAfter,
+    });
+    await this.deps.audit.append({
+      type: 'svid.issued',
+      actor: entry.spiffeId,
+      details: { ...details, entryId: entry.id, serial: svid.serialNumber, notAfter: svid.notAfter.toISOString() },
+    });
+    const chainPem = [svid.certificate, ...svid.intermediates].map((c) => c.toString('pem')).join('\n') + '\n';
+    return { spiffeId: entry.spiffeId, svid, chainPem };
+  }
+
+  private async entryForToken(entryId: string): Promise<RegistrationEntry> {
+    const entry = await this.deps.entries.get(entryId);
+    if (!entry) throw new AttestationError('no-matching-entry', 'the entry this join token was made for no longer exists');
+    if (!entry.enabled) throw new AttestationError('entry-disabled', `the entry for ${entry.spiffeId} is disabled`);
+    return entry;
+  }
+
+  /** The most specific enabled entry whose selectors were all attested; a tie is refused, not guessed. */
+  private async entryFor(selectors: readonly string[]): Promise<RegistrationEntry> {
+    const all = await this.deps.entries.matching(selectors);
+    const enabled = all.filter((e) => e.enabled);
+    if (enabled.length === 0) {
+      if (all.length > 0) throw new AttestationError('entry-disabled', 'the matching registration entry is disabled');
+      throw new AttestationError('no-matching-entry', 'no registration entry matches the attested selectors');
+    }
+    const most = Math.max(...enabled.map((e) => e.selectors.length));
+    const best = enabled.filter((e) => e.selectors.length === most);
+    if (new Set(best.map((e) => e.spiffeId)).size > 1) {
+      throw new AttestationError('no-matching-entry', `${best.length} registration entries for different SPIFFE IDs match equally; make their selectors distinct`);
+    }
+    return best[0]!;
+  }
+
+  private async enabledEntryOf(spiffeId: string): Promise<RegistrationEntry> {
+    const entries = await this.deps.entries.list({ spiffeIdPrefix: spiffeId, enabled: true });
+    const entry = entries.find((e) => e.spiffeId === spiffeId);
+    if (!entry) throw new AttestationError('entry-disabled', `no enabled registration entry for ${spiffeId}`);
+    return entry;
+  }
+
+  private async requireLiveSvid(peer: PeerSvid): Promise<void> {
+    const lease = await this.deps.leases.activeBySerial(peer.serial, this.deps.clock.now());
+    if (!lease || lease.spiffeId !== peer.spiffeId) {
+      throw new AttestationError('client-certificate-required', 'the client certificate is not a current, unrevoked X.509-SVID of this broker');
+    }
+  }
+}

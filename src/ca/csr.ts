@@ -1,0 +1,195 @@
+import { CsrRejected } from './errors';
+import { subtle, x509 } from './x509';
+
+/**
+ * PKCS#10 certificate signing requests (RFC 2986) for X.509-SVID issuance.
+ *
+ * A CSR is used for one thing only: its public key, once its signature proves the
+ * requester holds the private key (RFC 2986 §3). Its subject, SANs and requested
+ * extensions are ignored; the certificate is built from the template and the
+ * registration entry (see templates.ts), never from what the CSR asks for.
+ *
+ * @example
+ *   const csr = await parseCsr(body.csr);
+ *   const svid = await ca.signX509Svid({ spiffeId, publicKey: csr.publicKey, ttl });
+ */
+
+/** The subject key types Writ certifies. */
+export type CsrKeyType = 'P-256' | 'P-384' | 'Ed25519' | 'RSA';
+
+/** A CSR whose signature verified: its public key, and nothing else from it. */
+export interface VerifiedCsr {
+  /** The subject's public key, extractable, for CertificateAuthority.signX509Svid. */
+  readonly publicKey: CryptoKey;
+  readonly keyType: CsrKeyType;
+  /** The RSA modulus length in bits (RSA keys only). */
+  readonly rsaModulusBits?: number;
+}
+
+/** The largest PEM text accepted, in characters; a CSR for an RSA-4096 key is about 1.7 KiB. */
+export const MAX_CSR_PEM_LENGTH = 16 * 1024;
+/** RSA keys need at least this many bits. */
+export const MIN_RSA_MODULUS_BITS = 2048;
+/** OpenSSL verifies no RSA signature over a larger modulus (OPENSSL_RSA_MAX_MODULUS_BITS). */
+const MAX_RSA_MODULUS_BITS = 16384;
+
+const ACCEPTED = 'Writ certifies EC P-256, EC P-384, Ed25519, and RSA keys of at least 2048 bits';
+const SIGNATURE_HASHES = ['SHA-256', 'SHA-384', 'SHA-512'];
+/** Signature algorithms (WebCrypto names) that prove possession of each key type. */
+const SIGNATURES: Record<CsrKeyType, readonly string[]> = {
+  'P-256': ['ECDSA'],
+  'P-384': ['ECDSA'],
+  Ed25519: ['Ed25519'],
+  RSA: ['RSASSA-PKCS1-v1_5', 'RSA-PSS'],
+};
+
+const invalid = (message: string, cause?: unknown) => new CsrRejected('csr-invalid', message, cause);
+const unsupported = (what: string) => new CsrRejected('unsupported-key', `unsupported key: ${what}; ${ACCEPTED}`);
+
+/**
+ * Parses a PEM PKCS#10 CSR, verifies its signature, and returns its public key if it is
+ * of a type Writ certifies. Throws CsrRejected: `csr-invalid` (not one PEM CERTIFICATE
+ * REQUEST, malformed, or a signature that does not verify), `key-too-weak` (RSA under
+ * 2048 bits) or `unsupported-key` (any other key type or curve).
+ */
+export async function parseCsr(pem: string): Promise<VerifiedCsr> {
+  const der = decodePem(pem);
+  const csr = decodeCertificationRequest(der);
+  const key = await importSubjectKey(csr);
+  checkSignatureAlgorithm(csr, key.keyType);
+  await verifyProofOfPossession(csr);
+  return key;
+}
+
+/** RFC 7468: exactly one CERTIFICATE REQUEST block, nothing but whitespace around it. */
+function decodePem(pem: string): Uint8Array<ArrayBuffer> {
+  if (typeof pem !== 'string') throw invalid('a CSR must be PEM text');
+  if (pem.length > MAX_CSR_PEM_LENGTH) throw invalid(`a CSR may be at most ${MAX_CSR_PEM_LENGTH} characters of PEM, got ${pem.length}`);
+  const blocks = pem.match(/-----BEGIN /g)?.length ?? 0;
+  if (blocks === 0) throw invalid('a CSR must be PEM: one "-----BEGIN CERTIFICATE REQUEST-----" block (RFC 7468 §7)');
+  if (blocks > 1) throw invalid(`a CSR must be one PEM block, got ${blocks}`);
+  const m = /^-----BEGIN ([A-Z0-9 ]{1,40})-----\r?\n([A-Za-z0-9+/=\s]*)-----END ([A-Z0-9 ]{1,40})-----$/.exec(pem.trim());
+  if (!m) throw invalid('a CSR must be one PEM block with base64 between its BEGIN and END lines (RFC 7468 §2), and nothing else');
+  const [, label, body, endLabel] = m as unknown as [string, string, string, string];
+  // RFC 7468 §7: "NEW CERTIFICATE REQUEST" is an older label parsers may accept.
+  if (label !== 'CERTIFICATE REQUEST' && label !== 'NEW CERTIFICATE REQUEST') throw invalid(`expected a PEM CERTIFICATE REQUEST, got ${label}`);
+  if (endLabel !== label) throw invalid(`the PEM block begins with ${label} but ends with ${endLabel}`);
+  const base64 = body.replace(/\s+/g, '');
+  if (base64.length === 0 || base64.length % 4 !== 0 || !/^[A-Za-z0-9+/]+={0,2}$/.test(base64)) throw invalid('the CSR\'s PEM body is not valid base64');
+  return new Uint8Array(Buffer.from(base64, 'base64'));
+}
+
+/** The length the outer DER SEQUENCE says it has, header included; undefined if it is not one. */
+function derSpan(der: Uint8Array): number | undefined {
+  if (der.length < 2 || der[0] !== 0x30) return undefined;
+  const first = der[1]!;
+  if (first < 0x80) return 2 + first;
+  const octets = first & 0x7f;
+  if (octets === 0 || octets > 3 || der.length < 2 + octets) return undefined; // 0: BER indefinite length
+  let length = 0;
+  for (let i = 0; i < octets; i++) length = length * 256 + der[2 + i]!;
+  return 2 + octets + length;
+}
+
+/** Exposes the version, which @peculiar/x509 keeps in its protected ASN.1 object. */
+class CertificationRequest extends x509.Pkcs10CertificateRequest {
+  get version(): number {
+    return this.asn.certificationRequestInfo.version;
+  }
+}
+
+/** RFC 2986 §4: one DER CertificationRequest of version 0. */
+function decodeCertificationRequest(der: Uint8Array<ArrayBuffer>): CertificationRequest {
+  const span = derSpan(der);
+  if (span === undefined) throw invalid('the CSR is not a DER CertificationRequest (RFC 2986 §4.2)');
+  if (span > der.length) throw invalid(`the CSR is truncated: its DER encoding needs ${span} bytes, got ${der.length}`);
+  if (span < der.length) throw invalid(`the CSR has ${der.length - span} bytes after its DER encoding`);
+  let csr: CertificationRequest;
+  try {
+    csr = new CertificationRequest(der);
+  } catch (err) {
+    throw invalid('the CSR is not a valid PKCS#10 CertificationRequest (RFC 2986 §4)', err);
+  }
+  if (csr.version !== 0) throw invalid(`the CSR has version ${csr.version}; RFC 2986 §4.1 defines only version 0`);
+  return csr;
+}
+
+/** Names a key algorithm Writ does not certify, as @peculiar/x509 describes it. */
+function describeKey(alg: Algorithm & { namedCurve?: string }): string {
+  if (alg.name === 'ECDSA') return `EC ${alg.namedCurve === 'K-256' ? 'secp256k1' : alg.namedCurve}`;
+  if (alg.namedCurve !== undefined) return alg.namedCurve; // Ed448, X448
+  const KNOWN: Record<string, string> = {
+    '1.2.840.10045.2.1': 'EC on an unnamed or unknown curve',
+    '1.2.840.10040.4.1': 'DSA',
+    'RSA-PSS': 'RSA restricted to PSS (id-RSASSA-PSS, RFC 4055)',
+  };
+  return KNOWN[alg.name] ?? alg.name;
+}
+
+async function importSpki(csr: CertificationRequest, alg: EcKeyImportParams | RsaHashedImportParams | Algorithm): Promise<CryptoKey> {
+  try {
+    return await subtle.importKey('spki', csr.publicKey.rawData, alg, true, ['verify']);
+  } catch (err) {
+    throw invalid('the CSR\'s public key is malformed', err);
+  }
+}
+
+/** The subject public key, if it is of a type Writ certifies (X509-SVID leaves: P-256, P-384, Ed25519, RSA ≥ 2048). */
+async function importSubjectKey(csr: CertificationRequest): Promise<VerifiedCsr> {
+  let alg: Algorithm & { namedCurve?: string };
+  try {
+    alg = csr.publicKey.algorithm;
+  } catch (err) {
+    throw invalid('the CSR\'s subjectPublicKeyInfo cannot be read', err);
+  }
+  switch (alg.name) {
+    case 'ECDSA': {
+      const namedCurve = alg.namedCurve;
+      if (namedCurve !== 'P-256' && namedCurve !== 'P-384') throw unsupported(describeKey(alg));
+      return { publicKey: await importSpki(csr, { name: 'ECDSA', namedCurve }), keyType: namedCurve };
+    }
+    case 'Ed25519':
+      return { publicKey: await importSpki(csr, { name: 'Ed25519' }), keyType: 'Ed25519' };
+    case 'RSASSA-PKCS1-v1_5': {
+      // rsaEncryption. The exact modulus length comes from the imported key: @peculiar/x509
+      // rounds it to whole octets, which would pass a 2047-bit modulus as 2048.
+      const publicKey = await importSpki(csr, { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' });
+      const bits = (publicKey.algorithm as RsaHashedKeyAlgorithm).modulusLength;
+      if (bits < MIN_RSA_MODULUS_BITS) throw new CsrRejected('key-too-weak', `RSA keys need at least ${MIN_RSA_MODULUS_BITS} bits, got ${bits}`);
+      if (bits > MAX_RSA_MODULUS_BITS) throw unsupported(`RSA keys of more than ${MAX_RSA_MODULUS_BITS} bits, got ${bits}`);
+      return { publicKey, keyType: 'RSA', rsaModulusBits: bits };
+    }
+    default:
+      throw unsupported(describeKey(alg));
+  }
+}
+
+const hashName = (hash: unknown): string | undefined =>
+  typeof hash === 'string' ? hash : typeof hash === 'object' && hash !== null ? (hash as { name?: string }).name : undefined;
+
+/** The CSR's signature algorithm fits its key and uses a hash of SHA-256 or stronger. */
+function checkSignatureAlgorithm(csr: CertificationRequest, keyType: CsrKeyType): void {
+  let sig: Algorithm & { hash?: unknown };
+  try {
+    sig = csr.signatureAlgorithm;
+  } catch (err) {
+    throw invalid('the CSR\'s signature algorithm cannot be read', err);
+  }
+  if (!SIGNATURES[keyType].includes(sig.name)) throw invalid(`the CSR's signature algorithm ${sig.name} does not fit its ${keyType} key`);
+  if (sig.name === 'Ed25519') return;
+  const hash = hashName(sig.hash);
+  if (hash === undefined || !SIGNATURE_HASHES.includes(hash)) {
+    throw invalid(`the CSR is signed with ${hash ?? 'an unknown hash'}; Writ accepts ${SIGNATURE_HASHES.join(', ')}`);
+  }
+}
+
+/** RFC 2986 §3: the signature over certificationRequestInfo verifies with the CSR's own key. */
+async function verifyProofOfPossession(csr: CertificationRequest): Promise<void> {
+  let ok: boolean;
+  try {
+    ok = await csr.verify();
+  } catch (err) {
+    throw invalid('the CSR\'s signature is malformed', err);
+  }
+  if (!ok) throw invalid('the CSR\'s signature does not verify with its public key (RFC 2986 §3: no proof of possession)');
+}
