@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { AdminCredentials } from './admin';
 import { adminRouter, bundleRouter, createApiApp, createOpsServer, HttpMetrics, svidRouter } from './api';
-import { EntryStore, JoinTokenAttestor, JoinTokens, SvidIssuer, type Attestor } from './attestation';
+import { EntryStore, JoinTokenAttestor, JoinTokens, OidcAttestor, SvidIssuer, X509PopAttestor, type Attestor } from './attestation';
 import { AuditLog } from './audit';
 import {
   BundleCache,
@@ -30,7 +30,7 @@ export interface BrokerDeps {
   logger?: Logger;
   /** Shows a generated admin token to the operator. Default: one line on stderr. */
   showAdminToken?: (token: string) => void;
-  /** Attestors besides join_token (oidc, x509pop), built from configuration. */
+  /** Attestors besides join_token; by default those the configuration enables (oidc, x509pop). */
   attestors?: readonly Attestor[];
 }
 
@@ -67,6 +67,20 @@ export function jwtAuthorityRecord(key: JwtSigningKey, ca: CertificateAuthority)
   return { id: key.kid, use: 'jwt-svid', material: Buffer.from(JSON.stringify(key.publicJwk)), notBefore: ca.certificate.notBefore, notAfter: ca.notAfter };
 }
 
+/** The oidc and x509pop attestors the configuration enables; their files are read now, so mistakes stop start-up. */
+function configuredAttestors(config: Config, clock: Clock): Attestor[] {
+  const attestors: Attestor[] = [];
+  if (config.oidcIssuers.length > 0) {
+    try {
+      attestors.push(new OidcAttestor(config.oidcIssuers, { clock }));
+    } catch (err) {
+      throw err instanceof ConfigError ? err : new ConfigError('oidc_issuers', (err as Error).message, err);
+    }
+  }
+  if (config.x509pop) attestors.push(new X509PopAttestor(config.x509pop, { clock }));
+  return attestors;
+}
+
 function listen(server: Server | HttpsServer, port: number, host: string, setting: string): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
     const onError = (e: NodeJS.ErrnoException) => reject(new ConfigError(setting, `cannot listen on ${host}:${port}: ${e.code}`));
@@ -91,6 +105,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
 
   const ca = await loadOrCreateCertificateAuthority({ dir: config.caDir, trustDomain: config.trustDomain, caTtl: config.caTtl, clock, random });
   const jwtKey = await loadOrCreateJwtSigningKey({ dir: config.caDir });
+  const attestors = deps.attestors ?? configuredAttestors(config, clock);
   for (const w of [...(ca.warnings ?? []), ...(jwtKey.warnings ?? [])]) logger.warn({ setting: 'WRIT_CA_DIR' }, w);
 
   const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, clock, random, logger });
@@ -138,8 +153,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
     const metrics = new HttpMetrics();
     const entries = new EntryStore(db.prisma);
     const joinTokens = new JoinTokens(db.prisma, { clock, random });
-    const attestors: Attestor[] = [new JoinTokenAttestor(joinTokens), ...(deps.attestors ?? [])];
-    const issuer = new SvidIssuer({ ca: ca.value, jwtKey: jwtKey.value, entries, leases, audit, attestors, clock, random });
+    const issuer = new SvidIssuer({ ca: ca.value, jwtKey: jwtKey.value, entries, leases, audit, attestors: [new JoinTokenAttestor(joinTokens), ...attestors], clock, random });
     const auth = { admin, entries, leases, clock, trustDomain: config.trustDomain };
     const limits = { trustDomain: config.trustDomain, x509SvidMaxTtl: config.x509SvidMaxTtl, jwtSvidMaxTtl: config.jwtSvidMaxTtl };
     const app = createApiApp({

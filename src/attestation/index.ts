@@ -4,3 +4,5 @@ export { EntryStore, EntryError, entrySchema, type RegistrationEntry, type Entry
 export { JoinTokens, JoinTokenAttestor, type IssuedJoinToken } from './join-token';
 export { SvidIssuer, type IssuedX509Svid, type IssuedJwtSvid, type PeerSvid, type AttestRequest } from './issuer';
 export { selectorProblem, selectorsMatch } from './selectors';
+export { OidcAttestor, oidcIssuerSchema, oidcIssuersSchema, type OidcIssuerConfig } from './oidc';
+export { X509PopAttestor, x509popConfigSchema, caFingerprint, type X509PopConfig } from './x509pop';

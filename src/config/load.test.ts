@@ -110,6 +110,36 @@ describe('configuration', () => {
     expect(failure({ WRIT_CONFIG: file('list.yaml', '- a\n- b\n') })).toMatch(/must hold a mapping/);
   });
 
+  it('reads attestor settings from the file, with file paths relative to it', () => {
+    const path = file(
+      'attestors.yaml',
+      [
+        'oidc_issuers:',
+        '  - issuer: https://kubernetes.default.svc',
+        '    jwks_file: keys/k8s.json',
+        '    audience: writ',
+        '    claims: [kubernetes.io.namespace]',
+        'x509pop:',
+        '  ca_bundle_file: /etc/pki/corp-root.pem',
+      ].join('\n'),
+    );
+    const c = loadConfig({ WRIT_CONFIG: path });
+    expect(c.oidcIssuers).toEqual([
+      expect.objectContaining({ issuer: 'https://kubernetes.default.svc', jwksFile: join(dir, 'keys/k8s.json'), audience: 'writ', algorithms: ['RS256', 'ES256'] }),
+    ]);
+    expect(c.x509pop).toEqual({ ca_bundle_file: '/etc/pki/corp-root.pem' });
+    expect(loadConfig({}).oidcIssuers).toEqual([]);
+    expect(loadConfig({}).x509pop).toBeUndefined();
+  });
+
+  it('refuses attestor settings naming the field', () => {
+    expect(failure({ WRIT_OIDC_ISSUERS: JSON.stringify([{ issuer: 'https://i.test', jwks_file: 'k.json', audience: 'writ', algorithms: ['HS256'] }]) })).toMatch(
+      /^WRIT_OIDC_ISSUERS: 0\.algorithms\.0: HS256 is a shared-secret/,
+    );
+    expect(failure({ WRIT_OIDC_ISSUERS: '[{' })).toBe('WRIT_OIDC_ISSUERS: must be JSON');
+    expect(failure({ WRIT_X509POP: JSON.stringify({ ca_bundle: 'x' }) })).toMatch(/^WRIT_X509POP/);
+  });
+
   it('redacts the password of a database URL', () => {
     expect(redactDatabaseUrl('postgresql://writ:s3cret@db:5432/writ')).toBe('postgresql://writ:***@db:5432/writ');
     expect(redactDatabaseUrl('postgresql://db/writ?user=writ&password=s3cret&sslpassword=k3y')).toBe('postgresql://db/writ?user=writ&password=***&sslpassword=***');

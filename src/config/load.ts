@@ -1,10 +1,12 @@
 import { readFileSync } from 'node:fs';
-import { extname, resolve } from 'node:path';
+import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { isDnsName } from '../core/dns';
 import { parseDuration } from '../core/duration';
 import { trustDomainProblem } from '../spiffe/id';
+import { oidcIssuersSchema, type OidcIssuerConfig } from '../attestation/oidc';
+import { x509popConfigSchema, type X509PopConfig } from '../attestation/x509pop';
 import { ConfigError } from './errors';
 
 /** Writ's configuration: validated once at start-up, then passed down. */
@@ -39,6 +41,10 @@ export interface Config {
   /** How long SIGTERM waits for in-flight requests before closing connections, in seconds. */
   readonly shutdownGrace: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Trusted OIDC issuers for the oidc attestor; none disables it. */
+  readonly oidcIssuers: readonly OidcIssuerConfig[];
+  /** The enterprise CAs of the x509pop attestor; undefined disables it. */
+  readonly x509pop: X509PopConfig | undefined;
 }
 
 /** Each setting: its environment name, its key in the config file, and its parser. */
@@ -124,10 +130,54 @@ const SETTINGS = {
   bundleRefreshHint: { env: 'WRIT_BUNDLE_REFRESH_HINT', file: 'bundle_refresh_hint', parse: duration, default: 300 },
   shutdownGrace: { env: 'WRIT_SHUTDOWN_GRACE', file: 'shutdown_grace', parse: duration, default: 25 },
   logLevel: { env: 'WRIT_LOG_LEVEL', file: 'log_level', parse: level, default: 'info' },
-} satisfies { [K in keyof Config]-?: Setting<unknown> };
+} satisfies { [K in Exclude<keyof Config, 'oidcIssuers' | 'x509pop'>]-?: Setting<unknown> };
+
+/**
+ * Structured settings: a list or mapping in the config file, or JSON in the environment.
+ * File paths inside them are taken relative to the config file.
+ */
+const STRUCTURED = {
+  oidcIssuers: { env: 'WRIT_OIDC_ISSUERS', file: 'oidc_issuers', schema: oidcIssuersSchema, paths: ['jwksFile'], default: [] as OidcIssuerConfig[] },
+  x509pop: { env: 'WRIT_X509POP', file: 'x509pop', schema: x509popConfigSchema, paths: ['ca_bundle_file', 'intermediates_file'], default: undefined },
+} as const;
 
 /** The config file's keys, as documented in the README. */
-export const CONFIG_FILE_KEYS: readonly string[] = Object.values(SETTINGS).map((s) => s.file);
+export const CONFIG_FILE_KEYS: readonly string[] = [...Object.values(SETTINGS), ...Object.values(STRUCTURED)].map((s) => s.file);
+
+function readStructured(env: NodeJS.ProcessEnv, file: Record<string, unknown>, out: Record<string, unknown>): void {
+  const base = env.WRIT_CONFIG ? dirname(resolve(env.WRIT_CONFIG)) : process.cwd();
+  for (const [key, setting] of Object.entries(STRUCTURED)) {
+    const fromEnv = env[setting.env];
+    let raw: unknown;
+    let name: string;
+    let dir: string;
+    if (fromEnv !== undefined && fromEnv !== '') {
+      name = setting.env;
+      dir = process.cwd();
+      try {
+        raw = JSON.parse(fromEnv);
+      } catch {
+        throw new ConfigError(name, 'must be JSON');
+      }
+    } else if (file[setting.file] !== undefined) {
+      name = `${setting.file} (in ${env.WRIT_CONFIG})`;
+      dir = base;
+      raw = file[setting.file];
+    } else {
+      out[key] = setting.default;
+      continue;
+    }
+    const r = setting.schema.safeParse(raw);
+    if (!r.success) {
+      const issue = r.error.issues[0]!;
+      throw new ConfigError(issue.path.length ? `${name}: ${issue.path.join('.')}` : name, issue.message);
+    }
+    const absolute = (v: unknown) => (typeof v === 'string' && !isAbsolute(v) ? resolve(dir, v) : v);
+    const withPaths = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, (setting.paths as readonly string[]).includes(k) ? absolute(v) : v]));
+    const data = r.data as Record<string, unknown> | Record<string, unknown>[];
+    out[key] = Array.isArray(data) ? data.map(withPaths) : withPaths(data);
+  }
+}
 
 function readConfigFile(path: string): Record<string, unknown> {
   let text: string;
@@ -181,6 +231,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       throw new ConfigError(name, (err as Error).message);
     }
   }
+  readStructured(env, file, out);
   out.opsHost ??= out.host;
   return Object.freeze(out) as unknown as Config;
 }
