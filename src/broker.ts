@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -10,10 +9,11 @@ import { AuditLog } from './audit';
 import {
   BundleCache,
   BundleStore,
+  CaRotator,
   loadOrCreateCertificateAuthority,
   loadOrCreateJwtSigningKey,
+  recoverInterruptedActivation,
   ServerSvid,
-  type AuthorityRecord,
   type CertificateAuthority,
   type JwtSigningKey,
   type TlsCredentials,
@@ -39,13 +39,17 @@ export interface Broker {
   readonly apiUrl: string;
   readonly opsUrl: string;
   readonly db: Database;
+  /** The CA and JWT key that sign now (they change at a rotation). */
   readonly ca: CertificateAuthority;
   readonly jwtKey: JwtSigningKey;
+  readonly rotator: CaRotator;
   readonly admin: AdminCredentials;
   readonly audit: AuditLog;
   readiness(): Promise<Readiness>;
   /** Renews the server SVID now if it is due; returns whether it did. */
   renewServerSvidIfDue(): Promise<boolean>;
+  /** One step of the maintenance schedule (CA rotation, then server SVID renewal), as the timer runs it. */
+  tick(): Promise<void>;
   /** Stops accepting, lets in-flight requests finish (up to the grace period), closes the database. */
   shutdown(): Promise<void>;
 }
@@ -55,17 +59,6 @@ const BUNDLE_CACHE_SECONDS = 5;
 const SERVER_SVID_MAX_TTL = 86400;
 
 const showOnStderr = (token: string) => process.stderr.write(`writ: generated the bootstrap admin token (shown once, only its hash is kept): ${token}\n`);
-
-/** The bundle record of the CA's trust anchor. */
-export function x509AuthorityRecord(ca: CertificateAuthority): AuthorityRecord {
-  const der = new Uint8Array(ca.anchor.rawData);
-  return { id: createHash('sha256').update(der).digest('hex'), use: 'x509-svid', material: der, notBefore: ca.anchor.notBefore, notAfter: ca.anchor.notAfter };
-}
-
-/** The bundle record of the JWT signing key, published for as long as the CA it serves beside. */
-export function jwtAuthorityRecord(key: JwtSigningKey, ca: CertificateAuthority): AuthorityRecord {
-  return { id: key.kid, use: 'jwt-svid', material: Buffer.from(JSON.stringify(key.publicJwk)), notBefore: ca.certificate.notBefore, notAfter: ca.notAfter };
-}
 
 /** The oidc and x509pop attestors the configuration enables; their files are read now, so mistakes stop start-up. */
 function configuredAttestors(config: Config, clock: Clock): Attestor[] {
@@ -103,6 +96,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
   const random = deps.random ?? systemRandom;
   const logger = deps.logger ?? pino({ level: config.logLevel, base: { service: 'writ' } });
 
+  recoverInterruptedActivation(config.caDir);
   const ca = await loadOrCreateCertificateAuthority({ dir: config.caDir, trustDomain: config.trustDomain, caTtl: config.caTtl, clock, random });
   const jwtKey = await loadOrCreateJwtSigningKey({ dir: config.caDir });
   const attestors = deps.attestors ?? configuredAttestors(config, clock);
@@ -114,9 +108,25 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       { database: config.databaseUrl ? redactDatabaseUrl(config.databaseUrl) : `embedded (${config.dataDir})`, applied: db.migrations.applied },
       'database ready',
     );
-    const bundleStore = new BundleStore(db.prisma, { trustDomain: config.trustDomain, refreshHint: config.bundleRefreshHint, retiredGrace: config.x509SvidMaxTtl, clock });
-    const published = await bundleStore.publish([x509AuthorityRecord(ca.value), jwtAuthorityRecord(jwtKey.value, ca.value)], { replace: config.caReplace });
     const audit = new AuditLog(db.prisma, clock);
+    // A retired authority stays published while anything it signed may be live.
+    const retiredGrace = Math.max(config.x509SvidMaxTtl, config.jwtSvidMaxTtl);
+    const bundleStore = new BundleStore(db.prisma, { trustDomain: config.trustDomain, refreshHint: config.bundleRefreshHint, retiredGrace, clock });
+    const { rotator, published } = await CaRotator.start(
+      {
+        dir: config.caDir,
+        trustDomain: config.trustDomain,
+        caTtl: config.caTtl,
+        overlap: config.caRotationOverlap,
+        store: bundleStore,
+        clock,
+        random,
+        logger,
+        onEvent: async (type, details) => void (await audit.append({ type, actor: 'writ', details })),
+      },
+      { ca: ca.value, jwtKey: jwtKey.value },
+      { replace: config.caReplace },
+    );
     if (ca.created) await audit.append({ type: 'ca.created', actor: 'writ', details: { subject: ca.value.certificate.subject, notAfter: ca.value.notAfter.toISOString() } });
     if (jwtKey.created) await audit.append({ type: 'jwt_key.created', actor: 'writ', details: { kid: jwtKey.value.kid } });
     for (const [type, ids] of [['bundle.authority_added', published.added], ['bundle.authority_retired', published.retired], ['bundle.authority_removed', published.removed]] as const) {
@@ -135,7 +145,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
     });
 
     const leases = new PrismaLeaseStore(db.prisma);
-    const serverSvid = new ServerSvid(ca.value, {
+    const serverSvid = new ServerSvid(rotator, {
       trustDomain: config.trustDomain,
       dnsNames: config.serverDnsNames,
       ipAddresses: ['127.0.0.1'],
@@ -153,11 +163,15 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
     const metrics = new HttpMetrics();
     const entries = new EntryStore(db.prisma);
     const joinTokens = new JoinTokens(db.prisma, { clock, random });
-    const issuer = new SvidIssuer({ ca: ca.value, jwtKey: jwtKey.value, entries, leases, audit, attestors: [new JoinTokenAttestor(joinTokens), ...attestors], clock, random });
+    const issuer = new SvidIssuer({ authority: rotator, entries, leases, audit, attestors: [new JoinTokenAttestor(joinTokens), ...attestors], clock, random });
     const auth = { admin, entries, leases, clock, trustDomain: config.trustDomain };
     const limits = { trustDomain: config.trustDomain, x509SvidMaxTtl: config.x509SvidMaxTtl, jwtSvidMaxTtl: config.jwtSvidMaxTtl };
     const app = createApiApp({
-      routers: [bundleRouter(bundle), svidRouter({ ...auth, issuer, bundle }), adminRouter({ ...auth, joinTokens, audit, limits })],
+      routers: [
+        bundleRouter(bundle),
+        svidRouter({ ...auth, issuer, bundle }),
+        adminRouter({ ...auth, joinTokens, audit, limits, rotateCa: (overlap) => rotateCa(overlap) }),
+      ],
       logger,
       metrics,
       random,
@@ -178,6 +192,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
     const readiness = async (): Promise<Readiness> => {
       if (shuttingDown) return { ready: false, reason: 'shutting down' };
       if (serverSvid.nearExpiry()) return { ready: false, reason: 'server SVID is near expiry and was not renewed' };
+      if (!rotator.inSync) return { ready: false, reason: 'the bundle names a CA that WRIT_CA_DIR does not hold' };
       return db.readiness();
     };
     const ops = createOpsServer({ readiness, metrics });
@@ -188,9 +203,10 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
     });
 
     let renewing: Promise<boolean> | undefined;
-    const renewServerSvidIfDue = (): Promise<boolean> =>
+    /** Renews the server SVID when due (or now, after a CA rotation) and refreshes the TLS trust anchors. */
+    const renewServerSvid = (force: boolean): Promise<boolean> =>
       (renewing ??= (async () => {
-        if (shuttingDown || !serverSvid.dueForRenewal()) return false;
+        if (shuttingDown || !(force || serverSvid.dueForRenewal())) return false;
         const next = await serverSvid.issue();
         api.setSecureContext(tlsOptions(next, await bundle.current()));
         logger.info({ spiffeId: next.svid.spiffeId, notAfter: next.svid.notAfter.toISOString() }, 'server SVID renewed');
@@ -198,8 +214,24 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       })().finally(() => {
         renewing = undefined;
       }));
+    const renewServerSvidIfDue = () => renewServerSvid(false);
+    /** Publishes new authorities now; the TLS listener trusts their root at once (clients may get SVIDs from it after the overlap). */
+    const rotateCa = async (overlap?: number) => {
+      const prepared = await rotator.rotate(overlap);
+      const fresh = await bundleStore.load();
+      bundle.prime(fresh);
+      await renewServerSvid(true);
+      return { ...prepared, spiffeSequence: fresh.sequence };
+    };
+    const tick = async () => {
+      if (await rotator.tick()) {
+        bundle.prime(await bundleStore.load());
+        await renewServerSvid(true); // the server SVID now chains to the new CA
+      }
+      await renewServerSvidIfDue();
+    };
     const renewal = setInterval(() => {
-      renewServerSvidIfDue().catch((err: Error) => logger.error({ err: { message: err.message } }, 'server SVID renewal failed'));
+      tick().catch((err: Error) => logger.error({ err: { message: err.message } }, 'maintenance failed (CA rotation or server SVID renewal)'));
     }, RENEWAL_CHECK_MS).unref();
 
     const apiUrl = urlOf('https', apiAddress);
@@ -228,7 +260,24 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
         logger.info('shut down');
       })());
 
-    return { apiUrl, opsUrl, db, ca: ca.value, jwtKey: jwtKey.value, admin, audit, readiness, renewServerSvidIfDue, shutdown };
+    return {
+      apiUrl,
+      opsUrl,
+      db,
+      get ca() {
+        return rotator.ca;
+      },
+      get jwtKey() {
+        return rotator.jwtKey;
+      },
+      rotator,
+      admin,
+      audit,
+      readiness,
+      renewServerSvidIfDue,
+      tick,
+      shutdown,
+    };
   } catch (err) {
     await db.close().catch(() => undefined);
     throw err;

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { AuditLog } from '../audit';
 import { entrySchema, EntryError, type EntryLimits, type EntryStore, type RegistrationEntry } from '../attestation/entries';
 import type { JoinTokens } from '../attestation/join-token';
+import type { PreparedRotation } from '../ca/rotator';
 import { requireAdmin, type AuthDeps } from './auth';
 import { parseWith } from './validate';
 
@@ -11,6 +12,8 @@ export interface AdminDeps extends AuthDeps {
   joinTokens: JoinTokens;
   audit: AuditLog;
   limits: EntryLimits;
+  /** Prepares new CA and JWT authorities, signing after `overlap` seconds. */
+  rotateCa: (overlap?: number) => Promise<PreparedRotation & { spiffeSequence: number }>;
 }
 
 /** The admin API's view of an entry (snake_case, as it was written). */
@@ -37,6 +40,8 @@ const listQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(1000).default(500),
   after: z.uuid().optional(),
 });
+
+const rotateRequest = z.strictObject({ overlap: z.number().int().min(0).max(30 * 86400).optional() });
 
 const MAX_JOIN_TOKEN_TTL = 7 * 86400;
 const joinTokenRequest = z
@@ -101,6 +106,18 @@ export function adminRouter(deps: AdminDeps): Router {
     await deps.audit.append({ type: 'join_token.created', actor: actor(req), details: { entryId: entry.id, spiffeId: entry.spiffeId, expiresAt: issued.expiresAt.toISOString() } });
     res.status(201).setHeader('Cache-Control', 'no-store');
     res.json({ token: issued.token, expires_at: issued.expiresAt.toISOString(), entry_id: entry.id, spiffe_id: entry.spiffeId });
+  });
+
+  router.post('/v1/admin/ca/rotate', async (req, res) => {
+    const body = parseWith(rotateRequest, req.body);
+    const prepared = await deps.rotateCa(body.overlap);
+    await deps.audit.append({ type: 'ca.rotation_requested', actor: actor(req), details: { overlap: body.overlap ?? null } });
+    res.status(202).json({
+      x509_authority: prepared.x509Authority,
+      jwt_authority: prepared.jwtAuthority,
+      activates_at: prepared.activatesAt.toISOString(),
+      spiffe_sequence: prepared.spiffeSequence,
+    });
   });
 
   return router;

@@ -1,6 +1,6 @@
 import { SignJWT } from 'jose';
 import type { AuditLog } from '../audit';
-import type { CertificateAuthority, JwtSigningKey, X509Svid } from '../ca';
+import type { SigningAuthorities, X509Svid } from '../ca';
 import { parseCsr } from '../ca/csr';
 import type { Clock } from '../core/clock';
 import { DomainError } from '../core/errors';
@@ -38,8 +38,8 @@ export interface AttestRequest {
 }
 
 export interface SvidIssuerDeps {
-  ca: CertificateAuthority;
-  jwtKey: JwtSigningKey;
+  /** What signs now; read at each issuance, so a CA rotation takes effect at once. */
+  authority: SigningAuthorities;
   entries: EntryStore;
   leases: LeaseStore;
   audit: AuditLog;
@@ -104,7 +104,7 @@ export class SvidIssuer {
     const iat = Math.floor(now.getTime() / 1000);
     const exp = iat + entry.jwtSvidTtl;
     const jti = this.deps.random.uuid();
-    const { jwtKey } = this.deps;
+    const { jwtKey } = this.deps.authority;
     const token = await new SignJWT({})
       .setProtectedHeader({ alg: jwtKey.alg, kid: jwtKey.kid, typ: 'JWT' }) // JWT-SVID §2: alg and kid; typ JWT or JOSE
       .setSubject(peer.spiffeId) // §3.1: sub is the SPIFFE ID
@@ -120,7 +120,7 @@ export class SvidIssuer {
   }
 
   private async issue(entry: RegistrationEntry, publicKey: CryptoKey, details: Record<string, unknown>): Promise<IssuedX509Svid> {
-    const svid = await this.deps.ca.signX509Svid({ spiffeId: entry.spiffeId, publicKey, ttl: entry.x509SvidTtl, dnsNames: entry.dnsNames });
+    const svid = await this.deps.authority.ca.signX509Svid({ spiffeId: entry.spiffeId, publicKey, ttl: entry.x509SvidTtl, dnsNames: entry.dnsNames });
     await this.deps.leases.record({
       id: this.deps.random.uuid(),
       kind: 'x509-svid',

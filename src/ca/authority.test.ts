@@ -94,7 +94,7 @@ describe('X509-SVID profile', () => {
 describe('server SVID rotation', () => {
   it('is due once two thirds of its life have passed, and renews with a new key and serial', async () => {
     const issued: string[] = [];
-    const server = new ServerSvid(ca, {
+    const server = new ServerSvid({ ca }, {
       trustDomain: 'writ.local',
       dnsNames: ['localhost'],
       ipAddresses: ['127.0.0.1'],

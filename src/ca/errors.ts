@@ -39,3 +39,9 @@ export class CsrRejected extends DomainError {
     this.type = problemType(code);
   }
 }
+
+/** A CA rotation that cannot be done now (one is already prepared, or the CA comes from upstream). */
+export class RotationRefused extends DomainError {
+  readonly type = problemType('rotation-refused');
+  readonly status = 409;
+}

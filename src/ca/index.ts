@@ -15,3 +15,6 @@ export { ServerSvid, SERVER_SVID_PATH, type TlsCredentials } from './server-svid
 export { parseCsr, MAX_CSR_PEM_LENGTH, MIN_RSA_MODULUS_BITS, type VerifiedCsr, type CsrKeyType } from './csr';
 export { CaError, BundleUnavailable, SvidRequestRejected, CsrRejected, type CsrRejection } from './errors';
 export { x509 } from './x509';
+export { CaRotator, x509Record, jwtRecord, type SigningAuthorities, type PreparedRotation, type RotatorOptions } from './rotator';
+export { recoverInterruptedActivation, loadPreparedSlot, loadActiveSlot, type AuthoritySlot } from './slots';
+export { RotationRefused } from './errors';

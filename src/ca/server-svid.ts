@@ -1,6 +1,7 @@
 import type { Clock } from '../core/clock';
 import { spiffeIdOf } from '../spiffe/id';
-import type { CertificateAuthority, X509Svid } from './authority';
+import type { X509Svid } from './authority';
+import type { SigningAuthorities } from './rotator';
 import { exportPkcs8Pem, generateP256 } from './keys';
 
 /** Key and certificate chain for a TLS server, in PEM. */
@@ -36,7 +37,7 @@ export class ServerSvid {
   #current: TlsCredentials | undefined;
 
   constructor(
-    private readonly ca: CertificateAuthority,
+    private readonly authority: Pick<SigningAuthorities, 'ca'>,
     private readonly opts: ServerSvidOptions,
   ) {}
 
@@ -66,7 +67,7 @@ export class ServerSvid {
   /** Issues a new server SVID with a new key and makes it current. */
   async issue(): Promise<TlsCredentials> {
     const keys = await generateP256();
-    const svid = await this.ca.signX509Svid({
+    const svid = await this.authority.ca.signX509Svid({
       spiffeId: spiffeIdOf(this.opts.trustDomain, SERVER_SVID_PATH).uri,
       publicKey: keys.publicKey,
       ttl: this.opts.ttl,

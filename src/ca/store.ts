@@ -58,7 +58,7 @@ function ensureDir(dir: string): void {
 }
 
 /** Publishes a new CA file, naming WRIT_CA_DIR when the file system refuses. */
-function publish(path: string, data: string, mode: number): boolean {
+export function publishCaFile(path: string, data: string, mode: number): boolean {
   try {
     return publishExclusive(path, data, mode);
   } catch (e) {
@@ -76,7 +76,7 @@ function checkKeyMode(path: string, warnings: string[]): void {
   if (mode & 0o040) warnings.push(`${path} is readable by its group (mode ${mode.toString(8)}); 600 is safer`);
 }
 
-function read(path: string): Buffer | undefined {
+export function readCaFile(path: string): Buffer | undefined {
   try {
     return readIfExists(path);
   } catch (e) {
@@ -87,7 +87,7 @@ function read(path: string): Buffer | undefined {
 /** Waits for `path` to appear while another process finishes writing it. */
 async function waitFor(path: string, ms: number): Promise<Buffer | undefined> {
   for (let waited = 0; waited < ms; waited += 50) {
-    const data = read(path);
+    const data = readCaFile(path);
     if (data) return data;
     await sleep(50);
   }
@@ -103,15 +103,15 @@ export async function loadOrCreateCertificateAuthority(opts: CaStoreOptions): Pr
   ensureDir(dir);
   const certPath = join(dir, CA_CERT_FILE);
   const keyPath = join(dir, CA_KEY_FILE);
-  let certPem = read(certPath);
-  let keyPem = read(keyPath);
+  let certPem = readCaFile(certPath);
+  let keyPem = readCaFile(keyPath);
   let created = false;
   if (!certPem && !keyPem) {
     const generated = await generateRootCa(opts);
-    created = publish(keyPath, generated.keyPem, 0o600);
-    if (created) publish(certPath, generated.certPem, 0o644);
-    keyPem = read(keyPath);
-    certPem = read(certPath) ?? (await waitFor(certPath, opts.concurrentWriterWaitMs ?? 10_000));
+    created = publishCaFile(keyPath, generated.keyPem, 0o600);
+    if (created) publishCaFile(certPath, generated.certPem, 0o644);
+    keyPem = readCaFile(keyPath);
+    certPem = readCaFile(certPath) ?? (await waitFor(certPath, opts.concurrentWriterWaitMs ?? 10_000));
   } else if (keyPem && !certPem) {
     certPem = await waitFor(certPath, opts.concurrentWriterWaitMs ?? 10_000);
   }
@@ -122,7 +122,8 @@ export async function loadOrCreateCertificateAuthority(opts: CaStoreOptions): Pr
   return { value: await parseCertificateAuthority(certPem.toString('utf8'), keyPem, opts), created, warnings };
 }
 
-async function generateRootCa(opts: CaStoreOptions): Promise<{ certPem: string; keyPem: string }> {
+/** A new self-signed root CA for the trust domain, as PEM. */
+export async function generateRootCa(opts: Pick<CaStoreOptions, 'trustDomain' | 'caTtl' | 'clock' | 'random'>): Promise<{ certPem: string; keyPem: string }> {
   const keys = await generateP256();
   const now = opts.clock.now();
   const td = spiffeIdOf(opts.trustDomain);
@@ -208,26 +209,35 @@ export async function loadOrCreateJwtSigningKey(opts: Pick<CaStoreOptions, 'dir'
   const dir = resolve(opts.dir);
   ensureDir(dir);
   const path = join(dir, JWT_KEY_FILE);
-  let pem = read(path);
+  let pem = readCaFile(path);
   let created = false;
   if (!pem) {
-    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    created = publish(path, privateKey.export({ format: 'pem', type: 'pkcs8' }) as string, 0o600);
-    pem = read(path)!;
+    created = publishCaFile(path, generateJwtSigningKeyPem(), 0o600);
+    pem = readCaFile(path)!;
   }
   const warnings: string[] = [];
   checkKeyMode(path, warnings);
+  return { value: await parseJwtSigningKey(pem, JWT_KEY_FILE), created, warnings };
+}
+
+/** A new ES256 key for JWT-SVIDs, as PKCS#8 PEM. */
+export function generateJwtSigningKeyPem(): string {
+  return generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'pem', type: 'pkcs8' }) as string;
+}
+
+/** Reads an ES256 private key; its key ID is the RFC 7638 thumbprint of the public key. */
+export async function parseJwtSigningKey(pem: Buffer | string, file: string): Promise<JwtSigningKey> {
   let privateKey: KeyObject;
   try {
     privateKey = createPrivateKey(pem);
   } catch (e) {
-    throw err(`${JWT_KEY_FILE} is not a PEM private key`, e);
+    throw err(`${file} is not a PEM private key`, e);
   }
   if (privateKey.asymmetricKeyType !== 'ec' || privateKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
-    throw err(`${JWT_KEY_FILE} must be an EC P-256 key (ES256)`);
+    throw err(`${file} must be an EC P-256 key (ES256)`);
   }
   const { kty, crv, x, y } = privateKey.export({ format: 'jwk' });
   const publicJwk = { kty, crv, x, y } as JsonWebKey;
   const kid = await calculateJwkThumbprint(publicJwk as Parameters<typeof calculateJwkThumbprint>[0], 'sha256'); // RFC 7638
-  return { value: { kid, alg: 'ES256', privateKey, publicJwk }, created, warnings };
+  return { kid, alg: 'ES256', privateKey, publicJwk };
 }

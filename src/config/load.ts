@@ -32,6 +32,8 @@ export interface Config {
   readonly serverDnsNames: readonly string[];
   /** Validity of a CA that Writ generates, in seconds. */
   readonly caTtl: number;
+  /** Seconds between publishing a rotated CA in the bundle and signing with it. */
+  readonly caRotationOverlap: number;
   /** Longest X.509-SVID lifetime Writ issues, in seconds. */
   readonly x509SvidMaxTtl: number;
   /** Longest JWT-SVID lifetime Writ issues, in seconds. */
@@ -125,6 +127,7 @@ const SETTINGS = {
   adminToken: { env: 'WRIT_ADMIN_TOKEN', file: 'admin_token', parse: (raw: string) => (raw.length >= 16 ? raw : fail('must be at least 16 characters long')) },
   serverDnsNames: { env: 'WRIT_SERVER_DNS_NAMES', file: 'server_dns_names', parse: dnsNames, default: ['localhost'] },
   caTtl: { env: 'WRIT_CA_TTL', file: 'ca_ttl', parse: duration, default: 365 * 86400 },
+  caRotationOverlap: { env: 'WRIT_CA_ROTATION_OVERLAP', file: 'ca_rotation_overlap', parse: duration, default: 86400 },
   x509SvidMaxTtl: { env: 'WRIT_X509_SVID_MAX_TTL', file: 'x509_svid_max_ttl', parse: duration, default: 86400 },
   jwtSvidMaxTtl: { env: 'WRIT_JWT_SVID_MAX_TTL', file: 'jwt_svid_max_ttl', parse: duration, default: 3600 },
   bundleRefreshHint: { env: 'WRIT_BUNDLE_REFRESH_HINT', file: 'bundle_refresh_hint', parse: duration, default: 300 },

@@ -36,7 +36,7 @@ describe('migrator (Prisma migration layout and history)', () => {
     const applied = results.flatMap((r) => r.applied);
     expect(applied.sort()).toEqual(migrations.map((m) => m.name).sort());
     const rows = await sessions[0]!.query<{ migration_name: string; n: number }>(
-      'SELECT migration_name, count(*)::int AS n FROM "_prisma_migrations" GROUP BY migration_name',
+      'SELECT migration_name, count(*)::int AS n FROM "_prisma_migrations" GROUP BY migration_name ORDER BY migration_name',
     );
     expect(rows).toEqual(migrations.map((m) => ({ migration_name: m.name, n: 1 })));
   });

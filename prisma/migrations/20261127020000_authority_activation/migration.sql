@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "authority" ADD COLUMN "activates_at" TIMESTAMPTZ(3);

@@ -1,0 +1,184 @@
+import type { Logger } from 'pino';
+import { createHash } from 'node:crypto';
+import type { Clock } from '../core/clock';
+import type { Random } from '../core/random';
+import type { CertificateAuthority } from './authority';
+import type { AuthorityRecord, BundleStore, PublishResult } from './bundle-store';
+import { RotationRefused } from './errors';
+import { activatePreparedSlot, loadActiveSlot, loadPreparedSlot, writePreparedSlot, type AuthoritySlot } from './slots';
+import type { JwtSigningKey } from './store';
+
+/** What signs now. SvidIssuer and ServerSvid read it at each use, so a rotation takes effect at once. */
+export interface SigningAuthorities {
+  readonly ca: CertificateAuthority;
+  readonly jwtKey: JwtSigningKey;
+}
+
+export interface RotatorOptions {
+  dir: string;
+  trustDomain: string;
+  caTtl: number;
+  /** Seconds between publishing new authorities and signing with them. */
+  overlap: number;
+  store: BundleStore;
+  clock: Clock;
+  random: Random;
+  logger: Logger;
+  /** Told of each rotation step, for the audit trail. */
+  onEvent: (type: 'ca.rotation_prepared' | 'ca.rotation_activated', details: Record<string, unknown>) => Promise<void>;
+}
+
+export interface PreparedRotation {
+  readonly x509Authority: string;
+  readonly jwtAuthority: string;
+  readonly activatesAt: Date;
+}
+
+/** Prepare the next authorities once two thirds of the active CA's life have passed. */
+const PREPARE_AT_FRACTION = 2 / 3;
+
+export const x509Record = (ca: CertificateAuthority): AuthorityRecord => {
+  const der = new Uint8Array(ca.anchor.rawData);
+  return { id: createHash('sha256').update(der).digest('hex'), use: 'x509-svid', material: der, notBefore: ca.anchor.notBefore, notAfter: ca.anchor.notAfter };
+};
+
+/** The JWT key is published for as long as the CA it serves beside. */
+export const jwtRecord = (key: JwtSigningKey, ca: CertificateAuthority): AuthorityRecord => ({
+  id: key.kid,
+  use: 'jwt-svid',
+  material: Buffer.from(JSON.stringify(key.publicJwk)),
+  notBefore: ca.certificate.notBefore,
+  notAfter: ca.notAfter,
+});
+
+const records = (slot: AuthoritySlot) => [x509Record(slot.ca), jwtRecord(slot.jwtKey, slot.ca)];
+
+/**
+ * CA rotation (SPIRE's prepared → active → old): `rotate` prepares new authorities and
+ * publishes them; `tick` activates them once the overlap has passed (every replica
+ * then has the new roots), prepares on schedule before the CA nears its end, and
+ * follows a rotation another replica made. Retired authorities stay in the bundle
+ * until everything they signed has expired (BundleStore's grace).
+ */
+export class CaRotator implements SigningAuthorities {
+  #active: AuthoritySlot;
+  #prepared: { slot: AuthoritySlot; activatesAt: Date } | undefined;
+  #inSync = true;
+
+  private constructor(
+    private readonly opts: RotatorOptions,
+    active: AuthoritySlot,
+  ) {
+    this.#active = active;
+  }
+
+  get ca(): CertificateAuthority {
+    return this.#active.ca;
+  }
+
+  get jwtKey(): JwtSigningKey {
+    return this.#active.jwtKey;
+  }
+
+  /** False when the database names active authorities that this replica cannot load. */
+  get inSync(): boolean {
+    return this.#inSync;
+  }
+
+  /** Writ generated this CA (a self-signed root), so Writ may replace it; an upstream intermediate comes from the operator. */
+  get managed(): boolean {
+    return this.#active.ca.chain.length === 0;
+  }
+
+  /**
+   * Reconciles the slots on disk with the bundle in the database at start-up, then
+   * publishes the active authorities (see BundleStore.publish for `replace`).
+   */
+  static async start(opts: RotatorOptions, active: AuthoritySlot, { replace = false } = {}): Promise<{ rotator: CaRotator; published: PublishResult }> {
+    const rotator = new CaRotator(opts, active);
+    const states = await opts.store.states();
+    const mine = records(active).map((r) => r.id);
+    // The files already hold these as active (an activation stopped before the database heard of it).
+    if (mine.some((id) => states.prepared.some((p) => p.id === id))) await opts.store.activate(mine);
+    const prepared = await loadPreparedSlot(opts);
+    if (prepared) {
+      const ids = records(prepared).map((r) => r.id);
+      const known = states.prepared.find((p) => ids.includes(p.id));
+      if (ids.some((id) => states.active.includes(id)) || (known && known.activatesAt <= opts.clock.now())) {
+        await rotator.activate(prepared);
+      } else {
+        const activatesAt = known?.activatesAt ?? new Date(opts.clock.now().getTime() + opts.overlap * 1000);
+        if (!known) await opts.store.prepare(records(prepared), activatesAt);
+        rotator.#prepared = { slot: prepared, activatesAt };
+      }
+    }
+    const published = await opts.store.publish(records(rotator.#active), { replace });
+    return { rotator, published };
+  }
+
+  /** Prepares new authorities and publishes them; they sign after `overlap` seconds. */
+  async rotate(overlap = this.opts.overlap): Promise<PreparedRotation> {
+    if (!this.managed) throw new RotationRefused('the CA is an operator-provided intermediate: get a new one from the upstream CA, put it in WRIT_CA_DIR and start with WRIT_CA_REPLACE=true');
+    if (this.#prepared) throw new RotationRefused(`a rotation is already prepared; it activates at ${this.#prepared.activatesAt.toISOString()}`);
+    const slot = await writePreparedSlot(this.opts);
+    const activatesAt = new Date(this.opts.clock.now().getTime() + overlap * 1000);
+    const bundle = await this.opts.store.prepare(records(slot), activatesAt);
+    this.#prepared = { slot, activatesAt };
+    const [x509, jwt] = records(slot).map((r) => r.id) as [string, string];
+    await this.opts.onEvent('ca.rotation_prepared', { x509Authority: x509, jwtAuthority: jwt, activatesAt: activatesAt.toISOString(), spiffeSequence: bundle.sequence });
+    this.opts.logger.info({ x509Authority: x509, jwtAuthority: jwt, activatesAt: activatesAt.toISOString() }, 'CA rotation prepared');
+    return { x509Authority: x509, jwtAuthority: jwt, activatesAt };
+  }
+
+  /**
+   * One step of the schedule: activate a prepared rotation whose time has come, prepare
+   * one when the CA nears its end, follow a rotation another replica made. Returns
+   * whether the signing authorities changed.
+   */
+  async tick(): Promise<boolean> {
+    const now = this.opts.clock.now();
+    if (this.#prepared && now >= this.#prepared.activatesAt) {
+      await this.activate(this.#prepared.slot);
+      return true;
+    }
+    const { ca } = this.#active;
+    const life = ca.notAfter.getTime() - ca.certificate.notBefore.getTime();
+    if (!this.#prepared && this.managed && now.getTime() >= ca.certificate.notBefore.getTime() + life * PREPARE_AT_FRACTION) {
+      await this.rotate(Math.min(this.opts.overlap, Math.max(0, (ca.notAfter.getTime() - now.getTime()) / 2000)));
+      return false;
+    }
+    return this.follow();
+  }
+
+  /** Loads the files again when the database says other authorities sign now (another replica rotated). */
+  private async follow(): Promise<boolean> {
+    const { active } = await this.opts.store.states();
+    const mine = records(this.#active).map((r) => r.id);
+    if (mine.every((id) => active.includes(id))) {
+      this.#inSync = true;
+      return false;
+    }
+    const onDisk = await loadActiveSlot(this.opts).catch(() => undefined);
+    const ids = onDisk ? records(onDisk).map((r) => r.id) : [];
+    this.#inSync = ids.length > 0 && ids.every((id) => active.includes(id));
+    if (!this.#inSync || !onDisk) {
+      this.opts.logger.error({ active }, 'the bundle names active authorities that are not the CA files in WRIT_CA_DIR');
+      return false;
+    }
+    this.#active = onDisk;
+    this.#prepared = undefined;
+    this.opts.logger.info({ x509Authority: ids[0] }, 'following a CA rotation made by another replica');
+    return true;
+  }
+
+  private async activate(slot: AuthoritySlot): Promise<void> {
+    activatePreparedSlot(this.opts.dir); // files first: a start after a crash here activates in the database too
+    const ids = records(slot).map((r) => r.id);
+    const retired = await this.opts.store.activate(ids);
+    const previous = this.#active;
+    this.#active = slot;
+    this.#prepared = undefined;
+    await this.opts.onEvent('ca.rotation_activated', { x509Authority: ids[0], jwtAuthority: ids[1], retired });
+    this.opts.logger.info({ x509Authority: ids[0], retired, previous: previous.ca.certificate.serialNumber }, 'CA rotation activated');
+  }
+}
