@@ -98,8 +98,14 @@ export class SvidIssuer {
 
   /** POST /v1/jwt-svid: a JWT-SVID for the caller, for the given audiences (JWT-SVID §3). */
   async jwtSvid(peer: PeerSvid, audience: readonly string[]): Promise<IssuedJwtSvid> {
-    await this.requireLiveSvid(peer);
-    const entry = await this.enabledEntryOf(peer.spiffeId);
+    let entry: RegistrationEntry;
+    try {
+      await this.requireLiveSvid(peer);
+      entry = await this.enabledEntryOf(peer.spiffeId);
+    } catch (err) {
+      await this.deps.audit.append({ type: 'jwt_svid.refused', actor: peer.spiffeId, details: { audience, reason: refusalCode(err) } });
+      throw err;
+    }
     const now = this.deps.clock.now();
     const iat = Math.floor(now.getTime() / 1000);
     const exp = iat + entry.jwtSvidTtl;

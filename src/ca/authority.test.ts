@@ -70,6 +70,10 @@ describe('X509-SVID profile', () => {
     expect(leaf.getExtension(x509.ExtendedKeyUsageExtension)!.usages).toEqual([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]);
   });
 
+  it('has a positive serial with 128 random bits', () => {
+    expect(leaf.serialNumber).toMatch(/^01[0-9a-f]{32}$/);
+  });
+
   it('carries the requested lifetime, backdated slightly for clock skew', () => {
     expect(leaf.notAfter.getTime() - clock.now().getTime()).toBe(3600 * 1000);
     expect(clock.now().getTime() - leaf.notBefore.getTime()).toBe(10 * 1000);

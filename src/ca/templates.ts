@@ -43,11 +43,14 @@ export async function x509SvidExtensions(profile: LeafProfile, publicKey: Crypto
   ];
 }
 
-/** A positive serial number of 16 random octets (RFC 5280 §4.1.2.2: positive, at most 20 octets). */
+/**
+ * A serial number with 128 random bits: 0x01 then 16 random octets, so it is positive
+ * with no leading zero octet whatever the random bits are (RFC 5280 §4.1.2.2: positive,
+ * at most 20 octets; CA/B Forum BR §7.1: at least 64 bits of randomness).
+ */
 export function serialNumber(random: Uint8Array): string {
-  const bytes = Uint8Array.from(random.subarray(0, 16));
-  bytes[0] = (bytes[0]! & 0x7f) | 0x01; // positive, and no leading zero octet
-  return Buffer.from(bytes).toString('hex');
+  if (random.length < 16) throw new Error('a serial number needs 16 random octets');
+  return `01${Buffer.from(random.subarray(0, 16)).toString('hex')}`;
 }
 
 /** The issuer's own key identifier when it has one, so chains build the way the issuer meant. */

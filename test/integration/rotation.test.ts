@@ -65,6 +65,18 @@ afterAll(async () => {
   await store.drop();
 });
 
+describe('join tokens and time', () => {
+  it('refuses an expired join token exactly as an unknown one', async () => {
+    const entry = await request('/v1/admin/entries', { spiffe_id: 'spiffe://rot.test/late' });
+    const token = await request('/v1/admin/join-tokens', { entry_id: entry.json.id, ttl: 60 });
+    clock.advance(61);
+    openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'late.key', '-out', 'late.csr', '-subj', '/CN=x'], { cwd: work });
+    const res = await request('/v1/attest', { attestor: 'join_token', evidence: { token: token.json.token }, csr: readFileSync(join(work, 'late.csr'), 'utf8') });
+    expect(res.status).toBe(400);
+    expect(res.json).toMatchObject({ type: 'urn:writ:problem:token-unusable', detail: 'the join token is unknown, expired or already used' });
+  });
+});
+
 describe('CA rotation with overlap', () => {
   let oldCa: string;
   let oldLeaf: X509Certificate;

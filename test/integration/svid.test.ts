@@ -203,6 +203,16 @@ describe('renewal and JWT-SVIDs over mTLS', () => {
     expect(anonymous.status).toBe(401);
   });
 
+  it('refuses to renew, or to mint a JWT-SVID, once the entry is disabled', async () => {
+    const { key, svid, entry } = await attest('/to-disable');
+    await admin(`/v1/admin/entries/${entry.id}`, { method: 'PATCH', body: { enabled: false } });
+    const renew = await call('/v1/svid/renew', { body: { csr: keyAndCsr('to-disable-next').csr }, cert: svid, key });
+    expect(renew.status).toBe(403);
+    expect(renew.json.type).toBe('urn:writ:problem:entry-disabled');
+    const jwt = await call('/v1/jwt-svid', { body: { audience: ['x'] }, cert: svid, key });
+    expect(jwt.status).toBe(403);
+  });
+
   it('issues a JWT-SVID that verifies with the bundle\'s keys alone', async () => {
     const { key, svid } = await attest('/jwt-user', { jwt_svid_ttl: 120 });
     const res = await call('/v1/jwt-svid', { body: { audience: ['https://mcp.td.test'] }, cert: svid, key });
