@@ -55,6 +55,8 @@ export interface Broker {
 }
 
 const RENEWAL_CHECK_MS = 30_000;
+/** Seconds a retired authority stays published beyond the longest credential lifetime. */
+export const RETIRED_GRACE_MARGIN = 300;
 const BUNDLE_CACHE_SECONDS = 5;
 const SERVER_SVID_MAX_TTL = 86400;
 
@@ -109,8 +111,9 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       'database ready',
     );
     const audit = new AuditLog(db.prisma, clock);
-    // A retired authority stays published while anything it signed may be live.
-    const retiredGrace = Math.max(config.x509SvidMaxTtl, config.jwtSvidMaxTtl);
+    // A retired authority stays published while anything it signed may be live, plus a margin
+    // for a replica's maintenance interval and for clock skew between peers.
+    const retiredGrace = Math.max(config.x509SvidMaxTtl, config.jwtSvidMaxTtl) + RETIRED_GRACE_MARGIN;
     const bundleStore = new BundleStore(db.prisma, { trustDomain: config.trustDomain, refreshHint: config.bundleRefreshHint, retiredGrace, clock });
     const { rotator, published } = await CaRotator.start(
       {
@@ -163,9 +166,9 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
     const metrics = new HttpMetrics();
     const entries = new EntryStore(db.prisma);
     const joinTokens = new JoinTokens(db.prisma, { clock, random });
-    const issuer = new SvidIssuer({ authority: rotator, entries, leases, audit, attestors: [new JoinTokenAttestor(joinTokens), ...attestors], clock, random });
-    const auth = { admin, entries, leases, clock, trustDomain: config.trustDomain };
     const limits = { trustDomain: config.trustDomain, x509SvidMaxTtl: config.x509SvidMaxTtl, jwtSvidMaxTtl: config.jwtSvidMaxTtl };
+    const issuer = new SvidIssuer({ authority: rotator, entries, leases, audit, attestors: [new JoinTokenAttestor(joinTokens), ...attestors], limits, clock, random });
+    const auth = { admin, entries, leases, clock, trustDomain: config.trustDomain };
     const app = createApiApp({
       routers: [
         bundleRouter(bundle),
@@ -203,12 +206,15 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
     });
 
     let renewing: Promise<boolean> | undefined;
+    let anchorsSequence = published.bundle.sequence;
     /** Renews the server SVID when due (or now, after a CA rotation) and refreshes the TLS trust anchors. */
     const renewServerSvid = (force: boolean): Promise<boolean> =>
       (renewing ??= (async () => {
         if (shuttingDown || !(force || serverSvid.dueForRenewal())) return false;
         const next = await serverSvid.issue();
-        api.setSecureContext(tlsOptions(next, await bundle.current()));
+        const anchors = await bundle.current();
+        api.setSecureContext(tlsOptions(next, anchors));
+        anchorsSequence = anchors.sequence;
         logger.info({ spiffeId: next.svid.spiffeId, notAfter: next.svid.notAfter.toISOString() }, 'server SVID renewed');
         return true;
       })().finally(() => {
@@ -228,7 +234,14 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
         bundle.prime(await bundleStore.load());
         await renewServerSvid(true); // the server SVID now chains to the new CA
       }
-      await renewServerSvidIfDue();
+      if (!(await renewServerSvidIfDue())) {
+        // Trust for client certificates follows the bundle (authorities added by a rotation elsewhere, or removed).
+        const anchors = await bundle.current();
+        if (anchors.sequence !== anchorsSequence && serverSvid.current) {
+          api.setSecureContext(tlsOptions(serverSvid.current, anchors));
+          anchorsSequence = anchors.sequence;
+        }
+      }
     };
     const renewal = setInterval(() => {
       tick().catch((err: Error) => logger.error({ err: { message: err.message } }, 'maintenance failed (CA rotation or server SVID renewal)'));

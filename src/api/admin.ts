@@ -96,7 +96,7 @@ export function adminRouter(deps: AdminDeps): Router {
     let entry: RegistrationEntry;
     if (body.entry_id !== undefined) entry = await deps.entries.require(body.entry_id);
     else {
-      const named = (await deps.entries.list({ spiffeIdPrefix: body.spiffe_id })).filter((e) => e.spiffeId === body.spiffe_id);
+      const named = await deps.entries.bySpiffeId(body.spiffe_id!);
       if (named.length === 0) throw new EntryError(404, 'entry-not-found', `no registration entry for ${body.spiffe_id}`);
       if (named.length > 1) throw new EntryError(400, 'invalid-entry', `${named.length} entries name ${body.spiffe_id}; give entry_id`);
       entry = named[0]!;

@@ -4,7 +4,7 @@ import type { EntryStore } from '../attestation/entries';
 import type { PeerSvid } from '../attestation/issuer';
 import type { Clock } from '../core/clock';
 import { DomainError, problemType } from '../core/errors';
-import type { LeaseStore } from '../leases';
+import type { Lease, LeaseStore } from '../leases';
 import { peerSvid } from './peer';
 
 /** 401: no credentials, or credentials that do not verify. */
@@ -36,21 +36,24 @@ declare module 'express-serve-static-core' {
   }
 }
 
-/** A verified client SVID that is also live (its lease neither expired nor revoked), or undefined. */
-async function liveSvid(req: Parameters<RequestHandler>[0], deps: Omit<AuthDeps, 'admin' | 'entries'>): Promise<PeerSvid | undefined> {
+/**
+ * A verified client SVID that is also live: this exact certificate (serial and
+ * fingerprint) was issued by this broker and its lease is neither expired nor revoked.
+ */
+async function liveSvid(req: Parameters<RequestHandler>[0], deps: Omit<AuthDeps, 'admin' | 'entries'>): Promise<{ svid: PeerSvid; lease: Lease } | undefined> {
   const svid = peerSvid(req, deps.trustDomain);
   if (!svid) return undefined;
-  const lease = await deps.leases.activeBySerial(svid.serial, deps.clock.now());
-  return lease && lease.spiffeId === svid.spiffeId ? svid : undefined;
+  const lease = await deps.leases.activeSvid(svid.serial, svid.fingerprint, deps.clock.now());
+  return lease && lease.spiffeId === svid.spiffeId ? { svid, lease } : undefined;
 }
 
 /** mTLS routes: the caller must present a current, unrevoked X.509-SVID of this broker. */
 export function requireSvid(deps: Omit<AuthDeps, 'admin' | 'entries'>): RequestHandler {
   return async (req, _res, next) => {
-    const svid = await liveSvid(req, deps);
-    if (!svid) throw new Unauthenticated('this route needs a current X.509-SVID of this trust domain as the TLS client certificate');
-    req.svid = svid;
-    req.principal = svid.spiffeId;
+    const live = await liveSvid(req, deps);
+    if (!live) throw new Unauthenticated('this route needs a current X.509-SVID of this trust domain as the TLS client certificate');
+    req.svid = live.svid;
+    req.principal = live.svid.spiffeId;
     next();
   };
 }
@@ -72,14 +75,16 @@ export function requireAdmin(deps: AuthDeps): RequestHandler {
       req.principal = 'admin';
       return next();
     }
-    const svid = await liveSvid(req, deps);
-    if (!svid) {
+    const live = await liveSvid(req, deps);
+    if (!live) {
       res.setHeader('WWW-Authenticate', 'Bearer');
       throw new Unauthenticated('admin routes need the admin bearer token or an admin X.509-SVID');
     }
-    if (!(await deps.entries.isAdmin(svid.spiffeId))) throw new Forbidden(`${svid.spiffeId} is not an admin`);
-    req.principal = svid.spiffeId;
-    req.svid = svid;
+    // Admin rights come from the entry this SVID was issued under, as it is now.
+    const entry = live.lease.entryId ? await deps.entries.get(live.lease.entryId) : undefined;
+    if (!entry || !entry.enabled || !entry.admin) throw new Forbidden(`${live.svid.spiffeId} is not an admin`);
+    req.principal = live.svid.spiffeId;
+    req.svid = live.svid;
     next();
   };
 }

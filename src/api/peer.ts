@@ -32,5 +32,5 @@ export function peerSvid(req: Request, trustDomain: string): PeerSvid | undefine
     .filter((n) => n.startsWith('URI:'))
     .map((n) => n.slice(4));
   if (uris.length !== 1 || !uris[0]!.startsWith(`spiffe://${trustDomain}/`)) return undefined;
-  return { spiffeId: uris[0]!, serial: cert.serialNumber.toLowerCase() };
+  return { spiffeId: uris[0]!, serial: cert.serialNumber.toLowerCase(), fingerprint: cert.fingerprint256.replace(/:/g, '').toLowerCase() };
 }

@@ -26,25 +26,28 @@ const jwtSvidRequest = z.strictObject({
 /** /v1/attest, /v1/svid/renew (mTLS) and /v1/jwt-svid (mTLS). */
 export function svidRouter(deps: SvidRouteDeps): Router {
   const router = Router();
-  const answer = async (issued: IssuedX509Svid) => ({
+  const answer = (issued: IssuedX509Svid, bundlePem: string) => ({
     spiffe_id: issued.spiffeId,
     svid: issued.chainPem,
     expires_at: issued.svid.notAfter.toISOString(),
-    bundle: toPemBundle(await deps.bundle.current()),
+    bundle: bundlePem,
   });
 
+  // The bundle is read before anything is issued: an SVID is never issued and then not delivered.
   router.post('/v1/attest', async (req, res) => {
     const body = parseWith(attestRequest, req.body);
+    const bundlePem = toPemBundle(await deps.bundle.current());
     const issued = await deps.issuer.attest(body, { peerCertificates: peerCertificates(req) });
     res.status(201).setHeader('Cache-Control', 'no-store');
-    res.json(await answer(issued));
+    res.json(answer(issued, bundlePem));
   });
 
   router.post('/v1/svid/renew', requireSvid(deps), async (req, res) => {
     const body = parseWith(renewRequest, req.body);
+    const bundlePem = toPemBundle(await deps.bundle.current());
     const issued = await deps.issuer.renew(req.svid!, body.csr);
     res.status(201).setHeader('Cache-Control', 'no-store');
-    res.json(await answer(issued));
+    res.json(answer(issued, bundlePem));
   });
 
   router.post('/v1/jwt-svid', requireSvid(deps), async (req, res) => {

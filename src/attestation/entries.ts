@@ -73,9 +73,21 @@ export function entrySchema(limits: EntryLimits) {
     if (problem) ctx.addIssue({ code: 'custom', message: problem });
   });
   const ttl = (max: number) => z.number().int().min(1).max(max, { message: `must be at most ${max} seconds (the configured cap)` });
+  // A subject or a CN means something only within one issuer or CA: an entry must name it,
+  // or a token from any configured issuer (a certificate from any configured CA) would match.
+  const scoped = (list: string[], ctx: z.RefinementCtx) => {
+    if (list.some((s) => s.startsWith('oidc:')) && !list.some((s) => s.startsWith('oidc:iss:'))) {
+      ctx.addIssue({ code: 'custom', message: 'oidc selectors need an oidc:iss:<issuer> selector beside them' });
+    }
+    if (list.some((s) => s.startsWith('x509pop:')) && !list.some((s) => s.startsWith('x509pop:ca:'))) {
+      ctx.addIssue({ code: 'custom', message: 'x509pop selectors need an x509pop:ca:<fingerprint> selector beside them' });
+    }
+    const attestors = new Set(list.map((s) => s.split(':')[0]));
+    if (attestors.size > 1) ctx.addIssue({ code: 'custom', message: 'an entry\'s selectors come from one attestor' });
+  };
   return z.strictObject({
     spiffe_id: spiffeId,
-    selectors: z.array(selector).max(64).default([]).transform((s) => [...new Set(s)].sort()),
+    selectors: z.array(selector).max(64).superRefine(scoped).default([]).transform((s) => [...new Set(s)].sort()),
     x509_svid_ttl: ttl(limits.x509SvidMaxTtl).default(Math.min(DEFAULT_X509_SVID_TTL, limits.x509SvidMaxTtl)),
     jwt_svid_ttl: ttl(limits.jwtSvidMaxTtl).default(Math.min(DEFAULT_JWT_SVID_TTL, limits.jwtSvidMaxTtl)),
     dns_names: z.array(z.string().refine(isDnsName, { message: 'is not a valid DNS name' })).max(32).default([]),
@@ -167,8 +179,8 @@ export class EntryStore {
     return (await this.prisma.registrationEntry.findMany({ where: { id: { in: ids.map((r) => r.id) } } })).map(fromRow);
   }
 
-  /** Whether an enabled entry with `admin: true` names this SPIFFE ID. */
-  async isAdmin(spiffeId: string): Promise<boolean> {
-    return (await this.prisma.registrationEntry.count({ where: { spiffeId, admin: true, enabled: true } })) > 0;
+  /** The entries that name exactly this SPIFFE ID. */
+  async bySpiffeId(spiffeId: string): Promise<RegistrationEntry[]> {
+    return (await this.prisma.registrationEntry.findMany({ where: { spiffeId }, orderBy: { id: 'asc' }, take: 100 })).map(fromRow);
   }
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { SignJWT } from 'jose';
 import type { AuditLog } from '../audit';
 import type { SigningAuthorities, X509Svid } from '../ca';
@@ -25,10 +26,11 @@ export interface IssuedJwtSvid {
   readonly expiresAt: Date;
 }
 
-/** The caller on an mTLS route: its SVID's SPIFFE ID and serial, from a verified client certificate. */
+/** The caller on an mTLS route: its SVID's SPIFFE ID, serial and SHA-256 fingerprint, from a verified client certificate. */
 export interface PeerSvid {
   readonly spiffeId: string;
   readonly serial: string;
+  readonly fingerprint: string;
 }
 
 export interface AttestRequest {
@@ -44,6 +46,8 @@ export interface SvidIssuerDeps {
   leases: LeaseStore;
   audit: AuditLog;
   attestors: readonly Attestor[];
+  /** Lifetime caps, applied at each issuance too: lowering one takes effect for existing entries. */
+  limits: { x509SvidMaxTtl: number; jwtSvidMaxTtl: number };
   clock: Clock;
   random: Random;
 }
@@ -87,8 +91,7 @@ export class SvidIssuer {
   async renew(peer: PeerSvid, csrPem: string): Promise<IssuedX509Svid> {
     try {
       const csr = await parseCsr(csrPem);
-      await this.requireLiveSvid(peer);
-      const entry = await this.enabledEntryOf(peer.spiffeId);
+      const entry = await this.entryOfLiveSvid(peer);
       return await this.issue(entry, csr.publicKey, { renewed: peer.serial });
     } catch (err) {
       await this.deps.audit.append({ type: 'svid.refused', actor: peer.spiffeId, details: { renew: peer.serial, reason: refusalCode(err) } });
@@ -100,15 +103,14 @@ export class SvidIssuer {
   async jwtSvid(peer: PeerSvid, audience: readonly string[]): Promise<IssuedJwtSvid> {
     let entry: RegistrationEntry;
     try {
-      await this.requireLiveSvid(peer);
-      entry = await this.enabledEntryOf(peer.spiffeId);
+      entry = await this.entryOfLiveSvid(peer);
     } catch (err) {
       await this.deps.audit.append({ type: 'jwt_svid.refused', actor: peer.spiffeId, details: { audience, reason: refusalCode(err) } });
       throw err;
     }
     const now = this.deps.clock.now();
     const iat = Math.floor(now.getTime() / 1000);
-    const exp = iat + entry.jwtSvidTtl;
+    const exp = iat + Math.min(entry.jwtSvidTtl, this.deps.limits.jwtSvidMaxTtl);
     const jti = this.deps.random.uuid();
     const { jwtKey } = this.deps.authority;
     const token = await new SignJWT({})
@@ -120,18 +122,21 @@ export class SvidIssuer {
       .setJti(jti)
       .sign(jwtKey.privateKey);
     const expiresAt = new Date(exp * 1000);
-    await this.deps.leases.record({ id: jti, kind: 'jwt-svid', spiffeId: peer.spiffeId, audience, issuedAt: new Date(iat * 1000), expiresAt });
+    await this.deps.leases.record({ id: jti, kind: 'jwt-svid', spiffeId: peer.spiffeId, entryId: entry.id, audience, issuedAt: new Date(iat * 1000), expiresAt });
     await this.deps.audit.append({ type: 'jwt_svid.issued', actor: peer.spiffeId, details: { jti, audience, expiresAt: expiresAt.toISOString() } });
     return { token, spiffeId: peer.spiffeId, expiresAt };
   }
 
   private async issue(entry: RegistrationEntry, publicKey: CryptoKey, details: Record<string, unknown>): Promise<IssuedX509Svid> {
-    const svid = await this.deps.authority.ca.signX509Svid({ spiffeId: entry.spiffeId, publicKey, ttl: entry.x509SvidTtl, dnsNames: entry.dnsNames });
+    const ttl = Math.min(entry.x509SvidTtl, this.deps.limits.x509SvidMaxTtl);
+    const svid = await this.deps.authority.ca.signX509Svid({ spiffeId: entry.spiffeId, publicKey, ttl, dnsNames: entry.dnsNames });
     await this.deps.leases.record({
       id: this.deps.random.uuid(),
       kind: 'x509-svid',
       spiffeId: entry.spiffeId,
+      entryId: entry.id,
       serial: svid.serialNumber,
+      fingerprint: createHash('sha256').update(new Uint8Array(svid.certificate.rawData)).digest('hex'),
       issuedAt: svid.notBefore,
       expiresAt: svid.notAfter,
     });
@@ -167,17 +172,19 @@ export class SvidIssuer {
     return best[0]!;
   }
 
-  private async enabledEntryOf(spiffeId: string): Promise<RegistrationEntry> {
-    const entries = await this.deps.entries.list({ spiffeIdPrefix: spiffeId, enabled: true });
-    const entry = entries.find((e) => e.spiffeId === spiffeId);
-    if (!entry) throw new AttestationError('entry-disabled', `no enabled registration entry for ${spiffeId}`);
-    return entry;
-  }
-
-  private async requireLiveSvid(peer: PeerSvid): Promise<void> {
-    const lease = await this.deps.leases.activeBySerial(peer.serial, this.deps.clock.now());
+  /**
+   * The entry behind a caller's SVID: the SVID must be live (its exact certificate
+   * leased, not expired, not revoked) and its entry must still exist and be enabled.
+   */
+  private async entryOfLiveSvid(peer: PeerSvid): Promise<RegistrationEntry> {
+    const lease = await this.deps.leases.activeSvid(peer.serial, peer.fingerprint, this.deps.clock.now());
     if (!lease || lease.spiffeId !== peer.spiffeId) {
       throw new AttestationError('client-certificate-required', 'the client certificate is not a current, unrevoked X.509-SVID of this broker');
     }
+    const entry = lease.entryId ? await this.deps.entries.get(lease.entryId) : undefined;
+    if (!entry || !entry.enabled || entry.spiffeId !== peer.spiffeId) {
+      throw new AttestationError('entry-disabled', `the registration entry behind ${peer.spiffeId} is gone or disabled`);
+    }
+    return entry;
   }
 }

@@ -20,8 +20,12 @@ interface StoredAuthority extends AuthorityRecord {
   readonly activatesAt: Date | null;
 }
 
-/** Signing now: not retired, and not prepared for later. */
-const isActive = (a: StoredAuthority, now: Date) => a.retiredAt === null && (a.activatesAt === null || a.activatesAt <= now);
+/**
+ * States: prepared (activatesAt set: published, waiting for activation at or after that
+ * time), active (signing: neither), retired (retiredAt set: published for the grace period).
+ */
+const isActive = (a: StoredAuthority) => a.retiredAt === null && a.activatesAt === null;
+const isPrepared = (a: StoredAuthority) => a.retiredAt === null && a.activatesAt !== null;
 
 export interface BundleStoreOptions {
   trustDomain: string;
@@ -80,7 +84,7 @@ export class BundleStore {
       const row = await tx.bundle.upsert({ where: { trustDomain }, create: { trustDomain, sequence: 0n, refreshHint }, update: {} });
       const before = (await tx.authority.findMany({ where: { trustDomain } })) as StoredAuthority[];
       const currentIds = new Set(current.map((a) => a.id));
-      const others = before.filter((b) => isActive(b, now) && !currentIds.has(b.id) && this.published(b, now));
+      const others = before.filter((b) => isActive(b) && !currentIds.has(b.id) && this.published(b, now));
       if (others.length > 0 && !replace) {
         const o = others[0]!;
         throw new CaError(
@@ -111,24 +115,25 @@ export class BundleStore {
 
   /**
    * Publishes authorities prepared for a rotation: in the bundle now (the sequence
-   * increments), signing from `activatesAt` on, once `activate` is called.
+   * increments); they sign once `activate` is called, at or after `activatesAt`.
    */
   async prepare(records: readonly AuthorityRecord[], activatesAt: Date): Promise<TrustBundle> {
     const { trustDomain } = this.opts;
     const now = this.opts.clock.now();
     return this.prisma.$transaction(async (tx) => {
       await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${BUNDLE_LOCK_KEY})`);
+      const pruned = await this.prune(tx, now);
       const existing = new Set((await tx.authority.findMany({ where: { id: { in: records.map((r) => r.id) } }, select: { id: true } })).map((r) => r.id));
       const fresh = records.filter((r) => !existing.has(r.id));
       for (const r of fresh) await tx.authority.create({ data: { ...r, material: Uint8Array.from(r.material), trustDomain, activatesAt } });
-      if (fresh.length > 0) await this.bump(tx, now);
+      if (fresh.length > 0 || pruned.length > 0) await this.bump(tx, now);
       return this.read(tx, now);
     });
   }
 
   /**
-   * Makes `ids` the active authorities now (ahead of their activation time if need
-   * be) and retires the others of the same use. The published set does not change.
+   * Makes `ids` the active authorities now and retires the others of the same use.
+   * The published set does not change.
    */
   async activate(ids: readonly string[]): Promise<string[]> {
     const { trustDomain } = this.opts;
@@ -137,21 +142,19 @@ export class BundleStore {
       await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${BUNDLE_LOCK_KEY})`);
       const rows = (await tx.authority.findMany({ where: { trustDomain } })) as StoredAuthority[];
       const uses = new Set(rows.filter((r) => ids.includes(r.id)).map((r) => r.use));
-      const retire = rows.filter((r) => isActive(r, now) && !ids.includes(r.id) && uses.has(r.use)).map((r) => r.id);
+      const retire = rows.filter((r) => isActive(r) && !ids.includes(r.id) && uses.has(r.use)).map((r) => r.id);
       await tx.authority.updateMany({ where: { id: { in: retire } }, data: { retiredAt: now } });
-      await tx.authority.updateMany({ where: { id: { in: [...ids] }, activatesAt: { gt: now } }, data: { activatesAt: now } });
-      await tx.authority.updateMany({ where: { id: { in: [...ids] } }, data: { retiredAt: null } });
+      await tx.authority.updateMany({ where: { id: { in: [...ids] } }, data: { retiredAt: null, activatesAt: null } });
       return retire;
     });
   }
 
   /** Authorities by state now: which sign, and which are prepared (with their activation times). */
   async states(): Promise<{ active: string[]; prepared: { id: string; activatesAt: Date }[] }> {
-    const now = this.opts.clock.now();
     const rows = (await this.prisma.authority.findMany({ where: { trustDomain: this.opts.trustDomain } })) as StoredAuthority[];
     return {
-      active: rows.filter((r) => isActive(r, now)).map((r) => r.id),
-      prepared: rows.filter((r) => r.retiredAt === null && r.activatesAt !== null && r.activatesAt > now).map((r) => ({ id: r.id, activatesAt: r.activatesAt! })),
+      active: rows.filter(isActive).map((r) => r.id),
+      prepared: rows.filter(isPrepared).map((r) => ({ id: r.id, activatesAt: r.activatesAt! })),
     };
   }
 

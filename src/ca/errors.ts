@@ -45,3 +45,9 @@ export class RotationRefused extends DomainError {
   readonly type = problemType('rotation-refused');
   readonly status = 409;
 }
+
+/** No usable signing authority right now (a replica that missed a rotation): nothing is issued. */
+export class CaUnavailable extends DomainError {
+  readonly type = problemType('ca-unavailable');
+  readonly status = 503;
+}

@@ -4,7 +4,7 @@ import type { Clock } from '../core/clock';
 import type { Random } from '../core/random';
 import type { CertificateAuthority } from './authority';
 import type { AuthorityRecord, BundleStore, PublishResult } from './bundle-store';
-import { RotationRefused } from './errors';
+import { CaUnavailable, RotationRefused } from './errors';
 import { activatePreparedSlot, loadActiveSlot, loadPreparedSlot, writePreparedSlot, type AuthoritySlot } from './slots';
 import type { JwtSigningKey } from './store';
 
@@ -72,11 +72,14 @@ export class CaRotator implements SigningAuthorities {
     this.#active = active;
   }
 
+  /** Fails closed (503) while this replica cannot load the CA the bundle names: it must not sign with a retired one. */
   get ca(): CertificateAuthority {
+    if (!this.#inSync) throw new CaUnavailable('this replica does not hold the CA that signs now; it issues nothing until it does');
     return this.#active.ca;
   }
 
   get jwtKey(): JwtSigningKey {
+    if (!this.#inSync) throw new CaUnavailable('this replica does not hold the JWT key that signs now; it issues nothing until it does');
     return this.#active.jwtKey;
   }
 
@@ -98,7 +101,8 @@ export class CaRotator implements SigningAuthorities {
     const rotator = new CaRotator(opts, active);
     const states = await opts.store.states();
     const mine = records(active).map((r) => r.id);
-    // The files already hold these as active (an activation stopped before the database heard of it).
+    // The files hold a prepared authority as active: an activation stopped between renaming
+    // the files and telling the database. Finish it.
     if (mine.some((id) => states.prepared.some((p) => p.id === id))) await opts.store.activate(mine);
     const prepared = await loadPreparedSlot(opts);
     if (prepared) {
@@ -119,7 +123,8 @@ export class CaRotator implements SigningAuthorities {
   /** Prepares new authorities and publishes them; they sign after `overlap` seconds. */
   async rotate(overlap = this.opts.overlap): Promise<PreparedRotation> {
     if (!this.managed) throw new RotationRefused('the CA is an operator-provided intermediate: get a new one from the upstream CA, put it in WRIT_CA_DIR and start with WRIT_CA_REPLACE=true');
-    if (this.#prepared) throw new RotationRefused(`a rotation is already prepared; it activates at ${this.#prepared.activatesAt.toISOString()}`);
+    const pending = this.#prepared ?? (await this.opts.store.states()).prepared[0];
+    if (pending) throw new RotationRefused(`a rotation is already prepared; it activates at ${pending.activatesAt.toISOString()}`);
     const slot = await writePreparedSlot(this.opts);
     const activatesAt = new Date(this.opts.clock.now().getTime() + overlap * 1000);
     const bundle = await this.opts.store.prepare(records(slot), activatesAt);

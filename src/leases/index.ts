@@ -16,6 +16,10 @@ export interface Lease {
   readonly revocationReason?: string | null;
   /** X.509-SVIDs: the certificate serial number, hex. */
   readonly serial?: string | null;
+  /** X.509-SVIDs: SHA-256 of the certificate DER, hex. */
+  readonly fingerprint?: string | null;
+  /** The registration entry it was issued under. */
+  readonly entryId?: string | null;
 }
 
 /** Lease persistence. */
@@ -23,8 +27,11 @@ export interface LeaseStore {
   /** Records a new lease durably; resolves only once committed. */
   record(lease: Lease): Promise<void>;
   get(id: string): Promise<Lease | undefined>;
-  /** The lease of the X.509-SVID with this serial, if it is neither expired nor revoked at `now`. */
-  activeBySerial(serial: string, now: Date): Promise<Lease | undefined>;
+  /**
+   * The lease of this exact X.509-SVID (serial and certificate fingerprint), if it is
+   * neither expired nor revoked at `now`.
+   */
+  activeSvid(serial: string, fingerprint: string, now: Date): Promise<Lease | undefined>;
 }
 
 export class PrismaLeaseStore implements LeaseStore {
@@ -42,12 +49,14 @@ export class PrismaLeaseStore implements LeaseStore {
         issuedAt: lease.issuedAt,
         expiresAt: lease.expiresAt,
         serial: lease.serial ?? null,
+        fingerprint: lease.fingerprint ?? null,
+        entryId: lease.entryId ?? null,
       },
     });
   }
 
-  async activeBySerial(serial: string, now: Date): Promise<Lease | undefined> {
-    const row = await this.prisma.lease.findFirst({ where: { serial, revokedAt: null, expiresAt: { gt: now } } });
+  async activeSvid(serial: string, fingerprint: string, now: Date): Promise<Lease | undefined> {
+    const row = await this.prisma.lease.findFirst({ where: { serial, fingerprint, revokedAt: null, expiresAt: { gt: now } } });
     return row ? { ...row, kind: row.kind as LeaseKind } : undefined;
   }
 

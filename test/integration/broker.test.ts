@@ -3,7 +3,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, type PeerCertificate } from 'node:tls';
 import pino from 'pino';
-import { startBroker, type Broker } from '../../src/broker';
+import { RETIRED_GRACE_MARGIN, startBroker, type Broker } from '../../src/broker';
 import { ManualClock } from '../../src/core/clock';
 import type { Config } from '../../src/config';
 import { generateP256, exportPkcs8Pem } from '../../src/ca/keys';
@@ -204,7 +204,7 @@ describe('restart', () => {
     const doc = JSON.parse((await get('/v1/bundle')).body);
     expect(doc.spiffe_sequence).toBe(4);
     expect(doc.keys.filter((k: { use: string }) => k.use === 'x509-svid')).toHaveLength(2);
-    clock.advance(config.x509SvidMaxTtl + 1);
+    clock.advance(Math.max(config.x509SvidMaxTtl, config.jwtSvidMaxTtl) + RETIRED_GRACE_MARGIN + 1);
     await broker.shutdown();
     broker = await start();
     // The broker now lives a day ahead of the TLS client's clock: skip certificate checks for this read.

@@ -3,10 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import pino from 'pino';
-import { startBroker, type Broker } from '../../src/broker';
+import { RETIRED_GRACE_MARGIN, startBroker, type Broker } from '../../src/broker';
 import { ManualClock } from '../../src/core/clock';
+import { x509Record } from '../../src/ca';
+import { activatePreparedSlot } from '../../src/ca/slots';
 import type { Config } from '../../src/config';
-import { createTestStore, type TestStore } from '../support/database';
+import { createTestStore, usingPostgres, type TestStore } from '../support/database';
 import { testConfig } from '../support/config';
 import { httpsRequest } from '../support/https';
 import { openssl } from '../support/openssl';
@@ -120,7 +122,9 @@ describe('CA rotation with overlap', () => {
   });
 
   it('removes the old authorities once everything they signed has expired', async () => {
-    clock.advance(Math.max(config.x509SvidMaxTtl, config.jwtSvidMaxTtl) + 10);
+    clock.advance(Math.max(config.x509SvidMaxTtl, config.jwtSvidMaxTtl) + RETIRED_GRACE_MARGIN - 10);
+    expect(count(await bundle(), 'x509-svid')).toBe(2); // just before the grace period ends
+    clock.advance(20);
     const b = await bundle();
     expect(b.spiffe_sequence).toBe(3);
     expect([count(b, 'x509-svid'), count(b, 'jwt-svid')]).toEqual([1, 1]);
@@ -143,5 +147,45 @@ describe('CA rotation with overlap', () => {
     await broker.tick();
     expect(count(await bundle(), 'x509-svid')).toBe(2);
     expect(existsSync(join(config.caDir, 'ca.next.crt'))).toBe(true);
+  });
+
+  it('a start after a crash between renaming the CA files and telling the database finishes the activation', async () => {
+    const prepared = (await broker.db.prisma.authority.findMany({ where: { activatesAt: { gt: clock.now() } } })).map((a) => a.id);
+    expect(prepared).toHaveLength(2);
+    await broker.shutdown();
+    clock.advance(config.caRotationOverlap + 1);
+    const sequence = (await (async () => {
+      broker = await startBroker(config, { clock, logger });
+      return bundle();
+    })()).spiffe_sequence;
+    // That start activated normally; now crash the next activation halfway by hand.
+    const res = await request('/v1/admin/ca/rotate', { overlap: 60 });
+    expect(res.status).toBe(202);
+    await broker.shutdown();
+    clock.advance(61);
+    activatePreparedSlot(config.caDir); // the files say the new CA is active; the database was never told
+    broker = await startBroker(config, { clock, logger });
+    expect(x509Record(broker.ca).id).toBe(res.json.x509_authority);
+    expect(broker.jwtKey.kid).toBe(res.json.jwt_authority);
+    expect((await bundle()).spiffe_sequence).toBe(sequence + 1); // the prepare published; the recovery did not change the document
+    expect((await fetch(`${broker.opsUrl}/readyz`)).status).toBe(200);
+  });
+
+  (usingPostgres() ? it : it.skip)('a replica on the same database and CA files follows a rotation another replica made', async () => {
+    const replica = await startBroker(config, { clock, logger });
+    try {
+      const before = x509Record(replica.ca).id;
+      const res = await request('/v1/admin/ca/rotate', { overlap: 0 });
+      expect(res.status).toBe(202);
+      await broker.tick(); // the first replica activates
+      expect(x509Record(broker.ca).id).toBe(res.json.x509_authority);
+      expect(x509Record(replica.ca).id).toBe(before);
+      await replica.tick(); // the second one notices and loads the files
+      expect(x509Record(replica.ca).id).toBe(res.json.x509_authority);
+      expect(replica.jwtKey.kid).toBe(res.json.jwt_authority);
+      expect(replica.rotator.inSync).toBe(true);
+    } finally {
+      await replica.shutdown();
+    }
   });
 });

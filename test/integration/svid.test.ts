@@ -123,6 +123,8 @@ describe('registration entries', () => {
   it.each([
     [{ selectors: ['k8s:ns:default'] }, 'names no known attestor'],
     [{ selectors: ['oidc:subject:x'] }, 'is not one of'],
+    [{ selectors: ['oidc:sub:system:serviceaccount:a:b'] }, 'oidc selectors need an oidc:iss:<issuer> selector beside them'],
+    [{ selectors: ['x509pop:subject_cn:db-1'] }, 'x509pop selectors need an x509pop:ca:<fingerprint> selector beside them'],
     [{ x509_svid_ttl: 10 ** 9 }, 'x509_svid_ttl: must be at most 86400 seconds'],
     [{ dns_names: ['bad name'] }, 'dns_names.0: is not a valid DNS name'],
     [{ unknown_field: 1 }, 'unknown_field'],
@@ -146,6 +148,9 @@ describe('join_token attestation', () => {
     expect(openssl(['verify', '-CAfile', join(work, 'bundle.pem'), '-purpose', 'sslclient', join(work, 'leaf.pem')])).toContain('OK');
     const leases = await broker.db.prisma.lease.findMany({ where: { spiffeId: entry.spiffe_id } });
     expect(leases.map((l) => l.serial)).toEqual([leaf.serialNumber.toLowerCase()]);
+    expect(leases[0]!.fingerprint).toBe(leaf.fingerprint256.replace(/:/g, '').toLowerCase());
+    const [event] = await broker.db.prisma.auditEvent.findMany({ where: { type: 'svid.issued', actor: entry.spiffe_id } });
+    expect(event!.details).toMatchObject({ attestor: 'join_token', selectors: [expect.stringMatching(/^join_token:[0-9a-f]{16}$/)], serial: leaf.serialNumber.toLowerCase(), entryId: entry.id });
   });
 
   it('refuses a used, an unknown and an expired token alike', async () => {
@@ -211,6 +216,14 @@ describe('renewal and JWT-SVIDs over mTLS', () => {
     expect(renew.json.type).toBe('urn:writ:problem:entry-disabled');
     const jwt = await call('/v1/jwt-svid', { body: { audience: ['x'] }, cert: svid, key });
     expect(jwt.status).toBe(403);
+  });
+
+  it('refuses a revoked SVID on mTLS routes with 401', async () => {
+    const { key, svid } = await attest('/revoked');
+    await broker.db.prisma.lease.updateMany({ where: { serial: new X509Certificate(svid).serialNumber.toLowerCase() }, data: { revokedAt: new Date(), revocationReason: 'test' } });
+    const renew = await call('/v1/svid/renew', { body: { csr: keyAndCsr('revoked-next').csr }, cert: svid, key });
+    expect(renew.status).toBe(401);
+    expect((await call('/v1/jwt-svid', { body: { audience: ['x'] }, cert: svid, key })).status).toBe(401);
   });
 
   it('issues a JWT-SVID that verifies with the bundle\'s keys alone', async () => {
