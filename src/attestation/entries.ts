@@ -158,7 +158,8 @@ export class EntryStore {
       orderBy: { id: 'asc' },
       take: page.limit,
     });
-    return rows.map(fromRow);
+    // LIKE treats "_" (legal in SPIFFE IDs) as a wildcard: keep only true prefix matches.
+    return rows.map(fromRow).filter((e) => filter.spiffeIdPrefix === undefined || e.spiffeId.startsWith(filter.spiffeIdPrefix));
   }
 
   async update(id: string, patch: Partial<EntryInput>): Promise<RegistrationEntry> {

@@ -102,6 +102,23 @@ describe('oidc attestation end to end', () => {
   });
 });
 
+describe('entry matching', () => {
+  const sub = 'system:serviceaccount:team:agent';
+  const iss = `oidc:iss:${FILE_ISSUER}`;
+  it('picks the most specific entry, refuses a tie between SPIFFE IDs, and never matches an entry without selectors', async () => {
+    await post('/v1/admin/entries', { spiffe_id: 'spiffe://corp.test/no-selectors' }, { bearer: adminToken });
+    await post('/v1/admin/entries', { spiffe_id: 'spiffe://corp.test/team/any', selectors: [iss] }, { bearer: adminToken });
+    await post('/v1/admin/entries', { spiffe_id: 'spiffe://corp.test/team/agent', selectors: [iss, `oidc:sub:${sub}`] }, { bearer: adminToken });
+    const jwt = await token(fileKey, { sub });
+    const first = await post('/v1/attest', { attestor: 'oidc', evidence: { token: jwt }, csr: csr('m1') });
+    expect(first.json.spiffe_id).toBe('spiffe://corp.test/team/agent');
+    await post('/v1/admin/entries', { spiffe_id: 'spiffe://corp.test/team/impostor', selectors: [iss, `oidc:sub:${sub}`] }, { bearer: adminToken });
+    const tie = await post('/v1/attest', { attestor: 'oidc', evidence: { token: jwt }, csr: csr('m2') });
+    expect(tie.status).toBe(403);
+    expect(tie.json.detail).toMatch(/match equally/);
+  });
+});
+
 describe('x509pop attestation end to end', () => {
   it('issues the SVID for a client certificate from the enterprise CA', async () => {
     const ca = caFingerprint(readFileSync(join(work, 'root.crt'), 'utf8'));
