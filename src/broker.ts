@@ -22,6 +22,7 @@ import { ConfigError, redactDatabaseUrl, type Config } from './config';
 import { systemClock, systemRandom, type Clock, type Random } from './core';
 import { openDatabase, type Database, type Readiness } from './db';
 import { PrismaLeaseStore } from './leases';
+import { ResourceStore } from './resources';
 import { certificateToPem, type TrustBundle } from './spiffe/bundle';
 
 export interface BrokerDeps {
@@ -173,7 +174,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       routers: [
         bundleRouter(bundle),
         svidRouter({ ...auth, issuer, bundle }),
-        adminRouter({ ...auth, joinTokens, audit, limits, rotateCa: (overlap) => rotateCa(overlap) }),
+        adminRouter({ ...auth, joinTokens, audit, limits, resources: new ResourceStore(db.prisma), rotateCa: (overlap) => rotateCa(overlap) }),
       ],
       logger,
       metrics,

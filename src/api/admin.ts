@@ -5,15 +5,22 @@ import { entrySchema, EntryError, type EntryLimits, type EntryStore, type Regist
 import type { JoinTokens } from '../attestation/join-token';
 import type { PreparedRotation } from '../ca/rotator';
 import { requireAdmin, type AuthDeps } from './auth';
-import { parseWith } from './validate';
+import { InvalidRequest, parseWith } from './validate';
+import { resourceSchema, type Resource, type ResourceStore } from '../resources';
 
 export interface AdminDeps extends AuthDeps {
   entries: EntryStore;
   joinTokens: JoinTokens;
   audit: AuditLog;
   limits: EntryLimits;
+  resources: ResourceStore;
   /** Prepares new CA and JWT authorities, signing after `overlap` seconds. */
   rotateCa: (overlap?: number) => Promise<PreparedRotation & { spiffeSequence: number }>;
+}
+
+/** The admin API's view of a resource. */
+export function resourceView(r: Resource) {
+  return { uri: r.uri, spiffe_id: r.spiffeId, tools: r.tools, created_at: r.createdAt.toISOString(), updated_at: r.updatedAt.toISOString() };
 }
 
 /** The admin API's view of an entry (snake_case, as it was written). */
@@ -106,6 +113,33 @@ export function adminRouter(deps: AdminDeps): Router {
     await deps.audit.append({ type: 'join_token.created', actor: actor(req), details: { entryId: entry.id, spiffeId: entry.spiffeId, expiresAt: issued.expiresAt.toISOString() } });
     res.status(201).setHeader('Cache-Control', 'no-store');
     res.json({ token: issued.token, expires_at: issued.expiresAt.toISOString(), entry_id: entry.id, spiffe_id: entry.spiffeId });
+  });
+
+  const resourceBody = resourceSchema(deps.limits.trustDomain);
+  router.get('/v1/admin/resources', async (_req, res) => {
+    res.json({ resources: (await deps.resources.list()).map(resourceView) });
+  });
+  router.post('/v1/admin/resources', async (req, res) => {
+    const resource = await deps.resources.create(parseWith(resourceBody, req.body));
+    await deps.audit.append({ type: 'resource.created', actor: actor(req), details: { uri: resource.uri, spiffeId: resource.spiffeId, tools: resource.tools.map((t) => t.name) } });
+    res.status(201).location(`/v1/admin/resources/${encodeURIComponent(resource.uri)}`).json(resourceView(resource));
+  });
+  // The resource URI is the path segment, percent-encoded.
+  router.get('/v1/admin/resources/:uri', async (req, res) => {
+    res.json(resourceView(await deps.resources.require(req.params.uri)));
+  });
+  router.patch('/v1/admin/resources/:uri', async (req, res) => {
+    const patch = parseWith(resourceBody.omit({ uri: true }).partial(), req.body);
+    const fields = Object.keys(req.body ?? {});
+    if (fields.length === 0) throw new InvalidRequest('the update names no field');
+    const resource = await deps.resources.update(req.params.uri, { ...(fields.includes('spiffe_id') && { spiffe_id: patch.spiffe_id }), ...(fields.includes('tools') && { tools: patch.tools }) });
+    await deps.audit.append({ type: 'resource.updated', actor: actor(req), details: { uri: resource.uri, fields: fields.sort() } });
+    res.json(resourceView(resource));
+  });
+  router.delete('/v1/admin/resources/:uri', async (req, res) => {
+    await deps.resources.delete(req.params.uri);
+    await deps.audit.append({ type: 'resource.deleted', actor: actor(req), details: { uri: req.params.uri } });
+    res.status(204).end();
   });
 
   router.post('/v1/admin/ca/rotate', async (req, res) => {

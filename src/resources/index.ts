@@ -1,0 +1,111 @@
+import { z } from 'zod';
+import { DomainError, problemType } from '../core/errors';
+import type { PrismaClient } from '../db/generated/client';
+import { parseSpiffeId } from '../spiffe/id';
+
+/** Ordered data classifications: a tool's class, and the lowest a request may declare. */
+export const CLASSIFICATIONS = ['public', 'internal', 'confidential', 'restricted'] as const;
+export type Classification = (typeof CLASSIFICATIONS)[number];
+export const ACTIONS = ['read', 'write', 'execute', 'delete'] as const;
+export type ToolAction = (typeof ACTIONS)[number];
+
+/** A tool an MCP server offers, with the actions it performs and the class of data it touches. */
+export interface Tool {
+  readonly name: string;
+  readonly actions: readonly ToolAction[];
+  readonly classification: Classification;
+}
+
+/** A protected resource (an MCP server), named by the URI clients put in `resource` (RFC 8707). */
+export interface Resource {
+  readonly uri: string;
+  /** The server's own SPIFFE ID. */
+  readonly spiffeId: string;
+  readonly tools: readonly Tool[];
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+}
+
+export class ResourceError extends DomainError {
+  readonly type: string;
+  constructor(
+    readonly status: 404 | 409,
+    code: 'resource-not-found' | 'resource-exists',
+    message: string,
+  ) {
+    super(message);
+    this.type = problemType(code);
+  }
+}
+
+const toolSchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9_.\-/]{1,128}$/, { message: 'tool names are 1-128 letters, digits, "_", ".", "-" or "/"' }),
+  actions: z.array(z.enum(ACTIONS)).min(1).transform((a) => [...new Set(a)]),
+  classification: z.enum(CLASSIFICATIONS),
+});
+
+/** The admin API's resource schema (`partial` for updates); the URI must be absolute (RFC 8707 §2). */
+export function resourceSchema(trustDomain: string) {
+  return z.strictObject({
+    uri: z
+      .string()
+      .max(2048)
+      .refine((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol) && !new URL(u).hash, { message: 'must be an absolute http(s) URI without a fragment (RFC 8707 §2)' }),
+    spiffe_id: z.string().superRefine((v, ctx) => {
+      try {
+        const id = parseSpiffeId(v);
+        if (id.trustDomain !== trustDomain) ctx.addIssue({ code: 'custom', message: `SPIFFE ID must be in trust domain "${trustDomain}"` });
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      }
+    }),
+    tools: z
+      .array(toolSchema)
+      .max(512)
+      .refine((tools) => new Set(tools.map((t) => t.name)).size === tools.length, { message: 'tool names must be unique' })
+      .default([]),
+  });
+}
+
+export type ResourceInput = z.output<ReturnType<typeof resourceSchema>>;
+
+const fromRow = (r: { uri: string; spiffeId: string; tools: unknown; createdAt: Date; updatedAt: Date }): Resource => ({ ...r, tools: r.tools as Tool[] });
+
+/** Registered resources in the database. */
+export class ResourceStore {
+  constructor(private readonly prisma: PrismaClient) {}
+
+  async create(input: ResourceInput): Promise<Resource> {
+    if (await this.get(input.uri)) throw new ResourceError(409, 'resource-exists', `${input.uri} is registered already`);
+    return fromRow(await this.prisma.resource.create({ data: { uri: input.uri, spiffeId: input.spiffe_id, tools: input.tools as object[] } }));
+  }
+
+  async get(uri: string): Promise<Resource | undefined> {
+    const row = await this.prisma.resource.findUnique({ where: { uri } });
+    return row ? fromRow(row) : undefined;
+  }
+
+  async require(uri: string): Promise<Resource> {
+    const r = await this.get(uri);
+    if (!r) throw new ResourceError(404, 'resource-not-found', `no resource ${uri.slice(0, 256)}`);
+    return r;
+  }
+
+  async list(): Promise<Resource[]> {
+    return (await this.prisma.resource.findMany({ orderBy: { uri: 'asc' }, take: 1000 })).map(fromRow);
+  }
+
+  async update(uri: string, patch: Partial<Omit<ResourceInput, 'uri'>>): Promise<Resource> {
+    await this.require(uri);
+    const row = await this.prisma.resource.update({
+      where: { uri },
+      data: { ...(patch.spiffe_id !== undefined && { spiffeId: patch.spiffe_id }), ...(patch.tools !== undefined && { tools: patch.tools as object[] }) },
+    });
+    return fromRow(row);
+  }
+
+  async delete(uri: string): Promise<void> {
+    await this.require(uri);
+    await this.prisma.resource.delete({ where: { uri } });
+  }
+}

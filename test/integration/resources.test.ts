@@ -1,0 +1,75 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startBroker, type Broker } from '../../src/broker';
+import { createTestStore, type TestStore } from '../support/database';
+import { testConfig } from '../support/config';
+import { httpsRequest } from '../support/https';
+
+let store: TestStore;
+let broker: Broker;
+let caPem: string;
+let adminToken: string;
+
+const admin = (path: string, method = 'GET', body?: unknown) =>
+  httpsRequest(`${broker.apiUrl}${path}`, {
+    ca: caPem,
+    method,
+    headers: { authorization: `Bearer ${adminToken}`, ...(body !== undefined && { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  }).then((r) => ({ ...r, json: r.body ? JSON.parse(r.body) : undefined }));
+
+beforeAll(async () => {
+  store = await createTestStore();
+  const config = testConfig(store, { WRIT_TRUST_DOMAIN: 'res.test' });
+  broker = await startBroker(config, { showAdminToken: (t) => void (adminToken = t) });
+  caPem = readFileSync(join(config.caDir, 'ca.crt'), 'utf8');
+});
+afterAll(async () => {
+  await broker?.shutdown();
+  await store.drop();
+});
+
+const github = {
+  uri: 'https://mcp.example/github',
+  spiffe_id: 'spiffe://res.test/mcp/github',
+  tools: [
+    { name: 'create_issue', actions: ['write'], classification: 'internal' },
+    { name: 'search_code', actions: ['read'], classification: 'confidential' },
+  ],
+};
+
+describe('resource registry (RFC 8707 resources, for admins)', () => {
+  it('creates, reads by percent-encoded URI, lists, updates and deletes', async () => {
+    const created = await admin('/v1/admin/resources', 'POST', github);
+    expect(created.status).toBe(201);
+    expect(created.json).toMatchObject({ uri: github.uri, spiffe_id: github.spiffe_id, tools: github.tools });
+    const path = `/v1/admin/resources/${encodeURIComponent(github.uri)}`;
+    expect((await admin(path)).json.tools).toHaveLength(2);
+    expect((await admin('/v1/admin/resources')).json.resources.map((r: { uri: string }) => r.uri)).toEqual([github.uri]);
+    const updated = await admin(path, 'PATCH', { tools: [github.tools[0]] });
+    expect(updated.json.tools).toEqual([github.tools[0]]);
+    expect((await admin('/v1/admin/resources', 'POST', github)).status).toBe(409);
+    expect((await admin(path, 'DELETE')).status).toBe(204);
+    const gone = await admin(path);
+    expect(gone.status).toBe(404);
+    expect(gone.json.type).toBe('urn:writ:problem:resource-not-found');
+  });
+
+  it.each([
+    [{ ...github, uri: '/relative' }, 'uri: must be an absolute http(s) URI'],
+    [{ ...github, uri: 'https://mcp.example/x#frag' }, 'without a fragment'],
+    [{ ...github, spiffe_id: 'spiffe://other.test/mcp' }, 'spiffe_id: SPIFFE ID must be in trust domain "res.test"'],
+    [{ ...github, tools: [{ name: 'x', actions: ['fly'], classification: 'public' }] }, 'tools.0.actions.0'],
+    [{ ...github, tools: [{ name: 'x', actions: ['read'], classification: 'secret' }] }, 'tools.0.classification'],
+    [{ ...github, tools: [github.tools[0], github.tools[0]] }, 'tool names must be unique'],
+  ])('refuses %j', async (body, message) => {
+    const res = await admin('/v1/admin/resources', 'POST', body);
+    expect(res.status).toBe(400);
+    expect(res.json.detail).toContain(message);
+  });
+
+  it('is for admins only', async () => {
+    const res = await httpsRequest(`${broker.apiUrl}/v1/admin/resources`, { ca: caPem });
+    expect(res.status).toBe(401);
+  });
+});
