@@ -3,7 +3,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { AdminCredentials } from './admin';
-import { adminRouter, bundleRouter, createApiApp, createOpsServer, HttpMetrics, svidRouter } from './api';
+import { adminRouter, bundleRouter, createApiApp, createOpsServer, HttpMetrics, svidRouter, tasksRouter } from './api';
 import { EntryStore, JoinTokenAttestor, JoinTokens, OidcAttestor, SvidIssuer, X509PopAttestor, type Attestor } from './attestation';
 import { AuditLog } from './audit';
 import {
@@ -21,7 +21,7 @@ import {
 import { ConfigError, redactDatabaseUrl, type Config } from './config';
 import { systemClock, systemRandom, type Clock, type Random } from './core';
 import { openDatabase, type Database, type Readiness } from './db';
-import { PrismaLeaseStore } from './leases';
+import { PrismaLeaseStore, TaskStore } from './leases';
 import { ResourceStore } from './resources';
 import { certificateToPem, type TrustBundle } from './spiffe/bundle';
 
@@ -174,6 +174,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       routers: [
         bundleRouter(bundle),
         svidRouter({ ...auth, issuer, bundle }),
+        tasksRouter({ ...auth, tasks: new TaskStore(db.prisma, { clock, random }), audit }),
         adminRouter({ ...auth, joinTokens, audit, limits, resources: new ResourceStore(db.prisma), rotateCa: (overlap) => rotateCa(overlap) }),
       ],
       logger,

@@ -7,3 +7,4 @@ export { bundleRouter } from './bundle';
 export { adminRouter, entryView, type AdminDeps } from './admin';
 export { svidRouter, type SvidRouteDeps } from './svid';
 export { requireAdmin, requireSvid, Unauthenticated, Forbidden } from './auth';
+export { tasksRouter, type TaskRouteDeps } from './tasks';

@@ -65,3 +65,5 @@ export class PrismaLeaseStore implements LeaseStore {
     return row ? { ...row, kind: row.kind as LeaseKind } : undefined;
   }
 }
+
+export { TaskStore, TaskError, type Task } from './tasks';

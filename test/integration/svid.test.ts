@@ -2,7 +2,9 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, createServer as createTlsServer } from 'node:tls';
-import { X509Certificate } from 'node:crypto';
+import { randomUUID, X509Certificate } from 'node:crypto';
+import { TaskStore } from '../../src/leases';
+import { systemClock, systemRandom } from '../../src/core';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import { startBroker, type Broker } from '../../src/broker';
 import type { Config } from '../../src/config';
@@ -260,5 +262,39 @@ describe('renewal and JWT-SVIDs over mTLS', () => {
     server.close();
     expect(seen.clientSaw).toBe('URI:spiffe://td.test/peer/a');
     expect(seen.serverSaid).toBe('URI:spiffe://td.test/peer/b');
+  });
+});
+
+describe('tasks', () => {
+  it('the task\'s connector ends it and every lease of the task is revoked; others may not', async () => {
+    const owner = await attest('/tasks/owner');
+    const other = await attest('/tasks/other');
+    const tasks = new TaskStore(broker.db.prisma, { clock: systemClock, random: systemRandom });
+    const task = await tasks.create('alice', 'https://idp.test', 'spiffe://td.test/tasks/owner');
+    for (const id of [randomUUID(), randomUUID()]) {
+      await broker.db.prisma.lease.create({ data: { id, kind: 'access-token', spiffeId: 'spiffe://td.test/tasks/owner', subject: 'alice', taskId: task.id, audience: ['https://mcp.test'], issuedAt: new Date(), expiresAt: new Date(Date.now() + 300_000) } });
+    }
+    const path = `/v1/tasks/${task.id}/end`;
+    expect((await call(path, { body: {} })).status).toBe(401);
+    const forbidden = await call(path, { body: {}, cert: other.svid, key: other.key });
+    expect(forbidden.status).toBe(403);
+    expect(forbidden.json.type).toBe('urn:writ:problem:task-forbidden');
+    const ended = await call(path, { body: {}, cert: owner.svid, key: owner.key });
+    expect(ended.status).toBe(200);
+    expect(ended.json).toEqual({ task_id: task.id, revoked: 2 });
+    expect(await broker.db.prisma.lease.count({ where: { taskId: task.id, revokedAt: null } })).toBe(0);
+    expect((await call(`/v1/tasks/${randomUUID()}/end`, { body: {}, cert: owner.svid, key: owner.key })).status).toBe(404);
+  });
+});
+
+describe('GET /oauth2/jwks', () => {
+  it('serves the JWT keys as a plain JWK Set that verifies JWT-SVIDs', async () => {
+    const { key, svid } = await attest('/jwks-user');
+    const jwt = (await call('/v1/jwt-svid', { body: { audience: ['a'] }, cert: svid, key })).json.token;
+    const jwks = await call('/oauth2/jwks');
+    expect(jwks.headers['content-type']).toMatch(/^application\/jwk-set\+json/);
+    expect(jwks.json.keys[0]).toMatchObject({ use: 'sig', alg: 'ES256', kid: broker.jwtKey.kid });
+    const { payload } = await jwtVerify(jwt, createLocalJWKSet(jwks.json), { audience: 'a' });
+    expect(payload.sub).toBe('spiffe://td.test/jwks-user');
   });
 });

@@ -1,0 +1,61 @@
+import { DomainError, problemType } from '../core/errors';
+import type { Clock } from '../core/clock';
+import type { Random } from '../core/random';
+import type { PrismaClient } from '../db/generated/client';
+
+/** A task: one user, one connector, and every token issued for the work. */
+export interface Task {
+  readonly id: string;
+  readonly subject: string;
+  readonly subjectIssuer: string;
+  readonly connector: string;
+  readonly createdAt: Date;
+  readonly endedAt: Date | null;
+}
+
+export class TaskError extends DomainError {
+  readonly type: string;
+  constructor(
+    readonly status: 403 | 404 | 409,
+    code: 'task-not-found' | 'task-forbidden' | 'task-ended',
+    message: string,
+  ) {
+    super(message);
+    this.type = problemType(code);
+  }
+}
+
+const isUuid = (id: string) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id);
+
+/** Tasks in the database. Ending one revokes all its tokens, chained ones included. */
+export class TaskStore {
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly deps: { clock: Clock; random: Random },
+  ) {}
+
+  async create(subject: string, subjectIssuer: string, connector: string): Promise<Task> {
+    return this.prisma.task.create({ data: { id: this.deps.random.uuid(), subject, subjectIssuer, connector } });
+  }
+
+  async get(id: string): Promise<Task | undefined> {
+    if (!isUuid(id)) return undefined;
+    return (await this.prisma.task.findUnique({ where: { id } })) ?? undefined;
+  }
+
+  /**
+   * Ends a task for the connector that owns it: marks it ended and revokes its leases in
+   * one transaction, so the revocation is durable before anyone is told it happened.
+   */
+  async end(id: string, connector: string, reason = 'task ended'): Promise<{ revoked: number }> {
+    const task = await this.get(id);
+    if (!task) throw new TaskError(404, 'task-not-found', `no task ${id.slice(0, 64)}`);
+    if (task.connector !== connector) throw new TaskError(403, 'task-forbidden', 'only the connector that started a task may end it');
+    const now = this.deps.clock.now();
+    return this.prisma.$transaction(async (tx) => {
+      await tx.task.updateMany({ where: { id, endedAt: null }, data: { endedAt: now, endReason: reason } });
+      const { count } = await tx.lease.updateMany({ where: { taskId: id, revokedAt: null }, data: { revokedAt: now, revocationReason: reason } });
+      return { revoked: count };
+    });
+  }
+}
