@@ -1,0 +1,26 @@
+export {
+  CLASSIFICATIONS,
+  TOOL_ACTIONS,
+  DELEGATE_ACTION,
+  ENTITY_TYPES,
+  WRIT_SCHEMA,
+  classificationLevel,
+  isClassification,
+  isToolAction,
+  toolEntityId,
+  type Classification,
+  type ToolAction,
+} from './schema';
+export {
+  PolicyEngine,
+  validatePolicies,
+  type ActionRequest,
+  type DelegateRequest,
+  type PolicyConnector,
+  type PolicyDecision,
+  type PolicyRequest,
+  type PolicyTool,
+  type PolicyUser,
+  type PolicyValidation,
+} from './engine';
+export { PolicyInvalid } from './errors';

@@ -1,0 +1,113 @@
+/**
+ * The model operators write request-time policies against: the Cedar schema of namespace
+ * `Writ` (issue 4, "Policy at request time"), and the vocabulary that goes with it —
+ * data classifications and their order, tool actions, and how entity ids are formed.
+ *
+ * ```cedar
+ * @id("eng-read-low")
+ * permit (principal, action == Writ::Action::"read", resource is Writ::Tool)
+ * when { principal.groups.contains("eng") && context.classification_level <= 1 };
+ * ```
+ */
+
+/** Data classifications, lowest first. A classification's level is its index here. */
+export const CLASSIFICATIONS = ['public', 'internal', 'confidential', 'restricted'] as const;
+export type Classification = (typeof CLASSIFICATIONS)[number];
+
+export function isClassification(value: unknown): value is Classification {
+  return typeof value === 'string' && (CLASSIFICATIONS as readonly string[]).includes(value);
+}
+
+/**
+ * The level of a classification, `public` 0 … `restricted` 3, as policies see it in
+ * `context.classification_level`. Throws on an unknown classification (never guesses a level).
+ */
+export function classificationLevel(classification: Classification): number {
+  const level = (CLASSIFICATIONS as readonly string[]).indexOf(classification);
+  if (level < 0) throw new RangeError(`unknown classification ${JSON.stringify(classification)}`);
+  return level;
+}
+
+/** What a user may do with a tool; each requested tool and action is decided separately. */
+export const TOOL_ACTIONS = ['read', 'write', 'execute', 'delete'] as const;
+export type ToolAction = (typeof TOOL_ACTIONS)[number];
+
+export function isToolAction(value: unknown): value is ToolAction {
+  return typeof value === 'string' && (TOOL_ACTIONS as readonly string[]).includes(value);
+}
+
+/** A connector passing a user's token on to a downstream tool (chaining). */
+export const DELEGATE_ACTION = 'delegate';
+
+/** Entity type names as they appear in entities and in `{"__entity": {type, id}}` references. */
+export const ENTITY_TYPES = {
+  user: 'Writ::User',
+  connector: 'Writ::Connector',
+  server: 'Writ::Server',
+  tool: 'Writ::Tool',
+  action: 'Writ::Action',
+} as const;
+
+/** The id of a `Writ::Tool`: `<resource URI>#<tool name>`. Its parent is `Writ::Server::"<resource URI>"`. */
+export function toolEntityId(serverUri: string, toolName: string): string {
+  return `${serverUri}#${toolName}`;
+}
+
+/**
+ * The Cedar schema (human-readable format). Entity ids: `User` is the subject's `sub`,
+ * `Connector` its SPIFFE ID, `Server` the resource URI, `Tool` `<resource URI>#<tool name>`.
+ * Every attribute is required, so strict validation catches a policy that reads an attribute
+ * a principal type does not have (for example `principal.risk` in a policy that also
+ * applies to `delegate`, whose principal is a `Connector`: constrain it with
+ * `principal is Writ::User`).
+ */
+export const WRIT_SCHEMA = `namespace Writ {
+  // The end user: id is the subject token's "sub".
+  entity User = {
+    iss: String,
+    groups: Set<String>,
+    risk: String,
+  };
+
+  // An attested connector: id is its SPIFFE ID.
+  entity Connector = {
+    owner: String,
+    trust_domain: String,
+  };
+
+  // A registered resource (MCP server): id is its URI.
+  entity Server;
+
+  // A tool of a resource: id is "<resource URI>#<tool name>".
+  entity Tool in [Server] = {
+    name: String,
+    classification: String,
+  };
+
+  // A user's action on a tool, through a connector.
+  action read, write, execute, delete appliesTo {
+    principal: User,
+    resource: Tool,
+    context: {
+      connector: Connector,
+      classification: String,
+      classification_level: Long,
+      chain_depth: Long,
+      task_id: String,
+    },
+  };
+
+  // A connector presenting a Writ token to reach a downstream tool for the user.
+  action delegate appliesTo {
+    principal: Connector,
+    resource: Tool,
+    context: {
+      user: User,
+      chain: Set<Connector>,
+      chain_depth: Long,
+      classification: String,
+      classification_level: Long,
+    },
+  };
+}
+`;
