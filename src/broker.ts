@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -22,6 +23,7 @@ import { ConfigError, redactDatabaseUrl, type Config } from './config';
 import { systemClock, systemRandom, type Clock, type Random } from './core';
 import { openDatabase, type Database, type Readiness } from './db';
 import { PrismaLeaseStore, TaskStore } from './leases';
+import { PolicyInvalid, PolicyStore } from './policy';
 import { ResourceStore } from './resources';
 import { certificateToPem, type TrustBundle } from './spiffe/bundle';
 
@@ -75,6 +77,24 @@ function configuredAttestors(config: Config, clock: Clock): Attestor[] {
   }
   if (config.x509pop) attestors.push(new X509PopAttestor(config.x509pop, { clock }));
   return attestors;
+}
+
+/** Loads the operator's policy file as a new version if it changed; an invalid file stops start-up. */
+async function seedPolicies(policies: PolicyStore, path: string, audit: AuditLog): Promise<void> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError('WRIT_POLICY_FILE', `cannot read ${path}: ${(err as NodeJS.ErrnoException).code}`, err);
+  }
+  const before = await policies.latest();
+  try {
+    const version = await policies.seed(text);
+    if (version.version !== before?.version) await audit.append({ type: 'policy.updated', actor: 'policy_file', details: { version: version.version, path } });
+  } catch (err) {
+    if (err instanceof PolicyInvalid) throw new ConfigError('WRIT_POLICY_FILE', `${path} is not a valid policy set: ${err.errors.join('; ')}`, err);
+    throw err;
+  }
 }
 
 function listen(server: Server | HttpsServer, port: number, host: string, setting: string): Promise<AddressInfo> {
@@ -148,6 +168,8 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       },
     });
 
+    const policies = new PolicyStore(db.prisma);
+    if (config.policyFile) await seedPolicies(policies, config.policyFile, audit);
     const leases = new PrismaLeaseStore(db.prisma);
     const serverSvid = new ServerSvid(rotator, {
       trustDomain: config.trustDomain,
@@ -175,7 +197,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
         bundleRouter(bundle),
         svidRouter({ ...auth, issuer, bundle }),
         tasksRouter({ ...auth, tasks: new TaskStore(db.prisma, { clock, random }), audit }),
-        adminRouter({ ...auth, joinTokens, audit, limits, resources: new ResourceStore(db.prisma), rotateCa: (overlap) => rotateCa(overlap) }),
+        adminRouter({ ...auth, joinTokens, audit, limits, resources: new ResourceStore(db.prisma), policies, rotateCa: (overlap) => rotateCa(overlap) }),
       ],
       logger,
       metrics,

@@ -7,6 +7,7 @@ import type { PreparedRotation } from '../ca/rotator';
 import { requireAdmin, type AuthDeps } from './auth';
 import { InvalidRequest, parseWith } from './validate';
 import { resourceSchema, type Resource, type ResourceStore } from '../resources';
+import type { PolicyStore } from '../policy';
 
 export interface AdminDeps extends AuthDeps {
   entries: EntryStore;
@@ -14,6 +15,7 @@ export interface AdminDeps extends AuthDeps {
   audit: AuditLog;
   limits: EntryLimits;
   resources: ResourceStore;
+  policies: PolicyStore;
   /** Prepares new CA and JWT authorities, signing after `overlap` seconds. */
   rotateCa: (overlap?: number) => Promise<PreparedRotation & { spiffeSequence: number }>;
 }
@@ -140,6 +142,18 @@ export function adminRouter(deps: AdminDeps): Router {
     await deps.resources.delete(req.params.uri);
     await deps.audit.append({ type: 'resource.deleted', actor: actor(req), details: { uri: req.params.uri } });
     res.status(204).end();
+  });
+
+  router.get('/v1/admin/policies', async (_req, res) => {
+    const latest = await deps.policies.latest();
+    res.json(latest ? { version: latest.version, policies: latest.text, created_at: latest.createdAt.toISOString(), created_by: latest.createdBy } : { version: 0, policies: '' });
+  });
+  // A new set is validated against the schema first (400 with Cedar's errors), then versioned; the next decision on every replica uses it.
+  router.put('/v1/admin/policies', async (req, res) => {
+    const body = parseWith(z.strictObject({ policies: z.string().max(60 * 1024) }), req.body);
+    const version = await deps.policies.put(body.policies, actor(req));
+    await deps.audit.append({ type: 'policy.updated', actor: actor(req), details: { version: version.version } });
+    res.json({ version: version.version, created_at: version.createdAt.toISOString() });
   });
 
   router.post('/v1/admin/ca/rotate', async (req, res) => {

@@ -8,6 +8,8 @@ export interface Problem {
   title: string;
   status: number;
   detail?: string;
+  /** Extension members (RFC 9457 §3.2), such as a validator's `errors`. */
+  [extension: string]: unknown;
 }
 
 const TITLES: Record<number, string> = {
@@ -24,8 +26,8 @@ const TITLES: Record<number, string> = {
 };
 
 /** Sends `application/problem+json` (RFC 9457 §3). */
-export function sendProblem(res: Response, status: number, type: string, detail?: string): void {
-  const body: Problem = { type, title: TITLES[status] ?? 'Error', status, ...(detail ? { detail } : {}) };
+export function sendProblem(res: Response, status: number, type: string, detail?: string, extensions: Record<string, unknown> = {}): void {
+  const body: Problem = { ...extensions, type, title: TITLES[status] ?? 'Error', status, ...(detail ? { detail } : {}) };
   res.status(status).type('application/problem+json').send(JSON.stringify(body));
 }
 
@@ -51,7 +53,8 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     if (res.headersSent) return next(err);
     if (err instanceof DomainError) {
       if (err.status >= 500) logger.error({ err: { name: err.name, message: err.message }, path: req.path }, 'request failed');
-      return sendProblem(res, err.status, err.type, err.message);
+      const errors = (err as { errors?: unknown }).errors;
+      return sendProblem(res, err.status, err.type, err.message, Array.isArray(errors) ? { errors } : {});
     }
     const bodyError = typeof err?.type === 'string' ? BODY_ERRORS[err.type] : undefined;
     if (bodyError) return sendProblem(res, bodyError[0], problemType(bodyError[1]), bodyError[2]);

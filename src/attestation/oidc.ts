@@ -109,6 +109,9 @@ const claimName = z
   .regex(/^[^:\s]+$/, 'must not contain ":" or white space')
   .refine((name) => !name.split('.').includes(''), 'must not have empty "."-separated parts');
 
+/** Building blocks of issuer configuration, shared with other token verifiers (identity providers). */
+export { algorithm as oidcAlgorithmSchema, clockSkew as clockSkewSchema, issuerUrl as issuerUrlSchema, jwksUri as jwksUriSchema };
+
 /** One issuer under `oidc_issuers:`. Parses snake_case keys into an {@link OidcIssuerConfig}. */
 export const oidcIssuerSchema = z
   .strictObject({
@@ -205,18 +208,22 @@ export class OidcAttestor implements Attestor {
   }
 }
 
-function keySourceFor(config: OidcIssuerConfig, deps: OidcAttestorDeps): KeySource {
+/**
+ * The keys of an issuer: its `jwks_file`, read now (an Error naming `label`, the issuer and
+ * the file when it is unusable), or its `jwks_uri`, fetched on first use and cached.
+ */
+export function keySourceFor(config: Pick<OidcIssuerConfig, 'issuer' | 'jwksFile' | 'jwksUri'>, deps: OidcAttestorDeps, label = 'oidc issuer'): KeySource {
   if (config.jwksFile !== undefined) {
     try {
       return new StaticJwks(readJwksFile(config.jwksFile));
     } catch (err) {
-      throw new Error(`oidc issuer ${config.issuer}: jwks_file ${(err as Error).message}`, { cause: err });
+      throw new Error(`${label} ${config.issuer}: jwks_file ${(err as Error).message}`, { cause: err });
     }
   }
   if (config.jwksUri !== undefined) {
     return new RemoteJwks(config.jwksUri, { ...deps.jwks, clock: deps.clock, fetch: deps.fetch ?? globalThis.fetch });
   }
-  throw new Error(`oidc issuer ${config.issuer}: set one of jwks_file or jwks_uri`);
+  throw new Error(`${label} ${config.issuer}: set one of jwks_file or jwks_uri`);
 }
 
 const invalid = (reason: string, cause?: unknown): AttestationError => new AttestationError('invalid-evidence', reason, cause);
@@ -251,38 +258,59 @@ async function verifyToken(token: string, issuer: Issuer, now: Date): Promise<JW
   };
   let payload: JWTPayload;
   try {
-    payload = (await jwtVerify(token, keys.getKey, options)).payload;
+    payload = await verifyJwtWithKeys(token, keys, options);
   } catch (err) {
-    if (codeOf(err) !== 'ERR_JWKS_MULTIPLE_MATCHING_KEYS') throw refusal(err, token, config);
-    payload = await verifyWithEachKey(token, err as errors.JWKSMultipleMatchingKeys, options, config);
+    throw refusal(err, token, config);
   }
   const { sub } = payload;
   if (typeof sub !== 'string' || sub === '') throw invalid('the token\'s "sub" claim must be a non-empty string (RFC 7519 §4.1.2)');
   return { ...payload, sub };
 }
 
-/** A token without `kid` that several of the issuer's keys could verify: try each (RFC 7515 §4.1.4 leaves `kid` optional). */
-async function verifyWithEachKey(token: string, candidates: errors.JWKSMultipleMatchingKeys, options: JWTVerifyOptions, config: OidcIssuerConfig): Promise<JWTPayload> {
+/**
+ * jose's `jwtVerify` against a {@link KeySource}, also for a token without `kid` that several
+ * of the keys could verify: then each is tried (RFC 7515 §4.1.4 leaves `kid` optional).
+ * Throws jose's errors (or {@link JwksUnavailable}) unchanged; {@link verificationFailureReason}
+ * says which rule they broke.
+ *
+ * ```ts
+ * const payload = await verifyJwtWithKeys(token, keys, { issuer, audience, algorithms: ['RS256'], currentDate: clock.now() });
+ * ```
+ */
+export async function verifyJwtWithKeys(token: string, keys: KeySource, options: JWTVerifyOptions): Promise<JWTPayload> {
+  try {
+    return (await jwtVerify(token, keys.getKey, options)).payload;
+  } catch (err) {
+    if (codeOf(err) !== 'ERR_JWKS_MULTIPLE_MATCHING_KEYS') throw err;
+    return verifyWithEachKey(token, err as errors.JWKSMultipleMatchingKeys, options);
+  }
+}
+
+async function verifyWithEachKey(token: string, candidates: errors.JWKSMultipleMatchingKeys, options: JWTVerifyOptions): Promise<JWTPayload> {
   let last: unknown = new errors.JWSSignatureVerificationFailed();
   for await (const key of candidates) {
     try {
       return (await jwtVerify(token, key, options)).payload;
     } catch (err) {
-      if (codeOf(err) !== 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED') throw refusal(err, token, config);
+      if (codeOf(err) !== 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED') throw err;
       last = err;
     }
   }
-  throw refusal(last, token, config);
+  throw last;
 }
 
 const codeOf = (err: unknown): string | undefined => (err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : undefined);
 
 /** Maps a failed verification to the rule it broke. */
 function refusal(err: unknown, token: string, config: OidcIssuerConfig): AttestationError {
-  return invalid(reasonFor(err, token, config), err);
+  return invalid(verificationFailureReason(err, token, config), err);
 }
 
-function reasonFor(err: unknown, token: string, config: OidcIssuerConfig): string {
+/**
+ * Which rule a failed {@link verifyJwtWithKeys} broke, in words safe to show the caller
+ * ("the token has expired ("exp", RFC 7519 §4.1.4)"); attacker-controlled text is quoted and bounded.
+ */
+export function verificationFailureReason(err: unknown, token: string, config: Pick<OidcIssuerConfig, 'audience' | 'algorithms'>): string {
   if (err instanceof JwksUnavailable) return "cannot fetch the issuer's keys";
   const header = (() => {
     try {

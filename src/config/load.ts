@@ -43,6 +43,8 @@ export interface Config {
   /** How long SIGTERM waits for in-flight requests before closing connections, in seconds. */
   readonly shutdownGrace: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** A Cedar policy file loaded as a new policy version at start-up when it changed. */
+  readonly policyFile: string | undefined;
   /** Trusted OIDC issuers for the oidc attestor; none disables it. */
   readonly oidcIssuers: readonly OidcIssuerConfig[];
   /** The enterprise CAs of the x509pop attestor; undefined disables it. */
@@ -55,6 +57,8 @@ interface Setting<T> {
   file: string;
   parse: (raw: string) => T;
   default?: T;
+  /** A file path: from the config file, relative to that file. */
+  path?: boolean;
 }
 
 const fail = (reason: string): never => {
@@ -133,6 +137,7 @@ const SETTINGS = {
   bundleRefreshHint: { env: 'WRIT_BUNDLE_REFRESH_HINT', file: 'bundle_refresh_hint', parse: duration, default: 300 },
   shutdownGrace: { env: 'WRIT_SHUTDOWN_GRACE', file: 'shutdown_grace', parse: duration, default: 25 },
   logLevel: { env: 'WRIT_LOG_LEVEL', file: 'log_level', parse: level, default: 'info' },
+  policyFile: { env: 'WRIT_POLICY_FILE', file: 'policy_file', parse: nonEmpty, path: true },
 } satisfies { [K in Exclude<keyof Config, 'oidcIssuers' | 'x509pop'>]-?: Setting<unknown> };
 
 /**
@@ -233,6 +238,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     } catch (err) {
       throw new ConfigError(name, (err as Error).message);
     }
+    if (setting.path && raw === fromFile && !isAbsolute(raw)) out[key] = resolve(dirname(resolve(env.WRIT_CONFIG!)), raw);
   }
   readStructured(env, file, out);
   out.opsHost ??= out.host;

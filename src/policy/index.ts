@@ -24,3 +24,4 @@ export {
   type PolicyValidation,
 } from './engine';
 export { PolicyInvalid } from './errors';
+export { PolicyStore, type PolicyVersion } from './store';

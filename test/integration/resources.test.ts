@@ -20,7 +20,7 @@ const admin = (path: string, method = 'GET', body?: unknown) =>
 
 beforeAll(async () => {
   store = await createTestStore();
-  const config = testConfig(store, { WRIT_TRUST_DOMAIN: 'res.test' });
+  const config = testConfig(store, { WRIT_TRUST_DOMAIN: 'res.test', WRIT_POLICY_FILE: join(__dirname, '../../src/policy/testdata/writ.cedar') });
   broker = await startBroker(config, { showAdminToken: (t) => void (adminToken = t) });
   caPem = readFileSync(join(config.caDir, 'ca.crt'), 'utf8');
 });
@@ -71,5 +71,29 @@ describe('resource registry (RFC 8707 resources, for admins)', () => {
   it('is for admins only', async () => {
     const res = await httpsRequest(`${broker.apiUrl}/v1/admin/resources`, { ca: caPem });
     expect(res.status).toBe(401);
+  });
+});
+
+describe('policies (Cedar, versioned)', () => {
+  it('loads the policy file as version 1 at start-up', async () => {
+    const res = await admin('/v1/admin/policies');
+    expect(res.json).toMatchObject({ version: 1, created_by: 'policy_file' });
+    expect(res.json.policies).toBe(readFileSync(join(__dirname, '../../src/policy/testdata/writ.cedar'), 'utf8'));
+  });
+
+  it('refuses a set that does not validate against the schema, with Cedar\'s errors', async () => {
+    const res = await admin('/v1/admin/policies', 'PUT', { policies: 'permit(principal, action, resource) when { context.classification_level == "high" };' });
+    expect(res.status).toBe(400);
+    expect(res.json.type).toBe('urn:writ:problem:invalid-policy');
+    expect(res.json.errors[0]).toMatch(/Long|String|compatible/);
+    expect((await admin('/v1/admin/policies')).json.version).toBe(1);
+  });
+
+  it('versions a valid set and serves it', async () => {
+    const text = '@id("allow-public-reads")\npermit(principal, action == Writ::Action::"read", resource) when { context.classification_level == 0 };\n';
+    const res = await admin('/v1/admin/policies', 'PUT', { policies: text });
+    expect(res.status).toBe(200);
+    expect(res.json.version).toBe(2);
+    expect((await admin('/v1/admin/policies')).json).toMatchObject({ version: 2, policies: text, created_by: 'admin' });
   });
 });

@@ -1,0 +1,53 @@
+import { createHash } from 'node:crypto';
+import type { PrismaClient } from '../db/generated/client';
+import { PolicyEngine, validatePolicies } from './engine';
+import { PolicyInvalid } from './errors';
+
+const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
+
+/** A version of the policy set. */
+export interface PolicyVersion {
+  readonly version: number;
+  readonly text: string;
+  readonly createdAt: Date;
+  readonly createdBy: string;
+}
+
+/**
+ * Versioned policy sets in the database. The highest version is in force: every replica
+ * checks the version number at each decision (one indexed lookup) and re-parses only
+ * when it changed, so a new set takes effect for the very next request everywhere.
+ */
+export class PolicyStore {
+  #engine: PolicyEngine | undefined;
+
+  constructor(private readonly prisma: PrismaClient) {}
+
+  async latest(): Promise<PolicyVersion | undefined> {
+    return (await this.prisma.policySet.findFirst({ orderBy: { version: 'desc' } })) ?? undefined;
+  }
+
+  /** Validates `text` against the schema and makes it the next version. Throws PolicyInvalid with Cedar's errors. */
+  async put(text: string, createdBy: string): Promise<PolicyVersion> {
+    const check = validatePolicies(text);
+    if (!check.ok) throw new PolicyInvalid(check.errors);
+    return this.prisma.policySet.create({ data: { text, sha256: sha256(text), createdBy } });
+  }
+
+  /** Loads the operator's policy file as a new version unless the latest version is that text already. */
+  async seed(text: string): Promise<PolicyVersion> {
+    const latest = await this.latest();
+    if (latest && sha256(latest.text) === sha256(text)) return latest;
+    return this.put(text, 'policy_file');
+  }
+
+  /** The engine of the version in force; an empty set (default deny) when there is none. */
+  async engine(): Promise<PolicyEngine> {
+    const head = await this.prisma.policySet.findFirst({ orderBy: { version: 'desc' }, select: { version: true } });
+    const version = String(head?.version ?? 0);
+    if (this.#engine?.version === version) return this.#engine;
+    const text = head ? (await this.prisma.policySet.findUniqueOrThrow({ where: { version: head.version } })).text : '';
+    this.#engine = PolicyEngine.create(text, version);
+    return this.#engine;
+  }
+}

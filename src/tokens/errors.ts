@@ -1,0 +1,206 @@
+/**
+ * OAuth errors of the token endpoints, one class per error code, in the protocol's own words
+ * (after node-oidc-provider's `lib/helpers/errors.js`). `type` is the bare code that goes in
+ * the `error` member of the RFC 6749 §5.2 response, `message` is its `error_description`
+ * (safe to show the client), and internal detail for logs goes in `cause`, never to callers.
+ *
+ * ```ts
+ * throw new InvalidGrant('the subject token has expired ("exp", RFC 7519 §4.1.4)');
+ * // → 400 {"error":"invalid_grant","error_description":"the subject token has expired …"}
+ * ```
+ */
+import { DomainError } from '../core/errors';
+
+/**
+ * The error codes Writ's OAuth endpoints answer with: RFC 6749 §5.2 (token endpoint), RFC 8693
+ * §2.2.2 (token exchange), RFC 8707 §2 (`invalid_target`), RFC 9396 §5
+ * (`invalid_authorization_details`), RFC 6750 §3.1 (resource servers: `invalid_token`,
+ * `insufficient_scope`) and RFC 7009 §2.2.1 (`unsupported_token_type`).
+ */
+export const OAUTH_ERROR_CODES = [
+  'invalid_request',
+  'invalid_client',
+  'invalid_grant',
+  'unauthorized_client',
+  'unsupported_grant_type',
+  'invalid_scope',
+  'invalid_target',
+  'invalid_authorization_details',
+  'access_denied',
+  'temporarily_unavailable',
+  'invalid_token',
+  'insufficient_scope',
+  'unsupported_token_type',
+] as const;
+export type OAuthErrorCode = (typeof OAUTH_ERROR_CODES)[number];
+
+/**
+ * HTTP status per code: 400 unless a specification says otherwise. RFC 6749 §5.2 allows 401
+ * for `invalid_client`; `temporarily_unavailable` (RFC 6749 §4.1.2.1) is answered 503 on the
+ * token endpoint so that clients and load balancers retry; RFC 6750 §3.1 gives 401 for
+ * `invalid_token` and 403 for `insufficient_scope`.
+ */
+export const OAUTH_ERROR_STATUS: Readonly<Record<OAuthErrorCode, number>> = {
+  invalid_request: 400,
+  invalid_client: 401,
+  invalid_grant: 400,
+  unauthorized_client: 400,
+  unsupported_grant_type: 400,
+  invalid_scope: 400,
+  invalid_target: 400,
+  invalid_authorization_details: 400,
+  access_denied: 400,
+  temporarily_unavailable: 503,
+  invalid_token: 401,
+  insufficient_scope: 403,
+  unsupported_token_type: 400,
+};
+
+/** The body of an error response (RFC 6749 §5.2). */
+export interface OAuthErrorBody {
+  readonly error: OAuthErrorCode;
+  readonly error_description: string;
+}
+
+/** An OAuth error: `type` is the bare RFC 6749 §5.2 `error` code, `message` the `error_description`. */
+export class OAuthError extends DomainError {
+  readonly type: OAuthErrorCode;
+  readonly status: number;
+
+  constructor(code: OAuthErrorCode, description: string, options?: { cause?: unknown; status?: number }) {
+    super(description, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.type = code;
+    this.status = options?.status ?? OAUTH_ERROR_STATUS[code];
+  }
+
+  /** The `error` member of the response. */
+  get error(): OAuthErrorCode {
+    return this.type;
+  }
+
+  /** The `error_description` member of the response. */
+  get error_description(): string {
+    return this.message;
+  }
+
+  /** The response body, RFC 6749 §5.2. */
+  toJSON(): OAuthErrorBody {
+    return { error: this.type, error_description: this.message };
+  }
+}
+
+type Options = { cause?: unknown };
+
+/** RFC 6749 §5.2: a parameter is missing, repeated, unsupported or malformed. */
+export class InvalidRequest extends OAuthError {
+  constructor(description: string, options?: Options) {
+    super('invalid_request', description, options);
+  }
+}
+
+/** RFC 6749 §5.2 / RFC 8705 §2: client authentication failed (no or bad client certificate, unknown or disabled entry). 401. */
+export class InvalidClient extends OAuthError {
+  constructor(description: string, options?: Options) {
+    super('invalid_client', description, options);
+  }
+}
+
+/** RFC 6749 §5.2 / RFC 8693 §2.2.2: the subject token is invalid, expired, foreign, or was issued to another client. */
+export class InvalidGrant extends OAuthError {
+  constructor(description: string, options?: Options) {
+    super('invalid_grant', description, options);
+  }
+}
+
+/** RFC 6749 §5.2: the authenticated client may not use this grant type. */
+export class UnauthorizedClient extends OAuthError {
+  constructor(description: string, options?: Options) {
+    super('unauthorized_client', description, options);
+  }
+}
+
+/** RFC 6749 §5.2: the grant type is not supported. */
+export class UnsupportedGrantType extends OAuthError {
+  constructor(description: string, options?: Options) {
+    super('unsupported_grant_type', description, options);
+  }
+}
+
+/** RFC 6749 §5.2: the requested scope is invalid or unknown. */
+export class InvalidScope extends OAuthError {
+  constructor(description: string, options?: Options) {
+    super('invalid_scope', description, options);
+  }
+}
+
+/** RFC 8707 §2 / RFC 8693 §2.2.2: the `resource` is not an absolute URI, is more than one, or is not registered. */
+export class InvalidTarget extends OAuthError {
+  constructor(description: string, options?: Options) {
+    super('invalid_target', description, options);
+  }
+}
+
+/** RFC 9396 §5: `authorization_details` is malformed, names an unknown type, or asks for unknown tools. */
+export class InvalidAuthorizationDetails extends OAuthError {
+  constructor(description: string, options?: Options) {
+    super('invalid_authorization_details', description, options);
+  }
+}
+
+/** RFC 6749 §4.1.2.1: policy denied every requested tool and action, or the chain is too deep. */
+export class AccessDenied extends OAuthError {
+  constructor(description: string, options?: Options) {
+    super('access_denied', description, options);
+  }
+}
+
+/** RFC 6749 §4.1.2.1: Writ cannot answer now (the lease could not be committed); no token was issued. 503. */
+export class TemporarilyUnavailable extends OAuthError {
+  constructor(description: string, options?: Options) {
+    super('temporarily_unavailable', description, options);
+  }
+}
+
+/** RFC 6750 §3.1: the access token presented to a resource server is expired, revoked or malformed. 401. */
+export class InvalidToken extends OAuthError {
+  constructor(description: string, options?: Options) {
+    super('invalid_token', description, options);
+  }
+}
+
+/** RFC 6750 §3.1: the access token does not allow this tool or action. 403. */
+export class InsufficientScope extends OAuthError {
+  constructor(description: string, options?: Options) {
+    super('insufficient_scope', description, options);
+  }
+}
+
+/** RFC 7009 §2.2.1: revocation of this token type is not supported. */
+export class UnsupportedTokenType extends OAuthError {
+  constructor(description: string, options?: Options) {
+    super('unsupported_token_type', description, options);
+  }
+}
+
+const CLASSES: Record<OAuthErrorCode, new (description: string, options?: Options) => OAuthError> = {
+  invalid_request: InvalidRequest,
+  invalid_client: InvalidClient,
+  invalid_grant: InvalidGrant,
+  unauthorized_client: UnauthorizedClient,
+  unsupported_grant_type: UnsupportedGrantType,
+  invalid_scope: InvalidScope,
+  invalid_target: InvalidTarget,
+  invalid_authorization_details: InvalidAuthorizationDetails,
+  access_denied: AccessDenied,
+  temporarily_unavailable: TemporarilyUnavailable,
+  invalid_token: InvalidToken,
+  insufficient_scope: InsufficientScope,
+  unsupported_token_type: UnsupportedTokenType,
+};
+
+/** The error class for a code: `oauthError('invalid_grant', '…')` is an {@link InvalidGrant}. */
+export function oauthError(code: OAuthErrorCode, description: string, options?: Options): OAuthError {
+  return new CLASSES[code](description, options);
+}
+
+export const isOAuthError = (err: unknown): err is OAuthError => err instanceof OAuthError;

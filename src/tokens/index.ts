@@ -1,0 +1,10 @@
+/**
+ * The token exchange's domain pieces (RFC 8693, RFC 9068, RFC 9396, RFC 8705, RFC 8707):
+ * OAuth errors, `authorization_details`, the user's subject token, minting and verifying
+ * access tokens, and attenuation for chains. Pure: no HTTP, no database.
+ */
+export * from './errors';
+export * from './authorization-details';
+export * from './subject-token';
+export * from './mint';
+export * from './attenuate';
