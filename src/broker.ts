@@ -4,7 +4,8 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { AdminCredentials } from './admin';
-import { adminRouter, bundleRouter, createApiApp, createOpsServer, HttpMetrics, svidRouter, tasksRouter } from './api';
+import { adminRouter, bundleRouter, createApiApp, createOpsServer, HttpMetrics, oauthErrorHandler, oauthRouter, svidRouter, tasksRouter } from './api';
+import { IdentityProviders, TokenExchange } from './tokens';
 import { EntryStore, JoinTokenAttestor, JoinTokens, OidcAttestor, SvidIssuer, X509PopAttestor, type Attestor } from './attestation';
 import { AuditLog } from './audit';
 import {
@@ -79,6 +80,15 @@ function configuredAttestors(config: Config, clock: Clock): Attestor[] {
   return attestors;
 }
 
+/** The user identity providers whose tokens may be subject tokens; their key files are read now. */
+function configuredIdentityProviders(config: Config, clock: Clock): IdentityProviders {
+  try {
+    return new IdentityProviders(config.identityProviders, { clock });
+  } catch (err) {
+    throw err instanceof ConfigError ? err : new ConfigError('identity_providers', (err as Error).message, err);
+  }
+}
+
 /** Loads the operator's policy file as a new version if it changed; an invalid file stops start-up. */
 async function seedPolicies(policies: PolicyStore, path: string, audit: AuditLog): Promise<void> {
   let text: string;
@@ -123,6 +133,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
   const ca = await loadOrCreateCertificateAuthority({ dir: config.caDir, trustDomain: config.trustDomain, caTtl: config.caTtl, clock, random });
   const jwtKey = await loadOrCreateJwtSigningKey({ dir: config.caDir });
   const attestors = deps.attestors ?? configuredAttestors(config, clock);
+  const identityProviders = configuredIdentityProviders(config, clock);
   for (const w of [...(ca.warnings ?? []), ...(jwtKey.warnings ?? [])]) logger.warn({ setting: 'WRIT_CA_DIR' }, w);
 
   const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, clock, random, logger });
@@ -192,12 +203,31 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
     const limits = { trustDomain: config.trustDomain, x509SvidMaxTtl: config.x509SvidMaxTtl, jwtSvidMaxTtl: config.jwtSvidMaxTtl };
     const issuer = new SvidIssuer({ authority: rotator, entries, leases, audit, attestors: [new JoinTokenAttestor(joinTokens), ...attestors], limits, clock, random });
     const auth = { admin, entries, leases, clock, trustDomain: config.trustDomain };
+    const resources = new ResourceStore(db.prisma);
+    const tasks = new TaskStore(db.prisma, { clock, random });
+    const exchange = new TokenExchange({
+      issuer: config.issuer,
+      authority: rotator,
+      bundle,
+      entries,
+      resources,
+      tasks,
+      leases,
+      policies,
+      identityProviders,
+      audit,
+      clock,
+      random,
+      limits: { defaultTtl: config.accessTokenTtl, maxTtl: config.accessTokenMaxTtl, maxChainDepth: config.maxChainDepth },
+    });
     const app = createApiApp({
+      errorHandlers: [oauthErrorHandler()],
       routers: [
+        oauthRouter({ issuer: config.issuer, exchange, leases, resources, admin, audit, bundle, clock, trustDomain: config.trustDomain }),
         bundleRouter(bundle),
         svidRouter({ ...auth, issuer, bundle }),
-        tasksRouter({ ...auth, tasks: new TaskStore(db.prisma, { clock, random }), audit }),
-        adminRouter({ ...auth, joinTokens, audit, limits, resources: new ResourceStore(db.prisma), policies, rotateCa: (overlap) => rotateCa(overlap) }),
+        tasksRouter({ ...auth, tasks, audit }),
+        adminRouter({ ...auth, joinTokens, audit, limits, resources, policies, rotateCa: (overlap) => rotateCa(overlap) }),
       ],
       logger,
       metrics,

@@ -1,4 +1,4 @@
-import express, { type Express, type Router } from 'express';
+import express, { type ErrorRequestHandler, type Express, type Router } from 'express';
 import type { Logger } from 'pino';
 import type { Random } from '../core/random';
 import { requestLogger } from './logging';
@@ -11,6 +11,8 @@ export const BODY_LIMIT = '64kb';
 export interface ApiDeps {
   /** The routers of each domain's endpoints, mounted in order. */
   routers: readonly Router[];
+  /** Error handlers that answer in their protocol's shape (OAuth), before the problem+json one. */
+  errorHandlers?: readonly ErrorRequestHandler[];
   logger: Logger;
   metrics: HttpMetrics;
   random: Random;
@@ -27,6 +29,7 @@ export function createApiApp(deps: ApiDeps): Express {
   app.use(express.urlencoded({ limit: BODY_LIMIT, extended: false }));
   for (const router of deps.routers) app.use(router);
   app.use(notFound);
+  for (const handler of deps.errorHandlers ?? []) app.use(handler);
   app.use(errorHandler(deps.logger));
   return app;
 }

@@ -8,3 +8,4 @@ export { adminRouter, entryView, type AdminDeps } from './admin';
 export { svidRouter, type SvidRouteDeps } from './svid';
 export { requireAdmin, requireSvid, Unauthenticated, Forbidden } from './auth';
 export { tasksRouter, type TaskRouteDeps } from './tasks';
+export { oauthRouter, oauthErrorHandler, type OAuthDeps } from './oauth';

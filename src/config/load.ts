@@ -7,6 +7,7 @@ import { parseDuration } from '../core/duration';
 import { trustDomainProblem } from '../spiffe/id';
 import { oidcIssuersSchema, type OidcIssuerConfig } from '../attestation/oidc';
 import { x509popConfigSchema, type X509PopConfig } from '../attestation/x509pop';
+import { identityProvidersSchema, type IdentityProviderConfig } from '../tokens/subject-token';
 import { ConfigError } from './errors';
 
 /** Writ's configuration: validated once at start-up, then passed down. */
@@ -45,6 +46,15 @@ export interface Config {
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** A Cedar policy file loaded as a new policy version at start-up when it changed. */
   readonly policyFile: string | undefined;
+  /** Writ's issuer identifier (RFC 8414): `iss` of access tokens; by default https://<first DNS name>:<port>. */
+  readonly issuer: string;
+  /** Access token lifetime when a client asks for none, and the longest, in seconds. */
+  readonly accessTokenTtl: number;
+  readonly accessTokenMaxTtl: number;
+  /** Most hops a tool chain may take (token exchange of a Writ token). */
+  readonly maxChainDepth: number;
+  /** User identity providers whose ID tokens may be subject tokens. */
+  readonly identityProviders: readonly IdentityProviderConfig[];
   /** Trusted OIDC issuers for the oidc attestor; none disables it. */
   readonly oidcIssuers: readonly OidcIssuerConfig[];
   /** The enterprise CAs of the x509pop attestor; undefined disables it. */
@@ -138,7 +148,11 @@ const SETTINGS = {
   shutdownGrace: { env: 'WRIT_SHUTDOWN_GRACE', file: 'shutdown_grace', parse: duration, default: 25 },
   logLevel: { env: 'WRIT_LOG_LEVEL', file: 'log_level', parse: level, default: 'info' },
   policyFile: { env: 'WRIT_POLICY_FILE', file: 'policy_file', parse: nonEmpty, path: true },
-} satisfies { [K in Exclude<keyof Config, 'oidcIssuers' | 'x509pop'>]-?: Setting<unknown> };
+  issuer: { env: 'WRIT_ISSUER', file: 'issuer', parse: (raw: string) => (URL.canParse(raw) && new URL(raw).protocol === 'https:' && !new URL(raw).search && !new URL(raw).hash ? raw.replace(/\/$/, '') : fail('must be an https URL without query or fragment (RFC 8414 §2)')) },
+  accessTokenTtl: { env: 'WRIT_ACCESS_TOKEN_TTL', file: 'access_token_ttl', parse: duration, default: 300 },
+  accessTokenMaxTtl: { env: 'WRIT_ACCESS_TOKEN_MAX_TTL', file: 'access_token_max_ttl', parse: duration, default: 3600 },
+  maxChainDepth: { env: 'WRIT_MAX_CHAIN_DEPTH', file: 'max_chain_depth', parse: (raw: string) => (/^\d{1,2}$/.test(raw) ? Number(raw) : fail(`must be a whole number of hops, got "${raw}"`)), default: 2 },
+} satisfies { [K in Exclude<keyof Config, 'oidcIssuers' | 'x509pop' | 'identityProviders'>]-?: Setting<unknown> };
 
 /**
  * Structured settings: a list or mapping in the config file, or JSON in the environment.
@@ -147,6 +161,7 @@ const SETTINGS = {
 const STRUCTURED = {
   oidcIssuers: { env: 'WRIT_OIDC_ISSUERS', file: 'oidc_issuers', schema: oidcIssuersSchema, paths: ['jwksFile'], default: [] as OidcIssuerConfig[] },
   x509pop: { env: 'WRIT_X509POP', file: 'x509pop', schema: x509popConfigSchema, paths: ['ca_bundle_file', 'intermediates_file'], default: undefined },
+  identityProviders: { env: 'WRIT_IDENTITY_PROVIDERS', file: 'identity_providers', schema: identityProvidersSchema, paths: ['jwksFile'], default: [] as IdentityProviderConfig[] },
 } as const;
 
 /** The config file's keys, as documented in the README. */
@@ -242,6 +257,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   readStructured(env, file, out);
   out.opsHost ??= out.host;
+  out.issuer ??= `https://${(out.serverDnsNames as string[])[0]}:${out.port}`;
   return Object.freeze(out) as unknown as Config;
 }
 

@@ -20,6 +20,11 @@ export interface Lease {
   readonly fingerprint?: string | null;
   /** The registration entry it was issued under. */
   readonly entryId?: string | null;
+  /** Access tokens: the user's session, the subject token's issuer, what was granted, the parent token. */
+  readonly sid?: string | null;
+  readonly subjectIssuer?: string | null;
+  readonly authorizationDetails?: unknown;
+  readonly parentId?: string | null;
 }
 
 /** Lease persistence. */
@@ -32,6 +37,8 @@ export interface LeaseStore {
    * neither expired nor revoked at `now`.
    */
   activeSvid(serial: string, fingerprint: string, now: Date): Promise<Lease | undefined>;
+  /** Revokes one lease durably (idempotent); returns whether it was live. */
+  revoke(id: string, reason: string, now: Date): Promise<boolean>;
 }
 
 export class PrismaLeaseStore implements LeaseStore {
@@ -51,8 +58,17 @@ export class PrismaLeaseStore implements LeaseStore {
         serial: lease.serial ?? null,
         fingerprint: lease.fingerprint ?? null,
         entryId: lease.entryId ?? null,
+        sid: lease.sid ?? null,
+        subjectIssuer: lease.subjectIssuer ?? null,
+        ...(lease.authorizationDetails !== undefined && { authorizationDetails: lease.authorizationDetails as object }),
+        parentId: lease.parentId ?? null,
       },
     });
+  }
+
+  async revoke(id: string, reason: string, now: Date): Promise<boolean> {
+    const { count } = await this.prisma.lease.updateMany({ where: { id, revokedAt: null }, data: { revokedAt: now, revocationReason: reason } });
+    return count > 0;
   }
 
   async activeSvid(serial: string, fingerprint: string, now: Date): Promise<Lease | undefined> {
@@ -61,6 +77,7 @@ export class PrismaLeaseStore implements LeaseStore {
   }
 
   async get(id: string): Promise<Lease | undefined> {
+    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) return undefined;
     const row = await this.prisma.lease.findUnique({ where: { id } });
     return row ? { ...row, kind: row.kind as LeaseKind } : undefined;
   }

@@ -9,6 +9,8 @@ export interface Task {
   readonly subject: string;
   readonly subjectIssuer: string;
   readonly connector: string;
+  readonly subjectGroups: readonly string[];
+  readonly subjectRisk: string | null;
   readonly createdAt: Date;
   readonly endedAt: Date | null;
 }
@@ -34,8 +36,10 @@ export class TaskStore {
     private readonly deps: { clock: Clock; random: Random },
   ) {}
 
-  async create(subject: string, subjectIssuer: string, connector: string): Promise<Task> {
-    return this.prisma.task.create({ data: { id: this.deps.random.uuid(), subject, subjectIssuer, connector } });
+  async create(subject: string, subjectIssuer: string, connector: string, user: { groups?: readonly string[]; risk?: string } = {}): Promise<Task> {
+    return this.prisma.task.create({
+      data: { id: this.deps.random.uuid(), subject, subjectIssuer, connector, subjectGroups: [...(user.groups ?? [])], subjectRisk: user.risk ?? null },
+    });
   }
 
   async get(id: string): Promise<Task | undefined> {

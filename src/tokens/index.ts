@@ -8,3 +8,4 @@ export * from './authorization-details';
 export * from './subject-token';
 export * from './mint';
 export * from './attenuate';
+export * from './exchange';

@@ -15,6 +15,8 @@ CREATE TABLE "task" (
     "subject" TEXT NOT NULL,
     "subject_issuer" TEXT NOT NULL,
     "connector" TEXT NOT NULL,
+    "subject_groups" TEXT[],
+    "subject_risk" TEXT,
     "created_at" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
     "ended_at" TIMESTAMPTZ(3),
     "end_reason" TEXT,

@@ -1,0 +1,136 @@
+import { Router, type ErrorRequestHandler, type Request, type Response } from 'express';
+import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
+import type { AdminCredentials } from '../admin';
+import type { AuditLog } from '../audit';
+import type { Clock } from '../core/clock';
+import { DomainError } from '../core/errors';
+import type { LeaseStore } from '../leases';
+import type { ResourceStore } from '../resources';
+import type { TrustBundle } from '../spiffe/bundle';
+import { InvalidClient, InvalidRequest, isOAuthError, OAuthError, oauthError, TOKEN_EXCHANGE_GRANT_TYPE, verifyAccessToken, type TokenExchange } from '../tokens';
+import { peerSvid } from './peer';
+
+export interface OAuthDeps {
+  issuer: string;
+  exchange: TokenExchange;
+  leases: LeaseStore;
+  resources: ResourceStore;
+  admin: AdminCredentials;
+  audit: AuditLog;
+  bundle: { current(): Promise<TrustBundle> };
+  clock: Clock;
+  trustDomain: string;
+}
+
+/** RFC 6749 §5.1: token responses are never cached. */
+const noStore = (res: Response) => res.setHeader('Cache-Control', 'no-store').setHeader('Pragma', 'no-cache');
+
+/** The connector's verified client certificate, as the token endpoint needs it (RFC 8705 §2). */
+function exchangeClient(req: Request, trustDomain: string) {
+  const svid = peerSvid(req, trustDomain);
+  if (!svid) return undefined;
+  const cert = (req.socket as TLSSocket).getPeerCertificate() as DetailedPeerCertificate;
+  return { ...svid, certificateDer: new Uint8Array(cert.raw), notAfter: new Date(cert.valid_to) };
+}
+
+const isBearerAdmin = (req: Request, admin: AdminCredentials) => {
+  const m = /^Bearer ([\x21-\x7e]{1,512})$/.exec(req.headers.authorization ?? '');
+  return m !== null && admin.verify(m[1]!);
+};
+
+const tokenParam = (req: Request): string => {
+  const token = (req.body as Record<string, unknown> | undefined)?.token;
+  if (typeof token !== 'string' || token.length === 0 || token.length > 16 * 1024) throw new InvalidRequest('token is required, once');
+  return token;
+};
+
+/** The OAuth endpoints: token exchange, introspection, revocation and metadata. */
+export function oauthRouter(deps: OAuthDeps): Router {
+  const router = Router();
+
+  // RFC 8414 §3.
+  router.get('/.well-known/oauth-authorization-server', (_req, res) => {
+    res.json({
+      issuer: deps.issuer,
+      token_endpoint: `${deps.issuer}/oauth2/token`,
+      introspection_endpoint: `${deps.issuer}/oauth2/introspect`,
+      revocation_endpoint: `${deps.issuer}/oauth2/revoke`,
+      jwks_uri: `${deps.issuer}/oauth2/jwks`,
+      grant_types_supported: [TOKEN_EXCHANGE_GRANT_TYPE],
+      token_endpoint_auth_methods_supported: ['tls_client_auth'],
+      introspection_endpoint_auth_methods_supported: ['tls_client_auth', 'bearer'],
+      revocation_endpoint_auth_methods_supported: ['tls_client_auth', 'bearer'],
+      tls_client_certificate_bound_access_tokens: true, // RFC 8705 §3.3
+      authorization_details_types_supported: ['mcp_tool'], // RFC 9396 §10
+      response_types_supported: [],
+    });
+  });
+
+  router.post('/oauth2/token', async (req, res) => {
+    const response = await deps.exchange.exchange(exchangeClient(req, deps.trustDomain), (req.body ?? {}) as Record<string, unknown>);
+    noStore(res).json(response);
+  });
+
+  // RFC 7662: a resource introspects tokens issued for itself; an admin, any.
+  router.post('/oauth2/introspect', async (req, res) => {
+    const isAdmin = isBearerAdmin(req, deps.admin);
+    const caller = isAdmin ? undefined : peerSvid(req, deps.trustDomain);
+    if (!isAdmin && !caller) throw new InvalidClient('introspection needs the resource\'s X.509-SVID or the admin token');
+    const token = tokenParam(req);
+    noStore(res);
+    const inactive = () => res.json({ active: false });
+    let claims;
+    try {
+      claims = await verifyAccessToken(token, (await deps.bundle.current()).jwtAuthorities, { issuer: deps.issuer, clock: deps.clock, errorCode: 'invalid_token' });
+    } catch {
+      return inactive();
+    }
+    if (!isAdmin) {
+      const resource = await deps.resources.get(claims.aud);
+      if (!resource || resource.spiffeId !== caller!.spiffeId) return inactive();
+    }
+    const lease = await deps.leases.get(claims.jti);
+    if (!lease || lease.revokedAt || lease.expiresAt <= deps.clock.now()) return inactive();
+    return res.json({ active: true, token_type: 'Bearer', ...claims });
+  });
+
+  // RFC 7009: by the token's own connector or an admin; 200 for unknown tokens; revoked durably before the answer.
+  router.post('/oauth2/revoke', async (req, res) => {
+    const isAdmin = isBearerAdmin(req, deps.admin);
+    const caller = isAdmin ? undefined : peerSvid(req, deps.trustDomain);
+    if (!isAdmin && !caller) throw new InvalidClient('revocation needs the connector\'s X.509-SVID or the admin token');
+    const token = tokenParam(req);
+    let claims;
+    try {
+      // An expired token needs no revoking; a forged one names nothing.
+      claims = await verifyAccessToken(token, (await deps.bundle.current()).jwtAuthorities, { issuer: deps.issuer, clock: deps.clock, errorCode: 'invalid_token' });
+    } catch {
+      return noStore(res).status(200).end();
+    }
+    if (isAdmin || claims.client_id === caller!.spiffeId) {
+      const principal = isAdmin ? 'admin' : caller!.spiffeId;
+      if (await deps.leases.revoke(claims.jti, `revoked by ${principal}`, deps.clock.now())) {
+        await deps.audit.append({ type: 'token.revoked', subject: claims.sub, actor: principal, details: { jti: claims.jti, taskId: claims.task_id } });
+      }
+    }
+    return noStore(res).status(200).end();
+  });
+
+  return router;
+}
+
+/** RFC 6749 §5.2: OAuth endpoints answer `{error, error_description}`, never a stack trace and never a 500. */
+export function oauthErrorHandler(): ErrorRequestHandler {
+  return (err, req, res, next) => {
+    if (!req.path.startsWith('/oauth2/') || res.headersSent) return next(err);
+    const e = isOAuthError(err)
+      ? err
+      : err instanceof DomainError && err.status < 500
+        ? oauthError('invalid_request', err.message)
+        : typeof err?.type === 'string' && typeof err?.status === 'number' && err.status < 500
+          ? new OAuthError('invalid_request', err.type === 'entity.too.large' ? 'the request body is too large' : 'the request body is malformed', { status: err.status })
+          : oauthError('temporarily_unavailable', 'the broker cannot answer now');
+    noStore(res);
+    res.status(e.status).json({ error: e.error, error_description: e.error_description });
+  };
+}

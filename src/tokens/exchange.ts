@@ -1,0 +1,306 @@
+import { createHash } from 'node:crypto';
+import type { AuditLog } from '../audit';
+import type { EntryStore } from '../attestation/entries';
+import type { SigningAuthorities } from '../ca/rotator';
+import type { Clock } from '../core/clock';
+import type { Random } from '../core/random';
+import type { LeaseStore, TaskStore, Task } from '../leases';
+import type { PolicyEngine, PolicyStore, PolicyUser } from '../policy';
+import type { Resource, ResourceStore, Tool } from '../resources';
+import type { TrustBundle } from '../spiffe/bundle';
+import { actChain, attenuate } from './attenuate';
+import {
+  effectiveClassification,
+  parseAuthorizationDetails,
+  validateAuthorizationDetails,
+  type Action,
+  type Classification,
+  type McpToolDetail,
+} from './authorization-details';
+import {
+  AccessDenied,
+  InvalidAuthorizationDetails,
+  InvalidClient,
+  InvalidGrant,
+  InvalidRequest,
+  InvalidTarget,
+  TemporarilyUnavailable,
+  UnsupportedGrantType,
+} from './errors';
+import { mintAccessToken, verifyAccessToken, type Act } from './mint';
+import { checkRequestedTokenType, subjectTokenKind, TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE, type IdentityProviders } from './subject-token';
+
+/** The connector calling the token endpoint, from its verified client certificate (RFC 8705 §2). */
+export interface ExchangeClient {
+  readonly spiffeId: string;
+  readonly serial: string;
+  /** SHA-256 of the certificate DER, hex. */
+  readonly fingerprint: string;
+  readonly certificateDer: Uint8Array;
+  readonly notAfter: Date;
+}
+
+/** The RFC 8693 §2.2.1 response, with RFC 9396 §7 `authorization_details`. */
+export interface TokenExchangeResponse {
+  access_token: string;
+  issued_token_type: typeof TOKEN_TYPE.ACCESS_TOKEN;
+  token_type: 'Bearer';
+  expires_in: number;
+  task_id: string;
+  authorization_details: McpToolDetail[];
+}
+
+export interface TokenExchangeDeps {
+  issuer: string;
+  authority: SigningAuthorities;
+  bundle: { current(): Promise<TrustBundle> };
+  entries: EntryStore;
+  resources: ResourceStore;
+  tasks: TaskStore;
+  leases: LeaseStore;
+  policies: PolicyStore;
+  identityProviders: IdentityProviders;
+  audit: AuditLog;
+  clock: Clock;
+  random: Random;
+  limits: { defaultTtl: number; maxTtl: number; maxChainDepth: number };
+}
+
+/** The form parameters of a token exchange request (RFC 8693 §2.1), each given at most once. */
+interface TokenExchangeRequest {
+  subjectToken: string;
+  subjectTokenType: string;
+  resource: string;
+  authorizationDetails: McpToolDetail[];
+  taskId?: string;
+}
+
+/** The user and the context the subject token establishes. */
+interface Subject {
+  user: PolicyUser;
+  sid?: string;
+  expiresAt: Date;
+  /** Chained: the parent token. */
+  parent?: { jti: string; act: Act; authorizationDetails: McpToolDetail[]; taskId: string; expiresAt: Date };
+}
+
+const SINGLE = ['grant_type', 'subject_token', 'subject_token_type', 'authorization_details', 'task_id', 'requested_token_type', 'scope', 'audience', 'actor_token', 'actor_token_type'];
+
+const sha256hex = (der: Uint8Array) => createHash('sha256').update(der).digest('hex');
+
+/**
+ * RFC 8693 token exchange, as a pipeline of small steps (authenticate the client → parse
+ * the request → verify the subject token → resolve resource and tools → attenuate for
+ * chains → decide policy per tool → commit the task and lease → mint). Every refusal is an
+ * OAuth error and is audited; nothing is returned before its lease is committed.
+ */
+export class TokenExchange {
+  constructor(private readonly deps: TokenExchangeDeps) {}
+
+  async exchange(client: ExchangeClient | undefined, form: Record<string, unknown>): Promise<TokenExchangeResponse> {
+    let audit: Record<string, unknown> = { client: client?.spiffeId };
+    try {
+      const connector = await this.authenticate(client);
+      const request = this.parse(form);
+      audit = { ...audit, resource: request.resource };
+      const subject = await this.verifySubject(request, connector);
+      audit = { ...audit, user: subject.user.sub };
+      const resource = await this.deps.resources.get(request.resource);
+      if (!resource) throw new InvalidTarget(`resource ${request.resource.slice(0, 256)} is not registered`); // RFC 8707 §2
+      const wanted = this.resolveTools(resource, request.authorizationDetails);
+      const depth = subject.parent ? this.attenuateChain(subject.parent, wanted) : 0;
+      const engine = await this.deps.policies.engine();
+      const task = await this.task(request, subject, connector.spiffeId);
+      const { granted, decisions } = this.decide(engine, { resource, wanted, subject, connector, depth, taskId: task.id });
+      audit = { ...audit, taskId: task.id, policyVersion: engine.version, decisions };
+      if (granted.length === 0) throw new AccessDenied('policy allows none of the requested tools and actions now');
+      return await this.issue({ client: client!, connector: connector.spiffeId, subject, resource, granted, task, audit });
+    } catch (err) {
+      const code = (err as { type?: string }).type ?? 'server_error';
+      await this.deps.audit
+        .append({ type: 'token.refused', subject: (audit.user as string) ?? undefined, actor: client?.spiffeId, details: { ...audit, error: code } })
+        .catch(() => undefined);
+      if (err instanceof Error && 'error' in err) throw err;
+      throw new TemporarilyUnavailable('the broker cannot decide now', { cause: err });
+    }
+  }
+
+  /** RFC 8705 §2: the client is the SVID's SPIFFE ID; the SVID must be live and its entry enabled. */
+  private async authenticate(client: ExchangeClient | undefined): Promise<{ spiffeId: string; owner: string; trustDomain: string }> {
+    if (!client) throw new InvalidClient('authenticate with the connector\'s X.509-SVID as the TLS client certificate (RFC 8705 §2)');
+    const lease = await this.deps.leases.activeSvid(client.serial, client.fingerprint, this.deps.clock.now());
+    const entry = lease?.entryId ? await this.deps.entries.get(lease.entryId) : undefined;
+    if (!lease || !entry || !entry.enabled || lease.spiffeId !== client.spiffeId) {
+      throw new InvalidClient('the client certificate is not a current X.509-SVID of an enabled registration entry');
+    }
+    return { spiffeId: client.spiffeId, owner: entry.metadata.owner ?? '', trustDomain: new URL(client.spiffeId).hostname };
+  }
+
+  /** RFC 8693 §2.1, RFC 8707 §2, RFC 9396 §2. */
+  private parse(form: Record<string, unknown>): TokenExchangeRequest {
+    for (const name of SINGLE) if (Array.isArray(form[name])) throw new InvalidRequest(`${name} is given more than once`);
+    const str = (name: string) => (typeof form[name] === 'string' ? (form[name] as string) : undefined);
+    if (str('grant_type') === undefined) throw new InvalidRequest('grant_type is missing');
+    if (str('grant_type') !== TOKEN_EXCHANGE_GRANT_TYPE) throw new UnsupportedGrantType(`grant_type must be ${TOKEN_EXCHANGE_GRANT_TYPE}`);
+    if (form.actor_token !== undefined) throw new InvalidRequest('actor_token is not supported: the actor is the authenticated client');
+    checkRequestedTokenType(str('requested_token_type'));
+    const subjectToken = str('subject_token');
+    const subjectTokenType = str('subject_token_type');
+    if (!subjectToken || !subjectTokenType) throw new InvalidRequest('subject_token and subject_token_type are required');
+    const resources = form.resource === undefined ? [] : Array.isArray(form.resource) ? form.resource : [form.resource];
+    if (resources.length !== 1) throw new InvalidTarget('give exactly one resource (RFC 8707 §2)');
+    const resource = String(resources[0]);
+    if (!URL.canParse(resource) || new URL(resource).hash) throw new InvalidTarget('resource must be an absolute URI without a fragment (RFC 8707 §2)');
+    const details = str('authorization_details');
+    if (details === undefined) throw new InvalidRequest('authorization_details is required: name the mcp_tool tools and actions the task needs');
+    const taskId = str('task_id');
+    if (taskId !== undefined && !/^[0-9a-f-]{36}$/i.test(taskId)) throw new InvalidRequest('task_id is not a task id this broker issued');
+    return { subjectToken, subjectTokenType, resource, authorizationDetails: parseAuthorizationDetails(details), ...(taskId !== undefined && { taskId }) };
+  }
+
+  /** The user's identity: an ID token or JWT from an identity provider, or (chaining) a Writ access token. */
+  private async verifySubject(request: TokenExchangeRequest, connector: { spiffeId: string }): Promise<Subject> {
+    if (subjectTokenKind(request.subjectTokenType) === 'user') {
+      const id = await this.deps.identityProviders.verify(request.subjectToken);
+      return { user: { sub: id.sub, iss: id.iss, groups: id.groups, risk: id.risk ?? 'unknown' }, ...(id.sid !== undefined && { sid: id.sid }), expiresAt: id.exp };
+    }
+    const bundle = await this.deps.bundle.current();
+    const claims = await verifyAccessToken(request.subjectToken, bundle.jwtAuthorities, { issuer: this.deps.issuer, clock: this.deps.clock });
+    const lease = await this.deps.leases.get(claims.jti);
+    const now = this.deps.clock.now();
+    if (!lease || lease.revokedAt || lease.expiresAt <= now) throw new InvalidGrant('subject_token: the access token was revoked or has expired');
+    // Only the resource the token was issued for may present it: a token that leaked elsewhere cannot be exchanged.
+    const audience = await this.deps.resources.get(claims.aud);
+    if (!audience || audience.spiffeId !== connector.spiffeId) throw new InvalidGrant('subject_token: only the resource the token was issued for may exchange it');
+    const task = await this.deps.tasks.get(claims.task_id);
+    if (!task || task.endedAt) throw new InvalidGrant('subject_token: its task has ended');
+    return {
+      user: { sub: claims.sub, iss: task.subjectIssuer, groups: task.subjectGroups, risk: task.subjectRisk ?? 'unknown' },
+      ...(claims.sid !== undefined && { sid: claims.sid }),
+      expiresAt: new Date(claims.exp * 1000),
+      parent: { jti: claims.jti, act: claims.act, authorizationDetails: validateAuthorizationDetails(claims.authorization_details), taskId: claims.task_id, expiresAt: new Date(claims.exp * 1000) },
+    };
+  }
+
+  /** Each requested tool must be one the resource has, for an action it performs; the class is the registry's or a declared higher one. */
+  private resolveTools(resource: Resource, details: readonly McpToolDetail[]): { tool: Tool; action: Action; classification: Classification }[] {
+    const wanted: { tool: Tool; action: Action; classification: Classification }[] = [];
+    for (const d of details) {
+      for (const name of d.tools) {
+        const tool = resource.tools.find((t) => t.name === name);
+        if (!tool) throw new InvalidAuthorizationDetails(`${resource.uri} has no tool "${name}"`);
+        for (const action of d.actions) {
+          if (!tool.actions.includes(action)) throw new InvalidAuthorizationDetails(`tool "${name}" does not ${action}`);
+          const classification = effectiveClassification(tool.classification, d.data_classification);
+          if (!wanted.some((w) => w.tool.name === name && w.action === action && w.classification === classification)) wanted.push({ tool, action, classification });
+        }
+      }
+    }
+    return wanted;
+  }
+
+  /** A chained token never grants more than its parent and the chain never grows past the maximum depth. */
+  private attenuateChain(parent: NonNullable<Subject['parent']>, wanted: { tool: Tool; action: Action; classification: Classification }[]): number {
+    const requested: McpToolDetail[] = wanted.map((w) => ({ type: 'mcp_tool', tools: [w.tool.name], actions: [w.action], data_classification: w.classification }));
+    const { depth, details } = attenuate({ parent, requested, maxDepth: this.deps.limits.maxChainDepth, registryClassification: (name) => wanted.find((w) => w.tool.name === name)?.classification });
+    const keep = new Set(details.flatMap((d) => d.tools.flatMap((t) => d.actions.map((a) => `${t} ${a}`))));
+    wanted.splice(0, wanted.length, ...wanted.filter((w) => keep.has(`${w.tool.name} ${w.action}`)));
+    return depth;
+  }
+
+  /** One Cedar decision per tool and action (and, chained, a `delegate` decision per tool); the allowed ones are granted. */
+  private decide(
+    engine: PolicyEngine,
+    ctx: { resource: Resource; wanted: { tool: Tool; action: Action; classification: Classification }[]; subject: Subject; connector: { spiffeId: string; owner: string; trustDomain: string }; depth: number; taskId: string },
+  ): { granted: McpToolDetail[]; decisions: Record<string, unknown>[] } {
+    const decisions: Record<string, unknown>[] = [];
+    const allowed: { tool: string; action: Action; classification: Classification }[] = [];
+    for (const w of ctx.wanted) {
+      const tool = { name: w.tool.name, classification: w.tool.classification };
+      const user = engine.decide({ kind: 'action', action: w.action, user: ctx.subject.user, connector: ctx.connector, server: ctx.resource.uri, tool, classification: w.classification, chainDepth: ctx.depth, taskId: ctx.taskId });
+      let ok = user.allowed;
+      const record: Record<string, unknown> = { tool: w.tool.name, action: w.action, allowed: user.allowed, policies: user.policyIds, ...(user.errors.length > 0 && { errors: user.errors }) };
+      if (ctx.subject.parent) {
+        const delegate = engine.decide({ kind: 'delegate', connector: ctx.connector, user: ctx.subject.user, chain: actChain(ctx.subject.parent.act), chainDepth: ctx.depth, server: ctx.resource.uri, tool, classification: w.classification });
+        ok = ok && delegate.allowed;
+        record.delegate = { allowed: delegate.allowed, policies: delegate.policyIds };
+      }
+      decisions.push(record);
+      if (ok) allowed.push({ tool: w.tool.name, action: w.action, classification: w.classification });
+    }
+    const byTool = new Map<string, McpToolDetail>();
+    for (const a of allowed) {
+      const key = `${a.tool} ${a.classification}`;
+      const d = byTool.get(key);
+      byTool.set(key, { type: 'mcp_tool', tools: [a.tool], actions: [...(d?.actions ?? []), a.action], data_classification: a.classification });
+    }
+    return { granted: [...byTool.values()], decisions };
+  }
+
+  /** The task the token belongs to: the parent's when chained; the named one (same user and connector); or a new one. */
+  private async task(request: TokenExchangeRequest, subject: Subject, connector: string): Promise<Task> {
+    if (subject.parent) {
+      if (request.taskId !== undefined && request.taskId !== subject.parent.taskId) throw new InvalidRequest('a chained token belongs to its parent\'s task');
+      return (await this.deps.tasks.get(subject.parent.taskId))!;
+    }
+    if (request.taskId === undefined) return this.deps.tasks.create(subject.user.sub, subject.user.iss, connector, { groups: subject.user.groups, ...(subject.user.risk !== 'unknown' && { risk: subject.user.risk }) });
+    const task = await this.deps.tasks.get(request.taskId);
+    if (!task || task.subject !== subject.user.sub || task.subjectIssuer !== subject.user.iss || task.connector !== connector) throw new InvalidRequest('task_id names no task of this user and connector');
+    if (task.endedAt) throw new InvalidGrant('the task has ended');
+    return task;
+  }
+
+  private async issue(ctx: { client: ExchangeClient; connector: string; subject: Subject; resource: Resource; granted: McpToolDetail[]; task: Task; audit: Record<string, unknown> }): Promise<TokenExchangeResponse> {
+    const minted = await mintAccessToken(
+      {
+        issuer: this.deps.issuer,
+        subject: ctx.subject.user.sub,
+        audience: ctx.resource.uri,
+        clientId: ctx.connector,
+        clientCertificate: ctx.client.certificateDer,
+        ...(ctx.subject.parent && { parentAct: ctx.subject.parent.act }),
+        authorizationDetails: ctx.granted,
+        taskId: ctx.task.id,
+        ...(ctx.subject.sid !== undefined && { sid: ctx.subject.sid }),
+        lifetime: {
+          default: this.deps.limits.defaultTtl,
+          maximum: this.deps.limits.maxTtl,
+          certificateNotAfter: ctx.client.notAfter,
+          subjectTokenExpiresAt: ctx.subject.expiresAt,
+          ...(ctx.subject.parent && { parentTokenExpiresAt: ctx.subject.parent.expiresAt }),
+        },
+      },
+      this.deps.authority.jwtKey,
+      this.deps.clock,
+      this.deps.random,
+    );
+    try {
+      await this.deps.leases.record({
+        id: minted.jti,
+        kind: 'access-token',
+        spiffeId: ctx.connector,
+        subject: ctx.subject.user.sub,
+        subjectIssuer: ctx.subject.user.iss,
+        sid: ctx.subject.sid ?? null,
+        taskId: ctx.task.id,
+        audience: [ctx.resource.uri],
+        fingerprint: sha256hex(ctx.client.certificateDer),
+        authorizationDetails: ctx.granted,
+        parentId: ctx.subject.parent?.jti ?? null,
+        issuedAt: minted.issuedAt,
+        expiresAt: minted.expiresAt,
+      });
+    } catch (err) {
+      throw new TemporarilyUnavailable('the token could not be recorded; none was issued', { cause: err });
+    }
+    await this.deps.audit.append({ type: 'token.issued', subject: ctx.subject.user.sub, actor: ctx.connector, details: { ...ctx.audit, jti: minted.jti, granted: ctx.granted, expiresAt: minted.expiresAt.toISOString() } });
+    return {
+      access_token: minted.token,
+      issued_token_type: TOKEN_TYPE.ACCESS_TOKEN,
+      token_type: 'Bearer',
+      expires_in: minted.expiresIn,
+      task_id: ctx.task.id,
+      authorization_details: ctx.granted,
+    };
+  }
+}

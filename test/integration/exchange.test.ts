@@ -1,0 +1,254 @@
+import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { startBroker, type Broker } from '../../src/broker';
+import { certificateThumbprint } from '../../src/tokens';
+import { createTestStore, type TestStore } from '../support/database';
+import { testConfig } from '../support/config';
+import { httpsRequest } from '../support/https';
+import { openssl } from '../support/openssl';
+
+const work = mkdtempSync(join(tmpdir(), 'writ-exchange-'));
+const IDP = 'https://idp.example.test';
+const GITHUB = 'https://mcp.example.test/github';
+const JIRA = 'https://mcp.example.test/jira';
+const POLICIES = `
+@id("eng-read-low")
+permit (principal, action == Writ::Action::"read", resource is Writ::Tool)
+when { principal.groups.contains("eng") && context.classification_level <= 1 };
+
+@id("eng-write-platform")
+permit (principal, action == Writ::Action::"write", resource is Writ::Tool)
+when { principal.groups.contains("eng") && context.classification_level <= 1 && context.connector.owner == "platform" };
+
+@id("github-may-call-jira")
+permit (principal, action == Writ::Action::"delegate", resource in Writ::Server::"${JIRA}")
+when { principal == Writ::Connector::"spiffe://ex.test/mcp/github" && context.chain_depth <= 2 };
+`;
+
+let store: TestStore;
+let broker: Broker;
+let caPem: string;
+let adminToken: string;
+let idpKey: CryptoKey;
+let otherKey: CryptoKey;
+type Svid = { cert: string; key: string };
+let agent: Svid;
+let github: Svid;
+let stranger: Svid;
+
+const admin = (path: string, method: string, body?: unknown) =>
+  httpsRequest(`${broker.apiUrl}${path}`, {
+    ca: caPem,
+    method,
+    headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  }).then((r) => ({ ...r, json: r.body ? JSON.parse(r.body) : undefined }));
+
+/** A form POST to an OAuth endpoint, optionally with a client certificate. */
+const form = (path: string, params: Record<string, string | string[]>, as?: Svid, bearer?: string) => {
+  const body = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) for (const one of Array.isArray(v) ? v : [v]) body.append(k, one);
+  return httpsRequest(`${broker.apiUrl}${path}`, {
+    ca: caPem,
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...(bearer && { authorization: `Bearer ${bearer}` }) },
+    body: body.toString(),
+    ...(as && { cert: as.cert, key: as.key }),
+  }).then((r) => ({ ...r, json: r.body ? JSON.parse(r.body) : undefined }));
+};
+
+async function svidFor(spiffeId: string, owner: string): Promise<Svid> {
+  const entry = await admin('/v1/admin/entries', 'POST', { spiffe_id: spiffeId, metadata: { owner } });
+  const token = await admin('/v1/admin/join-tokens', 'POST', { entry_id: entry.json.id });
+  const name = spiffeId.replace(/\W/g, '_');
+  openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', '/CN=x'], { cwd: work });
+  const res = await httpsRequest(`${broker.apiUrl}/v1/attest`, {
+    ca: caPem,
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ attestor: 'join_token', evidence: { token: token.json.token }, csr: readFileSync(join(work, `${name}.csr`), 'utf8') }),
+  });
+  return { cert: JSON.parse(res.body).svid, key: readFileSync(join(work, `${name}.key`), 'utf8') };
+}
+
+const idToken = (claims: Record<string, unknown> = {}, key = idpKey) =>
+  new SignJWT({ groups: ['eng'], sid: 'session-1', ...claims }).setProtectedHeader({ alg: 'ES256', kid: 'idp-1' }).setIssuer(IDP).setAudience('writ').setSubject('alice').setIssuedAt().setExpirationTime('10m').sign(key);
+
+const details = (...d: [string, string][]) => JSON.stringify(d.map(([tool, action]) => ({ type: 'mcp_tool', tools: [tool], actions: [action] })));
+
+const exchange = async (as: Svid | undefined, extra: Record<string, string | string[]> = {}) =>
+  form(
+    '/oauth2/token',
+    {
+      grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+      subject_token: await idToken(),
+      subject_token_type: 'urn:ietf:params:oauth:token-type:id_token',
+      resource: GITHUB,
+      authorization_details: details(['search', 'read'], ['create_issue', 'write'], ['delete_repo', 'delete']),
+      ...extra,
+    },
+    as,
+  );
+
+beforeAll(async () => {
+  const idp = await generateKeyPair('ES256');
+  idpKey = idp.privateKey as CryptoKey;
+  otherKey = (await generateKeyPair('ES256')).privateKey as CryptoKey;
+  writeFileSync(join(work, 'idp.json'), JSON.stringify({ keys: [{ ...(await exportJWK(idp.publicKey)), kid: 'idp-1', alg: 'ES256' }] }));
+  writeFileSync(join(work, 'writ.cedar'), POLICIES);
+  store = await createTestStore();
+  const config = testConfig(store, {
+    WRIT_TRUST_DOMAIN: 'ex.test',
+    WRIT_POLICY_FILE: join(work, 'writ.cedar'),
+    WRIT_IDENTITY_PROVIDERS: JSON.stringify([{ issuer: IDP, jwks_file: join(work, 'idp.json'), audience: 'writ', algorithms: ['ES256'] }]),
+  });
+  broker = await startBroker(config, { showAdminToken: (t) => void (adminToken = t) });
+  caPem = readFileSync(join(config.caDir, 'ca.crt'), 'utf8');
+  await admin('/v1/admin/resources', 'POST', {
+    uri: GITHUB,
+    spiffe_id: 'spiffe://ex.test/mcp/github',
+    tools: [
+      { name: 'search', actions: ['read'], classification: 'internal' },
+      { name: 'create_issue', actions: ['write'], classification: 'internal' },
+      { name: 'delete_repo', actions: ['delete'], classification: 'restricted' },
+    ],
+  });
+  await admin('/v1/admin/resources', 'POST', { uri: JIRA, spiffe_id: 'spiffe://ex.test/mcp/jira', tools: [{ name: 'comment', actions: ['read', 'write'], classification: 'internal' }] });
+  agent = await svidFor('spiffe://ex.test/agent/assistant', 'platform');
+  github = await svidFor('spiffe://ex.test/mcp/github', 'platform');
+  stranger = await svidFor('spiffe://ex.test/agent/other', 'marketing');
+});
+
+afterAll(async () => {
+  await broker?.shutdown();
+  await store?.drop();
+});
+
+describe('RFC 8693 token exchange with request-time Cedar policy', () => {
+  let token: string;
+  let taskId: string;
+
+  it('grants the allowed subset and mints an RFC 9068 token bound to the client certificate (RFC 8705)', async () => {
+    const res = await exchange(agent);
+    expect(res.status).toBe(200);
+    expect(res.headers['cache-control']).toBe('no-store');
+    expect(res.json).toMatchObject({ issued_token_type: 'urn:ietf:params:oauth:token-type:access_token', token_type: 'Bearer', expires_in: 300 });
+    expect(res.json.authorization_details).toEqual([
+      { type: 'mcp_tool', tools: ['search'], actions: ['read'], data_classification: 'internal' },
+      { type: 'mcp_tool', tools: ['create_issue'], actions: ['write'], data_classification: 'internal' },
+    ]);
+    token = res.json.access_token;
+    taskId = res.json.task_id;
+    expect(decodeProtectedHeader(token)).toMatchObject({ typ: 'at+jwt', alg: 'ES256', kid: broker.jwtKey.kid });
+    const claims = decodeJwt(token);
+    expect(claims).toMatchObject({ sub: 'alice', aud: GITHUB, client_id: 'spiffe://ex.test/agent/assistant', act: { sub: 'spiffe://ex.test/agent/assistant' }, task_id: taskId, sid: 'session-1' });
+    expect(claims.cnf).toEqual({ 'x5t#S256': certificateThumbprint(new X509Certificate(agent.cert).raw) });
+    const lease = await broker.db.prisma.lease.findUnique({ where: { id: claims.jti! } });
+    expect(lease).toMatchObject({ kind: 'access-token', subject: 'alice', subjectIssuer: IDP, sid: 'session-1', taskId });
+    const audit = await broker.db.prisma.auditEvent.findFirst({ where: { type: 'token.issued' }, orderBy: { seq: 'desc' } });
+    expect(audit).toMatchObject({ subject: 'alice', actor: 'spiffe://ex.test/agent/assistant' });
+    expect(JSON.stringify(audit!.details)).toContain('eng-read-low');
+  });
+
+  it('denies with access_denied when policy allows nothing, e.g. a connector the platform team does not own writing', async () => {
+    const res = await exchange(stranger, { authorization_details: details(['create_issue', 'write'], ['delete_repo', 'delete']) });
+    expect(res.status).toBe(400);
+    expect(res.json.error).toBe('access_denied');
+  });
+
+  it.each([
+    ['no client certificate', undefined, {}, 401, 'invalid_client'],
+    ['another grant type', 'agent', { grant_type: 'client_credentials' }, 400, 'unsupported_grant_type'],
+    ['two resources', 'agent', { resource: [GITHUB, JIRA] }, 400, 'invalid_target'],
+    ['an unregistered resource', 'agent', { resource: 'https://elsewhere.test/mcp' }, 400, 'invalid_target'],
+    ['an unknown tool', 'agent', { authorization_details: details(['rm_rf', 'delete']) }, 400, 'invalid_authorization_details'],
+    ['malformed authorization_details', 'agent', { authorization_details: '[{"type":"mcp_tool"' }, 400, 'invalid_authorization_details'],
+    ['a duplicated parameter', 'agent', { subject_token_type: ['urn:ietf:params:oauth:token-type:id_token', 'urn:ietf:params:oauth:token-type:jwt'] }, 400, 'invalid_request'],
+  ])('refuses %s', async (_, who, extra, status, error) => {
+    const res = await exchange(who ? agent : undefined, extra as Record<string, string>);
+    expect(res.status).toBe(status);
+    expect(res.json.error).toBe(error);
+    expect(res.json.error_description).toEqual(expect.any(String));
+  });
+
+  it('refuses forged and alg-confused subject tokens with invalid_grant', async () => {
+    const forged = await exchange(agent, { subject_token: await idToken({}, otherKey) });
+    expect(forged.json.error).toBe('invalid_grant');
+    const none = `${Buffer.from(JSON.stringify({ alg: 'none', typ: 'JWT' })).toString('base64url')}.${Buffer.from(JSON.stringify({ iss: IDP, sub: 'alice', aud: 'writ', exp: 9999999999 })).toString('base64url')}.`;
+    expect((await exchange(agent, { subject_token: none })).json.error).toBe('invalid_grant');
+  });
+
+  it('takes a policy change into account on the very next request', async () => {
+    const current = (await admin('/v1/admin/policies', 'GET')).json.policies as string;
+    const withoutWrites = current.replace(/@id\("eng-write-platform"\)[\s\S]*?};/, '');
+    expect((await admin('/v1/admin/policies', 'PUT', { policies: withoutWrites })).status).toBe(200);
+    const res = await exchange(agent);
+    expect(res.json.authorization_details).toEqual([{ type: 'mcp_tool', tools: ['search'], actions: ['read'], data_classification: 'internal' }]);
+    await admin('/v1/admin/policies', 'PUT', { policies: current });
+  });
+
+  it('RFC 7662: the resource introspects its own tokens; others learn nothing', async () => {
+    const mine = await form('/oauth2/introspect', { token }, github);
+    expect(mine.json).toMatchObject({ active: true, sub: 'alice', aud: GITHUB, task_id: taskId });
+    expect((await form('/oauth2/introspect', { token }, stranger)).json).toEqual({ active: false });
+    expect((await form('/oauth2/introspect', { token: 'garbage' }, github)).json).toEqual({ active: false });
+    expect((await form('/oauth2/introspect', { token })).status).toBe(401);
+  });
+
+  it('chains only as far as policy allows each hop, nesting act and never outliving the parent', async () => {
+    const chained = await form(
+      '/oauth2/token',
+      {
+        grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+        subject_token: token,
+        subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+        resource: JIRA,
+        authorization_details: details(['comment', 'read'], ['comment', 'write']),
+      },
+      github,
+    );
+    expect(chained.status).toBe(200);
+    expect(chained.json.task_id).toBe(taskId);
+    const claims = decodeJwt(chained.json.access_token);
+    expect(claims.act).toEqual({ sub: 'spiffe://ex.test/mcp/github', act: { sub: 'spiffe://ex.test/agent/assistant' } });
+    expect(claims.exp!).toBeLessThanOrEqual(decodeJwt(token).exp!);
+    // The agent holds the token but is not the resource it was issued for.
+    const leaked = await form('/oauth2/token', { grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: token, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', resource: JIRA, authorization_details: details(['comment', 'read']) }, agent);
+    expect(leaked.json.error).toBe('invalid_grant');
+    // No delegate permit for github → github (a hop back to itself): refused.
+    const noDelegate = await form('/oauth2/token', { grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: token, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', resource: GITHUB, authorization_details: details(['search', 'read']) }, github);
+    expect(noDelegate.json.error).toBe('access_denied');
+  });
+
+  it('RFC 7009 revocation and task end make tokens inactive at once', async () => {
+    expect((await form('/oauth2/revoke', { token }, stranger)).status).toBe(200); // not its token: nothing happens
+    expect((await form('/oauth2/introspect', { token }, github)).json.active).toBe(true);
+    expect((await form('/oauth2/revoke', { token }, agent)).status).toBe(200);
+    expect((await form('/oauth2/introspect', { token }, github)).json).toEqual({ active: false });
+
+    const next = await exchange(agent);
+    const ended = await httpsRequest(`${broker.apiUrl}/v1/tasks/${next.json.task_id}/end`, { ca: caPem, method: 'POST', cert: agent.cert, key: agent.key });
+    expect(JSON.parse(ended.body).revoked).toBeGreaterThanOrEqual(1);
+    expect((await form('/oauth2/introspect', { token: next.json.access_token }, github)).json).toEqual({ active: false });
+  });
+
+  it('RFC 8414 metadata names the endpoints and capabilities', async () => {
+    const res = await httpsRequest(`${broker.apiUrl}/.well-known/oauth-authorization-server`, { ca: caPem });
+    expect(JSON.parse(res.body)).toMatchObject({
+      grant_types_supported: ['urn:ietf:params:oauth:grant-type:token-exchange'],
+      tls_client_certificate_bound_access_tokens: true,
+      authorization_details_types_supported: ['mcp_tool'],
+    });
+  });
+
+  it('issues no token when the database cannot commit the lease (503 temporarily_unavailable)', async () => {
+    await broker.db.close();
+    const res = await exchange(agent);
+    expect(res.status).toBe(503);
+    expect(res.json.error).toBe('temporarily_unavailable');
+    expect(res.json.access_token).toBeUndefined();
+  });
+});
