@@ -181,6 +181,22 @@ describe('RFC 8693 token exchange with request-time Cedar policy', () => {
     expect((await exchange(agent, { subject_token: none })).json.error).toBe('invalid_grant');
   });
 
+  it('refuses expired and foreign subject tokens, and a wrong requested_token_type', async () => {
+    const expired = await new SignJWT({ groups: ['eng'] }).setProtectedHeader({ alg: 'ES256', kid: 'idp-1' }).setIssuer(IDP).setAudience('writ').setSubject('alice').setIssuedAt(1_700_000_000).setExpirationTime(1_700_000_600).sign(idpKey);
+    expect((await exchange(agent, { subject_token: expired })).json.error).toBe('invalid_grant');
+    const foreign = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'idp-1' }).setIssuer('https://evil.test').setAudience('writ').setSubject('alice').setExpirationTime('5m').sign(idpKey);
+    expect((await exchange(agent, { subject_token: foreign })).json.error).toBe('invalid_grant');
+    expect((await exchange(agent, { requested_token_type: 'urn:ietf:params:oauth:token-type:refresh_token' })).json.error).toBe('invalid_request');
+  });
+
+  it('puts tokens with the same task_id in one task, for the same user and connector only', async () => {
+    const again = await exchange(agent, { task_id: taskId });
+    expect(again.status).toBe(200);
+    expect(again.json.task_id).toBe(taskId);
+    const elsewhere = await exchange(stranger, { task_id: taskId, authorization_details: details(['search', 'read']) });
+    expect(elsewhere.json.error).toBe('invalid_request');
+  });
+
   it('takes a policy change into account on the very next request', async () => {
     const current = (await admin('/v1/admin/policies', 'GET')).json.policies as string;
     const withoutWrites = current.replace(/@id\("eng-write-platform"\)[\s\S]*?};/, '');
