@@ -123,10 +123,7 @@ export const oidcIssuerSchema = z
     clock_skew: clockSkew.default(DEFAULT_CLOCK_SKEW),
     claims: z.array(claimName).default([]),
   })
-  .superRefine((c, ctx) => {
-    if (c.jwks_file !== undefined && c.jwks_uri !== undefined) ctx.addIssue({ code: 'custom', message: 'set one of jwks_file or jwks_uri, not both' });
-    if (c.jwks_file === undefined && c.jwks_uri === undefined) ctx.addIssue({ code: 'custom', message: 'set one of jwks_file or jwks_uri: where the issuer\'s keys are' });
-  })
+  .superRefine(oneKeySource)
   .transform(
     (c): OidcIssuerConfig => ({
       issuer: c.issuer,
@@ -139,14 +136,23 @@ export const oidcIssuerSchema = z
     }),
   );
 
-/** The `oidc_issuers:` list; an issuer may appear once. */
-export const oidcIssuersSchema = z.array(oidcIssuerSchema).superRefine((issuers, ctx) => {
+/** A list of issuers in which each issuer appears once (shared by oidc_issuers and identity_providers). */
+export function uniqueIssuers<T extends { issuer: string }>(list: readonly T[], ctx: z.RefinementCtx): void {
   const seen = new Set<string>();
-  issuers.forEach((i, index) => {
+  list.forEach((i, index) => {
     if (seen.has(i.issuer)) ctx.addIssue({ code: 'custom', path: [index, 'issuer'], message: `${i.issuer} is configured more than once` });
     seen.add(i.issuer);
   });
-});
+}
+
+/** Exactly one of jwks_file and jwks_uri says where an issuer's keys are. */
+export function oneKeySource(c: { jwks_file?: string | undefined; jwks_uri?: string | undefined }, ctx: z.RefinementCtx): void {
+  if (c.jwks_file !== undefined && c.jwks_uri !== undefined) ctx.addIssue({ code: 'custom', message: 'set one of jwks_file or jwks_uri, not both' });
+  if (c.jwks_file === undefined && c.jwks_uri === undefined) ctx.addIssue({ code: 'custom', message: "set one of jwks_file or jwks_uri: where the issuer's keys are" });
+}
+
+/** The `oidc_issuers:` list; an issuer may appear once. */
+export const oidcIssuersSchema = z.array(oidcIssuerSchema).superRefine(uniqueIssuers);
 
 /** What a config file holds for one issuer (snake_case). */
 export type OidcIssuerInput = z.input<typeof oidcIssuerSchema>;

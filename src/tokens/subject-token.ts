@@ -29,6 +29,8 @@ import {
   keySourceFor,
   MAX_TOKEN_LENGTH,
   oidcAlgorithmSchema,
+  oneKeySource,
+  uniqueIssuers,
   verificationFailureReason,
   verifyJwtWithKeys,
   type OidcAlgorithm,
@@ -115,10 +117,7 @@ export const identityProviderSchema = z
     groups_claim: claimName.default(DEFAULT_GROUPS_CLAIM),
     risk_claim: claimName.optional(),
   })
-  .superRefine((c, ctx) => {
-    if (c.jwks_file !== undefined && c.jwks_uri !== undefined) ctx.addIssue({ code: 'custom', message: 'set one of jwks_file or jwks_uri, not both' });
-    if (c.jwks_file === undefined && c.jwks_uri === undefined) ctx.addIssue({ code: 'custom', message: "set one of jwks_file or jwks_uri: where the provider's keys are" });
-  })
+  .superRefine(oneKeySource)
   .transform(
     (c): IdentityProviderConfig => ({
       issuer: c.issuer,
@@ -133,13 +132,7 @@ export const identityProviderSchema = z
   );
 
 /** The `identity_providers:` list; an issuer may appear once. */
-export const identityProvidersSchema = z.array(identityProviderSchema).superRefine((providers, ctx) => {
-  const seen = new Set<string>();
-  providers.forEach((p, index) => {
-    if (seen.has(p.issuer)) ctx.addIssue({ code: 'custom', path: [index, 'issuer'], message: `${p.issuer} is configured more than once` });
-    seen.add(p.issuer);
-  });
-});
+export const identityProvidersSchema = z.array(identityProviderSchema).superRefine(uniqueIssuers);
 
 /** What a config file holds for one provider (snake_case). */
 export type IdentityProviderInput = z.input<typeof identityProviderSchema>;
