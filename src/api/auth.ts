@@ -40,7 +40,7 @@ declare module 'express-serve-static-core' {
  * A verified client SVID that is also live: this exact certificate (serial and
  * fingerprint) was issued by this broker and its lease is neither expired nor revoked.
  */
-async function liveSvid(req: Parameters<RequestHandler>[0], deps: Omit<AuthDeps, 'admin' | 'entries'>): Promise<{ svid: PeerSvid; lease: Lease } | undefined> {
+export async function liveSvid(req: Parameters<RequestHandler>[0], deps: Omit<AuthDeps, 'admin' | 'entries'>): Promise<{ svid: PeerSvid; lease: Lease } | undefined> {
   const svid = peerSvid(req, deps.trustDomain);
   if (!svid) return undefined;
   const lease = await deps.leases.activeSvid(svid.serial, svid.fingerprint, deps.clock.now());

@@ -8,6 +8,7 @@ import type { LeaseStore } from '../leases';
 import type { ResourceStore } from '../resources';
 import type { TrustBundle } from '../spiffe/bundle';
 import { InvalidClient, InvalidRequest, isOAuthError, OAuthError, oauthError, TOKEN_EXCHANGE_GRANT_TYPE, verifyAccessToken, type TokenExchange } from '../tokens';
+import { liveSvid } from './auth';
 import { peerSvid } from './peer';
 
 export interface OAuthDeps {
@@ -71,10 +72,16 @@ export function oauthRouter(deps: OAuthDeps): Router {
     noStore(res).json(response);
   });
 
+  // RFC 6749 §3.2: the endpoints take form-encoded bodies only.
+  router.post('/oauth2/*path', (req, _res, next) => {
+    if (!req.is('application/x-www-form-urlencoded')) throw new InvalidRequest('send the parameters as application/x-www-form-urlencoded');
+    next();
+  });
+
   // RFC 7662: a resource introspects tokens issued for itself; an admin, any.
   router.post('/oauth2/introspect', async (req, res) => {
     const isAdmin = isBearerAdmin(req, deps.admin);
-    const caller = isAdmin ? undefined : peerSvid(req, deps.trustDomain);
+    const caller = isAdmin ? undefined : (await liveSvid(req, deps))?.svid;
     if (!isAdmin && !caller) throw new InvalidClient('introspection needs the resource\'s X.509-SVID or the admin token');
     const token = tokenParam(req);
     noStore(res);
@@ -89,29 +96,33 @@ export function oauthRouter(deps: OAuthDeps): Router {
       const resource = await deps.resources.get(claims.aud);
       if (!resource || resource.spiffeId !== caller!.spiffeId) return inactive();
     }
-    const lease = await deps.leases.get(claims.jti);
-    if (!lease || lease.revokedAt || lease.expiresAt <= deps.clock.now()) return inactive();
+    // Active only while its lease, and every lease up its chain, is neither expired nor revoked.
+    if (!(await deps.leases.tokenAlive(claims.jti, deps.clock.now()))) return inactive();
     return res.json({ active: true, token_type: 'Bearer', ...claims });
   });
 
   // RFC 7009: by the token's own connector or an admin; 200 for unknown tokens; revoked durably before the answer.
   router.post('/oauth2/revoke', async (req, res) => {
     const isAdmin = isBearerAdmin(req, deps.admin);
-    const caller = isAdmin ? undefined : peerSvid(req, deps.trustDomain);
+    const caller = isAdmin ? undefined : (await liveSvid(req, deps))?.svid;
     if (!isAdmin && !caller) throw new InvalidClient('revocation needs the connector\'s X.509-SVID or the admin token');
     const token = tokenParam(req);
+    const keys = (await deps.bundle.current()).jwtAuthorities; // unavailable → 503, never a false 200
     let claims;
     try {
-      // An expired token needs no revoking; a forged one names nothing.
-      claims = await verifyAccessToken(token, (await deps.bundle.current()).jwtAuthorities, { issuer: deps.issuer, clock: deps.clock, errorCode: 'invalid_token' });
-    } catch {
+      // An expired token needs no revoking; a forged one names nothing (RFC 7009 §2.2: 200 all the same).
+      claims = await verifyAccessToken(token, keys, { issuer: deps.issuer, clock: deps.clock, errorCode: 'invalid_token' });
+    } catch (err) {
+      if (!isOAuthError(err)) throw err;
       return noStore(res).status(200).end();
     }
+    const principal = isAdmin ? 'admin' : caller!.spiffeId;
     if (isAdmin || claims.client_id === caller!.spiffeId) {
-      const principal = isAdmin ? 'admin' : caller!.spiffeId;
       if (await deps.leases.revoke(claims.jti, `revoked by ${principal}`, deps.clock.now())) {
         await deps.audit.append({ type: 'token.revoked', subject: claims.sub, actor: principal, details: { jti: claims.jti, taskId: claims.task_id } });
       }
+    } else {
+      await deps.audit.append({ type: 'token.revoke_refused', subject: claims.sub, actor: principal, details: { jti: claims.jti, reason: 'not the token\'s connector' } });
     }
     return noStore(res).status(200).end();
   });
@@ -131,6 +142,8 @@ export function oauthErrorHandler(): ErrorRequestHandler {
           ? new OAuthError('invalid_request', err.type === 'entity.too.large' ? 'the request body is too large' : 'the request body is malformed', { status: err.status })
           : oauthError('temporarily_unavailable', 'the broker cannot answer now');
     noStore(res);
-    res.status(e.status).json({ error: e.error, error_description: e.error_description });
+    // RFC 6749 §5.2: error_description is printable ASCII without '"' or '\\'.
+    const description = e.error_description.replace(/"/g, "'").replace(/[^\x20-\x21\x23-\x5b\x5d-\x7e]/g, '?');
+    res.status(e.status).json({ error: e.error, error_description: description });
   };
 }

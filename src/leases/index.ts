@@ -37,6 +37,8 @@ export interface LeaseStore {
    * neither expired nor revoked at `now`.
    */
   activeSvid(serial: string, fingerprint: string, now: Date): Promise<Lease | undefined>;
+  /** Whether a token's lease and every lease up its chain (parent tokens) is neither expired nor revoked. */
+  tokenAlive(id: string, now: Date): Promise<boolean>;
   /** Revokes one lease durably (idempotent); returns whether it was live. */
   revoke(id: string, reason: string, now: Date): Promise<boolean>;
 }
@@ -64,6 +66,16 @@ export class PrismaLeaseStore implements LeaseStore {
         parentId: lease.parentId ?? null,
       },
     });
+  }
+
+  async tokenAlive(id: string, now: Date): Promise<boolean> {
+    let next: string | null = id;
+    for (let hops = 0; next !== null && hops <= 16; hops++) {
+      const lease: Lease | undefined = await this.get(next);
+      if (!lease || lease.revokedAt || lease.expiresAt <= now) return false;
+      next = lease.parentId ?? null;
+    }
+    return next === null;
   }
 
   async revoke(id: string, reason: string, now: Date): Promise<boolean> {

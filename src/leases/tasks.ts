@@ -36,9 +36,9 @@ export class TaskStore {
     private readonly deps: { clock: Clock; random: Random },
   ) {}
 
-  async create(subject: string, subjectIssuer: string, connector: string, user: { groups?: readonly string[]; risk?: string } = {}): Promise<Task> {
+  async create(subject: string, subjectIssuer: string, connector: string, user: { id?: string; groups?: readonly string[]; risk?: string } = {}): Promise<Task> {
     return this.prisma.task.create({
-      data: { id: this.deps.random.uuid(), subject, subjectIssuer, connector, subjectGroups: [...(user.groups ?? [])], subjectRisk: user.risk ?? null },
+      data: { id: user.id ?? this.deps.random.uuid(), subject, subjectIssuer, connector, subjectGroups: [...(user.groups ?? [])], subjectRisk: user.risk ?? null },
     });
   }
 

@@ -39,7 +39,7 @@ export class ResourceError extends DomainError {
 }
 
 const toolSchema = z.strictObject({
-  name: z.string().regex(/^[A-Za-z0-9_.\-/]{1,128}$/, { message: 'tool names are 1-128 letters, digits, "_", ".", "-" or "/"' }),
+  name: z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, { message: 'tool names are 1-128 letters, digits, "_", "." or "-" (as authorization_details names them)' }),
   actions: z.array(z.enum(ACTIONS)).min(1).transform((a) => [...new Set(a)]),
   classification: z.enum(CLASSIFICATIONS),
 });

@@ -4,12 +4,13 @@ import type { EntryStore } from '../attestation/entries';
 import type { SigningAuthorities } from '../ca/rotator';
 import type { Clock } from '../core/clock';
 import type { Random } from '../core/random';
-import type { LeaseStore, TaskStore, Task } from '../leases';
+import type { LeaseStore, TaskStore } from '../leases';
 import type { PolicyEngine, PolicyStore, PolicyUser } from '../policy';
 import type { Resource, ResourceStore, Tool } from '../resources';
 import type { TrustBundle } from '../spiffe/bundle';
-import { actChain, attenuate } from './attenuate';
+import { actChain, nextChainDepth } from './attenuate';
 import {
+  classificationLevel,
   effectiveClassification,
   parseAuthorizationDetails,
   validateAuthorizationDetails,
@@ -23,7 +24,9 @@ import {
   InvalidClient,
   InvalidGrant,
   InvalidRequest,
+  InvalidScope,
   InvalidTarget,
+  isOAuthError,
   TemporarilyUnavailable,
   UnsupportedGrantType,
 } from './errors';
@@ -108,19 +111,20 @@ export class TokenExchange {
       const resource = await this.deps.resources.get(request.resource);
       if (!resource) throw new InvalidTarget(`resource ${request.resource.slice(0, 256)} is not registered`); // RFC 8707 §2
       const wanted = this.resolveTools(resource, request.authorizationDetails);
-      const depth = subject.parent ? this.attenuateChain(subject.parent, wanted) : 0;
+      const chain = subject.parent ? this.attenuateChain(subject.parent, wanted) : { depth: 0, dropped: [] };
       const engine = await this.deps.policies.engine();
       const task = await this.task(request, subject, connector.spiffeId);
-      const { granted, decisions } = this.decide(engine, { resource, wanted, subject, connector, depth, taskId: task.id });
-      audit = { ...audit, taskId: task.id, policyVersion: engine.version, decisions };
+      const { granted, decisions } = this.decide(engine, { resource, wanted, subject, connector, depth: chain.depth, taskId: task.id });
+      audit = { ...audit, taskId: task.id, policyVersion: engine.version, decisions, ...(chain.dropped.length > 0 && { attenuated: chain.dropped }) };
       if (granted.length === 0) throw new AccessDenied('policy allows none of the requested tools and actions now');
+      if (task.pending) await this.deps.tasks.create(subject.user.sub, subject.user.iss, connector.spiffeId, { id: task.id, groups: subject.user.groups, ...(subject.user.risk !== 'unknown' && { risk: subject.user.risk }) });
       return await this.issue({ client: client!, connector: connector.spiffeId, subject, resource, granted, task, audit });
     } catch (err) {
       const code = (err as { type?: string }).type ?? 'server_error';
       await this.deps.audit
         .append({ type: 'token.refused', subject: (audit.user as string) ?? undefined, actor: client?.spiffeId, details: { ...audit, error: code } })
         .catch(() => undefined);
-      if (err instanceof Error && 'error' in err) throw err;
+      if (isOAuthError(err)) throw err;
       throw new TemporarilyUnavailable('the broker cannot decide now', { cause: err });
     }
   }
@@ -143,6 +147,7 @@ export class TokenExchange {
     if (str('grant_type') === undefined) throw new InvalidRequest('grant_type is missing');
     if (str('grant_type') !== TOKEN_EXCHANGE_GRANT_TYPE) throw new UnsupportedGrantType(`grant_type must be ${TOKEN_EXCHANGE_GRANT_TYPE}`);
     if (form.actor_token !== undefined) throw new InvalidRequest('actor_token is not supported: the actor is the authenticated client');
+    if (form.scope !== undefined) throw new InvalidScope('scope is not used: name tools and actions in authorization_details (RFC 9396)');
     checkRequestedTokenType(str('requested_token_type'));
     const subjectToken = str('subject_token');
     const subjectTokenType = str('subject_token_type');
@@ -151,6 +156,7 @@ export class TokenExchange {
     if (resources.length !== 1) throw new InvalidTarget('give exactly one resource (RFC 8707 §2)');
     const resource = String(resources[0]);
     if (!URL.canParse(resource) || new URL(resource).hash) throw new InvalidTarget('resource must be an absolute URI without a fragment (RFC 8707 §2)');
+    if (form.audience !== undefined && form.audience !== resource) throw new InvalidTarget('audience, when given, must be the resource (RFC 8693 §2.1)');
     const details = str('authorization_details');
     if (details === undefined) throw new InvalidRequest('authorization_details is required: name the mcp_tool tools and actions the task needs');
     const taskId = str('task_id');
@@ -166,9 +172,7 @@ export class TokenExchange {
     }
     const bundle = await this.deps.bundle.current();
     const claims = await verifyAccessToken(request.subjectToken, bundle.jwtAuthorities, { issuer: this.deps.issuer, clock: this.deps.clock });
-    const lease = await this.deps.leases.get(claims.jti);
-    const now = this.deps.clock.now();
-    if (!lease || lease.revokedAt || lease.expiresAt <= now) throw new InvalidGrant('subject_token: the access token was revoked or has expired');
+    if (!(await this.deps.leases.tokenAlive(claims.jti, this.deps.clock.now()))) throw new InvalidGrant('subject_token: the access token, or one it was exchanged from, was revoked or has expired');
     // Only the resource the token was issued for may present it: a token that leaked elsewhere cannot be exchanged.
     const audience = await this.deps.resources.get(claims.aud);
     if (!audience || audience.spiffeId !== connector.spiffeId) throw new InvalidGrant('subject_token: only the resource the token was issued for may exchange it');
@@ -199,13 +203,31 @@ export class TokenExchange {
     return wanted;
   }
 
-  /** A chained token never grants more than its parent and the chain never grows past the maximum depth. */
-  private attenuateChain(parent: NonNullable<Subject['parent']>, wanted: { tool: Tool; action: Action; classification: Classification }[]): number {
-    const requested: McpToolDetail[] = wanted.map((w) => ({ type: 'mcp_tool', tools: [w.tool.name], actions: [w.action], data_classification: w.classification }));
-    const { depth, details } = attenuate({ parent, requested, maxDepth: this.deps.limits.maxChainDepth, registryClassification: (name) => wanted.find((w) => w.tool.name === name)?.classification });
-    const keep = new Set(details.flatMap((d) => d.tools.flatMap((t) => d.actions.map((a) => `${t} ${a}`))));
-    wanted.splice(0, wanted.length, ...wanted.filter((w) => keep.has(`${w.tool.name} ${w.action}`)));
-    return depth;
+  /**
+   * A chained token never grants more than its parent: each requested action must be one
+   * the parent granted, at a classification no higher than the parent granted that action
+   * at; it names no more tools than the parent did; and the chain stays within the maximum
+   * depth. What exceeds the parent is dropped (and audited); if nothing remains, access_denied.
+   */
+  private attenuateChain(parent: NonNullable<Subject['parent']>, wanted: { tool: Tool; action: Action; classification: Classification }[]): { depth: number; dropped: string[] } {
+    const depth = nextChainDepth(parent.act, this.deps.limits.maxChainDepth);
+    const ceiling = new Map<Action, number>();
+    for (const d of parent.authorizationDetails) {
+      const level = classificationLevel(d.data_classification ?? 'public');
+      for (const a of d.actions) ceiling.set(a, Math.max(ceiling.get(a) ?? -1, level));
+    }
+    const dropped: string[] = [];
+    const kept = wanted.filter((w) => {
+      const max = ceiling.get(w.action);
+      const ok = max !== undefined && classificationLevel(w.classification) <= max;
+      if (!ok) dropped.push(`${w.tool.name} ${w.action} ${w.classification}`);
+      return ok;
+    });
+    const parentTools = new Set(parent.authorizationDetails.flatMap((d) => d.tools)).size;
+    if (new Set(kept.map((w) => w.tool.name)).size > parentTools) throw new AccessDenied(`a chained token names at most as many tools as its parent (${parentTools})`);
+    if (kept.length === 0) throw new AccessDenied('the parent token allows none of the requested actions at the requested classification');
+    wanted.splice(0, wanted.length, ...kept);
+    return { depth, dropped };
   }
 
   /** One Cedar decision per tool and action (and, chained, a `delegate` decision per tool); the allowed ones are granted. */
@@ -238,19 +260,20 @@ export class TokenExchange {
   }
 
   /** The task the token belongs to: the parent's when chained; the named one (same user and connector); or a new one. */
-  private async task(request: TokenExchangeRequest, subject: Subject, connector: string): Promise<Task> {
+  private async task(request: TokenExchangeRequest, subject: Subject, connector: string): Promise<{ id: string; pending: boolean }> {
     if (subject.parent) {
       if (request.taskId !== undefined && request.taskId !== subject.parent.taskId) throw new InvalidRequest('a chained token belongs to its parent\'s task');
-      return (await this.deps.tasks.get(subject.parent.taskId))!;
+      return { id: subject.parent.taskId, pending: false };
     }
-    if (request.taskId === undefined) return this.deps.tasks.create(subject.user.sub, subject.user.iss, connector, { groups: subject.user.groups, ...(subject.user.risk !== 'unknown' && { risk: subject.user.risk }) });
+    // A new task is only written once something is granted: refusals leave no task behind.
+    if (request.taskId === undefined) return { id: this.deps.random.uuid(), pending: true };
     const task = await this.deps.tasks.get(request.taskId);
     if (!task || task.subject !== subject.user.sub || task.subjectIssuer !== subject.user.iss || task.connector !== connector) throw new InvalidRequest('task_id names no task of this user and connector');
     if (task.endedAt) throw new InvalidGrant('the task has ended');
-    return task;
+    return { id: task.id, pending: false };
   }
 
-  private async issue(ctx: { client: ExchangeClient; connector: string; subject: Subject; resource: Resource; granted: McpToolDetail[]; task: Task; audit: Record<string, unknown> }): Promise<TokenExchangeResponse> {
+  private async issue(ctx: { client: ExchangeClient; connector: string; subject: Subject; resource: Resource; granted: McpToolDetail[]; task: { id: string }; audit: Record<string, unknown> }): Promise<TokenExchangeResponse> {
     const minted = await mintAccessToken(
       {
         issuer: this.deps.issuer,

@@ -38,6 +38,7 @@ type Svid = { cert: string; key: string };
 let agent: Svid;
 let github: Svid;
 let stranger: Svid;
+let jira: Svid;
 
 const admin = (path: string, method: string, body?: unknown) =>
   httpsRequest(`${broker.apiUrl}${path}`, {
@@ -120,6 +121,7 @@ beforeAll(async () => {
   agent = await svidFor('spiffe://ex.test/agent/assistant', 'platform');
   github = await svidFor('spiffe://ex.test/mcp/github', 'platform');
   stranger = await svidFor('spiffe://ex.test/agent/other', 'marketing');
+  jira = await svidFor('spiffe://ex.test/mcp/jira', 'platform');
 });
 
 afterAll(async () => {
@@ -237,6 +239,48 @@ describe('RFC 8693 token exchange with request-time Cedar policy', () => {
     // No delegate permit for github → github (a hop back to itself): refused.
     const noDelegate = await form('/oauth2/token', { grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: token, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', resource: GITHUB, authorization_details: details(['search', 'read']) }, github);
     expect(noDelegate.json.error).toBe('access_denied');
+  });
+
+  it('never lets a chained token grant more than its parent, nor a chain grow past the maximum depth', async () => {
+    const chain = (subject: string, resource: string, d: string, as: Svid) =>
+      form('/oauth2/token', { grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: subject, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', resource, authorization_details: d }, as);
+    // A parent that may only read (policy now withholds writes): a child may not write, even where policy would allow it.
+    const readOnly = await exchange(agent, { authorization_details: details(['search', 'read']) });
+    const noWrite = await chain(readOnly.json.access_token, JIRA, details(['comment', 'write']), github);
+    expect(noWrite.json.error).toBe('access_denied');
+    // Declaring a higher classification than the parent had is dropped, not granted.
+    const higher = await chain(readOnly.json.access_token, JIRA, JSON.stringify([{ type: 'mcp_tool', tools: ['comment'], actions: ['read'] }, { type: 'mcp_tool', tools: ['comment'], actions: ['read'], data_classification: 'restricted' }]), github);
+    expect(higher.status).toBe(200);
+    expect(higher.json.authorization_details).toEqual([{ type: 'mcp_tool', tools: ['comment'], actions: ['read'], data_classification: 'internal' }]);
+    // Revoking the parent makes the child inactive too.
+    expect((await form('/oauth2/introspect', { token: higher.json.access_token }, undefined, adminToken)).json.active).toBe(true);
+    await form('/oauth2/revoke', { token: readOnly.json.access_token }, agent);
+    expect((await form('/oauth2/introspect', { token: higher.json.access_token }, undefined, adminToken)).json).toEqual({ active: false });
+  });
+
+  it('refuses a third hop with the default maximum depth of 2', async () => {
+    const policies = (await admin('/v1/admin/policies', 'GET')).json.policies as string;
+    const anyHop = `${policies}\n@id("any-hop")\npermit (principal, action == Writ::Action::"delegate", resource);\n`;
+    expect((await admin('/v1/admin/policies', 'PUT', { policies: anyHop })).status).toBe(200);
+    const hop = (subject: string, resource: string, as: Svid) =>
+      form('/oauth2/token', { grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: subject, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', resource, authorization_details: details(resource === JIRA ? ['comment', 'read'] : ['search', 'read']) }, as);
+    const root = await exchange(agent, { authorization_details: details(['search', 'read']) });
+    const one = await hop(root.json.access_token, JIRA, github); // github presents its token to reach jira
+    expect(one.status).toBe(200);
+    const two = await hop(one.json.access_token, GITHUB, jira); // jira presents its token to reach github
+    expect(two.status).toBe(200);
+    expect(decodeJwt(two.json.access_token).act).toEqual({ sub: 'spiffe://ex.test/mcp/jira', act: { sub: 'spiffe://ex.test/mcp/github', act: { sub: 'spiffe://ex.test/agent/assistant' } } });
+    const three = await hop(two.json.access_token, JIRA, github);
+    expect(three.json.error).toBe('access_denied');
+    expect(three.json.error_description).toMatch(/3 hops/);
+    await admin('/v1/admin/policies', 'PUT', { policies });
+  });
+
+  it('takes only form-encoded parameters; introspection by an admin; revocation answers 200 for a garbage token', async () => {
+    const json = await httpsRequest(`${broker.apiUrl}/oauth2/token`, { ca: caPem, method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}', cert: agent.cert, key: agent.key });
+    expect(JSON.parse(json.body).error).toBe('invalid_request');
+    expect((await form('/oauth2/introspect', { token }, undefined, adminToken)).json.active).toBe(true);
+    expect((await form('/oauth2/revoke', { token: 'not-a-token' }, agent)).status).toBe(200);
   });
 
   it('RFC 7009 revocation and task end make tokens inactive at once', async () => {
