@@ -221,7 +221,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       limits: { defaultTtl: config.accessTokenTtl, maxTtl: config.accessTokenMaxTtl, maxChainDepth: config.maxChainDepth },
     });
     const app = createApiApp({
-      errorHandlers: [oauthErrorHandler()],
+      errorHandlers: [oauthErrorHandler(audit)],
       routers: [
         oauthRouter({ issuer: config.issuer, exchange, leases, resources, admin, audit, bundle, clock, trustDomain: config.trustDomain }),
         bundleRouter(bundle),

@@ -59,8 +59,8 @@ export function oauthRouter(deps: OAuthDeps): Router {
       jwks_uri: `${deps.issuer}/oauth2/jwks`,
       grant_types_supported: [TOKEN_EXCHANGE_GRANT_TYPE],
       token_endpoint_auth_methods_supported: ['tls_client_auth'],
-      introspection_endpoint_auth_methods_supported: ['tls_client_auth', 'bearer'],
-      revocation_endpoint_auth_methods_supported: ['tls_client_auth', 'bearer'],
+      introspection_endpoint_auth_methods_supported: ['tls_client_auth'], // admins may also use their bearer credential
+      revocation_endpoint_auth_methods_supported: ['tls_client_auth'],
       tls_client_certificate_bound_access_tokens: true, // RFC 8705 §3.3
       authorization_details_types_supported: ['mcp_tool'], // RFC 9396 §10
       response_types_supported: [],
@@ -68,6 +68,7 @@ export function oauthRouter(deps: OAuthDeps): Router {
   });
 
   router.post('/oauth2/token', async (req, res) => {
+    res.locals.audited = true; // the exchange audits its own refusals, with its decisions
     const response = await deps.exchange.exchange(exchangeClient(req, deps.trustDomain), (req.body ?? {}) as Record<string, unknown>);
     noStore(res).json(response);
   });
@@ -130,9 +131,12 @@ export function oauthRouter(deps: OAuthDeps): Router {
   return router;
 }
 
-/** RFC 6749 §5.2: OAuth endpoints answer `{error, error_description}`, never a stack trace and never a 500. */
-export function oauthErrorHandler(): ErrorRequestHandler {
-  return (err, req, res, next) => {
+/**
+ * RFC 6749 §5.2: OAuth endpoints answer `{error, error_description}`, never a stack trace
+ * and never a 500. Refusals the token exchange did not audit itself are audited here.
+ */
+export function oauthErrorHandler(audit: AuditLog): ErrorRequestHandler {
+  return async (err, req, res, next) => {
     if (!req.path.startsWith('/oauth2/') || res.headersSent) return next(err);
     const e = isOAuthError(err)
       ? err
@@ -141,6 +145,10 @@ export function oauthErrorHandler(): ErrorRequestHandler {
         : typeof err?.type === 'string' && typeof err?.status === 'number' && err.status < 500
           ? new OAuthError('invalid_request', err.type === 'entity.too.large' ? 'the request body is too large' : 'the request body is malformed', { status: err.status })
           : oauthError('temporarily_unavailable', 'the broker cannot answer now');
+    if (!res.locals.audited) {
+      await audit.append({ type: 'oauth.refused', details: { endpoint: req.path, error: e.error } }).catch(() => undefined);
+    }
+    if (e.error === 'invalid_client' && req.headers.authorization) res.setHeader('WWW-Authenticate', 'Bearer error="invalid_token"');
     noStore(res);
     // RFC 6749 §5.2: error_description is printable ASCII without '"' or '\\'.
     const description = e.error_description.replace(/"/g, "'").replace(/[^\x20-\x21\x23-\x5b\x5d-\x7e]/g, '?');

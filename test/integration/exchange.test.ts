@@ -304,6 +304,28 @@ describe('RFC 8693 token exchange with request-time Cedar policy', () => {
     });
   });
 
+  it('issues no token when the database refuses to commit the lease', async () => {
+    const prisma = broker.db.prisma;
+    await prisma.$executeRawUnsafe(`CREATE FUNCTION refuse_tokens() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END; $$`);
+    await prisma.$executeRawUnsafe(`CREATE TRIGGER refuse_tokens BEFORE INSERT ON lease FOR EACH ROW WHEN (NEW.kind = 'access-token') EXECUTE FUNCTION refuse_tokens()`);
+    try {
+      const before = await prisma.lease.count({ where: { kind: 'access-token' } });
+      const res = await exchange(agent);
+      expect(res.status).toBe(503);
+      expect(res.json).toEqual({ error: 'temporarily_unavailable', error_description: expect.any(String) });
+      expect(await prisma.lease.count({ where: { kind: 'access-token' } })).toBe(before);
+    } finally {
+      await prisma.$executeRawUnsafe('DROP TRIGGER refuse_tokens ON lease');
+      await prisma.$executeRawUnsafe('DROP FUNCTION refuse_tokens()');
+    }
+  });
+
+  it('audits refusals that never reach the exchange (a body that is not a form)', async () => {
+    await httpsRequest(`${broker.apiUrl}/oauth2/introspect`, { ca: caPem, method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}', cert: github.cert, key: github.key });
+    const row = await broker.db.prisma.auditEvent.findFirst({ where: { type: 'oauth.refused' }, orderBy: { seq: 'desc' } });
+    expect(row!.details).toEqual({ endpoint: '/oauth2/introspect', error: 'invalid_request' });
+  });
+
   it('issues no token when the database cannot commit the lease (503 temporarily_unavailable)', async () => {
     await broker.db.close();
     const res = await exchange(agent);
