@@ -181,6 +181,10 @@ describe('RFC 8693 token exchange with request-time Cedar policy', () => {
     expect(forged.json.error).toBe('invalid_grant');
     const none = `${Buffer.from(JSON.stringify({ alg: 'none', typ: 'JWT' })).toString('base64url')}.${Buffer.from(JSON.stringify({ iss: IDP, sub: 'alice', aud: 'writ', exp: 9999999999 })).toString('base64url')}.`;
     expect((await exchange(agent, { subject_token: none })).json.error).toBe('invalid_grant');
+    // Alg confusion: HS256 "signed" with the provider's public key as the shared secret.
+    const publicJwk = JSON.parse(readFileSync(join(work, 'idp.json'), 'utf8')).keys[0];
+    const confused = await new SignJWT({ groups: ['eng'] }).setProtectedHeader({ alg: 'HS256', kid: 'idp-1' }).setIssuer(IDP).setAudience('writ').setSubject('alice').setExpirationTime('5m').sign(new TextEncoder().encode(JSON.stringify(publicJwk)));
+    expect((await exchange(agent, { subject_token: confused })).json.error).toBe('invalid_grant');
   });
 
   it('refuses expired and foreign subject tokens, and a wrong requested_token_type', async () => {
