@@ -23,7 +23,7 @@ import {
 import { ConfigError, redactDatabaseUrl, type Config } from './config';
 import { systemClock, systemRandom, type Clock, type Random } from './core';
 import { openDatabase, type Database, type Readiness } from './db';
-import { PrismaLeaseStore, TaskStore } from './leases';
+import { PrismaLeaseStore, Revocations, TaskStore } from './leases';
 import { PolicyInvalid, PolicyStore } from './policy';
 import { ResourceStore } from './resources';
 import { certificateToPem, type TrustBundle } from './spiffe/bundle';
@@ -227,7 +227,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
         bundleRouter(bundle),
         svidRouter({ ...auth, issuer, bundle }),
         tasksRouter({ ...auth, tasks, audit }),
-        adminRouter({ ...auth, joinTokens, audit, limits, resources, policies, rotateCa: (overlap) => rotateCa(overlap) }),
+        adminRouter({ ...auth, joinTokens, audit, limits, resources, policies, revocations: new Revocations(db.prisma, clock), rotateCa: (overlap) => rotateCa(overlap) }),
       ],
       logger,
       metrics,

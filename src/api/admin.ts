@@ -8,6 +8,7 @@ import { requireAdmin, type AuthDeps } from './auth';
 import { InvalidRequest, parseWith } from './validate';
 import { resourceSchema, type Resource, type ResourceStore } from '../resources';
 import type { PolicyStore } from '../policy';
+import { revocationSelectorSchema, type RevocationSelector, type Revocations } from '../leases';
 
 export interface AdminDeps extends AuthDeps {
   entries: EntryStore;
@@ -16,6 +17,7 @@ export interface AdminDeps extends AuthDeps {
   limits: EntryLimits;
   resources: ResourceStore;
   policies: PolicyStore;
+  revocations: Revocations;
   /** Prepares new CA and JWT authorities, signing after `overlap` seconds. */
   rotateCa: (overlap?: number) => Promise<PreparedRotation & { spiffeSequence: number }>;
 }
@@ -51,6 +53,20 @@ const listQuery = z.strictObject({
 });
 
 const rotateRequest = z.strictObject({ overlap: z.number().int().min(0).max(30 * 86400).optional() });
+
+const revocationRequest = z.looseObject({ reason: z.string().min(1).max(512), dry_run: z.boolean().default(false) });
+const leaseQuery = z.strictObject({
+  jti: z.uuid().optional(),
+  task_id: z.uuid().optional(),
+  issuer: z.string().max(2048).optional(),
+  subject: z.string().max(1024).optional(),
+  sid: z.string().max(1024).optional(),
+  connector: z.string().startsWith('spiffe://').max(2048).optional(),
+  audience: z.string().max(2048).optional(),
+  status: z.enum(['active', 'expired', 'revoked']).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  before: z.uuid().optional(),
+});
 
 const MAX_JOIN_TOKEN_TTL = 7 * 86400;
 const joinTokenRequest = z
@@ -154,6 +170,46 @@ export function adminRouter(deps: AdminDeps): Router {
     const version = await deps.policies.put(body.policies, actor(req));
     await deps.audit.append({ type: 'policy.updated', actor: actor(req), details: { version: version.version } });
     res.json({ version: version.version, created_at: version.createdAt.toISOString() });
+  });
+
+  // Revoke by any handle; `dry_run` shows the blast radius instead. Acknowledged only once durable.
+  router.post('/v1/admin/revocations', async (req, res) => {
+    const { reason, dry_run: dryRun, ...rest } = parseWith(revocationRequest, req.body);
+    const selector = parseWith(revocationSelectorSchema, rest);
+    if (dryRun) return res.json({ dry_run: true, ...(await deps.revocations.dryRun(selector)) });
+    const revoked = await deps.revocations.revoke(selector, reason);
+    await deps.audit.append({ type: 'revocation', actor: actor(req), details: { selector, reason, revoked } });
+    return res.json({ revoked });
+  });
+
+  router.get('/v1/admin/leases', async (req, res) => {
+    const q = parseWith(leaseQuery, req.query);
+    const selector =
+      q.jti !== undefined ? { jti: q.jti }
+      : q.task_id !== undefined ? { task_id: q.task_id }
+      : q.sid !== undefined && q.issuer !== undefined ? { session: { issuer: q.issuer, sid: q.sid } }
+      : q.subject !== undefined && q.issuer !== undefined ? { user: { issuer: q.issuer, subject: q.subject }, ...(q.connector !== undefined && { connector: q.connector }) }
+      : q.connector !== undefined ? { connector: q.connector }
+      : q.audience !== undefined ? { audience: q.audience }
+      : undefined;
+    const rows = await deps.revocations.find(selector as RevocationSelector | undefined, q.status, { limit: q.limit, ...(q.before !== undefined && { before: q.before }) });
+    res.json({
+      leases: rows.map((l) => ({
+        jti: l.id, kind: l.kind, spiffe_id: l.spiffeId, subject: l.subject, subject_issuer: l.subjectIssuer, sid: l.sid, task_id: l.taskId, audience: l.audience,
+        serial: l.serial, issued_at: l.issuedAt.toISOString(), expires_at: l.expiresAt.toISOString(), revoked_at: l.revokedAt?.toISOString() ?? null, revocation_reason: l.revocationReason,
+      })),
+      ...(rows.length === q.limit && { next_before: rows.at(-1)!.id }),
+    });
+  });
+
+  // The kill switch: the connector's entries are disabled and everything it holds is revoked.
+  router.post('/v1/admin/connectors/:spiffe_id/disable', async (req, res) => {
+    const spiffeId = String(req.params.spiffe_id);
+    if (!spiffeId.startsWith('spiffe://')) throw new InvalidRequest('the path names a connector by its percent-encoded SPIFFE ID');
+    const { reason } = parseWith(z.strictObject({ reason: z.string().min(1).max(512).default('connector disabled') }), req.body);
+    const result = await deps.revocations.disableConnector(spiffeId, reason);
+    await deps.audit.append({ type: 'connector.disabled', actor: actor(req), details: { spiffeId, reason, ...result } });
+    res.json({ spiffe_id: spiffeId, entries_disabled: result.entries, leases_revoked: result.leases });
   });
 
   router.post('/v1/admin/ca/rotate', async (req, res) => {

@@ -1,0 +1,125 @@
+import { z } from 'zod';
+import type { Clock } from '../core/clock';
+import type { Prisma, PrismaClient } from '../db/generated/client';
+
+/**
+ * Revocation by any handle a security team holds: one token (jti), a task, a user, a
+ * user's session, a connector (a SPIFFE ID, or a path prefix ending in "/"), an
+ * audience, or a user through one connector.
+ */
+export const revocationSelectorSchema = z.union([
+  z.strictObject({ jti: z.uuid() }),
+  z.strictObject({ task_id: z.uuid() }),
+  z.strictObject({ user: z.strictObject({ issuer: z.string().min(1).max(2048), subject: z.string().min(1).max(1024) }) }),
+  z.strictObject({ session: z.strictObject({ issuer: z.string().min(1).max(2048), sid: z.string().min(1).max(1024) }) }),
+  z.strictObject({ connector: z.string().startsWith('spiffe://').max(2048) }),
+  z.strictObject({ audience: z.string().min(1).max(2048) }),
+  z.strictObject({
+    user: z.strictObject({ issuer: z.string().min(1).max(2048), subject: z.string().min(1).max(1024) }),
+    connector: z.string().startsWith('spiffe://').max(2048),
+  }),
+]);
+export type RevocationSelector = z.output<typeof revocationSelectorSchema>;
+
+/** The Prisma filter of the leases a selector names (any state; callers add liveness). */
+export function leaseFilter(selector: RevocationSelector): Prisma.LeaseWhereInput {
+  const connector = (id: string): Prisma.LeaseWhereInput => (id.endsWith('/') ? { spiffeId: { startsWith: id } } : { spiffeId: id });
+  if ('jti' in selector) return { id: selector.jti };
+  if ('task_id' in selector) return { taskId: selector.task_id };
+  if ('session' in selector) return { subjectIssuer: selector.session.issuer, sid: selector.session.sid };
+  if ('audience' in selector) return { audience: { has: selector.audience } };
+  if ('user' in selector && 'connector' in selector) return { subject: selector.user.subject, subjectIssuer: selector.user.issuer, ...connector(selector.connector) };
+  if ('user' in selector) return { subject: selector.user.subject, subjectIssuer: selector.user.issuer };
+  return connector(selector.connector);
+}
+
+export interface BlastRadius {
+  readonly leases: number;
+  readonly byUser: Record<string, number>;
+  readonly byConnector: Record<string, number>;
+  readonly byTask: Record<string, number>;
+  readonly byAudience: Record<string, number>;
+}
+
+const MAX_CHAIN = 16;
+
+/** Revokes leases by selector, chained descendants included, in one transaction. */
+export class Revocations {
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly clock: Clock,
+  ) {}
+
+  /** Live leases the selector names, and every live token exchanged from them (chained). */
+  private async liveIds(tx: Prisma.TransactionClient, selector: RevocationSelector, now: Date): Promise<string[]> {
+    const live: Prisma.LeaseWhereInput = { revokedAt: null, expiresAt: { gt: now } };
+    const found = new Set((await tx.lease.findMany({ where: { ...leaseFilter(selector), ...live }, select: { id: true } })).map((l) => l.id));
+    let frontier = [...found];
+    for (let depth = 0; frontier.length > 0 && depth < MAX_CHAIN; depth++) {
+      const children = await tx.lease.findMany({ where: { parentId: { in: frontier }, ...live }, select: { id: true } });
+      frontier = children.map((c) => c.id).filter((id) => !found.has(id));
+      frontier.forEach((id) => found.add(id));
+    }
+    return [...found];
+  }
+
+  /** What a revocation would reach, without revoking (the blast radius). */
+  async dryRun(selector: RevocationSelector): Promise<BlastRadius> {
+    const now = this.clock.now();
+    return this.prisma.$transaction(async (tx) => {
+      const ids = await this.liveIds(tx, selector, now);
+      const rows = await tx.lease.findMany({ where: { id: { in: ids } }, select: { subject: true, subjectIssuer: true, spiffeId: true, taskId: true, audience: true } });
+      const count = (key: (r: (typeof rows)[number]) => string[]) =>
+        rows.reduce<Record<string, number>>((acc, r) => {
+          for (const k of key(r)) acc[k] = (acc[k] ?? 0) + 1;
+          return acc;
+        }, {});
+      return {
+        leases: ids.length,
+        byUser: count((r) => (r.subject ? [`${r.subjectIssuer ?? ''} ${r.subject}`] : [])),
+        byConnector: count((r) => [r.spiffeId]),
+        byTask: count((r) => (r.taskId ? [r.taskId] : [])),
+        byAudience: count((r) => r.audience),
+      };
+    });
+  }
+
+  /** Leases by selector and status, newest first, a page at a time (cursor: the last id seen). */
+  async find(selector: RevocationSelector | undefined, status: 'active' | 'expired' | 'revoked' | undefined, page: { limit: number; before?: string }) {
+    const now = this.clock.now();
+    const state: Prisma.LeaseWhereInput =
+      status === 'active' ? { revokedAt: null, expiresAt: { gt: now } } : status === 'expired' ? { revokedAt: null, expiresAt: { lte: now } } : status === 'revoked' ? { revokedAt: { not: null } } : {};
+    const cursor = page.before ? await this.prisma.lease.findUnique({ where: { id: page.before }, select: { issuedAt: true, id: true } }) : null;
+    const after: Prisma.LeaseWhereInput = cursor ? { OR: [{ issuedAt: { lt: cursor.issuedAt } }, { issuedAt: cursor.issuedAt, id: { lt: cursor.id } }] } : {};
+    return this.prisma.lease.findMany({
+      where: { AND: [selector ? leaseFilter(selector) : {}, state, after] },
+      orderBy: [{ issuedAt: 'desc' }, { id: 'desc' }],
+      take: page.limit,
+    });
+  }
+
+  /**
+   * The kill switch: disables every entry of the connector and revokes all its live
+   * leases (its X.509-SVIDs, so mTLS routes refuse them at once, and its tokens) in one transaction.
+   */
+  async disableConnector(spiffeId: string, reason: string): Promise<{ entries: number; leases: number }> {
+    const now = this.clock.now();
+    return this.prisma.$transaction(async (tx) => {
+      const entries = await tx.registrationEntry.updateMany({ where: { spiffeId }, data: { enabled: false } });
+      const ids = await this.liveIds(tx, { connector: spiffeId }, now);
+      const leases = ids.length === 0 ? { count: 0 } : await tx.lease.updateMany({ where: { id: { in: ids }, revokedAt: null }, data: { revokedAt: now, revocationReason: reason } });
+      return { entries: entries.count, leases: leases.count };
+    });
+  }
+
+  /** Revokes every matching live lease (chained tokens too) durably; returns how many. */
+  async revoke(selector: RevocationSelector, reason: string): Promise<number> {
+    const now = this.clock.now();
+    return this.prisma.$transaction(async (tx) => {
+      const ids = await this.liveIds(tx, selector, now);
+      if (ids.length === 0) return 0;
+      const { count } = await tx.lease.updateMany({ where: { id: { in: ids }, revokedAt: null }, data: { revokedAt: now, revocationReason: reason } });
+      return count;
+    });
+  }
+}
