@@ -4,10 +4,10 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { AdminCredentials } from './admin';
-import { adminRouter, bundleRouter, createApiApp, createOpsServer, HttpMetrics, oauthErrorHandler, oauthRouter, svidRouter, tasksRouter } from './api';
+import { adminRouter, auditRouter, bundleRouter, createApiApp, createOpsServer, HttpMetrics, oauthErrorHandler, oauthRouter, svidRouter, tasksRouter } from './api';
 import { IdentityProviders, TokenExchange } from './tokens';
 import { EntryStore, JoinTokenAttestor, JoinTokens, OidcAttestor, SvidIssuer, X509PopAttestor, type Attestor } from './attestation';
-import { AuditLog } from './audit';
+import { AuditLog, AuditReader } from './audit';
 import {
   BundleCache,
   BundleStore,
@@ -227,6 +227,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
         bundleRouter(bundle),
         svidRouter({ ...auth, issuer, bundle }),
         tasksRouter({ ...auth, tasks, audit }),
+        auditRouter({ ...auth, auditReader: new AuditReader(db.prisma) }),
         adminRouter({ ...auth, joinTokens, audit, limits, resources, policies, revocations: new Revocations(db.prisma, clock), rotateCa: (overlap) => rotateCa(overlap) }),
       ],
       logger,

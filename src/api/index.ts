@@ -9,3 +9,4 @@ export { svidRouter, type SvidRouteDeps } from './svid';
 export { requireAdmin, requireSvid, Unauthenticated, Forbidden } from './auth';
 export { tasksRouter, type TaskRouteDeps } from './tasks';
 export { oauthRouter, oauthErrorHandler, type OAuthDeps } from './oauth';
+export { auditRouter, type AuditRouteDeps } from './audit';

@@ -64,3 +64,5 @@ export class AuditLog {
     return undefined;
   }
 }
+
+export { AuditReader, verifyAuditChain, AUDIT_BATCH_SIZE, type AuditFilter, type AuditPage, type ChainVerification } from './query';

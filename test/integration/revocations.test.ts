@@ -121,3 +121,15 @@ describe('kill switch', () => {
     expect(again.json.type).toBe('urn:writ:problem:entry-disabled');
   });
 });
+
+describe('audit through the broker', () => {
+  it('serves the trail and verifies its chain after a mixed workload of revocations', async () => {
+    const list = await call('/v1/admin/audit?type=revocation&limit=5');
+    expect(list.status).toBe(200);
+    expect(list.json.events.length).toBeGreaterThan(0);
+    expect(list.json.events[0]).toMatchObject({ type: 'revocation', actor: 'admin' });
+    const verify = await call('/v1/admin/audit/verify');
+    expect(verify.json).toMatchObject({ ok: true });
+    expect(verify.json.events).toBeGreaterThan(10);
+  });
+});
