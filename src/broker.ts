@@ -4,7 +4,8 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { AdminCredentials } from './admin';
-import { adminRouter, auditRouter, bundleRouter, createApiApp, createOpsServer, HttpMetrics, oauthErrorHandler, oauthRouter, svidRouter, tasksRouter } from './api';
+import { adminRouter, auditRouter, bundleRouter, createApiApp, createOpsServer, HttpMetrics, oauthErrorHandler, oauthRouter, signalsErrorHandler, signalsRouter, svidRouter, tasksRouter } from './api';
+import { SetReceiver, SignalApplier } from './signals';
 import { IdentityProviders, TokenExchange } from './tokens';
 import { EntryStore, JoinTokenAttestor, JoinTokens, OidcAttestor, SvidIssuer, X509PopAttestor, type Attestor } from './attestation';
 import { AuditLog, AuditReader } from './audit';
@@ -80,12 +81,12 @@ function configuredAttestors(config: Config, clock: Clock): Attestor[] {
   return attestors;
 }
 
-/** The user identity providers whose tokens may be subject tokens; their key files are read now. */
-function configuredIdentityProviders(config: Config, clock: Clock): IdentityProviders {
+/** Builds something from configuration now, so that a bad key file stops start-up naming the setting. */
+function configured<T>(setting: string, build: () => T): T {
   try {
-    return new IdentityProviders(config.identityProviders, { clock });
+    return build();
   } catch (err) {
-    throw err instanceof ConfigError ? err : new ConfigError('identity_providers', (err as Error).message, err);
+    throw err instanceof ConfigError ? err : new ConfigError(setting, (err as Error).message, err);
   }
 }
 
@@ -133,7 +134,8 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
   const ca = await loadOrCreateCertificateAuthority({ dir: config.caDir, trustDomain: config.trustDomain, caTtl: config.caTtl, clock, random });
   const jwtKey = await loadOrCreateJwtSigningKey({ dir: config.caDir });
   const attestors = deps.attestors ?? configuredAttestors(config, clock);
-  const identityProviders = configuredIdentityProviders(config, clock);
+  const identityProviders = configured('identity_providers', () => new IdentityProviders(config.identityProviders, { clock }));
+  const signalReceiver = configured('signal_transmitters', () => new SetReceiver(config.signalTransmitters, { clock }));
   for (const w of [...(ca.warnings ?? []), ...(jwtKey.warnings ?? [])]) logger.warn({ setting: 'WRIT_CA_DIR' }, w);
 
   const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, clock, random, logger });
@@ -204,6 +206,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
     const issuer = new SvidIssuer({ authority: rotator, entries, leases, audit, attestors: [new JoinTokenAttestor(joinTokens), ...attestors], limits, clock, random });
     const auth = { admin, entries, leases, clock, trustDomain: config.trustDomain };
     const resources = new ResourceStore(db.prisma);
+    const revocations = new Revocations(db.prisma, clock);
     const tasks = new TaskStore(db.prisma, { clock, random });
     const exchange = new TokenExchange({
       issuer: config.issuer,
@@ -215,20 +218,23 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       leases,
       policies,
       identityProviders,
+      // The latest risk level a signal reported for the user, which policy sees as User.risk.
+      userRisk: async (issuer, subject) => (await db.prisma.userRisk.findUnique({ where: { issuer_subject: { issuer, subject } } }))?.level,
       audit,
       clock,
       random,
       limits: { defaultTtl: config.accessTokenTtl, maxTtl: config.accessTokenMaxTtl, maxChainDepth: config.maxChainDepth },
     });
     const app = createApiApp({
-      errorHandlers: [oauthErrorHandler(audit)],
+      errorHandlers: [oauthErrorHandler(audit), signalsErrorHandler()],
       routers: [
         oauthRouter({ issuer: config.issuer, exchange, leases, resources, admin, audit, bundle, clock, trustDomain: config.trustDomain }),
         bundleRouter(bundle),
         svidRouter({ ...auth, issuer, bundle }),
         tasksRouter({ ...auth, tasks, audit }),
+        signalsRouter({ receiver: signalReceiver, applier: new SignalApplier(db.prisma, revocations, audit, { riskRevokeLevels: config.riskRevokeLevels }) }),
         auditRouter({ ...auth, auditReader: new AuditReader(db.prisma) }),
-        adminRouter({ ...auth, joinTokens, audit, limits, resources, policies, revocations: new Revocations(db.prisma, clock), rotateCa: (overlap) => rotateCa(overlap) }),
+        adminRouter({ ...auth, joinTokens, audit, limits, resources, policies, revocations, rotateCa: (overlap) => rotateCa(overlap) }),
       ],
       logger,
       metrics,

@@ -10,3 +10,4 @@ export { requireAdmin, requireSvid, Unauthenticated, Forbidden } from './auth';
 export { tasksRouter, type TaskRouteDeps } from './tasks';
 export { oauthRouter, oauthErrorHandler, type OAuthDeps } from './oauth';
 export { auditRouter, type AuditRouteDeps } from './audit';
+export { signalsRouter, signalsErrorHandler, type SignalRouteDeps } from './signals';

@@ -8,6 +8,7 @@ import { trustDomainProblem } from '../spiffe/id';
 import { oidcIssuersSchema, type OidcIssuerConfig } from '../attestation/oidc';
 import { x509popConfigSchema, type X509PopConfig } from '../attestation/x509pop';
 import { identityProvidersSchema, type IdentityProviderConfig } from '../tokens/subject-token';
+import { signalTransmittersSchema, type SignalTransmitterConfig } from '../signals/set';
 import { ConfigError } from './errors';
 
 /** Writ's configuration: validated once at start-up, then passed down. */
@@ -53,6 +54,10 @@ export interface Config {
   readonly accessTokenMaxTtl: number;
   /** Most hops a tool chain may take (token exchange of a Writ token). */
   readonly maxChainDepth: number;
+  /** Shared Signals transmitters whose Security Event Tokens Writ acts on. */
+  readonly signalTransmitters: readonly SignalTransmitterConfig[];
+  /** Risk levels (CAEP risk-level-change) at which a user's live leases are revoked. */
+  readonly riskRevokeLevels: readonly string[];
   /** User identity providers whose ID tokens may be subject tokens. */
   readonly identityProviders: readonly IdentityProviderConfig[];
   /** Trusted OIDC issuers for the oidc attestor; none disables it. */
@@ -151,8 +156,9 @@ const SETTINGS = {
   issuer: { env: 'WRIT_ISSUER', file: 'issuer', parse: (raw: string) => (URL.canParse(raw) && new URL(raw).protocol === 'https:' && !new URL(raw).search && !new URL(raw).hash ? raw.replace(/\/$/, '') : fail('must be an https URL without query or fragment (RFC 8414 §2)')) },
   accessTokenTtl: { env: 'WRIT_ACCESS_TOKEN_TTL', file: 'access_token_ttl', parse: duration, default: 300 },
   accessTokenMaxTtl: { env: 'WRIT_ACCESS_TOKEN_MAX_TTL', file: 'access_token_max_ttl', parse: duration, default: 3600 },
+  riskRevokeLevels: { env: 'WRIT_RISK_REVOKE_LEVELS', file: 'risk_revoke_levels', parse: (raw: string) => raw.split(',').map((l) => l.trim().toUpperCase()).filter(Boolean), default: ['HIGH'] },
   maxChainDepth: { env: 'WRIT_MAX_CHAIN_DEPTH', file: 'max_chain_depth', parse: (raw: string) => (/^\d{1,2}$/.test(raw) ? Number(raw) : fail(`must be a whole number of hops, got "${raw}"`)), default: 2 },
-} satisfies { [K in Exclude<keyof Config, 'oidcIssuers' | 'x509pop' | 'identityProviders'>]-?: Setting<unknown> };
+} satisfies { [K in Exclude<keyof Config, 'oidcIssuers' | 'x509pop' | 'identityProviders' | 'signalTransmitters'>]-?: Setting<unknown> };
 
 /**
  * Structured settings: a list or mapping in the config file, or JSON in the environment.
@@ -161,6 +167,7 @@ const SETTINGS = {
 const STRUCTURED = {
   oidcIssuers: { env: 'WRIT_OIDC_ISSUERS', file: 'oidc_issuers', schema: oidcIssuersSchema, paths: ['jwksFile'], default: [] as OidcIssuerConfig[] },
   x509pop: { env: 'WRIT_X509POP', file: 'x509pop', schema: x509popConfigSchema, paths: ['ca_bundle_file', 'intermediates_file'], default: undefined },
+  signalTransmitters: { env: 'WRIT_SIGNAL_TRANSMITTERS', file: 'signal_transmitters', schema: signalTransmittersSchema, paths: ['jwksFile'], default: [] as SignalTransmitterConfig[] },
   identityProviders: { env: 'WRIT_IDENTITY_PROVIDERS', file: 'identity_providers', schema: identityProvidersSchema, paths: ['jwksFile'], default: [] as IdentityProviderConfig[] },
 } as const;
 

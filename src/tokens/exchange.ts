@@ -63,6 +63,8 @@ export interface TokenExchangeDeps {
   leases: LeaseStore;
   policies: PolicyStore;
   identityProviders: IdentityProviders;
+  /** The user's latest reported risk level (Shared Signals), if any: it overrides the subject token's. */
+  userRisk?: (issuer: string, subject: string) => Promise<string | undefined>;
   audit: AuditLog;
   clock: Clock;
   random: Random;
@@ -168,7 +170,8 @@ export class TokenExchange {
   private async verifySubject(request: TokenExchangeRequest, connector: { spiffeId: string }): Promise<Subject> {
     if (subjectTokenKind(request.subjectTokenType) === 'user') {
       const id = await this.deps.identityProviders.verify(request.subjectToken);
-      return { user: { sub: id.sub, iss: id.iss, groups: id.groups, risk: id.risk ?? 'unknown' }, ...(id.sid !== undefined && { sid: id.sid }), expiresAt: id.exp };
+      const risk = (await this.deps.userRisk?.(id.iss, id.sub)) ?? id.risk?.toLowerCase() ?? 'unknown';
+      return { user: { sub: id.sub, iss: id.iss, groups: id.groups, risk }, ...(id.sid !== undefined && { sid: id.sid }), expiresAt: id.exp };
     }
     const bundle = await this.deps.bundle.current();
     const claims = await verifyAccessToken(request.subjectToken, bundle.jwtAuthorities, { issuer: this.deps.issuer, clock: this.deps.clock });
@@ -179,7 +182,7 @@ export class TokenExchange {
     const task = await this.deps.tasks.get(claims.task_id);
     if (!task || task.endedAt) throw new InvalidGrant('subject_token: its task has ended');
     return {
-      user: { sub: claims.sub, iss: task.subjectIssuer, groups: task.subjectGroups, risk: task.subjectRisk ?? 'unknown' },
+      user: { sub: claims.sub, iss: task.subjectIssuer, groups: task.subjectGroups, risk: (await this.deps.userRisk?.(task.subjectIssuer, claims.sub)) ?? task.subjectRisk ?? 'unknown' },
       ...(claims.sid !== undefined && { sid: claims.sid }),
       expiresAt: new Date(claims.exp * 1000),
       parent: { jti: claims.jti, act: claims.act, authorizationDetails: validateAuthorizationDetails(claims.authorization_details), taskId: claims.task_id, expiresAt: new Date(claims.exp * 1000) },

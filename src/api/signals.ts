@@ -1,0 +1,35 @@
+import express, { Router, type ErrorRequestHandler } from 'express';
+import type { SetReceiver, SignalApplier } from '../signals';
+import { isSetError } from '../signals';
+
+export interface SignalRouteDeps {
+  receiver: SetReceiver;
+  applier: SignalApplier;
+}
+
+/**
+ * POST /v1/signals: push delivery of Security Event Tokens (RFC 8935). 202 once applied
+ * (durably) or recognised as a replay; 400 `{err, description}` (RFC 8935 §2.4) otherwise.
+ */
+export function signalsRouter(deps: SignalRouteDeps): Router {
+  const router = Router();
+  router.post('/v1/signals', express.text({ type: () => true, limit: '64kb' }), async (req, res) => {
+    const set = await deps.receiver.receive(typeof req.body === 'string' ? req.body : '', req.headers['content-type']);
+    await deps.applier.apply(set);
+    res.status(202).end();
+  });
+  return router;
+}
+
+/** RFC 8935 §2.4 error bodies for the signals endpoint. */
+export function signalsErrorHandler(): ErrorRequestHandler {
+  return (err, req, res, next) => {
+    if (req.path !== '/v1/signals' || res.headersSent) return next(err);
+    if (isSetError(err)) return res.status(400).json(err.toJSON());
+    // A body some other parser refused (a JSON content type, too large): not a SET.
+    if (typeof err?.type === 'string' && typeof err?.status === 'number' && err.status < 500) {
+      return res.status(400).json({ err: 'invalid_request', description: 'the body must be a SET, sent as application/secevent+jwt' });
+    }
+    return next(err);
+  };
+}
