@@ -24,7 +24,7 @@ import {
 import { ConfigError, redactDatabaseUrl, type Config } from './config';
 import { systemClock, systemRandom, type Clock, type Random } from './core';
 import { openDatabase, type Database, type Readiness } from './db';
-import { PrismaLeaseStore, Revocations, TaskStore } from './leases';
+import { PrismaLeaseStore, Revocations, svidDenylist, TaskStore } from './leases';
 import { PolicyInvalid, PolicyStore } from './policy';
 import { ResourceStore } from './resources';
 import { certificateToPem, type TrustBundle } from './spiffe/bundle';
@@ -230,7 +230,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       routers: [
         oauthRouter({ issuer: config.issuer, exchange, leases, resources, admin, audit, bundle, clock, trustDomain: config.trustDomain }),
         bundleRouter(bundle),
-        svidRouter({ ...auth, issuer, bundle }),
+        svidRouter({ ...auth, issuer, bundle, denylist: () => svidDenylist(db.prisma, rotator, { issuer: config.issuer, clock }) }),
         tasksRouter({ ...auth, tasks, audit }),
         signalsRouter({ receiver: signalReceiver, applier: new SignalApplier(db.prisma, revocations, audit, { riskRevokeLevels: config.riskRevokeLevels }) }),
         auditRouter({ ...auth, auditReader: new AuditReader(db.prisma) }),

@@ -10,6 +10,8 @@ import { parseWith } from './validate';
 export interface SvidRouteDeps extends Omit<AuthDeps, 'admin' | 'entries'> {
   issuer: SvidIssuer;
   bundle: BundleSource;
+  /** The signed list of revoked, unexpired X.509-SVID serials (a JWS). */
+  denylist: () => Promise<string>;
 }
 
 const csr = z.string().min(1).max(16 * 1024);
@@ -55,6 +57,11 @@ export function svidRouter(deps: SvidRouteDeps): Router {
     const jwt = await deps.issuer.jwtSvid(req.svid!, body.audience);
     res.status(201).setHeader('Cache-Control', 'no-store');
     res.json({ token: jwt.token, spiffe_id: jwt.spiffeId, expires_at: jwt.expiresAt.toISOString() });
+  });
+
+  router.get('/v1/svid-denylist', async (_req, res) => {
+    res.setHeader('Cache-Control', 'no-cache');
+    res.type('application/jwt').send(await deps.denylist());
   });
 
   return router;

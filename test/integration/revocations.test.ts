@@ -1,4 +1,5 @@
-import { randomUUID } from 'node:crypto';
+import { randomUUID, X509Certificate } from 'node:crypto';
+import { createLocalJWKSet, jwtVerify } from 'jose';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -119,6 +120,16 @@ describe('kill switch', () => {
     expect(await live([tok])).toBe(0);
     const again = await call('/v1/attest', 'POST', { attestor: 'join_token', evidence: { token: join2.json.token }, csr });
     expect(again.json.type).toBe('urn:writ:problem:entry-disabled');
+
+    // Peers that validate SVIDs offline learn of the denial from the signed denylist.
+    const jws = await httpsRequest(`${broker.apiUrl}/v1/svid-denylist`, { ca: caPem });
+    expect(jws.headers['content-type']).toMatch(/^application\/jwt/);
+    const keys = JSON.parse((await httpsRequest(`${broker.apiUrl}/oauth2/jwks`, { ca: caPem })).body);
+    const { payload, protectedHeader } = await jwtVerify(jws.body, createLocalJWKSet(keys));
+    expect(protectedHeader.typ).toBe('svid-denylist+jwt');
+    const serial = new X509Certificate(svid.cert).serialNumber.toLowerCase();
+    expect((payload.denied as { serial: string }[]).map((d) => d.serial)).toContain(serial);
+    expect(payload.sequence).toBeGreaterThanOrEqual(1);
   });
 });
 
