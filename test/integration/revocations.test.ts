@@ -4,7 +4,10 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startBroker, type Broker } from '../../src/broker';
-import { createTestStore, type TestStore } from '../support/database';
+import { createTestStore, usingPostgres, type TestStore } from '../support/database';
+import { Client } from 'pg';
+import pino from 'pino';
+import type { Config } from '../../src/config';
 import { testConfig } from '../support/config';
 import { httpsRequest } from '../support/https';
 import { openssl } from '../support/openssl';
@@ -14,6 +17,7 @@ let store: TestStore;
 let broker: Broker;
 let caPem: string;
 let adminToken: string;
+let config: Config;
 
 const call = (path: string, method = 'GET', body?: unknown, as?: { cert: string; key: string }) =>
   httpsRequest(`${broker.apiUrl}${path}`, {
@@ -41,7 +45,7 @@ const live = async (ids: string[]) => broker.db.prisma.lease.count({ where: { id
 
 beforeAll(async () => {
   store = await createTestStore();
-  const config = testConfig(store, { WRIT_TRUST_DOMAIN: 'rv.test' });
+  config = testConfig(store, { WRIT_TRUST_DOMAIN: 'rv.test' });
   broker = await startBroker(config, { showAdminToken: (t) => void (adminToken = t) });
   caPem = readFileSync(join(config.caDir, 'ca.crt'), 'utf8');
 });
@@ -142,5 +146,31 @@ describe('audit through the broker', () => {
     const verify = await call('/v1/admin/audit/verify');
     expect(verify.json).toMatchObject({ ok: true });
     expect(verify.json.events).toBeGreaterThan(10);
+  });
+});
+
+describe('every replica at once', () => {
+  (usingPostgres() ? it : it.skip)('a revocation through one replica is enforced by another at once, also after its database connections were killed', async () => {
+    const replica = await startBroker(config, { logger: pino({ level: 'silent' }) });
+    try {
+      // Every check (introspection, mTLS routes, chaining) reads the lease table itself, so what one replica commits the other enforces on its next read.
+      const id = await token({ subject: 'frank', connector: 'spiffe://rv.test/agent/frank' });
+      expect(await live([id])).toBe(1);
+      await call('/v1/admin/revocations', 'POST', { jti: id, reason: 'replica test' });
+      const rows = await replica.db.prisma.lease.findUnique({ where: { id } });
+      expect(rows!.revokedAt).not.toBeNull(); // the other replica sees the committed revocation on its very next read
+
+      const killer = new Client({ connectionString: store.databaseUrl });
+      await killer.connect();
+      await killer.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
+      await killer.end();
+      // Fail closed while reconnecting, then answer again without a restart.
+      let ready = false;
+      for (let i = 0; i < 20 && !ready; i++) ready = (await fetch(`${replica.opsUrl}/readyz`)).status === 200;
+      expect(ready).toBe(true);
+      expect(await replica.db.prisma.lease.count({ where: { id, revokedAt: null } })).toBe(0);
+    } finally {
+      await replica.shutdown();
+    }
   });
 });
