@@ -81,26 +81,40 @@ export function oauthRouter(deps: OAuthDeps): Router {
 
   // RFC 7662: a resource introspects tokens issued for itself; an admin, any.
   router.post('/oauth2/introspect', async (req, res) => {
+    noStore(res);
+    try {
+      res.json(await introspect(req));
+    } catch (err) {
+      if (isOAuthError(err)) throw err;
+      // The database or the keys cannot answer: the token is not active (fail closed).
+      res.json({ active: false });
+    }
+  });
+
+  async function introspect(req: Request): Promise<Record<string, unknown>> {
     const isAdmin = isBearerAdmin(req, deps.admin);
     const caller = isAdmin ? undefined : (await liveSvid(req, deps))?.svid;
     if (!isAdmin && !caller) throw new InvalidClient('introspection needs the resource\'s X.509-SVID or the admin token');
     const token = tokenParam(req);
-    noStore(res);
-    const inactive = () => res.json({ active: false });
+    const keys = (await deps.bundle.current()).jwtAuthorities;
     let claims;
     try {
-      claims = await verifyAccessToken(token, (await deps.bundle.current()).jwtAuthorities, { issuer: deps.issuer, clock: deps.clock, errorCode: 'invalid_token' });
-    } catch {
-      return inactive();
+      claims = await verifyAccessToken(token, keys, { issuer: deps.issuer, clock: deps.clock, errorCode: 'invalid_token' });
+    } catch (err) {
+      if (!isOAuthError(err)) throw err;
+      return { active: false };
     }
     if (!isAdmin) {
       const resource = await deps.resources.get(claims.aud);
-      if (!resource || resource.spiffeId !== caller!.spiffeId) return inactive();
+      if (!resource || resource.spiffeId !== caller!.spiffeId) {
+        await deps.audit.append({ type: 'introspection.refused', subject: claims.sub, actor: caller!.spiffeId, details: { jti: claims.jti, aud: claims.aud, reason: 'not the token\'s resource' } });
+        return { active: false };
+      }
     }
     // Active only while its lease, and every lease up its chain, is neither expired nor revoked.
-    if (!(await deps.leases.tokenAlive(claims.jti, deps.clock.now()))) return inactive();
-    return res.json({ active: true, token_type: 'Bearer', ...claims });
-  });
+    if (!(await deps.leases.tokenAlive(claims.jti, deps.clock.now()))) return { active: false };
+    return { active: true, token_type: 'Bearer', ...claims };
+  }
 
   // RFC 7009: by the token's own connector or an admin; 200 for unknown tokens; revoked durably before the answer.
   router.post('/oauth2/revoke', async (req, res) => {

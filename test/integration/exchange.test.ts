@@ -331,10 +331,14 @@ describe('RFC 8693 token exchange with request-time Cedar policy', () => {
   });
 
   it('issues no token when the database cannot commit the lease (503 temporarily_unavailable)', async () => {
+    const fresh = (await exchange(agent)).json.access_token as string;
+    expect((await form('/oauth2/introspect', { token: fresh }, undefined, adminToken)).json.active).toBe(true);
     await broker.db.close();
     const res = await exchange(agent);
     expect(res.status).toBe(503);
     expect(res.json.error).toBe('temporarily_unavailable');
     expect(res.json.access_token).toBeUndefined();
+    // Introspection fails closed too: a token that was active is not reported active without the database.
+    expect((await form('/oauth2/introspect', { token: fresh }, undefined, adminToken)).json).toEqual({ active: false });
   });
 });
