@@ -24,7 +24,7 @@ import {
 import { ConfigError, redactDatabaseUrl, type Config } from './config';
 import { systemClock, systemRandom, type Clock, type Random } from './core';
 import { openDatabase, type Database, type Readiness } from './db';
-import { PrismaLeaseStore, Revocations, svidDenylist, TaskStore } from './leases';
+import { LeaseJanitor, PrismaLeaseStore, Revocations, svidDenylist, TaskStore } from './leases';
 import { PolicyInvalid, PolicyStore } from './policy';
 import { ResourceStore } from './resources';
 import { certificateToPem, type TrustBundle } from './spiffe/bundle';
@@ -60,6 +60,8 @@ export interface Broker {
 }
 
 const RENEWAL_CHECK_MS = 30_000;
+/** How often expired leases are cleaned up (by one replica at a time). */
+const SWEEP_INTERVAL_MS = 10 * 60_000;
 /** Seconds a retired authority stays published beyond the longest credential lifetime. */
 export const RETIRED_GRACE_MARGIN = 300;
 const BUNDLE_CACHE_SECONDS = 5;
@@ -290,7 +292,14 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       await renewServerSvid(true);
       return { ...prepared, spiffeSequence: fresh.sequence };
     };
+    const janitor = new LeaseJanitor(db.prisma, { clock, retention: config.leaseRetention });
+    let lastSweep = 0;
     const tick = async () => {
+      if (clock.now().getTime() - lastSweep >= SWEEP_INTERVAL_MS) {
+        lastSweep = clock.now().getTime();
+        const deleted = await janitor.sweep();
+        if (deleted) logger.info({ deleted }, 'expired leases cleaned up');
+      }
       if (await rotator.tick()) {
         bundle.prime(await bundleStore.load());
         await renewServerSvid(true); // the server SVID now chains to the new CA

@@ -56,6 +56,8 @@ export interface Config {
   readonly maxChainDepth: number;
   /** Shared Signals transmitters whose Security Event Tokens Writ acts on. */
   readonly signalTransmitters: readonly SignalTransmitterConfig[];
+  /** Seconds an expired lease is kept before clean-up deletes it. */
+  readonly leaseRetention: number;
   /** Risk levels (CAEP risk-level-change) at which a user's live leases are revoked. */
   readonly riskRevokeLevels: readonly string[];
   /** User identity providers whose ID tokens may be subject tokens. */
@@ -156,6 +158,7 @@ const SETTINGS = {
   issuer: { env: 'WRIT_ISSUER', file: 'issuer', parse: (raw: string) => (URL.canParse(raw) && new URL(raw).protocol === 'https:' && !new URL(raw).search && !new URL(raw).hash ? raw.replace(/\/$/, '') : fail('must be an https URL without query or fragment (RFC 8414 §2)')) },
   accessTokenTtl: { env: 'WRIT_ACCESS_TOKEN_TTL', file: 'access_token_ttl', parse: duration, default: 300 },
   accessTokenMaxTtl: { env: 'WRIT_ACCESS_TOKEN_MAX_TTL', file: 'access_token_max_ttl', parse: duration, default: 3600 },
+  leaseRetention: { env: 'WRIT_LEASE_RETENTION', file: 'lease_retention', parse: duration, default: 7 * 86400 },
   riskRevokeLevels: { env: 'WRIT_RISK_REVOKE_LEVELS', file: 'risk_revoke_levels', parse: (raw: string) => raw.split(',').map((l) => l.trim().toUpperCase()).filter(Boolean), default: ['HIGH'] },
   maxChainDepth: { env: 'WRIT_MAX_CHAIN_DEPTH', file: 'max_chain_depth', parse: (raw: string) => (/^\d{1,2}$/.test(raw) ? Number(raw) : fail(`must be a whole number of hops, got "${raw}"`)), default: 2 },
 } satisfies { [K in Exclude<keyof Config, 'oidcIssuers' | 'x509pop' | 'identityProviders' | 'signalTransmitters'>]-?: Setting<unknown> };

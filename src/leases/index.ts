@@ -98,3 +98,4 @@ export class PrismaLeaseStore implements LeaseStore {
 export { TaskStore, TaskError, type Task } from './tasks';
 export { Revocations, revocationSelectorSchema, leaseFilter, type RevocationSelector, type BlastRadius } from './revocations';
 export { svidDenylist } from './denylist';
+export { LeaseJanitor } from './janitor';

@@ -174,3 +174,16 @@ describe('every replica at once', () => {
     }
   });
 });
+
+describe('expiry clean-up', () => {
+  it('deletes leases expired past the retention, in batches, and keeps the rest', async () => {
+    const { LeaseJanitor } = await import('../../src/leases');
+    const old = randomUUID();
+    await broker.db.prisma.lease.create({ data: { id: old, kind: 'access-token', spiffeId: 'spiffe://rv.test/agent/old', audience: [], issuedAt: new Date(Date.now() - 10 * 86400_000), expiresAt: new Date(Date.now() - 9 * 86400_000) } });
+    const recent = await token({ subject: 'gina', connector: 'spiffe://rv.test/agent/gina' });
+    const janitor = new LeaseJanitor(broker.db.prisma, { clock: { now: () => new Date() }, retention: 7 * 86400 });
+    expect(await janitor.sweep()).toBeGreaterThanOrEqual(1);
+    expect(await broker.db.prisma.lease.count({ where: { id: old } })).toBe(0);
+    expect(await broker.db.prisma.lease.count({ where: { id: recent } })).toBe(1);
+  });
+});

@@ -1,0 +1,38 @@
+import type { Clock } from '../core/clock';
+import type { PrismaClient } from '../db/generated/client';
+
+/** Serializes clean-up across replicas: one at a time, the others skip. */
+const JANITOR_LOCK_KEY = 0x6a616e69; // "jani"
+const BATCH = 1000;
+
+/**
+ * Deletes leases (and remembered SET ids) that expired more than `retention` seconds
+ * ago, in batches of short transactions so no long lock is held, on one replica at a
+ * time (pg_try_advisory_xact_lock). The audit trail, not the lease table, is the
+ * permanent record; revoked X.509-SVID leases are kept so the denylist sequence only grows.
+ */
+export class LeaseJanitor {
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly opts: { clock: Clock; retention: number },
+  ) {}
+
+  /** Runs one clean-up; returns how many leases it deleted, or undefined when another replica holds the lock. */
+  async sweep(): Promise<number | undefined> {
+    const cutoff = new Date(this.opts.clock.now().getTime() - this.opts.retention * 1000);
+    let total = 0;
+    for (;;) {
+      const deleted = await this.prisma.$transaction(async (tx) => {
+        const [lock] = await tx.$queryRawUnsafe<{ locked: boolean }[]>(`SELECT pg_try_advisory_xact_lock(${JANITOR_LOCK_KEY}) AS locked`);
+        if (!lock?.locked) return undefined;
+        // Revoked X.509-SVIDs stay: they are few, and the denylist's sequence counts them.
+        return tx.$executeRaw`DELETE FROM lease WHERE id IN (SELECT id FROM lease WHERE expires_at < ${cutoff} AND NOT (kind = 'x509-svid' AND revoked_at IS NOT NULL) LIMIT ${BATCH})`;
+      });
+      if (deleted === undefined) return total === 0 ? undefined : total;
+      total += deleted;
+      if (deleted < BATCH) break;
+    }
+    await this.prisma.signalEvent.deleteMany({ where: { receivedAt: { lt: cutoff } } });
+    return total;
+  }
+}
