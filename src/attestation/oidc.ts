@@ -179,16 +179,13 @@ interface Issuer {
 
 export class OidcAttestor implements Attestor {
   readonly name = 'oidc';
-  readonly #issuers = new Map<string, Issuer>();
+  readonly #issuers: IssuerRegistry<OidcIssuerConfig>;
   readonly #clock: Clock;
 
   /** Reads every jwks_file now; throws an Error naming the issuer and the file when one is unusable. */
   constructor(issuers: readonly OidcIssuerConfig[], deps: OidcAttestorDeps) {
     this.#clock = deps.clock;
-    for (const config of issuers) {
-      if (this.#issuers.has(config.issuer)) throw new Error(`oidc issuer ${config.issuer} is configured more than once`);
-      this.#issuers.set(config.issuer, { config, keys: keySourceFor(config, deps) });
-    }
+    this.#issuers = issuerRegistry(issuers, deps, 'oidc issuer');
   }
 
   /** The TLS context plays no part: the token is the proof. */
@@ -218,6 +215,22 @@ export class OidcAttestor implements Attestor {
  * The keys of an issuer: its `jwks_file`, read now (an Error naming `label`, the issuer and
  * the file when it is unusable), or its `jwks_uri`, fetched on first use and cached.
  */
+/** Issuers by name, each with its configuration and keys: the shape every JWT-verifying registry here shares. */
+export type IssuerRegistry<C> = ReadonlyMap<string, { readonly config: C; readonly keys: KeySource }>;
+
+/**
+ * Builds an {@link IssuerRegistry}, reading every jwks_file now; throws an Error naming the
+ * issuer (as `label`) when one is configured twice or its keys are unusable.
+ */
+export function issuerRegistry<C extends Pick<OidcIssuerConfig, 'issuer' | 'jwksFile' | 'jwksUri'>>(configs: readonly C[], deps: OidcAttestorDeps, label: string): IssuerRegistry<C> {
+  const registry = new Map<string, { config: C; keys: KeySource }>();
+  for (const config of configs) {
+    if (registry.has(config.issuer)) throw new Error(`${label} ${config.issuer} is configured more than once`);
+    registry.set(config.issuer, { config, keys: keySourceFor(config, deps, label) });
+  }
+  return registry;
+}
+
 export function keySourceFor(config: Pick<OidcIssuerConfig, 'issuer' | 'jwksFile' | 'jwksUri'>, deps: OidcAttestorDeps, label = 'oidc issuer'): KeySource {
   if (config.jwksFile !== undefined) {
     try {

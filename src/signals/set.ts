@@ -41,7 +41,8 @@ import {
   DEFAULT_OIDC_ALGORITHMS,
   issuerUrlSchema,
   jwksUriSchema,
-  keySourceFor,
+  issuerRegistry,
+  type IssuerRegistry,
   MAX_TOKEN_LENGTH,
   oidcAlgorithmSchema,
   oneKeySource,
@@ -163,16 +164,13 @@ const refuse = (err: SetErrorCode, description: string, cause?: unknown): SetErr
 
 /** The configured transmitters, each with its keys. */
 export class SetReceiver {
-  readonly #transmitters = new Map<string, Transmitter>();
+  readonly #transmitters: IssuerRegistry<SignalTransmitterConfig>;
   readonly #clock: Clock;
 
   /** Reads every jwks_file now; throws an Error naming the transmitter and the file when one is unusable. */
   constructor(transmitters: readonly SignalTransmitterConfig[], deps: SetReceiverDeps) {
     this.#clock = deps.clock;
-    for (const config of transmitters) {
-      if (this.#transmitters.has(config.issuer)) throw new Error(`signal transmitter ${config.issuer} is configured more than once`);
-      this.#transmitters.set(config.issuer, { config, keys: keySourceFor(config, deps, 'signal transmitter') });
-    }
+    this.#transmitters = issuerRegistry(transmitters, deps, 'signal transmitter');
   }
 
   /** The configured transmitters' issuers. */

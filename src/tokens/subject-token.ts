@@ -26,11 +26,12 @@ import {
   DEFAULT_OIDC_ALGORITHMS,
   issuerUrlSchema,
   jwksUriSchema,
-  keySourceFor,
   MAX_TOKEN_LENGTH,
   oidcAlgorithmSchema,
+  issuerRegistry,
   oneKeySource,
   uniqueIssuers,
+  type IssuerRegistry,
   verificationFailureReason,
   verifyJwtWithKeys,
   type OidcAlgorithm,
@@ -175,16 +176,13 @@ const refuse = (reason: string, cause?: unknown): InvalidGrant => new InvalidGra
 
 /** The configured identity providers, each with its keys. */
 export class IdentityProviders {
-  readonly #providers = new Map<string, Provider>();
+  readonly #providers: IssuerRegistry<IdentityProviderConfig>;
   readonly #clock: Clock;
 
   /** Reads every jwks_file now; throws an Error naming the provider and the file when one is unusable. */
   constructor(providers: readonly IdentityProviderConfig[], deps: IdentityProvidersDeps) {
     this.#clock = deps.clock;
-    for (const config of providers) {
-      if (this.#providers.has(config.issuer)) throw new Error(`identity provider ${config.issuer} is configured more than once`);
-      this.#providers.set(config.issuer, { config, keys: keySourceFor(config, deps, 'identity provider') });
-    }
+    this.#providers = issuerRegistry(providers, deps, 'identity provider');
   }
 
   /** The configured issuers. */
