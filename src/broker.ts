@@ -24,7 +24,7 @@ import {
 import { ConfigError, redactDatabaseUrl, type Config } from './config';
 import { systemClock, systemRandom, type Clock, type Random } from './core';
 import { openDatabase, type Database, type Readiness } from './db';
-import { LeaseJanitor, PrismaLeaseStore, Revocations, svidDenylist, TaskStore } from './leases';
+import { LeaseJanitor, noRevocationWatch, PgRevocationWatch, PrismaLeaseStore, Revocations, svidDenylist, TaskStore, type RevocationWatch } from './leases';
 import { PolicyInvalid, PolicyStore } from './policy';
 import { ResourceStore } from './resources';
 import { certificateToPem, type TrustBundle } from './spiffe/bundle';
@@ -141,6 +141,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
   for (const w of [...(ca.warnings ?? []), ...(jwtKey.warnings ?? [])]) logger.warn({ setting: 'WRIT_CA_DIR' }, w);
 
   const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, clock, random, logger });
+  let watch: RevocationWatch = noRevocationWatch;
   try {
     logger.info(
       { database: config.databaseUrl ? redactDatabaseUrl(config.databaseUrl) : `embedded (${config.dataDir})`, applied: db.migrations.applied },
@@ -185,7 +186,9 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
 
     const policies = new PolicyStore(db.prisma);
     if (config.policyFile) await seedPolicies(policies, config.policyFile, audit);
-    const leases = new PrismaLeaseStore(db.prisma);
+    // Replicas share PostgreSQL: each keeps a view of revocations that every other one announces.
+    if (config.databaseUrl) watch = await PgRevocationWatch.start(config.databaseUrl, db.prisma, { clock, logger });
+    const leases = new PrismaLeaseStore(db.prisma, watch);
     const serverSvid = new ServerSvid(rotator, {
       trustDomain: config.trustDomain,
       dnsNames: config.serverDnsNames,
@@ -259,6 +262,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       if (shuttingDown) return { ready: false, reason: 'shutting down' };
       if (serverSvid.nearExpiry()) return { ready: false, reason: 'server SVID is near expiry and was not renewed' };
       if (!rotator.inSync) return { ready: false, reason: 'the bundle names a CA that WRIT_CA_DIR does not hold' };
+      if (config.databaseUrl && !watch.current) return { ready: false, reason: 'revocation listener reconnecting; reloading revocations' };
       return db.readiness();
     };
     const ops = createOpsServer({ readiness, metrics });
@@ -339,6 +343,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
           ops.close(() => resolve());
           ops.closeAllConnections();
         });
+        await watch.close();
         await db.close();
         logger.info('shut down');
       })());
@@ -362,6 +367,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       shutdown,
     };
   } catch (err) {
+    await watch.close();
     await db.close().catch(() => undefined);
     throw err;
   }

@@ -1,4 +1,6 @@
 import type { PrismaClient } from '../db/generated/client';
+import { revokeIds } from './revocations';
+import { noRevocationWatch, type RevocationWatch } from './watch';
 
 export type LeaseKind = 'x509-svid' | 'jwt-svid' | 'access-token';
 
@@ -44,7 +46,11 @@ export interface LeaseStore {
 }
 
 export class PrismaLeaseStore implements LeaseStore {
-  constructor(private readonly prisma: PrismaClient) {}
+  constructor(
+    private readonly prisma: PrismaClient,
+    /** Consulted before the database: a revocation any replica announced is refused at once. */
+    private readonly watch: RevocationWatch = noRevocationWatch,
+  ) {}
 
   async record(lease: Lease): Promise<void> {
     await this.prisma.lease.create({
@@ -71,6 +77,7 @@ export class PrismaLeaseStore implements LeaseStore {
   async tokenAlive(id: string, now: Date): Promise<boolean> {
     let next: string | null = id;
     for (let hops = 0; next !== null && hops <= 16; hops++) {
+      if (this.watch.isRevoked({ jti: next })) return false;
       const lease: Lease | undefined = await this.get(next);
       if (!lease || lease.revokedAt || lease.expiresAt <= now) return false;
       next = lease.parentId ?? null;
@@ -79,11 +86,11 @@ export class PrismaLeaseStore implements LeaseStore {
   }
 
   async revoke(id: string, reason: string, now: Date): Promise<boolean> {
-    const { count } = await this.prisma.lease.updateMany({ where: { id, revokedAt: null }, data: { revokedAt: now, revocationReason: reason } });
-    return count > 0;
+    return (await this.prisma.$transaction((tx) => revokeIds(tx, [id], reason, now))) > 0;
   }
 
   async activeSvid(serial: string, fingerprint: string, now: Date): Promise<Lease | undefined> {
+    if (this.watch.isRevoked({ serial })) return undefined;
     const row = await this.prisma.lease.findFirst({ where: { serial, fingerprint, revokedAt: null, expiresAt: { gt: now } } });
     return row ? { ...row, kind: row.kind as LeaseKind } : undefined;
   }
@@ -99,3 +106,4 @@ export { TaskStore, TaskError, type Task } from './tasks';
 export { Revocations, revocationSelectorSchema, leaseFilter, type RevocationSelector, type BlastRadius } from './revocations';
 export { svidDenylist } from './denylist';
 export { LeaseJanitor } from './janitor';
+export { PgRevocationWatch, noRevocationWatch, announceRevoked, REVOCATION_CHANNEL, type RevocationWatch, type Revoked } from './watch';

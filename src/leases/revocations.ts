@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Clock } from '../core/clock';
 import type { Prisma, PrismaClient } from '../db/generated/client';
+import { announceRevoked } from './watch';
 
 /**
  * Revocation by any handle a security team holds: one token (jti), a task, a user, a
@@ -107,8 +108,7 @@ export class Revocations {
     return this.prisma.$transaction(async (tx) => {
       const entries = await tx.registrationEntry.updateMany({ where: { spiffeId }, data: { enabled: false } });
       const ids = await this.liveIds(tx, { connector: spiffeId }, now);
-      const leases = ids.length === 0 ? { count: 0 } : await tx.lease.updateMany({ where: { id: { in: ids }, revokedAt: null }, data: { revokedAt: now, revocationReason: reason } });
-      return { entries: entries.count, leases: leases.count };
+      return { entries: entries.count, leases: await revokeIds(tx, ids, reason, now) };
     });
   }
 
@@ -116,10 +116,16 @@ export class Revocations {
   async revoke(selector: RevocationSelector, reason: string): Promise<number> {
     const now = this.clock.now();
     return this.prisma.$transaction(async (tx) => {
-      const ids = await this.liveIds(tx, selector, now);
-      if (ids.length === 0) return 0;
-      const { count } = await tx.lease.updateMany({ where: { id: { in: ids }, revokedAt: null }, data: { revokedAt: now, revocationReason: reason } });
-      return count;
+      return revokeIds(tx, await this.liveIds(tx, selector, now), reason, now);
     });
   }
+}
+
+/** Revokes leases by id and announces it to every replica, in the caller's transaction. */
+export async function revokeIds(tx: Prisma.TransactionClient, ids: readonly string[], reason: string, now: Date): Promise<number> {
+  if (ids.length === 0) return 0;
+  const { count } = await tx.lease.updateMany({ where: { id: { in: [...ids] }, revokedAt: null }, data: { revokedAt: now, revocationReason: reason } });
+  const serials = (await tx.lease.findMany({ where: { id: { in: [...ids] }, serial: { not: null } }, select: { serial: true } })).map((l) => l.serial!);
+  await announceRevoked(tx, { jtis: ids, serials });
+  return count;
 }

@@ -2,6 +2,7 @@ import { DomainError, problemType } from '../core/errors';
 import type { Clock } from '../core/clock';
 import type { Random } from '../core/random';
 import type { PrismaClient } from '../db/generated/client';
+import { revokeIds } from './revocations';
 
 /** A task: one user, one connector, and every token issued for the work. */
 export interface Task {
@@ -58,8 +59,8 @@ export class TaskStore {
     const now = this.deps.clock.now();
     return this.prisma.$transaction(async (tx) => {
       await tx.task.updateMany({ where: { id, endedAt: null }, data: { endedAt: now, endReason: reason } });
-      const { count } = await tx.lease.updateMany({ where: { taskId: id, revokedAt: null }, data: { revokedAt: now, revocationReason: reason } });
-      return { revoked: count };
+      const ids = (await tx.lease.findMany({ where: { taskId: id, revokedAt: null }, select: { id: true } })).map((l) => l.id);
+      return { revoked: await revokeIds(tx, ids, reason, now) };
     });
   }
 }

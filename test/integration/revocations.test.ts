@@ -166,7 +166,10 @@ describe('every replica at once', () => {
       await killer.end();
       // Fail closed while reconnecting, then answer again without a restart.
       let ready = false;
-      for (let i = 0; i < 20 && !ready; i++) ready = (await fetch(`${replica.opsUrl}/readyz`)).status === 200;
+      for (let i = 0; i < 100 && !ready; i++) {
+        ready = (await fetch(`${replica.opsUrl}/readyz`)).status === 200;
+        if (!ready) await new Promise((r) => setTimeout(r, 50));
+      }
       expect(ready).toBe(true);
       expect(await replica.db.prisma.lease.count({ where: { id, revokedAt: null } })).toBe(0);
     } finally {

@@ -1,0 +1,125 @@
+import { Client } from 'pg';
+import type { Logger } from 'pino';
+import type { Clock } from '../core/clock';
+import type { Prisma, PrismaClient } from '../db/generated/client';
+
+/** The PostgreSQL channel on which a committed revocation is announced to every replica. */
+export const REVOCATION_CHANNEL = 'writ_revocations';
+/** NOTIFY payloads must stay under 8000 bytes; larger revocations ask listeners to reload. */
+const MAX_PAYLOAD = 7000;
+
+/** What a revocation revoked: lease ids (token jtis) and X.509-SVID serials. */
+export interface Revoked {
+  readonly jtis: readonly string[];
+  readonly serials: readonly string[];
+}
+
+/**
+ * Announces a revocation inside its transaction: PostgreSQL delivers the notification
+ * only when the transaction commits, so listeners never hear of one that rolled back.
+ */
+export async function announceRevoked(tx: Prisma.TransactionClient, revoked: Revoked): Promise<void> {
+  if (revoked.jtis.length === 0 && revoked.serials.length === 0) return;
+  const payload = JSON.stringify(revoked);
+  await tx.$executeRaw`SELECT pg_notify(${REVOCATION_CHANNEL}, ${payload.length <= MAX_PAYLOAD ? payload : '{"reload":true}'})`;
+}
+
+/** This replica's in-memory view of revocations, kept current by every replica's announcements. */
+export interface RevocationWatch {
+  /** Whether the token (jti) or SVID (serial) is known to be revoked. A fast "no"; the database stays authoritative. */
+  isRevoked(id: { jti?: string; serial?: string }): boolean;
+  /** False while the view may miss revocations (listener lost, reload pending). */
+  readonly current: boolean;
+  close(): Promise<void>;
+}
+
+/** No view (the embedded database serves one process): callers rely on the database alone. */
+export const noRevocationWatch: RevocationWatch = { isRevoked: () => false, current: false, close: async () => undefined };
+
+/**
+ * LISTENs for revocations on a dedicated connection. After losing that connection it
+ * reconnects and reloads every revoked, unexpired lease from the table before it calls
+ * itself current again, so a dropped notification never leaves a revoked token unknown.
+ */
+export class PgRevocationWatch implements RevocationWatch {
+  #jtis = new Set<string>();
+  #serials = new Set<string>();
+  #current = false;
+  #closed = false;
+  #client: Client | undefined;
+  #retry: NodeJS.Timeout | undefined;
+
+  private constructor(
+    private readonly url: string,
+    private readonly prisma: PrismaClient,
+    private readonly opts: { clock: Clock; logger: Logger; retryMs?: number },
+  ) {}
+
+  static async start(url: string, prisma: PrismaClient, opts: { clock: Clock; logger: Logger; retryMs?: number }): Promise<PgRevocationWatch> {
+    const watch = new PgRevocationWatch(url, prisma, opts);
+    await watch.#connect();
+    return watch;
+  }
+
+  get current(): boolean {
+    return this.#current;
+  }
+
+  isRevoked(id: { jti?: string; serial?: string }): boolean {
+    return (id.jti !== undefined && this.#jtis.has(id.jti)) || (id.serial !== undefined && this.#serials.has(id.serial));
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#retry);
+    await this.#client?.end().catch(() => undefined);
+  }
+
+  async #connect(): Promise<void> {
+    const client = new Client({ connectionString: this.url, application_name: 'writ-revocation-watch' });
+    client.on('notification', (msg) => this.#apply(msg.payload));
+    client.on('error', () => this.#lost(client));
+    client.on('end', () => this.#lost(client));
+    await client.connect();
+    await client.query(`LISTEN ${REVOCATION_CHANNEL}`);
+    this.#client = client;
+    await this.#reload(); // listening first, then reading: nothing committed in between is missed
+    this.#current = true;
+  }
+
+  #lost(client: Client): void {
+    if (this.#closed || this.#client !== client) return;
+    this.#current = false;
+    this.#client = undefined;
+    this.opts.logger.warn('revocation listener lost; reconnecting');
+    const retry = () => {
+      this.#retry = setTimeout(() => {
+        this.#connect().catch(() => retry());
+      }, this.opts.retryMs ?? 1000);
+      this.#retry.unref();
+    };
+    retry();
+  }
+
+  async #reload(): Promise<void> {
+    const rows = await this.prisma.lease.findMany({ where: { revokedAt: { not: null }, expiresAt: { gt: this.opts.clock.now() } }, select: { id: true, serial: true } });
+    this.#jtis = new Set(rows.map((r) => r.id));
+    this.#serials = new Set(rows.flatMap((r) => (r.serial ? [r.serial] : [])));
+  }
+
+  #apply(payload: string | undefined): void {
+    try {
+      const revoked = JSON.parse(payload ?? '{}') as Partial<Revoked> & { reload?: boolean };
+      if (revoked.reload) {
+        this.#current = false;
+        void this.#reload().then(() => (this.#current = true), () => undefined);
+        return;
+      }
+      for (const jti of revoked.jtis ?? []) this.#jtis.add(jti);
+      for (const serial of revoked.serials ?? []) this.#serials.add(serial);
+    } catch {
+      this.#current = false; // a payload we cannot read: reload rather than guess
+      void this.#reload().then(() => (this.#current = true), () => undefined);
+    }
+  }
+}

@@ -1,0 +1,80 @@
+import { randomUUID } from 'node:crypto';
+import { Client } from 'pg';
+import pino from 'pino';
+import { startBroker, type Broker } from '../../src/broker';
+import { systemClock } from '../../src/core/clock';
+import { PgRevocationWatch, Revocations } from '../../src/leases';
+import { createTestStore, usingPostgres, type TestStore } from '../support/database';
+import { testConfig } from '../support/config';
+
+let store: TestStore;
+let broker: Broker;
+const logger = pino({ level: 'silent' });
+
+/** Waits up to `ms` for `check` to hold (a bound on propagation, not a timing measurement). */
+async function within(ms: number, check: () => boolean | Promise<boolean>): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await check()) return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return check();
+}
+
+const describePg = usingPostgres() ? describe : describe.skip;
+
+describePg('revocations reach every replica at once (PostgreSQL LISTEN/NOTIFY)', () => {
+  let watch: PgRevocationWatch;
+  let revocations: Revocations;
+
+  beforeAll(async () => {
+    store = await createTestStore();
+    broker = await startBroker(testConfig(store, { WRIT_TRUST_DOMAIN: 'watch.test' }), { logger });
+    // Another replica's view, on its own connection.
+    watch = await PgRevocationWatch.start(store.databaseUrl!, broker.db.prisma, { clock: systemClock, logger, retryMs: 50 });
+    revocations = new Revocations(broker.db.prisma, systemClock);
+  });
+  afterAll(async () => {
+    await watch?.close();
+    await broker?.shutdown();
+    await store?.drop();
+  });
+
+  const lease = async () => {
+    const id = randomUUID();
+    await broker.db.prisma.lease.create({
+      data: { id, kind: 'x509-svid', spiffeId: 'spiffe://watch.test/a', serial: `01${id.replace(/-/g, '')}`, audience: [], issuedAt: new Date(), expiresAt: new Date(Date.now() + 600_000) },
+    });
+    return id;
+  };
+
+  it('hears a committed revocation within a second, by jti and by serial', async () => {
+    const id = await lease();
+    expect(watch.isRevoked({ jti: id })).toBe(false);
+    await revocations.revoke({ jti: id }, 'test');
+    expect(await within(1000, () => watch.isRevoked({ jti: id }) && watch.isRevoked({ serial: `01${id.replace(/-/g, '')}` }))).toBe(true);
+  });
+
+  it('after its listener connection is killed, reconnects and reloads, so a revocation made meanwhile is not missed', async () => {
+    const killer = new Client({ connectionString: store.databaseUrl });
+    await killer.connect();
+    await killer.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'writ-revocation-watch'");
+    expect(await within(1000, () => !watch.current)).toBe(true);
+    const missed = await lease();
+    await killer.query('UPDATE lease SET revoked_at = now(), revocation_reason = $2 WHERE id = $1', [missed, 'revoked while the listener was down']);
+    await killer.end();
+    expect(await within(3000, () => watch.current)).toBe(true);
+    expect(watch.isRevoked({ jti: missed })).toBe(true);
+    const after = await lease();
+    await revocations.revoke({ jti: after }, 'test');
+    expect(await within(1000, () => watch.isRevoked({ jti: after }))).toBe(true);
+  });
+
+  it('the broker recovers its own listener by itself, without a restart', async () => {
+    const killer = new Client({ connectionString: store.databaseUrl });
+    await killer.connect();
+    await killer.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'writ-revocation-watch'");
+    await killer.end();
+    expect(await within(5000, async () => (await fetch(`${broker.opsUrl}/readyz`)).status === 200)).toBe(true);
+  });
+});
