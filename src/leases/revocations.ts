@@ -36,6 +36,8 @@ export function leaseFilter(selector: RevocationSelector): Prisma.LeaseWhereInpu
 
 export interface BlastRadius {
   readonly leases: number;
+  /** The first leases it would revoke, newest first (a page, for a look before acting). */
+  readonly sample: readonly { jti: string; kind: string; spiffe_id: string; subject: string | null; task_id: string | null; audience: string[]; expires_at: string }[];
   readonly byUser: Record<string, number>;
   readonly byConnector: Record<string, number>;
   readonly byTask: Record<string, number>;
@@ -43,6 +45,7 @@ export interface BlastRadius {
 }
 
 const MAX_CHAIN = 16;
+const SAMPLE = 50;
 
 /** Revokes leases by selector, chained descendants included, in one transaction. */
 export class Revocations {
@@ -69,7 +72,11 @@ export class Revocations {
     const now = this.clock.now();
     return this.prisma.$transaction(async (tx) => {
       const ids = await this.liveIds(tx, selector, now);
-      const rows = await tx.lease.findMany({ where: { id: { in: ids } }, select: { subject: true, subjectIssuer: true, spiffeId: true, taskId: true, audience: true } });
+      const rows = await tx.lease.findMany({
+        where: { id: { in: ids } },
+        select: { id: true, kind: true, subject: true, subjectIssuer: true, spiffeId: true, taskId: true, audience: true, issuedAt: true, expiresAt: true },
+        orderBy: [{ issuedAt: 'desc' }, { id: 'desc' }],
+      });
       const count = (key: (r: (typeof rows)[number]) => string[]) =>
         rows.reduce<Record<string, number>>((acc, r) => {
           for (const k of key(r)) acc[k] = (acc[k] ?? 0) + 1;
@@ -77,6 +84,7 @@ export class Revocations {
         }, {});
       return {
         leases: ids.length,
+        sample: rows.slice(0, SAMPLE).map((r) => ({ jti: r.id, kind: r.kind, spiffe_id: r.spiffeId, subject: r.subject, task_id: r.taskId, audience: r.audience, expires_at: r.expiresAt.toISOString() })),
         byUser: count((r) => (r.subject ? [`${r.subjectIssuer ?? ''} ${r.subject}`] : [])),
         byConnector: count((r) => [r.spiffeId]),
         byTask: count((r) => (r.taskId ? [r.taskId] : [])),

@@ -62,6 +62,8 @@ export class SignalApplier {
       case 'risk-level': {
         if (intent.sub === undefined) return { ...base, revoked: 0, note: 'risk level for a subject Writ cannot name' };
         const level = intent.level.toLowerCase();
+        // The Writ schema's User has `risk`, not assurance: an assurance level is audited only.
+        if (intent.scale === 'assurance') return { ...base, revoked: 0, note: `assurance level ${level} (${intent.namespace ?? 'no namespace'}) audited` };
         await this.prisma.userRisk.upsert({
           where: { issuer_subject: { issuer: intent.issuer, subject: intent.sub } },
           create: { issuer: intent.issuer, subject: intent.sub, level },

@@ -60,6 +60,7 @@ describe('revocation by any handle (admin)', () => {
     const b = await token({ subject: 'dry', connector: 'spiffe://rv.test/agent/dry', audience: 'https://mcp.test/b' });
     const res = await call('/v1/admin/revocations', 'POST', { user: { issuer: IDP, subject: 'dry' }, reason: 'investigating', dry_run: true });
     expect(res.json).toMatchObject({ dry_run: true, leases: 2, byConnector: { 'spiffe://rv.test/agent/dry': 2 }, byAudience: { 'https://mcp.test/a': 1, 'https://mcp.test/b': 1 } });
+    expect(res.json.sample.map((l: { jti: string }) => l.jti).sort()).toEqual([a, b].sort());
     expect(await live([a, b])).toBe(2);
   });
 

@@ -123,6 +123,31 @@ describe('Shared Signals (RFC 8417 SETs, RFC 8935 push, CAEP)', () => {
     expect(await active(before.json.access_token)).toBe(false);
   });
 
+  it.each([
+    ['RISC account-disabled', 'https://schemas.openid.net/secevent/risc/event-type/account-disabled', 'frank'],
+    ['RISC account-purged', 'https://schemas.openid.net/secevent/risc/event-type/account-purged', 'gina'],
+  ])('%s ends everything the user holds', async (_, eventType, sub) => {
+    const t = await taskToken(sub, `${sub}-1`);
+    expect((await deliver(await set({ [eventType]: { subject: user(sub) } }))).status).toBe(202);
+    expect(await active(t.json.access_token)).toBe(false);
+  });
+
+  it('CAEP assurance-level-change is recorded, not a revocation', async () => {
+    const t = await taskToken('hana', 'h-1');
+    const res = await deliver(await set({ [`${CAEP}assurance-level-change`]: { subject: user('hana'), namespace: 'NIST-AAL', current_level: 'nist-aal1' } }));
+    expect(res.status).toBe(202);
+    expect(await active(t.json.access_token)).toBe(true);
+  });
+
+  it('refuses an expired SET', async () => {
+    const expired = await new SignJWT({ events: { [`${CAEP}credential-change`]: { subject: user('alice') } } })
+      .setProtectedHeader({ alg: 'ES256', typ: 'secevent+jwt', kid: 'tx-1' }).setIssuer(TX).setAudience('https://writ.signals.test')
+      .setIssuedAt(1_700_000_000).setExpirationTime(1_700_000_600).setJti(randomUUID()).sign(txKey);
+    const res = await deliver(expired);
+    expect(res.status).toBe(400);
+    expect(res.json.err).toEqual(expect.any(String));
+  });
+
   it('acknowledges and audits an unknown event type without acting on it', async () => {
     const res = await deliver(await set({ 'https://example.test/event/unknown': { subject: user('dave') } }));
     expect(res.status).toBe(202);
