@@ -223,6 +223,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       leases,
       policies,
       identityProviders,
+      subjectRevoked: (issuer, subject, sid, issuedAt) => revocations.subjectRevoked(issuer, subject, sid, issuedAt),
       // The latest risk level a signal reported for the user, which policy sees as User.risk.
       userRisk: async (issuer, subject) => (await db.prisma.userRisk.findUnique({ where: { issuer_subject: { issuer, subject } } }))?.level,
       audit,
@@ -237,7 +238,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
         bundleRouter(bundle),
         svidRouter({ ...auth, issuer, bundle, denylist: () => svidDenylist(db.prisma, rotator, { issuer: config.issuer, clock }) }),
         tasksRouter({ ...auth, tasks, audit }),
-        signalsRouter({ receiver: signalReceiver, applier: new SignalApplier(db.prisma, revocations, audit, { riskRevokeLevels: config.riskRevokeLevels }) }),
+        signalsRouter({ receiver: signalReceiver, applier: new SignalApplier(db.prisma, revocations, audit, { riskRevokeLevels: config.riskRevokeLevels, clock, maxAgeSeconds: config.leaseRetention }) }),
         auditRouter({ ...auth, auditReader: new AuditReader(db.prisma) }),
         adminRouter({ ...auth, joinTokens, audit, limits, resources, policies, revocations, rotateCa: (overlap) => rotateCa(overlap) }),
       ],

@@ -184,6 +184,12 @@ export function adminRouter(deps: AdminDeps): Router {
 
   router.get('/v1/admin/leases', async (req, res) => {
     const q = parseWith(leaseQuery, req.query);
+    // Every filter given must be used: a partial one (a subject without its issuer, say) would list everything.
+    const given = ['jti', 'task_id', 'issuer', 'subject', 'sid', 'connector', 'audience'].filter((k) => q[k as keyof typeof q] !== undefined);
+    const combos = [['jti'], ['task_id'], ['issuer', 'sid'], ['issuer', 'subject'], ['issuer', 'subject', 'connector'], ['connector'], ['audience'], []];
+    if (!combos.some((c) => c.length === given.length && c.every((k) => given.includes(k)))) {
+      throw new InvalidRequest('filter by one of: jti; task_id; issuer+sid; issuer+subject (+connector); connector; audience');
+    }
     const selector =
       q.jti !== undefined ? { jti: q.jti }
       : q.task_id !== undefined ? { task_id: q.task_id }
@@ -205,7 +211,8 @@ export function adminRouter(deps: AdminDeps): Router {
   // The kill switch: the connector's entries are disabled and everything it holds is revoked.
   router.post('/v1/admin/connectors/:spiffe_id/disable', async (req, res) => {
     const spiffeId = String(req.params.spiffe_id);
-    if (!spiffeId.startsWith('spiffe://')) throw new InvalidRequest('the path names a connector by its percent-encoded SPIFFE ID');
+    if (!spiffeId.startsWith('spiffe://') || spiffeId.endsWith('/')) throw new InvalidRequest('the path names one connector by its percent-encoded SPIFFE ID');
+    if ((await deps.entries.bySpiffeId(spiffeId)).length === 0) throw new EntryError(404, 'entry-not-found', `no registration entry for ${spiffeId}`);
     const { reason } = parseWith(z.strictObject({ reason: z.string().min(1).max(512).default('connector disabled') }), req.body);
     const result = await deps.revocations.disableConnector(spiffeId, reason);
     await deps.audit.append({ type: 'connector.disabled', actor: actor(req), details: { spiffeId, reason, ...result } });

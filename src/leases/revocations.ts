@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { Clock } from '../core/clock';
 import type { Prisma, PrismaClient } from '../db/generated/client';
@@ -112,6 +113,7 @@ export class Revocations {
    * leases (its X.509-SVIDs, so mTLS routes refuse them at once, and its tokens) in one transaction.
    */
   async disableConnector(spiffeId: string, reason: string): Promise<{ entries: number; leases: number }> {
+    if (spiffeId.endsWith('/')) throw new Error('the kill switch names one connector, not a prefix');
     const now = this.clock.now();
     return this.prisma.$transaction(async (tx) => {
       const entries = await tx.registrationEntry.updateMany({ where: { spiffeId }, data: { enabled: false } });
@@ -121,11 +123,29 @@ export class Revocations {
   }
 
   /** Revokes every matching live lease (chained tokens too) durably; returns how many. */
-  async revoke(selector: RevocationSelector, reason: string): Promise<number> {
+  async revoke(selector: RevocationSelector, reason: string, tx?: Prisma.TransactionClient): Promise<number> {
     const now = this.clock.now();
-    return this.prisma.$transaction(async (tx) => {
-      return revokeIds(tx, await this.liveIds(tx, selector, now), reason, now);
+    const run = async (t: Prisma.TransactionClient) => {
+      // A user or a session is revoked from now on, not only the tokens it holds: subject tokens issued
+      // before now no longer buy new ones (the exchange checks these markers).
+      if ('user' in selector && !('connector' in selector)) {
+        await t.subjectRevocation.create({ data: { id: randomUUID(), issuer: selector.user.issuer, subject: selector.user.subject, notBefore: now, reason } });
+      }
+      if ('session' in selector) {
+        await t.subjectRevocation.create({ data: { id: randomUUID(), issuer: selector.session.issuer, sid: selector.session.sid, notBefore: now, reason } });
+      }
+      return revokeIds(t, await this.liveIds(t, selector, now), reason, now);
+    };
+    return tx ? run(tx) : this.prisma.$transaction(run);
+  }
+
+  /** Whether a subject token issued at `issuedAt` for this user or session was revoked after. */
+  async subjectRevoked(issuer: string, subject: string, sid: string | undefined, issuedAt: Date): Promise<boolean> {
+    const hit = await this.prisma.subjectRevocation.findFirst({
+      where: { issuer, notBefore: { gte: issuedAt }, OR: [{ subject }, ...(sid !== undefined ? [{ sid }] : [])] },
+      select: { id: true },
     });
+    return hit !== null;
   }
 }
 

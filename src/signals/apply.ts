@@ -1,5 +1,7 @@
 import type { AuditLog } from '../audit';
-import type { PrismaClient } from '../db/generated/client';
+import type { Clock } from '../core/clock';
+import type { Prisma, PrismaClient } from '../db/generated/client';
+import { SetError } from './errors';
 import type { Revocations, RevocationSelector } from '../leases';
 import { intentsOf, type Intent } from './events';
 import type { VerifiedSet } from './set';
@@ -28,49 +30,60 @@ export class SignalApplier {
     private readonly prisma: PrismaClient,
     private readonly revocations: Revocations,
     private readonly audit: AuditLog,
-    private readonly opts: { riskRevokeLevels: readonly string[] },
+    private readonly opts: { riskRevokeLevels: readonly string[]; clock: Clock; maxAgeSeconds: number },
   ) {}
 
   async apply(set: VerifiedSet): Promise<SignalOutcome> {
-    const { count } = await this.prisma.signalEvent.createMany({ data: [{ issuer: set.iss, jti: set.jti }], skipDuplicates: true });
-    if (count === 0) {
-      await this.audit.append({ type: 'signal.replayed', actor: set.iss, details: { jti: set.jti } });
-      return { replayed: true, applied: [] };
+    // SET ids are remembered for the lease retention; an older SET could be a replay we no longer recognise.
+    if (this.opts.clock.now().getTime() - set.iat.getTime() > this.opts.maxAgeSeconds * 1000) {
+      throw new SetError('invalid_request', `the SET was issued more than ${this.opts.maxAgeSeconds} s ago`);
     }
-    const applied: AppliedIntent[] = [];
-    for (const intent of intentsOf(set)) applied.push(await this.applyOne(intent, set));
-    await this.audit.append({
-      type: 'signal.received',
-      actor: set.iss,
-      subject: subjectOf(intentsOf(set)),
-      details: { jti: set.jti, events: applied.map((a) => ({ ...a })) },
+    const intents = intentsOf(set);
+    // The replay mark and every effect commit together: a SET that failed halfway is applied in full when retried.
+    const outcome = await this.prisma.$transaction(async (tx) => {
+      const { count } = await tx.signalEvent.createMany({ data: [{ issuer: set.iss, jti: set.jti }], skipDuplicates: true });
+      if (count === 0) return { replayed: true, applied: [] as AppliedIntent[] };
+      const applied: AppliedIntent[] = [];
+      for (const intent of intents) applied.push(await this.applyOne(intent, set, tx));
+      return { replayed: false, applied };
     });
-    return { replayed: false, applied };
+    await this.audit.append(
+      outcome.replayed
+        ? { type: 'signal.replayed', actor: set.iss, details: { jti: set.jti } }
+        : { type: 'signal.received', actor: set.iss, subject: subjectOf(intents), details: { jti: set.jti, events: outcome.applied.map((a) => ({ ...a })) } },
+    );
+    return outcome;
   }
 
-  private async applyOne(intent: Intent, set: VerifiedSet): Promise<AppliedIntent> {
+  private async applyOne(intent: Intent, set: VerifiedSet, tx: Prisma.TransactionClient): Promise<AppliedIntent> {
     const base = { kind: intent.kind, eventType: intent.eventType };
-    const revoke = async (selector: RevocationSelector, reason: string) => ({ ...base, revoked: await this.revocations.revoke(selector, reason) });
+    const revoke = async (selectors: RevocationSelector[], reason: string) => {
+      let revoked = 0;
+      for (const selector of selectors) revoked += await this.revocations.revoke(selector, reason, tx);
+      return { ...base, revoked };
+    };
+    // A session id may be the identity provider's even when the transmitter is another issuer: try each it speaks for.
+    const issuers = (first: string) => [...new Set([first, ...set.subjectIssuers])];
     switch (intent.kind) {
       case 'revoke-session':
-        if (intent.sid !== undefined) return revoke({ session: { issuer: intent.issuer, sid: intent.sid } }, `signal ${set.jti}: session revoked`);
-        if (intent.sub !== undefined) return revoke({ user: { issuer: intent.issuer, subject: intent.sub } }, `signal ${set.jti}: sessions revoked`);
+        if (intent.sid !== undefined) return revoke(issuers(intent.issuer).map((issuer) => ({ session: { issuer, sid: intent.sid! } })), `signal ${set.jti}: session revoked`);
+        if (intent.sub !== undefined) return revoke([{ user: { issuer: intent.issuer, subject: intent.sub } }], `signal ${set.jti}: sessions revoked`);
         return { ...base, revoked: 0, note: 'subject by email: Writ keys leases by subject, not email' };
       case 'revoke-user':
-        if (intent.sub !== undefined) return revoke({ user: { issuer: intent.issuer, subject: intent.sub } }, `signal ${set.jti}: account event`);
+        if (intent.sub !== undefined) return revoke([{ user: { issuer: intent.issuer, subject: intent.sub } }], `signal ${set.jti}: account event`);
         return { ...base, revoked: 0, note: 'subject by email: Writ keys leases by subject, not email' };
       case 'risk-level': {
         if (intent.sub === undefined) return { ...base, revoked: 0, note: 'risk level for a subject Writ cannot name' };
         const level = intent.level.toLowerCase();
         // The Writ schema's User has `risk`, not assurance: an assurance level is audited only.
         if (intent.scale === 'assurance') return { ...base, revoked: 0, note: `assurance level ${level} (${intent.namespace ?? 'no namespace'}) audited` };
-        await this.prisma.userRisk.upsert({
-          where: { issuer_subject: { issuer: intent.issuer, subject: intent.sub } },
-          create: { issuer: intent.issuer, subject: intent.sub, level },
-          update: { level },
-        });
-        if (intent.scale === 'risk' && this.opts.riskRevokeLevels.map((l) => l.toLowerCase()).includes(level)) {
-          return revoke({ user: { issuer: intent.issuer, subject: intent.sub } }, `signal ${set.jti}: risk level ${level}`);
+        const key = { issuer: intent.issuer, subject: intent.sub };
+        const known = await tx.userRisk.findUnique({ where: { issuer_subject: key } });
+        // Signals may arrive out of order: a level older than the one recorded does not replace it.
+        if (known && known.updatedAt > set.iat) return { ...base, revoked: 0, note: `older than the recorded level (${known.level}); not applied` };
+        await tx.userRisk.upsert({ where: { issuer_subject: key }, create: { ...key, level, updatedAt: set.iat }, update: { level, updatedAt: set.iat } });
+        if (this.opts.riskRevokeLevels.map((l) => l.toLowerCase()).includes(level)) {
+          return revoke([{ user: { issuer: intent.issuer, subject: intent.sub } }], `signal ${set.jti}: risk level ${level}`);
         }
         return { ...base, revoked: 0, note: `level recorded: ${level}` };
       }

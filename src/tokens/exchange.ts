@@ -63,6 +63,8 @@ export interface TokenExchangeDeps {
   leases: LeaseStore;
   policies: PolicyStore;
   identityProviders: IdentityProviders;
+  /** Whether the user or session was revoked after this subject token was issued (admin or signal revocations). */
+  subjectRevoked?: (issuer: string, subject: string, sid: string | undefined, issuedAt: Date) => Promise<boolean>;
   /** The user's latest reported risk level (Shared Signals), if any: it overrides the subject token's. */
   userRisk?: (issuer: string, subject: string) => Promise<string | undefined>;
   audit: AuditLog;
@@ -170,6 +172,10 @@ export class TokenExchange {
   private async verifySubject(request: TokenExchangeRequest, connector: { spiffeId: string }): Promise<Subject> {
     if (subjectTokenKind(request.subjectTokenType) === 'user') {
       const id = await this.deps.identityProviders.verify(request.subjectToken);
+      const issuedAt = typeof id.claims.iat === 'number' ? new Date(id.claims.iat * 1000) : new Date(0);
+      if (await this.deps.subjectRevoked?.(id.iss, id.sub, id.sid, issuedAt)) {
+        throw new InvalidGrant('subject_token: the user or session was revoked after this token was issued; sign in again');
+      }
       const risk = (await this.deps.userRisk?.(id.iss, id.sub)) ?? id.risk?.toLowerCase() ?? 'unknown';
       return { user: { sub: id.sub, iss: id.iss, groups: id.groups, risk }, ...(id.sid !== undefined && { sid: id.sid }), expiresAt: id.exp };
     }

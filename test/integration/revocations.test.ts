@@ -95,6 +95,13 @@ describe('revocation by any handle (admin)', () => {
     expect(anonymous.status).toBe(401);
   });
 
+  it('refuses a partial lease filter and a kill switch for a prefix or an unknown connector', async () => {
+    expect((await call('/v1/admin/leases?subject=bob')).status).toBe(400);
+    expect((await call(`/v1/admin/leases?jti=${randomUUID()}&connector=spiffe://rv.test/x`)).status).toBe(400);
+    expect((await call(`/v1/admin/connectors/${encodeURIComponent('spiffe://rv.test/agent/')}/disable`, 'POST', {})).status).toBe(400);
+    expect((await call(`/v1/admin/connectors/${encodeURIComponent('spiffe://rv.test/nobody')}/disable`, 'POST', {})).status).toBe(404);
+  });
+
   it('lists leases by filter and status, newest first, by cursor', async () => {
     for (let i = 0; i < 3; i++) await token({ subject: 'dave', connector: 'spiffe://rv.test/agent/dave' });
     const first = await call('/v1/admin/leases?connector=spiffe://rv.test/agent/dave&status=active&limit=2');

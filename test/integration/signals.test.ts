@@ -51,8 +51,8 @@ const deliver = (token: string, contentType = 'application/secevent+jwt') => pos
 const user = (sub: string) => ({ format: 'iss_sub', iss: IDP, sub });
 
 /** A task token for `sub` in session `sid`, through the real exchange. */
-async function taskToken(sub: string, sid: string) {
-  const idToken = await new SignJWT({ sid }).setProtectedHeader({ alg: 'ES256', kid: 'idp-1' }).setIssuer(IDP).setAudience('writ').setSubject(sub).setIssuedAt().setExpirationTime('10m').sign(idpKey);
+async function taskToken(sub: string, sid: string, given?: string) {
+  const idToken = given ?? await new SignJWT({ sid }).setProtectedHeader({ alg: 'ES256', kid: 'idp-1' }).setIssuer(IDP).setAudience('writ').setSubject(sub).setIssuedAt().setExpirationTime('10m').sign(idpKey);
   const form = new URLSearchParams({
     grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
     subject_token: idToken,
@@ -96,12 +96,15 @@ afterAll(async () => {
 
 describe('Shared Signals (RFC 8417 SETs, RFC 8935 push, CAEP)', () => {
   it('CAEP session-revoked ends that session\'s tokens and no other; a replay is acknowledged, not applied twice', async () => {
-    const s1 = await taskToken('alice', 'session-1');
+    const signedIn = await new SignJWT({ sid: 'session-1' }).setProtectedHeader({ alg: 'ES256', kid: 'idp-1' }).setIssuer(IDP).setAudience('writ').setSubject('alice').setIssuedAt(Math.floor(Date.now() / 1000) - 5).setExpirationTime('10m').sign(idpKey);
+    const s1 = await taskToken('alice', 'session-1', signedIn);
     const s2 = await taskToken('alice', 'session-2');
     const token = await set({ [`${CAEP}session-revoked`]: { subject: { format: 'complex', user: user('alice'), session: { format: 'opaque', id: 'session-1' } }, event_timestamp: 1_795_000_000 } });
     expect((await deliver(token)).status).toBe(202);
     expect(await active(s1.json.access_token)).toBe(false);
     expect(await active(s2.json.access_token)).toBe(true);
+    // The session's ID token, still unexpired, buys nothing more.
+    expect((await taskToken('alice', 'session-1', signedIn)).json.error).toBe('invalid_grant');
     expect((await deliver(token)).status).toBe(202);
     expect(await broker.db.prisma.auditEvent.count({ where: { type: 'signal.replayed' } })).toBe(1);
   });
