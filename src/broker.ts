@@ -223,7 +223,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       leases,
       policies,
       identityProviders,
-      subjectRevoked: (issuer, subject, sid, issuedAt) => revocations.subjectRevoked(issuer, subject, sid, issuedAt),
+      subjectRevoked: (issuer, subject, sid, issuedAt, email) => revocations.subjectRevoked(issuer, subject, sid, issuedAt, email),
       // The latest risk level a signal reported for the user, which policy sees as User.risk.
       userRisk: async (issuer, subject) => (await db.prisma.userRisk.findUnique({ where: { issuer_subject: { issuer, subject } } }))?.level,
       audit,

@@ -25,6 +25,7 @@ export interface Lease {
   /** Access tokens: the user's session, the subject token's issuer, what was granted, the parent token. */
   readonly sid?: string | null;
   readonly subjectIssuer?: string | null;
+  readonly subjectEmail?: string | null;
   readonly authorizationDetails?: unknown;
   readonly parentId?: string | null;
 }
@@ -68,6 +69,7 @@ export class PrismaLeaseStore implements LeaseStore {
         entryId: lease.entryId ?? null,
         sid: lease.sid ?? null,
         subjectIssuer: lease.subjectIssuer ?? null,
+        subjectEmail: lease.subjectEmail ?? null,
         ...(lease.authorizationDetails !== undefined && { authorizationDetails: lease.authorizationDetails as object }),
         parentId: lease.parentId ?? null,
       },

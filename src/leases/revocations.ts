@@ -15,6 +15,7 @@ export const revocationSelectorSchema = z.union([
   z.strictObject({ user: z.strictObject({ issuer: z.string().min(1).max(2048), subject: z.string().min(1).max(1024) }) }),
   z.strictObject({ session: z.strictObject({ issuer: z.string().min(1).max(2048), sid: z.string().min(1).max(1024) }) }),
   z.strictObject({ connector: z.string().startsWith('spiffe://').max(2048) }),
+  z.strictObject({ email: z.strictObject({ issuer: z.string().min(1).max(2048), email: z.string().min(3).max(320) }) }),
   z.strictObject({ audience: z.string().min(1).max(2048) }),
   z.strictObject({
     user: z.strictObject({ issuer: z.string().min(1).max(2048), subject: z.string().min(1).max(1024) }),
@@ -29,6 +30,7 @@ export function leaseFilter(selector: RevocationSelector): Prisma.LeaseWhereInpu
   if ('jti' in selector) return { id: selector.jti };
   if ('task_id' in selector) return { taskId: selector.task_id };
   if ('session' in selector) return { subjectIssuer: selector.session.issuer, sid: selector.session.sid };
+  if ('email' in selector) return { subjectIssuer: selector.email.issuer, subjectEmail: selector.email.email };
   if ('audience' in selector) return { audience: { has: selector.audience } };
   if ('user' in selector && 'connector' in selector) return { subject: selector.user.subject, subjectIssuer: selector.user.issuer, ...connector(selector.connector) };
   if ('user' in selector) return { subject: selector.user.subject, subjectIssuer: selector.user.issuer };
@@ -134,15 +136,18 @@ export class Revocations {
       if ('session' in selector) {
         await t.subjectRevocation.create({ data: { id: randomUUID(), issuer: selector.session.issuer, sid: selector.session.sid, notBefore: now, reason } });
       }
+      if ('email' in selector) {
+        await t.subjectRevocation.create({ data: { id: randomUUID(), issuer: selector.email.issuer, email: selector.email.email, notBefore: now, reason } });
+      }
       return revokeIds(t, await this.liveIds(t, selector, now), reason, now);
     };
     return tx ? run(tx) : this.prisma.$transaction(run);
   }
 
   /** Whether a subject token issued at `issuedAt` for this user or session was revoked after. */
-  async subjectRevoked(issuer: string, subject: string, sid: string | undefined, issuedAt: Date): Promise<boolean> {
+  async subjectRevoked(issuer: string, subject: string, sid: string | undefined, issuedAt: Date, email?: string): Promise<boolean> {
     const hit = await this.prisma.subjectRevocation.findFirst({
-      where: { issuer, notBefore: { gte: issuedAt }, OR: [{ subject }, ...(sid !== undefined ? [{ sid }] : [])] },
+      where: { issuer, notBefore: { gte: issuedAt }, OR: [{ subject }, ...(sid !== undefined ? [{ sid }] : []), ...(email !== undefined ? [{ email }] : [])] },
       select: { id: true },
     });
     return hit !== null;

@@ -68,10 +68,10 @@ export class SignalApplier {
       case 'revoke-session':
         if (intent.sid !== undefined) return revoke(issuers(intent.issuer).map((issuer) => ({ session: { issuer, sid: intent.sid! } })), `signal ${set.jti}: session revoked`);
         if (intent.sub !== undefined) return revoke([{ user: { issuer: intent.issuer, subject: intent.sub } }], `signal ${set.jti}: sessions revoked`);
-        return { ...base, revoked: 0, note: 'subject by email: Writ keys leases by subject, not email' };
+        return revoke(issuers(intent.issuer).map((issuer) => ({ email: { issuer, email: intent.email! } })), `signal ${set.jti}: sessions revoked`);
       case 'revoke-user':
         if (intent.sub !== undefined) return revoke([{ user: { issuer: intent.issuer, subject: intent.sub } }], `signal ${set.jti}: account event`);
-        return { ...base, revoked: 0, note: 'subject by email: Writ keys leases by subject, not email' };
+        return revoke(issuers(intent.issuer).map((issuer) => ({ email: { issuer, email: intent.email } })), `signal ${set.jti}: account event`);
       case 'risk-level': {
         if (intent.sub === undefined) return { ...base, revoked: 0, note: 'risk level for a subject Writ cannot name' };
         const level = intent.level.toLowerCase();

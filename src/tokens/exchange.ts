@@ -64,7 +64,7 @@ export interface TokenExchangeDeps {
   policies: PolicyStore;
   identityProviders: IdentityProviders;
   /** Whether the user or session was revoked after this subject token was issued (admin or signal revocations). */
-  subjectRevoked?: (issuer: string, subject: string, sid: string | undefined, issuedAt: Date) => Promise<boolean>;
+  subjectRevoked?: (issuer: string, subject: string, sid: string | undefined, issuedAt: Date, email?: string) => Promise<boolean>;
   /** The user's latest reported risk level (Shared Signals), if any: it overrides the subject token's. */
   userRisk?: (issuer: string, subject: string) => Promise<string | undefined>;
   audit: AuditLog;
@@ -86,6 +86,8 @@ interface TokenExchangeRequest {
 interface Subject {
   user: PolicyUser;
   sid?: string;
+  /** The user's email from the subject token, recorded so that signals naming users by email reach their leases. */
+  email?: string;
   expiresAt: Date;
   /** Chained: the parent token. */
   parent?: { jti: string; act: Act; authorizationDetails: McpToolDetail[]; taskId: string; expiresAt: Date };
@@ -173,11 +175,12 @@ export class TokenExchange {
     if (subjectTokenKind(request.subjectTokenType) === 'user') {
       const id = await this.deps.identityProviders.verify(request.subjectToken);
       const issuedAt = typeof id.claims.iat === 'number' ? new Date(id.claims.iat * 1000) : new Date(0);
-      if (await this.deps.subjectRevoked?.(id.iss, id.sub, id.sid, issuedAt)) {
+      const email = typeof id.claims.email === 'string' ? id.claims.email : undefined;
+      if (await this.deps.subjectRevoked?.(id.iss, id.sub, id.sid, issuedAt, email)) {
         throw new InvalidGrant('subject_token: the user or session was revoked after this token was issued; sign in again');
       }
       const risk = (await this.deps.userRisk?.(id.iss, id.sub)) ?? id.risk?.toLowerCase() ?? 'unknown';
-      return { user: { sub: id.sub, iss: id.iss, groups: id.groups, risk }, ...(id.sid !== undefined && { sid: id.sid }), expiresAt: id.exp };
+      return { user: { sub: id.sub, iss: id.iss, groups: id.groups, risk }, ...(id.sid !== undefined && { sid: id.sid }), ...(email !== undefined && { email }), expiresAt: id.exp };
     }
     const bundle = await this.deps.bundle.current();
     const claims = await verifyAccessToken(request.subjectToken, bundle.jwtAuthorities, { issuer: this.deps.issuer, clock: this.deps.clock });
@@ -313,6 +316,7 @@ export class TokenExchange {
         spiffeId: ctx.connector,
         subject: ctx.subject.user.sub,
         subjectIssuer: ctx.subject.user.iss,
+        subjectEmail: ctx.subject.email ?? null,
         sid: ctx.subject.sid ?? null,
         taskId: ctx.task.id,
         audience: [ctx.resource.uri],

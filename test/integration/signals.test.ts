@@ -109,6 +109,16 @@ describe('Shared Signals (RFC 8417 SETs, RFC 8935 push, CAEP)', () => {
     expect(await broker.db.prisma.auditEvent.count({ where: { type: 'signal.replayed' } })).toBe(1);
   });
 
+  it('reaches a user named only by email (the subject token\'s email claim is kept with the lease)', async () => {
+    const idToken = await new SignJWT({ sid: 'm-1', email: 'mallory@example.test' }).setProtectedHeader({ alg: 'ES256', kid: 'idp-1' }).setIssuer(IDP).setAudience('writ').setSubject('mallory').setIssuedAt(Math.floor(Date.now() / 1000) - 5).setExpirationTime('10m').sign(idpKey);
+    const t = await taskToken('mallory', 'm-1', idToken);
+    expect(await active(t.json.access_token)).toBe(true);
+    const res = await deliver(await set({ 'https://schemas.openid.net/secevent/risc/event-type/account-disabled': { subject: { format: 'email', email: 'mallory@example.test' } } }));
+    expect(res.status).toBe(202);
+    expect(await active(t.json.access_token)).toBe(false);
+    expect((await taskToken('mallory', 'm-1', idToken)).json.error).toBe('invalid_grant');
+  });
+
   it('CAEP credential-change ends everything the user holds', async () => {
     const t = await taskToken('bob', 'b-1');
     expect((await deliver(await set({ [`${CAEP}credential-change`]: { subject: user('bob'), credential_type: 'password', change_type: 'update' } }))).status).toBe(202);

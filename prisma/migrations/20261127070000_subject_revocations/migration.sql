@@ -4,6 +4,7 @@ CREATE TABLE "subject_revocation" (
     "issuer" TEXT NOT NULL,
     "subject" TEXT,
     "sid" TEXT,
+    "email" TEXT,
     "not_before" TIMESTAMPTZ(3) NOT NULL,
     "reason" TEXT NOT NULL,
 
@@ -15,3 +16,9 @@ CREATE INDEX "subject_revocation_issuer_subject_idx" ON "subject_revocation"("is
 
 -- CreateIndex
 CREATE INDEX "subject_revocation_issuer_sid_idx" ON "subject_revocation"("issuer", "sid");
+
+-- AlterTable
+ALTER TABLE "lease" ADD COLUMN "subject_email" TEXT;
+
+-- CreateIndex
+CREATE INDEX "lease_subject_issuer_subject_email_idx" ON "lease"("subject_issuer", "subject_email");
