@@ -302,6 +302,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
     const tick = async () => {
       if (clock.now().getTime() - lastSweep >= SWEEP_INTERVAL_MS) {
         lastSweep = clock.now().getTime();
+        watch.prune();
         const deleted = await janitor.sweep();
         if (deleted) logger.info({ deleted }, 'expired leases cleaned up');
       }

@@ -158,7 +158,8 @@ export class Revocations {
 export async function revokeIds(tx: Prisma.TransactionClient, ids: readonly string[], reason: string, now: Date): Promise<number> {
   if (ids.length === 0) return 0;
   const { count } = await tx.lease.updateMany({ where: { id: { in: [...ids] }, revokedAt: null }, data: { revokedAt: now, revocationReason: reason } });
-  const serials = (await tx.lease.findMany({ where: { id: { in: [...ids] }, serial: { not: null } }, select: { serial: true } })).map((l) => l.serial!);
-  await announceRevoked(tx, { jtis: ids, serials });
+  const rows = await tx.lease.findMany({ where: { id: { in: [...ids] } }, select: { serial: true, expiresAt: true } });
+  const serials = rows.flatMap((l) => (l.serial ? [l.serial] : []));
+  await announceRevoked(tx, { jtis: ids, serials, until: Math.max(0, ...rows.map((l) => l.expiresAt.getTime())) });
   return count;
 }

@@ -8,10 +8,12 @@ export const REVOCATION_CHANNEL = 'writ_revocations';
 /** NOTIFY payloads must stay under 8000 bytes; larger revocations ask listeners to reload. */
 const MAX_PAYLOAD = 7000;
 
-/** What a revocation revoked: lease ids (token jtis) and X.509-SVID serials. */
+/** What a revocation revoked: lease ids (token jtis) and X.509-SVID serials, and when the latest of them expires. */
 export interface Revoked {
   readonly jtis: readonly string[];
   readonly serials: readonly string[];
+  /** Epoch ms after which none of them matters any more (the view forgets them then). */
+  readonly until?: number;
 }
 
 /**
@@ -30,11 +32,13 @@ export interface RevocationWatch {
   isRevoked(id: { jti?: string; serial?: string }): boolean;
   /** False while the view may miss revocations (listener lost, reload pending). */
   readonly current: boolean;
+  /** Forgets revocations of leases that have expired anyway. */
+  prune(): void;
   close(): Promise<void>;
 }
 
 /** No view (the embedded database serves one process): callers rely on the database alone. */
-export const noRevocationWatch: RevocationWatch = { isRevoked: () => false, current: false, close: async () => undefined };
+export const noRevocationWatch: RevocationWatch = { isRevoked: () => false, current: false, prune: () => undefined, close: async () => undefined };
 
 /**
  * LISTENs for revocations on a dedicated connection. After losing that connection it
@@ -42,8 +46,11 @@ export const noRevocationWatch: RevocationWatch = { isRevoked: () => false, curr
  * itself current again, so a dropped notification never leaves a revoked token unknown.
  */
 export class PgRevocationWatch implements RevocationWatch {
-  #jtis = new Set<string>();
-  #serials = new Set<string>();
+  /** Revoked ids, each with the time after which it no longer matters (its lease's expiry). */
+  #jtis = new Map<string, number>();
+  #serials = new Map<string, number>();
+  /** Announcements heard while a reload runs: merged after it, so none is lost. */
+  #pending: Revoked[] | undefined;
   #current = false;
   #closed = false;
   #client: Client | undefined;
@@ -67,6 +74,12 @@ export class PgRevocationWatch implements RevocationWatch {
 
   isRevoked(id: { jti?: string; serial?: string }): boolean {
     return (id.jti !== undefined && this.#jtis.has(id.jti)) || (id.serial !== undefined && this.#serials.has(id.serial));
+  }
+
+  /** Forgets revocations of leases that have expired anyway (expiry alone now refuses them). */
+  prune(): void {
+    const now = this.opts.clock.now().getTime();
+    for (const map of [this.#jtis, this.#serials]) for (const [id, until] of map) if (until <= now) map.delete(id);
   }
 
   async close(): Promise<void> {
@@ -102,24 +115,49 @@ export class PgRevocationWatch implements RevocationWatch {
   }
 
   async #reload(): Promise<void> {
-    const rows = await this.prisma.lease.findMany({ where: { revokedAt: { not: null }, expiresAt: { gt: this.opts.clock.now() } }, select: { id: true, serial: true } });
-    this.#jtis = new Set(rows.map((r) => r.id));
-    this.#serials = new Set(rows.flatMap((r) => (r.serial ? [r.serial] : [])));
+    this.#pending = [];
+    try {
+      const rows = await this.prisma.lease.findMany({
+        where: { revokedAt: { not: null }, expiresAt: { gt: this.opts.clock.now() } },
+        select: { id: true, serial: true, expiresAt: true },
+      });
+      this.#jtis = new Map(rows.map((r) => [r.id, r.expiresAt.getTime()]));
+      this.#serials = new Map(rows.flatMap((r) => (r.serial ? [[r.serial, r.expiresAt.getTime()] as const] : [])));
+      for (const revoked of this.#pending) this.#add(revoked);
+    } finally {
+      this.#pending = undefined;
+    }
+    this.prune();
+  }
+
+  /** Reloads, retrying until it succeeds; not current meanwhile. */
+  #reloadUntilDone(): void {
+    this.#current = false;
+    this.#reload().then(
+      () => (this.#current = true),
+      () => {
+        if (this.#closed) return;
+        this.#retry = setTimeout(() => this.#reloadUntilDone(), this.opts.retryMs ?? 1000);
+        this.#retry.unref();
+      },
+    );
+  }
+
+  #add(revoked: Partial<Revoked>): void {
+    const until = revoked.until ?? Number.MAX_SAFE_INTEGER;
+    for (const jti of revoked.jtis ?? []) this.#jtis.set(jti, until);
+    for (const serial of revoked.serials ?? []) this.#serials.set(serial, until);
   }
 
   #apply(payload: string | undefined): void {
+    let revoked: Partial<Revoked> & { reload?: boolean };
     try {
-      const revoked = JSON.parse(payload ?? '{}') as Partial<Revoked> & { reload?: boolean };
-      if (revoked.reload) {
-        this.#current = false;
-        void this.#reload().then(() => (this.#current = true), () => undefined);
-        return;
-      }
-      for (const jti of revoked.jtis ?? []) this.#jtis.add(jti);
-      for (const serial of revoked.serials ?? []) this.#serials.add(serial);
+      revoked = JSON.parse(payload ?? '{}') as Partial<Revoked> & { reload?: boolean };
     } catch {
-      this.#current = false; // a payload we cannot read: reload rather than guess
-      void this.#reload().then(() => (this.#current = true), () => undefined);
+      revoked = { reload: true }; // a payload we cannot read: reload rather than guess
     }
+    if (revoked.reload) return this.#reloadUntilDone();
+    this.#pending?.push(revoked as Revoked);
+    this.#add(revoked);
   }
 }

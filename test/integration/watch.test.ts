@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
 import pino from 'pino';
 import { startBroker, type Broker } from '../../src/broker';
-import { systemClock } from '../../src/core/clock';
+import { ManualClock, systemClock } from '../../src/core/clock';
 import { PgRevocationWatch, Revocations } from '../../src/leases';
 import { createTestStore, usingPostgres, type TestStore } from '../support/database';
 import { testConfig } from '../support/config';
@@ -68,6 +68,21 @@ describePg('revocations reach every replica at once (PostgreSQL LISTEN/NOTIFY)',
     const after = await lease();
     await revocations.revoke({ jti: after }, 'test');
     expect(await within(1000, () => watch.isRevoked({ jti: after }))).toBe(true);
+  });
+
+  it('forgets a revocation once its lease has expired anyway', async () => {
+    const clock = new ManualClock(Date.now());
+    const view = await PgRevocationWatch.start(store.databaseUrl!, broker.db.prisma, { clock, logger });
+    try {
+      const id = await lease();
+      await revocations.revoke({ jti: id }, 'test');
+      expect(await within(1000, () => view.isRevoked({ jti: id }))).toBe(true);
+      clock.advance(601);
+      view.prune();
+      expect(view.isRevoked({ jti: id })).toBe(false);
+    } finally {
+      await view.close();
+    }
   });
 
   it('the broker recovers its own listener by itself, without a restart', async () => {
