@@ -211,7 +211,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
     const issuer = new SvidIssuer({ authority: rotator, entries, leases, audit, attestors: [new JoinTokenAttestor(joinTokens), ...attestors], limits, clock, random });
     const auth = { admin, entries, leases, clock, trustDomain: config.trustDomain };
     const resources = new ResourceStore(db.prisma);
-    const revocations = new Revocations(db.prisma, clock);
+    const revocations = new Revocations(db.prisma, clock, (tx, event) => audit.appendIn(tx, event));
     const tasks = new TaskStore(db.prisma, { clock, random });
     const exchange = new TokenExchange({
       issuer: config.issuer,
@@ -232,7 +232,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       limits: { defaultTtl: config.accessTokenTtl, maxTtl: config.accessTokenMaxTtl, maxChainDepth: config.maxChainDepth },
     });
     const app = createApiApp({
-      errorHandlers: [oauthErrorHandler(audit), signalsErrorHandler()],
+      errorHandlers: [oauthErrorHandler(audit), signalsErrorHandler(audit)],
       routers: [
         oauthRouter({ issuer: config.issuer, exchange, leases, resources, admin, audit, bundle, clock, trustDomain: config.trustDomain }),
         bundleRouter(bundle),

@@ -177,9 +177,8 @@ export function adminRouter(deps: AdminDeps): Router {
     const { reason, dry_run: dryRun, ...rest } = parseWith(revocationRequest, req.body);
     const selector = parseWith(revocationSelectorSchema, rest);
     if (dryRun) return res.json({ dry_run: true, ...(await deps.revocations.dryRun(selector)) });
-    const revoked = await deps.revocations.revoke(selector, reason);
-    await deps.audit.append({ type: 'revocation', actor: actor(req), details: { selector, reason, revoked } });
-    return res.json({ revoked });
+    // The revocation and its audit row commit together, before the answer.
+    return res.json({ revoked: await deps.revocations.revoke(selector, reason, undefined, actor(req)) });
   });
 
   router.get('/v1/admin/leases', async (req, res) => {
@@ -214,8 +213,7 @@ export function adminRouter(deps: AdminDeps): Router {
     if (!spiffeId.startsWith('spiffe://') || spiffeId.endsWith('/')) throw new InvalidRequest('the path names one connector by its percent-encoded SPIFFE ID');
     if ((await deps.entries.bySpiffeId(spiffeId)).length === 0) throw new EntryError(404, 'entry-not-found', `no registration entry for ${spiffeId}`);
     const { reason } = parseWith(z.strictObject({ reason: z.string().min(1).max(512).default('connector disabled') }), req.body);
-    const result = await deps.revocations.disableConnector(spiffeId, reason);
-    await deps.audit.append({ type: 'connector.disabled', actor: actor(req), details: { spiffeId, reason, ...result } });
+    const result = await deps.revocations.disableConnector(spiffeId, reason, actor(req));
     res.json({ spiffe_id: spiffeId, entries_disabled: result.entries, leases_revoked: result.leases });
   });
 

@@ -1,4 +1,5 @@
 import express, { Router, type ErrorRequestHandler } from 'express';
+import type { AuditLog } from '../audit';
 import type { SetReceiver, SignalApplier } from '../signals';
 import { isSetError } from '../signals';
 
@@ -21,11 +22,14 @@ export function signalsRouter(deps: SignalRouteDeps): Router {
   return router;
 }
 
-/** RFC 8935 §2.4 error bodies for the signals endpoint. */
-export function signalsErrorHandler(): ErrorRequestHandler {
-  return (err, req, res, next) => {
+/** RFC 8935 §2.4 error bodies for the signals endpoint; every refused SET is audited. */
+export function signalsErrorHandler(audit: AuditLog): ErrorRequestHandler {
+  return async (err, req, res, next) => {
     if (req.path !== '/v1/signals' || res.headersSent) return next(err);
-    if (isSetError(err)) return res.status(400).json(err.toJSON());
+    if (isSetError(err)) {
+      await audit.append({ type: 'signal.refused', details: { err: err.err, description: err.description } }).catch(() => undefined);
+      return res.status(400).json(err.toJSON());
+    }
     // A body some other parser refused (a JSON content type, too large): not a SET.
     if (typeof err?.type === 'string' && typeof err?.status === 'number' && err.status < 500) {
       return res.status(400).json({ err: 'invalid_request', description: 'the body must be a SET, sent as application/secevent+jwt' });

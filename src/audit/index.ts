@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Clock } from '../core/clock';
 import { canonicalJson } from '../core/canonical-json';
-import type { PrismaClient } from '../db/generated/client';
+import type { Prisma, PrismaClient } from '../db/generated/client';
 
 /** An event for the audit trail: what happened, for whom, and who did it. */
 export interface AuditEventInput {
@@ -39,18 +39,24 @@ export class AuditLog {
 
   /** Appends an event, chained to the last one; appends from all replicas are serialized. */
   async append(event: AuditEventInput): Promise<AuditRecord> {
+    return this.prisma.$transaction((tx) => this.appendIn(tx, event));
+  }
+
+  /**
+   * Appends inside the caller's transaction, so that the event commits with the change it
+   * records (a revocation is never durable without its audit row, nor the row without it).
+   */
+  async appendIn(tx: Prisma.TransactionClient, event: AuditEventInput): Promise<AuditRecord> {
     const at = this.clock.now();
-    return this.prisma.$transaction(async (tx) => {
-      await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${AUDIT_LOCK_KEY})`);
-      const last = await tx.auditEvent.findFirst({ orderBy: { seq: 'desc' }, select: { hash: true } });
-      const prevHash = last?.hash ?? GENESIS_HASH;
-      const details = event.details ?? {};
-      const hash = auditHash(prevHash, { ...event, at, details });
-      const row = await tx.auditEvent.create({
-        data: { at, type: event.type, subject: event.subject ?? null, actor: event.actor ?? null, details: details as object, prevHash, hash },
-      });
-      return { ...event, seq: Number(row.seq), at, prevHash, hash };
+    await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${AUDIT_LOCK_KEY})`);
+    const last = await tx.auditEvent.findFirst({ orderBy: { seq: 'desc' }, select: { hash: true } });
+    const prevHash = last?.hash ?? GENESIS_HASH;
+    const details = event.details ?? {};
+    const hash = auditHash(prevHash, { ...event, at, details });
+    const row = await tx.auditEvent.create({
+      data: { at, type: event.type, subject: event.subject ?? null, actor: event.actor ?? null, details: details as object, prevHash, hash },
     });
+    return { ...event, seq: Number(row.seq), at, prevHash, hash };
   }
 
   /** Recomputes the chain; returns the seq of the first event that does not verify, or undefined. */

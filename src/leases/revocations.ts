@@ -51,10 +51,15 @@ const MAX_CHAIN = 16;
 const SAMPLE = 50;
 
 /** Revokes leases by selector, chained descendants included, in one transaction. */
+/** Writes an audit event inside a transaction (AuditLog.appendIn). */
+export type AuditIn = (tx: Prisma.TransactionClient, event: { type: string; actor?: string; subject?: string; details?: Record<string, unknown> }) => Promise<unknown>;
+
 export class Revocations {
   constructor(
     private readonly prisma: PrismaClient,
     private readonly clock: Clock,
+    /** When given, revocations made for an actor are audited in their own transaction. */
+    private readonly audit?: AuditIn,
   ) {}
 
   /** Live leases the selector names, and every live token exchanged from them (chained). */
@@ -114,18 +119,20 @@ export class Revocations {
    * The kill switch: disables every entry of the connector and revokes all its live
    * leases (its X.509-SVIDs, so mTLS routes refuse them at once, and its tokens) in one transaction.
    */
-  async disableConnector(spiffeId: string, reason: string): Promise<{ entries: number; leases: number }> {
+  async disableConnector(spiffeId: string, reason: string, actor?: string): Promise<{ entries: number; leases: number }> {
     if (spiffeId.endsWith('/')) throw new Error('the kill switch names one connector, not a prefix');
     const now = this.clock.now();
     return this.prisma.$transaction(async (tx) => {
       const entries = await tx.registrationEntry.updateMany({ where: { spiffeId }, data: { enabled: false } });
       const ids = await this.liveIds(tx, { connector: spiffeId }, now);
-      return { entries: entries.count, leases: await revokeIds(tx, ids, reason, now) };
+      const result = { entries: entries.count, leases: await revokeIds(tx, ids, reason, now) };
+      if (actor !== undefined && this.audit) await this.audit(tx, { type: 'connector.disabled', actor, details: { spiffeId, reason, ...result } });
+      return result;
     });
   }
 
   /** Revokes every matching live lease (chained tokens too) durably; returns how many. */
-  async revoke(selector: RevocationSelector, reason: string, tx?: Prisma.TransactionClient): Promise<number> {
+  async revoke(selector: RevocationSelector, reason: string, tx?: Prisma.TransactionClient, actor?: string): Promise<number> {
     const now = this.clock.now();
     const run = async (t: Prisma.TransactionClient) => {
       // A user or a session is revoked from now on, not only the tokens it holds: subject tokens issued
@@ -139,7 +146,9 @@ export class Revocations {
       if ('email' in selector) {
         await t.subjectRevocation.create({ data: { id: randomUUID(), issuer: selector.email.issuer, email: selector.email.email, notBefore: now, reason } });
       }
-      return revokeIds(t, await this.liveIds(t, selector, now), reason, now);
+      const revoked = await revokeIds(t, await this.liveIds(t, selector, now), reason, now);
+      if (actor !== undefined && this.audit) await this.audit(t, { type: 'revocation', actor, details: { selector, reason, revoked } });
+      return revoked;
     };
     return tx ? run(tx) : this.prisma.$transaction(run);
   }

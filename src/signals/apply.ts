@@ -42,16 +42,16 @@ export class SignalApplier {
     // The replay mark and every effect commit together: a SET that failed halfway is applied in full when retried.
     const outcome = await this.prisma.$transaction(async (tx) => {
       const { count } = await tx.signalEvent.createMany({ data: [{ issuer: set.iss, jti: set.jti }], skipDuplicates: true });
-      if (count === 0) return { replayed: true, applied: [] as AppliedIntent[] };
+      if (count === 0) {
+        await this.audit.appendIn(tx, { type: 'signal.replayed', actor: set.iss, details: { jti: set.jti } });
+        return { replayed: true, applied: [] as AppliedIntent[] };
+      }
       const applied: AppliedIntent[] = [];
       for (const intent of intents) applied.push(await this.applyOne(intent, set, tx));
+      // The effects and their audit row commit together.
+      await this.audit.appendIn(tx, { type: 'signal.received', actor: set.iss, subject: subjectOf(intents), details: { jti: set.jti, events: applied.map((a) => ({ ...a })) } });
       return { replayed: false, applied };
     });
-    await this.audit.append(
-      outcome.replayed
-        ? { type: 'signal.replayed', actor: set.iss, details: { jti: set.jti } }
-        : { type: 'signal.received', actor: set.iss, subject: subjectOf(intents), details: { jti: set.jti, events: outcome.applied.map((a) => ({ ...a })) } },
-    );
     return outcome;
   }
 

@@ -179,5 +179,7 @@ describe('Shared Signals (RFC 8417 SETs, RFC 8935 push, CAEP)', () => {
     expect(codes).toContain(res.json.err);
     expect(res.json.description).toEqual(expect.any(String));
     expect(await active(t.json.access_token)).toBe(true);
+    const row = await broker.db.prisma.auditEvent.findFirst({ where: { type: 'signal.refused' }, orderBy: { seq: 'desc' } });
+    expect(codes).toContain((row!.details as { err: string }).err);
   });
 });
