@@ -32,7 +32,9 @@ export function signalsErrorHandler(audit: AuditLog): ErrorRequestHandler {
     }
     // A body some other parser refused (a JSON content type, too large): not a SET.
     if (typeof err?.type === 'string' && typeof err?.status === 'number' && err.status < 500) {
-      return res.status(400).json({ err: 'invalid_request', description: 'the body must be a SET, sent as application/secevent+jwt' });
+      const body = { err: 'invalid_request', description: 'the body must be a SET, sent as application/secevent+jwt' };
+      await audit.append({ type: 'signal.refused', details: body }).catch(() => undefined);
+      return res.status(400).json(body);
     }
     return next(err);
   };
