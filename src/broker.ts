@@ -23,6 +23,7 @@ import {
 } from './ca';
 import { ConfigError, redactDatabaseUrl, type Config } from './config';
 import { systemClock, systemRandom, type Clock, type Random } from './core';
+import { ReadCache, type Freshness } from './db/read-cache';
 import { openDatabase, type Database, type Readiness } from './db';
 import { LeaseJanitor, noRevocationWatch, PgRevocationWatch, PrismaLeaseStore, Revocations, svidDenylist, TaskStore, type RevocationWatch } from './leases';
 import { PolicyInvalid, PolicyStore } from './policy';
@@ -184,11 +185,22 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       },
     });
 
-    const policies = new PolicyStore(db.prisma);
-    if (config.policyFile) await seedPolicies(policies, config.policyFile, audit);
-    // Replicas share PostgreSQL: each keeps a view of revocations that every other one announces.
+    // Replicas share PostgreSQL: each keeps a view of revocations that every other one announces,
+    // and caches what the hot paths read until any replica announces a change to it.
     if (config.databaseUrl) watch = await PgRevocationWatch.start(config.databaseUrl, db.prisma, { clock, logger });
-    const leases = new PrismaLeaseStore(db.prisma, watch);
+    // Cached reads are trusted only while the database is open and the listener current: otherwise every read asks the database (and fails closed).
+    const freshness: Freshness = {
+      get current() {
+        return db.open && watch.current;
+      },
+      get generation() {
+        return watch.generation;
+      },
+      touch: () => watch.touch(),
+    };
+    const policies = new PolicyStore(db.prisma, freshness);
+    if (config.policyFile) await seedPolicies(policies, config.policyFile, audit);
+    const leases = new PrismaLeaseStore(db.prisma, watch, audit, freshness);
     const serverSvid = new ServerSvid(rotator, {
       trustDomain: config.trustDomain,
       dnsNames: config.serverDnsNames,
@@ -196,8 +208,10 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       ttl: Math.min(SERVER_SVID_MAX_TTL, config.x509SvidMaxTtl),
       clock,
       onIssued: async (svid) => {
-        await leases.record({ id: random.uuid(), kind: 'x509-svid', spiffeId: svid.spiffeId, issuedAt: svid.notBefore, expiresAt: svid.notAfter });
-        await audit.append({ type: 'svid.issued', actor: 'writ', details: { spiffeId: svid.spiffeId, serial: svid.serialNumber, notAfter: svid.notAfter.toISOString() } });
+        await leases.record(
+          { id: random.uuid(), kind: 'x509-svid', spiffeId: svid.spiffeId, issuedAt: svid.notBefore, expiresAt: svid.notAfter },
+          { audit: { type: 'svid.issued', actor: 'writ', details: { spiffeId: svid.spiffeId, serial: svid.serialNumber, notAfter: svid.notAfter.toISOString() } } },
+        );
       },
     });
     // Client certificates are checked against the bundle's X.509 authorities, refreshed at each renewal.
@@ -205,13 +219,14 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
 
     let shuttingDown = false;
     const metrics = new HttpMetrics();
-    const entries = new EntryStore(db.prisma);
+    const entries = new EntryStore(db.prisma, freshness);
     const joinTokens = new JoinTokens(db.prisma, { clock, random });
     const limits = { trustDomain: config.trustDomain, x509SvidMaxTtl: config.x509SvidMaxTtl, jwtSvidMaxTtl: config.jwtSvidMaxTtl };
     const issuer = new SvidIssuer({ authority: rotator, entries, leases, audit, attestors: [new JoinTokenAttestor(joinTokens), ...attestors], limits, clock, random });
     const auth = { admin, entries, leases, clock, trustDomain: config.trustDomain };
-    const resources = new ResourceStore(db.prisma);
-    const revocations = new Revocations(db.prisma, clock, (tx, event) => audit.appendIn(tx, event));
+    const resources = new ResourceStore(db.prisma, freshness);
+    const revocations = new Revocations(db.prisma, clock, (tx, event) => audit.appendIn(tx, event), freshness);
+    const risks = new ReadCache<string | undefined>(freshness);
     const tasks = new TaskStore(db.prisma, { clock, random });
     const exchange = new TokenExchange({
       issuer: config.issuer,
@@ -225,7 +240,8 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       identityProviders,
       subjectRevoked: (issuer, subject, sid, issuedAt, email) => revocations.subjectRevoked(issuer, subject, sid, issuedAt, email),
       // The latest risk level a signal reported for the user, which policy sees as User.risk.
-      userRisk: async (issuer, subject) => (await db.prisma.userRisk.findUnique({ where: { issuer_subject: { issuer, subject } } }))?.level,
+      userRisk: (issuer, subject) =>
+        risks.get(JSON.stringify([issuer, subject]), async () => (await db.prisma.userRisk.findUnique({ where: { issuer_subject: { issuer, subject } } }))?.level),
       audit,
       clock,
       random,
@@ -238,7 +254,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
         bundleRouter(bundle),
         svidRouter({ ...auth, issuer, bundle, denylist: () => svidDenylist(db.prisma, rotator, { issuer: config.issuer, clock }) }),
         tasksRouter({ ...auth, tasks, audit }),
-        signalsRouter({ receiver: signalReceiver, applier: new SignalApplier(db.prisma, revocations, audit, { riskRevokeLevels: config.riskRevokeLevels, clock, maxAgeSeconds: config.leaseRetention }) }),
+        signalsRouter({ receiver: signalReceiver, applier: new SignalApplier(db.prisma, revocations, audit, { riskRevokeLevels: config.riskRevokeLevels, clock, maxAgeSeconds: config.leaseRetention, freshness }) }),
         auditRouter({ ...auth, auditReader: new AuditReader(db.prisma) }),
         adminRouter({ ...auth, joinTokens, audit, limits, resources, policies, revocations, rotateCa: (overlap) => rotateCa(overlap) }),
       ],

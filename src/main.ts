@@ -1,6 +1,8 @@
 #!/usr/bin/env node
+import cluster from 'node:cluster';
 import { startBroker, type Broker } from './broker';
-import { loadConfig } from './config';
+import { notifyListening, superviseWorkers, workerLogger } from './cluster';
+import { loadConfig, type Config } from './config';
 import { DomainError } from './core/errors';
 
 /** One line, naming the setting when there is one; never a stack trace. */
@@ -9,12 +11,18 @@ function describe(err: unknown): string {
   return text.replace(/\s*\n\s*/g, ' ');
 }
 
-async function main(): Promise<void> {
+/**
+ * Runs the broker in this process until SIGTERM or SIGINT. `worker` is the cluster worker
+ * id when this process is one of WRIT_WORKERS: it then tells the primary once it listens.
+ */
+async function runBroker(config: Config, worker: number | undefined): Promise<void> {
   let broker: Broker | undefined;
   let stopSignal: string | undefined;
+  let stopping = false;
   const stop = (signal: string) => {
     stopSignal = signal;
-    if (!broker) return; // still starting: shut down as soon as it is up
+    if (!broker || stopping) return; // still starting: shut down as soon as it is up
+    stopping = true;
     process.stderr.write(`writ: ${signal} received, shutting down\n`);
     broker.shutdown().then(
       () => process.exit(0),
@@ -24,16 +32,34 @@ async function main(): Promise<void> {
       },
     );
   };
-  // Installed before start-up so that a signal arriving at any moment is handled.
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  // Installed before start-up so that a signal arriving at any moment is handled. A worker
+  // may get a signal twice (its process group's, and the primary's): it keeps draining.
+  const on = worker === undefined ? process.once.bind(process) : process.on.bind(process);
+  on('SIGTERM', () => stop('SIGTERM'));
+  on('SIGINT', () => stop('SIGINT'));
   try {
-    broker = await startBroker(loadConfig(process.env));
+    broker = await startBroker(config, worker === undefined ? {} : { logger: workerLogger(config, worker) });
   } catch (err) {
     process.stderr.write(`writ: ${describe(err)}\n`);
     process.exit(1);
   }
   if (stopSignal) stop(stopSignal);
+  else if (worker !== undefined) notifyListening();
 }
 
-void main();
+function main(): void {
+  let config: Config;
+  try {
+    config = loadConfig(process.env);
+  } catch (err) {
+    process.stderr.write(`writ: ${describe(err)}\n`);
+    process.exit(1);
+  }
+  if (config.workers > 1 && cluster.isPrimary) {
+    void superviseWorkers({ workers: config.workers }).then((code) => process.exit(code));
+  } else {
+    void runBroker(config, config.workers > 1 ? cluster.worker!.id : undefined);
+  }
+}
+
+main();

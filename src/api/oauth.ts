@@ -1,5 +1,4 @@
 import { Router, type ErrorRequestHandler, type Request, type Response } from 'express';
-import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
 import type { AdminCredentials } from '../admin';
 import type { AuditLog } from '../audit';
 import type { Clock } from '../core/clock';
@@ -9,7 +8,7 @@ import type { ResourceStore } from '../resources';
 import type { TrustBundle } from '../spiffe/bundle';
 import { InvalidClient, InvalidRequest, isOAuthError, OAuthError, oauthError, TOKEN_EXCHANGE_GRANT_TYPE, verifyAccessToken, type TokenExchange } from '../tokens';
 import { liveSvid } from './auth';
-import { peerSvid } from './peer';
+import { peerLeaf, peerSvid } from './peer';
 
 export interface OAuthDeps {
   issuer: string;
@@ -29,9 +28,9 @@ const noStore = (res: Response) => res.setHeader('Cache-Control', 'no-store').se
 /** The connector's verified client certificate, as the token endpoint needs it (RFC 8705 §2). */
 function exchangeClient(req: Request, trustDomain: string) {
   const svid = peerSvid(req, trustDomain);
-  if (!svid) return undefined;
-  const cert = (req.socket as TLSSocket).getPeerCertificate() as DetailedPeerCertificate;
-  return { ...svid, certificateDer: new Uint8Array(cert.raw), notAfter: new Date(cert.valid_to) };
+  const leaf = peerLeaf(req);
+  if (!svid || !leaf) return undefined;
+  return { ...svid, certificateDer: leaf.der, notAfter: leaf.notAfter };
 }
 
 const isBearerAdmin = (req: Request, admin: AdminCredentials) => {

@@ -4,6 +4,45 @@ import type { PeerSvid } from '../attestation/issuer';
 
 const tlsSocket = (req: Request) => req.socket as TLSSocket;
 
+/** What Writ reads of a verified client certificate. */
+export interface PeerLeaf {
+  readonly uris: readonly string[];
+  /** Hex, lower case. */
+  readonly serial: string;
+  /** SHA-256 of the DER, hex, lower case. */
+  readonly fingerprint: string;
+  readonly der: Uint8Array;
+  readonly notAfter: Date;
+}
+
+/**
+ * A connection's client certificate never changes (Node refuses renegotiation of TLS 1.3 and
+ * limits it for 1.2 to the same peer): it is parsed once per connection, not per request.
+ */
+const leaves = new WeakMap<TLSSocket, PeerLeaf>();
+
+/** The verified client certificate of the request's connection, if TLS verified one. */
+export function peerLeaf(req: Request): PeerLeaf | undefined {
+  const socket = tlsSocket(req);
+  if (!socket.authorized) return undefined;
+  let leaf = leaves.get(socket);
+  if (!leaf) {
+    const cert = socket.getPeerCertificate();
+    leaf = {
+      uris: (cert.subjectaltname ?? '')
+        .split(', ')
+        .filter((n) => n.startsWith('URI:'))
+        .map((n) => n.slice(4)),
+      serial: cert.serialNumber.toLowerCase(),
+      fingerprint: cert.fingerprint256.replace(/:/g, '').toLowerCase(),
+      der: new Uint8Array(cert.raw),
+      notAfter: new Date(cert.valid_to),
+    };
+    leaves.set(socket, leaf);
+  }
+  return leaf;
+}
+
 /** The client's certificate chain as presented, DER, leaf first (verified or not). */
 export function peerCertificates(req: Request): Uint8Array[] {
   const socket = tlsSocket(req);
@@ -24,13 +63,7 @@ export function peerCertificates(req: Request): Uint8Array[] {
  * certificate against the bundle and it carries exactly one SPIFFE ID of this trust domain.
  */
 export function peerSvid(req: Request, trustDomain: string): PeerSvid | undefined {
-  const socket = tlsSocket(req);
-  if (!socket.authorized) return undefined;
-  const cert = socket.getPeerCertificate();
-  const uris = (cert.subjectaltname ?? '')
-    .split(', ')
-    .filter((n) => n.startsWith('URI:'))
-    .map((n) => n.slice(4));
-  if (uris.length !== 1 || !uris[0]!.startsWith(`spiffe://${trustDomain}/`)) return undefined;
-  return { spiffeId: uris[0]!, serial: cert.serialNumber.toLowerCase(), fingerprint: cert.fingerprint256.replace(/:/g, '').toLowerCase() };
+  const leaf = peerLeaf(req);
+  if (!leaf || leaf.uris.length !== 1 || !leaf.uris[0]!.startsWith(`spiffe://${trustDomain}/`)) return undefined;
+  return { spiffeId: leaf.uris[0]!, serial: leaf.serial, fingerprint: leaf.fingerprint };
 }

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { DomainError, problemType } from '../core/errors';
 import { isDnsName } from '../core/dns';
 import type { Prisma, PrismaClient } from '../db/generated/client';
+import { neverFresh, ReadCache, type Freshness } from '../db/read-cache';
 import { parseSpiffeId } from '../spiffe/id';
 import { selectorProblem } from './selectors';
 
@@ -129,16 +130,28 @@ const isUuid = (id: string) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}
 
 /** Registration entries in the database. */
 export class EntryStore {
-  constructor(private readonly prisma: PrismaClient) {}
+  /** Entries by id, for the authentication of every mTLS request; dropped when any entry changes. */
+  readonly #byId: ReadCache<RegistrationEntry | undefined>;
+
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly freshness: Freshness = neverFresh,
+  ) {
+    this.#byId = new ReadCache(freshness);
+  }
 
   async create(input: EntryInput): Promise<RegistrationEntry> {
-    return fromRow(await this.prisma.registrationEntry.create({ data: toData(input) as Prisma.RegistrationEntryCreateInput }));
+    const entry = fromRow(await this.prisma.registrationEntry.create({ data: toData(input) as Prisma.RegistrationEntryCreateInput }));
+    this.freshness.touch();
+    return entry;
   }
 
   async get(id: string): Promise<RegistrationEntry | undefined> {
     if (!isUuid(id)) return undefined;
-    const row = await this.prisma.registrationEntry.findUnique({ where: { id } });
-    return row ? fromRow(row) : undefined;
+    return this.#byId.get(id, async () => {
+      const row = await this.prisma.registrationEntry.findUnique({ where: { id } });
+      return row ? fromRow(row) : undefined;
+    });
   }
 
   async require(id: string): Promise<RegistrationEntry> {
@@ -164,12 +177,15 @@ export class EntryStore {
 
   async update(id: string, patch: Partial<EntryInput>): Promise<RegistrationEntry> {
     await this.require(id);
-    return fromRow(await this.prisma.registrationEntry.update({ where: { id }, data: toData(patch) }));
+    const entry = fromRow(await this.prisma.registrationEntry.update({ where: { id }, data: toData(patch) }));
+    this.freshness.touch();
+    return entry;
   }
 
   async delete(id: string): Promise<void> {
     await this.require(id);
     await this.prisma.registrationEntry.delete({ where: { id } });
+    this.freshness.touch();
   }
 
   /** Entries (enabled or not) whose selectors are all among `attested`; never entries without selectors. */

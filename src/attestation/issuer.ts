@@ -122,29 +122,29 @@ export class SvidIssuer {
       .setJti(jti)
       .sign(jwtKey.privateKey);
     const expiresAt = new Date(exp * 1000);
-    await this.deps.leases.record({ id: jti, kind: 'jwt-svid', spiffeId: peer.spiffeId, entryId: entry.id, audience, issuedAt: new Date(iat * 1000), expiresAt });
-    await this.deps.audit.append({ type: 'jwt_svid.issued', actor: peer.spiffeId, details: { jti, audience, expiresAt: expiresAt.toISOString() } });
+    await this.deps.leases.record(
+      { id: jti, kind: 'jwt-svid', spiffeId: peer.spiffeId, entryId: entry.id, audience, issuedAt: new Date(iat * 1000), expiresAt },
+      { audit: { type: 'jwt_svid.issued', actor: peer.spiffeId, details: { jti, audience, expiresAt: expiresAt.toISOString() } } },
+    );
     return { token, spiffeId: peer.spiffeId, expiresAt };
   }
 
   private async issue(entry: RegistrationEntry, publicKey: CryptoKey, details: Record<string, unknown>): Promise<IssuedX509Svid> {
     const ttl = Math.min(entry.x509SvidTtl, this.deps.limits.x509SvidMaxTtl);
     const svid = await this.deps.authority.ca.signX509Svid({ spiffeId: entry.spiffeId, publicKey, ttl, dnsNames: entry.dnsNames });
-    await this.deps.leases.record({
-      id: this.deps.random.uuid(),
-      kind: 'x509-svid',
-      spiffeId: entry.spiffeId,
-      entryId: entry.id,
-      serial: svid.serialNumber,
-      fingerprint: createHash('sha256').update(new Uint8Array(svid.certificate.rawData)).digest('hex'),
-      issuedAt: svid.notBefore,
-      expiresAt: svid.notAfter,
-    });
-    await this.deps.audit.append({
-      type: 'svid.issued',
-      actor: entry.spiffeId,
-      details: { ...details, entryId: entry.id, serial: svid.serialNumber, notAfter: svid.notAfter.toISOString() },
-    });
+    await this.deps.leases.record(
+      {
+        id: this.deps.random.uuid(),
+        kind: 'x509-svid',
+        spiffeId: entry.spiffeId,
+        entryId: entry.id,
+        serial: svid.serialNumber,
+        fingerprint: createHash('sha256').update(new Uint8Array(svid.certificate.rawData)).digest('hex'),
+        issuedAt: svid.notBefore,
+        expiresAt: svid.notAfter,
+      },
+      { audit: { type: 'svid.issued', actor: entry.spiffeId, details: { ...details, entryId: entry.id, serial: svid.serialNumber, notAfter: svid.notAfter.toISOString() } } },
+    );
     const chainPem = [svid.certificate, ...svid.intermediates].map((c) => c.toString('pem')).join('\n') + '\n';
     return { spiffeId: entry.spiffeId, svid, chainPem };
   }

@@ -1,5 +1,5 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, loadConfig, redactDatabaseUrl } from '.';
 
@@ -36,6 +36,7 @@ describe('configuration', () => {
       adminToken: undefined,
       serverDnsNames: ['localhost'],
       caReplace: false,
+      workers: 1,
     });
   });
 
@@ -94,8 +95,30 @@ describe('configuration', () => {
     [{ WRIT_LOG_LEVEL: 'loud' }, 'WRIT_LOG_LEVEL: must be one of'],
     [{ WRIT_CA_REPLACE: 'maybe' }, 'WRIT_CA_REPLACE: must be true or false, got "maybe"'],
     [{ DATABASE_URL: 'postgresql://db/writ?schema=writ' }, 'DATABASE_URL: the "schema" parameter is not supported'],
+    [{ WRIT_WORKERS: '0' }, 'WRIT_WORKERS: must be a number of processes from 1 to 64, or "auto" (one per CPU), got "0"'],
+    [{ WRIT_WORKERS: '65' }, 'WRIT_WORKERS: must be a number of processes from 1 to 64'],
+    [{ WRIT_WORKERS: '2.5' }, 'WRIT_WORKERS: must be a number of processes'],
+    [{ WRIT_WORKERS: 'many' }, 'WRIT_WORKERS: must be a number of processes'],
+    [{ WRIT_WORKERS: '2' }, 'WRIT_WORKERS: 2 worker processes need DATABASE_URL: the embedded database (PGlite) runs inside one process'],
   ])('refuses %j naming the setting', (env, message) => {
     expect(failure(env)).toContain(message);
+  });
+
+  it('reads WRIT_WORKERS: a number of processes, or auto for one per CPU', () => {
+    const db = { DATABASE_URL: 'postgresql://postgres@127.0.0.1:5432/writ' };
+    expect(loadConfig({ ...db, WRIT_WORKERS: '4' }).workers).toBe(4);
+    expect(loadConfig({ ...db, WRIT_WORKERS: '64' }).workers).toBe(64);
+    expect(loadConfig({ ...db, WRIT_WORKERS: 'auto' }).workers).toBe(Math.min(availableParallelism(), 64));
+    expect(loadConfig({ WRIT_WORKERS: '1' }).workers).toBe(1); // one process may use the embedded database
+    expect(loadConfig({ ...db, WRIT_CONFIG: file('workers.yaml', 'workers: 3\n') }).workers).toBe(3);
+  });
+
+  it('refuses several workers on the embedded database, naming where the setting came from', () => {
+    const path = file('workers-embedded.yaml', 'workers: 2\n');
+    const message = failure({ WRIT_CONFIG: path });
+    expect(message).toMatch(/^workers \(in .*workers-embedded\.yaml\): 2 worker processes need DATABASE_URL: /);
+    expect(message).toContain('set DATABASE_URL to a PostgreSQL database');
+    if (availableParallelism() > 1) expect(failure({ WRIT_WORKERS: 'auto' })).toMatch(/^WRIT_WORKERS: \d+ worker processes need DATABASE_URL/);
   });
 
   it('names the file and key for a bad value in the config file', () => {

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -44,6 +45,8 @@ export interface Config {
   readonly bundleRefreshHint: number;
   /** How long SIGTERM waits for in-flight requests before closing connections, in seconds. */
   readonly shutdownGrace: number;
+  /** Broker processes sharing the listeners (node:cluster); 1 runs the broker in this process. */
+  readonly workers: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** A Cedar policy file loaded as a new policy version at start-up when it changed. */
   readonly policyFile: string | undefined;
@@ -129,6 +132,16 @@ const bool = (raw: string): boolean => {
   return fail(`must be true or false, got "${raw}"`);
 };
 
+/** Most worker processes WRIT_WORKERS may ask for. */
+export const MAX_WORKERS = 64;
+
+const workers = (raw: string): number => {
+  const v = raw.trim().toLowerCase();
+  if (v === 'auto') return Math.min(availableParallelism(), MAX_WORKERS);
+  const n = /^\d{1,3}$/.test(v) ? Number(v) : NaN;
+  return n >= 1 && n <= MAX_WORKERS ? n : fail(`must be a number of processes from 1 to ${MAX_WORKERS}, or "auto" (one per CPU), got "${raw}"`);
+};
+
 const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 const level = (raw: string): Config['logLevel'] => {
   const r = logLevel.safeParse(raw);
@@ -153,6 +166,7 @@ const SETTINGS = {
   jwtSvidMaxTtl: { env: 'WRIT_JWT_SVID_MAX_TTL', file: 'jwt_svid_max_ttl', parse: duration, default: 3600 },
   bundleRefreshHint: { env: 'WRIT_BUNDLE_REFRESH_HINT', file: 'bundle_refresh_hint', parse: duration, default: 300 },
   shutdownGrace: { env: 'WRIT_SHUTDOWN_GRACE', file: 'shutdown_grace', parse: duration, default: 25 },
+  workers: { env: 'WRIT_WORKERS', file: 'workers', parse: workers, default: 1 },
   logLevel: { env: 'WRIT_LOG_LEVEL', file: 'log_level', parse: level, default: 'info' },
   policyFile: { env: 'WRIT_POLICY_FILE', file: 'policy_file', parse: nonEmpty, path: true },
   issuer: { env: 'WRIT_ISSUER', file: 'issuer', parse: (raw: string) => (URL.canParse(raw) && new URL(raw).protocol === 'https:' && !new URL(raw).search && !new URL(raw).hash ? raw.replace(/\/$/, '') : fail('must be an https URL without query or fragment (RFC 8414 §2)')) },
@@ -246,6 +260,8 @@ function fileValueToString(value: unknown): string | undefined {
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const file = env.WRIT_CONFIG ? readConfigFile(resolve(env.WRIT_CONFIG)) : {};
   const out: Record<string, unknown> = {};
+  /** Where each setting given came from, as errors name it. */
+  const names: Record<string, string> = {};
   for (const [key, setting] of Object.entries(SETTINGS) as [string, Setting<unknown>][]) {
     const fromEnv = env[setting.env];
     const fromFile = fileValueToString(file[setting.file]);
@@ -258,6 +274,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       continue;
     }
     const name = fromEnv !== undefined && fromEnv !== '' ? setting.env : `${setting.file} (in ${env.WRIT_CONFIG})`;
+    names[key] = name;
     try {
       out[key] = setting.parse(raw);
     } catch (err) {
@@ -268,6 +285,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   readStructured(env, file, out);
   out.opsHost ??= out.host;
   out.issuer ??= `https://${(out.serverDnsNames as string[])[0]}:${out.port}`;
+  if ((out.workers as number) > 1 && !out.databaseUrl) {
+    throw new ConfigError(
+      names.workers ?? SETTINGS.workers.env,
+      `${String(out.workers)} worker processes need DATABASE_URL: the embedded database (PGlite) runs inside one process and serves only it; set DATABASE_URL to a PostgreSQL database, or WRIT_WORKERS to 1`,
+    );
+  }
   return Object.freeze(out) as unknown as Config;
 }
 

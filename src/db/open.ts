@@ -22,6 +22,8 @@ export interface Database {
   readonly migrations: MigrationResult;
   /** Whether the database answers and every migration this build carries is applied. */
   readiness(): Promise<Readiness>;
+  /** False once closed: nothing read from it before may be trusted any more. */
+  readonly open: boolean;
   close(): Promise<void>;
 }
 
@@ -120,6 +122,9 @@ function database(
     prisma,
     kind,
     migrations,
+    get open() {
+      return closed === undefined;
+    },
     async readiness() {
       if (closed) return { ready: false, reason: 'database closed' };
       let timer: NodeJS.Timeout | undefined;

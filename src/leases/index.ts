@@ -1,4 +1,7 @@
+import type { AuditEventInput, AuditLog, TimedAuditEvent } from '../audit';
 import type { PrismaClient } from '../db/generated/client';
+import { GroupCommit } from '../db/group-commit';
+import { ReadCache, type Freshness } from '../db/read-cache';
 import { revokeIds } from './revocations';
 import { noRevocationWatch, type RevocationWatch } from './watch';
 
@@ -30,10 +33,28 @@ export interface Lease {
   readonly parentId?: string | null;
 }
 
+/** A task begun by the token whose lease records it. */
+export interface NewTask {
+  readonly id: string;
+  readonly subject: string;
+  readonly subjectIssuer: string;
+  readonly connector: string;
+  readonly subjectGroups: readonly string[];
+  readonly subjectRisk?: string | null;
+}
+
+/** What commits with a lease, in the same transaction. */
+export interface LeaseEffects {
+  /** The task the lease begins. */
+  readonly task?: NewTask;
+  /** The audit event recording the issuance. */
+  readonly audit?: AuditEventInput;
+}
+
 /** Lease persistence. */
 export interface LeaseStore {
-  /** Records a new lease durably; resolves only once committed. */
-  record(lease: Lease): Promise<void>;
+  /** Records a new lease durably, with its task and audit event if given; resolves only once all are committed. */
+  record(lease: Lease, effects?: LeaseEffects): Promise<void>;
   get(id: string): Promise<Lease | undefined>;
   /**
    * The lease of this exact X.509-SVID (serial and certificate fingerprint), if it is
@@ -46,41 +67,92 @@ export interface LeaseStore {
   revoke(id: string, reason: string, now: Date): Promise<boolean>;
 }
 
+interface PendingLease {
+  readonly lease: Lease;
+  readonly task?: NewTask;
+  readonly event?: TimedAuditEvent;
+}
+
+/** Many leases (and their tasks) in one statement each: the rows travel as one JSON parameter. */
+const INSERT_LEASES = `INSERT INTO lease (id, kind, spiffe_id, subject, task_id, audience, issued_at, expires_at, serial, fingerprint, entry_id, sid, subject_issuer, subject_email, authorization_details, parent_id)
+  SELECT x.id, x.kind, x.spiffe_id, x.subject, x.task_id, x.audience, x.issued_at, x.expires_at, x.serial, x.fingerprint, x.entry_id, x.sid, x.subject_issuer, x.subject_email, x.authorization_details, x.parent_id
+  FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, kind text, spiffe_id text, subject text, task_id text, audience text[], issued_at timestamptz, expires_at timestamptz, serial text, fingerprint text, entry_id uuid, sid text, subject_issuer text, subject_email text, authorization_details jsonb, parent_id uuid)`;
+const INSERT_TASKS = `INSERT INTO task (id, subject, subject_issuer, connector, subject_groups, subject_risk)
+  SELECT x.id, x.subject, x.subject_issuer, x.connector, x.subject_groups, x.subject_risk
+  FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, subject text, subject_issuer text, connector text, subject_groups text[], subject_risk text)`;
+
+const leaseRow = (l: Lease) => ({
+  id: l.id,
+  kind: l.kind,
+  spiffe_id: l.spiffeId,
+  subject: l.subject ?? null,
+  task_id: l.taskId ?? null,
+  audience: l.audience ?? [],
+  issued_at: l.issuedAt.toISOString(),
+  expires_at: l.expiresAt.toISOString(),
+  serial: l.serial ?? null,
+  fingerprint: l.fingerprint ?? null,
+  entry_id: l.entryId ?? null,
+  sid: l.sid ?? null,
+  subject_issuer: l.subjectIssuer ?? null,
+  subject_email: l.subjectEmail ?? null,
+  authorization_details: l.authorizationDetails ?? null,
+  parent_id: l.parentId ?? null,
+});
+const taskRow = (t: NewTask) => ({ id: t.id, subject: t.subject, subject_issuer: t.subjectIssuer, connector: t.connector, subject_groups: t.subjectGroups, subject_risk: t.subjectRisk ?? null });
+
 export class PrismaLeaseStore implements LeaseStore {
+  /** Leases recorded concurrently share one transaction (group commit); none resolves before it is committed. */
+  readonly #batch = new GroupCommit<PendingLease>((items) => this.#write(items));
+  /**
+   * Leases by id (tokens) and by serial and fingerprint (X.509-SVIDs), as read; used only
+   * while the revocation view is current, which then answers for revocation, and expiry is
+   * checked on every read. A lease's other fields never change.
+   */
+  readonly #byId: ReadCache<Lease | undefined>;
+  readonly #bySvid: ReadCache<Lease | undefined>;
+
   constructor(
     private readonly prisma: PrismaClient,
     /** Consulted before the database: a revocation any replica announced is refused at once. */
     private readonly watch: RevocationWatch = noRevocationWatch,
-  ) {}
+    /** Where the audit events given with leases are chained. */
+    private readonly audit?: AuditLog,
+    /** When cached lease reads may be trusted: never unless the revocation view is current. */
+    freshness: Freshness = watch,
+  ) {
+    this.#byId = new ReadCache(freshness, 50_000);
+    this.#bySvid = new ReadCache(freshness, 10_000);
+  }
 
-  async record(lease: Lease): Promise<void> {
-    await this.prisma.lease.create({
-      data: {
-        id: lease.id,
-        kind: lease.kind,
-        spiffeId: lease.spiffeId,
-        subject: lease.subject ?? null,
-        taskId: lease.taskId ?? null,
-        audience: [...(lease.audience ?? [])],
-        issuedAt: lease.issuedAt,
-        expiresAt: lease.expiresAt,
-        serial: lease.serial ?? null,
-        fingerprint: lease.fingerprint ?? null,
-        entryId: lease.entryId ?? null,
-        sid: lease.sid ?? null,
-        subjectIssuer: lease.subjectIssuer ?? null,
-        subjectEmail: lease.subjectEmail ?? null,
-        ...(lease.authorizationDetails !== undefined && { authorizationDetails: lease.authorizationDetails as object }),
-        parentId: lease.parentId ?? null,
-      },
-    });
+  async record(lease: Lease, effects: LeaseEffects = {}): Promise<void> {
+    if (effects.audit && !this.audit) throw new Error('this lease store has no audit log to record events in');
+    await this.#batch.submit({ lease, ...(effects.task && { task: effects.task }), ...(effects.audit && { event: this.audit!.stamp(effects.audit) }) });
+  }
+
+  async #write(items: PendingLease[]): Promise<void[]> {
+    const tasks = items.flatMap((i) => (i.task ? [taskRow(i.task)] : []));
+    const events = items.flatMap((i) => (i.event ? [i.event] : []));
+    const leases = JSON.stringify(items.map((i) => leaseRow(i.lease)));
+    if (tasks.length === 0 && events.length === 0) {
+      await this.prisma.$executeRawUnsafe(INSERT_LEASES, leases);
+    } else {
+      await this.prisma.$transaction(async (tx) => {
+        if (tasks.length > 0) await tx.$executeRawUnsafe(INSERT_TASKS, JSON.stringify(tasks));
+        await tx.$executeRawUnsafe(INSERT_LEASES, leases);
+        // Last, so the audit chain's lock is held only for the chain's own statements and the commit.
+        await this.audit!.appendManyIn(tx, events);
+      });
+    }
+    return items.map(() => undefined);
   }
 
   async tokenAlive(id: string, now: Date): Promise<boolean> {
     let next: string | null = id;
     for (let hops = 0; next !== null && hops <= 16; hops++) {
       if (this.watch.isRevoked({ jti: next })) return false;
-      const lease: Lease | undefined = await this.get(next);
+      const id: string = next;
+      const lease: Lease | undefined = await this.#byId.get(id, () => this.get(id));
       if (!lease || lease.revokedAt || lease.expiresAt <= now) return false;
       next = lease.parentId ?? null;
     }
@@ -93,8 +165,11 @@ export class PrismaLeaseStore implements LeaseStore {
 
   async activeSvid(serial: string, fingerprint: string, now: Date): Promise<Lease | undefined> {
     if (this.watch.isRevoked({ serial })) return undefined;
-    const row = await this.prisma.lease.findFirst({ where: { serial, fingerprint, revokedAt: null, expiresAt: { gt: now } } });
-    return row ? { ...row, kind: row.kind as LeaseKind } : undefined;
+    const lease = await this.#bySvid.get(`${serial}/${fingerprint}`, async () => {
+      const row = await this.prisma.lease.findFirst({ where: { serial, fingerprint } });
+      return row ? { ...row, kind: row.kind as LeaseKind } : undefined;
+    });
+    return lease && !lease.revokedAt && lease.expiresAt > now ? lease : undefined;
   }
 
   async get(id: string): Promise<Lease | undefined> {

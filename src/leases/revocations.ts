@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { Clock } from '../core/clock';
 import type { Prisma, PrismaClient } from '../db/generated/client';
+import { neverFresh, ReadCache, type Freshness } from '../db/read-cache';
 import { announceRevoked } from './watch';
 
 /**
@@ -60,7 +61,13 @@ export class Revocations {
     private readonly clock: Clock,
     /** When given, revocations made for an actor are audited in their own transaction. */
     private readonly audit?: AuditIn,
-  ) {}
+    private readonly freshness: Freshness = neverFresh,
+  ) {
+    this.#markers = new ReadCache(freshness);
+  }
+
+  /** The latest revocation marker naming a user, session or email, by those handles; dropped when any marker is written. */
+  readonly #markers: ReadCache<number | undefined>;
 
   /** Live leases the selector names, and every live token exchanged from them (chained). */
   private async liveIds(tx: Prisma.TransactionClient, selector: RevocationSelector, now: Date): Promise<string[]> {
@@ -122,13 +129,15 @@ export class Revocations {
   async disableConnector(spiffeId: string, reason: string, actor?: string): Promise<{ entries: number; leases: number }> {
     if (spiffeId.endsWith('/')) throw new Error('the kill switch names one connector, not a prefix');
     const now = this.clock.now();
-    return this.prisma.$transaction(async (tx) => {
+    const result = await this.prisma.$transaction(async (tx) => {
       const entries = await tx.registrationEntry.updateMany({ where: { spiffeId }, data: { enabled: false } });
       const ids = await this.liveIds(tx, { connector: spiffeId }, now);
       const result = { entries: entries.count, leases: await revokeIds(tx, ids, reason, now) };
       if (actor !== undefined && this.audit) await this.audit(tx, { type: 'connector.disabled', actor, details: { spiffeId, reason, ...result } });
       return result;
     });
+    this.freshness.touch();
+    return result;
   }
 
   /** Revokes every matching live lease (chained tokens too) durably; returns how many. */
@@ -150,16 +159,23 @@ export class Revocations {
       if (actor !== undefined && this.audit) await this.audit(t, { type: 'revocation', actor, details: { selector, reason, revoked } });
       return revoked;
     };
-    return tx ? run(tx) : this.prisma.$transaction(run);
+    if (tx) return run(tx); // the caller commits, and touches the cache generation after
+    const revoked = await this.prisma.$transaction(run);
+    this.freshness.touch();
+    return revoked;
   }
 
   /** Whether a subject token issued at `issuedAt` for this user or session was revoked after. */
   async subjectRevoked(issuer: string, subject: string, sid: string | undefined, issuedAt: Date, email?: string): Promise<boolean> {
-    const hit = await this.prisma.subjectRevocation.findFirst({
-      where: { issuer, notBefore: { gte: issuedAt }, OR: [{ subject }, ...(sid !== undefined ? [{ sid }] : []), ...(email !== undefined ? [{ email }] : [])] },
-      select: { id: true },
+    const latest = await this.#markers.get(JSON.stringify([issuer, subject, sid ?? null, email ?? null]), async () => {
+      const hit = await this.prisma.subjectRevocation.findFirst({
+        where: { issuer, OR: [{ subject }, ...(sid !== undefined ? [{ sid }] : []), ...(email !== undefined ? [{ email }] : [])] },
+        orderBy: { notBefore: 'desc' },
+        select: { notBefore: true },
+      });
+      return hit?.notBefore.getTime();
     });
-    return hit !== null;
+    return latest !== undefined && latest >= issuedAt.getTime();
   }
 }
 

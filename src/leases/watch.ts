@@ -2,9 +2,12 @@ import { Client } from 'pg';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock';
 import type { Prisma, PrismaClient } from '../db/generated/client';
+import type { Freshness } from '../db/read-cache';
 
 /** The PostgreSQL channel on which a committed revocation is announced to every replica. */
 export const REVOCATION_CHANNEL = 'writ_revocations';
+/** The channel on which triggers announce changes to cached tables (entries, resources, policies, risk, subject revocations). */
+export const CHANGE_CHANNEL = 'writ_changes';
 /** NOTIFY payloads must stay under 8000 bytes; larger revocations ask listeners to reload. */
 const MAX_PAYLOAD = 7000;
 
@@ -26,8 +29,11 @@ export async function announceRevoked(tx: Prisma.TransactionClient, revoked: Rev
   await tx.$executeRaw`SELECT pg_notify(${REVOCATION_CHANNEL}, ${payload.length <= MAX_PAYLOAD ? payload : '{"reload":true}'})`;
 }
 
-/** This replica's in-memory view of revocations, kept current by every replica's announcements. */
-export interface RevocationWatch {
+/**
+ * This replica's in-memory view of revocations, kept current by every replica's
+ * announcements; and, as `Freshness`, the generation of everything else it caches.
+ */
+export interface RevocationWatch extends Freshness {
   /** Whether the token (jti) or SVID (serial) is known to be revoked. A fast "no"; the database stays authoritative. */
   isRevoked(id: { jti?: string; serial?: string }): boolean;
   /** False while the view may miss revocations (listener lost, reload pending). */
@@ -38,7 +44,7 @@ export interface RevocationWatch {
 }
 
 /** No view (the embedded database serves one process): callers rely on the database alone. */
-export const noRevocationWatch: RevocationWatch = { isRevoked: () => false, current: false, prune: () => undefined, close: async () => undefined };
+export const noRevocationWatch: RevocationWatch = { isRevoked: () => false, current: false, generation: 0, touch: () => undefined, prune: () => undefined, close: async () => undefined };
 
 /**
  * LISTENs for revocations on a dedicated connection. After losing that connection it
@@ -52,6 +58,7 @@ export class PgRevocationWatch implements RevocationWatch {
   /** Announcements heard while a reload runs: merged after it, so none is lost. */
   #pending: Revoked[] | undefined;
   #current = false;
+  #generation = 0;
   #closed = false;
   #client: Client | undefined;
   #retry: NodeJS.Timeout | undefined;
@@ -72,6 +79,14 @@ export class PgRevocationWatch implements RevocationWatch {
     return this.#current;
   }
 
+  get generation(): number {
+    return this.#generation;
+  }
+
+  touch(): void {
+    this.#generation++;
+  }
+
   isRevoked(id: { jti?: string; serial?: string }): boolean {
     return (id.jti !== undefined && this.#jtis.has(id.jti)) || (id.serial !== undefined && this.#serials.has(id.serial));
   }
@@ -90,13 +105,14 @@ export class PgRevocationWatch implements RevocationWatch {
 
   async #connect(): Promise<void> {
     const client = new Client({ connectionString: this.url, application_name: 'writ-revocation-watch' });
-    client.on('notification', (msg) => this.#apply(msg.payload));
+    client.on('notification', (msg) => (msg.channel === CHANGE_CHANNEL ? this.#generation++ : this.#apply(msg.payload)));
     client.on('error', () => this.#lost(client));
     client.on('end', () => this.#lost(client));
     await client.connect();
-    await client.query(`LISTEN ${REVOCATION_CHANNEL}`);
+    await client.query(`LISTEN ${REVOCATION_CHANNEL}; LISTEN ${CHANGE_CHANNEL}`);
     this.#client = client;
     await this.#reload(); // listening first, then reading: nothing committed in between is missed
+    this.#generation++; // whatever was cached before the connection was lost is dropped
     this.#current = true;
   }
 

@@ -325,3 +325,45 @@ describe('policy versions: a new set takes effect for the next decision', () => 
     console.log(`policy engine: ${Math.round(n / seconds)} decisions/s (${n} in ${seconds.toFixed(3)} s)`);
   });
 });
+
+describe('decision cache: a repeated question is answered from memory, any changed input is decided anew', () => {
+  const RISKY = `
+@id("low-risk-eng-read")
+permit (principal, action == Writ::Action::"read", resource is Writ::Tool)
+when { principal.groups.contains("eng") && principal.risk == "low" && context.classification_level <= 1 && context.connector.owner == "platform" && context.chain_depth == 0 };`;
+
+  it('answers a repeated request with the same decision', () => {
+    const engine = PolicyEngine.create(RISKY, '1');
+    const first = engine.decide(action());
+    expect(first).toMatchObject({ allowed: true, policyIds: ['low-risk-eng-read'] });
+    expect(engine.decide(action({ taskId: 'another-task' }))).toEqual(first);
+  });
+
+  it.each<[string, Partial<ActionRequest>]>([
+    ['risk level', { user: { ...alice, risk: 'high' } }],
+    ['groups', { user: { ...alice, groups: ['sales'] } }],
+    ['connector owner', { connector: otherConnector }],
+    ['classification', { classification: 'confidential' }],
+    ['chain depth', { chainDepth: 1 }],
+    ['action', { action: 'write' }],
+  ])('a change of %s after an allowed decision is decided anew (denied here)', (_, change) => {
+    const engine = PolicyEngine.create(RISKY, '1');
+    expect(engine.decide(action()).allowed).toBe(true);
+    expect(engine.decide(action(change)).allowed).toBe(false);
+    expect(engine.decide(action()).allowed).toBe(true);
+  });
+
+  it('keys on the task id when a policy reads it', () => {
+    const engine = PolicyEngine.create('@id("one-task") permit (principal, action == Writ::Action::"read", resource) when { context.task_id == "task-1" };', '1');
+    expect(engine.decide(action({ taskId: 'task-1' })).allowed).toBe(true);
+    expect(engine.decide(action({ taskId: 'task-2' })).allowed).toBe(false);
+  });
+
+  it('cached decisions cannot be altered by a caller', () => {
+    const engine = PolicyEngine.create(RISKY, '1');
+    engine.decide(action());
+    const cached = engine.decide(action());
+    expect(() => (cached.policyIds as string[]).push('forged')).toThrow();
+    expect(engine.decide(action()).policyIds).toEqual(['low-risk-eng-read']);
+  });
+});

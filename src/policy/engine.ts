@@ -29,7 +29,9 @@
  * per process however many engines hold it) and each decision is `statefulIsAuthorized`
  * with request validation: thousands of decisions per second per core, against hundreds when
  * parsing on every call. Cedar offers no way to drop a preparsed set: each distinct policy
- * set activated stays in memory for the life of the process.
+ * set activated stays in memory for the life of the process. Each engine also remembers its
+ * clean decisions, keyed by every input Cedar sees (the task id only when a policy mentions
+ * `task_id`), so a repeated question costs a map lookup; a new version is a new engine.
  */
 import { createHash } from 'node:crypto';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
@@ -124,10 +126,26 @@ export function validatePolicies(text: string): PolicyValidation {
   return compiled.ok ? { ok: true } : { ok: false, errors: compiled.errors };
 }
 
+/** Decisions remembered per engine at most; beyond it the cache starts over. */
+const DECISION_CACHE_SIZE = 20_000;
+
+/**
+ * The inputs a decision depends on, as a cache key: everything Cedar sees (the entities'
+ * attributes and the context). The task id is part of it only when a policy of the set
+ * could read it (any mention of `task_id`); otherwise it cannot change the answer.
+ */
+function decisionKey(r: PolicyRequest, withTaskId: boolean): string {
+  const common = [r.user.sub, r.user.iss, r.user.groups, r.user.risk, r.connector.spiffeId, r.connector.owner, r.connector.trustDomain, r.server, r.tool.name, r.tool.classification, r.classification, r.chainDepth];
+  return JSON.stringify(r.kind === 'action' ? ['action', r.action, ...common, withTaskId ? r.taskId : null] : ['delegate', r.chain, ...common]);
+}
+
 /** One active, versioned policy set, parsed once; decides requests against it. */
 export class PolicyEngine {
   readonly #schemaName: string;
   readonly #policySetId: string;
+  /** Decisions by every input (the set, hence its version, is fixed per engine); only clean answers are kept. */
+  readonly #decisions = new Map<string, PolicyDecision>();
+  readonly #taskIdMatters: boolean;
 
   private constructor(
     /** The version this set was activated as. */
@@ -141,6 +159,7 @@ export class PolicyEngine {
   ) {
     this.#schemaName = schemaName;
     this.#policySetId = policySetId;
+    this.#taskIdMatters = text.includes('task_id');
   }
 
   /** Validates and parses `text` once. Throws PolicyInvalid with Cedar's errors. */
@@ -154,6 +173,23 @@ export class PolicyEngine {
 
   /** Decides one tool and action (or one delegation). Never throws; fails closed. */
   decide(request: PolicyRequest): PolicyDecision {
+    let key: string | undefined;
+    try {
+      key = decisionKey(request, this.#taskIdMatters);
+    } catch {
+      key = undefined; // a malformed request: decided (and refused) below, not cached
+    }
+    const cached = key === undefined ? undefined : this.#decisions.get(key);
+    if (cached) return cached;
+    const decision = this.#decide(request);
+    if (key !== undefined && decision.errors.length === 0) {
+      if (this.#decisions.size >= DECISION_CACHE_SIZE) this.#decisions.clear();
+      this.#decisions.set(key, Object.freeze({ ...decision, policyIds: Object.freeze([...decision.policyIds]) as string[], errors: [] }));
+    }
+    return decision;
+  }
+
+  #decide(request: PolicyRequest): PolicyDecision {
     const deny = (errors: string[], policyIds: string[] = []): PolicyDecision => ({
       allowed: false,
       policyIds,

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { PrismaClient } from '../db/generated/client';
+import { neverFresh, type Freshness } from '../db/read-cache';
 import { PolicyEngine, validatePolicies } from './engine';
 import { PolicyInvalid } from './errors';
 
@@ -20,8 +21,13 @@ export interface PolicyVersion {
  */
 export class PolicyStore {
   #engine: PolicyEngine | undefined;
+  /** The generation in which `#engine` was last confirmed to be the version in force. */
+  #checked: number | undefined;
 
-  constructor(private readonly prisma: PrismaClient) {}
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly freshness: Freshness = neverFresh,
+  ) {}
 
   async latest(): Promise<PolicyVersion | undefined> {
     return (await this.prisma.policySet.findFirst({ orderBy: { version: 'desc' } })) ?? undefined;
@@ -31,7 +37,9 @@ export class PolicyStore {
   async put(text: string, createdBy: string): Promise<PolicyVersion> {
     const check = validatePolicies(text);
     if (!check.ok) throw new PolicyInvalid(check.errors);
-    return this.prisma.policySet.create({ data: { text, sha256: sha256(text), createdBy } });
+    const version = await this.prisma.policySet.create({ data: { text, sha256: sha256(text), createdBy } });
+    this.freshness.touch();
+    return version;
   }
 
   /** Loads the operator's policy file as a new version unless the latest version is that text already. */
@@ -43,11 +51,17 @@ export class PolicyStore {
 
   /** The engine of the version in force; an empty set (default deny) when there is none. */
   async engine(): Promise<PolicyEngine> {
+    const generation = this.freshness.generation;
+    if (this.freshness.current && this.#engine && this.#checked === generation) return this.#engine;
     const head = await this.prisma.policySet.findFirst({ orderBy: { version: 'desc' }, select: { version: true } });
     const version = String(head?.version ?? 0);
-    if (this.#engine?.version === version) return this.#engine;
+    if (this.#engine?.version === version) {
+      this.#checked = generation;
+      return this.#engine;
+    }
     const text = head ? (await this.prisma.policySet.findUniqueOrThrow({ where: { version: head.version } })).text : '';
     this.#engine = PolicyEngine.create(text, version);
+    this.#checked = generation;
     return this.#engine;
   }
 }

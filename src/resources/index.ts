@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { DomainError, problemType } from '../core/errors';
 import type { PrismaClient } from '../db/generated/client';
+import { neverFresh, ReadCache, type Freshness } from '../db/read-cache';
 import { parseSpiffeId } from '../spiffe/id';
 
 /** Ordered data classifications: a tool's class, and the lowest a request may declare. */
@@ -73,16 +74,28 @@ const fromRow = (r: { uri: string; spiffeId: string; tools: unknown; createdAt: 
 
 /** Registered resources in the database. */
 export class ResourceStore {
-  constructor(private readonly prisma: PrismaClient) {}
+  /** Resources by URI, read on every exchange; dropped when any resource changes. */
+  readonly #byUri: ReadCache<Resource | undefined>;
+
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly freshness: Freshness = neverFresh,
+  ) {
+    this.#byUri = new ReadCache(freshness);
+  }
 
   async create(input: ResourceInput): Promise<Resource> {
     if (await this.get(input.uri)) throw new ResourceError(409, 'resource-exists', `${input.uri} is registered already`);
-    return fromRow(await this.prisma.resource.create({ data: { uri: input.uri, spiffeId: input.spiffe_id, tools: input.tools as object[] } }));
+    const resource = fromRow(await this.prisma.resource.create({ data: { uri: input.uri, spiffeId: input.spiffe_id, tools: input.tools as object[] } }));
+    this.freshness.touch();
+    return resource;
   }
 
   async get(uri: string): Promise<Resource | undefined> {
-    const row = await this.prisma.resource.findUnique({ where: { uri } });
-    return row ? fromRow(row) : undefined;
+    return this.#byUri.get(uri, async () => {
+      const row = await this.prisma.resource.findUnique({ where: { uri } });
+      return row ? fromRow(row) : undefined;
+    });
   }
 
   async require(uri: string): Promise<Resource> {
@@ -101,11 +114,13 @@ export class ResourceStore {
       where: { uri },
       data: { ...(patch.spiffe_id !== undefined && { spiffeId: patch.spiffe_id }), ...(patch.tools !== undefined && { tools: patch.tools as object[] }) },
     });
+    this.freshness.touch();
     return fromRow(row);
   }
 
   async delete(uri: string): Promise<void> {
     await this.require(uri);
     await this.prisma.resource.delete({ where: { uri } });
+    this.freshness.touch();
   }
 }

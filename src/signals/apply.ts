@@ -1,6 +1,7 @@
 import type { AuditLog } from '../audit';
 import type { Clock } from '../core/clock';
 import type { Prisma, PrismaClient } from '../db/generated/client';
+import type { Freshness } from '../db/read-cache';
 import { SetError } from './errors';
 import type { Revocations, RevocationSelector } from '../leases';
 import { intentsOf, type Intent } from './events';
@@ -30,7 +31,7 @@ export class SignalApplier {
     private readonly prisma: PrismaClient,
     private readonly revocations: Revocations,
     private readonly audit: AuditLog,
-    private readonly opts: { riskRevokeLevels: readonly string[]; clock: Clock; maxAgeSeconds: number },
+    private readonly opts: { riskRevokeLevels: readonly string[]; clock: Clock; maxAgeSeconds: number; freshness?: Freshness },
   ) {}
 
   async apply(set: VerifiedSet): Promise<SignalOutcome> {
@@ -52,6 +53,8 @@ export class SignalApplier {
       await this.audit.appendIn(tx, { type: 'signal.received', actor: set.iss, subject: subjectOf(intents), details: { jti: set.jti, events: applied.map((a) => ({ ...a })) } });
       return { replayed: false, applied };
     });
+    // Risk levels and revocation markers are cached for the exchange: this replica drops its copies now, the others when they hear of it.
+    this.opts.freshness?.touch();
     return outcome;
   }
 

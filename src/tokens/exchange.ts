@@ -123,7 +123,6 @@ export class TokenExchange {
       const { granted, decisions } = this.decide(engine, { resource, wanted, subject, connector, depth: chain.depth, taskId: task.id });
       audit = { ...audit, taskId: task.id, policyVersion: engine.version, decisions, ...(chain.dropped.length > 0 && { attenuated: chain.dropped }) };
       if (granted.length === 0) throw new AccessDenied('policy allows none of the requested tools and actions now');
-      if (task.pending) await this.deps.tasks.create(subject.user.sub, subject.user.iss, connector.spiffeId, { id: task.id, groups: subject.user.groups, ...(subject.user.risk !== 'unknown' && { risk: subject.user.risk }) });
       return await this.issue({ client: client!, connector: connector.spiffeId, subject, resource, granted, task, audit });
     } catch (err) {
       const code = (err as { type?: string }).type ?? 'server_error';
@@ -285,7 +284,8 @@ export class TokenExchange {
     return { id: task.id, pending: false };
   }
 
-  private async issue(ctx: { client: ExchangeClient; connector: string; subject: Subject; resource: Resource; granted: McpToolDetail[]; task: { id: string }; audit: Record<string, unknown> }): Promise<TokenExchangeResponse> {
+  /** Mints the token, then commits its lease, its task when new, and the audit event together (group commit) before returning it. */
+  private async issue(ctx: { client: ExchangeClient; connector: string; subject: Subject; resource: Resource; granted: McpToolDetail[]; task: { id: string; pending: boolean }; audit: Record<string, unknown> }): Promise<TokenExchangeResponse> {
     const minted = await mintAccessToken(
       {
         issuer: this.deps.issuer,
@@ -309,27 +309,34 @@ export class TokenExchange {
       this.deps.clock,
       this.deps.random,
     );
+    const { user } = ctx.subject;
     try {
-      await this.deps.leases.record({
-        id: minted.jti,
-        kind: 'access-token',
-        spiffeId: ctx.connector,
-        subject: ctx.subject.user.sub,
-        subjectIssuer: ctx.subject.user.iss,
-        subjectEmail: ctx.subject.email ?? null,
-        sid: ctx.subject.sid ?? null,
-        taskId: ctx.task.id,
-        audience: [ctx.resource.uri],
-        fingerprint: sha256hex(ctx.client.certificateDer),
-        authorizationDetails: ctx.granted,
-        parentId: ctx.subject.parent?.jti ?? null,
-        issuedAt: minted.issuedAt,
-        expiresAt: minted.expiresAt,
-      });
+      await this.deps.leases.record(
+        {
+          id: minted.jti,
+          kind: 'access-token',
+          spiffeId: ctx.connector,
+          subject: user.sub,
+          subjectIssuer: user.iss,
+          subjectEmail: ctx.subject.email ?? null,
+          sid: ctx.subject.sid ?? null,
+          taskId: ctx.task.id,
+          audience: [ctx.resource.uri],
+          fingerprint: sha256hex(ctx.client.certificateDer),
+          authorizationDetails: ctx.granted,
+          parentId: ctx.subject.parent?.jti ?? null,
+          issuedAt: minted.issuedAt,
+          expiresAt: minted.expiresAt,
+        },
+        {
+          // A new task is only written once something is granted: refusals leave no task behind.
+          ...(ctx.task.pending && { task: { id: ctx.task.id, subject: user.sub, subjectIssuer: user.iss, connector: ctx.connector, subjectGroups: user.groups, subjectRisk: user.risk !== 'unknown' ? user.risk : null } }),
+          audit: { type: 'token.issued', subject: user.sub, actor: ctx.connector, details: { ...ctx.audit, jti: minted.jti, granted: ctx.granted, expiresAt: minted.expiresAt.toISOString() } },
+        },
+      );
     } catch (err) {
       throw new TemporarilyUnavailable('the token could not be recorded; none was issued', { cause: err });
     }
-    await this.deps.audit.append({ type: 'token.issued', subject: ctx.subject.user.sub, actor: ctx.connector, details: { ...ctx.audit, jti: minted.jti, granted: ctx.granted, expiresAt: minted.expiresAt.toISOString() } });
     return {
       access_token: minted.token,
       issued_token_type: TOKEN_TYPE.ACCESS_TOKEN,

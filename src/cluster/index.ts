@@ -1,0 +1,1 @@
+export { superviseWorkers, workerLogger, notifyListening, WORKER_LISTENING, type SupervisorOptions } from './supervisor';
