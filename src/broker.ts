@@ -25,7 +25,7 @@ import { ConfigError, redactDatabaseUrl, type Config } from './config';
 import { systemClock, systemRandom, type Clock, type Random } from './core';
 import { ReadCache, type Freshness } from './db/read-cache';
 import { openDatabase, type Database, type Readiness } from './db';
-import { LeaseJanitor, noRevocationWatch, PgRevocationWatch, PrismaLeaseStore, Revocations, svidDenylist, TaskStore, type RevocationWatch } from './leases';
+import { LeaseJanitor, noRevocationWatch, PgRevocationWatch, PrismaLeaseStore, Revocations, svidDenylist, TaskStore, type LeaseStore, type RevocationWatch } from './leases';
 import { PolicyInvalid, PolicyStore } from './policy';
 import { ResourceStore } from './resources';
 import { certificateToPem, type TrustBundle } from './spiffe/bundle';
@@ -51,6 +51,8 @@ export interface Broker {
   readonly rotator: CaRotator;
   readonly admin: AdminCredentials;
   readonly audit: AuditLog;
+  readonly leases: LeaseStore;
+  readonly tasks: TaskStore;
   readiness(): Promise<Readiness>;
   /** Renews the server SVID now if it is due; returns whether it did. */
   renewServerSvidIfDue(): Promise<boolean>;
@@ -227,7 +229,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
     const resources = new ResourceStore(db.prisma, freshness);
     const revocations = new Revocations(db.prisma, clock, (tx, event) => audit.appendIn(tx, event), freshness);
     const risks = new ReadCache<string | undefined>(freshness);
-    const tasks = new TaskStore(db.prisma, { clock, random });
+    const tasks = new TaskStore(db.prisma, { clock, random, freshness });
     const exchange = new TokenExchange({
       issuer: config.issuer,
       authority: rotator,
@@ -379,6 +381,8 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       rotator,
       admin,
       audit,
+      leases,
+      tasks,
       readiness,
       renewServerSvidIfDue,
       tick,

@@ -119,7 +119,7 @@ export class PrismaLeaseStore implements LeaseStore {
     /** Where the audit events given with leases are chained. */
     private readonly audit?: AuditLog,
     /** When cached lease reads may be trusted: never unless the revocation view is current. */
-    freshness: Freshness = watch,
+    private readonly freshness: Freshness = watch,
   ) {
     this.#byId = new ReadCache(freshness, 50_000);
     this.#bySvid = new ReadCache(freshness, 10_000);
@@ -160,7 +160,9 @@ export class PrismaLeaseStore implements LeaseStore {
   }
 
   async revoke(id: string, reason: string, now: Date): Promise<boolean> {
-    return (await this.prisma.$transaction((tx) => revokeIds(tx, [id], reason, now))) > 0;
+    const revoked = (await this.prisma.$transaction((tx) => revokeIds(tx, [id], reason, now))) > 0;
+    this.freshness.touch(); // this replica's cached copy is dropped now, not when the announcement comes back
+    return revoked;
   }
 
   async activeSvid(serial: string, fingerprint: string, now: Date): Promise<Lease | undefined> {

@@ -2,6 +2,7 @@ import { DomainError, problemType } from '../core/errors';
 import type { Clock } from '../core/clock';
 import type { Random } from '../core/random';
 import type { PrismaClient } from '../db/generated/client';
+import type { Freshness } from '../db/read-cache';
 import { revokeIds } from './revocations';
 
 /** A task: one user, one connector, and every token issued for the work. */
@@ -34,7 +35,7 @@ const isUuid = (id: string) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}
 export class TaskStore {
   constructor(
     private readonly prisma: PrismaClient,
-    private readonly deps: { clock: Clock; random: Random },
+    private readonly deps: { clock: Clock; random: Random; freshness?: Freshness },
   ) {}
 
   async create(subject: string, subjectIssuer: string, connector: string, user: { id?: string; groups?: readonly string[]; risk?: string } = {}): Promise<Task> {
@@ -57,10 +58,12 @@ export class TaskStore {
     if (!task) throw new TaskError(404, 'task-not-found', `no task ${id.slice(0, 64)}`);
     if (task.connector !== connector) throw new TaskError(403, 'task-forbidden', 'only the connector that started a task may end it');
     const now = this.deps.clock.now();
-    return this.prisma.$transaction(async (tx) => {
+    const result = await this.prisma.$transaction(async (tx) => {
       await tx.task.updateMany({ where: { id, endedAt: null }, data: { endedAt: now, endReason: reason } });
       const ids = (await tx.lease.findMany({ where: { taskId: id, revokedAt: null }, select: { id: true } })).map((l) => l.id);
       return { revoked: await revokeIds(tx, ids, reason, now) };
     });
+    this.deps.freshness?.touch(); // cached leases of this replica are dropped now, not when the announcement comes back
+    return result;
   }
 }
