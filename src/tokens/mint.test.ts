@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -263,6 +263,25 @@ describe('RFC 9068 §4 validating Writ access tokens', () => {
     expect(await verify({ cnf: {} })).toMatch(/x5t#S256/);
     expect(await verify({ authorization_details: [{ type: 'other' }] })).toMatch(/"authorization_details" is malformed/);
     expect(await verify({ aud: [RESOURCE, 'https://x.example'] })).toMatch(/"aud" must be one resource URI/);
+  });
+
+  it('remembers a verified token per key list, yet checks expiry, issuer and audience on every call', async () => {
+    const bundleKeys = keys();
+    const minted = await mintAccessToken(input(), key, new ManualClock(T0), fixedRandom());
+    const clock = new ManualClock(T0);
+    const first = await verifyAccessToken(minted.token, bundleKeys, { issuer: ISSUER, clock, audience: RESOURCE });
+    expect(await verifyAccessToken(minted.token, bundleKeys, { issuer: ISSUER, clock, audience: RESOURCE })).toBe(first); // remembered
+    expect((await refused(verifyAccessToken(minted.token, bundleKeys, { issuer: ISSUER, clock, audience: 'https://mcp.example.com/jira' }))).message).toMatch(/audience/);
+    expect((await refused(verifyAccessToken(minted.token, bundleKeys, { issuer: 'https://other.example', clock }))).message).toMatch(/issuer \("iss"\) does not match/);
+    clock.advance(301);
+    expect((await refused(verifyAccessToken(minted.token, bundleKeys, { issuer: ISSUER, clock, audience: RESOURCE }))).message).toMatch(/the token has expired/);
+  });
+
+  it('a new key list (a rotated bundle without the signing key) verifies again and refuses', async () => {
+    const minted = await mintAccessToken(input(), key, new ManualClock(T0), fixedRandom());
+    await verifyAccessToken(minted.token, keys(), { issuer: ISSUER, clock: new ManualClock(T0) });
+    const rotated = [{ kid: 'kid-2', publicJwk: publicJwk(createPublicKey(otherKey.privateKey as KeyObject)) }];
+    expect((await refused(verifyAccessToken(minted.token, rotated, { issuer: ISSUER, clock: new ManualClock(T0) }))).message).toMatch(/no key of Writ matches/);
   });
 
   it('answers invalid_token when asked to (a resource server, RFC 6750 §3.1)', async () => {

@@ -239,9 +239,31 @@ export interface VerifyAccessTokenOptions {
 
 const isKeySource = (keys: unknown): keys is KeySource => typeof keys === 'object' && keys !== null && typeof (keys as KeySource).getKey === 'function';
 
+/**
+ * Tokens whose signature and claims were verified under a list of keys (a bundle's): a
+ * resource that introspects the same token on every tool call costs one signature check.
+ * A new bundle is a new list, so a retired key's tokens are checked again (and refused).
+ */
+const verifiedTokens = new WeakMap<readonly AccessTokenVerificationKey[], Map<string, AccessTokenClaims>>();
+const VERIFIED_TOKENS_KEPT = 5000;
+
+function verifiedTokensOf(keys: readonly AccessTokenVerificationKey[]): Map<string, AccessTokenClaims> {
+  let map = verifiedTokens.get(keys);
+  if (!map) verifiedTokens.set(keys, (map = new Map()));
+  return map;
+}
+
+/** One key source per list of keys (a bundle's): jose imports each key once and keeps it, instead of on every verification. */
+const keySources = new WeakMap<readonly AccessTokenVerificationKey[], KeySource>();
+
 function keySourceOf(keys: readonly AccessTokenVerificationKey[]): KeySource {
-  const jwks: JSONWebKeySet = { keys: keys.map((k): JWK => ({ ...(k.publicJwk as JWK), kid: k.kid, alg: ACCESS_TOKEN_ALGORITHM, use: 'sig' })) };
-  return new StaticJwks(jwks);
+  let source = keySources.get(keys);
+  if (!source) {
+    const jwks: JSONWebKeySet = { keys: keys.map((k): JWK => ({ ...(k.publicJwk as JWK), kid: k.kid, alg: ACCESS_TOKEN_ALGORITHM, use: 'sig' })) };
+    source = new StaticJwks(jwks);
+    keySources.set(keys, source);
+  }
+  return source;
 }
 
 /**
@@ -260,6 +282,14 @@ export async function verifyAccessToken(
   const refuse = (reason: string, cause?: unknown): OAuthError => oauthError(code, `access token: ${reason}`, cause === undefined ? undefined : { cause });
   if (typeof token !== 'string' || token === '') throw refuse('no token');
   if (token.length > 32 * 1024) throw refuse('the token is longer than 32768 characters');
+  const verified = isKeySource(publicKeys) ? undefined : verifiedTokensOf(publicKeys);
+  const known = verified?.get(token);
+  if (known) {
+    // The signature was checked under these very keys; the time-dependent and per-caller rules are checked again.
+    const now = Math.floor(options.clock.now().getTime() / 1000);
+    const skew = options.clockSkew ?? 0;
+    if (known.iss === options.issuer && (options.audience === undefined || known.aud === options.audience) && known.exp > now - skew) return known;
+  }
   const keys = isKeySource(publicKeys) ? publicKeys : keySourceOf(publicKeys);
   const verifyOptions: JWTVerifyOptions = {
     issuer: options.issuer,
@@ -279,7 +309,12 @@ export async function verifyAccessToken(
     const reason = verificationFailureReason(err, token, { audience: options.audience ?? '', algorithms: [ACCESS_TOKEN_ALGORITHM] });
     throw refuse(reason.replace(/the issuer's/g, "Writ's").replace(/of the issuer/g, 'of Writ').replace(/for this issuer/g, 'for Writ access tokens'), err);
   }
-  return accessTokenClaimsOf(payload, refuse);
+  const claims = Object.freeze(accessTokenClaimsOf(payload, refuse));
+  if (verified && payload.nbf === undefined) {
+    if (verified.size >= VERIFIED_TOKENS_KEPT) verified.clear();
+    verified.set(token, claims);
+  }
+  return claims;
 }
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
