@@ -3,10 +3,12 @@ import type { Clock } from '../core/clock';
 import { isDnsName } from '../core/dns';
 import { parseSpiffeId } from '../spiffe/id';
 import type { Random } from '../core/random';
+import { knownSpki } from './csr';
 import { CaError, SvidRequestRejected } from './errors';
 import type { SigningKey } from './keys';
-import { serialNumber, x509SvidExtensions } from './templates';
-import { x509 } from './x509';
+import { IssuedCertificate, LeafCertificateWriter } from './leaf';
+import { serialNumber, x509SvidExtensions, type LeafProfile } from './templates';
+import { subtle, x509 } from './x509';
 
 /** An X.509-SVID: the leaf certificate and the intermediates up to (not including) the trust anchor. */
 export interface X509Svid {
@@ -39,12 +41,16 @@ const BACKDATE_SECONDS = 10;
  * certificate of [certificate, ...chain] is the trust anchor published in the bundle.
  */
 export class CertificateAuthority {
+  /** The direct DER writer for this CA's leaves, made on first use; undefined when its key type needs the generic path. */
+  #writer?: Promise<LeafCertificateWriter | undefined>;
+
   constructor(
     readonly trustDomain: string,
     readonly certificate: x509.X509Certificate,
     readonly chain: readonly x509.X509Certificate[],
     private readonly key: SigningKey,
-    private readonly deps: { clock: Clock; random: Random },
+    /** `genericIssuance` forces the @peculiar/x509 path, for tests that compare the two. */
+    private readonly deps: { clock: Clock; random: Random; genericIssuance?: boolean },
   ) {}
 
   /** The certificate peers trust: the root of the chain. */
@@ -83,7 +89,27 @@ export class CertificateAuthority {
     const notBefore = wholeSeconds(Math.max(now.getTime() - BACKDATE_SECONDS * 1000, this.certificate.notBefore.getTime()));
     const notAfter = wholeSeconds(Math.min(now.getTime() + req.ttl * 1000, this.notAfter.getTime()));
     const serial = serialNumber(this.deps.random.bytes(16));
-    const certificate = await x509.X509CertificateGenerator.create({
+    const profile = { spiffeId: req.spiffeId, dnsNames: req.dnsNames ?? [], ipAddresses: req.ipAddresses ?? [] };
+    const writer = this.deps.genericIssuance ? undefined : await (this.#writer ??= LeafCertificateWriter.create(this.certificate, this.key));
+    const certificate = writer
+      ? new IssuedCertificate(
+          writer.write({
+            ...profile,
+            serialNumber: serial,
+            notBefore,
+            notAfter,
+            spki: knownSpki(req.publicKey) ?? new Uint8Array(await subtle.exportKey('spki', req.publicKey)),
+            rsaSubject: req.publicKey.algorithm.name.startsWith('RSA'),
+          }),
+        )
+      : await this.generic(serial, notBefore, notAfter, req, profile);
+    const intermediates = this.chain.length > 0 ? [this.certificate, ...this.chain.slice(0, -1)] : [];
+    return { spiffeId: req.spiffeId, serialNumber: serial, certificate, intermediates, notBefore, notAfter };
+  }
+
+  /** The generic path: @peculiar/x509 builds and WebCrypto signs. For CA key types the direct writer does not cover. */
+  private async generic(serial: string, notBefore: Date, notAfter: Date, req: X509SvidRequest, profile: LeafProfile): Promise<x509.X509Certificate> {
+    return x509.X509CertificateGenerator.create({
       serialNumber: serial,
       subject: 'O=Writ',
       issuer: this.certificate.subjectName,
@@ -92,13 +118,7 @@ export class CertificateAuthority {
       publicKey: req.publicKey,
       signingKey: this.key.privateKey,
       signingAlgorithm: this.key.signingAlgorithm,
-      extensions: await x509SvidExtensions(
-        { spiffeId: req.spiffeId, dnsNames: req.dnsNames ?? [], ipAddresses: req.ipAddresses ?? [] },
-        req.publicKey,
-        this.certificate,
-      ),
+      extensions: await x509SvidExtensions(profile, req.publicKey, this.certificate),
     });
-    const intermediates = this.chain.length > 0 ? [this.certificate, ...this.chain.slice(0, -1)] : [];
-    return { spiffeId: req.spiffeId, serialNumber: serial, certificate, intermediates, notBefore, notAfter };
   }
 }

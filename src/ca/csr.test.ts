@@ -273,6 +273,23 @@ describe('X509-SVID §4: the CA builds the leaf from its template, never from th
   });
 });
 
+describe('the subject key the leaf certifies', () => {
+  it('is the key WebCrypto exports, also when the CSR encodes its point compressed', async () => {
+    openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'compressed.key'], { cwd: dir });
+    openssl(['ec', '-in', 'compressed.key', '-conv_form', 'compressed', '-out', 'compressed-form.key'], { cwd: dir });
+    openssl(['req', '-new', '-key', 'compressed-form.key', '-out', 'compressed.csr', '-subj', '/CN=requester'], { cwd: dir });
+    const pem = readFileSync(join(dir, 'compressed.csr'), 'utf8');
+    const [tbs] = csrParts(pem);
+    expect(Buffer.from(children(tbs)[2]!).length).toBeLessThan(91); // the CSR's SPKI carries a 33-octet point
+    for (const path of ['compressed', 'uncompressed']) {
+      const csr = await parseCsr(path === 'compressed' ? pem : makeCsr('uncompressed', EC('P-256')));
+      const svid = await issue(csr, `spki/${path}`);
+      expect(Buffer.from(svid.certificate.publicKey.rawData)).toEqual(Buffer.from(await subtle.exportKey('spki', csr.publicKey)));
+      expect(opensslVerify(svid.certificate, `spki-${path}`)).toContain(': OK');
+    }
+  });
+});
+
 describe('X509-SVID §4.3 key usage for an RSA key under either WebCrypto name', () => {
   it.each(['RSASSA-PKCS1-v1_5', 'RSA-PSS'])('gives keyEncipherment to an RSA key imported as %s', async (name) => {
     const csr = await parseCsr(makeCsr(`ku-${name}`, ['-newkey', 'rsa:2048']));

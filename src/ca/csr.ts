@@ -1,3 +1,5 @@
+import { KeyObject, verify } from 'node:crypto';
+import { contentOf, readChildren, readElement, TAG } from './der';
 import { CsrRejected } from './errors';
 import { subtle, x509 } from './x509';
 
@@ -56,8 +58,8 @@ export async function parseCsr(pem: string): Promise<VerifiedCsr> {
   const der = decodePem(pem);
   const csr = decodeCertificationRequest(der);
   const key = await importSubjectKey(csr);
-  checkSignatureAlgorithm(csr, key.keyType);
-  await verifyProofOfPossession(csr);
+  const signature = checkSignatureAlgorithm(csr, key.keyType);
+  await verifyProofOfPossession(csr, der, key.publicKey, signature);
   return key;
 }
 
@@ -127,11 +129,42 @@ function describeKey(alg: Algorithm & { namedCurve?: string }): string {
 }
 
 async function importSpki(csr: CertificationRequest, alg: EcKeyImportParams | RsaHashedImportParams | Algorithm): Promise<CryptoKey> {
+  const spki = new Uint8Array(csr.publicKey.rawData);
+  let key: CryptoKey;
   try {
-    return await subtle.importKey('spki', csr.publicKey.rawData, alg, true, ['verify']);
+    key = await subtle.importKey('spki', spki, alg, true, ['verify']);
   } catch (err) {
     throw invalid('the CSR\'s public key is malformed', err);
   }
+  if (isCanonicalSpki(spki)) canonicalSpki.set(key, spki);
+  return key;
+}
+
+/**
+ * The DER SubjectPublicKeyInfo of keys parseCsr imported, when the CSR's encoding is the one
+ * WebCrypto's exportKey('spki') would give back, so signing need not export it again (an
+ * export of a newly imported key costs about as much as the import).
+ */
+const canonicalSpki = new WeakMap<CryptoKey, Uint8Array>();
+
+/** The DER SubjectPublicKeyInfo of a key from parseCsr, if known; otherwise undefined. */
+export function knownSpki(key: CryptoKey): Uint8Array | undefined {
+  return canonicalSpki.get(key);
+}
+
+/**
+ * SPKI prefixes whose encoding OpenSSL reproduces octet for octet on export: the named-curve
+ * AlgorithmIdentifier then an uncompressed point (SEC 1 §2.3.3, 0x04) for P-256 and P-384,
+ * and the RFC 8410 form for Ed25519. Anything else (a compressed point, say) is re-exported.
+ */
+const CANONICAL_SPKI_PREFIXES: ReadonlyArray<readonly [prefix: Buffer, length: number]> = [
+  [Buffer.from('3059301306072a8648ce3d020106082a8648ce3d03010703420004', 'hex'), 91], // P-256
+  [Buffer.from('3076301006072a8648ce3d020106052b8104002203620004', 'hex'), 120], // P-384
+  [Buffer.from('302a300506032b6570032100', 'hex'), 44], // Ed25519
+];
+
+function isCanonicalSpki(spki: Uint8Array): boolean {
+  return CANONICAL_SPKI_PREFIXES.some(([prefix, length]) => spki.length === length && Buffer.from(spki.buffer, spki.byteOffset, prefix.length).equals(prefix));
 }
 
 /** The subject public key, if it is of a type Writ certifies (X509-SVID leaves: P-256, P-384, Ed25519, RSA ≥ 2048). */
@@ -167,8 +200,8 @@ async function importSubjectKey(csr: CertificationRequest): Promise<VerifiedCsr>
 const hashName = (hash: unknown): string | undefined =>
   typeof hash === 'string' ? hash : typeof hash === 'object' && hash !== null ? (hash as { name?: string }).name : undefined;
 
-/** The CSR's signature algorithm fits its key and uses a hash of SHA-256 or stronger. */
-function checkSignatureAlgorithm(csr: CertificationRequest, keyType: CsrKeyType): void {
+/** The CSR's signature algorithm fits its key and uses a hash of SHA-256 or stronger; returns it. */
+function checkSignatureAlgorithm(csr: CertificationRequest, keyType: CsrKeyType): Algorithm & { hash?: unknown } {
   let sig: Algorithm & { hash?: unknown };
   try {
     sig = csr.signatureAlgorithm;
@@ -176,18 +209,50 @@ function checkSignatureAlgorithm(csr: CertificationRequest, keyType: CsrKeyType)
     throw invalid('the CSR\'s signature algorithm cannot be read', err);
   }
   if (!SIGNATURES[keyType].includes(sig.name)) throw invalid(`the CSR's signature algorithm ${sig.name} does not fit its ${keyType} key`);
-  if (sig.name === 'Ed25519') return;
+  if (sig.name === 'Ed25519') return sig;
   const hash = hashName(sig.hash);
   if (hash === undefined || !SIGNATURE_HASHES.includes(hash)) {
     throw invalid(`the CSR is signed with ${hash ?? 'an unknown hash'}; Writ accepts ${SIGNATURE_HASHES.join(', ')}`);
   }
+  return sig;
 }
 
-/** RFC 2986 §3: the signature over certificationRequestInfo verifies with the CSR's own key. */
-async function verifyProofOfPossession(csr: CertificationRequest): Promise<void> {
+/** node:crypto digest names of the accepted hashes. */
+const NODE_DIGEST: Record<string, string> = { 'SHA-256': 'sha256', 'SHA-384': 'sha384', 'SHA-512': 'sha512' };
+
+/**
+ * The exact certificationRequestInfo octets the signature covers, and the signature
+ * octets, read from the DER (which @peculiar/x509 has already decoded as a CertificationRequest).
+ */
+function signedParts(der: Uint8Array): { info: Uint8Array; signature: Uint8Array } {
+  const outer = readElement(der);
+  const [info, , signature] = readChildren(der, outer);
+  if (info?.tag !== TAG.SEQUENCE || signature?.tag !== TAG.BIT_STRING) throw new RangeError('not a CertificationRequest');
+  const bits = contentOf(der, signature);
+  if (bits.length === 0 || bits[0] !== 0) throw new RangeError('the signature BIT STRING is not whole octets');
+  return { info: der.subarray(info.start, info.end), signature: bits.subarray(1) };
+}
+
+/**
+ * RFC 2986 §3: the signature over certificationRequestInfo verifies with the CSR's own key.
+ * ECDSA, Ed25519 and RSASSA-PKCS1-v1_5 verify synchronously with node:crypto, using the key
+ * already imported; RSA-PSS (whose parameters @peculiar/x509 maps) goes through WebCrypto.
+ */
+async function verifyProofOfPossession(csr: CertificationRequest, der: Uint8Array, publicKey: CryptoKey, sig: Algorithm & { hash?: unknown }): Promise<void> {
   let ok: boolean;
   try {
-    ok = await csr.verify();
+    if (sig.name === 'RSA-PSS') {
+      ok = await csr.verify();
+    } else {
+      const { info, signature } = signedParts(der);
+      const key = KeyObject.from(publicKey);
+      if (sig.name === 'Ed25519') ok = verify(null, info, key, signature);
+      else {
+        const digest = NODE_DIGEST[hashName(sig.hash)!]!;
+        // ECDSA: the CSR carries the DER ECDSA-Sig-Value (RFC 5758 §3.2), node:crypto's dsaEncoding 'der'.
+        ok = verify(digest, info, sig.name === 'ECDSA' ? { key, dsaEncoding: 'der' } : key, signature);
+      }
+    }
   } catch (err) {
     throw invalid('the CSR\'s signature is malformed', err);
   }

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { contentOf, contextTag, ia5Octets, ipAddressOctets, octetString, oid, readChildren, readElement, sequence, TAG } from './der';
 import { x509 } from './x509';
 
 /**
@@ -41,6 +43,66 @@ export async function x509SvidExtensions(profile: LeafProfile, publicKey: Crypto
     await x509.SubjectKeyIdentifierExtension.create(publicKey),
     await authorityKeyIdentifier(issuer), // RFC 5280 §4.2.1.1
   ];
+}
+
+/**
+ * The X.509-SVID leaf extensions that do not depend on the subject, as DER Extension
+ * encodings: made once per CA by the same @peculiar/x509 classes x509SvidExtensions uses,
+ * so the fast issuance path writes exactly the same octets.
+ */
+export interface FixedLeafExtensions {
+  readonly basicConstraints: Uint8Array;
+  /** keyUsage for an EC or Ed25519 subject key, and for an RSA one (adds keyEncipherment). */
+  readonly keyUsage: { readonly other: Uint8Array; readonly rsa: Uint8Array };
+  readonly extKeyUsage: Uint8Array;
+  readonly authorityKeyIdentifier: Uint8Array;
+}
+
+export async function fixedLeafExtensions(issuer: x509.X509Certificate): Promise<FixedLeafExtensions> {
+  const der = (e: x509.Extension) => new Uint8Array(e.rawData);
+  return {
+    basicConstraints: der(new x509.BasicConstraintsExtension(false, undefined, true)),
+    keyUsage: {
+      other: der(new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true)),
+      rsa: der(new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true)),
+    },
+    extKeyUsage: der(new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth], false)),
+    authorityKeyIdentifier: der(await authorityKeyIdentifier(issuer)),
+  };
+}
+
+const ID_CE_SUBJECT_ALT_NAME = oid('2.5.29.17');
+const ID_CE_SUBJECT_KEY_IDENTIFIER = oid('2.5.29.14');
+
+/** The subjectAltName Extension DER of a leaf (non-critical, so no critical field: DER omits a DEFAULT). */
+export function subjectAltNameDer(profile: LeafProfile): Buffer {
+  const names = [
+    contextTag(6, false, ia5Octets(profile.spiffeId)), // uniformResourceIdentifier [6] IA5String
+    ...profile.dnsNames.map((n) => contextTag(2, false, ia5Octets(n))), // dNSName [2] IA5String
+    ...profile.ipAddresses.map((ip) => contextTag(7, false, ipAddressOctets(ip))), // iPAddress [7] OCTET STRING
+  ];
+  return sequence(ID_CE_SUBJECT_ALT_NAME, octetString(sequence(...names)));
+}
+
+/**
+ * The subjectKeyIdentifier Extension DER: SHA-1 of the subjectPublicKey BIT STRING's value
+ * (RFC 5280 §4.2.1.2 method 1, as SubjectKeyIdentifierExtension.create computes it).
+ */
+export function subjectKeyIdentifierDer(spki: Uint8Array): Buffer {
+  const keyId = createHash('sha1').update(subjectPublicKeyBits(spki)).digest();
+  return sequence(ID_CE_SUBJECT_KEY_IDENTIFIER, octetString(octetString(keyId)));
+}
+
+/** The octets of a SubjectPublicKeyInfo's subjectPublicKey BIT STRING, without its unused-bits octet. */
+export function subjectPublicKeyBits(spki: Uint8Array): Uint8Array {
+  const outer = readElement(spki);
+  const [algorithm, key] = readChildren(spki, outer);
+  if (outer.tag !== TAG.SEQUENCE || algorithm?.tag !== TAG.SEQUENCE || key?.tag !== TAG.BIT_STRING || key.end !== outer.end || outer.end !== spki.length) {
+    throw new RangeError('not a DER SubjectPublicKeyInfo');
+  }
+  const bits = contentOf(spki, key);
+  if (bits.length === 0 || bits[0] !== 0) throw new RangeError('the subjectPublicKey BIT STRING is not whole octets');
+  return bits.subarray(1);
 }
 
 /**
