@@ -34,6 +34,7 @@
  * `task_id`), so a repeated question costs a map lookup; a new version is a new engine.
  */
 import { createHash } from 'node:crypto';
+import { setFlagsFromString } from 'node:v8';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import { canonicalJson } from '../core/canonical-json';
 import { PolicyInvalid } from './errors';
@@ -48,6 +49,12 @@ import {
   type Classification,
   type ToolAction,
 } from './schema';
+
+// Node 20's V8 (11.3) aborts the process ("Fatal error ... unreachable code" in
+// Deoptimizer::DoComputeBuiltinContinuation) when optimized code that inlined a JS→Wasm call
+// into Cedar is lazily deoptimized; it happened here under load within minutes (bench/run.mjs).
+// Not inlining JS→Wasm calls avoids it. Set when this module loads, before Cedar's glue runs.
+setFlagsFromString('--no-turbo-inline-js-wasm-calls');
 
 /** The end user, from the verified subject token. Becomes `Writ::User::"<sub>"`. */
 export interface PolicyUser {
@@ -180,11 +187,12 @@ export class PolicyEngine {
       key = undefined; // a malformed request: decided (and refused) below, not cached
     }
     const cached = key === undefined ? undefined : this.#decisions.get(key);
-    if (cached) return cached;
+    // A copy, of the same shape as a fresh decision: a caller cannot alter what the next one is told.
+    if (cached) return { allowed: cached.allowed, policyIds: [...cached.policyIds], errors: [], version: cached.version };
     const decision = this.#decide(request);
     if (key !== undefined && decision.errors.length === 0) {
       if (this.#decisions.size >= DECISION_CACHE_SIZE) this.#decisions.clear();
-      this.#decisions.set(key, Object.freeze({ ...decision, policyIds: Object.freeze([...decision.policyIds]) as string[], errors: [] }));
+      this.#decisions.set(key, { allowed: decision.allowed, policyIds: [...decision.policyIds], errors: [], version: decision.version });
     }
     return decision;
   }

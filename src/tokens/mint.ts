@@ -309,7 +309,7 @@ export async function verifyAccessToken(
     const reason = verificationFailureReason(err, token, { audience: options.audience ?? '', algorithms: [ACCESS_TOKEN_ALGORITHM] });
     throw refuse(reason.replace(/the issuer's/g, "Writ's").replace(/of the issuer/g, 'of Writ').replace(/for this issuer/g, 'for Writ access tokens'), err);
   }
-  const claims = Object.freeze(accessTokenClaimsOf(payload, refuse));
+  const claims = accessTokenClaimsOf(payload, refuse);
   if (verified && payload.nbf === undefined) {
     if (verified.size >= VERIFIED_TOKENS_KEPT) verified.clear();
     verified.set(token, claims);
