@@ -23,12 +23,40 @@ export interface AuditRecord extends AuditEventInput {
 
 /** The hash of the first event's predecessor. */
 export const GENESIS_HASH = '0'.repeat(64);
-const AUDIT_LOCK_KEY = 0x61756474; // "audt"
 
-/** hash = SHA-256(prevHash || canonical JSON of the event): each event commits to all before it. */
-export function auditHash(prevHash: string, e: { at: Date; type: string; subject?: string | null; actor?: string | null; details?: unknown }): string {
-  const body = canonicalJson({ at: e.at.toISOString(), type: e.type, subject: e.subject ?? null, actor: e.actor ?? null, details: e.details ?? {} });
-  return createHash('sha256').update(prevHash).update('\n').update(body).digest('hex');
+type HashedFields = { at: Date; type: string; subject?: string | null; actor?: string | null; details?: unknown };
+
+/** The canonical JSON of an event, as hashed. */
+export function auditBody(e: HashedFields): string {
+  return canonicalJson({ at: e.at.toISOString(), type: e.type, subject: e.subject ?? null, actor: e.actor ?? null, details: e.details ?? {} });
+}
+
+/** hash = SHA-256(prevHash || "\n" || canonical JSON of the event): each event commits to all before it. */
+export function auditHash(prevHash: string, e: HashedFields): string {
+  return createHash('sha256').update(prevHash).update('\n').update(auditBody(e)).digest('hex');
+}
+
+/**
+ * Events as `writ_append_audit` (migration 20261127090000) takes them: PostgreSQL chains them
+ * under the chain's lock, hashing each body exactly as {@link auditHash} does.
+ */
+export function auditRows(events: readonly TimedAuditEvent[]): string {
+  return JSON.stringify(
+    events.map((e) => ({ at: e.at.toISOString(), type: e.type, subject: e.subject ?? null, actor: e.actor ?? null, details: e.details ?? {}, body: auditBody(e) })),
+  );
+}
+
+/** The records of events appended in order, from the function's (seq, hash) rows. */
+export interface AppendedRow {
+  event_seq: bigint | number | string;
+  event_hash: string;
+  event_prev_hash: string;
+}
+
+/** The records of events appended in order, from the function's rows (one per event, in order). */
+export function appendedRecords(events: readonly TimedAuditEvent[], rows: readonly AppendedRow[]): AuditRecord[] {
+  if (rows.length !== events.length) throw new Error(`the audit chain appended ${rows.length} of ${events.length} events`);
+  return events.map((e, i) => ({ ...e, details: e.details ?? {}, seq: Number(rows[i]!.event_seq), hash: rows[i]!.event_hash, prevHash: rows[i]!.event_prev_hash }));
 }
 
 /** An event stamped with the time it happened, waiting to be chained. */
@@ -43,7 +71,8 @@ export class AuditLog {
     private readonly prisma: PrismaClient,
     private readonly clock: Clock,
   ) {
-    this.#batch = new GroupCommit((events) => this.prisma.$transaction((tx) => this.appendManyIn(tx, events)));
+    // One statement per batch, in its own transaction: no round trip while the chain is locked.
+    this.#batch = new GroupCommit((events) => this.appendManyIn(this.prisma, events));
   }
 
   /** Appends an event, chained to the last one; resolves once it is committed. Appends from all replicas are serialized. */
@@ -62,28 +91,8 @@ export class AuditLog {
    */
   async appendManyIn(tx: Prisma.TransactionClient, events: readonly TimedAuditEvent[]): Promise<AuditRecord[]> {
     if (events.length === 0) return [];
-    await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${AUDIT_LOCK_KEY})`);
-    const last = await tx.$queryRawUnsafe<{ hash: string }[]>('SELECT hash FROM audit_event ORDER BY seq DESC LIMIT 1');
-    let prevHash = last[0]?.hash ?? GENESIS_HASH;
-    const rows = events.map((event, i) => {
-      const details = event.details ?? {};
-      const hash = auditHash(prevHash, { ...event, details });
-      const row = { i, at: event.at.toISOString(), type: event.type, subject: event.subject ?? null, actor: event.actor ?? null, details, prev_hash: prevHash, hash };
-      prevHash = hash;
-      return row;
-    });
-    const records = rows.map((r, i) => ({ ...events[i]!, details: r.details, prevHash: r.prev_hash, hash: r.hash }));
-    // Sequence numbers follow the chain: rows are inserted in the order they were hashed.
-    const inserted = await tx.$queryRawUnsafe<{ seq: bigint | number | string; hash: string }[]>(
-      `INSERT INTO audit_event (at, type, subject, actor, details, prev_hash, hash)
-       SELECT x.at, x.type, x.subject, x.actor, x.details, x.prev_hash, x.hash
-       FROM jsonb_to_recordset($1::jsonb) AS x(i int, at timestamptz, type text, subject text, actor text, details jsonb, prev_hash text, hash text)
-       ORDER BY x.i
-       RETURNING seq, hash`,
-      JSON.stringify(rows),
-    );
-    const seqOf = new Map(inserted.map((r) => [r.hash, Number(r.seq)]));
-    return records.map((r) => ({ ...r, seq: seqOf.get(r.hash)! }));
+    const rows = await tx.$queryRawUnsafe<AppendedRow[]>('SELECT event_seq, event_hash, event_prev_hash FROM writ_append_audit($1::jsonb)', auditRows(events));
+    return appendedRecords(events, rows);
   }
 
   /**

@@ -1,4 +1,4 @@
-import type { AuditEventInput, AuditLog, TimedAuditEvent } from '../audit';
+import { auditRows, type AppendedRow, type AuditEventInput, type AuditLog, type TimedAuditEvent } from '../audit';
 import type { PrismaClient } from '../db/generated/client';
 import { GroupCommit } from '../db/group-commit';
 import { ReadCache, type Freshness } from '../db/read-cache';
@@ -73,14 +73,6 @@ interface PendingLease {
   readonly event?: TimedAuditEvent;
 }
 
-/** Many leases (and their tasks) in one statement each: the rows travel as one JSON parameter. */
-const INSERT_LEASES = `INSERT INTO lease (id, kind, spiffe_id, subject, task_id, audience, issued_at, expires_at, serial, fingerprint, entry_id, sid, subject_issuer, subject_email, authorization_details, parent_id)
-  SELECT x.id, x.kind, x.spiffe_id, x.subject, x.task_id, x.audience, x.issued_at, x.expires_at, x.serial, x.fingerprint, x.entry_id, x.sid, x.subject_issuer, x.subject_email, x.authorization_details, x.parent_id
-  FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, kind text, spiffe_id text, subject text, task_id text, audience text[], issued_at timestamptz, expires_at timestamptz, serial text, fingerprint text, entry_id uuid, sid text, subject_issuer text, subject_email text, authorization_details jsonb, parent_id uuid)`;
-const INSERT_TASKS = `INSERT INTO task (id, subject, subject_issuer, connector, subject_groups, subject_risk)
-  SELECT x.id, x.subject, x.subject_issuer, x.connector, x.subject_groups, x.subject_risk
-  FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, subject text, subject_issuer text, connector text, subject_groups text[], subject_risk text)`;
-
 const leaseRow = (l: Lease) => ({
   id: l.id,
   kind: l.kind,
@@ -130,20 +122,20 @@ export class PrismaLeaseStore implements LeaseStore {
     await this.#batch.submit({ lease, ...(effects.task && { task: effects.task }), ...(effects.audit && { event: this.audit!.stamp(effects.audit) }) });
   }
 
+  /**
+   * One statement per batch (`writ_record_leases`, migration 20261127090000): tasks, leases and
+   * audit events commit together, and the audit chain's lock is held only inside PostgreSQL.
+   */
   async #write(items: PendingLease[]): Promise<void[]> {
     const tasks = items.flatMap((i) => (i.task ? [taskRow(i.task)] : []));
     const events = items.flatMap((i) => (i.event ? [i.event] : []));
-    const leases = JSON.stringify(items.map((i) => leaseRow(i.lease)));
-    if (tasks.length === 0 && events.length === 0) {
-      await this.prisma.$executeRawUnsafe(INSERT_LEASES, leases);
-    } else {
-      await this.prisma.$transaction(async (tx) => {
-        if (tasks.length > 0) await tx.$executeRawUnsafe(INSERT_TASKS, JSON.stringify(tasks));
-        await tx.$executeRawUnsafe(INSERT_LEASES, leases);
-        // Last, so the audit chain's lock is held only for the chain's own statements and the commit.
-        await this.audit!.appendManyIn(tx, events);
-      });
-    }
+    const rows = await this.prisma.$queryRawUnsafe<AppendedRow[]>(
+      'SELECT event_seq, event_hash, event_prev_hash FROM writ_record_leases($1::jsonb, $2::jsonb, $3::jsonb)',
+      JSON.stringify(tasks),
+      JSON.stringify(items.map((i) => leaseRow(i.lease))),
+      auditRows(events),
+    );
+    if (rows.length !== events.length) throw new Error(`the audit chain recorded ${rows.length} of ${events.length} events`);
     return items.map(() => undefined);
   }
 
