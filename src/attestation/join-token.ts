@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Clock } from '../core/clock';
 import type { Random } from '../core/random';
 import type { PrismaClient } from '../db/generated/client';
+import { GroupCommit } from '../db/group-commit';
 import type { AttestationResult, Attestor } from './attestor';
 import { AttestationError } from './errors';
 
@@ -16,6 +17,9 @@ export interface IssuedJoinToken {
 
 /** Single-use join tokens, each made for one registration entry. */
 export class JoinTokens {
+  /** Redemptions arriving together are one UPDATE (group commit); each caller still gets only its own token's answer. */
+  readonly #redemptions = new GroupCommit<string, string | undefined>((ids) => this.#consume(ids));
+
   constructor(
     private readonly prisma: PrismaClient,
     private readonly deps: { clock: Clock; random: Random },
@@ -34,11 +38,31 @@ export class JoinTokens {
    */
   async redeem(token: string): Promise<{ entryId: string; tokenId: string }> {
     const id = hash(token);
+    const entryId = await this.#redemptions.submit(id);
+    if (entryId === undefined) throw new AttestationError('token-unusable', 'the join token is unknown, expired or already used');
+    return { entryId, tokenId: id };
+  }
+
+  /**
+   * One statement marks every named token used, if unused and unexpired; row locks make
+   * concurrent statements (other batches, other replicas) consume a token at most once.
+   * Within a batch, a token named twice goes to its first caller only.
+   */
+  async #consume(ids: string[]): Promise<(string | undefined)[]> {
     const now = this.deps.clock.now();
-    const rows = await this.prisma.$queryRaw<{ entry_id: string }[]>`
-      UPDATE join_token SET used_at = ${now} WHERE id = ${id} AND used_at IS NULL AND expires_at > ${now} RETURNING entry_id::text`;
-    if (rows.length !== 1) throw new AttestationError('token-unusable', 'the join token is unknown, expired or already used');
-    return { entryId: rows[0]!.entry_id, tokenId: id };
+    const rows = await this.prisma.$queryRawUnsafe<{ id: string; entry_id: string }[]>(
+      `UPDATE join_token SET used_at = $2::timestamptz
+       WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)) AND used_at IS NULL AND expires_at > $2::timestamptz
+       RETURNING id, entry_id::text`,
+      JSON.stringify([...new Set(ids)]),
+      now.toISOString(),
+    );
+    const consumed = new Map(rows.map((r) => [r.id, r.entry_id]));
+    return ids.map((id) => {
+      const entryId = consumed.get(id);
+      consumed.delete(id); // a second caller with the same token in this batch gets nothing
+      return entryId;
+    });
   }
 }
 

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, createServer as createTlsServer } from 'node:tls';
 import { randomUUID, X509Certificate } from 'node:crypto';
+import { JoinTokens } from '../../src/attestation/join-token';
 import { TaskStore } from '../../src/leases';
 import { systemClock, systemRandom } from '../../src/core';
 import { createLocalJWKSet, jwtVerify } from 'jose';
@@ -175,6 +176,17 @@ describe('join_token attestation', () => {
     expect(results.filter((r) => r.status === 201)).toHaveLength(1);
     expect(results.filter((r) => r.status === 400)).toHaveLength(19);
     expect(await broker.db.prisma.lease.count({ where: { spiffeId: entry.spiffe_id } })).toBe(1);
+  });
+
+  it('redemptions arriving together share one statement, yet a token named twice in it goes to one caller only', async () => {
+    const tokens = new JoinTokens(broker.db.prisma, { clock: systemClock, random: systemRandom });
+    const a = await entryWithToken('spiffe://td.test/batch-a');
+    const b = await entryWithToken('spiffe://td.test/batch-b');
+    const outcomes = await Promise.allSettled([a.token, b.token, a.token, 'writ_jt_unknown', a.token].map((t) => tokens.redeem(t)));
+    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'rejected', 'rejected']);
+    expect((outcomes[0] as PromiseFulfilledResult<{ entryId: string }>).value.entryId).toBe(a.entry.id);
+    expect((outcomes[1] as PromiseFulfilledResult<{ entryId: string }>).value.entryId).toBe(b.entry.id);
+    await expect(tokens.redeem(b.token)).rejects.toMatchObject({ message: 'the join token is unknown, expired or already used' });
   });
 
   it('refuses an unknown attestor, bad evidence and a bad CSR without using up the token', async () => {
