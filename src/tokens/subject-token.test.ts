@@ -1,3 +1,4 @@
+import { DEFAULT_CLOCK_SKEW } from '../attestation/oidc';
 import { createPublicKey } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -262,5 +263,45 @@ describe('subject token keys from jwks_uri (the attestor\'s RemoteJwks)', () => 
     const err = await idps.verify(await idToken()).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TemporarilyUnavailable);
     expect((err as OAuthError).status).toBe(503);
+  });
+});
+
+describe('subject tokens seen again (an agent exchanges one ID token for many tasks)', () => {
+  const remote = (fetchImpl: jest.Mock, clock: ManualClock) =>
+    providers([provider({ jwks_file: undefined, jwks_uri: 'https://login.example.com/keys' })], clock, fetchImpl as unknown as typeof fetch);
+  const jwks = (...keys: KeyPair[]) => new Response(JSON.stringify({ keys: keys.map((k) => k.jwk) }), { headers: { 'content-type': 'application/json' } });
+
+  it('still refuses a remembered token once it has expired', async () => {
+    const clock = new ManualClock(T0);
+    const idps = providers([provider()], clock);
+    const token = await idToken({ exp: 60 });
+    await expect(idps.verify(token)).resolves.toMatchObject({ sub: 'alice@example.com' });
+    await expect(idps.verify(token)).resolves.toMatchObject({ sub: 'alice@example.com' });
+    clock.advance(60 + DEFAULT_CLOCK_SKEW - 1); // exp is at 60 s; the provider's clock skew is tolerated, not more
+    await expect(idps.verify(token)).resolves.toMatchObject({ sub: 'alice@example.com' });
+    clock.advance(1);
+    expect((await refusal(idps.verify(token))).message).toMatch(/expired/);
+  });
+
+  it('refuses a remembered token once the provider no longer publishes its key', async () => {
+    const clock = new ManualClock(T0);
+    const fetchImpl = jest.fn(async () => jwks(es256));
+    const idps = remote(fetchImpl, clock);
+    const token = await idToken({ exp: 3600 });
+    await expect(idps.verify(token)).resolves.toMatchObject({ sub: 'alice@example.com' });
+    fetchImpl.mockImplementation(async () => jwks(es384)); // the provider rotated es256 out
+    clock.advance(601); // past the keys' maximum age: they are fetched again
+    await refusal(idps.verify(token));
+  });
+
+  it('does not trust a remembered token while the provider\'s keys cannot be refreshed (503)', async () => {
+    const clock = new ManualClock(T0);
+    const fetchImpl = jest.fn(async () => jwks(es256));
+    const idps = remote(fetchImpl, clock);
+    const token = await idToken({ exp: 3600 });
+    await idps.verify(token);
+    fetchImpl.mockImplementation(async () => new Response('down', { status: 503 }));
+    clock.advance(601);
+    expect(await idps.verify(token).catch((e: unknown) => e)).toBeInstanceOf(TemporarilyUnavailable);
   });
 });

@@ -172,12 +172,22 @@ function quote(text: string, max = 64): string {
   return JSON.stringify(shown.replace(/[^\x20-\x7e…]/g, '?'));
 }
 
+/** Verified subject tokens remembered at most; beyond it the memory starts over. */
+const VERIFIED_SUBJECT_TOKENS_KEPT = 5000;
+
 const refuse = (reason: string, cause?: unknown): InvalidGrant => new InvalidGrant(`subject_token: ${reason}`, cause === undefined ? undefined : { cause });
 
 /** The configured identity providers, each with its keys. */
 export class IdentityProviders {
   readonly #providers: IssuerRegistry<IdentityProviderConfig>;
   readonly #clock: Clock;
+  /**
+   * Tokens already verified, with the key that verified them. An agent exchanges the same
+   * ID token for each of a user's tasks; a token seen again costs no signature check as long
+   * as the provider still gives that very key for it (so a key the provider dropped, or keys
+   * that cannot be refreshed, are never trusted from here) and its time claims still hold.
+   */
+  readonly #verified = new Map<string, { provider: Provider; key: CryptoKey; payload: JWTPayload }>();
 
   /** Reads every jwks_file now; throws an Error naming the provider and the file when one is unusable. */
   constructor(providers: readonly IdentityProviderConfig[], deps: IdentityProvidersDeps) {
@@ -202,11 +212,41 @@ export class IdentityProviders {
     const provider = this.#providers.get(iss);
     if (!provider) throw refuse(`the token's issuer ${quote(iss)} is not a configured identity provider (RFC 7519 §4.1.1)`);
     checkAlgorithm(header, provider.config);
-    const payload = await this.#verifySignatureAndClaims(token, provider);
+    const payload = await this.#verifySignatureAndClaims(token, provider, header);
     return identityOf(payload, provider.config);
   }
 
-  async #verifySignatureAndClaims(token: string, { config, keys }: Provider): Promise<JWTPayload> {
+  async #verifySignatureAndClaims(token: string, provider: Provider, header: ProtectedHeaderParameters): Promise<JWTPayload> {
+    const { config, keys } = provider;
+    const known = this.#verified.get(token);
+    if (known?.provider === provider && this.#stillValid(known.payload, config.clockSkew)) {
+      const [protectedHeader = '', payload = '', signature = ''] = token.split('.');
+      const key = await keys.getKey(header, { protected: protectedHeader, payload, signature }).catch(() => undefined);
+      if (key === known.key) return known.payload;
+    }
+    let used: CryptoKey | undefined;
+    let lookups = 0;
+    const recording: KeySource = {
+      getKey: async (h, t) => {
+        lookups++;
+        return (used = await keys.getKey(h, t));
+      },
+    };
+    const payload = await this.#verifyWith(token, recording, config);
+    if (used && lookups === 1) {
+      if (this.#verified.size >= VERIFIED_SUBJECT_TOKENS_KEPT) this.#verified.clear();
+      this.#verified.set(token, { provider, key: used, payload });
+    }
+    return payload;
+  }
+
+  /** RFC 7519 §4.1.4, §4.1.5 against the current time, as jose checks them. */
+  #stillValid(payload: JWTPayload, skew: number): boolean {
+    const now = Math.floor(this.#clock.now().getTime() / 1000);
+    return typeof payload.exp === 'number' && payload.exp > now - skew && (payload.nbf === undefined || (typeof payload.nbf === 'number' && payload.nbf <= now + skew));
+  }
+
+  async #verifyWith(token: string, keys: KeySource, config: IdentityProviderConfig): Promise<JWTPayload> {
     const options: JWTVerifyOptions = {
       issuer: config.issuer,
       audience: config.audience,
