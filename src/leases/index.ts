@@ -113,7 +113,7 @@ export class PrismaLeaseStore implements LeaseStore {
     /** When cached lease reads may be trusted: never unless the revocation view is current. */
     private readonly freshness: Freshness = watch,
   ) {
-    this.#byId = new ReadCache(freshness, 50_000);
+    this.#byId = new ReadCache(freshness, 20_000);
     this.#bySvid = new ReadCache(freshness, 10_000);
   }
 
