@@ -426,7 +426,7 @@ async function main() {
     api.close();
     const rssAfter = treeRssMb(a.child.pid);
     const report = {
-      machine: { cpus: cpus().length, model: cpus()[0]?.model, memory_gb: Math.round(totalmem() / 2 ** 30), node: process.version, postgres: (await admin.query('SHOW server_version')).rows[0].server_version, broker_workers: WORKERS, at: new Date().toISOString(), duration_s: DURATION },
+      machine: { cpus: cpus().length, model: cpus()[0]?.model, memory_gb: Math.round(totalmem() / 2 ** 30), node: process.version, postgres: (await admin.query('SHOW server_version')).rows[0].server_version, broker_workers: WORKERS === 'auto' ? cpus().length : Number(WORKERS), at: new Date().toISOString(), duration_s: DURATION },
       baselines,
       workloads: results,
       memory: { broker_rss_mb: rssAfter, ...(await a.heap()) },
