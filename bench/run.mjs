@@ -11,8 +11,10 @@
  *   BENCH_ONLY      comma-separated workload names (default: all)
  *   DATABASE_URL    a PostgreSQL server URL (default postgresql://postgres@127.0.0.1:5432/postgres)
  *   WRIT_WORKERS    broker processes (default auto: one per core)
+ *   BENCH_RESULTS   where to write the JSON report (default bench/results/latest.json)
+ *   BENCH_FAIL_ON_ERRORS  exit 1 if any workload saw an error (CI runs a short bench this way)
  *
- * Writes bench/results/latest.json and prints a table.
+ * Writes the JSON report and prints a table.
  */
 import 'reflect-metadata';
 import { spawn } from 'node:child_process';
@@ -432,10 +434,16 @@ async function main() {
       memory: { broker_rss_mb: rssAfter, ...(await a.heap()) },
     };
     report.targets = evaluate(report);
-    mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
-    writeFileSync(join(ROOT, 'bench/results/latest.json'), `${JSON.stringify(report, null, 2)}\n`);
+    const out = process.env.BENCH_RESULTS ?? join(ROOT, 'bench/results/latest.json');
+    mkdirSync(dirname(out), { recursive: true });
+    writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
     process.stdout.write(table(report));
-    log(`done in ${Math.round((Date.now() - started) / 1000)} s; bench/results/latest.json written`);
+    log(`done in ${Math.round((Date.now() - started) / 1000)} s; ${out} written`);
+    const failed = Object.entries(results).filter(([, r]) => r.errors > 0);
+    if (process.env.BENCH_FAIL_ON_ERRORS && failed.length > 0) {
+      process.exitCode = 1;
+      log(`errors in ${failed.map(([name, r]) => `${name} (${r.errors})`).join(', ')}`);
+    }
   } finally {
     await cleanup();
   }

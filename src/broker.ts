@@ -1,3 +1,4 @@
+import { constants as cryptoConstants } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
@@ -270,6 +271,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
         requestCert: true, // mTLS is offered; routes that need it check the peer themselves
         rejectUnauthorized: false,
         minVersion: 'TLSv1.2',
+        secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION, // a connection keeps the client certificate it was verified with
       },
       (req, res) => {
         // During shutdown, answers close their connections so keep-alive clients move elsewhere.

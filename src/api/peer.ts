@@ -16,8 +16,9 @@ export interface PeerLeaf {
 }
 
 /**
- * A connection's client certificate never changes (Node refuses renegotiation of TLS 1.3 and
- * limits it for 1.2 to the same peer): it is parsed once per connection, not per request.
+ * A connection's client certificate is parsed once per connection, not per request. TLS 1.3
+ * has no renegotiation and the API listener refuses it for TLS 1.2 (SSL_OP_NO_RENEGOTIATION),
+ * so the certificate a connection was verified with is the one it keeps.
  */
 const leaves = new WeakMap<TLSSocket, PeerLeaf>();
 

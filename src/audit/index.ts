@@ -91,7 +91,7 @@ export class AuditLog {
    */
   async appendManyIn(tx: Prisma.TransactionClient, events: readonly TimedAuditEvent[]): Promise<AuditRecord[]> {
     if (events.length === 0) return [];
-    const rows = await tx.$queryRawUnsafe<AppendedRow[]>('SELECT event_seq, event_hash, event_prev_hash FROM writ_append_audit($1::jsonb)', auditRows(events));
+    const rows = await tx.$queryRawUnsafe<AppendedRow[]>('SELECT event_seq, event_hash, event_prev_hash FROM writ_append_audit($1::jsonb) ORDER BY event_seq', auditRows(events));
     return appendedRecords(events, rows);
   }
 

@@ -4,7 +4,9 @@
  * load many requests share one round trip to the database; alone, a row waits for no one
  * (the flush starts on the next turn of the event loop).
  *
- * A batch that fails is retried row by row, so one bad row fails only its own caller.
+ * A batch that fails fails every caller in it, and is not retried: after a lost connection
+ * the batch may have committed, and writing it again would duplicate audit events or burn
+ * join tokens. Callers answer "try again" (503), so nothing is reported done that was not.
  */
 export class GroupCommit<T, R = void> {
   #queue: { item: T; resolve: (result: R) => void; reject: (err: unknown) => void }[] = [];
@@ -40,11 +42,7 @@ export class GroupCommit<T, R = void> {
           const results = await this.write(batch.map((b) => b.item));
           batch.forEach((b, i) => b.resolve(results[i]!));
         } catch (err) {
-          if (batch.length === 1) {
-            batch[0]!.reject(err);
-            continue;
-          }
-          for (const b of batch) await this.write([b.item]).then((r) => b.resolve(r[0]!), b.reject);
+          for (const b of batch) b.reject(err);
         }
       }
     } finally {

@@ -46,6 +46,15 @@ export interface RevocationWatch extends Freshness {
 /** No view (the embedded database serves one process): callers rely on the database alone. */
 export const noRevocationWatch: RevocationWatch = { isRevoked: () => false, current: false, generation: 0, touch: () => undefined, prune: () => undefined, close: async () => undefined };
 
+export interface WatchOptions {
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** Delay between reconnection attempts (default 1 s). */
+  readonly retryMs?: number;
+  /** Heartbeat period, and how long an answer may take (default 2 s). */
+  readonly heartbeatMs?: number;
+}
+
 /**
  * LISTENs for revocations on a dedicated connection. After losing that connection it
  * reconnects and reloads every revoked, unexpired lease from the table before it calls
@@ -62,14 +71,15 @@ export class PgRevocationWatch implements RevocationWatch {
   #closed = false;
   #client: Client | undefined;
   #retry: NodeJS.Timeout | undefined;
+  #heartbeat: NodeJS.Timeout | undefined;
 
   private constructor(
     private readonly url: string,
     private readonly prisma: PrismaClient,
-    private readonly opts: { clock: Clock; logger: Logger; retryMs?: number },
+    private readonly opts: WatchOptions,
   ) {}
 
-  static async start(url: string, prisma: PrismaClient, opts: { clock: Clock; logger: Logger; retryMs?: number }): Promise<PgRevocationWatch> {
+  static async start(url: string, prisma: PrismaClient, opts: WatchOptions): Promise<PgRevocationWatch> {
     const watch = new PgRevocationWatch(url, prisma, opts);
     await watch.#connect();
     return watch;
@@ -100,11 +110,14 @@ export class PgRevocationWatch implements RevocationWatch {
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#retry);
+    clearInterval(this.#heartbeat);
     await this.#client?.end().catch(() => undefined);
   }
 
   async #connect(): Promise<void> {
-    const client = new Client({ connectionString: this.url, application_name: 'writ-revocation-watch' });
+    // TCP keep-alive and a heartbeat: a listening connection only receives, so one dropped
+    // silently (a NAT or firewall idle timeout) would otherwise look alive forever.
+    const client = new Client({ connectionString: this.url, application_name: 'writ-revocation-watch', keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
     client.on('notification', (msg) => (msg.channel === CHANGE_CHANNEL ? this.#generation++ : this.#apply(msg.payload)));
     client.on('error', () => this.#lost(client));
     client.on('end', () => this.#lost(client));
@@ -114,10 +127,38 @@ export class PgRevocationWatch implements RevocationWatch {
     await this.#reload(); // listening first, then reading: nothing committed in between is missed
     this.#generation++; // whatever was cached before the connection was lost is dropped
     this.#current = true;
+    this.#beat(client);
+  }
+
+  /**
+   * Asks the listening connection itself a trivial question every `heartbeatMs`; no answer
+   * within `heartbeatMs` means the connection is gone: not current (caches unused) until a
+   * new connection has reloaded.
+   */
+  #beat(client: Client): void {
+    const every = this.opts.heartbeatMs ?? 2000;
+    clearInterval(this.#heartbeat);
+    let waiting = false;
+    this.#heartbeat = setInterval(() => {
+      if (this.#client !== client) return;
+      if (waiting) {
+        this.opts.logger.warn('revocation listener did not answer its heartbeat');
+        this.#lost(client);
+        void client.end().catch(() => undefined);
+        return;
+      }
+      waiting = true;
+      client.query('SELECT 1').then(
+        () => (waiting = false),
+        () => undefined, // an error also ends the client: 'error'/'end' call #lost
+      );
+    }, every);
+    this.#heartbeat.unref();
   }
 
   #lost(client: Client): void {
     if (this.#closed || this.#client !== client) return;
+    clearInterval(this.#heartbeat);
     this.#current = false;
     this.#client = undefined;
     this.opts.logger.warn('revocation listener lost; reconnecting');

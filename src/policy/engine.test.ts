@@ -359,6 +359,17 @@ when { principal.groups.contains("eng") && principal.risk == "low" && context.cl
     expect(engine.decide(action({ taskId: 'task-2' })).allowed).toBe(false);
   });
 
+  it('keys on the task id when a policy reads it through an escaped attribute name', () => {
+    const engine = PolicyEngine.create(
+      `@id("all-reads") permit (principal, action == Writ::Action::"read", resource);
+       @id("blocked-task") forbid (principal, action == Writ::Action::"read", resource) when { context["task\\u{5f}id"] == "task-1" };`,
+      '1',
+    );
+    expect(engine.text).not.toContain('task_id');
+    expect(engine.decide(action({ taskId: 'task-2' })).allowed).toBe(true);
+    expect(engine.decide(action({ taskId: 'task-1' })).allowed).toBe(false);
+  });
+
   it('cached decisions cannot be altered by a caller', () => {
     const engine = PolicyEngine.create(RISKY, '1');
     engine.decide(action());

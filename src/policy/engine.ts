@@ -163,10 +163,11 @@ export class PolicyEngine {
     readonly policyIds: readonly string[],
     schemaName: string,
     policySetId: string,
+    readsTaskId: boolean,
   ) {
     this.#schemaName = schemaName;
     this.#policySetId = policySetId;
-    this.#taskIdMatters = text.includes('task_id');
+    this.#taskIdMatters = readsTaskId || text.includes('task_id');
   }
 
   /** Validates and parses `text` once. Throws PolicyInvalid with Cedar's errors. */
@@ -175,7 +176,7 @@ export class PolicyEngine {
     if (!compiled.ok) throw new PolicyInvalid(compiled.errors);
     const schemaName = preparsedSchema();
     const policySetId = preparsedPolicySet(compiled.policies);
-    return new PolicyEngine(version, text, Object.keys(compiled.policies), schemaName, policySetId);
+    return new PolicyEngine(version, text, Object.keys(compiled.policies), schemaName, policySetId, compiled.readsTaskId);
   }
 
   /** Decides one tool and action (or one delegation). Never throws; fails closed. */
@@ -322,7 +323,8 @@ function cedarRequest(request: PolicyRequest): CedarRequest {
 // ---------------------------------------------------------------------------------------
 // Policy sets: text → { id → policy } validated against the schema, and Cedar's caches.
 
-type Compiled = { ok: true; policies: Record<string, string> } | { ok: false; errors: string[] };
+/** `readsTaskId`: some policy names the `task_id` attribute (judged on Cedar's parsed form, where escapes are resolved). */
+type Compiled = { ok: true; policies: Record<string, string>; readsTaskId: boolean } | { ok: false; errors: string[] };
 
 const MAX_ID_LENGTH = 128;
 const CONTROL = /[\u0000-\u001f\u007f]/;
@@ -349,6 +351,7 @@ function compilePolicies(text: string): Compiled {
   const errors: string[] = [];
   const policies: Record<string, string> = {};
   const offsets = new Map<string, number>();
+  let readsTaskId = false;
   let cursor = 0;
   for (const { source, cedarId } of inOrder) {
     const offset = text.indexOf(source, cursor);
@@ -358,6 +361,8 @@ function compilePolicies(text: string): Compiled {
       errors.push(...json.errors.map((e) => describe(e, text, offset, cedarId)));
       continue;
     }
+    // The parsed form names attributes unescaped: `context["task\u{5f}id"]` reads as task_id.
+    readsTaskId ||= JSON.stringify(json.json).includes('task_id');
     const annotations = json.json.annotations ?? {};
     let id = cedarId;
     if (Object.prototype.hasOwnProperty.call(annotations, 'id')) {
@@ -393,7 +398,7 @@ function compilePolicies(text: string): Compiled {
       errors: validation.validationErrors.map((e) => describe(e.error, text, offsets.get(e.policyId) ?? -1, e.policyId)),
     };
   }
-  return { ok: true, policies };
+  return { ok: true, policies, readsTaskId };
 }
 
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');

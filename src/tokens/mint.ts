@@ -76,6 +76,7 @@ export function certificateThumbprint(der: Uint8Array): string {
  * per-call overhead was an eighth of the exchange's CPU; jose still verifies every token.
  */
 function signCompactEs256(header: { alg: 'ES256'; typ: string; kid: string }, payload: object, key: KeyObject): string {
+  if (key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') throw new Error('an ES256 signing key must be an EC P-256 private key');
   const input = `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`;
   return `${input}.${sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
 }

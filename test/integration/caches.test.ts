@@ -261,6 +261,16 @@ describePg('read caches never serve stale answers across replicas (PostgreSQL, t
     expect((await form(b, '/oauth2/introspect', { token }, github)).json).toEqual({ active: false });
   });
 
+  it('token revocation by hand in SQL (not through Writ): inactive on both replicas within a second', async () => {
+    const issued = await exchange(a, agent, await idToken('ivan'));
+    const token = issued.json.access_token as string;
+    for (const on of [a, b]) expect((await introspect(on, token)).json.active).toBe(true); // cached on both now
+    await a.db.prisma.$executeRawUnsafe('UPDATE lease SET revoked_at = now(), revocation_reason = $2 WHERE id = $1::uuid', decodeJwt(token).jti, 'by hand');
+    const since = Date.now();
+    await within('token revocation (SQL→A)', since, async () => (await introspect(a, token)).json.active === false);
+    await within('token revocation (SQL→B)', since, async () => (await introspect(b, token)).json.active === false);
+  });
+
   it('token revocation (RFC 7009 through B): inactive on B at once and on A within a second', async () => {
     const issued = await exchange(b, agent, await idToken('erin'));
     const token = issued.json.access_token as string;

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { Client } from 'pg';
 import pino from 'pino';
 import { startBroker, type Broker } from '../../src/broker';
@@ -68,6 +69,36 @@ describePg('revocations reach every replica at once (PostgreSQL LISTEN/NOTIFY)',
     const after = await lease();
     await revocations.revoke({ jti: after }, 'test');
     expect(await within(1000, () => watch.isRevoked({ jti: after }))).toBe(true);
+  });
+
+  it('a listener connection that goes silent (no error, no close) stops being trusted, then reconnects', async () => {
+    // A TCP relay to PostgreSQL that can be frozen: it keeps the sockets open and forwards nothing,
+    // as a NAT or firewall that dropped an idle connection would.
+    const target = new URL(store.databaseUrl!);
+    let frozen = false;
+    const relay = createServer((inbound) => {
+      const outbound = connect(Number(target.port || 5432), target.hostname);
+      inbound.on('data', (d) => void (frozen || outbound.write(d)));
+      outbound.on('data', (d) => void (frozen || inbound.write(d)));
+      inbound.on('error', () => outbound.destroy());
+      outbound.on('error', () => inbound.destroy());
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+    const via = new URL(store.databaseUrl!);
+    via.host = `127.0.0.1:${(relay.address() as AddressInfo).port}`;
+    const silent = await PgRevocationWatch.start(via.toString(), broker.db.prisma, { clock: systemClock, logger, retryMs: 50, heartbeatMs: 100 });
+    try {
+      expect(silent.current).toBe(true);
+      const before = silent.generation;
+      frozen = true;
+      expect(await within(2000, () => !silent.current)).toBe(true);
+      frozen = false;
+      expect(await within(3000, () => silent.current)).toBe(true);
+      expect(silent.generation).toBeGreaterThan(before); // caches from before the silence are dropped
+    } finally {
+      await silent.close();
+      relay.close();
+    }
   });
 
   it('forgets a revocation once its lease has expired anyway', async () => {

@@ -18,3 +18,7 @@ CREATE TRIGGER "user_risk_changed" AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE 
   FOR EACH STATEMENT EXECUTE FUNCTION "writ_announce_change"();
 CREATE TRIGGER "subject_revocation_changed" AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON "subject_revocation"
   FOR EACH STATEMENT EXECUTE FUNCTION "writ_announce_change"();
+-- Leases are cached too (revocation state comes from the revocation view); a lease revoked
+-- other than through Writ (by hand, in SQL) drops every replica's cached leases.
+CREATE TRIGGER "lease_revoked" AFTER UPDATE OF "revoked_at" ON "lease"
+  FOR EACH STATEMENT EXECUTE FUNCTION "writ_announce_change"();
