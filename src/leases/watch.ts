@@ -51,7 +51,7 @@ export interface WatchOptions {
   readonly logger: Logger;
   /** Delay between reconnection attempts (default 1 s). */
   readonly retryMs?: number;
-  /** Heartbeat period, and how long an answer may take (default 2 s). */
+  /** Heartbeat period (default 2 s); no answer for three periods means the connection is gone. */
   readonly heartbeatMs?: number;
 }
 
@@ -131,27 +131,31 @@ export class PgRevocationWatch implements RevocationWatch {
   }
 
   /**
-   * Asks the listening connection itself a trivial question every `heartbeatMs`; no answer
-   * within `heartbeatMs` means the connection is gone: not current (caches unused) until a
-   * new connection has reloaded.
+   * Asks the listening connection itself a trivial question every `heartbeatMs`. No answer for
+   * three periods means the connection is gone: not current (caches unused) until a new
+   * connection has reloaded. An answer already received is processed before judging, so a
+   * busy event loop is not taken for a dead connection.
    */
   #beat(client: Client): void {
     const every = this.opts.heartbeatMs ?? 2000;
     clearInterval(this.#heartbeat);
-    let waiting = false;
+    let askedAt: number | undefined;
     this.#heartbeat = setInterval(() => {
       if (this.#client !== client) return;
-      if (waiting) {
+      if (askedAt === undefined) {
+        askedAt = Date.now();
+        client.query('SELECT 1').then(
+          () => (askedAt = undefined),
+          () => undefined, // an error also ends the client: 'error'/'end' call #lost
+        );
+        return;
+      }
+      setImmediate(() => {
+        if (this.#client !== client || askedAt === undefined || Date.now() - askedAt < 3 * every) return;
         this.opts.logger.warn('revocation listener did not answer its heartbeat');
         this.#lost(client);
         void client.end().catch(() => undefined);
-        return;
-      }
-      waiting = true;
-      client.query('SELECT 1').then(
-        () => (waiting = false),
-        () => undefined, // an error also ends the client: 'error'/'end' call #lost
-      );
+      });
     }, every);
     this.#heartbeat.unref();
   }

@@ -59,7 +59,7 @@ describePg('revocations reach every replica at once (PostgreSQL LISTEN/NOTIFY)',
   it('after its listener connection is killed, reconnects and reloads, so a revocation made meanwhile is not missed', async () => {
     const killer = new Client({ connectionString: store.databaseUrl });
     await killer.connect();
-    await killer.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'writ-revocation-watch'");
+    await killer.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'writ-revocation-watch' AND datname = current_database()");
     expect(await within(1000, () => !watch.current)).toBe(true);
     const missed = await lease();
     await killer.query('UPDATE lease SET revoked_at = now(), revocation_reason = $2 WHERE id = $1', [missed, 'revoked while the listener was down']);
@@ -119,7 +119,7 @@ describePg('revocations reach every replica at once (PostgreSQL LISTEN/NOTIFY)',
   it('the broker recovers its own listener by itself, without a restart', async () => {
     const killer = new Client({ connectionString: store.databaseUrl });
     await killer.connect();
-    await killer.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'writ-revocation-watch'");
+    await killer.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'writ-revocation-watch' AND datname = current_database()");
     await killer.end();
     expect(await within(5000, async () => (await fetch(`${broker.opsUrl}/readyz`)).status === 200)).toBe(true);
   });

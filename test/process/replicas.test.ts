@@ -72,7 +72,7 @@ describePg('two broker processes on one PostgreSQL', () => {
     const svid = await connector('two');
     const killer = new Client({ connectionString: store.databaseUrl });
     await killer.connect();
-    await killer.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'writ-revocation-watch'");
+    await killer.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'writ-revocation-watch' AND datname = current_database()");
     await killer.end();
     expect((await json(urlA, '/v1/admin/revocations', { connector: svid.spiffeId, reason: 'test' })).json.revoked).toBeGreaterThanOrEqual(1);
     expect(await refusedByBWithin1s(svid)).toBe(true);
