@@ -32,5 +32,5 @@ ADMIN_TOKEN=$(sed -n 's/^writ: generated the bootstrap admin token .*: //p' "$wo
   { echo "FAIL: connect-workload walkthrough"; cat "$work/walkthrough.log"; exit 1; }
 echo "connect-workload walkthrough: $(grep -c . "$work/walkthrough.log") lines of output, $(grep -o 'svid.pem: OK' "$work/walkthrough.log")"
 # SIGTERM to the broker itself, as an orchestrator would send it; npm exits with its code.
-kill -TERM "$(pgrep -g "$pid" -f '^node dist/main.js')"
+kill -TERM "$(pgrep -g "$pid" -f '^node( --[^ ]+)* dist/main.js')"
 if wait "$pid"; then echo "exited 0 on SIGTERM"; else echo "FAIL: exit code $? on SIGTERM"; exit 1; fi
