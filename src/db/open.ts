@@ -67,6 +67,11 @@ async function openPostgres(url: string, migrationList: Migration[], opts: Datab
   }
   let migrations: MigrationResult;
   try {
+    // The audit chain is hashed inside PostgreSQL over the UTF-8 of each event: another
+    // encoding would refuse some events or store a chain that no longer verifies.
+    const { rows } = await client.query<{ server_encoding: string }>('SHOW server_encoding');
+    const encoding = rows[0]?.server_encoding ?? 'unknown';
+    if (encoding !== 'UTF8') throw new DatabaseUnavailable(`the database's encoding is ${encoding}; Writ needs UTF8 (CREATE DATABASE … ENCODING 'UTF8')`, { setting: 'DATABASE_URL' });
     migrations = await migrate(pgSession(client), migrationList, opts);
   } finally {
     await client.end().catch(() => undefined);

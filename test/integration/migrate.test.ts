@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemClock } from '../../src/core/clock';
 import { systemRandom } from '../../src/core/random';
-import { loadMigrations, migrate, MIGRATION_LOCK_KEY, MigrationError, type SqlSession } from '../../src/db';
+import { Client } from 'pg';
+import pino from 'pino';
+import { loadMigrations, migrate, MIGRATION_LOCK_KEY, MigrationError, openDatabase, type SqlSession } from '../../src/db';
 import { MIGRATIONS_DIR } from '../../src/db/migrate';
 import { createTestStore, usingPostgres, type TestStore } from '../support/database';
 import { openSessions } from '../support/sessions';
@@ -75,6 +77,29 @@ describe('migrator (Prisma migration layout and history)', () => {
     expect(tables).toEqual([]);
     const history = await sessions[0]!.query("SELECT 1 FROM \"_prisma_migrations\" WHERE migration_name = '29990101000000_broken'");
     expect(history).toEqual([]);
+  });
+
+  (usingPostgres() ? it : it.skip)('refuses a database whose encoding is not UTF8, naming DATABASE_URL, before migrating it', async () => {
+    const admin = new Client({ connectionString: process.env.TEST_DATABASE_URL });
+    await admin.connect();
+    const name = `writ_latin1_${process.pid}_${Date.now()}`;
+    await admin.query(`CREATE DATABASE ${name} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`);
+    try {
+      const url = new URL(process.env.TEST_DATABASE_URL!);
+      url.pathname = `/${name}`;
+      const dir = mkdtempSync(join(tmpdir(), 'writ-latin1-'));
+      await expect(openDatabase({ databaseUrl: url.toString(), dataDir: dir, clock: systemClock, random: systemRandom, logger: pino({ level: 'silent' }) })).rejects.toMatchObject({
+        setting: 'DATABASE_URL',
+        message: expect.stringMatching(/encoding is LATIN1; Writ needs UTF8/),
+      });
+      const migrated = new Client({ connectionString: url.toString() });
+      await migrated.connect();
+      expect((await migrated.query("SELECT to_regclass('public._prisma_migrations') AS t")).rows[0].t).toBeNull();
+      await migrated.end();
+    } finally {
+      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await admin.end();
+    }
   });
 
   (usingPostgres() ? it : it.skip)('gives up, naming DATABASE_URL, when another process holds the migration lock too long', async () => {
