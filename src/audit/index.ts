@@ -40,9 +40,17 @@ export function auditHash(prevHash: string, e: HashedFields): string {
  * Events as `writ_append_audit` (migration 20261127090000) takes them: PostgreSQL chains them
  * under the chain's lock, hashing each body exactly as {@link auditHash} does.
  */
-export function auditRows(events: readonly TimedAuditEvent[]): string {
+export function auditRows(events: readonly TimedAuditEvent[], leaseIds?: readonly string[]): string {
   return JSON.stringify(
-    events.map((e) => ({ at: e.at.toISOString(), type: e.type, subject: e.subject ?? null, actor: e.actor ?? null, details: e.details ?? {}, body: auditBody(e) })),
+    events.map((e, i) => ({
+      at: e.at.toISOString(),
+      type: e.type,
+      subject: e.subject ?? null,
+      actor: e.actor ?? null,
+      details: e.details ?? {},
+      body: auditBody(e),
+      ...(leaseIds && { lease_id: leaseIds[i] }), // writ_record_leases drops the events of leases it refuses
+    })),
   );
 }
 

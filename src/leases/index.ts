@@ -3,6 +3,7 @@ import type { PrismaClient } from '../db/generated/client';
 import { GroupCommit } from '../db/group-commit';
 import { ReadCache, type Freshness } from '../db/read-cache';
 import { revokeIds } from './revocations';
+import { TaskError } from './tasks';
 import { noRevocationWatch, type RevocationWatch } from './watch';
 
 export type LeaseKind = 'x509-svid' | 'jwt-svid' | 'access-token';
@@ -95,7 +96,7 @@ const taskRow = (t: NewTask) => ({ id: t.id, subject: t.subject, subject_issuer:
 
 export class PrismaLeaseStore implements LeaseStore {
   /** Leases recorded concurrently share one transaction (group commit); none resolves before it is committed. */
-  readonly #batch = new GroupCommit<PendingLease>((items) => this.#write(items));
+  readonly #batch = new GroupCommit<PendingLease, 'task-ended' | undefined>((items) => this.#write(items));
   /**
    * Leases by id (tokens) and by serial and fingerprint (X.509-SVIDs), as read; used only
    * while the revocation view is current, which then answers for revocation, and expiry is
@@ -119,24 +120,31 @@ export class PrismaLeaseStore implements LeaseStore {
 
   async record(lease: Lease, effects: LeaseEffects = {}): Promise<void> {
     if (effects.audit && !this.audit) throw new Error('this lease store has no audit log to record events in');
-    await this.#batch.submit({ lease, ...(effects.task && { task: effects.task }), ...(effects.audit && { event: this.audit!.stamp(effects.audit) }) });
+    const refused = await this.#batch.submit({ lease, ...(effects.task && { task: effects.task }), ...(effects.audit && { event: this.audit!.stamp(effects.audit) }) });
+    if (refused) throw new TaskError(409, 'task-ended', 'the task has ended');
   }
 
   /**
    * One statement per batch (`writ_record_leases`, migration 20261127090000): tasks, leases and
    * audit events commit together, and the audit chain's lock is held only inside PostgreSQL.
    */
-  async #write(items: PendingLease[]): Promise<void[]> {
+  async #write(items: PendingLease[]): Promise<('task-ended' | undefined)[]> {
     const tasks = items.flatMap((i) => (i.task ? [taskRow(i.task)] : []));
-    const events = items.flatMap((i) => (i.event ? [i.event] : []));
-    const rows = await this.prisma.$queryRawUnsafe<AppendedRow[]>(
-      'SELECT event_seq, event_hash, event_prev_hash FROM writ_record_leases($1::jsonb, $2::jsonb, $3::jsonb)',
+    const withEvents = items.filter((i) => i.event);
+    const rows = await this.prisma.$queryRawUnsafe<(AppendedRow & { refused_lease: string | null })[]>(
+      'SELECT event_seq, event_hash, event_prev_hash, refused_lease::text FROM writ_record_leases($1::jsonb, $2::jsonb, $3::jsonb)',
       JSON.stringify(tasks),
       JSON.stringify(items.map((i) => leaseRow(i.lease))),
-      auditRows(events),
+      auditRows(
+        withEvents.map((i) => i.event!),
+        withEvents.map((i) => i.lease.id),
+      ),
     );
-    if (rows.length !== events.length) throw new Error(`the audit chain recorded ${rows.length} of ${events.length} events`);
-    return items.map(() => undefined);
+    const refused = new Set(rows.flatMap((r) => (r.refused_lease ? [r.refused_lease] : [])));
+    const expected = withEvents.filter((i) => !refused.has(i.lease.id)).length;
+    const appended = rows.length - refused.size;
+    if (appended !== expected) throw new Error(`the audit chain recorded ${appended} of ${expected} events`);
+    return items.map((i) => (refused.has(i.lease.id) ? 'task-ended' : undefined));
   }
 
   async tokenAlive(id: string, now: Date): Promise<boolean> {

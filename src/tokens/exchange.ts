@@ -4,7 +4,8 @@ import type { EntryStore } from '../attestation/entries';
 import type { SigningAuthorities } from '../ca/rotator';
 import type { Clock } from '../core/clock';
 import type { Random } from '../core/random';
-import type { LeaseStore, TaskStore } from '../leases';
+import { TaskError, type LeaseStore, type TaskStore } from '../leases';
+import { problemType } from '../core/errors';
 import type { PolicyEngine, PolicyStore, PolicyUser } from '../policy';
 import type { Resource, ResourceStore, Tool } from '../resources';
 import type { TrustBundle } from '../spiffe/bundle';
@@ -335,6 +336,8 @@ export class TokenExchange {
         },
       );
     } catch (err) {
+      // The task ended between its check and the commit: the lease was refused, not lost.
+      if (err instanceof TaskError && err.type === problemType('task-ended')) throw new InvalidGrant('the task has ended');
       throw new TemporarilyUnavailable('the token could not be recorded; none was issued', { cause: err });
     }
     return {

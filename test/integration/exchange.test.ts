@@ -1,4 +1,4 @@
-import { X509Certificate } from 'node:crypto';
+import { randomUUID, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -297,6 +297,33 @@ describe('RFC 8693 token exchange with request-time Cedar policy', () => {
     const ended = await httpsRequest(`${broker.apiUrl}/v1/tasks/${next.json.task_id}/end`, { ca: caPem, method: 'POST', cert: agent.cert, key: agent.key });
     expect(JSON.parse(ended.body).revoked).toBeGreaterThanOrEqual(1);
     expect((await form('/oauth2/introspect', { token: next.json.access_token }, github)).json).toEqual({ active: false });
+  });
+
+  it('a lease whose task ended after the exchange checked it is refused at commit, with no audit event (no live token in an ended task)', async () => {
+    const issued = await exchange(agent);
+    const taskId = issued.json.task_id as string;
+    await httpsRequest(`${broker.apiUrl}/v1/tasks/${taskId}/end`, { ca: caPem, method: 'POST', cert: agent.cert, key: agent.key });
+    // The exchange's own check has passed; the task ends; then its lease reaches the database.
+    const late = randomUUID();
+    const now = new Date();
+    const other = randomUUID(); // in the same batch, for a task that is still open: committed
+    const [refused, committed] = await Promise.allSettled([
+      broker.leases.record(
+        { id: late, kind: 'access-token', spiffeId: 'spiffe://ex.test/agent/assistant', subject: 'alice', taskId, issuedAt: now, expiresAt: new Date(now.getTime() + 60_000) },
+        { audit: { type: 'token.issued', subject: 'alice', details: { jti: late } } },
+      ),
+      broker.leases.record(
+        { id: other, kind: 'access-token', spiffeId: 'spiffe://ex.test/agent/assistant', subject: 'alice', taskId: randomUUID(), issuedAt: now, expiresAt: new Date(now.getTime() + 60_000) },
+        { audit: { type: 'token.issued', subject: 'alice', details: { jti: other } } },
+      ),
+    ]);
+    expect(refused).toMatchObject({ status: 'rejected', reason: { message: 'the task has ended' } });
+    expect(committed.status).toBe('fulfilled');
+    expect(await broker.db.prisma.lease.count({ where: { id: { in: [late, other] } } })).toBe(1);
+    const events = await broker.db.prisma.auditEvent.findMany({ where: { type: 'token.issued' }, select: { details: true } });
+    expect(events.map((e) => (e.details as { jti?: string }).jti)).not.toContain(late);
+    expect(events.map((e) => (e.details as { jti?: string }).jti)).toContain(other);
+    expect(await broker.audit.verify()).toBeUndefined();
   });
 
   it('RFC 8414 metadata names the endpoints and capabilities', async () => {

@@ -31,16 +31,37 @@ END;
 $$;
 
 -- Records leases, the tasks they begin and their audit events, in the caller's transaction
--- (one statement: its own).
-CREATE FUNCTION "writ_record_leases"("tasks" jsonb, "leases" jsonb, "events" jsonb) RETURNS TABLE ("event_seq" bigint, "event_hash" text, "event_prev_hash" text)
+-- (one statement: its own). A lease for a task that has ended is refused (returned in
+-- refused_lease, with no audit event); the tasks of the others are held FOR SHARE until
+-- commit, so a task ending meanwhile waits for them and then revokes them with the rest.
+CREATE FUNCTION "writ_record_leases"("tasks" jsonb, "leases" jsonb, "events" jsonb)
+RETURNS TABLE ("event_seq" bigint, "event_hash" text, "event_prev_hash" text, "refused_lease" uuid)
 LANGUAGE plpgsql AS $$
+DECLARE
+  "ended" uuid[];
+  "refused" uuid[];
 BEGIN
   INSERT INTO "task" ("id", "subject", "subject_issuer", "connector", "subject_groups", "subject_risk")
     SELECT x."id", x."subject", x."subject_issuer", x."connector", x."subject_groups", x."subject_risk"
     FROM jsonb_to_recordset(coalesce("tasks", '[]'::jsonb)) AS x("id" uuid, "subject" text, "subject_issuer" text, "connector" text, "subject_groups" text[], "subject_risk" text);
+  SELECT coalesce(array_agg(t."id"), '{}') INTO "ended"
+    FROM (SELECT k."id", k."ended_at" FROM "task" k
+          WHERE k."id" IN (SELECT (l->>'task_id')::uuid FROM jsonb_array_elements("leases") l WHERE l->>'task_id' IS NOT NULL)
+          FOR SHARE) t
+    WHERE t."ended_at" IS NOT NULL;
+  SELECT coalesce(array_agg((l->>'id')::uuid), '{}') INTO "refused"
+    FROM jsonb_array_elements("leases") l
+    WHERE l->>'task_id' IS NOT NULL AND (l->>'task_id')::uuid = ANY("ended");
   INSERT INTO "lease" ("id", "kind", "spiffe_id", "subject", "task_id", "audience", "issued_at", "expires_at", "serial", "fingerprint", "entry_id", "sid", "subject_issuer", "subject_email", "authorization_details", "parent_id")
     SELECT x."id", x."kind", x."spiffe_id", x."subject", x."task_id", x."audience", x."issued_at", x."expires_at", x."serial", x."fingerprint", x."entry_id", x."sid", x."subject_issuer", x."subject_email", x."authorization_details", x."parent_id"
-    FROM jsonb_to_recordset("leases") AS x("id" uuid, "kind" text, "spiffe_id" text, "subject" text, "task_id" text, "audience" text[], "issued_at" timestamptz, "expires_at" timestamptz, "serial" text, "fingerprint" text, "entry_id" uuid, "sid" text, "subject_issuer" text, "subject_email" text, "authorization_details" jsonb, "parent_id" uuid);
-  RETURN QUERY SELECT a."event_seq", a."event_hash", a."event_prev_hash" FROM writ_append_audit("events") a;
+    FROM jsonb_to_recordset("leases") AS x("id" uuid, "kind" text, "spiffe_id" text, "subject" text, "task_id" text, "audience" text[], "issued_at" timestamptz, "expires_at" timestamptz, "serial" text, "fingerprint" text, "entry_id" uuid, "sid" text, "subject_issuer" text, "subject_email" text, "authorization_details" jsonb, "parent_id" uuid)
+    WHERE NOT (x."id" = ANY("refused"));
+  RETURN QUERY SELECT NULL::bigint, NULL::text, NULL::text, r FROM unnest("refused") AS r;
+  RETURN QUERY SELECT a."event_seq", a."event_hash", a."event_prev_hash", NULL::uuid
+    FROM writ_append_audit((
+      SELECT coalesce(jsonb_agg(e ORDER BY n), '[]'::jsonb)
+      FROM jsonb_array_elements(coalesce("events", '[]'::jsonb)) WITH ORDINALITY AS y(e, n)
+      WHERE e->>'lease_id' IS NULL OR NOT ((e->>'lease_id')::uuid = ANY("refused"))
+    )) a;
 END;
 $$;
