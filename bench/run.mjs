@@ -13,6 +13,8 @@
  *   WRIT_WORKERS    broker processes (default auto: one per core)
  *   BENCH_RESULTS   where to write the JSON report (default bench/results/latest.json)
  *   BENCH_FAIL_ON_ERRORS  exit 1 if any workload saw an error (CI runs a short bench this way)
+ *   BENCH_BROKER_NODE_ARGS  extra node flags for the broker, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+ *   BENCH_KEEP      keep the work directory (broker logs) instead of removing it
  *
  * Writes the JSON report and prints a table.
  */

@@ -265,16 +265,18 @@ function tokenOf(evidence: Record<string, unknown>): string {
  * Step 3: signature with the issuer's keys and only its algorithms, `iss` exact, `aud`
  * includes the audience, `exp` required and not passed, `nbf` reached, within the clock skew.
  */
+/** jose's options for a token from a configured issuer: its `iss`, audience, algorithms and clock skew, at `now`. */
+export function issuerVerifyOptions(
+  config: { readonly issuer: string; readonly audience: string; readonly algorithms: readonly string[]; readonly clockSkew: number },
+  now: Date,
+  requiredClaims: string[],
+): JWTVerifyOptions {
+  return { issuer: config.issuer, audience: config.audience, algorithms: [...config.algorithms], clockTolerance: config.clockSkew, currentDate: now, requiredClaims };
+}
+
 async function verifyToken(token: string, issuer: Issuer, now: Date): Promise<JWTPayload & { sub: string }> {
   const { config, keys } = issuer;
-  const options: JWTVerifyOptions = {
-    issuer: config.issuer,
-    audience: config.audience,
-    algorithms: [...config.algorithms],
-    clockTolerance: config.clockSkew,
-    currentDate: now,
-    requiredClaims: ['exp', 'sub'],
-  };
+  const options = issuerVerifyOptions(config, now, ['exp', 'sub']);
   let payload: JWTPayload;
   try {
     payload = await verifyJwtWithKeys(token, keys, options);

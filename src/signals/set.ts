@@ -31,7 +31,7 @@
  * if (!(await seen(set.iss, set.jti))) apply(intentsOf(set));        // then answer 202
  * ```
  */
-import { decodeJwt, decodeProtectedHeader, type JWTPayload, type JWTVerifyOptions, type ProtectedHeaderParameters } from 'jose';
+import { decodeJwt, decodeProtectedHeader, type JWTPayload, type ProtectedHeaderParameters } from 'jose';
 import { z } from 'zod';
 import type { Clock } from '../core/clock';
 import { JwksUnavailable, type KeySource } from '../attestation/jwks';
@@ -48,6 +48,7 @@ import {
   oneKeySource,
   uniqueIssuers,
   verificationFailureReason,
+  issuerVerifyOptions,
   verifyJwtWithKeys,
   type OidcAlgorithm,
   type OidcAttestorDeps,
@@ -200,14 +201,7 @@ export class SetReceiver {
   }
 
   async #verifySignatureAndClaims(token: string, { config, keys }: Transmitter): Promise<JWTPayload> {
-    const options: JWTVerifyOptions = {
-      issuer: config.issuer,
-      audience: config.audience,
-      algorithms: [...config.algorithms],
-      clockTolerance: config.clockSkew,
-      currentDate: this.#clock.now(),
-      requiredClaims: ['iat', 'jti'],
-    };
+    const options = issuerVerifyOptions(config, this.#clock.now(), ['iat', 'jti']);
     try {
       return await verifyJwtWithKeys(token, keys, options);
     } catch (err) {

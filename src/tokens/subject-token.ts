@@ -15,7 +15,7 @@
  * const user = await idps.verify(form.subject_token); // { sub, iss, sid?, exp, groups, risk? }
  * ```
  */
-import { decodeJwt, decodeProtectedHeader, type JWTPayload, type JWTVerifyOptions, type ProtectedHeaderParameters } from 'jose';
+import { decodeJwt, decodeProtectedHeader, type JWTPayload, type ProtectedHeaderParameters } from 'jose';
 import { z } from 'zod';
 import type { Clock } from '../core/clock';
 import { JwksUnavailable, type KeySource } from '../attestation/jwks';
@@ -33,6 +33,7 @@ import {
   uniqueIssuers,
   type IssuerRegistry,
   verificationFailureReason,
+  issuerVerifyOptions,
   verifyJwtWithKeys,
   type OidcAlgorithm,
   type OidcAttestorDeps,
@@ -247,14 +248,7 @@ export class IdentityProviders {
   }
 
   async #verifyWith(token: string, keys: KeySource, config: IdentityProviderConfig): Promise<JWTPayload> {
-    const options: JWTVerifyOptions = {
-      issuer: config.issuer,
-      audience: config.audience,
-      algorithms: [...config.algorithms],
-      clockTolerance: config.clockSkew,
-      currentDate: this.#clock.now(),
-      requiredClaims: ['exp', 'sub'],
-    };
+    const options = issuerVerifyOptions(config, this.#clock.now(), ['exp', 'sub']);
     try {
       return await verifyJwtWithKeys(token, keys, options);
     } catch (err) {
