@@ -30,6 +30,13 @@ export interface Config {
    * with the ones in caDir. Without it Writ refuses, so replicas never sign with different CAs.
    */
   readonly caReplace: boolean;
+  /**
+   * A file holding the key-encryption key (32 random bytes, base64). When set, authority
+   * private keys live in the database sealed under it (AES-256-GCM), so replicas share them.
+   */
+  readonly kekFile: string | undefined;
+  /** The KEK that `kekFile` replaces: rows sealed under it are re-sealed under the new one at start-up. */
+  readonly kekPreviousFile: string | undefined;
   /** Bootstrap admin bearer credential; undefined lets Writ generate one on first start. */
   readonly adminToken: string | undefined;
   readonly serverDnsNames: readonly string[];
@@ -158,6 +165,8 @@ const SETTINGS = {
   dataDir: { env: 'WRIT_DATA_DIR', file: 'data_dir', parse: nonEmpty, default: './data' },
   caDir: { env: 'WRIT_CA_DIR', file: 'ca_dir', parse: nonEmpty, default: './certs' },
   caReplace: { env: 'WRIT_CA_REPLACE', file: 'ca_replace', parse: bool, default: false },
+  kekFile: { env: 'WRIT_KEK_FILE', file: 'kek_file', parse: nonEmpty, path: true },
+  kekPreviousFile: { env: 'WRIT_KEK_PREVIOUS_FILE', file: 'kek_previous_file', parse: nonEmpty, path: true },
   adminToken: { env: 'WRIT_ADMIN_TOKEN', file: 'admin_token', parse: (raw: string) => (raw.length >= 16 ? raw : fail('must be at least 16 characters long')) },
   serverDnsNames: { env: 'WRIT_SERVER_DNS_NAMES', file: 'server_dns_names', parse: dnsNames, default: ['localhost'] },
   caTtl: { env: 'WRIT_CA_TTL', file: 'ca_ttl', parse: duration, default: 365 * 86400 },
@@ -187,6 +196,9 @@ const STRUCTURED = {
   signalTransmitters: { env: 'WRIT_SIGNAL_TRANSMITTERS', file: 'signal_transmitters', schema: signalTransmittersSchema, paths: ['jwksFile'], default: [] as SignalTransmitterConfig[] },
   identityProviders: { env: 'WRIT_IDENTITY_PROVIDERS', file: 'identity_providers', schema: identityProvidersSchema, paths: ['jwksFile'], default: [] as IdentityProviderConfig[] },
 } as const;
+
+/** Every environment variable Writ reads its settings from (WRIT_CONFIG names the optional file). */
+export const CONFIG_ENV_NAMES: readonly string[] = ['WRIT_CONFIG', ...[...Object.values(SETTINGS), ...Object.values(STRUCTURED)].map((s) => s.env)];
 
 /** The config file's keys, as documented in the README. */
 export const CONFIG_FILE_KEYS: readonly string[] = [...Object.values(SETTINGS), ...Object.values(STRUCTURED)].map((s) => s.file);
@@ -290,6 +302,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       names.workers ?? SETTINGS.workers.env,
       `${String(out.workers)} worker processes need DATABASE_URL: the embedded database (PGlite) runs inside one process and serves only it; set DATABASE_URL to a PostgreSQL database, or WRIT_WORKERS to 1`,
     );
+  }
+  if (out.kekPreviousFile && !out.kekFile) {
+    throw new ConfigError(names.kekPreviousFile!, 'names the KEK being replaced, so it needs WRIT_KEK_FILE (the new KEK) too');
   }
   return Object.freeze(out) as unknown as Config;
 }
