@@ -14,6 +14,12 @@ import {
   BundleCache,
   BundleStore,
   CaRotator,
+  FileCustody,
+  readKek,
+  SealedCustody,
+  type AuthoritySlot,
+  type Kek,
+  type KeyCustody,
   loadOrCreateCertificateAuthority,
   loadOrCreateJwtSigningKey,
   recoverInterruptedActivation,
@@ -127,6 +133,14 @@ function listen(server: Server | HttpsServer, port: number, host: string, settin
 
 const urlOf = (scheme: string, a: AddressInfo) => `${scheme}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
 
+/** The key-encryption keys: WRIT_KEK_FILE, and during a KEK rotation WRIT_KEK_PREVIOUS_FILE. */
+function readKeks(config: Config, logger: Logger): { kek: Kek; previous?: Kek } {
+  const current = readKek(config.kekFile!, 'WRIT_KEK_FILE');
+  const previous = config.kekPreviousFile ? readKek(config.kekPreviousFile, 'WRIT_KEK_PREVIOUS_FILE') : undefined;
+  for (const [setting, w] of [...current.warnings.map((w) => ['WRIT_KEK_FILE', w]), ...(previous?.warnings ?? []).map((w) => ['WRIT_KEK_PREVIOUS_FILE', w])]) logger.warn({ setting }, w);
+  return { kek: current.kek, previous: previous?.kek };
+}
+
 /**
  * Starts Writ: CA material (checked before anything else), storage, the trust bundle,
  * the admin credential, the broker's own SVID, the HTTPS API and the ops listener.
@@ -136,13 +150,19 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
   const random = deps.random ?? systemRandom;
   const logger = deps.logger ?? pino({ level: config.logLevel, base: { service: 'writ' } });
 
-  recoverInterruptedActivation(config.caDir);
-  const ca = await loadOrCreateCertificateAuthority({ dir: config.caDir, trustDomain: config.trustDomain, caTtl: config.caTtl, clock, random });
-  const jwtKey = await loadOrCreateJwtSigningKey({ dir: config.caDir });
+  // Key custody, checked before anything else: the key-encryption key when one is set
+  // (authority keys sealed in the database, shared by replicas), else the files of WRIT_CA_DIR.
+  const caOptions = { dir: config.caDir, trustDomain: config.trustDomain, caTtl: config.caTtl, clock, random };
+  const keks: { kek: Kek; previous?: Kek } | undefined = config.kekFile ? readKeks(config, logger) : undefined;
+  let files: { ca: Awaited<ReturnType<typeof loadOrCreateCertificateAuthority>>; jwtKey: Awaited<ReturnType<typeof loadOrCreateJwtSigningKey>> } | undefined;
+  if (!keks) {
+    recoverInterruptedActivation(config.caDir);
+    files = { ca: await loadOrCreateCertificateAuthority(caOptions), jwtKey: await loadOrCreateJwtSigningKey({ dir: config.caDir }) };
+    for (const w of [...(files.ca.warnings ?? []), ...(files.jwtKey.warnings ?? [])]) logger.warn({ setting: 'WRIT_CA_DIR' }, w);
+  }
   const attestors = deps.attestors ?? configuredAttestors(config, clock);
   const identityProviders = configured('identity_providers', () => new IdentityProviders(config.identityProviders, { clock }));
   const signalReceiver = configured('signal_transmitters', () => new SetReceiver(config.signalTransmitters, { clock }));
-  for (const w of [...(ca.warnings ?? []), ...(jwtKey.warnings ?? [])]) logger.warn({ setting: 'WRIT_CA_DIR' }, w);
 
   const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, clock, random, logger });
   let watch: RevocationWatch = noRevocationWatch;
@@ -156,23 +176,36 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
     // for a replica's maintenance interval and for clock skew between peers.
     const retiredGrace = Math.max(config.x509SvidMaxTtl, config.jwtSvidMaxTtl) + RETIRED_GRACE_MARGIN;
     const bundleStore = new BundleStore(db.prisma, { trustDomain: config.trustDomain, refreshHint: config.bundleRefreshHint, retiredGrace, clock });
+    let custody: KeyCustody;
+    let active: AuthoritySlot;
+    const created = { ca: files?.ca.created ?? false, jwtKey: files?.jwtKey.created ?? false };
+    if (keks) {
+      const sealed = new SealedCustody({ ...caOptions, store: bundleStore, kek: keks.kek, previousKek: keks.previous, replace: config.caReplace });
+      const start = await sealed.start();
+      custody = sealed;
+      active = start.slot;
+      Object.assign(created, start.created);
+      for (const id of start.imported) await audit.append({ type: 'authority_key.sealed', actor: 'writ', details: { authority: id, kek: keks.kek.id, from: 'WRIT_CA_DIR' } });
+      if (start.resealed > 0) await audit.append({ type: 'kek.rotated', actor: 'writ', details: { kek: keks.kek.id, previous: keks.previous!.id, resealed: start.resealed } });
+      logger.info({ kek: keks.kek.id, upstream: start.upstream, resealed: start.resealed }, 'authority keys sealed in the database under the KEK');
+    } else {
+      custody = new FileCustody(caOptions);
+      active = { ca: files!.ca.value, jwtKey: files!.jwtKey.value };
+    }
     const { rotator, published } = await CaRotator.start(
       {
-        dir: config.caDir,
-        trustDomain: config.trustDomain,
-        caTtl: config.caTtl,
+        custody,
         overlap: config.caRotationOverlap,
         store: bundleStore,
         clock,
-        random,
         logger,
         onEvent: async (type, details) => void (await audit.append({ type, actor: 'writ', details })),
       },
-      { ca: ca.value, jwtKey: jwtKey.value },
-      { replace: config.caReplace },
+      active,
+      { replace: config.caReplace && !keks }, // with a KEK, the custody's start already replaced in its transaction
     );
-    if (ca.created) await audit.append({ type: 'ca.created', actor: 'writ', details: { subject: ca.value.certificate.subject, notAfter: ca.value.notAfter.toISOString() } });
-    if (jwtKey.created) await audit.append({ type: 'jwt_key.created', actor: 'writ', details: { kid: jwtKey.value.kid } });
+    if (created.ca) await audit.append({ type: 'ca.created', actor: 'writ', details: { subject: active.ca.certificate.subject, notAfter: active.ca.notAfter.toISOString() } });
+    if (created.jwtKey) await audit.append({ type: 'jwt_key.created', actor: 'writ', details: { kid: active.jwtKey.kid } });
     for (const [type, ids] of [['bundle.authority_added', published.added], ['bundle.authority_retired', published.retired], ['bundle.authority_removed', published.removed]] as const) {
       for (const id of ids) await audit.append({ type, actor: 'writ', details: { authority: id, spiffeSequence: published.bundle.sequence } });
     }
@@ -282,7 +315,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
     const readiness = async (): Promise<Readiness> => {
       if (shuttingDown) return { ready: false, reason: 'shutting down' };
       if (serverSvid.nearExpiry()) return { ready: false, reason: 'server SVID is near expiry and was not renewed' };
-      if (!rotator.inSync) return { ready: false, reason: 'the bundle names a CA that WRIT_CA_DIR does not hold' };
+      if (!rotator.inSync) return { ready: false, reason: `the bundle names a CA that ${keks ? 'this replica cannot open with its KEK' : 'WRIT_CA_DIR does not hold'}` };
       if (config.databaseUrl && !watch.current) return { ready: false, reason: 'revocation listener reconnecting; reloading revocations' };
       return db.readiness();
     };
@@ -315,8 +348,54 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       const fresh = await bundleStore.load();
       bundle.prime(fresh);
       await renewServerSvid(true);
+      scheduleActivation();
       return { ...prepared, spiffeSequence: fresh.sequence };
     };
+    /** Trust for client certificates follows the bundle (authorities added by a rotation elsewhere, or removed). */
+    const refreshAnchors = async () => {
+      const anchors = await bundle.current();
+      if (anchors.sequence !== anchorsSequence && serverSvid.current) {
+        api.setSecureContext(tlsOptions(serverSvid.current, anchors));
+        anchorsSequence = anchors.sequence;
+      }
+    };
+    // A prepared rotation activates on time on every replica (not at the next periodic tick);
+    // further than the tick period away, the tick schedules it when it comes nearer.
+    let activationTimer: NodeJS.Timeout | undefined;
+    const scheduleActivation = () => {
+      clearTimeout(activationTimer);
+      const at = rotator.activatesAt;
+      const delay = at ? at.getTime() - clock.now().getTime() : Infinity;
+      if (shuttingDown || delay > RENEWAL_CHECK_MS) return;
+      activationTimer = setTimeout(() => void tick().catch((err: Error) => logger.error({ err: { message: err.message } }, 'CA activation failed')), Math.max(0, delay) + 20);
+      activationTimer.unref();
+    };
+    // Another replica changed the authorities or the bundle (or the listener reconnected and
+    // anything may have changed): follow now, so every replica serves and signs alike within a second.
+    let syncing: Promise<void> | undefined;
+    let syncAgain = false;
+    const syncAuthorities = (): void => {
+      if (syncing) {
+        syncAgain = true;
+        return;
+      }
+      syncing = (async () => {
+        do {
+          syncAgain = false;
+          if (await rotator.follow()) await renewServerSvid(true); // the server SVID now chains to the CA that signs
+          bundle.prime(await bundleStore.load());
+          await refreshAnchors();
+          scheduleActivation();
+        } while (syncAgain && !shuttingDown);
+      })()
+        .catch((err: Error) => logger.error({ err: { message: err.message } }, 'following the authorities failed; the periodic check retries'))
+        .finally(() => {
+          syncing = undefined;
+        });
+    };
+    watch.onChange((table) => {
+      if (!shuttingDown && (table === undefined || table === 'authority' || table === 'bundle')) syncAuthorities();
+    });
     const janitor = new LeaseJanitor(db.prisma, { clock, retention: config.leaseRetention });
     let lastSweep = 0;
     const tick = async () => {
@@ -330,15 +409,10 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
         bundle.prime(await bundleStore.load());
         await renewServerSvid(true); // the server SVID now chains to the new CA
       }
-      if (!(await renewServerSvidIfDue())) {
-        // Trust for client certificates follows the bundle (authorities added by a rotation elsewhere, or removed).
-        const anchors = await bundle.current();
-        if (anchors.sequence !== anchorsSequence && serverSvid.current) {
-          api.setSecureContext(tlsOptions(serverSvid.current, anchors));
-          anchorsSequence = anchors.sequence;
-        }
-      }
+      scheduleActivation();
+      if (!(await renewServerSvidIfDue())) await refreshAnchors();
     };
+    scheduleActivation();
     const renewal = setInterval(() => {
       tick().catch((err: Error) => logger.error({ err: { message: err.message } }, 'maintenance failed (CA rotation or server SVID renewal)'));
     }, RENEWAL_CHECK_MS).unref();
@@ -352,6 +426,8 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       (stopping ??= (async () => {
         shuttingDown = true;
         clearInterval(renewal);
+        clearTimeout(activationTimer);
+        await syncing;
         logger.info('shutting down: no new connections; finishing in-flight requests');
         const closed = new Promise<void>((resolve) => api.close(() => resolve()));
         const idle = setInterval(() => api.closeIdleConnections(), 100);

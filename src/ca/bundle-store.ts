@@ -2,7 +2,8 @@ import type { JsonWebKey } from 'node:crypto';
 import type { Clock } from '../core/clock';
 import type { Prisma, PrismaClient } from '../db/generated/client';
 import type { TrustBundle } from '../spiffe/bundle';
-import { CaError } from './errors';
+import { CaError, RotationRefused } from './errors';
+import type { SealedKey } from './kek';
 
 /** An authority as stored: an X.509 CA certificate or a JWT public key. */
 export interface AuthorityRecord {
@@ -34,6 +35,20 @@ export interface BundleStoreOptions {
   retiredGrace: number;
   clock: Clock;
 }
+
+/** A sealed private key to store beside its authority (KEK custody). */
+export interface AuthorityKeyRecord extends SealedKey {
+  readonly authorityId: string;
+}
+
+export interface PublishOptions {
+  /** Let `current` replace other active authorities (they retire) instead of refusing. */
+  readonly replace?: boolean;
+  /** Sealed keys of authorities in `current`, stored when those are added. */
+  readonly keys?: readonly AuthorityKeyRecord[];
+}
+
+const storedKey = (k: AuthorityKeyRecord) => ({ authorityId: k.authorityId, kekId: k.kekId, nonce: Uint8Array.from(k.nonce), ciphertext: Uint8Array.from(k.ciphertext) });
 
 /** What a publish did: the resulting bundle and the authority IDs it added, retired and removed. */
 export interface PublishResult {
@@ -71,61 +86,87 @@ export class BundleStore {
    * the others retire and stay published for the grace period. Drops authorities whose
    * publication ended.
    */
-  async publish(current: readonly AuthorityRecord[], { replace = false } = {}): Promise<PublishResult> {
-    const { trustDomain, refreshHint } = this.opts;
-    const now = this.opts.clock.now();
+  async publish(current: readonly AuthorityRecord[], opts: PublishOptions = {}): Promise<PublishResult> {
+    return this.locked((tx) => this.publishIn(tx, current, opts));
+  }
+
+  /** Runs `fn` in a transaction holding the bundle lock: bundle changes of every replica are serialized. */
+  async locked<T>(fn: (tx: Prisma.TransactionClient) => Promise<T>): Promise<T> {
     return this.prisma.$transaction(async (tx) => {
       await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${BUNDLE_LOCK_KEY})`);
-      const foreign = await tx.bundle.findFirst({ where: { trustDomain: { not: trustDomain } }, select: { trustDomain: true } });
-      if (foreign) {
-        throw new CaError(`the database holds the bundle of trust domain "${foreign.trustDomain}", not "${trustDomain}"`, { setting: 'WRIT_TRUST_DOMAIN' });
-      }
-      // A new bundle starts at sequence 0 so that its first publish makes it 1.
-      const row = await tx.bundle.upsert({ where: { trustDomain }, create: { trustDomain, sequence: 0n, refreshHint }, update: {} });
-      const before = (await tx.authority.findMany({ where: { trustDomain } })) as StoredAuthority[];
-      const currentIds = new Set(current.map((a) => a.id));
-      const others = before.filter((b) => isActive(b) && !currentIds.has(b.id) && this.published(b, now));
-      if (others.length > 0 && !replace) {
-        const o = others[0]!;
+      return fn(tx);
+    });
+  }
+
+  /** `publish` inside a transaction that holds the bundle lock (see `locked`). */
+  async publishIn(tx: Prisma.TransactionClient, current: readonly AuthorityRecord[], { replace = false, keys = [] }: PublishOptions = {}): Promise<PublishResult> {
+    const { trustDomain, refreshHint } = this.opts;
+    const now = this.opts.clock.now();
+    const foreign = await tx.bundle.findFirst({ where: { trustDomain: { not: trustDomain } }, select: { trustDomain: true } });
+    if (foreign) {
+      throw new CaError(`the database holds the bundle of trust domain "${foreign.trustDomain}", not "${trustDomain}"`, { setting: 'WRIT_TRUST_DOMAIN' });
+    }
+    // A new bundle starts at sequence 0 so that its first publish makes it 1.
+    const row = await tx.bundle.upsert({ where: { trustDomain }, create: { trustDomain, sequence: 0n, refreshHint }, update: {} });
+    const before = (await tx.authority.findMany({ where: { trustDomain } })) as StoredAuthority[];
+    const currentIds = new Set(current.map((a) => a.id));
+    const others = before.filter((b) => isActive(b) && !currentIds.has(b.id) && this.published(b, now));
+    if (others.length > 0 && !replace) {
+      const o = others[0]!;
+      if (!keys.length && (await tx.authorityKey.count({ where: { authorityId: { in: others.map((b) => b.id) } } })) > 0) {
         throw new CaError(
-          `the trust bundle's active ${USE_NAMES[o.use]} (${o.id.slice(0, 16)}…) is not the one in WRIT_CA_DIR: all replicas must share one CA; to replace it, start once with WRIT_CA_REPLACE=true`,
-          { setting: 'WRIT_CA_DIR' },
+          `the trust bundle's active ${USE_NAMES[o.use]} (${o.id.slice(0, 16)}…) is kept in the database, sealed under a key-encryption key: set WRIT_KEK_FILE to that KEK, as on the other replicas`,
+          { setting: 'WRIT_KEK_FILE' },
         );
       }
-      const added: string[] = [];
-      for (const a of current) {
-        const existing = before.find((b) => b.id === a.id);
-        if (!existing) {
-          await tx.authority.create({ data: { ...a, material: Uint8Array.from(a.material), trustDomain } });
-          added.push(a.id);
-        } else if (existing.retiredAt !== null) {
-          await tx.authority.update({ where: { id: a.id }, data: { retiredAt: null } });
-        }
+      throw new CaError(
+        `the trust bundle's active ${USE_NAMES[o.use]} (${o.id.slice(0, 16)}…) is not the one in WRIT_CA_DIR: all replicas must sign with one CA. Several replicas need WRIT_KEK_FILE (one KEK for all: the CA is then kept in the database, sealed) or one operator-provided CA mounted in every replica's WRIT_CA_DIR; to replace the CA instead, start once with WRIT_CA_REPLACE=true`,
+        { setting: 'WRIT_CA_DIR' },
+      );
+    }
+    const added: string[] = [];
+    for (const a of current) {
+      const existing = before.find((b) => b.id === a.id);
+      if (!existing) {
+        await tx.authority.create({ data: { ...a, material: Uint8Array.from(a.material), trustDomain } });
+        added.push(a.id);
+        const key = keys.find((k) => k.authorityId === a.id);
+        if (key) await tx.authorityKey.create({ data: storedKey(key) });
+      } else if (existing.retiredAt !== null) {
+        await tx.authority.update({ where: { id: a.id }, data: { retiredAt: null } });
       }
-      const retired = others.map((b) => b.id);
-      await tx.authority.updateMany({ where: { id: { in: retired } }, data: { retiredAt: now } });
-      const removed = await this.prune(tx, now);
-      // Stored rows are the set last announced under the current sequence; pruning keeps it so.
-      const ids = (list: readonly { id: string }[]) => list.map((a) => a.id).sort().join(',');
-      const after = await tx.authority.findMany({ where: { trustDomain }, select: { id: true } });
-      if (ids(before) !== ids(after) || row.refreshHint !== refreshHint) await this.bump(tx, now);
-      return { bundle: await this.read(tx, now), added, retired, removed };
-    });
+    }
+    const retired = others.map((b) => b.id);
+    await tx.authority.updateMany({ where: { id: { in: retired } }, data: { retiredAt: now } });
+    const removed = await this.prune(tx, now);
+    // Stored rows are the set last announced under the current sequence; pruning keeps it so.
+    const ids = (list: readonly { id: string }[]) => list.map((a) => a.id).sort().join(',');
+    const after = await tx.authority.findMany({ where: { trustDomain }, select: { id: true } });
+    if (ids(before) !== ids(after) || row.refreshHint !== refreshHint) await this.bump(tx, now);
+    return { bundle: await this.read(tx, now), added, retired, removed };
   }
 
   /**
    * Publishes authorities prepared for a rotation: in the bundle now (the sequence
    * increments); they sign once `activate` is called, at or after `activatesAt`.
    */
-  async prepare(records: readonly AuthorityRecord[], activatesAt: Date): Promise<TrustBundle> {
+  async prepare(records: readonly AuthorityRecord[], activatesAt: Date, keys: readonly AuthorityKeyRecord[] = []): Promise<TrustBundle> {
     const { trustDomain } = this.opts;
     const now = this.opts.clock.now();
     return this.prisma.$transaction(async (tx) => {
       await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${BUNDLE_LOCK_KEY})`);
       const pruned = await this.prune(tx, now);
+      const ids = records.map((r) => r.id);
+      const pending = (await tx.authority.findMany({ where: { trustDomain, retiredAt: null, activatesAt: { not: null } } })).find((a) => !ids.includes(a.id));
+      // One rotation at a time, also when two replicas are asked at once.
+      if (pending) throw new RotationRefused(`a rotation is already prepared; it activates at ${pending.activatesAt!.toISOString()}`);
       const existing = new Set((await tx.authority.findMany({ where: { id: { in: records.map((r) => r.id) } }, select: { id: true } })).map((r) => r.id));
       const fresh = records.filter((r) => !existing.has(r.id));
-      for (const r of fresh) await tx.authority.create({ data: { ...r, material: Uint8Array.from(r.material), trustDomain, activatesAt } });
+      for (const r of fresh) {
+        await tx.authority.create({ data: { ...r, material: Uint8Array.from(r.material), trustDomain, activatesAt } });
+        const key = keys.find((k) => k.authorityId === r.id);
+        if (key) await tx.authorityKey.create({ data: storedKey(key) });
+      }
       if (fresh.length > 0 || pruned.length > 0) await this.bump(tx, now);
       return this.read(tx, now);
     });
@@ -135,17 +176,19 @@ export class BundleStore {
    * Makes `ids` the active authorities now and retires the others of the same use.
    * The published set does not change.
    */
-  async activate(ids: readonly string[]): Promise<string[]> {
+  async activate(ids: readonly string[]): Promise<{ retired: string[]; changed: boolean }> {
     const { trustDomain } = this.opts;
     const now = this.opts.clock.now();
-    return this.prisma.$transaction(async (tx) => {
-      await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${BUNDLE_LOCK_KEY})`);
+    return this.locked(async (tx) => {
       const rows = (await tx.authority.findMany({ where: { trustDomain } })) as StoredAuthority[];
       const uses = new Set(rows.filter((r) => ids.includes(r.id)).map((r) => r.use));
       const retire = rows.filter((r) => isActive(r) && !ids.includes(r.id) && uses.has(r.use)).map((r) => r.id);
+      const changed = retire.length > 0 || rows.some((r) => ids.includes(r.id) && !isActive(r));
       await tx.authority.updateMany({ where: { id: { in: retire } }, data: { retiredAt: now } });
       await tx.authority.updateMany({ where: { id: { in: [...ids] } }, data: { retiredAt: null, activatesAt: null } });
-      return retire;
+      // A retired authority never signs again: its sealed key (KEK custody) is no longer kept.
+      await tx.authorityKey.deleteMany({ where: { authorityId: { in: retire } } });
+      return { retired: retire, changed };
     });
   }
 
@@ -156,6 +199,11 @@ export class BundleStore {
       active: rows.filter(isActive).map((r) => r.id),
       prepared: rows.filter(isPrepared).map((r) => ({ id: r.id, activatesAt: r.activatesAt! })),
     };
+  }
+
+  /** Authorities by id with their sealed keys, when a KEK keeps them (null otherwise). */
+  async sealed(ids: readonly string[]): Promise<{ id: string; use: string; material: Uint8Array; key: SealedKey | null }[]> {
+    return this.prisma.authority.findMany({ where: { trustDomain: this.opts.trustDomain, id: { in: [...ids] } }, include: { key: true } });
   }
 
   /** The bundle as published now, dropping authorities whose publication ended. */

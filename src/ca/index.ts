@@ -18,3 +18,5 @@ export { x509 } from './x509';
 export { CaRotator, x509Record, jwtRecord, type SigningAuthorities, type PreparedRotation, type RotatorOptions } from './rotator';
 export { recoverInterruptedActivation, loadPreparedSlot, loadActiveSlot, type AuthoritySlot } from './slots';
 export { RotationRefused } from './errors';
+export { FileCustody, SealedCustody, type KeyCustody, type SealedStart } from './custody';
+export { readKek, sealKey, openKey, kekId, type Kek, type SealedKey, type AuthorityBinding } from './kek';

@@ -1,11 +1,10 @@
 import type { Logger } from 'pino';
-import { createHash } from 'node:crypto';
 import type { Clock } from '../core/clock';
-import type { Random } from '../core/random';
 import type { CertificateAuthority } from './authority';
-import type { AuthorityRecord, BundleStore, PublishResult } from './bundle-store';
+import type { BundleStore, PublishResult } from './bundle-store';
 import { CaUnavailable, RotationRefused } from './errors';
-import { activatePreparedSlot, loadActiveSlot, loadPreparedSlot, writePreparedSlot, type AuthoritySlot } from './slots';
+import { jwtRecord, slotRecords, x509Record, type KeyCustody } from './custody';
+import type { AuthoritySlot } from './slots';
 import type { JwtSigningKey } from './store';
 
 /** What signs now. SvidIssuer and ServerSvid read it at each use, so a rotation takes effect at once. */
@@ -15,14 +14,12 @@ export interface SigningAuthorities {
 }
 
 export interface RotatorOptions {
-  dir: string;
-  trustDomain: string;
-  caTtl: number;
+  /** Where the private keys are kept: WRIT_CA_DIR's files, or the database sealed under the KEK. */
+  custody: KeyCustody;
   /** Seconds between publishing new authorities and signing with them. */
   overlap: number;
   store: BundleStore;
   clock: Clock;
-  random: Random;
   logger: Logger;
   /** Told of each rotation step, for the audit trail. */
   onEvent: (type: 'ca.rotation_prepared' | 'ca.rotation_activated', details: Record<string, unknown>) => Promise<void>;
@@ -37,21 +34,8 @@ export interface PreparedRotation {
 /** Prepare the next authorities once two thirds of the active CA's life have passed. */
 const PREPARE_AT_FRACTION = 2 / 3;
 
-export const x509Record = (ca: CertificateAuthority): AuthorityRecord => {
-  const der = new Uint8Array(ca.anchor.rawData);
-  return { id: createHash('sha256').update(der).digest('hex'), use: 'x509-svid', material: der, notBefore: ca.anchor.notBefore, notAfter: ca.anchor.notAfter };
-};
-
-/** The JWT key is published for as long as the CA it serves beside. */
-export const jwtRecord = (key: JwtSigningKey, ca: CertificateAuthority): AuthorityRecord => ({
-  id: key.kid,
-  use: 'jwt-svid',
-  material: Buffer.from(JSON.stringify(key.publicJwk)),
-  notBefore: ca.certificate.notBefore,
-  notAfter: ca.notAfter,
-});
-
-const records = (slot: AuthoritySlot) => [x509Record(slot.ca), jwtRecord(slot.jwtKey, slot.ca)];
+const records = slotRecords;
+export { x509Record, jwtRecord };
 
 /**
  * CA rotation (SPIRE's prepared → active → old): `rotate` prepares new authorities and
@@ -93,8 +77,13 @@ export class CaRotator implements SigningAuthorities {
     return this.#active.ca.chain.length === 0;
   }
 
+  /** When a prepared rotation activates, if one is known to this replica: a timer can call `tick` then. */
+  get activatesAt(): Date | undefined {
+    return this.#prepared?.activatesAt;
+  }
+
   /**
-   * Reconciles the slots on disk with the bundle in the database at start-up, then
+   * Reconciles the key custody with the bundle in the database at start-up, then
    * publishes the active authorities (see BundleStore.publish for `replace`).
    */
   static async start(opts: RotatorOptions, active: AuthoritySlot, { replace = false } = {}): Promise<{ rotator: CaRotator; published: PublishResult }> {
@@ -104,7 +93,7 @@ export class CaRotator implements SigningAuthorities {
     // The files hold a prepared authority as active: an activation stopped between renaming
     // the files and telling the database. Finish it.
     if (mine.some((id) => states.prepared.some((p) => p.id === id))) await opts.store.activate(mine);
-    const prepared = await loadPreparedSlot(opts);
+    const prepared = await opts.custody.loadPrepared(states.prepared.map((p) => p.id));
     if (prepared) {
       const ids = records(prepared).map((r) => r.id);
       const known = states.prepared.find((p) => ids.includes(p.id));
@@ -125,9 +114,9 @@ export class CaRotator implements SigningAuthorities {
     if (!this.managed) throw new RotationRefused('the CA is an operator-provided intermediate: get a new one from the upstream CA, put it in WRIT_CA_DIR and start with WRIT_CA_REPLACE=true');
     const pending = this.#prepared ?? (await this.opts.store.states()).prepared[0];
     if (pending) throw new RotationRefused(`a rotation is already prepared; it activates at ${pending.activatesAt.toISOString()}`);
-    const slot = await writePreparedSlot(this.opts);
+    const { slot, keys } = await this.opts.custody.generate();
     const activatesAt = new Date(this.opts.clock.now().getTime() + overlap * 1000);
-    const bundle = await this.opts.store.prepare(records(slot), activatesAt);
+    const bundle = await this.opts.store.prepare(records(slot), activatesAt, keys);
     this.#prepared = { slot, activatesAt };
     const [x509, jwt] = records(slot).map((r) => r.id) as [string, string];
     await this.opts.onEvent('ca.rotation_prepared', { x509Authority: x509, jwtAuthority: jwt, activatesAt: activatesAt.toISOString(), spiffeSequence: bundle.sequence });
@@ -149,40 +138,61 @@ export class CaRotator implements SigningAuthorities {
     const { ca } = this.#active;
     const life = ca.notAfter.getTime() - ca.certificate.notBefore.getTime();
     if (!this.#prepared && this.managed && now.getTime() >= ca.certificate.notBefore.getTime() + life * PREPARE_AT_FRACTION) {
-      await this.rotate(Math.min(this.opts.overlap, Math.max(0, (ca.notAfter.getTime() - now.getTime()) / 2000)));
-      return false;
+      await this.rotate(Math.min(this.opts.overlap, Math.max(0, (ca.notAfter.getTime() - now.getTime()) / 2000))).catch((e: unknown) => {
+        if (!(e instanceof RotationRefused)) throw e; // another replica prepared one at the same moment: follow it
+      });
+      return this.follow();
     }
     return this.follow();
   }
 
-  /** Loads the files again when the database says other authorities sign now (another replica rotated). */
-  private async follow(): Promise<boolean> {
-    const { active } = await this.opts.store.states();
+  /**
+   * Follows the bundle in the database: loads the authorities another replica activated,
+   * and learns of a rotation another replica prepared (so that any replica activates it on
+   * time, also when the one that prepared it is gone). Returns whether the signing
+   * authorities changed.
+   */
+  async follow(): Promise<boolean> {
+    const { active, prepared } = await this.opts.store.states();
+    if (!this.#prepared && prepared.length > 0) {
+      const slot = await this.opts.custody.loadPrepared(prepared.map((p) => p.id)).catch((e: Error) => {
+        this.opts.logger.warn({ err: { message: e.message } }, 'cannot load the prepared authorities');
+        return undefined;
+      });
+      const ids = slot ? records(slot).map((r) => r.id) : [];
+      const known = prepared.find((p) => ids.includes(p.id));
+      if (slot && known) this.#prepared = { slot, activatesAt: known.activatesAt };
+    }
     const mine = records(this.#active).map((r) => r.id);
     if (mine.every((id) => active.includes(id))) {
       this.#inSync = true;
       return false;
     }
-    const onDisk = await loadActiveSlot(this.opts).catch(() => undefined);
-    const ids = onDisk ? records(onDisk).map((r) => r.id) : [];
+    const loaded = await this.opts.custody.loadActive(active).catch((e: Error) => {
+      this.opts.logger.error({ err: { message: e.message } }, 'cannot load the authorities the bundle names active');
+      return undefined;
+    });
+    const ids = loaded ? records(loaded).map((r) => r.id) : [];
     this.#inSync = ids.length > 0 && ids.every((id) => active.includes(id));
-    if (!this.#inSync || !onDisk) {
-      this.opts.logger.error({ active }, 'the bundle names active authorities that are not the CA files in WRIT_CA_DIR');
+    if (!this.#inSync || !loaded) {
+      this.opts.logger.error({ active }, `the bundle names active authorities that this replica does not hold (${this.opts.custody.kind === 'files' ? 'the CA files in WRIT_CA_DIR' : 'sealed keys in the database'})`);
       return false;
     }
-    this.#active = onDisk;
-    this.#prepared = undefined;
+    this.#active = loaded;
+    if (this.#prepared && records(this.#prepared.slot).some((r) => ids.includes(r.id))) this.#prepared = undefined;
     this.opts.logger.info({ x509Authority: ids[0] }, 'following a CA rotation made by another replica');
     return true;
   }
 
   private async activate(slot: AuthoritySlot): Promise<void> {
-    activatePreparedSlot(this.opts.dir); // files first: a start after a crash here activates in the database too
+    await this.opts.custody.activating(); // files first: a start after a crash here activates in the database too
     const ids = records(slot).map((r) => r.id);
-    const retired = await this.opts.store.activate(ids);
+    const { retired, changed } = await this.opts.store.activate(ids);
     const previous = this.#active;
     this.#active = slot;
     this.#prepared = undefined;
+    this.#inSync = true;
+    if (!changed) return; // another replica activated it first, and said so
     await this.opts.onEvent('ca.rotation_activated', { x509Authority: ids[0], jwtAuthority: ids[1], retired });
     this.opts.logger.info({ x509Authority: ids[0], retired, previous: previous.ca.certificate.serialNumber }, 'CA rotation activated');
   }

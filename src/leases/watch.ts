@@ -40,11 +40,24 @@ export interface RevocationWatch extends Freshness {
   readonly current: boolean;
   /** Forgets revocations of leases that have expired anyway. */
   prune(): void;
+  /**
+   * Calls `listener` with the table's name when another replica (or this one) changes a
+   * watched table, and with undefined after the listener reconnected (anything may have changed).
+   */
+  onChange(listener: (table: string | undefined) => void): void;
   close(): Promise<void>;
 }
 
 /** No view (the embedded database serves one process): callers rely on the database alone. */
-export const noRevocationWatch: RevocationWatch = { isRevoked: () => false, current: false, generation: 0, touch: () => undefined, prune: () => undefined, close: async () => undefined };
+export const noRevocationWatch: RevocationWatch = {
+  isRevoked: () => false,
+  current: false,
+  generation: 0,
+  touch: () => undefined,
+  prune: () => undefined,
+  onChange: () => undefined,
+  close: async () => undefined,
+};
 
 export interface WatchOptions {
   readonly clock: Clock;
@@ -72,6 +85,7 @@ export class PgRevocationWatch implements RevocationWatch {
   #client: Client | undefined;
   #retry: NodeJS.Timeout | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
+  #listeners: ((table: string | undefined) => void)[] = [];
 
   private constructor(
     private readonly url: string,
@@ -107,6 +121,15 @@ export class PgRevocationWatch implements RevocationWatch {
     for (const map of [this.#jtis, this.#serials]) for (const [id, until] of map) if (until <= now) map.delete(id);
   }
 
+  onChange(listener: (table: string | undefined) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  #changed(table: string | undefined): void {
+    this.#generation++;
+    for (const listener of this.#listeners) listener(table);
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#retry);
@@ -118,15 +141,15 @@ export class PgRevocationWatch implements RevocationWatch {
     // TCP keep-alive and a heartbeat: a listening connection only receives, so one dropped
     // silently (a NAT or firewall idle timeout) would otherwise look alive forever.
     const client = new Client({ connectionString: this.url, application_name: 'writ-revocation-watch', keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
-    client.on('notification', (msg) => (msg.channel === CHANGE_CHANNEL ? this.#generation++ : this.#apply(msg.payload)));
+    client.on('notification', (msg) => (msg.channel === CHANGE_CHANNEL ? this.#changed(msg.payload) : this.#apply(msg.payload)));
     client.on('error', () => this.#lost(client));
     client.on('end', () => this.#lost(client));
     await client.connect();
     await client.query(`LISTEN ${REVOCATION_CHANNEL}; LISTEN ${CHANGE_CHANNEL}`);
     this.#client = client;
     await this.#reload(); // listening first, then reading: nothing committed in between is missed
-    this.#generation++; // whatever was cached before the connection was lost is dropped
     this.#current = true;
+    this.#changed(undefined); // whatever was cached before the connection was lost is dropped
     this.#beat(client);
   }
 
