@@ -138,6 +138,7 @@ export class BundleStore {
     }
     const retired = others.map((b) => b.id);
     await tx.authority.updateMany({ where: { id: { in: retired } }, data: { retiredAt: now } });
+    if (keys.length > 0) await tx.authorityKey.deleteMany({ where: { authorityId: { in: retired } } }); // replaced sealed authorities never sign again
     const removed = await this.prune(tx, now);
     // Stored rows are the set last announced under the current sequence; pruning keeps it so.
     const ids = (list: readonly { id: string }[]) => list.map((a) => a.id).sort().join(',');

@@ -122,4 +122,24 @@ describePg('three broker processes sharing one KEK (no shared files)', () => {
       }
     }
   });
+
+  it('a rotation prepared by a replica that is then killed still activates on time on the others', async () => {
+    const before = await bundleOf(urls[1]!);
+    const rotate = await call(urls[0]!, '/v1/admin/ca/rotate', { body: { overlap: 2 } });
+    expect(rotate.status).toBe(202);
+    const { activates_at: activatesAt, x509_authority: x509Authority } = JSON.parse(rotate.body);
+    procs[0]!.child.kill('SIGKILL');
+    await procs[0]!.exit;
+    const survivors = urls.slice(1);
+    await within(1000, async () => (await Promise.all(survivors.map(bundleOf))).every((b) => b.spiffe_sequence > before.spiffe_sequence));
+    trust = (await call(urls[1]!, '/v1/bundle', { accept: 'application/x-pem-file' })).body;
+    await new Promise((r) => setTimeout(r, Math.max(0, new Date(activatesAt).getTime() - Date.now())));
+    const prepared = (await Promise.all(survivors.map(bundleOf)))[0]!.keys.filter((k) => k.use === 'x509-svid').map((k) => new X509Certificate(Buffer.from(k.x5c![0]!, 'base64')));
+    const newRoot = prepared.find((c) => c.fingerprint256.replace(/:/g, '').toLowerCase() === x509Authority)!;
+    expect(newRoot).toBeDefined();
+    await within(1000, async () => {
+      const svids = await Promise.all(survivors.map((base, i) => svidFrom(base, `orphan-${i}-${randomBytes(3).toString('hex')}`)));
+      return svids.every((s) => new X509Certificate(s.chain[0]!).checkIssued(newRoot));
+    });
+  });
 });

@@ -149,6 +149,20 @@ describe('authority keys sealed under a key-encryption key (WRIT_KEK_FILE)', () 
     expect(err.setting).toBe('WRIT_KEK_FILE');
   });
 
+  it('WRIT_CA_REPLACE=true with a KEK makes new authorities; the old ones retire (still published) and their sealed keys are deleted', async () => {
+    const broker = await start({ WRIT_KEK_FILE: kekPath('two'), WRIT_CA_REPLACE: 'true' });
+    try {
+      expect(x509Record(broker.ca).id).not.toBe(first.x509);
+      expect(broker.jwtKey.kid).not.toBe(first.kid);
+      const rows = await sealedRows(broker);
+      expect(rows.map((r) => r.authorityId).sort()).toEqual([x509Record(broker.ca).id, broker.jwtKey.kid].sort());
+      const old = await broker.db.prisma.authority.findUnique({ where: { id: first.x509 } });
+      expect(old?.retiredAt).not.toBeNull();
+    } finally {
+      await broker.shutdown();
+    }
+  });
+
   it('a broker without the KEK on a database whose keys are sealed refuses, saying to set WRIT_KEK_FILE', async () => {
     const err = await refusal(start({}));
     expect(err.setting).toBe('WRIT_KEK_FILE');
