@@ -149,8 +149,8 @@ describe('authority keys sealed under a key-encryption key (WRIT_KEK_FILE)', () 
     expect(err.setting).toBe('WRIT_KEK_FILE');
   });
 
-  it('WRIT_CA_REPLACE=true with a KEK makes new authorities; the old ones retire (still published) and their sealed keys are deleted', async () => {
-    const broker = await start({ WRIT_KEK_FILE: kekPath('two'), WRIT_CA_REPLACE: 'true' });
+  it('a lost KEK: a new KEK with WRIT_CA_REPLACE=true makes new authorities; the old ones retire (still published) and their sealed keys are deleted', async () => {
+    const broker = await start({ WRIT_KEK_FILE: kekPath('after-loss'), WRIT_CA_REPLACE: 'true' });
     try {
       expect(x509Record(broker.ca).id).not.toBe(first.x509);
       expect(broker.jwtKey.kid).not.toBe(first.kid);
