@@ -1,0 +1,36 @@
+# Writ's container image: `docker build -t writ:0.1.0 .` (the Helm chart in helm/writ runs it).
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+# Build: the Prisma client is generated offline into src/db/generated (scripts/generate.mjs),
+# then TypeScript compiles src/ into dist/.
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+# The postinstall script is the build itself, which needs the sources: it runs next.
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY scripts ./scripts
+COPY prisma ./prisma
+COPY src ./src
+RUN npm run build
+
+# Runtime: production dependencies (the Prisma runtime and its query compiler, Cedar's
+# WebAssembly, PGlite), dist/, and prisma/migrations, which dist/db/migrate.js reads at start-up.
+FROM ${NODE_IMAGE}
+ENV NODE_ENV=production \
+    WRIT_HOST=0.0.0.0 \
+    WRIT_OPS_HOST=0.0.0.0 \
+    WRIT_DATA_DIR=/var/lib/writ/data \
+    WRIT_CA_DIR=/var/lib/writ/certs
+WORKDIR /app
+RUN groupadd --system --gid 10001 writ \
+ && useradd --system --uid 10001 --gid writ --home-dir /var/lib/writ --no-create-home --shell /usr/sbin/nologin writ \
+ && mkdir -p /var/lib/writ && chown writ:writ /var/lib/writ && chmod 700 /var/lib/writ
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+COPY --from=build /app/dist ./dist
+COPY --from=build /app/prisma ./prisma
+USER 10001:10001
+EXPOSE 8443 9090
+# What `npm start` runs after building. SIGTERM drains (WRIT_SHUTDOWN_GRACE) and exits 0.
+CMD ["node", "--max-old-space-size=160", "dist/main.js"]
