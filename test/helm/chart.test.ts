@@ -273,7 +273,7 @@ describe('Helm chart', () => {
       expect(r.envValue('WRIT_KEK_FILE') === undefined).toBe(name === 'writ-upstream-ca');
       if (name !== 'writ-upstream-ca') expect(Object.keys(r.secretData(name)!).sort()).toEqual(['ca.crt', 'ca.key']);
     }
-    const replace = helm.render({ files: ['upstream-ca-values.yaml'], set: { 'upstreamCa.replace': true } });
+    const replace = helm.render({ files: ['upstream-ca-values.yaml'], set: { replaceCa: true } });
     expect(replace.envValue('WRIT_CA_REPLACE')).toBe('true');
   });
 
