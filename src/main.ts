@@ -47,7 +47,8 @@ async function runBroker(config: Config, worker: number | undefined): Promise<vo
   else if (worker !== undefined) notifyListening();
 }
 
-function main(): void {
+/** Reads the configuration and runs the broker (or, with WRIT_WORKERS above 1, supervises its workers). */
+export function main(): void {
   let config: Config;
   try {
     config = loadConfig(process.env);
@@ -62,4 +63,4 @@ function main(): void {
   }
 }
 
-main();
+if (require.main === module) main();
