@@ -217,6 +217,15 @@ export function adminRouter(deps: AdminDeps): Router {
     res.json({ spiffe_id: spiffeId, entries_disabled: result.entries, leases_revoked: result.leases });
   });
 
+  router.post('/v1/admin/connectors/:spiffe_id/enable', async (req, res) => {
+    const spiffeId = String(req.params.spiffe_id);
+    if (!spiffeId.startsWith('spiffe://') || spiffeId.endsWith('/')) throw new InvalidRequest('the path names one connector by its percent-encoded SPIFFE ID');
+    if ((await deps.entries.bySpiffeId(spiffeId)).length === 0) throw new EntryError(404, 'entry-not-found', `no registration entry for ${spiffeId}`);
+    const { reason } = parseWith(z.strictObject({ reason: z.string().min(1).max(512).default('connector enabled') }), req.body);
+    const result = await deps.revocations.enableConnector(spiffeId, reason, actor(req));
+    res.json({ spiffe_id: spiffeId, entries_enabled: result.entries });
+  });
+
   router.post('/v1/admin/ca/rotate', async (req, res) => {
     const body = parseWith(rotateRequest, req.body);
     const prepared = await deps.rotateCa(body.overlap);

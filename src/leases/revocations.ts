@@ -140,6 +140,17 @@ export class Revocations {
     return result;
   }
 
+  /** Undoes the kill switch: the connector's entries are enabled again. What it held stays revoked; it must attest anew. */
+  async enableConnector(spiffeId: string, reason: string, actor: string): Promise<{ entries: number }> {
+    const result = await this.prisma.$transaction(async (tx) => {
+      const entries = await tx.registrationEntry.updateMany({ where: { spiffeId, enabled: false }, data: { enabled: true } });
+      if (this.audit) await this.audit(tx, { type: 'connector.enabled', actor, details: { spiffeId, reason, entries: entries.count } });
+      return { entries: entries.count };
+    });
+    this.freshness.touch();
+    return result;
+  }
+
   /** Revokes every matching live lease (chained tokens too) durably; returns how many. */
   async revoke(selector: RevocationSelector, reason: string, tx?: Prisma.TransactionClient, actor?: string): Promise<number> {
     const now = this.clock.now();

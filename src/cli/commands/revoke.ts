@@ -1,9 +1,7 @@
 import { Option, type Command } from 'commander';
 import { positiveInt, spiffeId, uuid } from '../args';
 import { adminClient, globals, usage } from '../context';
-import { CliFailure } from '../errors';
 import { fields, note, print, table } from '../output';
-import { entriesFor } from './entry';
 
 /** The handles an operator may hold; --user, --session and --email are within --issuer. */
 interface HandleOptions {
@@ -164,16 +162,13 @@ export function registerRevoke(program: Command): void {
     .command('enable')
     .description('enable the connector\'s entries again; it must attest anew (its revoked SVIDs stay revoked)')
     .argument('<spiffe-id>', 'the connector', spiffeId)
-    .action(async (id: string, _o: unknown, cmd: Command) => {
-      const client = adminClient(cmd);
-      const entries = await entriesFor(client, id);
-      if (entries.length === 0) throw new CliFailure(`no registration entry for ${id}`);
-      let enabled = 0;
-      for (const e of entries.filter((e) => !e.enabled)) {
-        await client.json('PATCH', `/v1/admin/entries/${encodeURIComponent(e.id)}`, { enabled: true });
-        enabled++;
-      }
-      const res = { spiffe_id: id, entries_enabled: enabled, entries: entries.length };
-      print(globals(cmd).output, res, () => fields([['spiffe_id', id], ['entries_enabled', enabled], ['entries', entries.length]]));
+    .option('--reason <text>', 'why (kept in the audit trail)')
+    .action(async (id: string, o: { reason?: string }, cmd: Command) => {
+      const res = await adminClient(cmd).json<{ spiffe_id: string; entries_enabled: number }>(
+        'POST',
+        `/v1/admin/connectors/${encodeURIComponent(id)}/enable`,
+        o.reason === undefined ? {} : { reason: o.reason },
+      );
+      print(globals(cmd).output, res, () => fields([['spiffe_id', res.spiffe_id], ['entries_enabled', res.entries_enabled]]));
     });
 }
