@@ -6,17 +6,11 @@ import { JwksUnavailable } from '../attestation/jwks';
 import { ManualClock } from '../core/clock';
 import type { Random } from '../core/random';
 import { mintAccessToken, type AccessTokenSigningKey, type McpToolDetail } from '../tokens';
-import {
-  bearerChallenge,
-  protectedResourceMetadata,
-  protectedResourceMetadataUrl,
-  requireTool,
-  toolCalls,
-  toolGranted,
-  writProtection,
-  type WritProtectionOptions,
-  type WritRequest,
-} from './protect';
+import type { Act } from '../tokens/mint';
+import { bearerChallenge, writProtection, type WritProtection, type WritProtectionOptions, type WritRequest } from './protect';
+import { protectedResourceMetadata, protectedResourceMetadataHandler, protectedResourceMetadataUrl, type ProtectedResourceMetadataHandlerOptions } from './metadata';
+import { grantedTools, requireTool, toolCalls, toolGranted } from './tools';
+import { writIdentityOf } from './identity';
 import { InsufficientScope, InvalidToken } from '../tokens/errors';
 
 const ISSUER = 'https://writ.example.test';
@@ -26,7 +20,10 @@ const T0 = new Date('2026-11-27T12:00:00Z');
 
 let key: AccessTokenSigningKey;
 let otherKey: AccessTokenSigningKey;
+/** Writ's next key after a rotation: another `kid`. */
+let nextKey: AccessTokenSigningKey;
 let jwks: JSONWebKeySet;
+let nextJwks: JSONWebKeySet;
 /** Stand-ins for the DER of two client certificates: only their SHA-256 matters here. */
 const agentCert = new Uint8Array(randomBytes(300));
 const strangerCert = new Uint8Array(randomBytes(300));
@@ -42,9 +39,14 @@ beforeAll(async () => {
   key = { kid: 'k1', alg: 'ES256', privateKey: pair.privateKey };
   otherKey = { kid: 'k1', alg: 'ES256', privateKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey };
   jwks = { keys: [{ ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' }] };
+  const next = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  nextKey = { kid: 'k2', alg: 'ES256', privateKey: next.privateKey };
+  nextJwks = { keys: [...jwks.keys, { ...(await exportJWK(next.publicKey)), kid: 'k2', alg: 'ES256', use: 'sig' }] };
 });
 
-const mint = async (over: { audience?: string; issuer?: string; signer?: AccessTokenSigningKey; cert?: Uint8Array; details?: McpToolDetail[] } = {}) =>
+const mint = async (
+  over: { audience?: string; issuer?: string; signer?: AccessTokenSigningKey; cert?: Uint8Array; details?: McpToolDetail[]; parentAct?: Act; sid?: string; jti?: string } = {},
+) =>
   (
     await mintAccessToken(
       {
@@ -55,11 +57,13 @@ const mint = async (over: { audience?: string; issuer?: string; signer?: AccessT
         clientCertificate: over.cert ?? agentCert,
         authorizationDetails: over.details ?? granted,
         taskId: 'task-1',
+        ...(over.parentAct !== undefined && { parentAct: over.parentAct }),
+        ...(over.sid !== undefined && { sid: over.sid }),
         lifetime: { maximum: 3600, certificateNotAfter: new Date(T0.getTime() + 86400e3), subjectTokenExpiresAt: new Date(T0.getTime() + 3600e3) },
       },
       over.signer ?? key,
       new ManualClock(T0),
-      random,
+      over.jti === undefined ? random : { ...random, uuid: () => over.jti! },
     )
   ).token;
 
@@ -71,12 +75,18 @@ interface Outcome {
   req: WritRequest;
 }
 
-/** Runs the middleware on a fake request over a TLS connection whose client presented `cert`. */
-function run(
-  options: Partial<WritProtectionOptions>,
-  request: { authorization?: string; url?: string; method?: string; body?: unknown; rawBody?: string; cert?: Uint8Array | null },
-): Promise<Outcome> {
-  const protect = writProtection({ resource: RESOURCE, issuer: ISSUER, keys: jwks, clock: new ManualClock(T0.getTime() + 10e3), ...options });
+type FakeRequest = { authorization?: string; url?: string; method?: string; body?: unknown; rawBody?: string; cert?: Uint8Array | null };
+
+/** Runs a new middleware with `options` on a fake request over a TLS connection whose client presented `cert`. */
+function run(options: Partial<WritProtectionOptions>, request: FakeRequest): Promise<Outcome> {
+  return runWith(protection(options), request);
+}
+
+const protection = (options: Partial<WritProtectionOptions> = {}) =>
+  writProtection({ resource: RESOURCE, issuer: ISSUER, keys: jwks, clock: new ManualClock(T0.getTime() + 10e3), ...options });
+
+/** Runs `protect` on a fake request. */
+function runWith(protect: WritProtection, request: FakeRequest): Promise<Outcome> {
   const socket = { getPeerCertificate: () => (request.cert === null ? {} : { raw: Buffer.from(request.cert ?? agentCert) }) };
   const stream = request.rawBody === undefined ? Readable.from([]) : Readable.from([Buffer.from(request.rawBody)]);
   const req = Object.assign(stream, {
@@ -109,10 +119,10 @@ function run(
 const call = (name: unknown, id = 1) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: {} } });
 
 describe('RFC 6750 §2.1 and §3: bearer tokens in the Authorization header', () => {
-  it('challenges a request without credentials with a bare WWW-Authenticate: Bearer (no error code)', async () => {
+  it('challenges a request without credentials with WWW-Authenticate: Bearer without an error code', async () => {
     const out = await run({}, {});
     expect(out.status).toBe(401);
-    expect(out.headers['www-authenticate']).toBe(`Bearer realm="${RESOURCE}"`);
+    expect(out.headers['www-authenticate']).toBe(`Bearer realm="${RESOURCE}", resource_metadata="https://mcp.example.test/.well-known/oauth-protected-resource/github"`);
     expect(out.headers['cache-control']).toBe('no-store');
   });
 
@@ -135,9 +145,14 @@ describe('RFC 6750 §2.1 and §3: bearer tokens in the Authorization header', ()
     expect(out.body?.error).toBe('invalid_request');
   });
 
-  it('names resource_metadata (RFC 9728 §5.1) in challenges when configured', async () => {
-    const out = await run({ resourceMetadataUrl: protectedResourceMetadataUrl(RESOURCE) }, {});
-    expect(out.headers['www-authenticate']).toBe(`Bearer realm="${RESOURCE}", resource_metadata="https://mcp.example.test/.well-known/oauth-protected-resource/github"`);
+  it('names resource_metadata (RFC 9728 §5.1) in every challenge: the §3.1 URL of the resource by default, or the one given', async () => {
+    const metadata = 'resource_metadata="https://mcp.example.test/.well-known/oauth-protected-resource/github"';
+    const unbound = (await run({}, { authorization: `Bearer ${await mint({ cert: strangerCert })}` })).headers['www-authenticate']!;
+    expect(unbound).toMatch(/^Bearer realm="[^"]+", error="invalid_token", error_description="[^"]+", /);
+    expect(unbound.endsWith(metadata)).toBe(true);
+    expect((await run({}, { authorization: `Bearer ${await mint()}`, body: call('delete_repo') })).headers['www-authenticate']).toContain(metadata);
+    expect((await run({ resourceMetadataUrl: 'https://meta.example.test/prm' }, {})).headers['www-authenticate']).toBe(`Bearer realm="${RESOURCE}", resource_metadata="https://meta.example.test/prm"`);
+    expect((await run({ resourceMetadataUrl: false }, {})).headers['www-authenticate']).toBe(`Bearer realm="${RESOURCE}"`);
   });
 
   it('keeps error_description within the characters RFC 6750 §3 allows', () => {
@@ -147,13 +162,35 @@ describe('RFC 6750 §2.1 and §3: bearer tokens in the Authorization header', ()
 });
 
 describe('RFC 9068 §4: the JWT access token is validated', () => {
-  it('admits a valid token and attaches its claims and the MCP SDK AuthInfo', async () => {
+  it('admits a valid token and attaches the identities it names and the MCP SDK AuthInfo', async () => {
     const token = await mint();
     const out = await run({}, { authorization: `Bearer ${token}`, body: call('search') });
     expect(out.passed).toBe(true);
-    expect(out.req.writ).toMatchObject({ sub: 'alice', aud: RESOURCE, client_id: CONNECTOR, task_id: 'task-1', jti: 'jti-1' });
+    expect(out.req.writ).toEqual({
+      user: 'alice',
+      connector: CONNECTOR,
+      connectors: [CONNECTOR],
+      taskId: 'task-1',
+      tools: ['search', 'create_issue'],
+      authorizationDetails: granted,
+      claims: expect.objectContaining({ sub: 'alice', aud: RESOURCE, client_id: CONNECTOR, task_id: 'task-1', jti: 'jti-1' }),
+    });
     expect(out.req.auth).toMatchObject({ token, clientId: CONNECTOR, scopes: ['search:read', 'create_issue:write'], resource: new URL(RESOURCE) });
     expect(out.req.auth!.extra!.writ).toBe(out.req.writ);
+    expect(writIdentityOf(out.req.auth)).toBe(out.req.writ);
+  });
+
+  it('RFC 8693 §4.1: names the connector chain of nested act claims, the presenting connector first', async () => {
+    const upstream = 'spiffe://ex.test/agent/planner';
+    const first = 'spiffe://ex.test/agent/desktop';
+    const out = await run({}, { authorization: `Bearer ${await mint({ parentAct: { sub: upstream, act: { sub: first } }, sid: 'session-9' })}` });
+    expect(out.req.writ).toMatchObject({ user: 'alice', connector: CONNECTOR, connectors: [CONNECTOR, upstream, first], sessionId: 'session-9' });
+  });
+
+  it('lists as granted tools only those with the actions toolActions requires', async () => {
+    const out = await run({ toolActions: { search: 'write' } }, { authorization: `Bearer ${await mint()}` });
+    expect(out.req.writ!.tools).toEqual(['create_issue']);
+    expect(grantedTools({ authorization_details: granted }, { create_issue: ['write'] })).toEqual(['search', 'create_issue']);
   });
 
   it.each([
@@ -203,6 +240,53 @@ describe('RFC 9068 §4: the JWT access token is validated', () => {
     expect(out.status).toBe(503);
     expect(out.body?.error).toBe('temporarily_unavailable');
     expect(out.headers['www-authenticate']).toBeUndefined();
+  });
+});
+
+describe("Writ's keys: fetched from jwksUri, cached, fetched again for an unknown kid", () => {
+  /** A JWKS endpoint that serves `sets` in turn (the last one from then on). */
+  const jwksEndpoint = (...sets: JSONWebKeySet[]) => {
+    const fetches: string[] = [];
+    const fetchImpl = (async (url: string | URL | Request) => {
+      fetches.push(String(url));
+      return Response.json(sets.length > 1 ? sets.shift() : sets[0]);
+    }) as typeof fetch;
+    return { fetches, options: { keys: undefined, jwksUri: `${ISSUER}/oauth2/jwks`, fetch: fetchImpl } };
+  };
+
+  it('fetches the keys once and verifies later tokens with the cached set', async () => {
+    const { fetches, options } = jwksEndpoint(jwks);
+    const protect = protection(options);
+    expect((await runWith(protect, { authorization: `Bearer ${await mint()}` })).passed).toBe(true);
+    expect((await runWith(protect, { authorization: `Bearer ${await mint({ jti: 'jti-2' })}` })).passed).toBe(true);
+    expect(fetches).toEqual([`${ISSUER}/oauth2/jwks`]);
+  });
+
+  it('fetches again for a token signed with a kid it has not seen (a key rotation at Writ) and admits it', async () => {
+    const clock = new ManualClock(T0.getTime() + 10e3);
+    const { fetches, options } = jwksEndpoint(jwks, nextJwks);
+    const protect = protection({ ...options, clock });
+    expect((await runWith(protect, { authorization: `Bearer ${await mint()}` })).passed).toBe(true);
+    clock.advance(30);
+    expect((await runWith(protect, { authorization: `Bearer ${await mint({ signer: nextKey })}` })).passed).toBe(true);
+    expect(fetches).toHaveLength(2);
+  });
+
+  it('refuses an unknown kid with 401 without fetching again within 30 s of the last fetch (no request amplification)', async () => {
+    const { fetches, options } = jwksEndpoint(jwks, nextJwks);
+    const protect = protection(options);
+    expect((await runWith(protect, { authorization: `Bearer ${await mint()}` })).passed).toBe(true);
+    const out = await runWith(protect, { authorization: `Bearer ${await mint({ signer: nextKey })}` });
+    expect(out.status).toBe(401);
+    expect(out.body?.error).toBe('invalid_token');
+    expect(fetches).toHaveLength(1);
+  });
+
+  it('fails closed with 503 when jwksUri answers an error', async () => {
+    const protect = protection({ keys: undefined, jwksUri: `${ISSUER}/oauth2/jwks`, fetch: (async () => new Response('down', { status: 502 })) as typeof fetch });
+    const out = await runWith(protect, { authorization: `Bearer ${await mint()}` });
+    expect(out.status).toBe(503);
+    expect(out.body?.error).toBe('temporarily_unavailable');
   });
 });
 
@@ -273,6 +357,95 @@ describe('RFC 7662: introspection makes revocation take effect', () => {
     await run(options, { authorization: `Bearer ${await mint()}`, cert: strangerCert });
     expect(calls).toHaveLength(0);
   });
+
+  describe('revocation takes effect within a second: an active answer is reused for at most cacheMs', () => {
+    const active = () => Response.json({ active: true, jti: 'jti-1', aud: RESOURCE });
+
+    it('reuses an active answer for less than 1 s by default, then asks again', async () => {
+      const clock = new ManualClock(T0.getTime() + 10e3);
+      const { calls, options } = introspection(active);
+      const protect = protection({ ...options, clock });
+      const request = { authorization: `Bearer ${await mint()}` };
+      expect((await runWith(protect, request)).passed).toBe(true);
+      clock.advance(0.999);
+      expect((await runWith(protect, request)).passed).toBe(true);
+      expect(calls).toHaveLength(1);
+      clock.advance(0.001);
+      expect((await runWith(protect, request)).passed).toBe(true);
+      expect(calls).toHaveLength(2);
+    });
+
+    it('refuses a token revoked since the last answer once that answer is a second old', async () => {
+      const clock = new ManualClock(T0.getTime() + 10e3);
+      let revoked = false;
+      const { options } = introspection(() => (revoked ? Response.json({ active: false }) : active()));
+      const protect = protection({ ...options, clock });
+      const request = { authorization: `Bearer ${await mint()}` };
+      expect((await runWith(protect, request)).passed).toBe(true);
+      revoked = true;
+      clock.advance(1);
+      const out = await runWith(protect, request);
+      expect(out.status).toBe(401);
+      expect(out.body?.error_description).toMatch(/no longer active/);
+    });
+
+    it('asks on every request with cacheMs 0', async () => {
+      const { calls, options } = introspection(active);
+      const protect = protection({ ...options, introspect: { ...options.introspect, cacheMs: 0 } });
+      const request = { authorization: `Bearer ${await mint()}` };
+      await runWith(protect, request);
+      await runWith(protect, request);
+      await Promise.all([runWith(protect, request), runWith(protect, request)]);
+      expect(calls).toHaveLength(4);
+    });
+
+    it('fails closed (503) when the answer is stale and Writ cannot be asked', async () => {
+      const clock = new ManualClock(T0.getTime() + 10e3);
+      let reachable = true;
+      const { options } = introspection(() => (reachable ? active() : Promise.reject(new TypeError('fetch failed'))));
+      const protect = protection({ ...options, clock });
+      const request = { authorization: `Bearer ${await mint()}` };
+      expect((await runWith(protect, request)).passed).toBe(true);
+      reachable = false;
+      clock.advance(1);
+      const out = await runWith(protect, request);
+      expect(out.status).toBe(503);
+      expect(out.headers['retry-after']).toBe('5');
+    });
+
+    it('keeps no inactive answer (Writ also answers inactive when it cannot look the lease up)', async () => {
+      const answers = [Response.json({ active: false }), active()];
+      const { calls, options } = introspection(() => answers.shift()!);
+      const protect = protection(options);
+      const request = { authorization: `Bearer ${await mint()}` };
+      expect((await runWith(protect, request)).status).toBe(401);
+      expect((await runWith(protect, request)).passed).toBe(true);
+      expect(calls).toHaveLength(2);
+    });
+
+    it('keeps answers per token (jti) and asks once for concurrent requests with one token', async () => {
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      const { calls, options } = introspection(async () => {
+        await gate;
+        return Response.json({ active: true });
+      });
+      const protect = protection(options);
+      const one = { authorization: `Bearer ${await mint()}` };
+      const other = { authorization: `Bearer ${await mint({ jti: 'jti-2' })}` };
+      const outcomes = Promise.all([runWith(protect, one), runWith(protect, one), runWith(protect, other)]);
+      await new Promise((resolve) => setImmediate(resolve));
+      release();
+      expect((await outcomes).map((o) => o.passed)).toEqual([true, true, true]);
+      expect(calls).toHaveLength(2);
+    });
+
+    it('refuses a cacheMs above 1000 ms: it can only be made stricter', () => {
+      const { options } = introspection(active);
+      expect(() => protection({ ...options, introspect: { ...options.introspect, cacheMs: 1001 } })).toThrow(/cacheMs.*within a second/);
+      expect(() => protection({ ...options, introspect: { ...options.introspect, cacheMs: -1 } })).toThrow(/cacheMs/);
+    });
+  });
 });
 
 describe('RFC 9396 authorization_details decide which tools may be called (RFC 6750 §3.1 insufficient_scope)', () => {
@@ -340,14 +513,57 @@ describe('RFC 9728 protected resource metadata', () => {
     expect(protectedResourceMetadataUrl('https://mcp.example.test:8443/')).toBe('https://mcp.example.test:8443/.well-known/oauth-protected-resource');
   });
 
+  it('keeps the query of a resource URI that has one (§3.1)', () => {
+    expect(protectedResourceMetadataUrl('https://mcp.example.test/tools/?tenant=a')).toBe('https://mcp.example.test/.well-known/oauth-protected-resource/tools?tenant=a');
+  });
+
+  const document = {
+    resource: RESOURCE,
+    authorization_servers: [ISSUER],
+    bearer_methods_supported: ['header'],
+    tls_client_certificate_bound_access_tokens: true,
+    authorization_details_types_supported: ['mcp_tool'],
+  };
+
   it('names Writ as the authorization server and certificate-bound tokens (§2)', () => {
-    expect(protectedResourceMetadata({ resource: RESOURCE, issuer: ISSUER })).toEqual({
-      resource: RESOURCE,
-      authorization_servers: [ISSUER],
-      bearer_methods_supported: ['header'],
-      tls_client_certificate_bound_access_tokens: true,
-      authorization_details_types_supported: ['mcp_tool'],
+    expect(protectedResourceMetadata({ resource: RESOURCE, issuer: ISSUER })).toEqual(document);
+    expect(protectedResourceMetadata({ resource: RESOURCE, issuer: ISSUER, resourceName: 'GitHub tools', resourceDocumentation: 'https://docs.example.test/github' })).toEqual({
+      ...document,
+      resource_name: 'GitHub tools',
+      resource_documentation: 'https://docs.example.test/github',
     });
+  });
+
+  /** Runs the metadata handler on a fake request: the answer, or `next` when it passed the request on. */
+  const serve = (options: Partial<ProtectedResourceMetadataHandlerOptions>, method: string, url: string) =>
+    new Promise<{ next: boolean; status?: number; headers: Record<string, string | number>; body?: string }>((resolve) => {
+      const headers: Record<string, string | number> = {};
+      const res = {
+        statusCode: 200,
+        setHeader: (name: string, value: string | number) => void (headers[name.toLowerCase()] = value),
+        end(body?: string) {
+          resolve({ next: false, status: this.statusCode, headers, ...(body !== undefined && { body }) });
+        },
+      };
+      protectedResourceMetadataHandler({ resource: RESOURCE, issuer: ISSUER, ...options })({ method, url } as IncomingMessage, res as unknown as ServerResponse, () => resolve({ next: true, headers }));
+    });
+
+  it('serves the document as JSON at the §3.1 URL and at the bare well-known path', async () => {
+    for (const path of ['/.well-known/oauth-protected-resource/github', '/.well-known/oauth-protected-resource']) {
+      const out = await serve({}, 'GET', path);
+      expect(out).toMatchObject({ next: false, status: 200, headers: { 'content-type': 'application/json', 'access-control-allow-origin': '*' } });
+      expect(JSON.parse(out.body!)).toEqual(document);
+    }
+    const head = await serve({}, 'HEAD', '/.well-known/oauth-protected-resource/github');
+    expect(head.status).toBe(200);
+    expect(head.body).toBeUndefined();
+  });
+
+  it('answers 405 to other methods there and passes every other request on', async () => {
+    expect(await serve({}, 'POST', '/.well-known/oauth-protected-resource/github')).toMatchObject({ status: 405, headers: { allow: 'GET, HEAD' } });
+    expect((await serve({}, 'GET', '/.well-known/oauth-protected-resource/jira')).next).toBe(true);
+    expect((await serve({}, 'GET', '/github')).next).toBe(true);
+    expect((await serve({ serveRoot: false }, 'GET', '/.well-known/oauth-protected-resource')).next).toBe(true);
   });
 });
 

@@ -3,100 +3,105 @@
  *
  * For every request, in this order, each a small check that names the rule it enforces:
  *
- * 1. a bearer token in the `Authorization` header (RFC 6750 §2.1), or 401 with a bare
- *    `WWW-Authenticate: Bearer` challenge (RFC 6750 §3);
- * 2. the JWT verifies with Writ's keys (`GET /oauth2/jwks`): ES256, `typ` at+jwt, `iss`,
- *    `aud` equal to this resource's URI, `exp` (RFC 9068 §4), or 401 `invalid_token`;
+ * 1. a bearer token in the `Authorization` header (RFC 6750 §2.1), or 401 with a
+ *    `WWW-Authenticate: Bearer` challenge without an error code (RFC 6750 §3);
+ * 2. the JWT verifies with Writ's keys (`GET /oauth2/jwks`, cached, fetched again when a token
+ *    names an unknown `kid`): ES256, `typ` at+jwt, `iss`, `aud` equal to this resource's URI,
+ *    `exp` (RFC 9068 §4), or 401 `invalid_token`;
  * 3. the token is bound to the TLS client certificate of *this* request: `cnf.x5t#S256` is
  *    the SHA-256 thumbprint of the peer certificate's DER (RFC 8705 §3), or 401 `invalid_token`;
- * 4. when introspection is configured, Writ says the token is still active (RFC 7662), so
- *    revocation and task end take effect on the next call, or 401 `invalid_token`;
+ * 4. when introspection is configured, Writ says the token is still active (RFC 7662; an
+ *    answer is reused for at most a second), so revocation and task end take effect within a
+ *    second, or 401 `invalid_token` (see `./introspection`);
  * 5. every JSON-RPC `tools/call` in the body names a tool the token's `authorization_details`
  *    (RFC 9396) grant, or 403 `insufficient_scope` (RFC 6750 §3.1) before the MCP transport
- *    sees the request.
+ *    sees the request (see `./tools` for which actions a call needs).
  *
- * Then the verified claims are on `req.writ`, and the MCP SDK's `AuthInfo` on `req.auth` (the
- * SDK's transports hand it to tool callbacks as `extra.authInfo`). When Writ or its keys
- * cannot be reached the answer is 503, never a pass (fail closed).
+ * Every challenge carries `resource_metadata` (RFC 9728 §5.1), the URL where
+ * `protectedResourceMetadataHandler` serves the document naming Writ, as the MCP authorization
+ * specification (2025-06-18) requires. When Writ or its keys cannot be reached the answer is
+ * 503, never a pass (fail closed).
  *
- * Which action a tool call needs: an MCP `tools/call` does not say whether it reads or writes.
- * By default a tool may be called when it appears in any granted detail, whatever the action
- * (Writ granted it only after policy allowed the actions asked for). Give `toolActions` to
- * require specific actions per tool, e.g. `{ delete_repo: 'delete' }`: the tool and all its
- * actions must then be granted together in one detail; tools not listed keep the default.
+ * Then the request's {@link WritIdentity} (user, connector chain, task, tools) is on `req.writ`,
+ * and the MCP SDK's `AuthInfo` on `req.auth` with the identity in `extra.writ` (the SDK's
+ * transports hand it to tool callbacks as `extra.authInfo`; read it with `writIdentityOf`).
+ * `tools/list` answers list every tool the server has unless the server or transport is
+ * wrapped with `grantedToolsOnly`, which lists only the granted ones.
  *
  * ```ts
+ * const resource = 'https://mcp.example.com/github';     // as registered at Writ: the token's aud
  * const protect = writProtection({
- *   resource: 'https://mcp.example.com/github',           // as registered at Writ: the token's aud
+ *   resource,
  *   issuer: 'https://writ.example.com',
  *   jwksUri: 'https://writ.example.com/oauth2/jwks',
  *   ca: bundlePem,                                        // Writ's trust bundle
  *   introspect: { url: 'https://writ.example.com/oauth2/introspect', tls: { cert: svidPem, key: svidKey, ca: bundlePem } },
  * });
  * const app = express();
- * app.post('/mcp', express.json(), protect, (req, res) => transport.handleRequest(req, res, req.body));
+ * app.use(protectedResourceMetadataHandler({ resource, issuer: 'https://writ.example.com' }));
+ * app.post('/github', express.json(), protect, async (req, res) => {
+ *   const server = grantedToolsOnly(buildMcpServer());
+ *   const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
+ *   res.on('close', () => void server.close());
+ *   await server.connect(transport);
+ *   await transport.handleRequest(req, res, req.body);
+ * });
  * https.createServer({ cert: svidPem, key: svidKey, ca: bundlePem, requestCert: true, rejectUnauthorized: true }, app).listen(443);
  * ```
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { request as httpsRequest } from 'node:https';
-import type { PeerCertificate, TLSSocket } from 'node:tls';
-import { Readable } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import type { FlattenedJWSInput, JSONWebKeySet, JWSHeaderParameters } from 'jose';
 import { JwksUnavailable, RemoteJwks, StaticJwks, type KeySource } from '../attestation/jwks';
 import { systemClock, type Clock } from '../core/clock';
-import type { Action, McpToolDetail } from '../tokens/authorization-details';
-import { InsufficientScope, InvalidRequest, InvalidToken, OAuthError, TemporarilyUnavailable } from '../tokens/errors';
+import { InvalidRequest, InvalidToken, OAuthError, TemporarilyUnavailable } from '../tokens/errors';
 import { certificateThumbprint, verifyAccessToken, type AccessTokenClaims } from '../tokens/mint';
+import { mcpAuthInfo, writIdentity, type McpAuthInfo, type WritIdentity } from './identity';
+import { introspector, type IntrospectionOptions } from './introspection';
+import { protectedResourceMetadataUrl } from './metadata';
+import { tlsFetch, type PemInput } from './tls-fetch';
+import { requiredActions, requireTool, toolCalls, type ToolActions } from './tools';
+
+// What this module exported before those modules were split off from it.
+export type { McpAuthInfo } from './identity';
+export { writClaimsOf } from './identity';
+export type { IntrospectionOptions } from './introspection';
+export { protectedResourceMetadata, protectedResourceMetadataUrl } from './metadata';
+export { tlsFetch, type PemInput, type TlsClientOptions } from './tls-fetch';
+export { requireTool, toolCalls, toolGranted } from './tools';
 
 // ---------------------------------------------------------------------------------------
 // Options and the request's additions.
 // ---------------------------------------------------------------------------------------
 
-/** PEM text (or several, or DER buffers) as `tls.createSecureContext` takes them. */
-export type PemInput = string | Buffer | readonly (string | Buffer)[];
-
-/** TLS settings for talking to Writ, or for any HTTPS client with an X.509-SVID. */
-export interface TlsClientOptions {
-  /** Trust anchors: Writ's trust bundle (PEM). Without it, the system's CAs. */
-  readonly ca?: PemInput;
-  /** Client certificate chain (the X.509-SVID, PEM, leaf first) for mutual TLS. */
-  readonly cert?: PemInput;
-  /** Its private key (PEM). */
-  readonly key?: PemInput;
-  /** Replaces the host name check, e.g. to check the server's SPIFFE ID instead (X509-SVID §5). */
-  readonly checkServerIdentity?: (hostname: string, cert: PeerCertificate) => Error | undefined;
-}
-
 /** A key resolver for jose's `jwtVerify`. */
 export type KeyFunction = (header: JWSHeaderParameters, token: FlattenedJWSInput) => Promise<CryptoKey>;
-
-export interface IntrospectionOptions {
-  /** Writ's `POST /oauth2/introspect` (RFC 7662 §2). */
-  readonly url: string;
-  /** This server's own X.509-SVID (the registered resource's `spiffe_id`) and Writ's bundle: the introspection caller authenticates by mTLS. */
-  readonly tls: TlsClientOptions & Required<Pick<TlsClientOptions, 'cert' | 'key'>>;
-  /** Give up (503, fail closed) after this many milliseconds; 5000 by default. */
-  readonly timeoutMs?: number;
-}
 
 export interface WritProtectionOptions {
   /** This resource's URI as registered at Writ: a token's `aud` must be exactly this (RFC 8707 §2, RFC 9068 §4). */
   readonly resource: string;
   /** Writ's issuer identifier (its RFC 8414 `issuer`): a token's `iss` must be exactly this. */
   readonly issuer: string;
-  /** Writ's `jwks_uri` (`GET /oauth2/jwks`): fetched on first use, cached, refetched on an unknown `kid` at most every 30 s. */
+  /**
+   * Writ's `jwks_uri` (`GET /oauth2/jwks`): fetched on first use and cached for 10 minutes; a
+   * token whose `kid` no cached key has makes it fetch again (Writ publishes a new key before it
+   * signs with it), at most once every 30 s.
+   */
   readonly jwksUri?: string;
   /** Or the keys themselves: a JWK Set, a {@link KeySource} or a key function. One of `jwksUri` and `keys` is required. */
   readonly keys?: JSONWebKeySet | KeySource | KeyFunction;
   /** Writ's trust bundle (PEM), to fetch `jwksUri` over TLS; without it, the system's CAs. */
   readonly ca?: PemInput;
-  /** Ask Writ whether each token is still active, so that revocation and task end take effect at once. */
+  /** Ask Writ whether each token is still active, so that revocation and task end take effect within a second. */
   readonly introspect?: IntrospectionOptions;
-  /** The actions a call of each tool needs (see the module comment); unlisted tools need any granted action. */
-  readonly toolActions?: Readonly<Record<string, Action | readonly Action[]>>;
-  /** RFC 9728 §5.1: sent as `resource_metadata` in every challenge, for clients that discover the authorization server. */
-  readonly resourceMetadataUrl?: string;
+  /** The actions a call of each tool needs (see `./tools`); unlisted tools need any granted action. */
+  readonly toolActions?: ToolActions;
+  /**
+   * RFC 9728 §5.1 `resource_metadata` in every challenge: by default
+   * `protectedResourceMetadataUrl(resource)`, where `protectedResourceMetadataHandler` serves
+   * the document; `false` leaves it out.
+   */
+  readonly resourceMetadataUrl?: string | false;
   /** RFC 6750 §3 `realm`; the resource URI by default. */
   readonly realm?: string;
   /** Tolerance for `exp`, `iat` and `nbf`, in seconds; 0 by default. */
@@ -116,25 +121,11 @@ export interface WritProtectionOptions {
   readonly onRefusal?: (error: OAuthError, req: IncomingMessage) => void;
 }
 
-/**
- * What the MCP SDK calls `AuthInfo` (`@modelcontextprotocol/sdk/server/auth/types`): its
- * Streamable HTTP transport passes `req.auth` to request handlers as `extra.authInfo`.
- */
-export interface McpAuthInfo {
-  token: string;
-  clientId: string;
-  /** Writ grants `authorization_details`, not scopes: `<tool>:<action>` for each granted pair. */
-  scopes: string[];
-  expiresAt?: number;
-  resource?: URL;
-  extra?: Record<string, unknown>;
-}
-
 /** A request that passed {@link writProtection}. */
 export interface WritRequest extends IncomingMessage {
-  /** The verified claims of the access token. */
-  writ?: AccessTokenClaims;
-  /** The same, as the MCP SDK's `AuthInfo` (`extra.writ` holds the claims). */
+  /** Who the request comes from: user, connector chain, task and tools, from the verified token. */
+  writ?: WritIdentity;
+  /** The same as the MCP SDK's `AuthInfo` (`extra.writ` holds the identity). */
   auth?: McpAuthInfo;
   /** The parsed JSON body (set here when no body parser ran before). */
   body?: unknown;
@@ -155,7 +146,6 @@ export interface WritProtection {
 // ---------------------------------------------------------------------------------------
 
 const DEFAULT_MAX_BODY = 4 * 1024 * 1024;
-const DEFAULT_INTROSPECTION_TIMEOUT = 5000;
 
 /** Builds the middleware that admits only requests with a valid Writ token bound to their TLS client certificate. */
 export function writProtection(options: WritProtectionOptions): WritProtection {
@@ -163,13 +153,16 @@ export function writProtection(options: WritProtectionOptions): WritProtection {
   if (typeof options.issuer !== 'string' || options.issuer === '') throw new Error('writProtection: "issuer" is required');
   const clock = options.clock ?? systemClock;
   const keys = keySource(options, clock);
-  const introspect = options.introspect && introspector(options.introspect, options.fetch);
-  const challenge = { realm: options.realm ?? options.resource, resourceMetadataUrl: options.resourceMetadataUrl };
+  const introspect = options.introspect && introspector(options.introspect, { resource: options.resource, clock, fetch: options.fetch });
+  const challenge = {
+    realm: options.realm ?? options.resource,
+    resourceMetadataUrl: options.resourceMetadataUrl === false ? undefined : (options.resourceMetadataUrl ?? protectedResourceMetadataUrl(options.resource)),
+  };
 
   const verify = async (token: string, req: IncomingMessage): Promise<AccessTokenClaims> => {
     const claims = await verifySignedToken(token, keys, options, clock);
     checkCertificateBinding(claims, (options.clientCertificate ?? tlsPeerCertificate)(req));
-    if (introspect) await introspect(token, claims, options.resource);
+    if (introspect) await introspect(token, claims);
     return claims;
   };
 
@@ -186,8 +179,8 @@ export function writProtection(options: WritProtectionOptions): WritProtection {
       const body = await jsonBody(req as WritRequest, options.maxBodyBytes ?? DEFAULT_MAX_BODY);
       for (const tool of toolCalls(body)) requireTool(claims, tool, requiredActions(options.toolActions, tool));
       const writReq = req as WritRequest;
-      writReq.writ = claims;
-      writReq.auth = authInfo(token, claims);
+      writReq.writ = writIdentity(claims, options.toolActions);
+      writReq.auth = mcpAuthInfo(token, writReq.writ);
     };
     // What the handlers after `next` throw is theirs to answer, not a refusal of the token.
     admit().then(() => next(), refuse);
@@ -294,107 +287,8 @@ export function checkCertificateBinding(claims: Pick<AccessTokenClaims, 'cnf'>, 
 }
 
 // ---------------------------------------------------------------------------------------
-// Step 4: introspection (RFC 7662).
+// Step 5: the body, whose tools/call requests ./tools checks.
 // ---------------------------------------------------------------------------------------
-
-function introspector(options: IntrospectionOptions, fetchOption: typeof fetch | undefined) {
-  if (!URL.canParse(options.url) || new URL(options.url).protocol !== 'https:') throw new Error('writProtection: "introspect.url" must be an https URL');
-  const fetchImpl = fetchOption ?? tlsFetch(options.tls);
-  const timeoutMs = options.timeoutMs ?? DEFAULT_INTROSPECTION_TIMEOUT;
-  const unavailable = (why: string, cause?: unknown) => new TemporarilyUnavailable(`Writ cannot say whether the token is active: ${why}`, { cause });
-
-  return async (token: string, claims: AccessTokenClaims, resource: string): Promise<void> => {
-    let answer: unknown;
-    try {
-      const response = await fetchImpl(options.url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-        body: new URLSearchParams({ token, token_type_hint: 'access_token' }).toString(),
-        redirect: 'error',
-        signal: AbortSignal.timeout(timeoutMs),
-      });
-      if (response.status !== 200) {
-        await response.body?.cancel().catch(() => undefined);
-        throw unavailable(`introspection answered HTTP ${response.status}`);
-      }
-      answer = await response.json();
-    } catch (err) {
-      if (err instanceof OAuthError) throw err;
-      throw unavailable('introspection failed', err);
-    }
-    if (typeof answer !== 'object' || answer === null || typeof (answer as { active?: unknown }).active !== 'boolean') throw unavailable('the introspection response has no "active" member');
-    const a = answer as { active: boolean; jti?: unknown; aud?: unknown };
-    // RFC 7662 §2.2: anything but active true means the token may not be used.
-    if (!a.active) throw new InvalidToken('the token is no longer active: revoked, its task ended, or expired (RFC 7662 §2.2)');
-    if ((a.jti !== undefined && a.jti !== claims.jti) || (a.aud !== undefined && a.aud !== resource))
-      throw new InvalidToken('introspection describes another token');
-  };
-}
-
-// ---------------------------------------------------------------------------------------
-// Step 5: tools (RFC 9396 authorization_details, RFC 6750 §3.1 insufficient_scope).
-// ---------------------------------------------------------------------------------------
-
-const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-/**
- * The tool names of the JSON-RPC `tools/call` requests in an MCP message body (one message or
- * a batch). A `tools/call` without a string `params.name` yields `undefined`, which no grant
- * matches: it is refused rather than passed (fail closed).
- */
-export function toolCalls(body: unknown): (string | undefined)[] {
-  const messages = Array.isArray(body) ? body : [body];
-  const tools: (string | undefined)[] = [];
-  for (const m of messages) {
-    if (!isRecord(m) || m.method !== 'tools/call') continue;
-    const name = isRecord(m.params) ? m.params.name : undefined;
-    tools.push(typeof name === 'string' ? name : undefined);
-  }
-  return tools;
-}
-
-function requiredActions(toolActions: WritProtectionOptions['toolActions'], tool: string | undefined): readonly Action[] {
-  if (tool === undefined || toolActions === undefined || !Object.hasOwn(toolActions, tool)) return [];
-  const actions = toolActions[tool]!;
-  return typeof actions === 'string' ? [actions as Action] : (actions as readonly Action[]);
-}
-
-/**
- * Whether the token's `authorization_details` grant `tool`: with no `actions`, when any
- * granted detail names the tool; otherwise when one detail names the tool and every action.
- */
-export function toolGranted(claims: Pick<AccessTokenClaims, 'authorization_details'>, tool: string | undefined, actions: Action | readonly Action[] = []): boolean {
-  if (tool === undefined) return false;
-  const needed: readonly Action[] = typeof actions === 'string' ? [actions] : actions;
-  return claims.authorization_details.some((d: McpToolDetail) => d.tools.includes(tool) && needed.every((a) => d.actions.includes(a)));
-}
-
-/**
- * Refuses a tool call the token does not grant: throws {@link InsufficientScope} (403,
- * `WWW-Authenticate: Bearer error="insufficient_scope"`, RFC 6750 §3.1), which
- * {@link sendBearerError} answers. Usable inside an MCP tool callback with `extra.authInfo.extra.writ`.
- */
-export function requireTool(claims: Pick<AccessTokenClaims, 'authorization_details'>, tool: string | undefined, actions: Action | readonly Action[] = []): void {
-  if (toolGranted(claims, tool, actions)) return;
-  const what = tool === undefined ? 'a tools/call without a tool name' : `the tool ${JSON.stringify(tool.slice(0, 128))}${typeof actions === 'string' || actions.length > 0 ? ` for ${[actions].flat().join(', ')}` : ''}`;
-  throw new InsufficientScope(`the token's authorization_details do not grant ${what} (RFC 9396)`);
-}
-
-/** The Writ claims a protected request carries, from the MCP SDK's `extra.authInfo`. */
-export function writClaimsOf(authInfo: { extra?: Record<string, unknown> } | undefined): AccessTokenClaims | undefined {
-  return authInfo?.extra?.writ as AccessTokenClaims | undefined;
-}
-
-function authInfo(token: string, claims: AccessTokenClaims): McpAuthInfo {
-  return {
-    token,
-    clientId: claims.client_id,
-    scopes: claims.authorization_details.flatMap((d) => d.tools.flatMap((t) => d.actions.map((a) => `${t}:${a}`))),
-    expiresAt: claims.exp,
-    resource: new URL(claims.aud),
-    extra: { writ: claims },
-  };
-}
 
 /**
  * The parsed body: the one a body parser left on `req.body`, or, for a JSON POST that none
@@ -433,7 +327,7 @@ const quoted = (text: string, max = 512): string => `"${text.replace(/[^\x20\x21
 /**
  * The `WWW-Authenticate` value for a refusal (RFC 6750 §3): `Bearer realm="…"`, then, unless
  * the request carried no credentials at all, `error` and `error_description`; and
- * `resource_metadata` (RFC 9728 §5.1) when configured.
+ * `resource_metadata` (RFC 9728 §5.1) when given: the URL of the protected resource metadata.
  */
 export function bearerChallenge(error: OAuthError | undefined, options: { realm?: string; resourceMetadataUrl?: string | undefined } = {}): string {
   const params: string[] = [];
@@ -462,97 +356,3 @@ export function sendBearerError(res: ServerResponse, error: OAuthError, options:
   res.end(JSON.stringify(error.toJSON()));
 }
 
-// ---------------------------------------------------------------------------------------
-// RFC 9728 protected resource metadata.
-// ---------------------------------------------------------------------------------------
-
-/** RFC 9728 §3.1: where a resource's metadata lives — `/.well-known/oauth-protected-resource` inserted before its path. */
-export function protectedResourceMetadataUrl(resource: string): string {
-  const url = new URL(resource);
-  const path = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
-  return `${url.origin}/.well-known/oauth-protected-resource${path}`;
-}
-
-/**
- * RFC 9728 §2: the resource's metadata document — the authorization server (Writ), header-only
- * bearer tokens, certificate-bound tokens (RFC 8705 §3.4) and `mcp_tool` authorization details.
- */
-export function protectedResourceMetadata(options: Pick<WritProtectionOptions, 'resource' | 'issuer'>): Record<string, unknown> {
-  return {
-    resource: options.resource,
-    authorization_servers: [options.issuer],
-    bearer_methods_supported: ['header'],
-    tls_client_certificate_bound_access_tokens: true,
-    authorization_details_types_supported: ['mcp_tool'],
-  };
-}
-
-// ---------------------------------------------------------------------------------------
-// fetch over node:https with TLS options (Node 20's fetch takes no client certificate).
-// ---------------------------------------------------------------------------------------
-
-/** Statuses whose responses have no body (Fetch standard "null body status"). */
-const NULL_BODY = new Set([101, 103, 204, 205, 304]);
-
-/**
- * A WHATWG `fetch` over `node:https` that trusts `ca` and presents `cert`/`key` as the client
- * certificate: for reaching Writ, or for an MCP client's transport (the SDK's `fetch` option).
- * The response body streams (Server-Sent Events work); `signal` aborts the request and the
- * body; redirects are never followed (with `redirect: 'error'` one fails the request, as
- * fetch does). One connection per request.
- */
-export function tlsFetch(tls: TlsClientOptions): typeof fetch {
-  return async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
-    const request = new Request(input, init);
-    const url = new URL(request.url);
-    if (url.protocol !== 'https:') throw new TypeError(`tlsFetch: only https URLs are fetched, not ${url.protocol}`);
-    const body = request.body === null ? undefined : Buffer.from(await request.arrayBuffer());
-    const headers: Record<string, string> = {};
-    request.headers.forEach((value, name) => (headers[name] = value));
-    if (body !== undefined) headers['content-length'] = String(body.length);
-    const signal = request.signal;
-    signal.throwIfAborted();
-    return new Promise<Response>((resolve, reject) => {
-      const req = httpsRequest(
-        url,
-        {
-          method: request.method,
-          headers,
-          agent: false,
-          ...(tls.ca !== undefined && { ca: tls.ca as string | Buffer | (string | Buffer)[] }),
-          ...(tls.cert !== undefined && { cert: tls.cert as string | Buffer | (string | Buffer)[] }),
-          ...(tls.key !== undefined && { key: tls.key as string | Buffer | (string | Buffer)[] }),
-          ...(tls.checkServerIdentity !== undefined && { checkServerIdentity: tls.checkServerIdentity }),
-        },
-        (res) => {
-          const status = res.statusCode ?? 0;
-          if (status >= 300 && status < 400 && request.redirect === 'error') {
-            res.destroy();
-            return reject(new TypeError(`tlsFetch: redirect refused (HTTP ${status})`));
-          }
-          const responseHeaders = new Headers();
-          for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) responseHeaders.append(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
-          const noBody = NULL_BODY.has(status) || request.method === 'HEAD';
-          if (noBody) res.resume();
-          resolve(
-            new Response(noBody ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>), {
-              status,
-              statusText: res.statusMessage ?? '',
-              headers: responseHeaders,
-            }),
-          );
-        },
-      );
-      // Aborting destroys the connection: before the response that rejects, after it the body stream errors.
-      const abort = () => req.destroy(signal.reason instanceof Error ? signal.reason : new DOMException('the request was aborted', 'AbortError'));
-      const done = () => signal.removeEventListener('abort', abort);
-      signal.addEventListener('abort', abort, { once: true });
-      req.on('response', (res) => res.on('close', done));
-      req.on('error', (err) => {
-        done();
-        reject(err);
-      });
-      req.end(body);
-    });
-  };
-}

@@ -18,7 +18,7 @@ import { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontex
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { startBroker, type Broker } from '../../src/broker';
-import { protectedResourceMetadata, protectedResourceMetadataUrl, tlsFetch, writClaimsOf, writProtection, type WritRequest } from '../../src/mcp';
+import { grantedToolsOnly, protectedResourceMetadataHandler, protectedResourceMetadataUrl, tlsFetch, writClaimsOf, writProtection, type WritRequest } from '../../src/mcp';
 import { createTestStore, type TestStore } from '../support/database';
 import { testConfig } from '../support/config';
 import { httpsRequest } from '../support/https';
@@ -123,7 +123,7 @@ function mcpClient(svid: Svid, token: string | undefined) {
   return { client, transport, responses, lastRefusal, connect: () => client.connect(transport) };
 }
 
-/** A new McpServer with two tools for each request (the SDK's stateless Streamable HTTP pattern). */
+/** A new McpServer with two tools for each request (the SDK's stateless Streamable HTTP pattern), listing only the granted ones. */
 function mcpServer(): McpServer {
   const server = new McpServer({ name: 'github', version: '1.0.0' });
   server.registerTool('search', { description: 'Search issues', inputSchema: { query: z.string() } }, async ({ query }, extra) => {
@@ -135,7 +135,7 @@ function mcpServer(): McpServer {
     ran.push(`delete_repo for ${writClaimsOf(extra.authInfo)?.sub}`);
     return { content: [{ type: 'text', text: `deleted ${name}` }] };
   });
-  return server;
+  return grantedToolsOnly(server);
 }
 
 async function handleMcp(req: Request, res: ExpressResponse) {
@@ -191,10 +191,10 @@ beforeAll(async () => {
     issuer: ISSUER,
     jwksUri: `${broker.apiUrl}/oauth2/jwks`,
     ca: bundlePem,
-    introspect: { url: `${broker.apiUrl}/oauth2/introspect`, tls: { cert: mcpServerSvid.cert, key: mcpServerSvid.key, ca: bundlePem } },
-    resourceMetadataUrl: protectedResourceMetadataUrl(resource),
+    // cacheMs 0: Writ is asked on every request, so revocation takes effect on the next call (by default within a second).
+    introspect: { url: `${broker.apiUrl}/oauth2/introspect`, tls: { cert: mcpServerSvid.cert, key: mcpServerSvid.key, ca: bundlePem }, cacheMs: 0 },
   });
-  app.get('/.well-known/oauth-protected-resource/mcp', (_req, res) => void res.json(protectedResourceMetadata({ resource, issuer: ISSUER })));
+  app.use(protectedResourceMetadataHandler({ resource, issuer: ISSUER }));
   app.post('/mcp', express.json(), protect, handleMcp);
   app.get('/mcp', protect, handleMcp);
   app.delete('/mcp', protect, handleMcp);
@@ -240,10 +240,10 @@ describe('an MCP server built with the official SDK accepts only Writ tokens for
     expect(claims.authorization_details).toEqual([{ type: 'mcp_tool', tools: ['search'], actions: ['read'], data_classification: 'internal' }]);
   });
 
-  it('MCP initialize and tools/list work with the token over mTLS', async () => {
+  it('MCP initialize and tools/list work with the token over mTLS; the list names only the granted tool', async () => {
     expect(session.client.getServerVersion()).toMatchObject({ name: 'github' });
     const { tools } = await session.client.listTools();
-    expect(tools.map((t) => t.name).sort()).toEqual(['delete_repo', 'search']);
+    expect(tools.map((t) => t.name)).toEqual(['search']);
   });
 
   it('a tools/call of a granted tool reaches the tool, which sees the user and the connector', async () => {
@@ -290,7 +290,7 @@ describe('an MCP server built with the official SDK accepts only Writ tokens for
     expect(misdirected.lastRefusal()!.headers.get('www-authenticate')).toMatch(/error="invalid_token", error_description="[^"]*audience/);
   });
 
-  it('RFC 7662: after POST /v1/tasks/{id}/end the next call is refused with 401 invalid_token (introspection)', async () => {
+  it('RFC 7662: after POST /v1/tasks/{id}/end the next call is refused with 401 invalid_token (introspection, cacheMs 0)', async () => {
     const ended = await httpsRequest(`${broker.apiUrl}/v1/tasks/${taskId}/end`, { ca: bundlePem, method: 'POST', cert: agent.cert, key: agent.key });
     expect(ended.status).toBe(200);
     expect(JSON.parse(ended.body).revoked).toBeGreaterThanOrEqual(1);

@@ -1,0 +1,180 @@
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+import { ListToolsRequestSchema, type JSONRPCMessage, type MessageExtraInfo } from '@modelcontextprotocol/sdk/types.js';
+import type { AccessTokenClaims } from '../tokens/mint';
+import { grantedToolsOnly, TOOL_NOT_GRANTED } from './granted-tools';
+import { mcpAuthInfo, writIdentity } from './identity';
+
+const claims: AccessTokenClaims = {
+  iss: 'https://writ.example.test',
+  sub: 'alice',
+  aud: 'https://mcp.example.test/github',
+  client_id: 'spiffe://ex.test/agent/assistant',
+  act: { sub: 'spiffe://ex.test/agent/assistant' },
+  cnf: { 'x5t#S256': 'A'.repeat(43) },
+  authorization_details: [
+    { type: 'mcp_tool', tools: ['search'], actions: ['read'] },
+    { type: 'mcp_tool', tools: ['create_issue'], actions: ['write'] },
+  ],
+  task_id: 'task-1',
+  iat: 1,
+  exp: 2,
+  jti: 'jti-1',
+};
+/** What `writProtection` hands the transport as `req.auth`. */
+const authInfo = mcpAuthInfo('token', writIdentity(claims));
+
+/** A transport whose `onmessage` is a plain field, as most SDK transports have. */
+class FieldTransport implements Transport {
+  readonly sent: JSONRPCMessage[] = [];
+  onmessage?: Transport['onmessage'];
+  onclose?: () => void;
+  onerror?: (error: Error) => void;
+  async start(): Promise<void> {}
+  async close(): Promise<void> {}
+  async send(message: JSONRPCMessage): Promise<void> {
+    this.sent.push(message);
+  }
+  /** A message from the client, with the request's auth as the Streamable HTTP transport passes it. */
+  deliver(message: JSONRPCMessage, extra?: MessageExtraInfo): void {
+    this.onmessage?.(message, extra);
+  }
+}
+
+/** A transport whose `onmessage` is an accessor forwarding to an inner one, as the SDK's Node Streamable HTTP transport has. */
+class ForwardingTransport implements Transport {
+  readonly inner = new FieldTransport();
+  get sent() {
+    return this.inner.sent;
+  }
+  get onmessage() {
+    return this.inner.onmessage;
+  }
+  set onmessage(handler) {
+    this.inner.onmessage = handler;
+  }
+  async start(): Promise<void> {}
+  async close(): Promise<void> {}
+  send(message: JSONRPCMessage): Promise<void> {
+    return this.inner.send(message);
+  }
+  deliver(message: JSONRPCMessage, extra?: MessageExtraInfo): void {
+    this.inner.deliver(message, extra);
+  }
+}
+
+const ran: string[] = [];
+function githubServer(): McpServer {
+  const server = new McpServer({ name: 'github', version: '1.0.0' });
+  for (const name of ['search', 'create_issue', 'delete_repo'])
+    server.registerTool(name, { description: name }, async () => {
+      ran.push(name);
+      return { content: [{ type: 'text', text: `${name} ran` }] };
+    });
+  return server;
+}
+
+const list = (id: number) => ({ jsonrpc: '2.0' as const, id, method: 'tools/list', params: {} });
+const call = (id: number, name: unknown) => ({ jsonrpc: '2.0' as const, id, method: 'tools/call', params: { name, arguments: {} } });
+
+/** The answer the server sent to request `id`, waiting for the server's handlers. */
+async function answerTo(transport: { sent: JSONRPCMessage[] }, id: number): Promise<Record<string, any>> {
+  for (let i = 0; i < 50; i++) {
+    const answer = transport.sent.find((m) => 'id' in m && m.id === id && !('method' in m));
+    if (answer) return answer as Record<string, any>;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  throw new Error(`no answer to request ${id}`);
+}
+const toolNames = (answer: Record<string, any>) => (answer.result.tools as { name: string }[]).map((t) => t.name);
+
+beforeEach(() => void (ran.length = 0));
+
+describe('tools/list answers only the tools the token grants', () => {
+  it.each([
+    ['on the McpServer, before it connects', async (server: McpServer, transport: Transport) => grantedToolsOnly(server).connect(transport)],
+    ['on the transport, before the server connects', async (server: McpServer, transport: Transport) => server.connect(grantedToolsOnly(transport))],
+    [
+      'on the transport, after the server connected',
+      async (server: McpServer, transport: Transport) => {
+        await server.connect(transport);
+        grantedToolsOnly(transport);
+      },
+    ],
+  ])('%s', async (_, wire) => {
+    for (const transport of [new FieldTransport(), new ForwardingTransport()]) {
+      await wire(githubServer(), transport);
+      transport.deliver(list(1), { authInfo });
+      expect(toolNames(await answerTo(transport, 1))).toEqual(['search', 'create_issue']);
+    }
+  });
+
+  it('lists no tools for a request that did not pass writProtection (no identity in authInfo)', async () => {
+    const transport = new FieldTransport();
+    await grantedToolsOnly(githubServer()).connect(transport);
+    transport.deliver(list(1));
+    transport.deliver(list(2), { authInfo: { token: 't', clientId: 'c', scopes: [] } });
+    expect(toolNames(await answerTo(transport, 1))).toEqual([]);
+    expect(toolNames(await answerTo(transport, 2))).toEqual([]);
+  });
+
+  it('filters per request: each answer follows the token of its own request', async () => {
+    const transport = new FieldTransport();
+    await grantedToolsOnly(githubServer()).connect(transport);
+    const searchOnly = mcpAuthInfo('other', writIdentity({ ...claims, authorization_details: [claims.authorization_details[0]!] }));
+    transport.deliver(list(1), { authInfo });
+    transport.deliver(list(2), { authInfo: searchOnly });
+    expect(toolNames(await answerTo(transport, 1))).toEqual(['search', 'create_issue']);
+    expect(toolNames(await answerTo(transport, 2))).toEqual(['search']);
+  });
+
+  it('filters the answer of a low-level Server, keeping its other members (nextCursor)', async () => {
+    const server = new Server({ name: 'github', version: '1.0.0' }, { capabilities: { tools: {} } });
+    server.setRequestHandler(ListToolsRequestSchema, async () => ({
+      tools: ['search', 'delete_repo'].map((name) => ({ name, inputSchema: { type: 'object' as const } })),
+      nextCursor: 'page-2',
+    }));
+    const transport = new FieldTransport();
+    await grantedToolsOnly(server).connect(transport);
+    transport.deliver(list(1), { authInfo });
+    const answer = await answerTo(transport, 1);
+    expect(toolNames(answer)).toEqual(['search']);
+    expect(answer.result.nextCursor).toBe('page-2');
+  });
+
+  it('changes nothing when applied twice', async () => {
+    const transport = new FieldTransport();
+    const server = grantedToolsOnly(grantedToolsOnly(githubServer()));
+    await server.connect(grantedToolsOnly(transport));
+    grantedToolsOnly(transport);
+    transport.deliver(list(1), { authInfo });
+    transport.deliver(call(2, 'delete_repo'), { authInfo });
+    expect(toolNames(await answerTo(transport, 1))).toEqual(['search', 'create_issue']);
+    await answerTo(transport, 2);
+    expect(transport.sent.filter((m) => 'id' in m && m.id === 2)).toHaveLength(1);
+  });
+});
+
+describe('a tools/call of a tool the token does not grant never reaches the tool', () => {
+  it('runs a granted tool', async () => {
+    const transport = new FieldTransport();
+    await grantedToolsOnly(githubServer()).connect(transport);
+    transport.deliver(call(1, 'search'), { authInfo });
+    expect((await answerTo(transport, 1)).result.content).toEqual([{ type: 'text', text: 'search ran' }]);
+    expect(ran).toEqual(['search']);
+  });
+
+  it.each([
+    ['a tool outside authorization_details', call(1, 'delete_repo'), { authInfo }, /delete_repo is not granted/],
+    ['a call without a tool name', call(1, 42), { authInfo }, /without a tool name/],
+    ['a call without an identity', call(1, 'search'), undefined, /search is not granted/],
+  ])('answers %s with a JSON-RPC error', async (_, message, extra, reason) => {
+    const transport = new ForwardingTransport();
+    await grantedToolsOnly(githubServer()).connect(transport);
+    transport.deliver(message, extra);
+    const answer = await answerTo(transport, 1);
+    expect(answer.error).toEqual({ code: TOOL_NOT_GRANTED, message: expect.stringMatching(reason) });
+    expect(ran).toEqual([]);
+  });
+});
