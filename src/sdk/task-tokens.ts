@@ -1,0 +1,213 @@
+import { createHash } from 'node:crypto';
+import { WritProtocolError } from './errors';
+import { fresh } from './time';
+import { accessOf, type X509Source } from './x509-source';
+
+/** The actions an MCP tool performs (Writ's Cedar actions). */
+export type ToolAction = 'read' | 'write' | 'execute' | 'delete';
+
+/** Data classifications, lowest first. */
+export type DataClassification = 'public' | 'internal' | 'confidential' | 'restricted';
+
+/** A tool the task needs, and what it will do with it. */
+export interface ToolRequest {
+  /** The tool's name as the resource registered it, e.g. `search`. */
+  readonly name: string;
+  readonly actions: readonly ToolAction[];
+  /**
+   * The class of the data the task will handle with it, when higher than the registry's for
+   * the tool (a lower one is never used).
+   */
+  readonly dataClassification?: DataClassification;
+}
+
+/** One granted RFC 9396 authorization details object of type `mcp_tool`, as the broker answered it. */
+export interface McpToolGrant {
+  readonly type: 'mcp_tool';
+  readonly tools: readonly string[];
+  readonly actions: readonly ToolAction[];
+  readonly data_classification?: DataClassification;
+}
+
+/** A token exchange for the end user's identity (RFC 8693 §2.1). */
+export interface ExchangeRequest {
+  /** The user's ID token (or JWT) from an identity provider the broker trusts. */
+  readonly subjectToken: string;
+  /** `id_token` (default) or `jwt` (RFC 8693 §3 `urn:ietf:params:oauth:token-type:…`). */
+  readonly subjectTokenType?: 'id_token' | 'jwt';
+  /** The MCP server the token is for (RFC 8707 `resource`, the token's `aud`). */
+  readonly resource: string;
+  readonly tools: readonly ToolRequest[];
+  /** A task this user and connector began before; omitted, the broker begins a new one. */
+  readonly taskId?: string;
+}
+
+/** A downstream hop: an access token this workload received, exchanged for another resource. */
+export interface ChainRequest {
+  /** The Writ access token received (its `aud` must be this workload's resource). */
+  readonly token: string;
+  readonly resource: string;
+  readonly tools: readonly ToolRequest[];
+}
+
+/** An access token for one task, one resource and the tools policy allowed (RFC 8693 §2.2.1). */
+export interface TaskToken {
+  /** An RFC 9068 JWT bound to the source's SVID (RFC 8705 `cnf`); send it as `Authorization: Bearer`. */
+  readonly accessToken: string;
+  readonly tokenType: 'Bearer';
+  /** When the request was sent (the token was issued no earlier). */
+  readonly issuedAt: Date;
+  /** From `expires_in`, counted from when the request was sent. */
+  readonly expiresAt: Date;
+  /** The task it belongs to: pass it to later exchanges of the same task, and to {@link TaskTokenClient.endTask}. */
+  readonly taskId: string;
+  readonly resource: string;
+  /** What policy allowed: the answer's `authorization_details` (RFC 9396 §7), possibly less than asked. */
+  readonly granted: readonly McpToolGrant[];
+}
+
+/** The answer of {@link TaskTokenClient.endTask}. */
+export interface EndedTask {
+  readonly taskId: string;
+  /** How many tokens of the task were revoked, chained ones included. */
+  readonly revoked: number;
+}
+
+const GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const TOKEN_TYPE = {
+  id_token: 'urn:ietf:params:oauth:token-type:id_token',
+  jwt: 'urn:ietf:params:oauth:token-type:jwt',
+  access_token: 'urn:ietf:params:oauth:token-type:access_token',
+} as const;
+/** Most tokens cached at once; expired ones and those of a previous SVID go first. */
+const MAX_CACHED = 1024;
+
+const sha256 = (text: string) => createHash('sha256').update(text).digest('base64url');
+
+/**
+ * Per-task access tokens from the broker's token exchange (POST /oauth2/token, RFC 8693 with
+ * RFC 9396 `authorization_details` of type `mcp_tool`), authenticated with the source's current
+ * X.509-SVID (RFC 8705 `tls_client_auth`). Tokens are cached per SVID, subject token, task,
+ * resource and tools while more than half their life (and more than 30 s) is left; concurrent
+ * identical requests share one exchange. Refusals are typed: {@link AccessDeniedError} when
+ * policy allows nothing, {@link InvalidGrantError} for a bad subject token or an ended task, …
+ *
+ * @example
+ * const tokens = new TaskTokenClient(source);
+ * const t = await tokens.exchange({ subjectToken: idToken, resource: 'https://mcp.example.com/github',
+ *   tools: [{ name: 'search', actions: ['read'] }] });
+ * // … call the MCP server with `Authorization: Bearer ${t.accessToken}` over mTLS with the same SVID …
+ * await tokens.endTask(t.taskId);
+ */
+export class TaskTokenClient {
+  readonly #source: X509Source;
+  readonly #cache = new Map<string, TaskToken>();
+  readonly #inflight = new Map<string, Promise<TaskToken>>();
+
+  constructor(source: X509Source) {
+    accessOf(source);
+    this.#source = source;
+  }
+
+  /** Exchanges the user's ID token for a token for `resource` and the tools policy allows now. */
+  exchange(request: ExchangeRequest): Promise<TaskToken> {
+    const type = request.subjectTokenType ?? 'id_token';
+    if (type !== 'id_token' && type !== 'jwt') return Promise.reject(new TypeError('subjectTokenType is id_token or jwt'));
+    return this.#exchange(request.subjectToken, TOKEN_TYPE[type], request.resource, request.tools, request.taskId);
+  }
+
+  /**
+   * Exchanges an access token this workload received for one to a downstream resource
+   * (`subject_token_type` access_token). The broker allows the hop only where a `delegate`
+   * policy does; the new token stays in the parent's task and never grants more or lives longer.
+   */
+  chain(request: ChainRequest): Promise<TaskToken> {
+    return this.#exchange(request.token, TOKEN_TYPE.access_token, request.resource, request.tools, undefined);
+  }
+
+  /** Ends a task (POST /v1/tasks/{id}/end): every token of it, chained ones included, is revoked before the answer. */
+  async endTask(taskId: string): Promise<EndedTask> {
+    if (typeof taskId !== 'string' || taskId === '') throw new TypeError('taskId is required');
+    const answer = await accessOf(this.#source).call({ method: 'POST', path: `/v1/tasks/${encodeURIComponent(taskId)}/end` }, { mtls: true });
+    for (const [key, token] of this.#cache) if (token.taskId === taskId) this.#cache.delete(key);
+    const body = (answer.body ?? {}) as { task_id?: unknown; revoked?: unknown };
+    return { taskId: typeof body.task_id === 'string' ? body.task_id : taskId, revoked: typeof body.revoked === 'number' ? body.revoked : 0 };
+  }
+
+  /** Forgets every cached token (they stay valid at the broker until they expire or their task ends). */
+  clear(): void {
+    this.#cache.clear();
+  }
+
+  async #exchange(subjectToken: string, subjectTokenType: string, resource: string, tools: readonly ToolRequest[], taskId: string | undefined): Promise<TaskToken> {
+    if (typeof subjectToken !== 'string' || subjectToken === '') throw new TypeError('a subject token is required');
+    if (typeof resource !== 'string' || resource === '') throw new TypeError('resource is required');
+    if (!Array.isArray(tools) || tools.length === 0) throw new TypeError('name at least one tool');
+    const details = authorizationDetails(tools);
+    const access = accessOf(this.#source);
+    // Tokens are bound to the certificate they were exchanged with (RFC 8705 §3): one of a previous SVID is useless.
+    const svid = access.material().svid;
+    const key = JSON.stringify([svid.fingerprint, subjectTokenType, sha256(subjectToken), resource, taskId ?? null, details]);
+    const cached = this.#cache.get(key);
+    const now = access.clock.now().getTime();
+    if (cached && fresh(cached, now)) return cached;
+    let pending = this.#inflight.get(key);
+    if (!pending) {
+      const form = new URLSearchParams({
+        grant_type: GRANT_TYPE,
+        subject_token: subjectToken,
+        subject_token_type: subjectTokenType,
+        resource,
+        authorization_details: JSON.stringify(details),
+        ...(taskId !== undefined && { task_id: taskId }),
+      });
+      pending = this.#request(form, resource).finally(() => this.#inflight.delete(key));
+      this.#inflight.set(key, pending);
+    }
+    const token = await pending;
+    this.#remember(key, token, svid.fingerprint, access.clock.now().getTime());
+    return token;
+  }
+
+  async #request(form: URLSearchParams, resource: string): Promise<TaskToken> {
+    const access = accessOf(this.#source);
+    const sentAt = access.clock.now();
+    const answer = await access.call({ method: 'POST', path: '/oauth2/token', form }, { mtls: true });
+    const body = (answer.body ?? {}) as { access_token?: unknown; token_type?: unknown; expires_in?: unknown; task_id?: unknown; authorization_details?: unknown };
+    if (typeof body.access_token !== 'string' || typeof body.task_id !== 'string' || typeof body.expires_in !== 'number' || !Array.isArray(body.authorization_details)) {
+      throw new WritProtocolError('the token exchange answer lacks access_token, expires_in, task_id or authorization_details', answer.status);
+    }
+    if (typeof body.token_type === 'string' && body.token_type.toLowerCase() !== 'bearer') throw new WritProtocolError(`the token exchange answered token_type ${body.token_type}, not Bearer`, answer.status);
+    return {
+      accessToken: body.access_token,
+      tokenType: 'Bearer',
+      issuedAt: sentAt,
+      expiresAt: new Date(sentAt.getTime() + body.expires_in * 1000),
+      taskId: body.task_id,
+      resource,
+      granted: body.authorization_details as McpToolGrant[],
+    };
+  }
+
+  #remember(key: string, token: TaskToken, fingerprint: string, now: number): void {
+    this.#cache.delete(key);
+    this.#cache.set(key, token);
+    if (this.#cache.size <= MAX_CACHED) return;
+    for (const [k, t] of this.#cache) if (t.expiresAt.getTime() <= now || !k.startsWith(`["${fingerprint}"`)) this.#cache.delete(k);
+    while (this.#cache.size > MAX_CACHED) this.#cache.delete(this.#cache.keys().next().value!);
+  }
+}
+
+/**
+ * The `authorization_details` of the request (RFC 9396 §2): one `mcp_tool` object per tool, in a
+ * canonical order (tools by name, actions sorted and unique), so equal requests cache alike.
+ */
+function authorizationDetails(tools: readonly ToolRequest[]): McpToolGrant[] {
+  return tools
+    .map((t) => {
+      if (typeof t?.name !== 'string' || t.name === '') throw new TypeError('every tool has a name');
+      if (!Array.isArray(t.actions) || t.actions.length === 0) throw new TypeError(`tool ${t.name} needs at least one action`);
+      return { type: 'mcp_tool' as const, tools: [t.name], actions: [...new Set(t.actions)].sort(), ...(t.dataClassification !== undefined && { data_classification: t.dataClassification }) };
+    })
+    .sort((a, b) => (a.tools[0]! < b.tools[0]! ? -1 : a.tools[0]! > b.tools[0]! ? 1 : 0));
+}

@@ -1,0 +1,62 @@
+import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+
+const ROOT = resolve(__dirname, '../..');
+
+/** Runs `node demo/run.mjs` (what `npm run demo` runs after building) and collects its output. */
+function runDemo(): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    const child = spawn(process.execPath, ['demo/run.mjs'], { cwd: ROOT, env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    child.on('exit', (code) => done({ code, stdout, stderr }));
+  });
+}
+
+describe('the five-minute demo (npm run demo)', () => {
+  let run: { code: number | null; stdout: string; stderr: string };
+  beforeAll(async () => {
+    run = await runDemo();
+  }, 120_000);
+
+  const section = (n: number) => run.stdout.split(/\n(?=\d+\. )/).find((s) => s.startsWith(`${n}. `)) ?? '';
+
+  it('runs to the end and exits 0', () => {
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('Done. Everything above ran for real');
+  });
+
+  it('issues the connector an SVID through a join token', () => {
+    expect(section(2)).toMatch(/✔ SVID issued: spiffe:\/\/demo\.writ\/agent\/assistant, serial [0-9a-f]{12}…/);
+  });
+
+  it('grants each user only what policy allows, lists only granted tools, and refuses the rest', () => {
+    const alice = section(4);
+    expect(alice).toContain('✔ task token granted for list_issues:read, search_related:read only');
+    expect(alice).toContain('✔ tools/list shows list_issues, search_related\n');
+    expect(alice).toContain('✔ list_issues: 1 open issue(s), for alice via spiffe://demo.writ/agent/assistant');
+    expect(alice).toContain('✘ create_issue: refused (insufficient_scope:');
+    expect(alice).toContain('✘ delete_repo: refused (insufficient_scope:');
+    const bob = section(5);
+    expect(bob).toContain('✔ task token granted for create_issue:write, list_issues:read, search_related:read only');
+    expect(bob).toContain('✔ create_issue: opened #2 "Reported by bob" for bob');
+    expect(bob).toContain('✘ delete_repo: refused (insufficient_scope:');
+  });
+
+  it('refuses a chained call without a delegate permit, and a call after the task ended', () => {
+    expect(section(6)).toContain('✘ search_related: downstream refused: access_denied:');
+    expect(section(7)).toMatch(/✔ task ended: 1 token\(s\) revoked/);
+    expect(section(7)).toContain('✘ list_issues after the task ended: refused (invalid_token:');
+  });
+
+  it('shows audit rows naming the user and the connector, and a verified chain', () => {
+    const audit = section(8);
+    expect(audit).toMatch(/✔ #\d+ token\.issued +user alice via spiffe:\/\/demo\.writ\/agent\/assistant/);
+    expect(audit).toMatch(/✔ #\d+ token\.issued +user bob via spiffe:\/\/demo\.writ\/agent\/assistant/);
+    expect(audit).toMatch(/✔ #\d+ token\.refused user alice via spiffe:\/\/demo\.writ\/mcp\/issues \(access_denied\)/);
+    expect(audit).toMatch(/✔ hash chain intact over \d+ events/);
+  });
+});
