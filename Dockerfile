@@ -27,7 +27,11 @@ RUN groupadd --system --gid 10001 writ \
  && useradd --system --uid 10001 --gid writ --home-dir /var/lib/writ --no-create-home --shell /usr/sbin/nologin writ \
  && mkdir -p /var/lib/writ && chown writ:writ /var/lib/writ && chmod 700 /var/lib/writ
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+# --omit=optional as well: the lock marks the Prisma CLI, TypeScript and what they pull in
+# (React, Prisma Studio, mysql2, ...) "devOptional" (optional peers of @prisma/client), and
+# --omit=dev alone still installs those, about 250 MB nothing at run time needs. The only
+# optional production package, pg-cloudflare, serves Cloudflare Workers only.
+RUN npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/prisma ./prisma
 USER 10001:10001

@@ -103,6 +103,18 @@ function checkPod(r: Rendered): void {
     expect(at.volume.secret.items).toEqual([{ key: expect.any(String), path: path.slice(at.mount.mountPath.length + 1) }]);
   }
 
+  // Secret files are root-owned: uid 10001 reads them only through fsGroup and group read
+  // permission, and others never (the kubelet adds group read to a read-only volume's files).
+  for (const v of (pod.volumes as any[]).filter((v) => v.secret)) {
+    expect({ volume: v.name, fsGroup: pod.securityContext.fsGroup }).toEqual({ volume: v.name, fsGroup: expect.any(Number) });
+    expect({ volume: v.name, mode: v.secret.defaultMode & 0o047 }).toEqual({ volume: v.name, mode: 0o040 });
+  }
+  // With the default policy (Always) the kubelet makes every file on the claim group-writable
+  // at each mount: ca.key 0660, which Writ refuses, so the pod would not start again.
+  if ((pod.volumes as any[]).some((v) => v.persistentVolumeClaim)) {
+    expect(pod.securityContext).toMatchObject({ fsGroup: expect.any(Number), fsGroupChangePolicy: 'OnRootMismatch' });
+  }
+
   // The broker's certificate names the Service; the issuer is an https URL.
   expect(r.envValue('WRIT_SERVER_DNS_NAMES')!.split(',')).toEqual(expect.arrayContaining(SVC_NAMES));
   expect(r.envValue('WRIT_ISSUER')).toMatch(/^https:\/\/[^/?#]+$/);
@@ -119,6 +131,10 @@ function checkPod(r: Rendered): void {
   expect(labels).toMatchObject(term.labelSelector.matchLabels);
   const pdb = r.one('PodDisruptionBudget');
   expect(labels).toMatchObject(pdb.spec.selector.matchLabels);
+  // It lets at least one pod go, whatever the count (1 replica included): drains never hang.
+  const fewest = r.deployment.spec.replicas ?? r.one('HorizontalPodAutoscaler').spec.minReplicas;
+  if (pdb.spec.minAvailable !== undefined) expect(typeof pdb.spec.minAvailable === 'number' ? pdb.spec.minAvailable : 0).toBeLessThan(fewest);
+  else expect(pdb.spec.maxUnavailable).toBeGreaterThanOrEqual(1);
   expect(labels).toMatchObject(r.deployment.spec.selector.matchLabels);
 
   // The Service: API and ops ports, onto the container's named ports.
@@ -229,10 +245,29 @@ describe('Helm chart', () => {
     expect(readFileSync(config.policyFile!, 'utf8')).toContain('eng-read');
     const np = r.one('NetworkPolicy');
     expect(np.spec.ingress.map((i: { ports: { port: string }[] }) => i.ports[0]!.port)).toEqual(['https', 'ops']);
+    expect(np.spec.policyTypes).toEqual(['Ingress']);
+    expect(np.spec.egress).toBeUndefined();
     const sm = r.one('ServiceMonitor');
     expect(sm.apiVersion).toBe('monitoring.coreos.com/v1');
     expect(sm.metadata.labels.release).toBe('prometheus');
     expect(sm.spec.endpoints).toEqual([expect.objectContaining({ port: 'ops', path: '/metrics' })]);
+    // The endpoint names a port of the Service it selects, the one onto the ops listener.
+    const svc = r.one('Service');
+    expect(svc.metadata.labels).toMatchObject(sm.spec.selector.matchLabels);
+    expect(sm.spec.namespaceSelector.matchNames).toEqual([NAMESPACE]);
+    expect(svc.spec.ports.find((p: { name: string }) => p.name === sm.spec.endpoints[0].port)?.targetPort).toBe('ops');
+  });
+
+  it('NetworkPolicy with egress rules: DNS is always allowed, and the given rules follow', () => {
+    const pg = { to: [{ ipBlock: { cidr: '10.20.0.0/16' } }], ports: [{ port: 5432, protocol: 'TCP' }] };
+    const r = helm.render({ files: ['postgresql-kek-values.yaml'], set: { 'networkPolicy.egress[0].to[0].ipBlock.cidr': '10.20.0.0/16', 'networkPolicy.egress[0].ports[0].port': 5432, 'networkPolicy.egress[0].ports[0].protocol': 'TCP' } });
+    const np = r.one('NetworkPolicy');
+    expect(np.spec.podSelector.matchLabels).toEqual(r.deployment.spec.selector.matchLabels);
+    expect(np.spec.policyTypes).toEqual(['Ingress', 'Egress']);
+    expect(np.spec.egress).toEqual([
+      { ports: [{ port: 53, protocol: 'UDP' }, { port: 53, protocol: 'TCP' }] },
+      pg,
+    ]);
   });
 
   it('a config change changes the checksum annotation (pods roll)', () => {
@@ -354,6 +389,23 @@ describe('Helm chart', () => {
     });
     it('upstreamCa enabled without its Secret', () => {
       refused({ set: { 'kek.enabled': false, 'upstreamCa.enabled': true } }, /upstreamCa\.enabled: set upstreamCa\.existingSecret/);
+    });
+    it('a PodDisruptionBudget that allows no eviction (node drains would hang)', () => {
+      refused({ set: { 'podDisruptionBudget.maxUnavailable': 0 } }, /podDisruptionBudget\.maxUnavailable 0 would allow no eviction/);
+      refused({ set: { 'podDisruptionBudget.minAvailable': 2 } }, /podDisruptionBudget\.minAvailable 2 with replicaCount 2 would allow no eviction/);
+      refused({ files: ['embedded-values.yaml'], set: { 'podDisruptionBudget.minAvailable': 1 } }, /minAvailable 1 with replicaCount 1 would allow no eviction/);
+      refused({ files: ['autoscaling-values.yaml'], set: { 'podDisruptionBudget.minAvailable': '100%' } }, /minAvailable 100% with autoscaling\.minReplicas 2/);
+      expect(helm.render({ set: { 'podDisruptionBudget.minAvailable': 1 } }).one('PodDisruptionBudget').spec).toMatchObject({ minAvailable: 1 });
+    });
+    it('a claim without fsGroupChangePolicy OnRootMismatch (the kubelet would make ca.key group-writable)', () => {
+      refused({ files: ['embedded-values.yaml'], set: { 'podSecurityContext.fsGroupChangePolicy': 'Always' } }, /fsGroupChangePolicy must be OnRootMismatch with persistence/);
+      refused({ files: ['embedded-values.yaml'], set: { 'podSecurityContext.fsGroupChangePolicy': null } }, /fsGroupChangePolicy must be OnRootMismatch/);
+    });
+    it('an upstream CA Secret from values without jwt-signing.key and without kek (read-only WRIT_CA_DIR)', () => {
+      const pem = { 'upstreamCa.cert': '-----BEGIN CERTIFICATE-----\nMII\n-----END CERTIFICATE-----', 'upstreamCa.key': '-----BEGIN PRIVATE KEY-----\nMII\n-----END PRIVATE KEY-----' };
+      refused({ set: { 'kek.enabled': false, 'upstreamCa.enabled': true }, setString: pem }, /upstreamCa: without kek, the read-only CA Secret must hold jwt-signing\.key/);
+      const r = helm.render({ set: { 'kek.enabled': false, 'upstreamCa.enabled': true }, setString: { ...pem, 'upstreamCa.jwtSigningKey': pem['upstreamCa.key'] } });
+      expect(Object.keys(r.secretData('writ-ca')!).sort()).toEqual(['ca.crt', 'ca.key', 'jwt-signing.key']);
     });
     it('a termination grace period shorter than the drain', () => {
       refused({ set: { terminationGracePeriodSeconds: 20 } }, /terminationGracePeriodSeconds 20 is shorter than preStopSleepSeconds \+ shutdownGrace \(30\)/);

@@ -200,6 +200,26 @@ Included by every template that depends on them, so `helm template -s` fails too
   {{- if and (not .Values.upstreamCa.existingSecret) (not (and .Values.upstreamCa.cert .Values.upstreamCa.key)) }}
     {{- fail "upstreamCa.enabled: set upstreamCa.existingSecret (a Secret with ca.crt and ca.key) or both upstreamCa.cert and upstreamCa.key" }}
   {{- end }}
+  {{- /* The Secret is mounted read-only as WRIT_CA_DIR: without a KEK to seal a generated JWT key, Writ could not write one there. */}}
+  {{- if and (not .Values.upstreamCa.existingSecret) (not .Values.kek.enabled) (not .Values.upstreamCa.jwtSigningKey) }}
+    {{- fail "upstreamCa: without kek, the read-only CA Secret must hold jwt-signing.key (Writ cannot generate it there, and replicas must share it): set upstreamCa.jwtSigningKey (EC P-256, PKCS#8 PEM) or enable kek" }}
+  {{- end }}
+{{- end }}
+{{- /* A PodDisruptionBudget that allows no eviction blocks every node drain for good. */}}
+{{- if .Values.podDisruptionBudget.enabled }}
+  {{- $pdb := .Values.podDisruptionBudget }}
+  {{- $fewest := ternary (int .Values.autoscaling.minReplicas) (int .Values.replicaCount) .Values.autoscaling.enabled }}
+  {{- if not (kindIs "invalid" $pdb.minAvailable) }}
+    {{- if or (eq (toString $pdb.minAvailable) "100%") (and (not (kindIs "string" $pdb.minAvailable)) (ge (int $pdb.minAvailable) $fewest)) }}
+      {{- fail (printf "podDisruptionBudget.minAvailable %v with %s would allow no eviction and block node drains: set it below the pod count, or use maxUnavailable" $pdb.minAvailable (ternary (printf "autoscaling.minReplicas %d" $fewest) $replicas .Values.autoscaling.enabled)) }}
+    {{- end }}
+  {{- else if or (eq (toString $pdb.maxUnavailable) "0") (eq (toString $pdb.maxUnavailable) "0%") }}
+    {{- fail "podDisruptionBudget.maxUnavailable 0 would allow no eviction and block node drains: set it to 1 or more" }}
+  {{- end }}
+{{- end }}
+{{- /* With fsGroupChangePolicy Always the kubelet makes every file on the claim group-writable at each mount: ca.key 0660, which Writ refuses. */}}
+{{- if and (or .Values.database.embedded (include "writ.caOnClaim" .)) .Values.podSecurityContext.fsGroup (ne (toString .Values.podSecurityContext.fsGroupChangePolicy) "OnRootMismatch") }}
+  {{- fail "podSecurityContext.fsGroupChangePolicy must be OnRootMismatch with persistence: otherwise the kubelet makes every file on the claim group-writable at each mount, and Writ refuses to start with a group-writable ca.key" }}
 {{- end }}
 {{- if not (kindIs "invalid" .Values.terminationGracePeriodSeconds) }}
   {{- $least := add (int .Values.preStopSleepSeconds) (int .Values.shutdownGrace) }}
