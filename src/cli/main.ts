@@ -14,8 +14,8 @@ async function run(argv: readonly string[]): Promise<number> {
     return EXIT.OK;
   } catch (err) {
     if (err instanceof CommanderError) {
-      // --help and --version are not errors; everything else commander refuses is usage.
-      return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' ? EXIT.OK : EXIT.USAGE;
+      // --help, `writ help` and --version are not errors (commander's exit code 0); everything else commander refuses is usage.
+      return err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
     }
     const message = err instanceof Error ? err.message : String(err);
     process.stderr.write(`writ: ${oneLine(message)}\n`);

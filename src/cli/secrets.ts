@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { CliFailure } from './errors';
 
 /**
@@ -24,6 +24,7 @@ export function writeSecret<T extends object>(answer: T, field: keyof T & string
     }
     renameSync(tmp, file);
   } catch (err) {
+    rmSync(tmp, { force: true }); // no stray copy of the secret
     throw new CliFailure(`cannot write ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   delete view[field];

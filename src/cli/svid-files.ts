@@ -18,7 +18,7 @@ export interface IssuedSvid {
 /** Where the P12 password comes from: `--p12-password-file`, else WRIT_P12_PASSWORD. Never echoed. */
 export function p12Password(file: string | undefined): string | undefined {
   if (file !== undefined) {
-    const text = readText(file, 'PKCS#12 password file').replace(/\r?\n$/, '');
+    const text = readText(file, 'PKCS#12 password file').split(/\r?\n/)[0]!;
     if (text === '') throw new CliFailure(`the PKCS#12 password file ${file} is empty`);
     return text;
   }
@@ -61,11 +61,12 @@ export async function writeSvidDir(dir: string, issued: IssuedSvid, key: KeyObje
   const staged: [tmp: string, path: string][] = [];
   try {
     for (const [kind, data, mode] of files) staged.push([stage(join(dir, SVID_FILES[kind]), data, mode), join(dir, SVID_FILES[kind])]);
+    for (const [tmp, path] of staged) renameSync(tmp, path);
   } catch (err) {
+    // Staged files not yet in place (the new private key among them) do not stay behind.
     for (const [tmp] of staged) rmSync(tmp, { force: true });
     throw new CliFailure(`cannot write to ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  for (const [tmp, path] of staged) renameSync(tmp, path);
   return Object.fromEntries(files.map(([kind]) => [kind, join(dir, SVID_FILES[kind])]));
 }
 

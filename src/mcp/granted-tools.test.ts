@@ -156,6 +156,40 @@ describe('tools/list answers only the tools the token grants', () => {
   });
 });
 
+describe('a tools/list answer is never sent unfiltered', () => {
+  const ping = (id: number) => ({ jsonrpc: '2.0' as const, id, method: 'ping' });
+  const cancel = (requestId: number) => ({ jsonrpc: '2.0' as const, method: 'notifications/cancelled', params: { requestId } });
+  /** Every tool any answer to `id` listed, once the server's handlers ran. */
+  async function listedTo(transport: FieldTransport, id: number): Promise<string[]> {
+    await answerTo(transport, id);
+    for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+    return transport.sent.flatMap((m) => ('id' in m && m.id === id && 'result' in m && Array.isArray((m.result as any).tools) ? toolNames(m as any) : []));
+  }
+
+  it.each([
+    ['a ping reusing its id, then a cancellation (which aborts the ping)', [list(1), ping(1), cancel(1)]],
+    ['a cancellation, then a ping reusing its id', [list(1), cancel(1), ping(1)]],
+    ['a second tools/list with the same id, then a cancellation', [list(1), list(1), cancel(1)]],
+  ])('when the request is followed by %s', async (_, messages) => {
+    const transport = new FieldTransport();
+    await grantedToolsOnly(githubServer()).connect(transport);
+    for (const m of messages) transport.deliver(m as JSONRPCMessage, { authInfo });
+    expect(await listedTo(transport, 1)).not.toContain('delete_repo');
+  });
+
+  it('refuses a request that reuses the id of a pending tools/list (JSON-RPC ids are unique while pending)', async () => {
+    const transport = new FieldTransport();
+    await grantedToolsOnly(githubServer()).connect(transport);
+    const searchOnly = mcpAuthInfo('other', writIdentity({ ...claims, authorization_details: [claims.authorization_details[0]!] }));
+    transport.deliver(list(1), { authInfo: searchOnly });
+    transport.deliver(list(1), { authInfo });
+    const answers = () => transport.sent.filter((m) => 'id' in m && m.id === 1);
+    await answerTo(transport, 1);
+    for (let i = 0; i < 20 && answers().length < 2; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect(answers().map((m) => ('result' in m ? toolNames(m as any) : (m as any).error.code))).toEqual(expect.arrayContaining([-32600, ['search']]));
+  });
+});
+
 describe('a tools/call of a tool the token does not grant never reaches the tool', () => {
   it('runs a granted tool', async () => {
     const transport = new FieldTransport();

@@ -36,6 +36,8 @@ export interface McpServerLike {
 export const TOOL_NOT_GRANTED = -32602;
 
 const GUARDED = Symbol.for('writ.grantedToolsOnly');
+/** JSON-RPC "Invalid Request". */
+const INVALID_REQUEST = -32600;
 /** tools/list requests awaiting their answer, per transport; beyond this more are refused (never answered unfiltered). */
 const PENDING_LISTS = 1024;
 
@@ -81,6 +83,8 @@ function guardTransport(transport: Transport): void {
   const isGuarded = (handler: unknown) => typeof handler === 'function' && guards.has(handler as MessageHandler);
   const guard = (handler: MessageHandler): MessageHandler => {
     const guarded = ((message: JSONRPCMessage, extra?: MessageExtraInfo) => {
+      // A request reusing a pending tools/list's id would take its answer, or its cancellation (the SDK keys both by id).
+      if (isRequest(message) && lists.has(message.id)) return refuse(message.id, INVALID_REQUEST, 'the id of a pending tools/list request was used again');
       if (isRequest(message) && (message.method === 'tools/list' || message.method === 'tools/call')) {
         const tools = writIdentityOf(extra?.authInfo)?.tools ?? [];
         if (message.method === 'tools/list') {
@@ -126,13 +130,16 @@ function propertyDescriptor(object: object, name: string): PropertyDescriptor | 
   return undefined;
 }
 
-/** The answer to a pending tools/list with only the granted tools in `result.tools`; other messages as they are. */
+/**
+ * The answer to a pending tools/list with only the granted tools in `result.tools`; other
+ * messages as they are. An answer listing tools that no pending tools/list awaits (its request
+ * was cancelled, or its id reused) lists none: it is never sent unfiltered.
+ */
 function onlyGrantedTools(message: JSONRPCMessage, lists: Map<RequestId, readonly string[]>): JSONRPCMessage {
   const m: unknown = message;
   if (!isRecord(m) || 'method' in m || (typeof m.id !== 'string' && typeof m.id !== 'number')) return message;
-  const granted = lists.get(m.id);
-  if (granted === undefined) return message;
-  lists.delete(m.id);
+  const granted = lists.get(m.id) ?? [];
+  if (!lists.delete(m.id) && !(isRecord(m.result) && 'tools' in m.result)) return message;
   if (!isRecord(m.result)) return message; // an error answer lists nothing
   const tools: unknown[] = Array.isArray(m.result.tools) ? m.result.tools.filter((t: unknown) => isRecord(t) && typeof t.name === 'string' && granted.includes(t.name)) : [];
   return { ...m, result: { ...m.result, tools } } as unknown as JSONRPCMessage;

@@ -6,7 +6,8 @@
  * (1 s; `cacheMs`, 0 asks on every request), measured from when the question was sent. An
  * older answer is never used: when Writ cannot be asked then, the request is refused with 503
  * (fail closed). "Inactive" answers are not kept (Writ also answers inactive when it cannot
- * look the lease up), and concurrent requests with one token share one question.
+ * look the lease up), and concurrent requests with one token share one question, while it was
+ * sent less than `cacheMs` before.
  */
 import type { Clock } from '../core/clock';
 import { InvalidToken, OAuthError, TemporarilyUnavailable } from '../tokens/errors';
@@ -48,11 +49,10 @@ export function introspector(options: IntrospectionOptions, deps: { resource: st
   const now = () => deps.clock.now().getTime();
   /** jti → when the question that Writ answered "active" was sent. */
   const activeSince = new Map<string, number>();
-  /** jti → the question in flight. */
-  const asking = new Map<string, Promise<void>>();
+  /** jti → the question in flight, and when it was sent. */
+  const asking = new Map<string, { sentAt: number; question: Promise<void> }>();
 
-  const ask = async (token: string, claims: AccessTokenClaims): Promise<void> => {
-    const sentAt = now();
+  const ask = async (token: string, claims: AccessTokenClaims, sentAt = now()): Promise<void> => {
     await askWrit(fetchImpl, options.url, timeoutMs, token, claims, deps.resource);
     if (cacheMs === 0) return;
     activeSince.delete(claims.jti);
@@ -66,12 +66,13 @@ export function introspector(options: IntrospectionOptions, deps: { resource: st
     const age = since === undefined ? Infinity : now() - since;
     if (age >= 0 && age < cacheMs) return;
     activeSince.delete(claims.jti);
-    let question = asking.get(claims.jti);
-    if (!question) {
-      question = ask(token, claims).finally(() => asking.delete(claims.jti));
-      asking.set(claims.jti, question);
-    }
-    return question;
+    // A question in flight is shared only while its answer could still be reused when it comes.
+    const inFlight = asking.get(claims.jti);
+    if (inFlight && now() - inFlight.sentAt < cacheMs) return inFlight.question;
+    const sentAt = now();
+    const entry = { sentAt, question: ask(token, claims, sentAt).finally(() => asking.get(claims.jti) === entry && asking.delete(claims.jti)) };
+    asking.set(claims.jti, entry);
+    return entry.question;
   };
 }
 

@@ -75,7 +75,7 @@ interface Outcome {
   req: WritRequest;
 }
 
-type FakeRequest = { authorization?: string; url?: string; method?: string; body?: unknown; rawBody?: string; cert?: Uint8Array | null };
+type FakeRequest = { authorization?: string; url?: string; method?: string; body?: unknown; rawBody?: string; contentType?: string; cert?: Uint8Array | null };
 
 /** Runs a new middleware with `options` on a fake request over a TLS connection whose client presented `cert`. */
 function run(options: Partial<WritProtectionOptions>, request: FakeRequest): Promise<Outcome> {
@@ -94,7 +94,7 @@ function runWith(protect: WritProtection, request: FakeRequest): Promise<Outcome
     url: request.url ?? '/mcp',
     headers: {
       ...(request.authorization !== undefined && { authorization: request.authorization }),
-      ...(request.rawBody !== undefined && { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(request.rawBody)) }),
+      ...(request.rawBody !== undefined && { 'content-type': request.contentType ?? 'application/json', 'content-length': String(Buffer.byteLength(request.rawBody)) }),
     },
     socket,
     ...(request.body !== undefined && { body: request.body }),
@@ -440,6 +440,28 @@ describe('RFC 7662: introspection makes revocation take effect', () => {
       expect(calls).toHaveLength(2);
     });
 
+    it('does not lean on a question sent a second or more ago and still unanswered (a slow Writ): it asks again', async () => {
+      const clock = new ManualClock(T0.getTime() + 10e3);
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      const answers = [async () => (await gate, active()), async () => Response.json({ active: false })];
+      const { calls, options } = introspection(() => answers.shift()!());
+      const protect = protection({ ...options, clock });
+      const request = { authorization: `Bearer ${await mint()}` };
+      const asked = async (n: number) => {
+        for (let i = 0; i < 200 && calls.length < n; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+      };
+      const first = runWith(protect, request);
+      await asked(1);
+      clock.advance(1); // revoked meanwhile; the first question may have been answered before that
+      const second = runWith(protect, request);
+      await asked(2);
+      release();
+      expect((await first).passed).toBe(true);
+      expect((await second).status).toBe(401);
+      expect(calls).toHaveLength(2);
+    });
+
     it('refuses a cacheMs above 1000 ms: it can only be made stricter', () => {
       const { options } = introspection(active);
       expect(() => protection({ ...options, introspect: { ...options.introspect, cacheMs: 1001 } })).toThrow(/cacheMs.*within a second/);
@@ -498,6 +520,12 @@ describe('RFC 9396 authorization_details decide which tools may be called (RFC 6
     expect((await run({}, { authorization: `Bearer ${token}`, rawBody: JSON.stringify(call('delete_repo')) })).status).toBe(403);
     expect((await run({ maxBodyBytes: 10 }, { authorization: `Bearer ${token}`, rawBody: JSON.stringify(call('search')) })).status).toBe(413);
     expect((await run({}, { authorization: `Bearer ${token}`, rawBody: '{"jsonrpc":' })).status).toBe(400);
+  });
+
+  it('reads the body of any Content-Type an MCP SDK transport may take for JSON (older ones match application/json anywhere in it)', async () => {
+    const token = await mint();
+    for (const contentType of ['application/json; charset=utf-8', 'APPLICATION/JSON', 'text/plain; x=application/json'])
+      expect((await run({}, { authorization: `Bearer ${token}`, contentType, rawBody: JSON.stringify(call('delete_repo')) })).status).toBe(403);
   });
 
   it('does not read the body of a request whose token fails', async () => {

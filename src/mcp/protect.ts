@@ -298,8 +298,9 @@ export function checkCertificateBinding(claims: Pick<AccessTokenClaims, 'cnf'>, 
 async function jsonBody(req: WritRequest, maxBytes: number): Promise<unknown> {
   if (req.body !== undefined) return req.body;
   if (req.method !== 'POST' || req.readableEnded) return undefined;
-  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-  if (type !== 'application/json') return undefined;
+  // What an MCP SDK transport may read as JSON is checked here: older ones take a Content-Type
+  // with "application/json" anywhere in it (text/plain; x=application/json), so match as loosely.
+  if (!(req.headers['content-type'] ?? '').toLowerCase().includes('application/json')) return undefined;
   const declared = Number(req.headers['content-length'] ?? NaN);
   if (declared > maxBytes) throw new OAuthError('invalid_request', `the body is larger than ${maxBytes} bytes`, { status: 413 });
   const chunks: Buffer[] = [];

@@ -43,6 +43,8 @@ describe('the command line itself', () => {
     const version = await writ(['--version']);
     expect(version).toMatchObject({ code: 0, stdout: `${JSON.parse(readFileSync(resolve(__dirname, '../../package.json'), 'utf8')).version}\n` });
 
+    for (const args of [['help'], ['help', 'entry'], ['entry', '--help']]) expect(await writ(args)).toMatchObject({ code: 0, stdout: expect.stringContaining('Usage: writ') });
+
     expect((await writ([])).code).toBe(2);
     expectUsage(await writ(['bogus']), 'writ', /unknown command 'bogus'/);
     expectUsage(await writ(['audit']), 'writ audit');

@@ -45,7 +45,7 @@ export class Helm {
   }
 
   /** `helm template` with values files (under helm/writ/ci unless absolute) and --set pairs. */
-  template(opts: { files?: string[]; set?: Record<string, string | number | boolean>; setString?: Record<string, string> } = {}) {
+  template(opts: { files?: string[]; set?: Record<string, string | number | boolean | null>; setString?: Record<string, string> } = {}) {
     const args = ['template', RELEASE, CHART, '--namespace', NAMESPACE];
     for (const f of opts.files ?? []) args.push('-f', f.startsWith('/') ? f : join(CHART, 'ci', f));
     for (const [k, v] of Object.entries(opts.set ?? {})) args.push('--set', `${k}=${v}`);
