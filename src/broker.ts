@@ -20,6 +20,7 @@ import {
   type AuthoritySlot,
   type Kek,
   type KeyCustody,
+  type PublishResult,
   loadOrCreateCertificateAuthority,
   loadOrCreateJwtSigningKey,
   recoverInterruptedActivation,
@@ -178,6 +179,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
     const bundleStore = new BundleStore(db.prisma, { trustDomain: config.trustDomain, refreshHint: config.bundleRefreshHint, retiredGrace, clock });
     let custody: KeyCustody;
     let active: AuthoritySlot;
+    let sealedPublish: PublishResult | undefined; // with a KEK, the custody's start publishes (adds, replaces) in its transaction
     const created = { ca: files?.ca.created ?? false, jwtKey: files?.jwtKey.created ?? false };
     if (keks) {
       const sealed = new SealedCustody({ ...caOptions, store: bundleStore, kek: keks.kek, previousKek: keks.previous, replace: config.caReplace });
@@ -185,6 +187,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       custody = sealed;
       active = start.slot;
       Object.assign(created, start.created);
+      sealedPublish = start.published;
       for (const id of start.imported) await audit.append({ type: 'authority_key.sealed', actor: 'writ', details: { authority: id, kek: keks.kek.id, from: 'WRIT_CA_DIR' } });
       if (start.resealed > 0) await audit.append({ type: 'kek.rotated', actor: 'writ', details: { kek: keks.kek.id, previous: keks.previous!.id, resealed: start.resealed } });
       logger.info({ kek: keks.kek.id, upstream: start.upstream, resealed: start.resealed }, 'authority keys sealed in the database under the KEK');
@@ -206,8 +209,10 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
     );
     if (created.ca) await audit.append({ type: 'ca.created', actor: 'writ', details: { subject: active.ca.certificate.subject, notAfter: active.ca.notAfter.toISOString() } });
     if (created.jwtKey) await audit.append({ type: 'jwt_key.created', actor: 'writ', details: { kid: active.jwtKey.kid } });
-    for (const [type, ids] of [['bundle.authority_added', published.added], ['bundle.authority_retired', published.retired], ['bundle.authority_removed', published.removed]] as const) {
-      for (const id of ids) await audit.append({ type, actor: 'writ', details: { authority: id, spiffeSequence: published.bundle.sequence } });
+    for (const result of sealedPublish ? [sealedPublish, published] : [published]) {
+      for (const [type, ids] of [['bundle.authority_added', result.added], ['bundle.authority_retired', result.retired], ['bundle.authority_removed', result.removed]] as const) {
+        for (const id of ids) await audit.append({ type, actor: 'writ', details: { authority: id, spiffeSequence: result.bundle.sequence } });
+      }
     }
     const bundle = new BundleCache(bundleStore, { clock, maxAgeSeconds: BUNDLE_CACHE_SECONDS, logger });
     bundle.prime(published.bundle);

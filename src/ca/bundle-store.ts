@@ -46,6 +46,8 @@ export interface PublishOptions {
   readonly replace?: boolean;
   /** Sealed keys of authorities in `current`, stored when those are added. */
   readonly keys?: readonly AuthorityKeyRecord[];
+  /** With `replace`, a prepared rotation retires too (KEK custody: the replacement is final; its keys go). */
+  readonly retirePrepared?: boolean;
 }
 
 const storedKey = (k: AuthorityKeyRecord) => ({ authorityId: k.authorityId, kekId: k.kekId, nonce: Uint8Array.from(k.nonce), ciphertext: Uint8Array.from(k.ciphertext) });
@@ -99,7 +101,7 @@ export class BundleStore {
   }
 
   /** `publish` inside a transaction that holds the bundle lock (see `locked`). */
-  async publishIn(tx: Prisma.TransactionClient, current: readonly AuthorityRecord[], { replace = false, keys = [] }: PublishOptions = {}): Promise<PublishResult> {
+  async publishIn(tx: Prisma.TransactionClient, current: readonly AuthorityRecord[], { replace = false, keys = [], retirePrepared = false }: PublishOptions = {}): Promise<PublishResult> {
     const { trustDomain, refreshHint } = this.opts;
     const now = this.opts.clock.now();
     const foreign = await tx.bundle.findFirst({ where: { trustDomain: { not: trustDomain } }, select: { trustDomain: true } });
@@ -136,9 +138,11 @@ export class BundleStore {
         await tx.authority.update({ where: { id: a.id }, data: { retiredAt: null } });
       }
     }
-    const retired = others.map((b) => b.id);
+    // A rotation prepared before the replacement must not activate over it later (nor block a start whose new KEK cannot open it).
+    const stale = replace && retirePrepared ? before.filter((b) => isPrepared(b) && !currentIds.has(b.id)) : [];
+    const retired = [...others, ...stale].map((b) => b.id);
     await tx.authority.updateMany({ where: { id: { in: retired } }, data: { retiredAt: now } });
-    if (keys.length > 0) await tx.authorityKey.deleteMany({ where: { authorityId: { in: retired } } }); // replaced sealed authorities never sign again
+    if (keys.length > 0 || stale.length > 0) await tx.authorityKey.deleteMany({ where: { authorityId: { in: retired } } }); // replaced sealed authorities never sign again
     const removed = await this.prune(tx, now);
     // Stored rows are the set last announced under the current sequence; pruning keeps it so.
     const ids = (list: readonly { id: string }[]) => list.map((a) => a.id).sort().join(',');
@@ -175,13 +179,16 @@ export class BundleStore {
 
   /**
    * Makes `ids` the active authorities now and retires the others of the same use.
-   * The published set does not change.
+   * The published set does not change. Only prepared (or already active) authorities
+   * activate: one retired meanwhile (a replacement) or gone is never made to sign again,
+   * and `activated` is then false with nothing changed.
    */
-  async activate(ids: readonly string[]): Promise<{ retired: string[]; changed: boolean }> {
+  async activate(ids: readonly string[]): Promise<{ retired: string[]; changed: boolean; activated: boolean }> {
     const { trustDomain } = this.opts;
     const now = this.opts.clock.now();
     return this.locked(async (tx) => {
       const rows = (await tx.authority.findMany({ where: { trustDomain } })) as StoredAuthority[];
+      if (!ids.every((id) => rows.some((r) => r.id === id && r.retiredAt === null))) return { retired: [], changed: false, activated: false };
       const uses = new Set(rows.filter((r) => ids.includes(r.id)).map((r) => r.use));
       const retire = rows.filter((r) => isActive(r) && !ids.includes(r.id) && uses.has(r.use)).map((r) => r.id);
       const changed = retire.length > 0 || rows.some((r) => ids.includes(r.id) && !isActive(r));
@@ -189,7 +196,7 @@ export class BundleStore {
       await tx.authority.updateMany({ where: { id: { in: [...ids] } }, data: { retiredAt: null, activatesAt: null } });
       // A retired authority never signs again: its sealed key (KEK custody) is no longer kept.
       await tx.authorityKey.deleteMany({ where: { authorityId: { in: retire } } });
-      return { retired: retire, changed };
+      return { retired: retire, changed, activated: true };
     });
   }
 

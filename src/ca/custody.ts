@@ -1,7 +1,7 @@
 import { createPrivateKey } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import type { Prisma } from '../db/generated/client';
-import type { BundleStore, AuthorityKeyRecord, AuthorityRecord } from './bundle-store';
+import type { BundleStore, AuthorityKeyRecord, AuthorityRecord, PublishResult } from './bundle-store';
 import type { CertificateAuthority } from './authority';
 import { CaError } from './errors';
 import { openKey, sealKey, type AuthorityBinding, type Kek } from './kek';
@@ -98,6 +98,8 @@ export interface SealedStart {
   readonly resealed: number;
   /** The CA comes from WRIT_CA_DIR (an operator-provided intermediate), not from the database. */
   readonly upstream: boolean;
+  /** What publishing them changed (authorities added or retired), when this start published. */
+  readonly published?: PublishResult;
 }
 
 const pkcs8 = (pem: string | Buffer) => createPrivateKey(pem).export({ format: 'der', type: 'pkcs8' });
@@ -179,8 +181,8 @@ export class SealedCustody implements KeyCustody {
           imported.push(x509Record(ca).id);
         } else if (row) {
           throw new CaError(
-            `the trust bundle's active CA (${row.id.slice(0, 16)}…) has no sealed key in the database: start once with its files (${CA_CERT_FILE}, ${CA_KEY_FILE}) in WRIT_CA_DIR to seal them under the KEK, or with WRIT_CA_REPLACE=true to replace it`,
-            { setting: 'WRIT_KEK_FILE' },
+            `the trust bundle's active CA (${row.id.slice(0, 16)}…) has no sealed key in the database: an operator-provided CA is mounted in WRIT_CA_DIR (${CA_CERT_FILE} with its chain, ${CA_KEY_FILE}) on every replica; a CA kept in files before the KEK was set is sealed by starting once with its files there; or start with WRIT_CA_REPLACE=true to replace it`,
+            { setting: 'WRIT_CA_DIR' },
           );
         } else {
           const root = await generateRootCa(this.opts);
@@ -201,7 +203,7 @@ export class SealedCustody implements KeyCustody {
       } else if (jwtRow) {
         throw new CaError(
           `the trust bundle's active JWT signing key (${jwtRow.id.slice(0, 16)}…) has no sealed key in the database: start once with ${JWT_KEY_FILE} in WRIT_CA_DIR to seal it under the KEK, or with WRIT_CA_REPLACE=true to replace it`,
-          { setting: 'WRIT_KEK_FILE' },
+          { setting: 'WRIT_CA_DIR' },
         );
       } else {
         const pem = generateJwtSigningKeyPem();
@@ -215,12 +217,13 @@ export class SealedCustody implements KeyCustody {
       // same transaction, with their sealed keys: a replica that takes the lock next loads them.
       const records = slotRecords(slot);
       const known = new Set(active.map((a) => a.id));
+      let published: PublishResult | undefined;
       if (replace || records.some((r) => !known.has(r.id))) {
-        await store.publishIn(tx, records, { replace, keys });
+        published = await store.publishIn(tx, records, { replace, keys, retirePrepared: true });
       } else {
         for (const k of keys) await tx.authorityKey.upsert({ where: { authorityId: k.authorityId }, create: { ...k, nonce: Uint8Array.from(k.nonce), ciphertext: Uint8Array.from(k.ciphertext) }, update: {} });
       }
-      return { slot, created, imported, resealed, upstream: upstream !== undefined };
+      return { slot, created, imported, resealed, upstream: upstream !== undefined, published };
     });
   }
 

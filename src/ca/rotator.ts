@@ -48,6 +48,8 @@ export class CaRotator implements SigningAuthorities {
   #active: AuthoritySlot;
   #prepared: { slot: AuthoritySlot; activatesAt: Date } | undefined;
   #inSync = true;
+  /** The step running now: steps run one at a time (see `exclusive`). */
+  #step: Promise<unknown> = Promise.resolve();
 
   private constructor(
     private readonly opts: RotatorOptions,
@@ -109,8 +111,24 @@ export class CaRotator implements SigningAuthorities {
     return { rotator, published };
   }
 
+  /**
+   * Runs one step after the one running now. The activation timer, the periodic tick, a
+   * change announced by another replica and an admin's rotation may ask at once, and each
+   * step reads the database before it changes the slots: interleaved, a step would act on
+   * what another had just changed (and, say, find the authorities it activated unknown).
+   */
+  private exclusive<T>(step: () => Promise<T>): Promise<T> {
+    const run = this.#step.then(step);
+    this.#step = run.catch(() => undefined);
+    return run;
+  }
+
   /** Prepares new authorities and publishes them; they sign after `overlap` seconds. */
-  async rotate(overlap = this.opts.overlap): Promise<PreparedRotation> {
+  rotate(overlap = this.opts.overlap): Promise<PreparedRotation> {
+    return this.exclusive(() => this.prepareNext(overlap));
+  }
+
+  private async prepareNext(overlap: number): Promise<PreparedRotation> {
     if (!this.managed) throw new RotationRefused('the CA is an operator-provided intermediate: get a new one from the upstream CA, put it in WRIT_CA_DIR and start with WRIT_CA_REPLACE=true');
     const pending = this.#prepared ?? (await this.opts.store.states()).prepared[0];
     if (pending) throw new RotationRefused(`a rotation is already prepared; it activates at ${pending.activatesAt.toISOString()}`);
@@ -129,21 +147,25 @@ export class CaRotator implements SigningAuthorities {
    * one when the CA nears its end, follow a rotation another replica made. Returns
    * whether the signing authorities changed.
    */
-  async tick(): Promise<boolean> {
+  tick(): Promise<boolean> {
+    return this.exclusive(() => this.advance());
+  }
+
+  private async advance(): Promise<boolean> {
     const now = this.opts.clock.now();
     if (this.#prepared && now >= this.#prepared.activatesAt) {
-      await this.activate(this.#prepared.slot);
-      return true;
+      if (await this.activate(this.#prepared.slot)) return true;
+      return this.reconcile(); // no longer prepared (replaced meanwhile): follow what the bundle names
     }
     const { ca } = this.#active;
     const life = ca.notAfter.getTime() - ca.certificate.notBefore.getTime();
     if (!this.#prepared && this.managed && now.getTime() >= ca.certificate.notBefore.getTime() + life * PREPARE_AT_FRACTION) {
-      await this.rotate(Math.min(this.opts.overlap, Math.max(0, (ca.notAfter.getTime() - now.getTime()) / 2000))).catch((e: unknown) => {
+      await this.prepareNext(Math.min(this.opts.overlap, Math.max(0, (ca.notAfter.getTime() - now.getTime()) / 2000))).catch((e: unknown) => {
         if (!(e instanceof RotationRefused)) throw e; // another replica prepared one at the same moment: follow it
       });
-      return this.follow();
+      return this.reconcile();
     }
-    return this.follow();
+    return this.reconcile();
   }
 
   /**
@@ -152,7 +174,11 @@ export class CaRotator implements SigningAuthorities {
    * time, also when the one that prepared it is gone). Returns whether the signing
    * authorities changed.
    */
-  async follow(): Promise<boolean> {
+  follow(): Promise<boolean> {
+    return this.exclusive(() => this.reconcile());
+  }
+
+  private async reconcile(): Promise<boolean> {
     const { active, prepared } = await this.opts.store.states();
     if (!this.#prepared && prepared.length > 0) {
       const slot = await this.opts.custody.loadPrepared(prepared.map((p) => p.id)).catch((e: Error) => {
@@ -184,16 +210,23 @@ export class CaRotator implements SigningAuthorities {
     return true;
   }
 
-  private async activate(slot: AuthoritySlot): Promise<void> {
+  /** Makes `slot` sign; false (and nothing signs differently) when the database no longer names it prepared. */
+  private async activate(slot: AuthoritySlot): Promise<boolean> {
     await this.opts.custody.activating(); // files first: a start after a crash here activates in the database too
     const ids = records(slot).map((r) => r.id);
-    const { retired, changed } = await this.opts.store.activate(ids);
+    const { retired, changed, activated } = await this.opts.store.activate(ids);
+    if (!activated) {
+      this.#prepared = undefined;
+      this.opts.logger.warn({ x509Authority: ids[0] }, 'the prepared authorities are no longer prepared (retired by a CA replacement, or gone); they never sign');
+      return false;
+    }
     const previous = this.#active;
     this.#active = slot;
     this.#prepared = undefined;
     this.#inSync = true;
-    if (!changed) return; // another replica activated it first, and said so
+    if (!changed) return true; // another replica activated it first, and said so
     await this.opts.onEvent('ca.rotation_activated', { x509Authority: ids[0], jwtAuthority: ids[1], retired });
     this.opts.logger.info({ x509Authority: ids[0], retired, previous: previous.ca.certificate.serialNumber }, 'CA rotation activated');
+    return true;
   }
 }

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { startBroker, type Broker } from '../../src/broker';
+import { ManualClock } from '../../src/core/clock';
 import { CaError, openKey, x509Record } from '../../src/ca';
 import { readKek } from '../../src/ca/kek';
 import { createTestStore, usingPostgres, type TestStore } from '../support/database';
@@ -73,6 +74,9 @@ describe('authority keys sealed under a key-encryption key (WRIT_KEK_FILE)', () 
       }
       const events = await broker.db.prisma.auditEvent.findMany({ where: { type: { in: ['ca.created', 'jwt_key.created'] } } });
       expect(events).toHaveLength(2);
+      // Published in the custody's transaction, and audited as in file custody.
+      const added = await broker.db.prisma.auditEvent.findMany({ where: { type: 'bundle.authority_added' } });
+      expect(added.map((e) => (e.details as { authority: string }).authority).sort()).toEqual([first.x509, first.kid].sort());
     } finally {
       await broker.shutdown();
     }
@@ -158,8 +162,37 @@ describe('authority keys sealed under a key-encryption key (WRIT_KEK_FILE)', () 
       expect(rows.map((r) => r.authorityId).sort()).toEqual([x509Record(broker.ca).id, broker.jwtKey.kid].sort());
       const old = await broker.db.prisma.authority.findUnique({ where: { id: first.x509 } });
       expect(old?.retiredAt).not.toBeNull();
+      const retired = await broker.db.prisma.auditEvent.findMany({ where: { type: 'bundle.authority_retired' } });
+      expect(retired.map((e) => (e.details as { authority: string }).authority).sort()).toEqual([first.x509, first.kid].sort());
     } finally {
       await broker.shutdown();
+    }
+  });
+
+  it('a lost KEK while a rotation is prepared: WRIT_CA_REPLACE=true still recovers, and the prepared authorities retire with the old ones', async () => {
+    const s = await createTestStore();
+    try {
+      const before = await start({ WRIT_KEK_FILE: kekPath('prepared-lost') }, s);
+      const prepared = await before.rotator.rotate(3600);
+      await before.shutdown();
+      const broker = await start({ WRIT_KEK_FILE: kekPath('prepared-new'), WRIT_CA_REPLACE: 'true' }, s);
+      const replacement = x509Record(broker.ca).id;
+      try {
+        expect(broker.rotator.activatesAt).toBeUndefined();
+        for (const id of [prepared.x509Authority, prepared.jwtAuthority]) {
+          const row = await broker.db.prisma.authority.findUnique({ where: { id }, include: { key: true } });
+          expect(row?.retiredAt).not.toBeNull();
+          expect(row?.activatesAt).not.toBeNull();
+          expect(row?.key).toBeNull(); // sealed under the lost KEK, and never to sign
+        }
+      } finally {
+        await broker.shutdown();
+      }
+      const again = await start({ WRIT_KEK_FILE: kekPath('prepared-new') }, s);
+      expect(x509Record(again.ca).id).toBe(replacement);
+      await again.shutdown();
+    } finally {
+      await s.drop();
     }
   });
 
@@ -233,6 +266,10 @@ describe('moving to a KEK, and an upstream CA with a KEK', () => {
       expect(b.jwtKey.kid).toBe(kid);
       expect(b.ca.certificate.subject).toBe('CN=Operator Intermediate');
       await b.shutdown();
+      // A replica without the Secret mounted: the KEK is right; WRIT_CA_DIR is what to fix.
+      const err = await refusal(start({ WRIT_KEK_FILE: kekPath('upstream') }, s));
+      expect(err.setting).toBe('WRIT_CA_DIR');
+      expect(err.message).toContain('operator-provided CA is mounted in WRIT_CA_DIR');
     } finally {
       await s.drop();
     }
@@ -249,6 +286,35 @@ describe('moving to a KEK, and an upstream CA with a KEK', () => {
         expect(a.jwtKey.kid).toBe(b.jwtKey.kid);
         expect(await authorityCount(a)).toBe(2);
         expect(await a.db.prisma.auditEvent.count({ where: { type: 'ca.created' } })).toBe(1);
+      } finally {
+        await Promise.all([a.shutdown(), b.shutdown()]);
+      }
+    } finally {
+      await s.drop();
+    }
+  });
+
+  it('a rotation prepared before another replica replaced the CA (WRIT_CA_REPLACE=true) never activates: every replica signs with the replacement', async () => {
+    const s = await createTestStore();
+    const clock = new ManualClock(Date.now());
+    const at = (env: Record<string, string>) =>
+      startBroker(testConfig(s, { WRIT_ADMIN_TOKEN: ADMIN, WRIT_TRUST_DOMAIN: 'kek.test', WRIT_CA_DIR: join(s.dir, `certs-${randomBytes(4).toString('hex')}`), ...env }), { logger, clock });
+    try {
+      const a = await at({ WRIT_KEK_FILE: kekPath('stale') });
+      const prepared = await a.rotator.rotate(60);
+      const b = await at({ WRIT_KEK_FILE: kekPath('stale'), WRIT_CA_REPLACE: 'true' });
+      try {
+        const replacement = x509Record(b.ca).id;
+        expect(replacement).not.toBe(prepared.x509Authority);
+        clock.advance(61);
+        await a.tick();
+        await b.tick();
+        expect(x509Record(a.ca).id).toBe(replacement);
+        expect(x509Record(b.ca).id).toBe(replacement);
+        expect((await a.readiness()).ready).toBe(true);
+        const rows = await a.db.prisma.authority.findMany({ where: { id: { in: [replacement, prepared.x509Authority] } } });
+        expect(rows.find((r) => r.id === replacement)).toMatchObject({ retiredAt: null, activatesAt: null });
+        expect(rows.find((r) => r.id === prepared.x509Authority)?.retiredAt).not.toBeNull();
       } finally {
         await Promise.all([a.shutdown(), b.shutdown()]);
       }
