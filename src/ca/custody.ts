@@ -165,6 +165,18 @@ export class SealedCustody implements KeyCustody {
       const active = await tx.authority.findMany({ where: { trustDomain, retiredAt: null, activatesAt: null }, include: { key: true } });
       const now = this.opts.clock.now();
       const live = active.filter((a) => a.notAfter > now);
+      // An active key this replica opens is kept, also with WRIT_CA_REPLACE: every pod of a rolling
+      // upgrade starts with the flag, and only the first must replace. What replace replaces is what
+      // cannot be opened (a lost KEK) or has no sealed key; an operator-provided CA replaces by its files.
+      const opened = (row: (typeof active)[number] | undefined, use: AuthorityBinding['use']): string | undefined => {
+        if (!row?.key) return undefined;
+        try {
+          return pemOf(openKey(this.keks, this.binding(row.id, use), row.key));
+        } catch (e) {
+          if (replace && e instanceof CaError) return undefined;
+          throw e;
+        }
+      };
       const created = { ca: false, jwtKey: false };
       const imported: string[] = [];
       const keys: AuthorityKeyRecord[] = [];
@@ -172,14 +184,15 @@ export class SealedCustody implements KeyCustody {
       // The X.509 authority: the upstream CA's files; else the sealed active one; else import or make one.
       let ca = upstream;
       if (!ca) {
-        const row = replace ? undefined : live.find((a) => a.use === 'x509-svid');
-        if (row?.key) {
-          ca = await parseCertificateAuthority(certPem(row.material), pemOf(openKey(this.keks, this.binding(row.id, 'x509-svid'), row.key)), this.opts);
-        } else if (files && (!row || x509Record(files.ca).id === row.id)) {
+        const row = live.find((a) => a.use === 'x509-svid');
+        const pem = opened(row, 'x509-svid');
+        if (row && pem) {
+          ca = await parseCertificateAuthority(certPem(row.material), pem, this.opts);
+        } else if (files && (!row || replace || x509Record(files.ca).id === row.id)) {
           ca = files.ca; // a CA kept in files before the KEK was set: moved into the database
           keys.push(this.seal(x509Record(ca).id, 'x509-svid', files.keyPem));
           imported.push(x509Record(ca).id);
-        } else if (row) {
+        } else if (row && !replace) {
           throw new CaError(
             `the trust bundle's active CA (${row.id.slice(0, 16)}…) has no sealed key in the database: an operator-provided CA is mounted in WRIT_CA_DIR (${CA_CERT_FILE} with its chain, ${CA_KEY_FILE}) on every replica; a CA kept in files before the KEK was set is sealed by starting once with its files there; or start with WRIT_CA_REPLACE=true to replace it`,
             { setting: 'WRIT_CA_DIR' },
@@ -193,14 +206,15 @@ export class SealedCustody implements KeyCustody {
       }
 
       let jwtKey: JwtSigningKey;
-      const jwtRow = replace ? undefined : live.find((a) => a.use === 'jwt-svid');
-      if (jwtRow?.key) {
-        jwtKey = await parseJwtSigningKey(pemOf(openKey(this.keks, this.binding(jwtRow.id, 'jwt-svid'), jwtRow.key)), 'the database');
-      } else if (filesJwt && (!jwtRow || filesJwt.key.kid === jwtRow.id)) {
+      const jwtRow = live.find((a) => a.use === 'jwt-svid');
+      const jwtPem = opened(jwtRow, 'jwt-svid');
+      if (jwtRow && jwtPem) {
+        jwtKey = await parseJwtSigningKey(jwtPem, 'the database');
+      } else if (filesJwt && (!jwtRow || replace || filesJwt.key.kid === jwtRow.id)) {
         jwtKey = filesJwt.key;
         keys.push(this.seal(jwtKey.kid, 'jwt-svid', filesJwt.pem));
         imported.push(jwtKey.kid);
-      } else if (jwtRow) {
+      } else if (jwtRow && !replace) {
         throw new CaError(
           `the trust bundle's active JWT signing key (${jwtRow.id.slice(0, 16)}…) has no sealed key in the database: start once with ${JWT_KEY_FILE} in WRIT_CA_DIR to seal it under the KEK, or with WRIT_CA_REPLACE=true to replace it`,
           { setting: 'WRIT_CA_DIR' },
@@ -218,7 +232,7 @@ export class SealedCustody implements KeyCustody {
       const records = slotRecords(slot);
       const known = new Set(active.map((a) => a.id));
       let published: PublishResult | undefined;
-      if (replace || records.some((r) => !known.has(r.id))) {
+      if (records.some((r) => !known.has(r.id))) {
         published = await store.publishIn(tx, records, { replace, keys, retirePrepared: true });
       } else {
         for (const k of keys) await tx.authorityKey.upsert({ where: { authorityId: k.authorityId }, create: { ...k, nonce: Uint8Array.from(k.nonce), ciphertext: Uint8Array.from(k.ciphertext) }, update: {} });

@@ -169,6 +169,20 @@ describe('authority keys sealed under a key-encryption key (WRIT_KEK_FILE)', () 
     }
   });
 
+  it('WRIT_CA_REPLACE=true is idempotent with a KEK: a later start with the flag (the next pod of a rolling upgrade) keeps the replacement', async () => {
+    const first = await start({ WRIT_KEK_FILE: kekPath('after-loss') });
+    const ids = { x509: x509Record(first.ca).id, kid: first.jwtKey.kid };
+    await first.shutdown();
+    const again = await start({ WRIT_KEK_FILE: kekPath('after-loss'), WRIT_CA_REPLACE: 'true' });
+    try {
+      expect(x509Record(again.ca).id).toBe(ids.x509);
+      expect(again.jwtKey.kid).toBe(ids.kid);
+      expect(await again.db.prisma.authority.count({ where: { retiredAt: null } })).toBe(2);
+    } finally {
+      await again.shutdown();
+    }
+  });
+
   it('a lost KEK while a rotation is prepared: WRIT_CA_REPLACE=true still recovers, and the prepared authorities retire with the old ones', async () => {
     const s = await createTestStore();
     try {
@@ -294,7 +308,7 @@ describe('moving to a KEK, and an upstream CA with a KEK', () => {
     }
   });
 
-  it('a rotation prepared before another replica replaced the CA (WRIT_CA_REPLACE=true) never activates: every replica signs with the replacement', async () => {
+  it('a rotation prepared before another replica replaced the CA (a lost KEK, WRIT_CA_REPLACE=true) never activates; the replica that cannot open the replacement fails closed', async () => {
     const s = await createTestStore();
     const clock = new ManualClock(Date.now());
     const at = (env: Record<string, string>) =>
@@ -302,17 +316,19 @@ describe('moving to a KEK, and an upstream CA with a KEK', () => {
     try {
       const a = await at({ WRIT_KEK_FILE: kekPath('stale') });
       const prepared = await a.rotator.rotate(60);
-      const b = await at({ WRIT_KEK_FILE: kekPath('stale'), WRIT_CA_REPLACE: 'true' });
+      const b = await at({ WRIT_KEK_FILE: kekPath('stale-replaced'), WRIT_CA_REPLACE: 'true' });
       try {
         const replacement = x509Record(b.ca).id;
         expect(replacement).not.toBe(prepared.x509Authority);
         clock.advance(61);
         await a.tick();
         await b.tick();
-        expect(x509Record(a.ca).id).toBe(replacement);
         expect(x509Record(b.ca).id).toBe(replacement);
-        expect((await a.readiness()).ready).toBe(true);
-        const rows = await a.db.prisma.authority.findMany({ where: { id: { in: [replacement, prepared.x509Authority] } } });
+        // A still holds the old KEK: it must not activate its stale rotation, and cannot sign with the replacement.
+        expect(() => a.ca).toThrow(/does not hold the CA that signs now/);
+        expect((await a.readiness()).ready).toBe(false);
+        expect((await b.readiness()).ready).toBe(true);
+        const rows = await b.db.prisma.authority.findMany({ where: { id: { in: [replacement, prepared.x509Authority] } } });
         expect(rows.find((r) => r.id === replacement)).toMatchObject({ retiredAt: null, activatesAt: null });
         expect(rows.find((r) => r.id === prepared.x509Authority)?.retiredAt).not.toBeNull();
       } finally {
