@@ -41,13 +41,16 @@ export class JwtSource {
   /**
    * A JWT-SVID for `audience` (one or more, JWT-SVID §3.2), from the cache when fresh enough.
    * Rejects with the broker's {@link WritProblemError}, {@link WritUnavailableError},
-   * {@link SvidExpiredError} when the X.509-SVID expired, or {@link SourceClosedError}.
+   * {@link SvidExpiredError} when the X.509-SVID expired (cached JWT-SVIDs included), or
+   * {@link SourceClosedError}.
    */
   async fetch(audience: string | readonly string[]): Promise<JwtSvid> {
     const audiences = [...new Set(typeof audience === 'string' ? [audience] : audience)].sort();
     if (audiences.length === 0 || audiences.some((a) => typeof a !== 'string' || a === '')) throw new TypeError('a JWT-SVID needs at least one non-empty audience (JWT-SVID §3.2)');
-    const key = JSON.stringify(audiences);
     const access = accessOf(this.#source);
+    // Nothing is served for a source that is stale (its X.509-SVID expired unrenewed, as after a kill
+    // switch), and a token of a SPIFFE ID the source no longer has (it attested again as another) is not reused.
+    const key = JSON.stringify([access.material().svid.spiffeId, audiences]);
     const cached = this.#cache.get(key);
     if (cached && fresh(cached, access.clock.now().getTime())) return cached;
     let pending = this.#inflight.get(key);

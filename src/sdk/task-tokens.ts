@@ -89,7 +89,8 @@ const sha256 = (text: string) => createHash('sha256').update(text).digest('base6
  * RFC 9396 `authorization_details` of type `mcp_tool`), authenticated with the source's current
  * X.509-SVID (RFC 8705 `tls_client_auth`). Tokens are cached per SVID, subject token, task,
  * resource and tools while more than half their life (and more than 30 s) is left; concurrent
- * identical requests share one exchange. Refusals are typed: {@link AccessDeniedError} when
+ * identical requests share one exchange. An exchange without `taskId` begins a new task, so it
+ * is never answered from the cache; pass the `taskId` it returned to reuse its token. Refusals are typed: {@link AccessDeniedError} when
  * policy allows nothing, {@link InvalidGrantError} for a bad subject token or an ended task, …
  *
  * @example
@@ -147,11 +148,16 @@ export class TaskTokenClient {
     const access = accessOf(this.#source);
     // Tokens are bound to the certificate they were exchanged with (RFC 8705 §3): one of a previous SVID is useless.
     const svid = access.material().svid;
-    const key = JSON.stringify([svid.fingerprint, subjectTokenType, sha256(subjectToken), resource, taskId ?? null, details]);
-    const cached = this.#cache.get(key);
+    const keyOf = (task: string | null) => JSON.stringify([svid.fingerprint, subjectTokenType, sha256(subjectToken), resource, task, details]);
+    // Without a task id the broker begins a new task (RFC 8693 has no notion of one; Writ's task_id
+    // does): never answered from the cache, or two tasks would share one id and end together. A
+    // chained hop stays in its parent's task, so the parent token names it.
+    const cacheable = taskId !== undefined || subjectTokenType === TOKEN_TYPE.access_token;
+    const key = keyOf(taskId ?? null);
+    const cached = cacheable ? this.#cache.get(key) : undefined;
     const now = access.clock.now().getTime();
     if (cached && fresh(cached, now)) return cached;
-    let pending = this.#inflight.get(key);
+    let pending = cacheable ? this.#inflight.get(key) : undefined;
     if (!pending) {
       const form = new URLSearchParams({
         grant_type: GRANT_TYPE,
@@ -161,11 +167,15 @@ export class TaskTokenClient {
         authorization_details: JSON.stringify(details),
         ...(taskId !== undefined && { task_id: taskId }),
       });
-      pending = this.#request(form, resource).finally(() => this.#inflight.delete(key));
-      this.#inflight.set(key, pending);
+      pending = this.#request(form, resource);
+      if (cacheable) {
+        this.#inflight.set(key, pending);
+        void pending.finally(() => this.#inflight.delete(key)).catch(() => undefined);
+      }
     }
     const token = await pending;
-    this.#remember(key, token, svid.fingerprint, access.clock.now().getTime());
+    // Remembered under the task it belongs to: a later exchange naming that task is served from here.
+    this.#remember(cacheable ? key : keyOf(token.taskId), token, svid.fingerprint, access.clock.now().getTime());
     return token;
   }
 

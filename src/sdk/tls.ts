@@ -9,7 +9,7 @@
  * which install that check; the options of {@link tlsServerOptions} refuse every handshake on a
  * server not made by them (fail closed) rather than serve without authorizing.
  */
-import { X509Certificate } from 'node:crypto';
+import { constants, X509Certificate } from 'node:crypto';
 import type { RequestListener } from 'node:http';
 import * as https from 'node:https';
 import { isIP, type Socket } from 'node:net';
@@ -68,6 +68,8 @@ export function tlsClientOptions(source: X509Source, authorizer: Authorizer): Tl
  * An `https.Agent` that connects as the source's current SVID, trusting its current bundle, and
  * authorizes each server's SPIFFE ID. Connections are pooled per SVID and bundle: after a
  * renewal new connections use the new SVID, and idle ones made with the old one close by themselves.
+ * TLS sessions are not resumed (`maxCachedSessions` is 0): Node skips `checkServerIdentity` on a
+ * resumed session, so every new connection is a full handshake that the authorizer sees.
  *
  * @example
  * const agent = mtlsAgent(source, authorizeId('spiffe://writ.local/mcp/github'), { keepAlive: true });
@@ -84,7 +86,7 @@ class SpiffeAgent extends https.Agent {
     private readonly authorizer: Authorizer,
     options: https.AgentOptions,
   ) {
-    super(options);
+    super({ ...options, maxCachedSessions: 0 });
   }
 
   override getName(options?: https.RequestOptions): string {
@@ -258,6 +260,7 @@ function serverOptions(options: TlsServerOptions): tls.TlsOptions {
     ...options,
     requestCert: true,
     rejectUnauthorized: true,
+    secureOptions: noRenegotiation(options),
     SNICallback: (_servername, cb) => {
       try {
         const m = accessOf(source).material();
@@ -309,8 +312,14 @@ const unbound = () => new Error('writ/sdk: a server with tlsServerOptions must b
 
 /** The caller's context options (ciphers, versions, …) with the current SVID as certificate and the bundle as the only trust. */
 function contextOptions(options: TlsServerOptions, m: SourceMaterial): tls.SecureContextOptions {
-  return { ...options, cert: m.svid.certificatesPem, key: m.keyPem, ca: m.bundle.x509AuthoritiesPem, pfx: undefined };
+  return { ...options, cert: m.svid.certificatesPem, key: m.keyPem, ca: m.bundle.x509AuthoritiesPem, pfx: undefined, secureOptions: noRenegotiation(options) };
 }
+
+/**
+ * The caller's secure options, and no renegotiation (as Go's servers, and so go-spiffe's): a
+ * client could otherwise present another certificate after the authorizer accepted the first.
+ */
+const noRenegotiation = (options: TlsServerOptions): number => (options.secureOptions ?? 0) | constants.SSL_OP_NO_RENEGOTIATION;
 
 // ---------------------------------------------------------------------------------------
 // Peers.

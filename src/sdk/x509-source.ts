@@ -169,6 +169,8 @@ export class X509Source extends EventEmitter<X509SourceEvents> {
   #rotating = false;
   #staleReported = false;
   #svidFailures = 0;
+  /** New SVIDs in a row that were past their renewal time on arrival (this host's clock runs ahead of the broker's). */
+  #dueOnArrival = 0;
   #bundleFailures = 0;
   /** Set when the broker refused a renewal outright: the next attempt attests instead, if it can. */
   #attestNext = false;
@@ -321,13 +323,34 @@ export class X509Source extends EventEmitter<X509SourceEvents> {
     this.#staleReported = false;
   }
 
-  /** Renewal at half-life (jittered earlier), and the stale check at expiry. */
+  /**
+   * Renewal at half-life (jittered earlier), and the stale check at expiry. An SVID already past
+   * its renewal time on arrival (a clock ahead of the broker's) is renewed after a backoff: at once
+   * would only fetch another such SVID, in a loop.
+   */
   #schedule(): void {
     const svid = this.#svid!;
     const from = svid.notBefore.getTime();
     const lifetime = svid.notAfter.getTime() - from;
-    this.#renewal.at(from + lifetime * (0.5 - RENEWAL_JITTER * this.#random()), () => this.#rotate());
+    const halfLife = from + lifetime * (0.5 - RENEWAL_JITTER * this.#random());
+    const now = this.#clock.now().getTime();
+    this.#dueOnArrival = halfLife > now ? 0 : this.#dueOnArrival + 1;
+    const renewAt = this.#dueOnArrival === 0 ? halfLife : this.#retryAt(this.#dueOnArrival, now);
+    if (renewAt === undefined) this.#renewal.cancel();
+    else this.#renewal.at(renewAt, () => this.#rotate());
     this.#expiry.at(svid.notAfter.getTime(), () => this.#expired());
+  }
+
+  /**
+   * When to try for an SVID again after `attempt` tries in a row came to nothing: after the
+   * backoff, but for a source that cannot attest again never after its SVID expires (the last
+   * chance is just before); undefined once that has passed.
+   */
+  #retryAt(attempt: number, now: number): number | undefined {
+    const at = now + this.#backoff(attempt);
+    const notAfter = this.#svid!.notAfter.getTime();
+    if (this.#reattestable || at < notAfter) return at;
+    return notAfter - LAST_CHANCE_MS > now ? notAfter - LAST_CHANCE_MS : undefined;
   }
 
   #rotate(): void {
@@ -349,10 +372,7 @@ export class X509Source extends EventEmitter<X509SourceEvents> {
       this.#svidFailures++;
       // The broker refused this SVID (revoked, or not live any more): renewing again will not help; attesting may.
       if (mode === 'renew' && err instanceof WritProblemError && err.status < 500) this.#attestNext = true;
-      const now = this.#clock.now().getTime();
-      let retryAt: number | undefined = now + this.#backoff(this.#svidFailures);
-      const notAfter = this.#svid!.notAfter.getTime();
-      if (!this.#reattestable && retryAt >= notAfter) retryAt = notAfter - LAST_CHANCE_MS > now ? notAfter - LAST_CHANCE_MS : undefined;
+      const retryAt = this.#retryAt(this.#svidFailures, this.#clock.now().getTime());
       if (retryAt !== undefined) this.#renewal.at(retryAt, () => this.#rotate());
       this.#report(err, { operation: mode, attempt: this.#svidFailures, retryAt: retryAt === undefined ? undefined : new Date(retryAt) });
       return;
@@ -364,7 +384,8 @@ export class X509Source extends EventEmitter<X509SourceEvents> {
     this.#install(issued.svid, issued.keyPem);
     this.#schedule();
     // The answer carries the bundle: authorities that changed are fetched now, not at the next poll.
-    if (issued.bundlePem !== undefined && this.#differs(issued.bundlePem)) {
+    // Polling that stopped at expiry (a last renewal answered after notAfter) starts again too.
+    if ((issued.bundlePem !== undefined && this.#differs(issued.bundlePem)) || !this.#refresh.armed) {
       this.#refresh.cancel();
       this.#track(this.#refreshBundle());
     }

@@ -34,11 +34,13 @@ import {
   WritProblemError,
   WritUnavailableError,
   X509Source,
+  type Authorizer,
   type BackgroundFailure,
   type Clock,
   type Timers,
   type X509SourceUpdate,
 } from '../../src/sdk';
+import { newKeyAndCsr } from '../../src/sdk/csr';
 import { createTestStore, type TestStore } from '../support/database';
 import { testConfig } from '../support/config';
 import { httpsRequest } from '../support/https';
@@ -118,6 +120,7 @@ class FakeTime implements Clock, Timers {
 class Proxy {
   #server: NetServer | undefined;
   readonly #sockets = new Set<Socket>();
+  #held: (() => void)[] | undefined;
   port = 0;
 
   constructor(private readonly target: { host: string; port: number }) {}
@@ -128,17 +131,37 @@ class Proxy {
 
   async up(): Promise<void> {
     const server = createNetServer((client) => {
-      const upstream = netConnect(this.target.port, this.target.host);
-      for (const s of [client, upstream]) {
-        this.#sockets.add(s);
-        s.on('close', () => this.#sockets.delete(s));
-        s.on('error', () => (s === client ? upstream : client).destroy());
-      }
-      client.pipe(upstream).pipe(client);
+      const forward = () => {
+        const upstream = netConnect(this.target.port, this.target.host);
+        for (const s of [client, upstream]) {
+          this.#sockets.add(s);
+          s.on('close', () => this.#sockets.delete(s));
+          s.on('error', () => (s === client ? upstream : client).destroy());
+        }
+        client.pipe(upstream).pipe(client);
+      };
+      if (this.#held) this.#held.push(forward);
+      else forward();
     });
     await new Promise<void>((resolve, reject) => server.once('error', reject).listen(this.port, '127.0.0.1', () => resolve()));
     this.port = (server.address() as { port: number }).port;
     this.#server = server;
+  }
+
+  /** New connections wait, their calls unanswered, until release(). */
+  hold(): void {
+    this.#held ??= [];
+  }
+
+  /** Connections waiting for release(). */
+  get waiting(): number {
+    return this.#held?.length ?? 0;
+  }
+
+  release(): void {
+    const held = this.#held ?? [];
+    this.#held = undefined;
+    held.forEach((forward) => forward());
   }
 
   async down(): Promise<void> {
@@ -205,6 +228,8 @@ const halfLifeOf = (s: X509Source) => {
   const { notBefore, notAfter } = s.getX509Svid();
   return notBefore.getTime() + (notAfter.getTime() - notBefore.getTime()) / 2;
 };
+/** When `s` renews next: at half-life, or a backoff (1 s) after its SVID arrived when that had passed by `time` (which a test moved ahead). */
+const renewalOf = (s: X509Source, time: FakeTime) => Math.max(halfLifeOf(s), time.now().getTime() + 1000);
 
 const idToken = (claims: Record<string, unknown> = {}, key = idpKey) =>
   new SignJWT({ groups: ['eng'], sid: 'session-1', ...claims }).setProtectedHeader({ alg: 'ES256', kid: 'idp-1' }).setIssuer(IDP).setAudience('writ').setSubject('alice').setIssuedAt().setExpirationTime('10m').sign(key);
@@ -334,10 +359,67 @@ describe('X509Source: attestation, renewal at half-life, backoff, expiry', () =>
     time.advanceTo(halfLife + 7000);
     const [update] = await updated;
     expect(update.svid.serialNumber).not.toBe(first.serialNumber);
-    // Recovered: the next renewal is at the new SVID's half-life (at once here: the broker issued it on
-    // real time, which this source's clock ran 30 minutes ahead of), and backoff starts over.
+    // Recovered: the next renewal is at the new SVID's half-life; or, when that has passed on arrival (the broker
+    // issued it on real time, which this source's clock ran 30 minutes ahead of), after the first backoff, not at once.
     const svid = s.getX509Svid();
-    expect(time.pending()).toContain(Math.max(time.now().getTime(), svid.notBefore.getTime() + (svid.notAfter.getTime() - svid.notBefore.getTime()) / 2));
+    const now = time.now().getTime();
+    expect(time.pending()).toContain(Math.max(now + 1000, svid.notBefore.getTime() + (svid.notAfter.getTime() - svid.notBefore.getTime()) / 2));
+  });
+
+  it('renews with backoff, never in a loop, when this host\'s clock runs ahead of the broker\'s past half-life', async () => {
+    const time = new FakeTime(Date.now() + 40 * 60_000); // a new 1 h SVID is 10 minutes past half-life on arrival
+    const s = await source(AGENT.replace('assistant', 'ahead'), { time });
+    const first = s.getX509Svid();
+    expect(s.isStale()).toBe(false);
+    const issued = await auditCount('svid.issued');
+    const due = () => time.pending().filter((at) => at <= time.now().getTime());
+    expect(due()).toEqual([]); // no renewal at once
+    expect(time.pending()).toContain(time.now().getTime() + 1000); // but after the first backoff
+    const updated = next<[X509SourceUpdate]>(s, 'update', svidUpdate);
+    time.advance(1000);
+    const [update] = await updated;
+    expect(update.svid.serialNumber).not.toBe(first.serialNumber);
+    // Past half-life on arrival again: the backoff grows.
+    expect(due()).toEqual([]);
+    expect(time.pending()).toContain(time.now().getTime() + 2000);
+    expect(await auditCount('svid.issued')).toBe(issued + 1);
+  });
+
+  it('a last renewal answered after expiry brings the source back, bundle polling included', async () => {
+    const time = new FakeTime();
+    const s = await source(AGENT.replace('assistant', 'late'), { time, extra: { x509_svid_ttl: 120 } }); // expires before the first poll
+    const svid = s.getX509Svid();
+    proxy.hold();
+    try {
+      const stale = next(s, 'stale');
+      time.advanceTo(halfLifeOf(s)); // the renewal goes out, and waits
+      for (let i = 0; i < 100 && proxy.waiting === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(proxy.waiting).toBe(1);
+      time.advanceTo(svid.notAfter.getTime());
+      await stale;
+      expect(time.pending()).toEqual([]); // a join token attests once: nothing more is scheduled
+      await new Promise((r) => setTimeout(r, 1100)); // a slow answer: the new SVID's notAfter (whole seconds) is past the old one's
+    } finally {
+      proxy.release();
+    }
+    await next(s, 'update', svidUpdate);
+    expect(s.isStale()).toBe(false);
+    // The bundle is fetched now and polled again at its refresh hint, beside the renewal and the expiry check.
+    const poll = time.now().getTime() + s.getBundle().refreshHint! * 1000;
+    for (let i = 0; i < 100 && !time.pending().includes(poll); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(time.pending()).toContain(poll);
+  });
+
+  it('makes its key in process and a PKCS#10 CSR (RFC 2986) that openssl verifies', async () => {
+    const { privateKeyPem, csrPem } = await newKeyAndCsr();
+    const dir = mkdtempSync(join(work, 'csr-'));
+    writeFileSync(join(dir, 'sdk.csr'), csrPem);
+    expect(openssl(['req', '-in', 'sdk.csr', '-verify', '-noout'], { cwd: dir })).toBe('');
+    const text = openssl(['req', '-in', 'sdk.csr', '-noout', '-text'], { cwd: dir });
+    expect(text).toMatch(/Version: 1 \(0x0\)/);
+    expect(text).toContain('Signature Algorithm: ecdsa-with-SHA256');
+    expect(text).toContain('NIST CURVE: P-256');
+    expect(openssl(['req', '-in', 'sdk.csr', '-noout', '-pubkey'], { cwd: dir })).toBe(openssl(['pkey', '-pubout'], { input: privateKeyPem }));
   });
 
   it('reports stale when the broker stays down until expiry: getX509Svid throws SvidExpiredError, nothing expired is served', async () => {
@@ -523,8 +605,8 @@ describe('mutual TLS between workloads, peers authorized by SPIFFE ID', () => {
     const before = { server: mcp.getX509Svid().serialNumber, client: agent.getX509Svid().serialNumber };
     expect(await handshake()).toEqual(before);
     const renewed = Promise.all([next(mcp, 'update', svidUpdate), next(agent, 'update', svidUpdate)]);
-    mcpTime.advanceTo(halfLifeOf(mcp));
-    agentTime.advanceTo(halfLifeOf(agent));
+    mcpTime.advanceTo(renewalOf(mcp, mcpTime));
+    agentTime.advanceTo(renewalOf(agent, agentTime));
     await renewed;
     const after = { server: mcp.getX509Svid().serialNumber, client: agent.getX509Svid().serialNumber };
     expect(after.server).not.toBe(before.server);
@@ -551,7 +633,7 @@ describe('mutual TLS between workloads, peers authorized by SPIFFE ID', () => {
       expect(await viaAgent()).toBe(`${AGENT} ${agent.getX509Svid().serialNumber}`);
       expect(await viaAgent()).toBe(`${AGENT} ${agent.getX509Svid().serialNumber}`);
       const renewed = next(agent, 'update', svidUpdate);
-      agentTime.advanceTo(halfLifeOf(agent));
+      agentTime.advanceTo(renewalOf(agent, agentTime));
       await renewed;
       expect(await viaAgent()).toBe(`${AGENT} ${agent.getX509Svid().serialNumber}`); // a new connection, with the new SVID
       const refusing = mtlsAgent(agent, authorizeId(`spiffe://${TD}/mcp/jira`));
@@ -569,9 +651,99 @@ describe('mutual TLS between workloads, peers authorized by SPIFFE ID', () => {
       await dispatcher.close();
     }
   });
+  it('an mtlsAgent authorizes every new connection: no TLS session is resumed past the authorizer', async () => {
+    const port = await listen(createHttpsServer(tlsServerOptions(mcp, authorizeAny()), (_req, res) => res.end('ok')));
+    let trusted = true;
+    const authorizer: Authorizer = (id) => (trusted ? undefined : new PeerNotAuthorizedError(`${id.uri} is no longer trusted`, id.uri));
+    const pooled = mtlsAgent(agent, authorizer); // no keep-alive: a new connection per request
+    const get = () =>
+      new Promise<string>((resolve, reject) => {
+        httpsRequestRaw(`https://127.0.0.1:${port}/`, { agent: pooled }, (res) => {
+          let text = '';
+          res.on('data', (d) => (text += d)).on('end', () => resolve(text));
+        }).on('error', reject).end();
+      });
+    try {
+      await expect(get()).resolves.toBe('ok');
+      trusted = false;
+      await expect(get()).rejects.toBeInstanceOf(PeerNotAuthorizedError);
+    } finally {
+      pooled.destroy();
+    }
+  });
+
+  it('the server refuses renegotiation: a client it authorized cannot present another certificate afterwards', async () => {
+    const port = await listen(createTlsServer(tlsServerOptions(mcp, authorizeId(AGENT)), () => undefined));
+    const socket = tlsConnect({ host: '127.0.0.1', port, maxVersion: 'TLSv1.2', ...tlsClientOptions(agent, authorizeId(MCP_GITHUB)) });
+    try {
+      const outcome = await new Promise<string>((resolve) => {
+        socket.on('error', () => resolve('refused'));
+        socket.once('secureConnect', () => socket.renegotiate({}, (err) => resolve(err ? 'refused' : 'renegotiated')));
+      });
+      expect(outcome).toBe('refused');
+    } finally {
+      socket.destroy();
+    }
+  });
+
+  it('verifies the peer\'s chain against the bundle before any authorizer: the right SPIFFE ID from another CA is refused both ways', async () => {
+    // Certificates of the x509pop enterprise PKI (not in the bundle) that name the SPIFFE IDs the authorizers want.
+    const forge = (name: string, id: string) => {
+      writeFileSync(join(work, `${name}.ext`), `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=URI:${id}\n`);
+      openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`], { cwd: work });
+      openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'int.crt', '-CAkey', 'int.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '1', '-extfile', `${name}.ext`], { cwd: work });
+      return { cert: readFileSync(join(work, `${name}.crt`), 'utf8') + readFileSync(join(work, 'int.crt'), 'utf8'), key: readFileSync(join(work, `${name}.key`), 'utf8') };
+    };
+    let authorized = 0;
+    const counting = (id: string): Authorizer => {
+      const inner = authorizeId(id);
+      return (peer, chain) => {
+        authorized++;
+        return inner(peer, chain);
+      };
+    };
+    // A server with a forged SVID of MCP_GITHUB: the client's handshake fails on the chain.
+    const forgedServer = forge('forged-mcp', MCP_GITHUB);
+    const serverPort = await listen(nodeTlsServer(forgedServer, (socket) => socket.end('secret')));
+    const toForged = talk(serverPort, counting(MCP_GITHUB));
+    await expect(toForged).rejects.toThrow(/certificate/i);
+    await expect(toForged).rejects.not.toBeInstanceOf(PeerNotAuthorizedError);
+    // A client with a forged SVID of AGENT: the server closes it before any listener.
+    let served = 0;
+    const port = await listen(createTlsServer(tlsServerOptions(mcp, counting(AGENT)), (socket) => {
+      served++;
+      socket.end('secret');
+    }));
+    const forgedClient = forge('forged-agent', AGENT);
+    const fromForged = await new Promise<string>((resolve) => {
+      const socket = tlsConnect({ host: '127.0.0.1', port, ...forgedClient, ca: mcp.getBundle().x509AuthoritiesPem, checkServerIdentity: () => undefined });
+      let data = '';
+      socket.on('data', (d) => (data += d)).on('error', () => resolve(data)).on('close', () => resolve(data));
+    });
+    expect(fromForged).toBe('');
+    expect(served).toBe(0);
+    expect(authorized).toBe(0);
+  });
 });
 
 describe('JwtSource', () => {
+  it('serves no cached JWT-SVID once the X.509-SVID expired unrenewed', async () => {
+    const time = new FakeTime();
+    const s = await source(AGENT.replace('assistant', 'jwt-stale'), { time, extra: { x509_svid_ttl: 60, jwt_svid_ttl: 600 } });
+    const jwts = new JwtSource(s);
+    const jwt = await jwts.fetch('https://a.test');
+    await proxy.down();
+    try {
+      const stale = next(s, 'stale');
+      time.advanceTo(s.getX509Svid().notAfter.getTime());
+      await stale;
+      expect(jwt.expiresAt.getTime() - time.now().getTime()).toBeGreaterThan(300_000); // the JWT-SVID itself is still fresh
+      await expect(jwts.fetch('https://a.test')).rejects.toBeInstanceOf(SvidExpiredError);
+    } finally {
+      await proxy.up();
+    }
+  });
+
   it('fetches JWT-SVIDs over mTLS, cached per audience set, one request for concurrent calls', async () => {
     const time = new FakeTime();
     const s = await source(AGENT.replace('assistant', 'jwt'), { time });
@@ -604,7 +776,7 @@ describe('TaskTokenClient: RFC 8693 token exchange', () => {
     tokens = new TaskTokenClient(agent);
   });
 
-  it('exchanges the user\'s ID token for a task token bound to the SVID; an identical request is served from the cache', async () => {
+  it('exchanges the user\'s ID token for a task token bound to the SVID; the same request in that task is served from the cache, without a task id it begins another', async () => {
     const subjectToken = await idToken();
     const issued = await auditCount('token.issued');
     const t = await tokens.exchange({ subjectToken, resource: GITHUB, tools: [{ name: 'search', actions: ['read'] }] });
@@ -614,29 +786,37 @@ describe('TaskTokenClient: RFC 8693 token exchange', () => {
     const claims = decodeJwt(t.accessToken);
     expect(claims).toMatchObject({ sub: 'alice', aud: GITHUB, client_id: agent.spiffeId, task_id: t.taskId });
     expect(claims.cnf).toEqual({ 'x5t#S256': createHash('sha256').update(agent.getX509Svid().certificates[0]!.raw).digest('base64url') });
-    const again = await tokens.exchange({ subjectToken, resource: GITHUB, tools: [{ name: 'search', actions: ['read'] }] });
+    const again = await tokens.exchange({ subjectToken, resource: GITHUB, taskId: t.taskId, tools: [{ name: 'search', actions: ['read'] }] });
     expect(again.accessToken).toBe(t.accessToken);
     expect(await auditCount('token.issued')).toBe(issued + 1);
+    // Without a task id, the same request begins another task: never the cached token of the first.
+    const other = await tokens.exchange({ subjectToken, resource: GITHUB, tools: [{ name: 'search', actions: ['read'] }] });
+    expect(other.taskId).not.toBe(t.taskId);
+    expect(await auditCount('token.issued')).toBe(issued + 2);
     // Other tools: a new exchange, in the task named.
     const more = await tokens.exchange({ subjectToken, resource: GITHUB, taskId: t.taskId, tools: [{ name: 'search', actions: ['read'] }, { name: 'list_prs', actions: ['read'] }] });
     expect(more.accessToken).not.toBe(t.accessToken);
     expect(more.taskId).toBe(t.taskId);
     expect(more.granted.flatMap((g) => g.tools).sort()).toEqual(['list_prs', 'search']);
-    expect(await auditCount('token.issued')).toBe(issued + 2);
+    expect(await auditCount('token.issued')).toBe(issued + 3);
   });
 
   it('exchanges again past half the token\'s life, and after the SVID renews (the token is bound to the certificate)', async () => {
     const subjectToken = await idToken();
     const request = { subjectToken, resource: GITHUB, tools: [{ name: 'list_prs', actions: ['read'] as const }] };
-    const t = await tokens.exchange(request);
+    const first = await tokens.exchange(request);
+    const inTask = { ...request, taskId: first.taskId };
+    const t = await tokens.exchange(inTask);
+    expect(t.accessToken).toBe(first.accessToken);
     time.advance(151_000);
-    const later = await tokens.exchange(request);
+    const later = await tokens.exchange(inTask);
     expect(later.accessToken).not.toBe(t.accessToken);
+    expect(later.taskId).toBe(t.taskId);
     const svid = agent.getX509Svid();
     const renewed = next<[X509SourceUpdate]>(agent, 'update', svidUpdate);
     time.advanceTo(svid.notBefore.getTime() + (svid.notAfter.getTime() - svid.notBefore.getTime()) / 2);
     await renewed;
-    const rebound = await tokens.exchange(request);
+    const rebound = await tokens.exchange(inTask);
     expect(rebound.accessToken).not.toBe(later.accessToken);
     expect(decodeJwt(rebound.accessToken).cnf).toEqual({ 'x5t#S256': createHash('sha256').update(agent.getX509Svid().certificates[0]!.raw).digest('base64url') });
   });
