@@ -208,20 +208,23 @@ export function adminRouter(deps: AdminDeps): Router {
   });
 
   // The kill switch: the connector's entries are disabled and everything it holds is revoked.
-  router.post('/v1/admin/connectors/:spiffe_id/disable', async (req, res) => {
+  /** The connector a path names (one SPIFFE ID, percent-encoded) that has entries, and the reason given. */
+  const connectorAndReason = async (req: Request, fallback: string) => {
     const spiffeId = String(req.params.spiffe_id);
     if (!spiffeId.startsWith('spiffe://') || spiffeId.endsWith('/')) throw new InvalidRequest('the path names one connector by its percent-encoded SPIFFE ID');
     if ((await deps.entries.bySpiffeId(spiffeId)).length === 0) throw new EntryError(404, 'entry-not-found', `no registration entry for ${spiffeId}`);
-    const { reason } = parseWith(z.strictObject({ reason: z.string().min(1).max(512).default('connector disabled') }), req.body);
+    const { reason } = parseWith(z.strictObject({ reason: z.string().min(1).max(512).default(fallback) }), req.body);
+    return { spiffeId, reason };
+  };
+
+  router.post('/v1/admin/connectors/:spiffe_id/disable', async (req, res) => {
+    const { spiffeId, reason } = await connectorAndReason(req, 'connector disabled');
     const result = await deps.revocations.disableConnector(spiffeId, reason, actor(req));
     res.json({ spiffe_id: spiffeId, entries_disabled: result.entries, leases_revoked: result.leases });
   });
 
   router.post('/v1/admin/connectors/:spiffe_id/enable', async (req, res) => {
-    const spiffeId = String(req.params.spiffe_id);
-    if (!spiffeId.startsWith('spiffe://') || spiffeId.endsWith('/')) throw new InvalidRequest('the path names one connector by its percent-encoded SPIFFE ID');
-    if ((await deps.entries.bySpiffeId(spiffeId)).length === 0) throw new EntryError(404, 'entry-not-found', `no registration entry for ${spiffeId}`);
-    const { reason } = parseWith(z.strictObject({ reason: z.string().min(1).max(512).default('connector enabled') }), req.body);
+    const { spiffeId, reason } = await connectorAndReason(req, 'connector enabled');
     const result = await deps.revocations.enableConnector(spiffeId, reason, actor(req));
     res.json({ spiffe_id: spiffeId, entries_enabled: result.entries });
   });

@@ -35,8 +35,8 @@ import {
 } from '../../src/mcp';
 import { createTestStore, type TestStore } from '../support/database';
 import { testConfig } from '../support/config';
+import { attestWithJoinToken } from '../support/attest';
 import { httpsRequest } from '../support/https';
-import { openssl } from '../support/openssl';
 
 const work = mkdtempSync(join(tmpdir(), 'writ-mcp-mw-'));
 const IDP = 'https://idp.example.test';
@@ -88,17 +88,7 @@ const admin = (path: string, method: string, body?: unknown) =>
   }).then((r) => ({ ...r, json: r.body ? JSON.parse(r.body) : undefined }));
 
 async function svidFor(spiffeId: string): Promise<Svid> {
-  const entry = await admin('/v1/admin/entries', 'POST', { spiffe_id: spiffeId, metadata: { owner: 'platform' } });
-  const token = await admin('/v1/admin/join-tokens', 'POST', { entry_id: entry.json.id });
-  const name = spiffeId.replace(/\W/g, '_');
-  openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', '/CN=x'], { cwd: work });
-  const res = await httpsRequest(`${broker.apiUrl}/v1/attest`, {
-    ca: caPem,
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ attestor: 'join_token', evidence: { token: token.json.token }, csr: readFileSync(join(work, `${name}.csr`), 'utf8') }),
-  });
-  return { cert: JSON.parse(res.body).svid, key: readFileSync(join(work, `${name}.key`), 'utf8') };
+  return attestWithJoinToken({ apiUrl: broker.apiUrl, ca: caPem, admin, spiffeId, dir: work, metadata: { owner: 'platform' } });
 }
 
 const idToken = () =>
