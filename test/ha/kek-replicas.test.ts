@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
+import { Client } from 'pg';
 import { createTestStore, usingPostgres, type TestStore } from '../support/database';
 import { httpsRequest } from '../support/https';
 import { openssl } from '../support/openssl';
@@ -121,6 +122,25 @@ describePg('three broker processes sharing one KEK (no shared files)', () => {
         expect(protectedHeader.kid).toBe(jwtAuthority);
       }
     }
+  });
+
+  it('a replica whose listener was cut follows a rotation made meanwhile once it reconnects (a reload, not only a notification)', async () => {
+    const before = await bundleOf(urls[1]!);
+    const killer = new Client({ connectionString: store.databaseUrl });
+    await killer.connect();
+    try {
+      // Cut B's and C's listening connections, then rotate through A at once: what they missed is reloaded on reconnection.
+      await killer.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'writ-revocation-watch' AND datname = current_database() AND pid <> pg_backend_pid()");
+    } finally {
+      await killer.end();
+    }
+    const rotate = await call(urls[0]!, '/v1/admin/ca/rotate', { body: { overlap: 2 } });
+    expect(rotate.status).toBe(202);
+    const { activates_at: activatesAt, spiffe_sequence: sequence } = JSON.parse(rotate.body);
+    trust = (await call(urls[0]!, '/v1/bundle', { accept: 'application/x-pem-file' })).body; // the new root too, before anything chains to it
+    await within(1900, async () => (await Promise.all(urls.slice(1).map(bundleOf))).every((b) => b.spiffe_sequence >= sequence && b.spiffe_sequence > before.spiffe_sequence));
+    // Let it activate before the next scenario rotates again.
+    await new Promise((r) => setTimeout(r, Math.max(0, new Date(activatesAt).getTime() - Date.now()) + 500));
   });
 
   it('a rotation prepared by a replica that is then killed still activates on time on the others', async () => {
