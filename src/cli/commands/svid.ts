@@ -30,7 +30,7 @@ export function registerSvid(program: Command): void {
   program
     .command('attest')
     .description('attest with a join token: a new local key, its CSR, and the X.509-SVID and trust bundle written to DIR')
-    .addOption(new Option('--join-token <token>', 'the join token').conflicts('joinTokenFile'))
+    .addOption(new Option('--join-token <token>', 'the join token (prefer --join-token-file: arguments show in the process list)').conflicts('joinTokenFile'))
     .option('--join-token-file <file>', 'read the join token from this file (keeps it out of the process list)')
     .requiredOption('--out <dir>', 'where to write key.pem (0600), svid.pem, bundle.pem')
     .addOption(formatOption().default('pem'))
