@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { CONFIG_ENV_NAMES, loadConfig } from '../../src/config';
-import { CHART, Helm, materialize, NAMESPACE, ROOT, type Rendered } from './render';
+import { CHART, Helm, type K8sObject, materialize, NAMESPACE, ROOT, type Rendered } from './render';
 
 // Test values of the Secrets; none of them may appear anywhere but in a Secret.
 const DB_URL = 'postgresql://writ:db-password-5f2c@db.example.com:5432/writ';
@@ -137,12 +137,42 @@ function checkPod(r: Rendered): void {
   else expect(pdb.spec.maxUnavailable).toBeGreaterThanOrEqual(1);
   expect(labels).toMatchObject(r.deployment.spec.selector.matchLabels);
 
-  // The Service: API and ops ports, onto the container's named ports.
-  const svc = r.one('Service');
-  expect(svc.metadata.name).toBe(SVC);
-  expect(labels).toMatchObject(svc.spec.selector);
-  expect(svc.spec.ports.map((p: { targetPort: string }) => p.targetPort).sort()).toEqual(['https', 'ops']);
+  // The Services: the API port on the one the certificate names, the ops port on exactly
+  // one ClusterIP Service (the same one when it is ClusterIP), onto the container's named
+  // ports. /healthz, /readyz and /metrics are unauthenticated: no LoadBalancer or NodePort
+  // Service may carry them out of the cluster.
+  const services = r.all('Service');
+  for (const s of services) expect(labels).toMatchObject(s.spec.selector);
+  const svc = services.find((s) => s.metadata.name === SVC)!;
+  expect(svc.spec.ports.map((p: { targetPort: string }) => p.targetPort)).toContain('https');
+  const carryingOps = services.filter((s) => servicePortsOnto(r, s, 'ops').length > 0);
+  expect(carryingOps.map((s) => s.spec.type ?? 'ClusterIP')).toEqual(['ClusterIP']);
+  if ((svc.spec.type ?? 'ClusterIP') === 'ClusterIP') {
+    expect(services).toEqual([svc]);
+    expect(svc.spec.ports.map((p: { targetPort: string }) => p.targetPort).sort()).toEqual(['https', 'ops']);
+  }
+  for (const s of services) expect(servicePortsOnto(r, s, 'https').length + servicePortsOnto(r, s, 'ops').length).toBe(s.spec.ports.length);
   expect(r.one('ServiceAccount').automountServiceAccountToken).toBe(false);
+}
+
+/** The ports of a Service that reach the container port named `name` (by name or by number). */
+function servicePortsOnto(r: Rendered, svc: K8sObject, name: string): { name: string; port: number; targetPort: string | number }[] {
+  const containerPort = (r.container.ports as { name: string; containerPort: number }[]).find((p) => p.name === name)!.containerPort;
+  return (svc.spec.ports as { name: string; port: number; targetPort?: string | number }[])
+    .filter((p) => (p.targetPort ?? p.port) === name || (p.targetPort ?? p.port) === containerPort)
+    .map((p) => ({ ...p, targetPort: p.targetPort ?? p.port }));
+}
+
+/** The Service port the ServiceMonitor's endpoint scrapes: Services it selects, with a port of that name. */
+function scrapedPorts(r: Rendered): { svc: K8sObject; port: { name: string; targetPort: string | number } }[] {
+  const sm = r.one('ServiceMonitor');
+  expect(sm.spec.namespaceSelector.matchNames).toEqual([NAMESPACE]);
+  expect(sm.spec.endpoints).toHaveLength(1);
+  const selector = sm.spec.selector.matchLabels as Record<string, string>;
+  return r
+    .all('Service')
+    .filter((s) => Object.entries(selector).every(([k, v]) => s.metadata.labels?.[k] === v))
+    .flatMap((svc) => (svc.spec.ports as { name: string; targetPort: string | number }[]).filter((p) => p.name === sm.spec.endpoints[0].port).map((port) => ({ svc, port })));
 }
 
 /** Writ itself accepts what the chart sets: its config loader, with files laid out as the pod sees them. */
@@ -252,10 +282,32 @@ describe('Helm chart', () => {
     expect(sm.metadata.labels.release).toBe('prometheus');
     expect(sm.spec.endpoints).toEqual([expect.objectContaining({ port: 'ops', path: '/metrics' })]);
     // The endpoint names a port of the Service it selects, the one onto the ops listener.
-    const svc = r.one('Service');
-    expect(svc.metadata.labels).toMatchObject(sm.spec.selector.matchLabels);
-    expect(sm.spec.namespaceSelector.matchNames).toEqual([NAMESPACE]);
-    expect(svc.spec.ports.find((p: { name: string }) => p.name === sm.spec.endpoints[0].port)?.targetPort).toBe('ops');
+    const scraped = scrapedPorts(r);
+    expect(scraped).toHaveLength(1);
+    expect(scraped[0]!.svc.metadata.name).toBe(SVC);
+    expect(scraped[0]!.port.targetPort).toBe('ops');
+  });
+
+  it.each(['LoadBalancer', 'NodePort'])('service.type %s: that Service carries the API port only; the ops port stays on a ClusterIP Service, which the ServiceMonitor scrapes', (type) => {
+    const r = helm.render({ files: ['postgresql-kek-values.yaml'], set: { 'service.type': type }, setString: { 'service.annotations.lb\\.example\\.com/passthrough': 'true' } });
+    checkPod(r);
+    const services = r.all('Service');
+    const svc = services.find((s) => s.metadata.name === SVC)!;
+    expect(svc.spec.type).toBe(type);
+    expect(svc.metadata.annotations).toEqual({ 'lb.example.com/passthrough': 'true' });
+    expect(svc.spec.ports).toEqual([expect.objectContaining({ name: 'https', port: 8443, targetPort: 'https' })]);
+    for (const s of services.filter((s) => (s.spec.type ?? 'ClusterIP') !== 'ClusterIP')) expect({ name: s.metadata.name, ops: servicePortsOnto(r, s, 'ops') }).toEqual({ name: s.metadata.name, ops: [] });
+    const ops = services.find((s) => s.metadata.name === `${SVC}-ops`)!;
+    expect(ops.spec.type).toBe('ClusterIP');
+    expect(ops.metadata.annotations).toBeUndefined();
+    expect(ops.spec.ports).toEqual([expect.objectContaining({ name: 'ops', port: 9090, targetPort: 'ops' })]);
+    // The ServiceMonitor selects only the ops Service, and its endpoint reaches the ops listener.
+    const scraped = scrapedPorts(r);
+    expect(scraped.map((s) => s.svc.metadata.name)).toEqual([`${SVC}-ops`]);
+    expect(servicePortsOnto(r, scraped[0]!.svc, 'ops')).toEqual([scraped[0]!.port]);
+    expect(svc.metadata.labels).not.toMatchObject(r.one('ServiceMonitor').spec.selector.matchLabels);
+    // The certificate and the issuer still name the API Service.
+    expect(r.envValue('WRIT_ISSUER')).toBe(`https://${SVC}.${NAMESPACE}.svc:8443`);
   });
 
   it('NetworkPolicy with egress rules: DNS is always allowed, and the given rules follow', () => {
@@ -351,6 +403,11 @@ describe('Helm chart', () => {
     const given = notes(['-f', join(CHART, 'ci', 'postgresql-kek-values.yaml')]);
     expect(given).toContain(`get secret writ-admin -o jsonpath='{.data.token}'`);
     expect(given).not.toContain('generated the bootstrap admin token');
+    expect(generated).toContain(`kubectl -n ${NAMESPACE} port-forward svc/${SVC} 9090:9090`);
+    const balanced = notes(['--set', 'service.type=LoadBalancer']);
+    expect(balanced).toContain(`kubectl -n ${NAMESPACE} port-forward svc/${SVC} 8443:8443`);
+    expect(balanced).toContain(`kubectl -n ${NAMESPACE} port-forward svc/${SVC}-ops 9090:9090`);
+    expect(balanced).toMatch(/LoadBalancer Service writ carries the API port only\. The ops port .* is on ClusterIP Service writ-ops/s);
   });
 
   describe('refuses values that cannot work, saying what to change', () => {

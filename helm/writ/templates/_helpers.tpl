@@ -32,6 +32,29 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
+{{/*
+The Service that carries the unauthenticated ops port (/healthz, /readyz, /metrics): the
+main one when it is ClusterIP, else a ClusterIP Service of its own, so that a LoadBalancer or
+NodePort never exposes it outside the cluster.
+*/}}
+{{- define "writ.opsServiceSeparate" -}}
+{{- if ne .Values.service.type "ClusterIP" }}true{{ end }}
+{{- end }}
+{{- define "writ.opsServiceName" -}}
+{{- if include "writ.opsServiceSeparate" . }}
+{{- printf "%s-ops" (include "writ.fullname" . | trunc 59 | trimSuffix "-") }}
+{{- else }}
+{{- include "writ.fullname" . }}
+{{- end }}
+{{- end }}
+{{/* Labels the ServiceMonitor selects the ops Service by. */}}
+{{- define "writ.opsServiceSelectorLabels" -}}
+{{ include "writ.selectorLabels" . }}
+{{- if include "writ.opsServiceSeparate" . }}
+app.kubernetes.io/component: ops
+{{- end }}
+{{- end }}
+
 {{- define "writ.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "writ.fullname" .) .Values.serviceAccount.name }}
