@@ -262,6 +262,13 @@ export class SealedCustody implements KeyCustody {
     if (!jwtRow?.key || (!this.#upstream && !caRow?.key)) return undefined;
     const ca = this.#upstream ?? (await parseCertificateAuthority(certPem(caRow!.material), pemOf(openKey(this.keks, this.binding(caRow!.id, 'x509-svid'), caRow!.key!)), this.opts));
     const jwtKey = await parseJwtSigningKey(pemOf(openKey(this.keks, this.binding(jwtRow.id, 'jwt-svid'), jwtRow.key)), what);
+    // Keys sealed under the previous KEK after this replica started (a rotation prepared by a
+    // replica not yet given the new KEK, during a rolling update): sealed again now, so that the
+    // previous KEK is not needed once every replica runs without it.
+    const previous = this.opts.previousKek;
+    if (previous && previous.id !== this.opts.kek.id && [jwtRow, caRow].some((r) => r?.key?.kekId === previous.id)) {
+      await this.opts.store.locked((tx) => this.reseal(tx));
+    }
     return { ca, jwtKey };
   }
 

@@ -339,6 +339,32 @@ describe('moving to a KEK, and an upstream CA with a KEK', () => {
     }
   });
 
+  it('KEK rotation during a rolling update: a rotation prepared by a replica with only the old KEK is sealed again by one that has both', async () => {
+    const s = await createTestStore();
+    try {
+      const old = await start({ WRIT_KEK_FILE: kekPath('roll-old') }, s);
+      const both = await start({ WRIT_KEK_FILE: kekPath('roll-new'), WRIT_KEK_PREVIOUS_FILE: kekPath('roll-old') }, s);
+      const fresh = readKek(kekPath('roll-new'), 'WRIT_KEK_FILE').kek.id;
+      try {
+        const prepared = await old.rotator.rotate(3600); // sealed under the old KEK: the only one this replica has
+        const sealedUnder = async () => (await sealedRows(both)).filter((r) => [prepared.x509Authority, prepared.jwtAuthority].includes(r.authorityId)).map((r) => r.kekId);
+        expect(await sealedUnder()).not.toContain(fresh);
+        // The replica with both KEKs hears of the prepared rotation, loads it, and seals it again under the new KEK.
+        const deadline = Date.now() + 2000;
+        while ((await sealedUnder()).some((id) => id !== fresh) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+        expect(await sealedUnder()).toEqual([fresh, fresh]);
+      } finally {
+        await Promise.all([old.shutdown(), both.shutdown()]);
+      }
+      // Once the rollout is done the old KEK is not needed: the prepared rotation loads with the new one alone.
+      const after = await start({ WRIT_KEK_FILE: kekPath('roll-new') }, s);
+      expect(after.rotator.activatesAt).toBeDefined();
+      await after.shutdown();
+    } finally {
+      await s.drop();
+    }
+  });
+
   it('without a KEK, a second replica with its own WRIT_CA_DIR refuses to start, saying what to configure', async () => {
     const s = await createTestStore();
     try {
