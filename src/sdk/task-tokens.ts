@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { WritProtocolError } from './errors';
 import { fresh } from './time';
 import { accessOf, type X509Source } from './x509-source';
+import { TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE_BY_NAME } from '../tokens/rfc8693';
 
 /** The actions an MCP tool performs (Writ's Cedar actions). */
 export type ToolAction = 'read' | 'write' | 'execute' | 'delete';
@@ -73,12 +74,8 @@ export interface EndedTask {
   readonly revoked: number;
 }
 
-const GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:token-exchange';
-const TOKEN_TYPE = {
-  id_token: 'urn:ietf:params:oauth:token-type:id_token',
-  jwt: 'urn:ietf:params:oauth:token-type:jwt',
-  access_token: 'urn:ietf:params:oauth:token-type:access_token',
-} as const;
+const GRANT_TYPE = TOKEN_EXCHANGE_GRANT_TYPE;
+const TOKEN_TYPE = TOKEN_TYPE_BY_NAME;
 /** Most tokens cached at once; expired ones and those of a previous SVID go first. */
 const MAX_CACHED = 1024;
 

@@ -39,19 +39,13 @@ import {
   type OidcAttestorDeps,
 } from '../attestation/oidc';
 import { InvalidGrant, InvalidRequest, TemporarilyUnavailable } from './errors';
+import { TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE } from './rfc8693';
 
 // ---------------------------------------------------------------------------------------
 // Token types (RFC 8693 §3) and the grant type (§2.1).
 // ---------------------------------------------------------------------------------------
 
-export const TOKEN_EXCHANGE_GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:token-exchange';
-
-/** RFC 8693 §3 token type identifiers. */
-export const TOKEN_TYPE = {
-  ID_TOKEN: 'urn:ietf:params:oauth:token-type:id_token',
-  JWT: 'urn:ietf:params:oauth:token-type:jwt',
-  ACCESS_TOKEN: 'urn:ietf:params:oauth:token-type:access_token',
-} as const;
+export { TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE };
 export type TokenType = (typeof TOKEN_TYPE)[keyof typeof TOKEN_TYPE];
 
 /** The user's own identity (an ID token or JWT from an identity provider), or a Writ access token being chained. */

@@ -36,6 +36,7 @@ import {
 import { createTestStore, type TestStore } from '../support/database';
 import { testConfig } from '../support/config';
 import { attestWithJoinToken } from '../support/attest';
+import { statusOf } from '../support/mcp';
 import { httpsRequest } from '../support/https';
 
 const work = mkdtempSync(join(tmpdir(), 'writ-mcp-mw-'));
@@ -254,16 +255,6 @@ afterAll(async () => {
   await store?.drop();
 });
 
-/** The HTTP status the SDK's client transport saw, from the error it threw. */
-const statusOf = async (promise: Promise<unknown>): Promise<number | undefined> => {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof StreamableHTTPError) return err.code;
-    throw err;
-  }
-  throw new Error('expected the MCP request to be refused');
-};
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const search = { name: 'search', arguments: { query: 'flaky test' } };
 

@@ -14,7 +14,7 @@ import express, { type Request, type Response as ExpressResponse } from 'express
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { z } from 'zod';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { startBroker, type Broker } from '../../src/broker';
@@ -22,6 +22,7 @@ import { grantedToolsOnly, protectedResourceMetadataHandler, protectedResourceMe
 import { createTestStore, type TestStore } from '../support/database';
 import { testConfig } from '../support/config';
 import { attestWithJoinToken } from '../support/attest';
+import { statusOf } from '../support/mcp';
 import { httpsRequest } from '../support/https';
 
 const work = mkdtempSync(join(tmpdir(), 'writ-mcp-'));
@@ -199,16 +200,6 @@ afterAll(async () => {
   await store?.drop();
 });
 
-/** The HTTP status the SDK's client transport saw, from the error it threw. */
-const statusOf = async (promise: Promise<unknown>): Promise<number | undefined> => {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof StreamableHTTPError) return err.code;
-    throw err;
-  }
-  throw new Error('expected the MCP request to be refused');
-};
 
 describe('an MCP server built with the official SDK accepts only Writ tokens for itself', () => {
   let token: string;

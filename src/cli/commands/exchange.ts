@@ -3,13 +3,10 @@ import { toolAction, uuid } from '../args';
 import { globals, readStdin, readText, svidClient } from '../context';
 import { fields, print } from '../output';
 import { writeSecret } from '../secrets';
+import { TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE_BY_NAME } from '../../tokens/rfc8693';
 
-const GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:token-exchange';
-const TOKEN_TYPES = {
-  id_token: 'urn:ietf:params:oauth:token-type:id_token',
-  jwt: 'urn:ietf:params:oauth:token-type:jwt',
-  access_token: 'urn:ietf:params:oauth:token-type:access_token',
-} as const;
+const GRANT_TYPE = TOKEN_EXCHANGE_GRANT_TYPE;
+const TOKEN_TYPES = TOKEN_TYPE_BY_NAME;
 
 /** An RFC 8693 token response with Writ's members (RFC 9396 authorization_details, the task). */
 interface TokenResponse {
