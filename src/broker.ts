@@ -33,7 +33,7 @@ import { ConfigError, redactDatabaseUrl, type Config } from './config';
 import { systemClock, systemRandom, type Clock, type Random } from './core';
 import { ReadCache, type Freshness } from './db/read-cache';
 import { openDatabase, type Database, type Readiness } from './db';
-import { LeaseJanitor, noRevocationWatch, PgRevocationWatch, PrismaLeaseStore, Revocations, svidDenylist, TaskStore, type LeaseStore, type RevocationWatch } from './leases';
+import { LeaseJanitor, noRevocationWatch, PgRevocationWatch, PrismaLeaseStore, RevocationEpochs, Revocations, svidDenylist, TaskStore, type LeaseStore, type RevocationWatch } from './leases';
 import { PolicyInvalid, PolicyStore } from './policy';
 import { ResourceStore } from './resources';
 import { certificateToPem, type TrustBundle } from './spiffe/bundle';
@@ -228,7 +228,9 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
 
     // Replicas share PostgreSQL: each keeps a view of revocations that every other one announces,
     // and caches what the hot paths read until any replica announces a change to it.
-    if (config.databaseUrl) watch = await PgRevocationWatch.start(config.databaseUrl, db.prisma, { clock, logger });
+    if (config.databaseUrl) watch = await PgRevocationWatch.start(config.databaseUrl, db.prisma, { clock, logger, boundMs: config.revocationBoundMs });
+    // On PostgreSQL, liveness reads have the revocation bound as their deadline (a silent partition answers "no" in time).
+    const boundMs = config.databaseUrl ? config.revocationBoundMs : undefined;
     // Cached reads are trusted only while the database is open and the listener current: otherwise every read asks the database (and fails closed).
     const freshness: Freshness = {
       get current() {
@@ -241,7 +243,9 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
     };
     const policies = new PolicyStore(db.prisma, freshness);
     if (config.policyFile) await seedPolicies(policies, config.policyFile, audit);
-    const leases = new PrismaLeaseStore(db.prisma, watch, audit, freshness);
+    const leases = new PrismaLeaseStore(db.prisma, watch, audit, freshness, { boundMs });
+    // Each request's epoch: the latest revocation marker this replica has heard of (src/leases/ordering.ts).
+    const epochs = new RevocationEpochs(db.prisma, watch, freshness);
     const serverSvid = new ServerSvid(rotator, {
       trustDomain: config.trustDomain,
       dnsNames: config.serverDnsNames,
@@ -263,12 +267,12 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
     const entries = new EntryStore(db.prisma, freshness);
     const joinTokens = new JoinTokens(db.prisma, { clock, random });
     const limits = { trustDomain: config.trustDomain, x509SvidMaxTtl: config.x509SvidMaxTtl, jwtSvidMaxTtl: config.jwtSvidMaxTtl };
-    const issuer = new SvidIssuer({ authority: rotator, entries, leases, audit, attestors: [new JoinTokenAttestor(joinTokens), ...attestors], limits, clock, random });
+    const issuer = new SvidIssuer({ authority: rotator, entries, leases, epochs, audit, attestors: [new JoinTokenAttestor(joinTokens), ...attestors], limits, clock, random });
     const auth = { admin, entries, leases, clock, trustDomain: config.trustDomain };
     const resources = new ResourceStore(db.prisma, freshness);
-    const revocations = new Revocations(db.prisma, clock, (tx, event) => audit.appendIn(tx, event), freshness);
+    const revocations = new Revocations(db.prisma, clock, (tx, event) => audit.appendIn(tx, event), freshness, epochs);
     const risks = new ReadCache<string | undefined>(freshness);
-    const tasks = new TaskStore(db.prisma, { clock, random, freshness });
+    const tasks = new TaskStore(db.prisma, { clock, random, freshness, audit: (tx, event) => audit.appendIn(tx, event) });
     const exchange = new TokenExchange({
       issuer: config.issuer,
       authority: rotator,
@@ -277,6 +281,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       resources,
       tasks,
       leases,
+      epochs,
       policies,
       identityProviders,
       subjectRevoked: (issuer, subject, sid, issuedAt, email) => revocations.subjectRevoked(issuer, subject, sid, issuedAt, email),
@@ -291,10 +296,10 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
     const app = createApiApp({
       errorHandlers: [oauthErrorHandler(audit), signalsErrorHandler(audit)],
       routers: [
-        oauthRouter({ issuer: config.issuer, exchange, leases, resources, admin, audit, bundle, clock, trustDomain: config.trustDomain }),
+        oauthRouter({ issuer: config.issuer, exchange, leases, revocations, resources, admin, audit, bundle, clock, trustDomain: config.trustDomain, ...(boundMs !== undefined && { revocationBoundMs: boundMs }) }),
         bundleRouter(bundle),
         svidRouter({ ...auth, issuer, bundle, denylist: () => svidDenylist(db.prisma, rotator, { issuer: config.issuer, clock }) }),
-        tasksRouter({ ...auth, tasks, audit }),
+        tasksRouter({ ...auth, tasks }),
         signalsRouter({ receiver: signalReceiver, applier: new SignalApplier(db.prisma, revocations, audit, { riskRevokeLevels: config.riskRevokeLevels, clock, maxAgeSeconds: config.leaseRetention, freshness }) }),
         auditRouter({ ...auth, auditReader: new AuditReader(db.prisma) }),
         adminRouter({ ...auth, joinTokens, audit, limits, resources, policies, revocations, rotateCa: (overlap) => rotateCa(overlap) }),
@@ -321,7 +326,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       if (shuttingDown) return { ready: false, reason: 'shutting down' };
       if (serverSvid.nearExpiry()) return { ready: false, reason: 'server SVID is near expiry and was not renewed' };
       if (!rotator.inSync) return { ready: false, reason: `the bundle names a CA that ${keks ? 'this replica cannot open with its KEK' : 'WRIT_CA_DIR does not hold'}` };
-      if (config.databaseUrl && !watch.current) return { ready: false, reason: 'revocation listener reconnecting; reloading revocations' };
+      if (config.databaseUrl && !watch.connected) return { ready: false, reason: 'revocation listener reconnecting; reloading revocations' };
       return db.readiness();
     };
     const ops = createOpsServer({ readiness, metrics });

@@ -2,8 +2,9 @@ import { Router, type ErrorRequestHandler, type Request, type Response } from 'e
 import type { AdminCredentials } from '../admin';
 import type { AuditLog } from '../audit';
 import type { Clock } from '../core/clock';
+import { withDeadline } from '../core/deadline';
 import { DomainError } from '../core/errors';
-import type { LeaseStore } from '../leases';
+import type { LeaseStore, Revocations } from '../leases';
 import type { ResourceStore } from '../resources';
 import type { TrustBundle } from '../spiffe/bundle';
 import { InvalidClient, InvalidRequest, isOAuthError, OAuthError, oauthError, TOKEN_EXCHANGE_GRANT_TYPE, verifyAccessToken, type TokenExchange } from '../tokens';
@@ -14,12 +15,15 @@ export interface OAuthDeps {
   issuer: string;
   exchange: TokenExchange;
   leases: LeaseStore;
+  revocations: Revocations;
   resources: ResourceStore;
   admin: AdminCredentials;
   audit: AuditLog;
   bundle: { current(): Promise<TrustBundle> };
   clock: Clock;
   trustDomain: string;
+  /** The revocation bound: an introspection the database cannot answer within it is answered inactive. None: no deadline. */
+  revocationBoundMs?: number;
 }
 
 /** RFC 6749 §5.1: token responses are never cached. */
@@ -66,23 +70,27 @@ export function oauthRouter(deps: OAuthDeps): Router {
     });
   });
 
+  // RFC 6749 §3.2, RFC 8693 §2.1, RFC 7662 §2.1, RFC 7009 §2.1: the endpoints take form-encoded bodies only.
+  router.post('/oauth2/*path', (req, _res, next) => {
+    if (!req.is('application/x-www-form-urlencoded')) {
+      const given = (req.headers['content-type'] ?? 'none').split(';')[0]!.trim().slice(0, 64);
+      throw new InvalidRequest(`content type ${given} is not accepted: send the parameters as application/x-www-form-urlencoded`);
+    }
+    next();
+  });
+
   router.post('/oauth2/token', async (req, res) => {
     res.locals.audited = true; // the exchange audits its own refusals, with its decisions
     const response = await deps.exchange.exchange(exchangeClient(req, deps.trustDomain), (req.body ?? {}) as Record<string, unknown>);
     noStore(res).json(response);
   });
 
-  // RFC 6749 §3.2: the endpoints take form-encoded bodies only.
-  router.post('/oauth2/*path', (req, _res, next) => {
-    if (!req.is('application/x-www-form-urlencoded')) throw new InvalidRequest('send the parameters as application/x-www-form-urlencoded');
-    next();
-  });
-
   // RFC 7662: a resource introspects tokens issued for itself; an admin, any.
   router.post('/oauth2/introspect', async (req, res) => {
     noStore(res);
     try {
-      res.json(await introspect(req));
+      const answer = introspect(req);
+      res.json(await (deps.revocationBoundMs === undefined ? answer : withDeadline(answer, deps.revocationBoundMs, 'introspection')));
     } catch (err) {
       if (isOAuthError(err)) throw err;
       // The database or the keys cannot answer: the token is not active (fail closed).
@@ -132,9 +140,9 @@ export function oauthRouter(deps: OAuthDeps): Router {
     }
     const principal = isAdmin ? 'admin' : caller!.spiffeId;
     if (isAdmin || claims.client_id === caller!.spiffeId) {
-      if (await deps.leases.revoke(claims.jti, `revoked by ${principal}`, deps.clock.now())) {
-        await deps.audit.append({ type: 'token.revoked', subject: claims.sub, actor: principal, details: { jti: claims.jti, taskId: claims.task_id } });
-      }
+      // The revocation and its audit event commit together, before the answer.
+      const event = (revoked: number) => (revoked > 0 ? { type: 'token.revoked', subject: claims.sub, actor: principal, details: { jti: claims.jti, taskId: claims.task_id } } : undefined);
+      await deps.revocations.revoke({ jti: claims.jti }, `revoked by ${principal}`, undefined, principal, event);
     } else {
       await deps.audit.append({ type: 'token.revoke_refused', subject: claims.sub, actor: principal, details: { jti: claims.jti, reason: 'not the token\'s connector' } });
     }

@@ -7,7 +7,11 @@ export type AttestationFailure =
   | 'token-unusable'
   | 'no-matching-entry'
   | 'entry-disabled'
-  | 'client-certificate-required';
+  | 'client-certificate-required'
+  /** An mTLS caller whose SVID a revocation reached while its request was in flight (as the route answers afterwards). */
+  | 'unauthenticated'
+  /** A revocation naming the SPIFFE ID arrived while its SVID was being issued: nothing was issued; attest again. */
+  | 'revoked';
 
 const STATUS: Record<AttestationFailure, number> = {
   'unknown-attestor': 400,
@@ -16,6 +20,8 @@ const STATUS: Record<AttestationFailure, number> = {
   'no-matching-entry': 403,
   'entry-disabled': 403,
   'client-certificate-required': 401,
+  unauthenticated: 401,
+  revoked: 409,
 };
 
 /** An attestation refused. The message is safe to show the caller; detail for logs goes in `cause`. */

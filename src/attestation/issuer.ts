@@ -6,7 +6,7 @@ import { parseCsr } from '../ca/csr';
 import type { Clock } from '../core/clock';
 import { DomainError } from '../core/errors';
 import type { Random } from '../core/random';
-import type { LeaseStore } from '../leases';
+import { LeaseRefused, type LeaseBasis, type LeaseStore, type RevocationEpoch } from '../leases';
 import type { AttestationContext, Attestor } from './attestor';
 import type { EntryStore, RegistrationEntry } from './entries';
 import { AttestationError } from './errors';
@@ -44,12 +44,29 @@ export interface SvidIssuerDeps {
   authority: SigningAuthorities;
   entries: EntryStore;
   leases: LeaseStore;
+  /** The latest revocation this replica has heard of, read as each request begins (src/leases/ordering.ts). */
+  epochs: RevocationEpoch;
   audit: AuditLog;
   attestors: readonly Attestor[];
   /** Lifetime caps, applied at each issuance too: lowering one takes effect for existing entries. */
   limits: { x509SvidMaxTtl: number; jwtSvidMaxTtl: number };
   clock: Clock;
   random: Random;
+}
+
+/**
+ * A lease refused at commit (a revocation won the race): answered as a request made after the
+ * revocation is answered: on mTLS routes as the route refuses a revoked SVID, at attestation as
+ * a disabled entry (kill switch). Other errors pass unchanged.
+ */
+function lostRace(err: unknown, spiffeId: string, route: 'attest' | 'mtls'): unknown {
+  if (!(err instanceof LeaseRefused)) return err;
+  const { refusal } = err;
+  if (route === 'mtls' && (refusal.reason === 'requires' || (refusal.reason === 'revoked' && (refusal.kind === 'kill-switch' || refusal.kind === 'connector')))) {
+    return new AttestationError('unauthenticated', 'this route needs a current X.509-SVID of this trust domain as the TLS client certificate', err);
+  }
+  if (refusal.reason === 'revoked' && refusal.kind === 'kill-switch') return new AttestationError('entry-disabled', `the entry for ${spiffeId} is disabled`, err);
+  return new AttestationError('revoked', `a revocation naming ${spiffeId} arrived while its SVID was being issued; nothing was issued`, err);
 }
 
 const refusalCode = (err: unknown) => (err instanceof DomainError ? err.type.replace(/^urn:writ:problem:/, '') : 'internal');
@@ -74,13 +91,16 @@ export class SvidIssuer {
   async attest(req: AttestRequest, context: AttestationContext): Promise<IssuedX509Svid> {
     let selectors: readonly string[] = [];
     try {
+      const epoch = await this.deps.epochs.begin(); // before any check
       const attestor = this.attestors.get(req.attestor);
       if (!attestor) throw new AttestationError('unknown-attestor', `unknown attestor "${req.attestor.slice(0, 64)}"; this broker has ${this.attestorNames.join(', ') || 'none'}`);
       const csr = await parseCsr(req.csr); // before the evidence, so a bad CSR does not use up a join token
       const result = await attestor.attest(req.evidence, context);
       selectors = result.selectors;
       const entry = result.entryId ? await this.entryForToken(result.entryId) : await this.entryFor(result.selectors);
-      return await this.issue(entry, csr.publicKey, { attestor: attestor.name, selectors });
+      return await this.issue(entry, csr.publicKey, { attestor: attestor.name, selectors }, { epoch, requires: [] }).catch((err: unknown) => {
+        throw lostRace(err, entry.spiffeId, 'attest');
+      });
     } catch (err) {
       await this.deps.audit.append({ type: 'svid.refused', details: { attestor: req.attestor.slice(0, 64), selectors, reason: refusalCode(err) } });
       throw err;
@@ -90,9 +110,13 @@ export class SvidIssuer {
   /** POST /v1/svid/renew: a current SVID + CSR → a new SVID for the same SPIFFE ID. */
   async renew(peer: PeerSvid, csrPem: string): Promise<IssuedX509Svid> {
     try {
+      const epoch = await this.deps.epochs.begin(); // before any check
       const csr = await parseCsr(csrPem);
-      const entry = await this.entryOfLiveSvid(peer);
-      return await this.issue(entry, csr.publicKey, { renewed: peer.serial });
+      const { entry, leaseId } = await this.entryOfLiveSvid(peer);
+      // The SVID renewed from must still be live when the new one commits.
+      return await this.issue(entry, csr.publicKey, { renewed: peer.serial }, { epoch, requires: [leaseId] }).catch((err: unknown) => {
+        throw lostRace(err, entry.spiffeId, 'mtls');
+      });
     } catch (err) {
       await this.deps.audit.append({ type: 'svid.refused', actor: peer.spiffeId, details: { renew: peer.serial, reason: refusalCode(err) } });
       throw err;
@@ -102,8 +126,12 @@ export class SvidIssuer {
   /** POST /v1/jwt-svid: a JWT-SVID for the caller, for the given audiences (JWT-SVID §3). */
   async jwtSvid(peer: PeerSvid, audience: readonly string[]): Promise<IssuedJwtSvid> {
     let entry: RegistrationEntry;
+    let basis: LeaseBasis;
     try {
-      entry = await this.entryOfLiveSvid(peer);
+      const epoch = await this.deps.epochs.begin(); // before any check
+      const live = await this.entryOfLiveSvid(peer);
+      entry = live.entry;
+      basis = { epoch, requires: [live.leaseId] };
     } catch (err) {
       await this.deps.audit.append({ type: 'jwt_svid.refused', actor: peer.spiffeId, details: { audience, reason: refusalCode(err) } });
       throw err;
@@ -122,14 +150,20 @@ export class SvidIssuer {
       .setJti(jti)
       .sign(jwtKey.privateKey);
     const expiresAt = new Date(exp * 1000);
-    await this.deps.leases.record(
-      { id: jti, kind: 'jwt-svid', spiffeId: peer.spiffeId, entryId: entry.id, audience, issuedAt: new Date(iat * 1000), expiresAt },
-      { audit: { type: 'jwt_svid.issued', actor: peer.spiffeId, details: { jti, audience, expiresAt: expiresAt.toISOString() } } },
-    );
+    try {
+      await this.deps.leases.record(
+        { id: jti, kind: 'jwt-svid', spiffeId: peer.spiffeId, entryId: entry.id, audience, issuedAt: new Date(iat * 1000), expiresAt },
+        { audit: { type: 'jwt_svid.issued', actor: peer.spiffeId, details: { jti, audience, expiresAt: expiresAt.toISOString() } }, basis },
+      );
+    } catch (err) {
+      const refusal = lostRace(err, peer.spiffeId, 'mtls');
+      if (refusal instanceof AttestationError) await this.deps.audit.append({ type: 'jwt_svid.refused', actor: peer.spiffeId, details: { audience, reason: refusalCode(refusal) } });
+      throw refusal;
+    }
     return { token, spiffeId: peer.spiffeId, expiresAt };
   }
 
-  private async issue(entry: RegistrationEntry, publicKey: CryptoKey, details: Record<string, unknown>): Promise<IssuedX509Svid> {
+  private async issue(entry: RegistrationEntry, publicKey: CryptoKey, details: Record<string, unknown>, basis: LeaseBasis): Promise<IssuedX509Svid> {
     const ttl = Math.min(entry.x509SvidTtl, this.deps.limits.x509SvidMaxTtl);
     const svid = await this.deps.authority.ca.signX509Svid({ spiffeId: entry.spiffeId, publicKey, ttl, dnsNames: entry.dnsNames });
     await this.deps.leases.record(
@@ -143,7 +177,7 @@ export class SvidIssuer {
         issuedAt: svid.notBefore,
         expiresAt: svid.notAfter,
       },
-      { audit: { type: 'svid.issued', actor: entry.spiffeId, details: { ...details, entryId: entry.id, serial: svid.serialNumber, notAfter: svid.notAfter.toISOString() } } },
+      { audit: { type: 'svid.issued', actor: entry.spiffeId, details: { ...details, entryId: entry.id, serial: svid.serialNumber, notAfter: svid.notAfter.toISOString() } }, basis },
     );
     const chainPem = [svid.certificate, ...svid.intermediates].map((c) => c.toString('pem')).join('\n') + '\n';
     return { spiffeId: entry.spiffeId, svid, chainPem };
@@ -176,7 +210,7 @@ export class SvidIssuer {
    * The entry behind a caller's SVID: the SVID must be live (its exact certificate
    * leased, not expired, not revoked) and its entry must still exist and be enabled.
    */
-  private async entryOfLiveSvid(peer: PeerSvid): Promise<RegistrationEntry> {
+  private async entryOfLiveSvid(peer: PeerSvid): Promise<{ entry: RegistrationEntry; leaseId: string }> {
     const lease = await this.deps.leases.activeSvid(peer.serial, peer.fingerprint, this.deps.clock.now());
     if (!lease || lease.spiffeId !== peer.spiffeId) {
       throw new AttestationError('client-certificate-required', 'the client certificate is not a current, unrevoked X.509-SVID of this broker');
@@ -185,6 +219,6 @@ export class SvidIssuer {
     if (!entry || !entry.enabled || entry.spiffeId !== peer.spiffeId) {
       throw new AttestationError('entry-disabled', `the registration entry behind ${peer.spiffeId} is gone or disabled`);
     }
-    return entry;
+    return { entry, leaseId: lease.id };
   }
 }

@@ -68,6 +68,12 @@ export interface Config {
   readonly signalTransmitters: readonly SignalTransmitterConfig[];
   /** Seconds an expired lease is kept before clean-up deletes it. */
   readonly leaseRetention: number;
+  /**
+   * The revocation bound in ms: a replica trusts its caches only while it heard from its change
+   * feed within it, and answers inactive (introspection) or refuses (mTLS) when the database does
+   * not answer within it.
+   */
+  readonly revocationBoundMs: number;
   /** Risk levels (CAEP risk-level-change) at which a user's live leases are revoked. */
   readonly riskRevokeLevels: readonly string[];
   /** User identity providers whose ID tokens may be subject tokens. */
@@ -182,6 +188,12 @@ const SETTINGS = {
   accessTokenTtl: { env: 'WRIT_ACCESS_TOKEN_TTL', file: 'access_token_ttl', parse: duration, default: 300 },
   accessTokenMaxTtl: { env: 'WRIT_ACCESS_TOKEN_MAX_TTL', file: 'access_token_max_ttl', parse: duration, default: 3600 },
   leaseRetention: { env: 'WRIT_LEASE_RETENTION', file: 'lease_retention', parse: duration, default: 7 * 86400 },
+  revocationBoundMs: {
+    env: 'WRIT_REVOCATION_BOUND_MS',
+    file: 'revocation_bound_ms',
+    parse: (raw: string) => (/^\d{2,6}$/.test(raw) && Number(raw) >= 50 && Number(raw) <= 60_000 ? Number(raw) : fail(`must be a whole number of milliseconds from 50 to 60000, got "${raw.slice(0, 32)}"`)),
+    default: 1000,
+  },
   riskRevokeLevels: { env: 'WRIT_RISK_REVOKE_LEVELS', file: 'risk_revoke_levels', parse: (raw: string) => raw.split(',').map((l) => l.trim().toUpperCase()).filter(Boolean), default: ['HIGH'] },
   maxChainDepth: { env: 'WRIT_MAX_CHAIN_DEPTH', file: 'max_chain_depth', parse: (raw: string) => (/^\d{1,2}$/.test(raw) ? Number(raw) : fail(`must be a whole number of hops, got "${raw}"`)), default: 2 },
 } satisfies { [K in Exclude<keyof Config, 'oidcIssuers' | 'x509pop' | 'identityProviders' | 'signalTransmitters'>]-?: Setting<unknown> };

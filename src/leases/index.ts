@@ -1,9 +1,10 @@
 import { auditRows, type AppendedRow, type AuditEventInput, type AuditLog, type TimedAuditEvent } from '../audit';
 import type { PrismaClient } from '../db/generated/client';
+import { withDeadline } from '../core/deadline';
 import { GroupCommit } from '../db/group-commit';
 import { ReadCache, type Freshness } from '../db/read-cache';
+import { LeaseRefused, lockForRevocation, parseRefusal, writeMarker, type LeaseBasis, type LeaseRefusal } from './ordering';
 import { revokeIds } from './revocations';
-import { TaskError } from './tasks';
 import { noRevocationWatch, type RevocationWatch } from './watch';
 
 export type LeaseKind = 'x509-svid' | 'jwt-svid' | 'access-token';
@@ -50,11 +51,17 @@ export interface LeaseEffects {
   readonly task?: NewTask;
   /** The audit event recording the issuance. */
   readonly audit?: AuditEventInput;
+  /** What the request relied on: checked again at commit, under the revocation lock (src/leases/ordering.ts). */
+  readonly basis?: LeaseBasis;
 }
 
 /** Lease persistence. */
 export interface LeaseStore {
-  /** Records a new lease durably, with its task and audit event if given; resolves only once all are committed. */
+  /**
+   * Records a new lease durably, with its task and audit event if given; resolves only once all
+   * are committed. Rejects with {@link LeaseRefused} (nothing recorded) when its task has ended,
+   * a revocation its request began before names it, or a lease in its basis is no longer live.
+   */
   record(lease: Lease, effects?: LeaseEffects): Promise<void>;
   get(id: string): Promise<Lease | undefined>;
   /**
@@ -72,9 +79,13 @@ interface PendingLease {
   readonly lease: Lease;
   readonly task?: NewTask;
   readonly event?: TimedAuditEvent;
+  readonly basis?: LeaseBasis;
 }
 
-const leaseRow = (l: Lease) => ({
+const isUuid = (id: string) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id);
+
+const leaseRow = (l: Lease, basis?: LeaseBasis) => ({
+  ...(basis && { epoch: basis.epoch, requires: basis.requires }),
   id: l.id,
   kind: l.kind,
   spiffe_id: l.spiffeId,
@@ -96,7 +107,7 @@ const taskRow = (t: NewTask) => ({ id: t.id, subject: t.subject, subject_issuer:
 
 export class PrismaLeaseStore implements LeaseStore {
   /** Leases recorded concurrently share one transaction (group commit); none resolves before it is committed. */
-  readonly #batch = new GroupCommit<PendingLease, 'task-ended' | undefined>((items) => this.#write(items));
+  readonly #batch = new GroupCommit<PendingLease, LeaseRefusal | undefined>((items) => this.#write(items));
   /**
    * Leases by id (tokens) and by serial and fingerprint (X.509-SVIDs), as read; used only
    * while the revocation view is current, which then answers for revocation, and expiry is
@@ -113,6 +124,8 @@ export class PrismaLeaseStore implements LeaseStore {
     private readonly audit?: AuditLog,
     /** When cached lease reads may be trusted: never unless the revocation view is current. */
     private readonly freshness: Freshness = watch,
+    /** How long liveness reads may wait for the database before failing closed (the revocation bound); none for the embedded database. */
+    private readonly opts: { boundMs?: number } = {},
   ) {
     this.#byId = new ReadCache(freshness, 20_000);
     this.#bySvid = new ReadCache(freshness, 10_000);
@@ -120,31 +133,37 @@ export class PrismaLeaseStore implements LeaseStore {
 
   async record(lease: Lease, effects: LeaseEffects = {}): Promise<void> {
     if (effects.audit && !this.audit) throw new Error('this lease store has no audit log to record events in');
-    const refused = await this.#batch.submit({ lease, ...(effects.task && { task: effects.task }), ...(effects.audit && { event: this.audit!.stamp(effects.audit) }) });
-    if (refused) throw new TaskError(409, 'task-ended', 'the task has ended');
+    const refused = await this.#batch.submit({
+      lease,
+      ...(effects.task && { task: effects.task }),
+      ...(effects.audit && { event: this.audit!.stamp(effects.audit) }),
+      ...(effects.basis && { basis: effects.basis }),
+    });
+    if (refused) throw new LeaseRefused(refused);
   }
 
   /**
-   * One statement per batch (`writ_record_leases`, migration 20261127090000): tasks, leases and
-   * audit events commit together, and the audit chain's lock is held only inside PostgreSQL.
+   * One statement per batch (`writ_record_leases`, migration 20261202000000): tasks, leases and
+   * audit events commit together under the revocation lock held shared, each lease checked
+   * against its basis; the audit chain's lock is held only inside PostgreSQL.
    */
-  async #write(items: PendingLease[]): Promise<('task-ended' | undefined)[]> {
+  async #write(items: PendingLease[]): Promise<(LeaseRefusal | undefined)[]> {
     const tasks = items.flatMap((i) => (i.task ? [taskRow(i.task)] : []));
     const withEvents = items.filter((i) => i.event);
-    const rows = await this.prisma.$queryRawUnsafe<(AppendedRow & { refused_lease: string | null })[]>(
-      'SELECT event_seq, event_hash, event_prev_hash, refused_lease::text FROM writ_record_leases($1::jsonb, $2::jsonb, $3::jsonb)',
+    const rows = await this.prisma.$queryRawUnsafe<(AppendedRow & { refused_lease: string | null; refused_reason: string | null })[]>(
+      'SELECT event_seq, event_hash, event_prev_hash, refused_lease::text, refused_reason FROM writ_record_leases($1::jsonb, $2::jsonb, $3::jsonb)',
       JSON.stringify(tasks),
-      JSON.stringify(items.map((i) => leaseRow(i.lease))),
+      JSON.stringify(items.map((i) => leaseRow(i.lease, i.basis))),
       auditRows(
         withEvents.map((i) => i.event!),
         withEvents.map((i) => i.lease.id),
       ),
     );
-    const refused = new Set(rows.flatMap((r) => (r.refused_lease ? [r.refused_lease] : [])));
+    const refused = new Map(rows.flatMap((r) => (r.refused_lease ? [[r.refused_lease, parseRefusal(r.refused_reason ?? '')] as const] : [])));
     const expected = withEvents.filter((i) => !refused.has(i.lease.id)).length;
     const appended = rows.length - refused.size;
     if (appended !== expected) throw new Error(`the audit chain recorded ${appended} of ${expected} events`);
-    return items.map((i) => (refused.has(i.lease.id) ? 'task-ended' : undefined));
+    return items.map((i) => refused.get(i.lease.id));
   }
 
   async tokenAlive(id: string, now: Date): Promise<boolean> {
@@ -152,7 +171,7 @@ export class PrismaLeaseStore implements LeaseStore {
     for (let hops = 0; next !== null && hops <= 16; hops++) {
       if (this.watch.isRevoked({ jti: next })) return false;
       const id: string = next;
-      const lease: Lease | undefined = await this.#byId.get(id, () => this.get(id));
+      const lease: Lease | undefined = await this.#byId.get(id, () => this.#bounded(this.get(id)));
       if (!lease || lease.revokedAt || lease.expiresAt <= now) return false;
       next = lease.parentId ?? null;
     }
@@ -160,28 +179,40 @@ export class PrismaLeaseStore implements LeaseStore {
   }
 
   async revoke(id: string, reason: string, now: Date): Promise<boolean> {
-    const revoked = (await this.prisma.$transaction((tx) => revokeIds(tx, [id], reason, now))) > 0;
+    if (!isUuid(id)) return false; // no lease has it
+    const { revoked, seq } = await this.prisma.$transaction(async (tx) => {
+      await lockForRevocation(tx);
+      const revoked = (await revokeIds(tx, [id], reason, now)) > 0;
+      return { revoked, seq: await writeMarker(tx, { jti: id }, reason, now) };
+    });
     this.freshness.touch(); // this replica's cached copy is dropped now, not when the announcement comes back
+    this.watch.observe(seq);
     return revoked;
   }
 
   async activeSvid(serial: string, fingerprint: string, now: Date): Promise<Lease | undefined> {
     if (this.watch.isRevoked({ serial })) return undefined;
     const lease = await this.#bySvid.get(`${serial}/${fingerprint}`, async () => {
-      const row = await this.prisma.lease.findFirst({ where: { serial, fingerprint } });
+      const row = await this.#bounded(this.prisma.lease.findFirst({ where: { serial, fingerprint } }));
       return row ? { ...row, kind: row.kind as LeaseKind } : undefined;
     });
     return lease && !lease.revokedAt && lease.expiresAt > now ? lease : undefined;
   }
 
+  /** A liveness read that rejects (callers fail closed) when the database does not answer within the bound. */
+  #bounded<T>(read: Promise<T>): Promise<T> {
+    return this.opts.boundMs === undefined ? read : withDeadline(read, this.opts.boundMs, 'the lease database');
+  }
+
   async get(id: string): Promise<Lease | undefined> {
-    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) return undefined;
+    if (!isUuid(id)) return undefined;
     const row = await this.prisma.lease.findUnique({ where: { id } });
     return row ? { ...row, kind: row.kind as LeaseKind } : undefined;
   }
 }
 
 export { TaskStore, TaskError, type Task } from './tasks';
+export { LeaseRefused, RevocationEpochs, REVOCATION_LOCK, type LeaseBasis, type LeaseRefusal, type MarkerKind, type RevocationEpoch } from './ordering';
 export { Revocations, revocationSelectorSchema, leaseFilter, type RevocationSelector, type BlastRadius } from './revocations';
 export { svidDenylist } from './denylist';
 export { LeaseJanitor } from './janitor';

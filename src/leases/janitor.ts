@@ -33,6 +33,8 @@ export class LeaseJanitor {
       if (deleted < BATCH) break;
     }
     await this.prisma.signalEvent.deleteMany({ where: { receivedAt: { lt: cutoff } } });
+    // A revocation marker only matters to requests that began before it: long gone by the retention.
+    await this.prisma.revocation.deleteMany({ where: { at: { lt: cutoff } } });
     return total;
   }
 }

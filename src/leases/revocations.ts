@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { Clock } from '../core/clock';
 import type { Prisma, PrismaClient } from '../db/generated/client';
 import { neverFresh, ReadCache, type Freshness } from '../db/read-cache';
+import { lockForRevocation, writeMarker, type RevocationEpoch } from './ordering';
 import { announceRevoked } from './watch';
 
 /**
@@ -51,10 +52,16 @@ export interface BlastRadius {
 const MAX_CHAIN = 16;
 const SAMPLE = 50;
 
-/** Revokes leases by selector, chained descendants included, in one transaction. */
 /** Writes an audit event inside a transaction (AuditLog.appendIn). */
-export type AuditIn = (tx: Prisma.TransactionClient, event: { type: string; actor?: string; subject?: string; details?: Record<string, unknown> }) => Promise<unknown>;
+export type AuditIn = (tx: Prisma.TransactionClient, event: AuditEvent) => Promise<unknown>;
+type AuditEvent = { type: string; actor?: string; subject?: string; details?: Record<string, unknown> };
 
+/**
+ * Revocations by selector, chained descendants included, each in one transaction that takes
+ * the revocation lock first, writes its durable marker, revokes, and commits its audit event:
+ * once it is acknowledged, no lease it names is live and none in flight can still commit
+ * (src/leases/ordering.ts).
+ */
 export class Revocations {
   constructor(
     private readonly prisma: PrismaClient,
@@ -62,6 +69,8 @@ export class Revocations {
     /** When given, revocations made for an actor are audited in their own transaction. */
     private readonly audit?: AuditIn,
     private readonly freshness: Freshness = neverFresh,
+    /** This replica's epoch, moved past each revocation it commits. */
+    private readonly epochs?: RevocationEpoch,
   ) {
     this.#markers = new ReadCache(freshness);
   }
@@ -129,15 +138,23 @@ export class Revocations {
   async disableConnector(spiffeId: string, reason: string, actor?: string): Promise<{ entries: number; leases: number }> {
     if (spiffeId.endsWith('/')) throw new Error('the kill switch names one connector, not a prefix');
     const now = this.clock.now();
-    const result = await this.prisma.$transaction(async (tx) => {
+    const { result, seq } = await this.prisma.$transaction(async (tx) => {
+      await lockForRevocation(tx);
       const entries = await tx.registrationEntry.updateMany({ where: { spiffeId }, data: { enabled: false } });
       const ids = await this.liveIds(tx, { connector: spiffeId }, now);
       const result = { entries: entries.count, leases: await revokeIds(tx, ids, reason, now) };
       if (actor !== undefined && this.audit) await this.audit(tx, { type: 'connector.disabled', actor, details: { spiffeId, reason, ...result } });
-      return result;
+      // Last: the announcement of the marker follows those of what it revoked.
+      return { result, seq: await writeMarker(tx, { killSwitch: spiffeId }, reason, now) };
     });
-    this.freshness.touch();
+    this.committed(seq);
     return result;
+  }
+
+  /** After a revocation committed: this replica's caches start a new generation and its requests begin past the marker. */
+  private committed(seq: number | undefined): void {
+    this.freshness.touch();
+    if (seq !== undefined) this.epochs?.observe(seq);
   }
 
   /** Undoes the kill switch: the connector's entries are enabled again. What it held stays revoked; it must attest anew. */
@@ -151,10 +168,28 @@ export class Revocations {
     return result;
   }
 
-  /** Revokes every matching live lease (chained tokens too) durably; returns how many. */
-  async revoke(selector: RevocationSelector, reason: string, tx?: Prisma.TransactionClient, actor?: string): Promise<number> {
+  /**
+   * Revokes every matching live lease (chained tokens too) durably; returns how many. With `tx`,
+   * inside the caller's transaction, which must not have appended to the audit trail before (the
+   * revocation lock comes first); the caller commits, then calls {@link afterCommit}. `event`
+   * replaces the default audit event of an actor's revocation, or (undefined) records none.
+   */
+  async revoke(selector: RevocationSelector, reason: string, tx?: Prisma.TransactionClient, actor?: string, event?: (revoked: number) => AuditEvent | undefined): Promise<number> {
+    const r = await this.revokeIn(selector, reason, tx, actor, event);
+    if (!tx) this.committed(r.seq);
+    return r.revoked;
+  }
+
+  /** What a caller that committed revocations in its own transaction calls afterwards. */
+  afterCommit(seqs: readonly number[]): void {
+    this.committed(seqs.length > 0 ? Math.max(...seqs) : undefined);
+  }
+
+  /** As {@link revoke}, answering the marker's sequence as well (for callers that commit). */
+  async revokeIn(selector: RevocationSelector, reason: string, tx?: Prisma.TransactionClient, actor?: string, event?: (revoked: number) => AuditEvent | undefined): Promise<{ revoked: number; seq: number }> {
     const now = this.clock.now();
     const run = async (t: Prisma.TransactionClient) => {
+      await lockForRevocation(t);
       // A user or a session is revoked from now on, not only the tokens it holds: subject tokens issued
       // before now no longer buy new ones (the exchange checks these markers).
       if ('user' in selector && !('connector' in selector)) {
@@ -167,13 +202,11 @@ export class Revocations {
         await t.subjectRevocation.create({ data: { id: randomUUID(), issuer: selector.email.issuer, email: selector.email.email, notBefore: now, reason } });
       }
       const revoked = await revokeIds(t, await this.liveIds(t, selector, now), reason, now);
-      if (actor !== undefined && this.audit) await this.audit(t, { type: 'revocation', actor, details: { selector, reason, revoked } });
-      return revoked;
+      const audited = event ? event(revoked) : actor !== undefined ? { type: 'revocation', actor, details: { selector, reason, revoked } } : undefined;
+      if (audited && this.audit) await this.audit(t, audited);
+      return { revoked, seq: await writeMarker(t, selector, reason, now) };
     };
-    if (tx) return run(tx); // the caller commits, and touches the cache generation after
-    const revoked = await this.prisma.$transaction(run);
-    this.freshness.touch();
-    return revoked;
+    return tx ? run(tx) : this.prisma.$transaction(run);
   }
 
   /** Whether a subject token issued at `issuedAt` for this user or session was revoked after. */

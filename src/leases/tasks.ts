@@ -3,7 +3,8 @@ import type { Clock } from '../core/clock';
 import type { Random } from '../core/random';
 import type { PrismaClient } from '../db/generated/client';
 import type { Freshness } from '../db/read-cache';
-import { revokeIds } from './revocations';
+import { lockForRevocation } from './ordering';
+import { revokeIds, type AuditIn } from './revocations';
 
 /** A task: one user, one connector, and every token issued for the work. */
 export interface Task {
@@ -35,7 +36,8 @@ const isUuid = (id: string) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}
 export class TaskStore {
   constructor(
     private readonly prisma: PrismaClient,
-    private readonly deps: { clock: Clock; random: Random; freshness?: Freshness },
+    /** `audit`: where task ends are recorded, in the transaction that ends the task. */
+    private readonly deps: { clock: Clock; random: Random; freshness?: Freshness; audit?: AuditIn },
   ) {}
 
   async create(subject: string, subjectIssuer: string, connector: string, user: { id?: string; groups?: readonly string[]; risk?: string } = {}): Promise<Task> {
@@ -50,8 +52,10 @@ export class TaskStore {
   }
 
   /**
-   * Ends a task for the connector that owns it: marks it ended and revokes its leases in
-   * one transaction, so the revocation is durable before anyone is told it happened.
+   * Ends a task for the connector that owns it: under the revocation lock, marks it ended,
+   * revokes its leases and records `task.ended`, in one transaction, so the revocation is
+   * durable before anyone is told it happened, and no lease of the task commits after it
+   * (writ_record_leases refuses leases of an ended task).
    */
   async end(id: string, connector: string, reason = 'task ended'): Promise<{ revoked: number }> {
     const task = await this.get(id);
@@ -59,9 +63,12 @@ export class TaskStore {
     if (task.connector !== connector) throw new TaskError(403, 'task-forbidden', 'only the connector that started a task may end it');
     const now = this.deps.clock.now();
     const result = await this.prisma.$transaction(async (tx) => {
+      await lockForRevocation(tx);
       await tx.task.updateMany({ where: { id, endedAt: null }, data: { endedAt: now, endReason: reason } });
       const ids = (await tx.lease.findMany({ where: { taskId: id, revokedAt: null }, select: { id: true } })).map((l) => l.id);
-      return { revoked: await revokeIds(tx, ids, reason, now) };
+      const revoked = await revokeIds(tx, ids, reason, now);
+      await this.deps.audit?.(tx, { type: 'task.ended', actor: connector, details: { taskId: id, revoked } });
+      return { revoked };
     });
     this.deps.freshness?.touch(); // cached leases of this replica are dropped now, not when the announcement comes back
     return result;

@@ -36,8 +36,17 @@ export async function announceRevoked(tx: Prisma.TransactionClient, revoked: Rev
 export interface RevocationWatch extends Freshness {
   /** Whether the token (jti) or SVID (serial) is known to be revoked. A fast "no"; the database stays authoritative. */
   isRevoked(id: { jti?: string; serial?: string }): boolean;
-  /** False while the view may miss revocations (listener lost, reload pending). */
+  /**
+   * True only while the view is complete and was heard from within the revocation bound
+   * (WRIT_REVOCATION_BOUND_MS): past it, callers read the database instead of their caches.
+   */
   readonly current: boolean;
+  /** The listener is connected and has reloaded (readiness); it may still be quiet for a moment. */
+  readonly connected: boolean;
+  /** The latest revocation marker (its sequence) this replica has heard of. */
+  readonly epoch: number;
+  /** A revocation this replica committed itself: its epoch moves past it now. */
+  observe(seq: number): void;
   /** Forgets revocations of leases that have expired anyway. */
   prune(): void;
   /**
@@ -52,6 +61,9 @@ export interface RevocationWatch extends Freshness {
 export const noRevocationWatch: RevocationWatch = {
   isRevoked: () => false,
   current: false,
+  connected: false,
+  epoch: 0,
+  observe: () => undefined,
   generation: 0,
   touch: () => undefined,
   prune: () => undefined,
@@ -64,8 +76,14 @@ export interface WatchOptions {
   readonly logger: Logger;
   /** Delay between reconnection attempts (default 1 s). */
   readonly retryMs?: number;
-  /** Heartbeat period (default 2 s); no answer for three periods means the connection is gone. */
-  readonly heartbeatMs?: number;
+  /**
+   * The revocation bound (default 1 s): the view is trusted only while it heard from PostgreSQL
+   * within it. The listener asks a heartbeat four times per bound; no answer within two bounds
+   * means the connection is gone (a silent partition), and it reconnects.
+   */
+  readonly boundMs?: number;
+  /** A monotonic clock in ms (default performance.now): the bound is measured on it, never on wall time. */
+  readonly monotonic?: () => number;
 }
 
 /**
@@ -79,7 +97,9 @@ export class PgRevocationWatch implements RevocationWatch {
   #serials = new Map<string, number>();
   /** Announcements heard while a reload runs: merged after it, so none is lost. */
   #pending: Revoked[] | undefined;
-  #current = false;
+  #connected = false;
+  #heardAt = -Infinity;
+  #epoch = 0;
   #generation = 0;
   #closed = false;
   #client: Client | undefined;
@@ -100,7 +120,27 @@ export class PgRevocationWatch implements RevocationWatch {
   }
 
   get current(): boolean {
-    return this.#current;
+    return this.#connected && this.#now() - this.#heardAt < this.#bound;
+  }
+
+  get connected(): boolean {
+    return this.#connected;
+  }
+
+  get epoch(): number {
+    return this.#epoch;
+  }
+
+  observe(seq: number): void {
+    if (seq > this.#epoch) this.#epoch = seq;
+  }
+
+  get #bound(): number {
+    return this.opts.boundMs ?? 1000;
+  }
+
+  #now(): number {
+    return (this.opts.monotonic ?? performance.now.bind(performance))();
   }
 
   get generation(): number {
@@ -141,52 +181,61 @@ export class PgRevocationWatch implements RevocationWatch {
     // TCP keep-alive and a heartbeat: a listening connection only receives, so one dropped
     // silently (a NAT or firewall idle timeout) would otherwise look alive forever.
     const client = new Client({ connectionString: this.url, application_name: 'writ-revocation-watch', keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
-    client.on('notification', (msg) => (msg.channel === CHANGE_CHANNEL ? this.#changed(msg.payload) : this.#apply(msg.payload)));
+    client.on('notification', (msg) => {
+      if (this.#client === client) this.#heardAt = this.#now();
+      if (msg.channel === CHANGE_CHANNEL) this.#changed(msg.payload);
+      else this.#apply(msg.payload);
+    });
     client.on('error', () => this.#lost(client));
     client.on('end', () => this.#lost(client));
     await client.connect();
     await client.query(`LISTEN ${REVOCATION_CHANNEL}; LISTEN ${CHANGE_CHANNEL}`);
     this.#client = client;
     await this.#reload(); // listening first, then reading: nothing committed in between is missed
-    this.#current = true;
+    this.#connected = true;
+    this.#heardAt = this.#now();
     this.#changed(undefined); // whatever was cached before the connection was lost is dropped
     this.#beat(client);
   }
 
   /**
-   * Asks the listening connection itself a trivial question every `heartbeatMs`. No answer for
-   * three periods means the connection is gone: not current (caches unused) until a new
-   * connection has reloaded. An answer already received is processed before judging, so a
-   * busy event loop is not taken for a dead connection.
+   * Asks the listening connection itself a trivial question four times per bound; each answer
+   * (like each notification) renews the view's trust for one bound. No answer within two bounds
+   * means the connection is gone, silently or not: it is dropped and a new one reloads. An answer
+   * already received is processed before judging, so a busy event loop is not taken for a dead
+   * connection.
    */
   #beat(client: Client): void {
-    const every = this.opts.heartbeatMs ?? 2000;
+    const bound = this.#bound;
     clearInterval(this.#heartbeat);
     let askedAt: number | undefined;
     this.#heartbeat = setInterval(() => {
       if (this.#client !== client) return;
       if (askedAt === undefined) {
-        askedAt = Date.now();
+        askedAt = this.#now();
         client.query('SELECT 1').then(
-          () => (askedAt = undefined),
+          () => {
+            askedAt = undefined;
+            if (this.#client === client) this.#heardAt = this.#now();
+          },
           () => undefined, // an error also ends the client: 'error'/'end' call #lost
         );
         return;
       }
       setImmediate(() => {
-        if (this.#client !== client || askedAt === undefined || Date.now() - askedAt < 3 * every) return;
+        if (this.#client !== client || askedAt === undefined || this.#now() - askedAt < 2 * bound) return;
         this.opts.logger.warn('revocation listener did not answer its heartbeat');
         this.#lost(client);
         void client.end().catch(() => undefined);
       });
-    }, every);
+    }, Math.max(10, Math.floor(bound / 4)));
     this.#heartbeat.unref();
   }
 
   #lost(client: Client): void {
     if (this.#closed || this.#client !== client) return;
     clearInterval(this.#heartbeat);
-    this.#current = false;
+    this.#connected = false;
     this.#client = undefined;
     this.opts.logger.warn('revocation listener lost; reconnecting');
     const retry = () => {
@@ -205,6 +254,8 @@ export class PgRevocationWatch implements RevocationWatch {
         where: { revokedAt: { not: null }, expiresAt: { gt: this.opts.clock.now() } },
         select: { id: true, serial: true, expiresAt: true },
       });
+      const latest = await this.prisma.revocation.findFirst({ orderBy: { seq: 'desc' }, select: { seq: true } });
+      this.observe(Number(latest?.seq ?? 0)); // read after LISTEN: later markers are announced
       this.#jtis = new Map(rows.map((r) => [r.id, r.expiresAt.getTime()]));
       this.#serials = new Map(rows.flatMap((r) => (r.serial ? [[r.serial, r.expiresAt.getTime()] as const] : [])));
       for (const revoked of this.#pending) this.#add(revoked);
@@ -216,9 +267,9 @@ export class PgRevocationWatch implements RevocationWatch {
 
   /** Reloads, retrying until it succeeds; not current meanwhile. */
   #reloadUntilDone(): void {
-    this.#current = false;
+    this.#connected = false;
     this.#reload().then(
-      () => (this.#current = true),
+      () => (this.#connected = this.#client !== undefined),
       () => {
         if (this.#closed) return;
         this.#retry = setTimeout(() => this.#reloadUntilDone(), this.opts.retryMs ?? 1000);
@@ -234,14 +285,16 @@ export class PgRevocationWatch implements RevocationWatch {
   }
 
   #apply(payload: string | undefined): void {
-    let revoked: Partial<Revoked> & { reload?: boolean };
+    let revoked: Partial<Revoked> & { reload?: boolean; seq?: number };
     try {
-      revoked = JSON.parse(payload ?? '{}') as Partial<Revoked> & { reload?: boolean };
+      revoked = JSON.parse(payload ?? '{}') as Partial<Revoked> & { reload?: boolean; seq?: number };
     } catch {
       revoked = { reload: true }; // a payload we cannot read: reload rather than guess
     }
-    if (revoked.reload) return this.#reloadUntilDone();
+    if (revoked.reload) return this.#reloadUntilDone(); // the reload reads the latest marker too
     this.#pending?.push(revoked as Revoked);
     this.#add(revoked);
+    // A marker's announcement comes last in its transaction: what it revoked is applied first.
+    if (typeof revoked.seq === 'number') this.observe(revoked.seq);
   }
 }

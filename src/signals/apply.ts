@@ -3,7 +3,7 @@ import type { Clock } from '../core/clock';
 import type { Prisma, PrismaClient } from '../db/generated/client';
 import type { Freshness } from '../db/read-cache';
 import { SetError } from './errors';
-import type { Revocations, RevocationSelector } from '../leases';
+import { REVOCATION_LOCK, type Revocations, type RevocationSelector } from '../leases';
 import { intentsOf, type Intent } from './events';
 import type { VerifiedSet } from './set';
 
@@ -40,29 +40,37 @@ export class SignalApplier {
       throw new SetError('invalid_request', `the SET was issued more than ${this.opts.maxAgeSeconds} s ago`);
     }
     const intents = intentsOf(set);
-    // The replay mark and every effect commit together: a SET that failed halfway is applied in full when retried.
+    // The replay mark, every effect and the audit event commit together: a SET that failed halfway is applied in full when retried.
+    const seqs: number[] = [];
     const outcome = await this.prisma.$transaction(async (tx) => {
+      // The revocation lock first, before the audit chain's: lease commits in flight finish before, or are checked after.
+      await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${REVOCATION_LOCK})`);
       const { count } = await tx.signalEvent.createMany({ data: [{ issuer: set.iss, jti: set.jti }], skipDuplicates: true });
       if (count === 0) {
         await this.audit.appendIn(tx, { type: 'signal.replayed', actor: set.iss, details: { jti: set.jti } });
         return { replayed: true, applied: [] as AppliedIntent[] };
       }
       const applied: AppliedIntent[] = [];
-      for (const intent of intents) applied.push(await this.applyOne(intent, set, tx));
+      for (const intent of intents) applied.push(await this.applyOne(intent, set, tx, seqs));
       // The effects and their audit row commit together.
       await this.audit.appendIn(tx, { type: 'signal.received', actor: set.iss, subject: subjectOf(intents), details: { jti: set.jti, events: applied.map((a) => ({ ...a })) } });
       return { replayed: false, applied };
     });
     // Risk levels and revocation markers are cached for the exchange: this replica drops its copies now, the others when they hear of it.
     this.opts.freshness?.touch();
+    this.revocations.afterCommit(seqs);
     return outcome;
   }
 
-  private async applyOne(intent: Intent, set: VerifiedSet, tx: Prisma.TransactionClient): Promise<AppliedIntent> {
+  private async applyOne(intent: Intent, set: VerifiedSet, tx: Prisma.TransactionClient, seqs: number[]): Promise<AppliedIntent> {
     const base = { kind: intent.kind, eventType: intent.eventType };
     const revoke = async (selectors: RevocationSelector[], reason: string) => {
       let revoked = 0;
-      for (const selector of selectors) revoked += await this.revocations.revoke(selector, reason, tx);
+      for (const selector of selectors) {
+        const r = await this.revocations.revokeIn(selector, reason, tx);
+        revoked += r.revoked;
+        seqs.push(r.seq);
+      }
       return { ...base, revoked };
     };
     // A session id may be the identity provider's even when the transmitter is another issuer: try each it speaks for.

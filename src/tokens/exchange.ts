@@ -4,8 +4,7 @@ import type { EntryStore } from '../attestation/entries';
 import type { SigningAuthorities } from '../ca/rotator';
 import type { Clock } from '../core/clock';
 import type { Random } from '../core/random';
-import { TaskError, type LeaseStore, type TaskStore } from '../leases';
-import { problemType } from '../core/errors';
+import { LeaseRefused, type LeaseRefusal, type LeaseStore, type RevocationEpoch, type TaskStore } from '../leases';
 import type { PolicyEngine, PolicyStore, PolicyUser } from '../policy';
 import type { Resource, ResourceStore, Tool } from '../resources';
 import type { TrustBundle } from '../spiffe/bundle';
@@ -62,6 +61,8 @@ export interface TokenExchangeDeps {
   resources: ResourceStore;
   tasks: TaskStore;
   leases: LeaseStore;
+  /** The latest revocation this replica has heard of, read as each request begins (src/leases/ordering.ts). */
+  epochs: RevocationEpoch;
   policies: PolicyStore;
   identityProviders: IdentityProviders;
   /** Whether the user or session was revoked after this subject token was issued (admin or signal revocations). */
@@ -96,6 +97,29 @@ interface Subject {
 
 const SINGLE = ['grant_type', 'subject_token', 'subject_token_type', 'authorization_details', 'task_id', 'requested_token_type', 'scope', 'audience', 'actor_token', 'actor_token_type'];
 
+const NOT_A_CLIENT = 'the client certificate is not a current X.509-SVID of an enabled registration entry';
+const PARENT_REVOKED = 'subject_token: the access token, or one it was exchanged from, was revoked or has expired';
+const USER_REVOKED = 'subject_token: the user or session was revoked after this token was issued; sign in again';
+
+/** The error a lease refused at commit answers: the one a request made after the revocation gets. */
+function lostRace(refusal: LeaseRefusal, clientLease: string) {
+  if (refusal.reason === 'task-ended') return new InvalidGrant('the task has ended');
+  if (refusal.reason === 'requires') return refusal.lease === clientLease ? new InvalidClient(NOT_A_CLIENT) : new InvalidGrant(PARENT_REVOKED);
+  switch (refusal.kind) {
+    case 'kill-switch':
+    case 'connector':
+      return new InvalidClient(NOT_A_CLIENT); // RFC 8705 §2: the client's SVID is revoked
+    case 'user':
+    case 'session':
+    case 'email':
+      return new InvalidGrant(USER_REVOKED);
+    case 'jti':
+      return new InvalidGrant(PARENT_REVOKED);
+    default:
+      return new InvalidGrant('a revocation naming this token arrived while it was being issued; none was issued');
+  }
+}
+
 const sha256hex = (der: Uint8Array) => createHash('sha256').update(der).digest('hex');
 
 /**
@@ -110,6 +134,8 @@ export class TokenExchange {
   async exchange(client: ExchangeClient | undefined, form: Record<string, unknown>): Promise<TokenExchangeResponse> {
     let audit: Record<string, unknown> = { client: client?.spiffeId };
     try {
+      // Before any check: a revocation committed after this point refuses the lease at commit.
+      const epoch = await this.deps.epochs.begin();
       const connector = await this.authenticate(client);
       const request = this.parse(form);
       audit = { ...audit, resource: request.resource };
@@ -124,7 +150,7 @@ export class TokenExchange {
       const { granted, decisions } = this.decide(engine, { resource, wanted, subject, connector, depth: chain.depth, taskId: task.id });
       audit = { ...audit, taskId: task.id, policyVersion: engine.version, decisions, ...(chain.dropped.length > 0 && { attenuated: chain.dropped }) };
       if (granted.length === 0) throw new AccessDenied('policy allows none of the requested tools and actions now');
-      return await this.issue({ client: client!, connector: connector.spiffeId, subject, resource, granted, task, audit });
+      return await this.issue({ client: client!, connector, subject, resource, granted, task, audit, epoch });
     } catch (err) {
       const code = (err as { type?: string }).type ?? 'server_error';
       await this.deps.audit
@@ -136,14 +162,14 @@ export class TokenExchange {
   }
 
   /** RFC 8705 §2: the client is the SVID's SPIFFE ID; the SVID must be live and its entry enabled. */
-  private async authenticate(client: ExchangeClient | undefined): Promise<{ spiffeId: string; owner: string; trustDomain: string }> {
+  private async authenticate(client: ExchangeClient | undefined): Promise<{ spiffeId: string; owner: string; trustDomain: string; leaseId: string }> {
     if (!client) throw new InvalidClient('authenticate with the connector\'s X.509-SVID as the TLS client certificate (RFC 8705 §2)');
     const lease = await this.deps.leases.activeSvid(client.serial, client.fingerprint, this.deps.clock.now());
     const entry = lease?.entryId ? await this.deps.entries.get(lease.entryId) : undefined;
     if (!lease || !entry || !entry.enabled || lease.spiffeId !== client.spiffeId) {
-      throw new InvalidClient('the client certificate is not a current X.509-SVID of an enabled registration entry');
+      throw new InvalidClient(NOT_A_CLIENT);
     }
-    return { spiffeId: client.spiffeId, owner: entry.metadata.owner ?? '', trustDomain: new URL(client.spiffeId).hostname };
+    return { spiffeId: client.spiffeId, owner: entry.metadata.owner ?? '', trustDomain: new URL(client.spiffeId).hostname, leaseId: lease.id };
   }
 
   /** RFC 8693 §2.1, RFC 8707 §2, RFC 9396 §2. */
@@ -176,15 +202,13 @@ export class TokenExchange {
       const id = await this.deps.identityProviders.verify(request.subjectToken);
       const issuedAt = typeof id.claims.iat === 'number' ? new Date(id.claims.iat * 1000) : new Date(0);
       const email = typeof id.claims.email === 'string' ? id.claims.email : undefined;
-      if (await this.deps.subjectRevoked?.(id.iss, id.sub, id.sid, issuedAt, email)) {
-        throw new InvalidGrant('subject_token: the user or session was revoked after this token was issued; sign in again');
-      }
+      if (await this.deps.subjectRevoked?.(id.iss, id.sub, id.sid, issuedAt, email)) throw new InvalidGrant(USER_REVOKED);
       const risk = (await this.deps.userRisk?.(id.iss, id.sub)) ?? id.risk?.toLowerCase() ?? 'unknown';
       return { user: { sub: id.sub, iss: id.iss, groups: id.groups, risk }, ...(id.sid !== undefined && { sid: id.sid }), ...(email !== undefined && { email }), expiresAt: id.exp };
     }
     const bundle = await this.deps.bundle.current();
     const claims = await verifyAccessToken(request.subjectToken, bundle.jwtAuthorities, { issuer: this.deps.issuer, clock: this.deps.clock });
-    if (!(await this.deps.leases.tokenAlive(claims.jti, this.deps.clock.now()))) throw new InvalidGrant('subject_token: the access token, or one it was exchanged from, was revoked or has expired');
+    if (!(await this.deps.leases.tokenAlive(claims.jti, this.deps.clock.now()))) throw new InvalidGrant(PARENT_REVOKED);
     // Only the resource the token was issued for may present it: a token that leaked elsewhere cannot be exchanged.
     const audience = await this.deps.resources.get(claims.aud);
     if (!audience || audience.spiffeId !== connector.spiffeId) throw new InvalidGrant('subject_token: only the resource the token was issued for may exchange it');
@@ -286,13 +310,23 @@ export class TokenExchange {
   }
 
   /** Mints the token, then commits its lease, its task when new, and the audit event together (group commit) before returning it. */
-  private async issue(ctx: { client: ExchangeClient; connector: string; subject: Subject; resource: Resource; granted: McpToolDetail[]; task: { id: string; pending: boolean }; audit: Record<string, unknown> }): Promise<TokenExchangeResponse> {
+  private async issue(ctx: {
+    client: ExchangeClient;
+    connector: { spiffeId: string; leaseId: string };
+    subject: Subject;
+    resource: Resource;
+    granted: McpToolDetail[];
+    task: { id: string; pending: boolean };
+    audit: Record<string, unknown>;
+    epoch: number;
+  }): Promise<TokenExchangeResponse> {
+    const connector = ctx.connector.spiffeId;
     const minted = await mintAccessToken(
       {
         issuer: this.deps.issuer,
         subject: ctx.subject.user.sub,
         audience: ctx.resource.uri,
-        clientId: ctx.connector,
+        clientId: connector,
         clientCertificate: ctx.client.certificateDer,
         ...(ctx.subject.parent && { parentAct: ctx.subject.parent.act }),
         authorizationDetails: ctx.granted,
@@ -316,7 +350,7 @@ export class TokenExchange {
         {
           id: minted.jti,
           kind: 'access-token',
-          spiffeId: ctx.connector,
+          spiffeId: connector,
           subject: user.sub,
           subjectIssuer: user.iss,
           subjectEmail: ctx.subject.email ?? null,
@@ -331,13 +365,15 @@ export class TokenExchange {
         },
         {
           // A new task is only written once something is granted: refusals leave no task behind.
-          ...(ctx.task.pending && { task: { id: ctx.task.id, subject: user.sub, subjectIssuer: user.iss, connector: ctx.connector, subjectGroups: user.groups, subjectRisk: user.risk !== 'unknown' ? user.risk : null } }),
-          audit: { type: 'token.issued', subject: user.sub, actor: ctx.connector, details: { ...ctx.audit, jti: minted.jti, granted: ctx.granted, expiresAt: minted.expiresAt.toISOString() } },
+          ...(ctx.task.pending && { task: { id: ctx.task.id, subject: user.sub, subjectIssuer: user.iss, connector, subjectGroups: user.groups, subjectRisk: user.risk !== 'unknown' ? user.risk : null } }),
+          audit: { type: 'token.issued', subject: user.sub, actor: connector, details: { ...ctx.audit, jti: minted.jti, granted: ctx.granted, expiresAt: minted.expiresAt.toISOString() } },
+          // Checked again at commit: the client's SVID and the parent token must still be live, and no revocation since `epoch` may name the token.
+          basis: { epoch: ctx.epoch, requires: [ctx.connector.leaseId, ...(ctx.subject.parent ? [ctx.subject.parent.jti] : [])] },
         },
       );
     } catch (err) {
-      // The task ended between its check and the commit: the lease was refused, not lost.
-      if (err instanceof TaskError && err.type === problemType('task-ended')) throw new InvalidGrant('the task has ended');
+      // A revocation won the race: refused as a request made after it would be, and nothing was issued.
+      if (err instanceof LeaseRefused) throw lostRace(err.refusal, ctx.connector.leaseId);
       throw new TemporarilyUnavailable('the token could not be recorded; none was issued', { cause: err });
     }
     return {

@@ -287,6 +287,23 @@ describe('RFC 8693 token exchange with request-time Cedar policy', () => {
     expect((await form('/oauth2/revoke', { token: 'not-a-token' }, agent)).status).toBe(200);
   });
 
+  it('refuses a complete exchange sent as JSON (RFC 6749 §3.2, RFC 8693 §2.1: form encoding only), naming the content type, and issues nothing', async () => {
+    const params = {
+      grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+      subject_token: await idToken(),
+      subject_token_type: 'urn:ietf:params:oauth:token-type:id_token',
+      resource: GITHUB,
+      authorization_details: details(['search', 'read']),
+    };
+    const before = await broker.db.prisma.lease.count({ where: { kind: 'access-token' } });
+    for (const contentType of ['application/json', 'text/plain', 'application/x-www-form-urlencoded-but-not']) {
+      const res = await httpsRequest(`${broker.apiUrl}/oauth2/token`, { ca: caPem, method: 'POST', headers: { 'content-type': contentType }, body: JSON.stringify(params), cert: agent.cert, key: agent.key });
+      expect(res.status).toBe(400);
+      expect(JSON.parse(res.body)).toMatchObject({ error: 'invalid_request', error_description: expect.stringContaining(contentType) });
+    }
+    expect(await broker.db.prisma.lease.count({ where: { kind: 'access-token' } })).toBe(before);
+  });
+
   it('RFC 7009 revocation and task end make tokens inactive at once', async () => {
     expect((await form('/oauth2/revoke', { token }, stranger)).status).toBe(200); // not its token: nothing happens
     expect((await form('/oauth2/introspect', { token }, github)).json.active).toBe(true);

@@ -86,12 +86,15 @@ describePg('revocations reach every replica at once (PostgreSQL LISTEN/NOTIFY)',
     await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
     const via = new URL(store.databaseUrl!);
     via.host = `127.0.0.1:${(relay.address() as AddressInfo).port}`;
-    const silent = await PgRevocationWatch.start(via.toString(), broker.db.prisma, { clock: systemClock, logger, retryMs: 50, heartbeatMs: 100 });
+    const silent = await PgRevocationWatch.start(via.toString(), broker.db.prisma, { clock: systemClock, logger, retryMs: 50, boundMs: 300 });
     try {
       expect(silent.current).toBe(true);
       const before = silent.generation;
       frozen = true;
+      // Trusted for at most the bound after it last heard from PostgreSQL (polled in 20 ms steps).
+      const frozenAt = Date.now();
       expect(await within(2000, () => !silent.current)).toBe(true);
+      expect(Date.now() - frozenAt).toBeLessThan(300 + 100);
       frozen = false;
       expect(await within(3000, () => silent.current)).toBe(true);
       expect(silent.generation).toBeGreaterThan(before); // caches from before the silence are dropped
