@@ -53,6 +53,15 @@ let csrKey: string;
 type Svid = { cert: string; key: string };
 let server: Svid;
 const pools = new Map<string, Pool>();
+/** Per kind: rounds run, credentials issued and verified dead or asked for after, requests refused while the revocation ran. */
+const tally = new Map<string, { rounds: number; issued: number; lostRace: number }>();
+function count(kind: string, outcomes: Outcome[], timing: Timing): void {
+  const t = tally.get(kind) ?? { rounds: 0, issued: 0, lostRace: 0 };
+  t.rounds++;
+  t.issued += outcomes.filter((o) => o.credential).length;
+  t.lostRace += outcomes.filter((o) => !o.credential && o.sentAt < timing.ackAt && o.answeredAt > timing.sentAt).length;
+  tally.set(kind, t);
+}
 
 interface Answer {
   status: number;
@@ -233,6 +242,8 @@ beforeAll(async () => {
   server = { cert: (await attest(replicas[0]!, entry.json.id)).json.svid, key: csrKey };
 });
 afterAll(async () => {
+  const rows = [...tally].map(([kind, t]) => `  ${kind}: ${t.rounds} rounds, ${t.issued} credentials issued, ${t.lostRace} requests in flight refused, 0 survivors`);
+  if (rows.length > 0) process.stdout.write(`races (${replicas.length} replica${replicas.length > 1 ? 's' : ''}):\n${rows.join('\n')}\n`);
   await Promise.all([...pools.values()].map((p) => p.close()));
   for (const r of replicas ?? []) await r.shutdown();
   await store?.drop();
@@ -300,18 +311,21 @@ describe('an acknowledged revocation leaves nothing alive, whatever was in fligh
       const { outcomes, ...timing } = await race(kind.load(ctx), kind.revoke(ctx, replicas[r % replicas.length]!), pick());
       await expectNoSurvivors(outcomes, timing, kind.final);
       if (kind.final) expectRefusedAfter(outcomes, timing);
+      count(kind.name, outcomes, timing);
     }
   });
 
-  it('the kill switch: exchanges, renewals, attestations and JWT-SVIDs in flight leave nothing, and enable revives none of it', async () => {
+  it('the kill switch: exchanges, chained exchanges, renewals, attestations and JWT-SVIDs in flight leave nothing, and enable revives none of it', async () => {
     for (let r = 0; r < ROUNDS; r++) {
       const ctx = await round(r, 'kill switch');
       // Join tokens for the attestations in flight are made beforehand.
       const joinTokens = await Promise.all(Array.from({ length: CLIENTS * PER_CLIENT }, async () => (await admin('/v1/admin/join-tokens', { entry_id: ctx.agent.entryId })).json.token as string));
       const mixed: Request = async (replica, i) => {
-        switch (i % 4) {
+        switch (i % 5) {
           case 0:
             return exchangeWith(ctx.agent.svid, ctx.subjectToken)(replica, i);
+          case 4:
+            return chained(ctx)(replica, i); // by the MCP server, from a token the connector holds
           case 1: {
             const answer = await post(replica, '/v1/svid/renew', JSON.stringify({ csr }), 'application/json', { as: ctx.agent.svid });
             return { kind: 'x509-svid', answer, credential: answer.json?.svid };
@@ -333,6 +347,7 @@ describe('an acknowledged revocation leaves nothing alive, whatever was in fligh
       const live = await replicas[0]!.db.prisma.lease.findMany({ where: { spiffeId: ctx.agent.spiffeId, revokedAt: null, expiresAt: { gt: new Date() } }, select: { id: true, kind: true } });
       expect(live).toEqual([]);
       await expectNoSurvivors(outcomes.filter((o) => o.kind === 'access-token'), timing, true);
+      count('kill switch', outcomes, timing);
 
       // Enabled again, the connector must attest anew: no SVID it got in the race authenticates anything.
       expect((await admin(`/v1/admin/connectors/${encodeURIComponent(ctx.agent.spiffeId)}/enable`, { reason: 'race over' })).status).toBe(200);
