@@ -4,8 +4,12 @@ import type { Random } from '../core/random';
 import { requestLogger } from './logging';
 import type { HttpMetrics } from './metrics';
 import { errorHandler, notFound } from './problem';
+import { refuseControlCharacters } from './validate';
 
-/** Request bodies larger than this are refused with 413 before they are parsed. */
+/**
+ * Request bodies larger than this are refused with 413 (RFC 9110 §15.5.14) on every route,
+ * whatever their media type and framing (Content-Length or chunked), before a route sees them.
+ */
 export const BODY_LIMIT = '64kb';
 
 export interface ApiDeps {
@@ -27,6 +31,9 @@ export function createApiApp(deps: ApiDeps): Express {
   app.use(requestLogger(deps.logger, deps.random));
   app.use(express.json({ limit: BODY_LIMIT, type: ['application/json', 'application/*+json'] }));
   app.use(express.urlencoded({ limit: BODY_LIMIT, extended: false }));
+  // Any other media type (text/plain, application/octet-stream, none, a SET) is read as text under the same cap.
+  app.use(express.text({ limit: BODY_LIMIT, type: () => true }));
+  app.use(refuseControlCharacters);
   for (const router of deps.routers) app.use(router);
   app.use(notFound);
   for (const handler of deps.errorHandlers ?? []) app.use(handler);

@@ -2,6 +2,7 @@ import type { RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import type { Random } from '../core/random';
 import { routeLabel } from './metrics';
+import { peerLeaf } from './peer';
 
 /**
  * One JSON log line per request. Logs the path without its query string and no
@@ -15,7 +16,7 @@ export function requestLogger(logger: Logger, random: Random): RequestHandler {
     res.on('finish', () => {
       logger.info(
         {
-          req: { id, method: req.method, path: req.path, route: routeLabel(req), mtls: Boolean((req.socket as { authorized?: boolean }).authorized) },
+          req: { id, method: req.method, path: req.path, route: routeLabel(req), mtls: peerLeaf(req) !== undefined },
           res: { status: res.statusCode },
           ms: Number(process.hrtime.bigint() - start) / 1e6,
         },

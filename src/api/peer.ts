@@ -29,6 +29,8 @@ export function peerLeaf(req: Request): PeerLeaf | undefined {
   let leaf = leaves.get(socket);
   if (!leaf) {
     const cert = socket.getPeerCertificate();
+    // RFC 8446 §2.2: a resumed session presents no certificate; when its first handshake had none either, Node still reports it authorized.
+    if (!cert?.raw || typeof cert.serialNumber !== 'string' || typeof cert.fingerprint256 !== 'string') return undefined;
     leaf = {
       uris: (cert.subjectaltname ?? '')
         .split(', ')

@@ -38,10 +38,17 @@ export const notFound: RequestHandler = (req, res) => {
 /** body-parser's error types, as problems a caller can act on. */
 const BODY_ERRORS: Record<string, [number, string, string]> = {
   'entity.too.large': [413, 'body-too-large', 'request body is too large'],
+  'parameters.too.many': [413, 'body-too-large', 'request body has too many parameters'],
   'entity.parse.failed': [400, 'malformed-body', 'request body is not valid JSON'],
   'encoding.unsupported': [415, 'unsupported-encoding', 'request body encoding is not supported'],
   'charset.unsupported': [415, 'unsupported-charset', 'request body charset is not supported'],
   'request.aborted': [400, 'request-aborted', 'request was aborted'],
+};
+
+/** A client error (RFC 9110 §15.5) as body-parser (http-errors, `expose`) or Express's router (a param that is not percent-encoded UTF-8) raise them. */
+const isClientError = (err: unknown): err is { status: number } => {
+  const e = err as { status?: unknown; expose?: unknown } | undefined;
+  return typeof e?.status === 'number' && e.status >= 400 && e.status < 500 && (e.expose === true || err instanceof URIError);
 };
 
 /**
@@ -58,6 +65,8 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     }
     const bodyError = typeof err?.type === 'string' ? BODY_ERRORS[err.type] : undefined;
     if (bodyError) return sendProblem(res, bodyError[0], problemType(bodyError[1]), bodyError[2]);
+    // Another client error Express or a parser raised (http-errors, `expose` for 4xx): the request's fault, never a 500.
+    if (isClientError(err)) return sendProblem(res, err.status, problemType('invalid-request'), 'the request is malformed');
     logger.error({ err: { name: err?.name, message: err?.message, stack: err?.stack }, path: req.path }, 'unhandled error');
     return sendProblem(res, 500, problemType('internal'), 'internal error');
   };

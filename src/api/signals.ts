@@ -1,5 +1,6 @@
 import express, { Router, type ErrorRequestHandler } from 'express';
 import type { AuditLog } from '../audit';
+import { DomainError } from '../core/errors';
 import type { SetReceiver, SignalApplier } from '../signals';
 import { isSetError } from '../signals';
 
@@ -30,11 +31,14 @@ export function signalsErrorHandler(audit: AuditLog): ErrorRequestHandler {
       await audit.append({ type: 'signal.refused', details: { err: err.err, description: err.description } }).catch(() => undefined);
       return res.status(400).json(err.toJSON());
     }
-    // A body some other parser refused (a JSON content type, too large): not a SET.
+    // A body some other parser or check refused (a JSON content type, a control character, too large): not a SET.
     if (typeof err?.type === 'string' && typeof err?.status === 'number' && err.status < 500) {
-      const body = { err: 'invalid_request', description: 'the body must be a SET, sent as application/secevent+jwt' };
+      const tooLarge = err.type === 'entity.too.large';
+      const description = tooLarge ? 'the SET is too large' : err instanceof DomainError ? err.message : 'the body must be a SET, sent as application/secevent+jwt';
+      const body = { err: 'invalid_request', description };
       await audit.append({ type: 'signal.refused', details: body }).catch(() => undefined);
-      return res.status(400).json(body);
+      // RFC 8935 §2.4 answers a refused SET with 400; a body over the cap is refused before it is read as one (RFC 9110 §15.5.14).
+      return res.status(tooLarge ? 413 : 400).json(body);
     }
     return next(err);
   };

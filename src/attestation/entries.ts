@@ -3,7 +3,7 @@ import { DomainError, problemType } from '../core/errors';
 import { isDnsName } from '../core/dns';
 import type { Prisma, PrismaClient } from '../db/generated/client';
 import { neverFresh, ReadCache, type Freshness } from '../db/read-cache';
-import { parseSpiffeId } from '../spiffe/id';
+import { BROKER_PATH, isBrokerPath, parseSpiffeId } from '../spiffe/id';
 import { selectorProblem } from './selectors';
 
 /** What an MCP connector's entry says about it, for people and for policy. */
@@ -65,6 +65,7 @@ export function entrySchema(limits: EntryLimits) {
       const id = parseSpiffeId(v);
       if (id.trustDomain !== limits.trustDomain) ctx.addIssue({ code: 'custom', message: `SPIFFE ID must be in trust domain "${limits.trustDomain}"` });
       else if (id.path === '') ctx.addIssue({ code: 'custom', message: 'SPIFFE ID of a workload needs a path' });
+      else if (isBrokerPath(id.path)) ctx.addIssue({ code: 'custom', message: `SPIFFE IDs under ${BROKER_PATH} are reserved for the broker's own identity` });
     } catch (err) {
       ctx.addIssue({ code: 'custom', message: (err as Error).message });
     }

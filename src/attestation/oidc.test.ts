@@ -300,6 +300,16 @@ describe('OIDC attestor (RFC 7519 §4.1 registered claims)', () => {
     expect((await refusal(make().attest({ token }, context))).message).toMatch(/no "sub" claim/);
   });
 
+  it('refuses a control character in sub or in a configured claim\'s value, naming the claim (a selector no entry can hold)', async () => {
+    const a = make({ claims: ['repository', 'groups'] });
+    const sub = await sign({ key: es256, sub: 'system:serviceaccount:prod:a\u0000' });
+    expect((await refusal(a.attest({ token: sub }, context))).message).toBe('the token\'s "sub" claim contains a control character');
+    const claim = await sign({ key: es256, claims: { groups: ['ops', 'dev\n'] } });
+    expect((await refusal(a.attest({ token: claim }, context))).message).toBe('the token\'s "groups" claim contains a control character');
+    // A claim that is not configured makes no selector and is not looked at.
+    expect((await a.attest({ token: await sign({ key: es256, claims: { other: 'x\u0000' } }) }, context)).selectors).toHaveLength(2);
+  });
+
   it('§4.1.1 refuses an issuer that is not configured, naming it bounded and escaped', async () => {
     const token = await sign({ key: es256, iss: 'https://evil.example/' });
     expect((await refusal(make().attest({ token }, context))).message).toBe('the token\'s issuer "https://evil.example/" is not configured');

@@ -17,6 +17,7 @@
 import { decodeJwt, decodeProtectedHeader, errors, jwtVerify, type JWTPayload, type JWTVerifyOptions } from 'jose';
 import { z } from 'zod';
 import type { Clock } from '../core/clock';
+import { textProblem } from '../core/text';
 import { parseDuration } from '../core/duration';
 import type { AttestationContext, AttestationResult, Attestor } from './attestor';
 import { AttestationError } from './errors';
@@ -285,6 +286,9 @@ async function verifyToken(token: string, issuer: Issuer, now: Date): Promise<JW
   }
   const { sub } = payload;
   if (typeof sub !== 'string' || sub === '') throw invalid('the token\'s "sub" claim must be a non-empty string (RFC 7519 §4.1.2)');
+  // A selector value with a control character matches no entry and cannot be stored: refused, naming the claim.
+  const problem = textProblem(sub, 'identifier');
+  if (problem) throw invalid(`the token's "sub" claim ${problem}`);
   return { ...payload, sub };
 }
 
@@ -411,11 +415,15 @@ function scalarValues(value: unknown): string[] {
   return [];
 }
 
-/** `oidc:iss:<issuer>`, `oidc:sub:<sub>`, then `oidc:claim:<name>:<value>` for each configured claim present. */
+/** `oidc:iss:<issuer>`, `oidc:sub:<sub>`, then `oidc:claim:<name>:<value>` for each configured claim present; a value with a control character refuses the token. */
 export function selectorsOf(claims: JWTPayload & { sub: string }, config: Pick<OidcIssuerConfig, 'issuer' | 'claims'>): string[] {
   const selectors = new Set([`oidc:iss:${config.issuer}`, `oidc:sub:${claims.sub}`]);
   for (const name of config.claims) {
-    for (const value of scalarValues(claimValue(claims, name))) selectors.add(`oidc:claim:${name}:${value}`);
+    for (const value of scalarValues(claimValue(claims, name))) {
+      const problem = textProblem(value, 'identifier');
+      if (problem) throw invalid(`the token's ${quote(name, 128)} claim ${problem}`);
+      selectors.add(`oidc:claim:${name}:${value}`);
+    }
   }
   return [...selectors];
 }

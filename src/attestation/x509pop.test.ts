@@ -248,6 +248,19 @@ describe('x509pop attestor (RFC 5280 §6 path validation)', () => {
     expect(err.message).toMatch(/signed with ecdsa-with-SHA1/);
   });
 
+  it('refuses a leaf whose RSA key has public exponent 3, naming the exponent; accepts RSA with 65537', async () => {
+    for (const [name, exponent] of [['rsa-e3', '3'], ['rsa-f4', '65537']] as const) {
+      openssl(['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-pkeyopt', `rsa_keygen_pubexp:${exponent}`, '-out', `${name}.key`], { cwd: dir });
+      openssl(['req', '-new', '-key', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`], { cwd: dir });
+      writeFileSync(path(`${name}.ext`), clientExt(`DNS:${name}.example.com`).join('\n') + '\n');
+      openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'pki/root.crt', '-CAkey', 'pki/root.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '30', '-extfile', `${name}.ext`], { cwd: dir });
+    }
+    const err = await refusal(attestor().attest({}, chain('rsa-e3.crt')));
+    expect(err.code).toBe('invalid-evidence');
+    expect(err.message).toBe('the client certificate "CN=rsa-e3": RSA public exponent 3 is not allowed; use 65537');
+    expect((await attestor().attest({}, chain('rsa-f4.crt'))).selectors).toContain('x509pop:subject_cn:rsa-f4');
+  });
+
   it('refuses a chain longer than 5 certificates', async () => {
     const err = await refusal(attestor().attest({}, chain('leaf-int.crt', 'pki/int.crt', 'pki/root.crt', 'int2.crt', 'web-ca.crt', 'alt/root.crt')));
     expect(err.code).toBe('invalid-evidence');

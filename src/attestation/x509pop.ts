@@ -1,6 +1,7 @@
 import { createHash, X509Certificate as NodeX509 } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { rsaExponentProblem } from '../ca/csr';
 import { x509 } from '../ca/x509';
 import type { Clock } from '../core/clock';
 import { ConfigError } from '../config/errors';
@@ -404,6 +405,17 @@ const checkIssuerExtendedKeyUsage: PathCheck = (path) => {
   return undefined;
 };
 
+/** RSA keys of the leaf and the intermediates have the public exponent 65537 (as Writ's CSRs must; the trust anchor is the operator's choice). */
+const checkRsaExponents: PathCheck = (path) => {
+  for (let i = 0; i < path.length - 1; i++) {
+    const key = path[i]!.node.publicKey;
+    const exponent = key.asymmetricKeyType === 'rsa' || key.asymmetricKeyType === 'rsa-pss' ? key.asymmetricKeyDetails?.publicExponent : undefined;
+    const problem = exponent === undefined ? undefined : rsaExponentProblem(exponent);
+    if (problem) return `${at(path, i)}: ${problem}`;
+  }
+  return undefined;
+};
+
 const PATH_CHECKS: readonly PathCheck[] = [
   checkLeafForClientAuth,
   checkValidity,
@@ -411,6 +423,7 @@ const PATH_CHECKS: readonly PathCheck[] = [
   checkPathLength,
   checkIssuerExtendedKeyUsage,
   checkSignatureAlgorithms,
+  checkRsaExponents,
   checkExtensions,
 ];
 

@@ -27,7 +27,7 @@ describe('X509-SVID profile', () => {
   let leaf: x509.X509Certificate;
   beforeAll(async () => {
     const keys = await generateP256();
-    const svid = await ca.signX509Svid({ spiffeId: 'spiffe://writ.local/writ/server', publicKey: keys.publicKey, ttl: 3600, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+    const svid = await ca.signX509Svid({ spiffeId: 'spiffe://writ.local/writ/server', publicKey: keys.publicKey, ttl: 3600, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], forBroker: true });
     leaf = svid.certificate;
     expect(svid.intermediates).toEqual([]);
   });
@@ -65,11 +65,21 @@ describe('X509-SVID profile', () => {
     ['a fractional lifetime', { ttl: 1.5 }, 'lifetime must be a positive whole number'],
     ['a bad DNS name', { dnsNames: ['*.writ.local'] }, '"*.writ.local" is not a valid DNS name'],
     ['a bad IP address', { ipAddresses: ['300.1.1.1'] }, '"300.1.1.1" is not an IP address'],
+    ['the broker\'s own identity', { spiffeId: 'spiffe://writ.local/writ/server', dnsNames: ['localhost'] }, 'is under /writ, which is reserved for the broker\'s own identity'],
+    ['the broker\'s namespace', { spiffeId: 'spiffe://writ.local/writ' }, 'reserved for the broker'],
+    ['a path under the broker\'s namespace', { spiffeId: 'spiffe://writ.local/writ/x/y', forBroker: false }, 'reserved for the broker'],
   ])('refuses to sign for %s', async (_, override, message) => {
     const keys = await generateP256();
     await expect(ca.signX509Svid({ spiffeId: 'spiffe://writ.local/a', publicKey: keys.publicKey, ttl: 60, ...override })).rejects.toThrow(
       expect.objectContaining({ name: 'SvidRequestRejected', status: 400, message: expect.stringContaining(message) }),
     );
+  });
+
+  it('signs paths that only look like the broker\'s (/writer, /team/writ)', async () => {
+    const keys = await generateP256();
+    for (const path of ['/writer/server', '/team/writ/server']) {
+      await expect(ca.signX509Svid({ spiffeId: `spiffe://writ.local${path}`, publicKey: keys.publicKey, ttl: 60 })).resolves.toMatchObject({ spiffeId: `spiffe://writ.local${path}` });
+    }
   });
 
   it('§4.4: extKeyUsage serverAuth and clientAuth', () => {

@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import type { Clock } from '../core/clock';
 import { isDnsName } from '../core/dns';
-import { parseSpiffeId } from '../spiffe/id';
+import { BROKER_PATH, isBrokerPath, parseSpiffeId } from '../spiffe/id';
 import type { Random } from '../core/random';
 import { knownSpki } from './csr';
 import { CaError, SvidRequestRejected } from './errors';
@@ -29,6 +29,8 @@ export interface X509SvidRequest {
   ttl: number;
   dnsNames?: readonly string[];
   ipAddresses?: readonly string[];
+  /** The broker's own SVID (ServerSvid): only it may have a SPIFFE ID under /writ. */
+  forBroker?: boolean;
 }
 
 const wholeSeconds = (ms: number): Date => new Date(Math.floor(ms / 1000) * 1000);
@@ -73,6 +75,8 @@ export class CertificateAuthority {
     }
     if (id.trustDomain !== this.trustDomain) throw new SvidRequestRejected(`SPIFFE ID ${req.spiffeId} is not in trust domain "${this.trustDomain}"`);
     if (id.path === '') throw new SvidRequestRejected('an X.509-SVID leaf needs a SPIFFE ID with a path'); // X509-SVID §2, §5.2
+    // However an entry came to name it (made before the reservation, or written to the database directly), no workload gets the broker's identity.
+    if (isBrokerPath(id.path) && req.forBroker !== true) throw new SvidRequestRejected(`SPIFFE ID ${req.spiffeId} is under ${BROKER_PATH}, which is reserved for the broker's own identity`);
     if (!Number.isInteger(req.ttl) || req.ttl <= 0) throw new SvidRequestRejected(`lifetime must be a positive whole number of seconds, got ${req.ttl}`);
     const badDns = req.dnsNames?.find((n) => !isDnsName(n));
     if (badDns !== undefined) throw new SvidRequestRejected(`"${badDns}" is not a valid DNS name`);

@@ -183,6 +183,15 @@ describe('subject keys Writ certifies: EC P-256/P-384, Ed25519, RSA ≥ 2048', (
     await expect(parseCsr(makeCsr('rsa1024', ['-newkey', 'rsa:1024']))).rejects.toThrow(rejected('key-too-weak', 'RSA keys need at least 2048 bits, got 1024'));
   });
 
+  it('refuses an RSA key whose public exponent is not 65537, naming it (openssl genpkey rsa_keygen_pubexp)', async () => {
+    const e3 = makeCsrFromGenpkey('rsa-e3', ['-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-pkeyopt', 'rsa_keygen_pubexp:3']);
+    await expect(parseCsr(e3)).rejects.toThrow(rejected('key-too-weak', 'RSA public exponent 3 is not allowed; use 65537'));
+    const e17 = makeCsrFromGenpkey('rsa-e17', ['-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-pkeyopt', 'rsa_keygen_pubexp:17']);
+    await expect(parseCsr(e17)).rejects.toThrow(rejected('key-too-weak', 'RSA public exponent 17 is not allowed; use 65537'));
+    const f4 = makeCsrFromGenpkey('rsa-f4', ['-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-pkeyopt', 'rsa_keygen_pubexp:65537']);
+    await expect(parseCsr(f4)).resolves.toMatchObject({ keyType: 'RSA', rsaModulusBits: 2048 });
+  });
+
   it('counts RSA modulus bits exactly: 2047 bits is too weak', async () => {
     await expect(parseCsr(makeCsr('rsa2047', ['-newkey', 'rsa:2047']))).rejects.toThrow(rejected('key-too-weak', 'RSA keys need at least 2048 bits, got 2047'));
   });

@@ -34,6 +34,19 @@ export const MAX_CSR_PEM_LENGTH = 16 * 1024;
 export const MIN_RSA_MODULUS_BITS = 2048;
 /** OpenSSL verifies no RSA signature over a larger modulus (OPENSSL_RSA_MAX_MODULUS_BITS). */
 const MAX_RSA_MODULUS_BITS = 16384;
+/** The only RSA public exponent Writ accepts: F4, what every toolkit generates (FIPS 186-5 §A.1.1 requires 2^16 < e < 2^256). */
+export const RSA_PUBLIC_EXPONENT = 65537n;
+
+/** Why an RSA public exponent is refused (e = 3 invites Bleichenbacher's 2006 PKCS#1 v1.5 signature forgery on lax verifiers), or undefined for 65537. */
+export function rsaExponentProblem(exponent: bigint): string | undefined {
+  return exponent === RSA_PUBLIC_EXPONENT ? undefined : `RSA public exponent ${exponent} is not allowed; use ${RSA_PUBLIC_EXPONENT}`;
+}
+
+/** A WebCrypto RSA key's public exponent (big-endian octets, RFC 8017 §3.1). */
+const publicExponentOf = (key: CryptoKey): bigint => {
+  const octets = (key.algorithm as RsaHashedKeyAlgorithm).publicExponent;
+  return octets.reduce((e, octet) => (e << 8n) | BigInt(octet), 0n);
+};
 
 const ACCEPTED = 'Writ certifies EC P-256, EC P-384, Ed25519, and RSA keys of at least 2048 bits';
 const SIGNATURE_HASHES = ['SHA-256', 'SHA-384', 'SHA-512'];
@@ -52,7 +65,8 @@ const unsupported = (what: string) => new CsrRejected('unsupported-key', `unsupp
  * Parses a PEM PKCS#10 CSR, verifies its signature, and returns its public key if it is
  * of a type Writ certifies. Throws CsrRejected: `csr-invalid` (not one PEM CERTIFICATE
  * REQUEST, malformed, or a signature that does not verify), `key-too-weak` (RSA under
- * 2048 bits) or `unsupported-key` (any other key type or curve).
+ * 2048 bits, or with a public exponent other than 65537) or `unsupported-key` (any other
+ * key type or curve).
  */
 export async function parseCsr(pem: string): Promise<VerifiedCsr> {
   const der = decodePem(pem);
@@ -190,6 +204,8 @@ async function importSubjectKey(csr: CertificationRequest): Promise<VerifiedCsr>
       const bits = (publicKey.algorithm as RsaHashedKeyAlgorithm).modulusLength;
       if (bits < MIN_RSA_MODULUS_BITS) throw new CsrRejected('key-too-weak', `RSA keys need at least ${MIN_RSA_MODULUS_BITS} bits, got ${bits}`);
       if (bits > MAX_RSA_MODULUS_BITS) throw unsupported(`RSA keys of more than ${MAX_RSA_MODULUS_BITS} bits, got ${bits}`);
+      const exponentProblem = rsaExponentProblem(publicExponentOf(publicKey));
+      if (exponentProblem) throw new CsrRejected('key-too-weak', exponentProblem);
       return { publicKey, keyType: 'RSA', rsaModulusBits: bits };
     }
     default:

@@ -1,5 +1,5 @@
 import type { Clock } from '../core/clock';
-import { spiffeIdOf } from '../spiffe/id';
+import { BROKER_PATH, spiffeIdOf } from '../spiffe/id';
 import type { X509Svid } from './authority';
 import type { SigningAuthorities } from './rotator';
 import { exportPkcs8Pem, generateP256 } from './keys';
@@ -23,8 +23,8 @@ export interface ServerSvidOptions {
   onIssued: (svid: X509Svid) => Promise<void>;
 }
 
-/** The path of the broker's own SPIFFE ID. */
-export const SERVER_SVID_PATH = '/writ/server';
+/** The path of the broker's own SPIFFE ID, under the reserved {@link BROKER_PATH}. */
+export const SERVER_SVID_PATH = `${BROKER_PATH}/server`;
 
 /** Renew once two thirds of the lifetime have passed, as SPIRE agents do at half-life or later. */
 const RENEW_AT_FRACTION = 2 / 3;
@@ -73,6 +73,7 @@ export class ServerSvid {
       ttl: this.opts.ttl,
       dnsNames: this.opts.dnsNames,
       ipAddresses: this.opts.ipAddresses,
+      forBroker: true,
     });
     await this.opts.onIssued(svid);
     const certChainPem = [svid.certificate, ...svid.intermediates].map((c) => c.toString('pem')).join('\n') + '\n';

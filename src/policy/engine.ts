@@ -38,6 +38,7 @@ import { setFlagsFromString } from 'node:v8';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import { canonicalJson } from '../core/canonical-json';
 import { PolicyInvalid } from './errors';
+import { policyShapeProblem } from './shape';
 import {
   DELEGATE_ACTION,
   ENTITY_TYPES,
@@ -331,6 +332,9 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
 
 function compilePolicies(text: string): Compiled {
   if (typeof text !== 'string') return { ok: false, errors: ['the policies must be Cedar text'] };
+  // Before Cedar sees it: text nested deeper than its stack allows would leave Cedar unusable (shape.ts).
+  const shape = policyShapeProblem(text);
+  if (shape !== undefined) return { ok: false, errors: [shape] };
   const parts = cedar.policySetTextToParts(text);
   if (parts.type !== 'success') return { ok: false, errors: parts.errors.map((e) => describe(e, text, 0)) };
   if (parts.policy_templates.length > 0) {

@@ -166,6 +166,16 @@ describe('RFC 8935 §2.4 invalid_request: a subject that does not conform to RFC
   it('refuses a per-event subject that is not an object', () => {
     expect(malformed(verified({ [event]: { subject: 'alice' } })).description).toMatch(/the event's "subject" must be a subject identifier object/);
   });
+
+  it.each([
+    [{ format: 'iss_sub', iss: TRANSMITTER, sub: 'alice\u0000' }, '"sub" in "sub_id" contains a control character'],
+    [{ format: 'iss_sub', iss: `${TRANSMITTER}\u0001`, sub: 'alice' }, '"iss" in "sub_id" contains a control character'],
+    [{ format: 'email', email: 'a\u0000@example.com' }, '"email" in "sub_id" contains a control character'],
+    [{ format: 'opaque', id: 'sess\n42' }, '"id" in "sub_id" contains a control character'],
+    [{ format: 'complex', user: { format: 'iss_sub', iss: TRANSMITTER, sub: 'a\u007f' } }, '"sub" in "sub_id".user contains a control character'],
+  ])('refuses an identifier with a control character: %j', (subject, message) => {
+    expect(malformed(verified({ [event]: {} }, subject)).description).toContain(message);
+  });
 });
 
 describe('CAEP 1.0 §3.8 risk-level-change and §3.4 assurance-level-change → risk-level', () => {
@@ -223,6 +233,11 @@ describe('CAEP 1.0 §3.8 risk-level-change and §3.4 assurance-level-change → 
       issuer: TRANSMITTER,
       sub: 'alice',
     });
+  });
+
+  it('refuses an assurance namespace or level with a control character (they are recorded)', () => {
+    expect(malformed(verified({ [assurance]: { namespace: 'NIST\u0000', current_level: 'nist-aal1' } }, alice)).description).toContain('"namespace" in the event contains a control character');
+    expect(malformed(verified({ [assurance]: { namespace: 'NIST-AAL', current_level: 'nist-aal1', previous_level: 'a\u0001' } }, alice)).description).toContain('"previous_level" in the event contains a control character');
   });
 
   it('refuses an assurance level without namespace or current_level', () => {

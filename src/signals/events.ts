@@ -48,6 +48,7 @@
  * }
  * ```
  */
+import { textProblem } from '../core/text';
 import { quote, SetError } from './errors';
 import type { EventPayload, VerifiedSet } from './set';
 
@@ -197,6 +198,7 @@ function assuranceLevelChange(set: VerifiedSet, base: IntentBase, payload: Event
   if (!nonEmpty(namespace)) throw malformed(base.eventType, '"namespace" is required: a non-empty string (CAEP 1.0 §3.4.1)');
   if (!nonEmpty(level)) throw malformed(base.eventType, '"current_level" is required: a non-empty string (CAEP 1.0 §3.4.1)');
   if (previous !== undefined && !nonEmpty(previous)) throw malformed(base.eventType, '"previous_level" must be a non-empty string (CAEP 1.0 §3.4.1)');
+  checkIdentifiers(base.eventType, 'the event', { namespace, current_level: level, ...(previous !== undefined && { previous_level: previous }) });
   const subject = subjectOf(set, base.eventType, payload);
   if ('reason' in subject) return { ...base, kind: 'unresolvable', reason: subject.reason };
   return { ...base, kind: 'risk-level', scale: 'assurance', namespace, level, ...(previous !== undefined ? { previousLevel: previous } : {}), ...subject };
@@ -208,6 +210,17 @@ function assuranceLevelChange(set: VerifiedSet, base: IntentBase, payload: Event
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const nonEmpty = (v: unknown): v is string => typeof v === 'string' && v !== '';
+
+/**
+ * Values Writ finds users and sessions by, or records (levels), hold no control character:
+ * the database cannot store NUL, and an identifier with a control character names no one.
+ */
+function checkIdentifiers(eventType: string, where: string, members: Readonly<Record<string, string>>): void {
+  for (const [name, value] of Object.entries(members)) {
+    const problem = textProblem(value, 'identifier');
+    if (problem) throw malformed(eventType, `"${name}" in ${where} ${problem}`);
+  }
+}
 
 const malformed = (eventType: string, what: string): SetError =>
   new SetError('invalid_request', `the payload of event ${quote(eventType, 128)} does not conform to its definition: ${what} (RFC 8935 §2.4)`);
@@ -253,6 +266,7 @@ function resolve(id: unknown, where: string, set: VerifiedSet, eventType: string
     case 'iss_sub': {
       const { iss, sub } = id;
       if (!nonEmpty(iss) || !nonEmpty(sub)) throw malformed(eventType, `${where} in format iss_sub needs "iss" and "sub" strings (RFC 9493 §3.2.3)`);
+      checkIdentifiers(eventType, where, { iss, sub });
       if (!set.subjectIssuers.includes(iss)) {
         return { refused: `the subject is a user of ${quote(iss, 128)}, which transmitter ${set.iss} may not speak for (subject_issuers)`, unsupported: [] };
       }
@@ -260,10 +274,12 @@ function resolve(id: unknown, where: string, set: VerifiedSet, eventType: string
     }
     case 'email': {
       if (!nonEmpty(id.email)) throw malformed(eventType, `${where} in format email needs an "email" string (RFC 9493 §3.2.2)`);
+      checkIdentifiers(eventType, where, { email: id.email });
       return { user: { issuer: set.iss, email: id.email }, unsupported: [] };
     }
     case 'opaque': {
       if (!nonEmpty(id.id)) throw malformed(eventType, `${where} in format opaque needs an "id" string (RFC 9493 §3.2.4)`);
+      checkIdentifiers(eventType, where, { id: id.id });
       // An opaque identifier is a session ID where it names the subject or its session; as an alias it names nothing Writ knows.
       return level === 'alias' ? { unsupported: ['an opaque alias names no user'] } : { sid: id.id, unsupported: [] };
     }

@@ -270,6 +270,17 @@ describe('RFC 8417 §2.2 SET claims', () => {
     await refusal(receiver().receive(await set({ claims: { toe: 'now' } }), SET_MEDIA_TYPE), 'invalid_request');
     await refusal(receiver().receive(await set({ claims: { sub_id: 'alice' } }), SET_MEDIA_TYPE), 'invalid_request');
   });
+
+  it('refuses a control character in jti, txn or an event type, and NUL anywhere in the claims, naming the claim', async () => {
+    const refused = async (o: SetOptions) => (await refusal(receiver().receive(await set(o), SET_MEDIA_TYPE), 'invalid_request')).description;
+    expect(await refused({ jti: 'j\u0000' })).toBe('the SET\'s "jti" claim contains a control character');
+    expect(await refused({ claims: { txn: 'tx\n1' } })).toBe('the SET\'s "txn" claim contains a control character');
+    expect(await refused({ events: { 'urn:x:\u0000': {} } })).toBe('the SET\'s "events" claim names an event type that contains a control character');
+    expect(await refused({ claims: { reason_admin: { en: 'bye\u0000' } } })).toBe('the SET\'s claim "reason_admin.en" contains a control character');
+    expect(await refused({ claims: { 'bad\u0000name': 1 } })).toBe('the SET\'s claim "bad?name" has a name that contains a control character');
+    // Line breaks in descriptive text are kept.
+    expect((await receiver().receive(await set({ claims: { reason_admin: { en: 'line 1\nline 2' } } }), SET_MEDIA_TYPE)).jti).toBe('a5a1f8e2-7c1e-4d1b-9d3b-3e5c0f0b7a10');
+  });
 });
 
 describe('RFC 8935 §2.4 invalid_issuer and invalid_audience', () => {

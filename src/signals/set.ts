@@ -34,6 +34,7 @@
 import { decodeJwt, decodeProtectedHeader, type JWTPayload, type ProtectedHeaderParameters } from 'jose';
 import { z } from 'zod';
 import type { Clock } from '../core/clock';
+import { findTextProblem, problemOfMember, textProblem } from '../core/text';
 import { JwksUnavailable, type KeySource } from '../attestation/jwks';
 import {
   clockSkewSchema,
@@ -197,6 +198,7 @@ export class SetReceiver {
     const claims = await this.#verifySignatureAndClaims(body, transmitter);
     const set = setOf(claims, transmitter.config, this.#clock.now());
     intentsOf(set); // refuses an event payload Writ acts on that does not conform (invalid_request)
+    checkStorableText(claims);
     return set;
   }
 
@@ -330,6 +332,7 @@ function setOf(claims: JWTPayload, config: SignalTransmitterConfig, now: Date): 
   if (toe !== undefined && (typeof toe !== 'number' || !Number.isFinite(toe))) throw refuse('invalid_request', 'the SET\'s "toe" claim must be a NumericDate (RFC 8417 §2.2)');
   const subId = claims.sub_id;
   if (subId !== undefined && !isRecord(subId)) throw refuse('invalid_request', 'the SET\'s "sub_id" claim must be a subject identifier object (RFC 9493 §3, §4)');
+  checkIdentifierText(jti, typeof txn === 'string' ? txn : undefined, Object.keys(events));
   return {
     iss: config.issuer,
     jti,
@@ -343,6 +346,27 @@ function setOf(claims: JWTPayload, config: SignalTransmitterConfig, now: Date): 
     subjectIssuers: config.subjectIssuers,
     claims,
   };
+}
+
+/**
+ * `jti` and `txn` (kept to recognise replays and correlate, RFC 8417 §2.2) and the event type
+ * URIs (RFC 3986 §2: no control characters) hold no control character.
+ */
+function checkIdentifierText(jti: string, txn: string | undefined, eventTypes: readonly string[]): void {
+  for (const [claim, value] of [['jti', jti], ['txn', txn]] as const) {
+    const problem = value === undefined ? undefined : textProblem(value, 'identifier');
+    if (problem) throw refuse('invalid_request', `the SET's "${claim}" claim ${problem}`);
+  }
+  for (const type of eventTypes) {
+    const problem = textProblem(type, 'identifier');
+    if (problem) throw refuse('invalid_request', `the SET's "events" claim names an event type that ${problem}`);
+  }
+}
+
+/** No claim holds NUL, another control character but tab and line breaks, or an unpaired surrogate: the audit trail records them all. */
+function checkStorableText(claims: JWTPayload): void {
+  const found = findTextProblem(claims, 'text', 'text');
+  if (found) throw refuse('invalid_request', `the SET's claim ${quote(found.path, 128)} ${problemOfMember(found)}`);
 }
 
 function eventsOf(events: unknown): Record<string, EventPayload> {

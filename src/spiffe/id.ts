@@ -60,6 +60,16 @@ export function parseSpiffeId(uri: string): SpiffeId {
   return { trustDomain, path, uri };
 }
 
+/**
+ * The path under which the broker's own identities live (its server SVID is
+ * `spiffe://<td>/writ/server`). Writ's reservation, not SPIFFE's: no registration entry may
+ * name a path here, and the CA signs one only for the broker itself.
+ */
+export const BROKER_PATH = '/writ';
+
+/** Whether a SPIFFE ID path is the broker's own: `/writ` or under `/writ/`. */
+export const isBrokerPath = (path: string): boolean => path === BROKER_PATH || path.startsWith(`${BROKER_PATH}/`);
+
 /** Builds the SPIFFE ID of a workload in `trustDomain`, validating the result. */
 export function spiffeIdOf(trustDomain: string, path = ''): SpiffeId {
   return parseSpiffeId(`${SCHEME}${trustDomain}${path}`);

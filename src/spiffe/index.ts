@@ -1,4 +1,4 @@
-export { parseSpiffeId, parseTrustDomain, spiffeIdOf, trustDomainProblem, type SpiffeId } from './id';
+export { BROKER_PATH, isBrokerPath, parseSpiffeId, parseTrustDomain, spiffeIdOf, trustDomainProblem, type SpiffeId } from './id';
 export {
   toSpiffeBundleDocument,
   toPemBundle,

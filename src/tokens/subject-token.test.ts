@@ -165,6 +165,26 @@ describe('subject token verification (RFC 7519 §4.1, OpenID Connect Core §3.1.
     expect((await refusal(providers([provider({ risk_claim: 'risk' })]).verify(await idToken({ claims: { risk: 3 } })))).message).toMatch(/risk level/);
   });
 
+  it('refuses a control character in a claim the broker keeps or looks users up by, naming the claim', async () => {
+    const idps = providers([provider({ risk_claim: 'risk', groups_claim: 'realm_access.roles' })]);
+    const cases: [string, TokenOptions][] = [
+      ['"sub"', { sub: 'alice\u0000' }],
+      ['"sid"', { claims: { sid: 'session\u0001' } }],
+      ['"email"', { claims: { email: 'alice\u0000@example.com' } }],
+      ['"realm_access.roles"', { claims: { realm_access: { roles: ['eng', 'ops\n'] } } }],
+      ['"risk"', { claims: { risk: 'low\u007f' } }],
+    ];
+    for (const [claim, options] of cases) {
+      expect((await refusal(idps.verify(await idToken(options)))).message).toBe(`subject_token: the token's ${claim} claim contains a control character`);
+    }
+  });
+
+  it('refuses NUL or an unpaired surrogate in any claim (the audit trail cannot store it), and allows line breaks in other claims', async () => {
+    expect((await refusal(providers().verify(await idToken({ claims: { address: { formatted: 'Main St\u0000' } } })))).message).toBe('subject_token: the token\'s claim "address.formatted" contains a control character');
+    expect((await refusal(providers().verify(await idToken({ claims: { name: 'A\ud800' } })))).message).toMatch(/"name" contains an unpaired UTF-16 surrogate/);
+    expect((await providers().verify(await idToken({ claims: { address: { formatted: 'Main St 1\r\nTown' } } }))).sub).toBe('alice@example.com');
+  });
+
   it('verifies RS256 tokens too', async () => {
     expect((await providers().verify(await idToken({ key: rs256 }))).sub).toBe('alice@example.com');
   });

@@ -18,6 +18,7 @@
 import { decodeJwt, decodeProtectedHeader, type JWTPayload, type ProtectedHeaderParameters } from 'jose';
 import { z } from 'zod';
 import type { Clock } from '../core/clock';
+import { findTextProblem, problemOfMember } from '../core/text';
 import { JwksUnavailable, type KeySource } from '../attestation/jwks';
 import {
   claimValue,
@@ -291,6 +292,7 @@ function identityOf(payload: JWTPayload, config: IdentityProviderConfig): Subjec
   const groups = groupsOf(claimValue(payload, config.groupsClaim), config.groupsClaim);
   const risk = config.riskClaim === undefined ? undefined : claimValue(payload, config.riskClaim);
   if (risk !== undefined && typeof risk !== 'string') throw refuse(`the token's ${quote(config.riskClaim!)} claim (the risk level) must be a string`);
+  checkIdentifierText(payload, config, groups);
   return {
     sub,
     iss: config.issuer,
@@ -300,6 +302,28 @@ function identityOf(payload: JWTPayload, config: IdentityProviderConfig): Subjec
     ...(risk !== undefined ? { risk } : {}),
     claims: payload,
   };
+}
+
+/**
+ * Claims the broker keeps and looks users up by (`sub`, `sid`, `email`, the groups, the risk
+ * level) hold no control character; no claim holds NUL or an unpaired surrogate. The database
+ * cannot store those, and an identifier with a control character is no one's (RFC 7519 §4.1.2:
+ * `sub` is a StringOrURI, RFC 7519 §2).
+ */
+function checkIdentifierText(payload: JWTPayload, config: IdentityProviderConfig, groups: readonly string[]): void {
+  const identifiers: [string, unknown][] = [
+    ['sub', payload.sub],
+    ['sid', payload.sid],
+    ['email', payload.email],
+    [config.groupsClaim, groups],
+    ...(config.riskClaim === undefined ? [] : [[config.riskClaim, claimValue(payload, config.riskClaim)] as [string, unknown]]),
+  ];
+  for (const [claim, value] of identifiers) {
+    const found = findTextProblem(value, 'identifier');
+    if (found) throw refuse(`the token's ${quote(claim)} claim ${problemOfMember(found)}`);
+  }
+  const anywhere = findTextProblem(payload, 'text', 'text');
+  if (anywhere) throw refuse(`the token's claim ${quote(anywhere.path)} ${problemOfMember(anywhere)}`);
 }
 
 /**
