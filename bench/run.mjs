@@ -32,11 +32,13 @@ import pg from 'pg';
 import { Agent, request } from 'undici';
 import { measureBaselines } from './baselines.mjs';
 import { runLoad } from './load.mjs';
+import { measurePolicy } from './policy.mjs';
 
 x509.cryptoProvider.set(webcrypto);
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const MAIN = join(ROOT, 'dist/main.js');
+const DIST_POLICY = join(ROOT, 'dist/policy/index.js');
 const DURATION = Number(process.env.BENCH_DURATION ?? 10);
 const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : undefined;
 const SERVER_URL = process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
@@ -56,7 +58,7 @@ const TOOLS = 20;
 const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ID_TOKEN = 'urn:ietf:params:oauth:token-type:id_token';
 
-const WORKLOADS = ['token_exchange', 'introspect_active', 'introspect_revoked', 'svid_attest', 'svid_renew', 'revocation_propagation', 'revoke_user_bulk', 'scale_1m'];
+const WORKLOADS = ['policy_decide', 'token_exchange', 'introspect_active', 'introspect_revoked', 'svid_attest', 'svid_renew', 'revocation_propagation', 'revoke_user_bulk', 'scale_1m'];
 if (ONLY) for (const name of ONLY) if (!WORKLOADS.includes(name)) fail(`BENCH_ONLY: unknown workload ${name} (known: ${WORKLOADS.join(', ')})`);
 const wanted = (name) => !ONLY || ONLY.has(name);
 
@@ -251,6 +253,10 @@ async function main() {
     log(`machine: ${cpus().length} × ${cpus()[0]?.model}, ${Math.round(totalmem() / 2 ** 30)} GiB; database ${server.host}/${dbName}; broker workers ${WORKERS}`);
     const baselines = await measureBaselines({ databaseUrl, durationSeconds: DURATION, connections: CONNECTIONS, poolSize: 10, log });
     log(`baselines: ${JSON.stringify(baselines)}`);
+    // In this process, before any broker runs: Cedar decisions on one core (bench/policy.mjs).
+    const inProcess = wanted('policy_decide')
+      ? measurePolicy({ distPolicy: DIST_POLICY, policies: POLICIES, durationSeconds: DURATION, tools: tools.map(({ name, classification }) => ({ name, classification })), log })
+      : {};
 
     // The broker: an identity provider whose ID tokens are subject tokens, a policy, a bootstrap admin token.
     const idp = await generateKeyPair('ES256');
@@ -432,6 +438,7 @@ async function main() {
     const report = {
       machine: { cpus: cpus().length, model: cpus()[0]?.model, memory_gb: Math.round(totalmem() / 2 ** 30), node: process.version, postgres: (await admin.query('SHOW server_version')).rows[0].server_version, broker_workers: WORKERS === 'auto' ? cpus().length : Number(WORKERS), at: new Date().toISOString(), duration_s: DURATION },
       baselines,
+      in_process: inProcess,
       workloads: results,
       memory: { broker_rss_mb: rssAfter, ...(await a.heap()) },
     };
@@ -441,7 +448,7 @@ async function main() {
     writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
     process.stdout.write(table(report));
     log(`done in ${Math.round((Date.now() - started) / 1000)} s; ${out} written`);
-    const failed = Object.entries(results).filter(([, r]) => r.errors > 0);
+    const failed = Object.entries({ ...inProcess, ...results }).filter(([, r]) => r.errors > 0);
     if (process.env.BENCH_FAIL_ON_ERRORS && failed.length > 0) {
       process.exitCode = 1;
       log(`errors in ${failed.map(([name, r]) => `${name} (${r.errors})`).join(', ')}`);
@@ -480,7 +487,7 @@ function evaluate({ baselines, workloads: w, memory }) {
 
 const ratio = (a, b) => Math.round((a / b) * 100) / 100;
 
-function table({ machine, baselines: b, workloads: w, memory, targets }) {
+function table({ machine, baselines: b, in_process: inProcess, workloads: w, memory, targets }) {
   const rows = [['baseline', 'figure', '', '']];
   rows.push(['https_hello', `${b.https_hello.per_s}/s`, `p99 ${b.https_hello.p99_ms} ms`, '']);
   rows.push(['es256_sign', `${b.es256_sign.per_s}/s`, '', '']);
@@ -490,6 +497,10 @@ function table({ machine, baselines: b, workloads: w, memory, targets }) {
   const lines = [`Writ benchmark — ${machine.cpus} × ${machine.model}, Node ${machine.node}, PostgreSQL ${machine.postgres}, broker workers ${machine.broker_workers}, ${machine.duration_s} s per workload`, ''];
   const fmt = (r) => r.map((c, i) => String(c).padEnd([28, 14, 16, 16][i])).join(' ').trimEnd();
   for (const r of rows) lines.push(fmt(r));
+  if (Object.keys(inProcess).length > 0) {
+    lines.push('', fmt(['in process (one core)', 'per_s', 'p50 / p99 µs', 'errors']));
+    for (const [name, r] of Object.entries(inProcess)) lines.push(fmt([name, `${r.per_s}/s`, `${r.p50_us} / ${r.p99_us}`, `${r.errors}`]));
+  }
   lines.push('', fmt(['workload', 'per_s', 'p50 / p99 ms', 'errors / rss']));
   for (const [name, r] of Object.entries(w)) {
     if (name === 'scale_1m') continue;

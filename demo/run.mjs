@@ -90,7 +90,7 @@ async function main() {
     WRIT_DATA_DIR: join(work, 'data'),
     WRIT_CA_DIR: join(work, 'certs'),
     WRIT_ADMIN_TOKEN: adminToken,
-    WRIT_LOG_LEVEL: 'silent',
+    WRIT_LOG_LEVEL: process.env.DEMO_LOG_LEVEL ?? 'silent',
     WRIT_POLICY_FILE: join(work, 'policy.cedar'),
     WRIT_IDENTITY_PROVIDERS: JSON.stringify([{ issuer: IDP, jwks_file: join(work, 'idp-jwks.json'), audience: 'writ', algorithms: ['ES256'] }]),
   });

@@ -1,11 +1,11 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import type { Random } from '../core/random';
 import type { PrismaClient } from '../db/generated/client';
+import { sha256 } from '../core/hash';
 
 const BOOTSTRAP_ID = 'bootstrap';
 const TOKEN_PREFIX = 'writ_admin_';
 
-const sha256 = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
 const encodeHash = (digest: Buffer): string => `sha256:${digest.toString('hex')}`;
 
 /**

@@ -1,1 +1,2 @@
 export { AdminCredentials } from './credentials';
+export { CaRotationRequests, type CaRotationSource } from './ca-rotation';

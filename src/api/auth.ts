@@ -4,7 +4,7 @@ import type { EntryStore } from '../attestation/entries';
 import type { PeerSvid } from '../attestation/issuer';
 import type { Clock } from '../core/clock';
 import { DomainError, problemType } from '../core/errors';
-import type { Lease, LeaseStore } from '../leases';
+import { liveSvidLease, type Lease, type LeaseStore } from '../leases';
 import { peerSvid } from './peer';
 
 /** 401: no credentials, or credentials that do not verify. */
@@ -36,6 +36,9 @@ declare module 'express-serve-static-core' {
   }
 }
 
+/** Who the authenticated caller is, as recorded with what it changes: "admin" (bearer) or its SPIFFE ID. */
+export const principalOf = (req: Parameters<RequestHandler>[0]): string => req.principal ?? 'admin';
+
 /**
  * A verified client SVID that is also live: this exact certificate (serial and
  * fingerprint) was issued by this broker and its lease is neither expired nor revoked.
@@ -43,8 +46,8 @@ declare module 'express-serve-static-core' {
 export async function liveSvid(req: Parameters<RequestHandler>[0], deps: Omit<AuthDeps, 'admin' | 'entries'>): Promise<{ svid: PeerSvid; lease: Lease } | undefined> {
   const svid = peerSvid(req, deps.trustDomain);
   if (!svid) return undefined;
-  const lease = await deps.leases.activeSvid(svid.serial, svid.fingerprint, deps.clock.now());
-  return lease && lease.spiffeId === svid.spiffeId ? { svid, lease } : undefined;
+  const lease = await liveSvidLease(deps.leases, svid, deps.clock.now());
+  return lease ? { svid, lease } : undefined;
 }
 
 /** mTLS routes: the caller must present a current, unrevoked X.509-SVID of this broker. */

@@ -1,29 +1,28 @@
 import { Router, type ErrorRequestHandler, type Request, type Response } from 'express';
 import type { AdminCredentials } from '../admin';
-import type { AuditLog } from '../audit';
-import type { Clock } from '../core/clock';
-import { withDeadline } from '../core/deadline';
 import { DomainError } from '../core/errors';
-import type { LeaseStore, Revocations } from '../leases';
-import type { ResourceStore } from '../resources';
-import type { TrustBundle } from '../spiffe/bundle';
-import { InvalidClient, InvalidRequest, isOAuthError, OAuthError, oauthError, TOKEN_EXCHANGE_GRANT_TYPE, verifyAccessToken, type TokenExchange } from '../tokens';
-import { liveSvid } from './auth';
+import {
+  ADMIN_CALLER,
+  InvalidRequest,
+  isOAuthError,
+  OAuthError,
+  oauthError,
+  TOKEN_EXCHANGE_GRANT_TYPE,
+  type Introspection,
+  type OAuthCaller,
+  type OAuthRefusals,
+  type TokenExchange,
+  type TokenRevocation,
+} from '../tokens';
 import { peerLeaf, peerSvid } from './peer';
 
 export interface OAuthDeps {
   issuer: string;
-  exchange: TokenExchange;
-  leases: LeaseStore;
-  revocations: Revocations;
-  resources: ResourceStore;
-  admin: AdminCredentials;
-  audit: AuditLog;
-  bundle: { current(): Promise<TrustBundle> };
-  clock: Clock;
+  exchange: Pick<TokenExchange, 'exchange'>;
+  introspection: Pick<Introspection, 'introspect'>;
+  revocation: Pick<TokenRevocation, 'revoke'>;
+  admin: Pick<AdminCredentials, 'verify'>;
   trustDomain: string;
-  /** The revocation bound: an introspection the database cannot answer within it is answered inactive. None: no deadline. */
-  revocationBoundMs?: number;
 }
 
 /** RFC 6749 §5.1: token responses are never cached. */
@@ -37,20 +36,18 @@ function exchangeClient(req: Request, trustDomain: string) {
   return { ...svid, certificateDer: leaf.der, notAfter: leaf.notAfter };
 }
 
-const isBearerAdmin = (req: Request, admin: AdminCredentials) => {
+const isBearerAdmin = (req: Request, admin: Pick<AdminCredentials, 'verify'>) => {
   const m = /^Bearer ([\x21-\x7e]{1,512})$/.exec(req.headers.authorization ?? '');
   return m !== null && admin.verify(m[1]!);
 };
 
-const tokenParam = (req: Request): string => {
-  const token = (req.body as Record<string, unknown> | undefined)?.token;
-  if (typeof token !== 'string' || token.length === 0 || token.length > 16 * 1024) throw new InvalidRequest('token is required, once');
-  return token;
-};
+const formOf = (req: Request) => (req.body ?? {}) as Record<string, unknown>;
 
 /** The OAuth endpoints: token exchange, introspection, revocation and metadata. */
 export function oauthRouter(deps: OAuthDeps): Router {
   const router = Router();
+  /** The admin (bearer credential), or the TLS client's SVID; the services check that the SVID is live. */
+  const callerOf = (req: Request): OAuthCaller => (isBearerAdmin(req, deps.admin) ? ADMIN_CALLER : { admin: false, svid: peerSvid(req, deps.trustDomain) });
 
   // RFC 8414 §3.
   router.get('/.well-known/oauth-authorization-server', (_req, res) => {
@@ -81,72 +78,19 @@ export function oauthRouter(deps: OAuthDeps): Router {
 
   router.post('/oauth2/token', async (req, res) => {
     res.locals.audited = true; // the exchange audits its own refusals, with its decisions
-    const response = await deps.exchange.exchange(exchangeClient(req, deps.trustDomain), (req.body ?? {}) as Record<string, unknown>);
+    const response = await deps.exchange.exchange(exchangeClient(req, deps.trustDomain), formOf(req));
     noStore(res).json(response);
   });
 
   // RFC 7662: a resource introspects tokens issued for itself; an admin, any.
   router.post('/oauth2/introspect', async (req, res) => {
-    noStore(res);
-    try {
-      const answer = introspect(req);
-      res.json(await (deps.revocationBoundMs === undefined ? answer : withDeadline(answer, deps.revocationBoundMs, 'introspection')));
-    } catch (err) {
-      if (isOAuthError(err)) throw err;
-      // The database or the keys cannot answer: the token is not active (fail closed).
-      res.json({ active: false });
-    }
+    noStore(res).json(await deps.introspection.introspect(callerOf(req), formOf(req)));
   });
-
-  async function introspect(req: Request): Promise<Record<string, unknown>> {
-    const isAdmin = isBearerAdmin(req, deps.admin);
-    const caller = isAdmin ? undefined : (await liveSvid(req, deps))?.svid;
-    if (!isAdmin && !caller) throw new InvalidClient('introspection needs the resource\'s X.509-SVID or the admin token');
-    const token = tokenParam(req);
-    const keys = (await deps.bundle.current()).jwtAuthorities;
-    let claims;
-    try {
-      claims = await verifyAccessToken(token, keys, { issuer: deps.issuer, clock: deps.clock, errorCode: 'invalid_token' });
-    } catch (err) {
-      if (!isOAuthError(err)) throw err;
-      return { active: false };
-    }
-    if (!isAdmin) {
-      const resource = await deps.resources.get(claims.aud);
-      if (!resource || resource.spiffeId !== caller!.spiffeId) {
-        await deps.audit.append({ type: 'introspection.refused', subject: claims.sub, actor: caller!.spiffeId, details: { jti: claims.jti, aud: claims.aud, reason: 'not the token\'s resource' } });
-        return { active: false };
-      }
-    }
-    // Active only while its lease, and every lease up its chain, is neither expired nor revoked.
-    if (!(await deps.leases.tokenAlive(claims.jti, deps.clock.now()))) return { active: false };
-    return { active: true, token_type: 'Bearer', ...claims };
-  }
 
   // RFC 7009: by the token's own connector or an admin; 200 for unknown tokens; revoked durably before the answer.
   router.post('/oauth2/revoke', async (req, res) => {
-    const isAdmin = isBearerAdmin(req, deps.admin);
-    const caller = isAdmin ? undefined : (await liveSvid(req, deps))?.svid;
-    if (!isAdmin && !caller) throw new InvalidClient('revocation needs the connector\'s X.509-SVID or the admin token');
-    const token = tokenParam(req);
-    const keys = (await deps.bundle.current()).jwtAuthorities; // unavailable → 503, never a false 200
-    let claims;
-    try {
-      // An expired token needs no revoking; a forged one names nothing (RFC 7009 §2.2: 200 all the same).
-      claims = await verifyAccessToken(token, keys, { issuer: deps.issuer, clock: deps.clock, errorCode: 'invalid_token' });
-    } catch (err) {
-      if (!isOAuthError(err)) throw err;
-      return noStore(res).status(200).end();
-    }
-    const principal = isAdmin ? 'admin' : caller!.spiffeId;
-    if (isAdmin || claims.client_id === caller!.spiffeId) {
-      // The revocation and its audit event commit together, before the answer.
-      const event = (revoked: number) => (revoked > 0 ? { type: 'token.revoked', subject: claims.sub, actor: principal, details: { jti: claims.jti, taskId: claims.task_id } } : undefined);
-      await deps.revocations.revoke({ jti: claims.jti }, `revoked by ${principal}`, undefined, principal, event);
-    } else {
-      await deps.audit.append({ type: 'token.revoke_refused', subject: claims.sub, actor: principal, details: { jti: claims.jti, reason: 'not the token\'s connector' } });
-    }
-    return noStore(res).status(200).end();
+    await deps.revocation.revoke(callerOf(req), formOf(req));
+    noStore(res).status(200).end();
   });
 
   return router;
@@ -154,9 +98,9 @@ export function oauthRouter(deps: OAuthDeps): Router {
 
 /**
  * RFC 6749 §5.2: OAuth endpoints answer `{error, error_description}`, never a stack trace
- * and never a 500. Refusals the token exchange did not audit itself are audited here.
+ * and never a 500. Refusals the token exchange did not audit itself are recorded by `refusals`.
  */
-export function oauthErrorHandler(audit: AuditLog): ErrorRequestHandler {
+export function oauthErrorHandler(refusals: Pick<OAuthRefusals, 'refused'>): ErrorRequestHandler {
   return async (err, req, res, next) => {
     if (!req.path.startsWith('/oauth2/') || res.headersSent) return next(err);
     const e = isOAuthError(err)
@@ -166,9 +110,7 @@ export function oauthErrorHandler(audit: AuditLog): ErrorRequestHandler {
         : typeof err?.type === 'string' && typeof err?.status === 'number' && err.status < 500
           ? new OAuthError('invalid_request', err.type === 'entity.too.large' ? 'the request body is too large' : 'the request body is malformed', { status: err.status })
           : oauthError('temporarily_unavailable', 'the broker cannot answer now');
-    if (!res.locals.audited) {
-      await audit.append({ type: 'oauth.refused', details: { endpoint: req.path, error: e.error } }).catch(() => undefined);
-    }
+    if (!res.locals.audited) await refusals.refused(req.path, e.error);
     if (e.error === 'invalid_client' && req.headers.authorization) res.setHeader('WWW-Authenticate', 'Bearer error="invalid_token"');
     noStore(res);
     // RFC 6749 §5.2: error_description is printable ASCII without '"' or '\\'.

@@ -1,12 +1,11 @@
 import express, { Router, type ErrorRequestHandler } from 'express';
-import type { AuditLog } from '../audit';
 import { DomainError } from '../core/errors';
 import type { SetReceiver, SignalApplier } from '../signals';
 import { isSetError } from '../signals';
 
 export interface SignalRouteDeps {
-  receiver: SetReceiver;
-  applier: SignalApplier;
+  receiver: Pick<SetReceiver, 'receive'>;
+  applier: Pick<SignalApplier, 'apply'>;
 }
 
 /**
@@ -23,12 +22,12 @@ export function signalsRouter(deps: SignalRouteDeps): Router {
   return router;
 }
 
-/** RFC 8935 §2.4 error bodies for the signals endpoint; every refused SET is audited. */
-export function signalsErrorHandler(audit: AuditLog): ErrorRequestHandler {
+/** RFC 8935 §2.4 error bodies for the signals endpoint; every refused SET is recorded by the applier. */
+export function signalsErrorHandler(applier: Pick<SignalApplier, 'refused'>): ErrorRequestHandler {
   return async (err, req, res, next) => {
     if (req.path !== '/v1/signals' || res.headersSent) return next(err);
     if (isSetError(err)) {
-      await audit.append({ type: 'signal.refused', details: { err: err.err, description: err.description } }).catch(() => undefined);
+      await applier.refused({ err: err.err, description: err.description });
       return res.status(400).json(err.toJSON());
     }
     // A body some other parser or check refused (a JSON content type, a control character, too large): not a SET.
@@ -36,7 +35,7 @@ export function signalsErrorHandler(audit: AuditLog): ErrorRequestHandler {
       const tooLarge = err.type === 'entity.too.large';
       const description = tooLarge ? 'the SET is too large' : err instanceof DomainError ? err.message : 'the body must be a SET, sent as application/secevent+jwt';
       const body = { err: 'invalid_request', description };
-      await audit.append({ type: 'signal.refused', details: body }).catch(() => undefined);
+      await applier.refused(body);
       // RFC 8935 §2.4 answers a refused SET with 400; a body over the cap is refused before it is read as one (RFC 9110 §15.5.14).
       return res.status(tooLarge ? 413 : 400).json(body);
     }

@@ -1,10 +1,12 @@
 import { z } from 'zod';
+import type { AuditIn } from '../audit';
 import { DomainError, problemType } from '../core/errors';
 import { isDnsName } from '../core/dns';
 import type { Prisma, PrismaClient } from '../db/generated/client';
 import { neverFresh, ReadCache, type Freshness } from '../db/read-cache';
 import { BROKER_PATH, isBrokerPath, parseSpiffeId } from '../spiffe/id';
 import { selectorProblem } from './selectors';
+import { isUuid } from '../core/uuid';
 
 /** What an MCP connector's entry says about it, for people and for policy. */
 export interface ConnectorMetadata {
@@ -127,22 +129,28 @@ export interface EntryFilter {
   enabled?: boolean;
 }
 
-const isUuid = (id: string) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id);
 
 /** Registration entries in the database. */
 export class EntryStore {
   /** Entries by id, for the authentication of every mTLS request; dropped when any entry changes. */
   readonly #byId: ReadCache<RegistrationEntry | undefined>;
 
+  /** `audit`: where entry changes are recorded, in the transaction that makes them. */
   constructor(
     private readonly prisma: PrismaClient,
     private readonly freshness: Freshness = neverFresh,
+    private readonly audit?: AuditIn,
   ) {
     this.#byId = new ReadCache(freshness);
   }
 
-  async create(input: EntryInput): Promise<RegistrationEntry> {
-    const entry = fromRow(await this.prisma.registrationEntry.create({ data: toData(input) as Prisma.RegistrationEntryCreateInput }));
+  /** Creates an entry; `actor` (the admin caller) is recorded with it. */
+  async create(input: EntryInput, actor = 'admin'): Promise<RegistrationEntry> {
+    const entry = await this.prisma.$transaction(async (tx) => {
+      const created = fromRow(await tx.registrationEntry.create({ data: toData(input) as Prisma.RegistrationEntryCreateInput }));
+      await this.audit?.(tx, { type: 'entry.created', actor, details: { entryId: created.id, spiffeId: created.spiffeId, selectors: created.selectors, admin: created.admin } });
+      return created;
+    });
     this.freshness.touch();
     return entry;
   }
@@ -176,17 +184,49 @@ export class EntryStore {
     return rows.map(fromRow).filter((e) => filter.spiffeIdPrefix === undefined || e.spiffeId.startsWith(filter.spiffeIdPrefix));
   }
 
-  async update(id: string, patch: Partial<EntryInput>): Promise<RegistrationEntry> {
+  /** Changes the fields `patch` names (and only those); a patch that names none is refused. */
+  async update(id: string, patch: Partial<EntryInput>, actor = 'admin'): Promise<RegistrationEntry> {
+    const fields = Object.keys(patch).sort();
+    if (fields.length === 0) throw new EntryError(400, 'invalid-entry', 'the update names no field');
     await this.require(id);
-    const entry = fromRow(await this.prisma.registrationEntry.update({ where: { id }, data: toData(patch) }));
+    const entry = await this.prisma.$transaction(async (tx) => {
+      const updated = fromRow(await tx.registrationEntry.update({ where: { id }, data: toData(patch) }));
+      await this.audit?.(tx, { type: 'entry.updated', actor, details: { entryId: updated.id, fields } });
+      return updated;
+    });
     this.freshness.touch();
     return entry;
   }
 
-  async delete(id: string): Promise<void> {
+  async delete(id: string, actor = 'admin'): Promise<void> {
     await this.require(id);
-    await this.prisma.registrationEntry.delete({ where: { id } });
+    await this.prisma.$transaction(async (tx) => {
+      await tx.registrationEntry.delete({ where: { id } });
+      await this.audit?.(tx, { type: 'entry.deleted', actor, details: { entryId: id } });
+    });
     this.freshness.touch();
+  }
+
+  /**
+   * The one enabled entry a join token is for: named by id, or by a SPIFFE ID exactly one entry
+   * has. 404 when none is named, 400 when the SPIFFE ID is ambiguous or the entry is disabled.
+   */
+  async forJoinToken(ref: { readonly entryId: string } | { readonly spiffeId: string }): Promise<RegistrationEntry> {
+    let entry: RegistrationEntry;
+    if ('entryId' in ref) entry = await this.require(ref.entryId);
+    else {
+      const named = await this.bySpiffeId(ref.spiffeId);
+      if (named.length === 0) throw new EntryError(404, 'entry-not-found', `no registration entry for ${ref.spiffeId}`);
+      if (named.length > 1) throw new EntryError(400, 'invalid-entry', `${named.length} entries name ${ref.spiffeId}; give entry_id`);
+      entry = named[0]!;
+    }
+    if (!entry.enabled) throw new EntryError(400, 'invalid-entry', `the entry for ${entry.spiffeId} is disabled`);
+    return entry;
+  }
+
+  /** The connector one SPIFFE ID names, for the kill switch: 404 unless some entry names it. */
+  async requireConnector(spiffeId: string): Promise<void> {
+    if ((await this.bySpiffeId(spiffeId)).length === 0) throw new EntryError(404, 'entry-not-found', `no registration entry for ${spiffeId}`);
   }
 
   /** Entries (enabled or not) whose selectors are all among `attested`; never entries without selectors. */

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { SignJWT } from 'jose';
 import type { AuditLog } from '../audit';
 import type { SigningAuthorities, X509Svid } from '../ca';
@@ -10,6 +9,7 @@ import { LeaseRefused, type LeaseBasis, type LeaseStore, type RevocationEpoch } 
 import type { AttestationContext, Attestor } from './attestor';
 import type { EntryStore, RegistrationEntry } from './entries';
 import { AttestationError } from './errors';
+import { sha256 } from '../core/hash';
 
 /** An X.509-SVID as handed to a workload. */
 export interface IssuedX509Svid {
@@ -173,7 +173,7 @@ export class SvidIssuer {
         spiffeId: entry.spiffeId,
         entryId: entry.id,
         serial: svid.serialNumber,
-        fingerprint: createHash('sha256').update(new Uint8Array(svid.certificate.rawData)).digest('hex'),
+        fingerprint: sha256(new Uint8Array(svid.certificate.rawData), 'hex'),
         issuedAt: svid.notBefore,
         expiresAt: svid.notAfter,
       },

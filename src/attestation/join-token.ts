@@ -1,13 +1,15 @@
-import { createHash } from 'node:crypto';
+import type { AuditIn } from '../audit';
 import type { Clock } from '../core/clock';
 import type { Random } from '../core/random';
 import type { PrismaClient } from '../db/generated/client';
 import { GroupCommit } from '../db/group-commit';
 import type { AttestationResult, Attestor } from './attestor';
+import type { EntryStore, RegistrationEntry } from './entries';
 import { AttestationError } from './errors';
+import { sha256 } from '../core/hash';
 
 const PREFIX = 'writ_jt_';
-const hash = (token: string) => createHash('sha256').update(token, 'utf8').digest('hex');
+const hash = (token: string) => sha256(token, 'hex');
 
 /** A join token as created: shown once, then only its hash exists. */
 export interface IssuedJoinToken {
@@ -20,16 +22,24 @@ export class JoinTokens {
   /** Redemptions arriving together are one UPDATE (group commit); each caller still gets only its own token's answer. */
   readonly #redemptions = new GroupCommit<string, string | undefined>((ids) => this.#consume(ids));
 
+  /** `entries`: where `issue` finds the entry a token is for; `audit`: where issuance is recorded, in its transaction. */
   constructor(
     private readonly prisma: PrismaClient,
-    private readonly deps: { clock: Clock; random: Random },
+    private readonly deps: { clock: Clock; random: Random; entries?: Pick<EntryStore, 'forJoinToken'>; audit?: AuditIn },
   ) {}
 
-  async create(entryId: string, ttlSeconds: number): Promise<IssuedJoinToken> {
+  /** A token for an entry (by id, or by a SPIFFE ID exactly one enabled entry has), recorded with `actor`. */
+  async issue(ref: { readonly entryId: string } | { readonly spiffeId: string }, ttlSeconds: number, actor = 'admin'): Promise<IssuedJoinToken & { readonly entry: RegistrationEntry }> {
+    if (!this.deps.entries) throw new Error('these join tokens have no entry store to issue from');
+    const entry = await this.deps.entries.forJoinToken(ref);
     const token = PREFIX + Buffer.from(this.deps.random.bytes(32)).toString('base64url');
     const expiresAt = new Date(this.deps.clock.now().getTime() + ttlSeconds * 1000);
-    await this.prisma.joinToken.create({ data: { id: hash(token), entryId, expiresAt } });
-    return { token, expiresAt };
+    await this.prisma.$transaction(async (tx) => {
+      await tx.joinToken.create({ data: { id: hash(token), entryId: entry.id, expiresAt } });
+      // Only the token's hash is stored, and the event names its entry, never the token.
+      await this.deps.audit?.(tx, { type: 'join_token.created', actor, details: { entryId: entry.id, spiffeId: entry.spiffeId, expiresAt: expiresAt.toISOString() } });
+    });
+    return { token, expiresAt, entry };
   }
 
   /**

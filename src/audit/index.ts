@@ -3,10 +3,12 @@ import type { Clock } from '../core/clock';
 import { canonicalJson } from '../core/canonical-json';
 import type { Prisma, PrismaClient } from '../db/generated/client';
 import { GroupCommit } from '../db/group-commit';
+import type { AuditEventType } from './events';
 
 /** An event for the audit trail: what happened, for whom, and who did it. */
 export interface AuditEventInput {
-  readonly type: string;
+  /** One of {@link AUDIT_EVENTS}: each type is defined, with what it records, in `./events`. */
+  readonly type: AuditEventType;
   /** The person on whose behalf the action ran, if any. */
   readonly subject?: string;
   /** The connector's SPIFFE ID, "admin", or "writ" for the broker itself. */
@@ -14,7 +16,18 @@ export interface AuditEventInput {
   readonly details?: Record<string, unknown>;
 }
 
-export interface AuditRecord extends AuditEventInput {
+/**
+ * Appends an event inside the caller's transaction (AuditLog.appendIn): what every domain
+ * store is given, so that a change and its audit event commit together.
+ */
+export type AuditIn = (tx: Prisma.TransactionClient, event: AuditEventInput) => Promise<unknown>;
+
+/** Appends an event on its own (AuditLog.append): for refusals, which change nothing to commit with. */
+export type AuditAppend = (event: AuditEventInput) => Promise<unknown>;
+
+/** An event as the chain stores it: its type is a string, as a chain written by an older version may hold types no longer defined. */
+export interface AuditRecord extends Omit<AuditEventInput, 'type'> {
+  readonly type: string;
   readonly seq: number;
   readonly at: Date;
   readonly prevHash: string;
@@ -123,4 +136,5 @@ export class AuditLog {
   }
 }
 
+export { AUDIT_EVENTS, AUDIT_EVENT_TYPES, isAuditEventType, type AuditEventDefinition, type AuditEventType } from './events';
 export { AuditReader, verifyAuditChain, AUDIT_BATCH_SIZE, type AuditFilter, type AuditPage, type ChainVerification } from './query';

@@ -18,12 +18,12 @@ import {
   type CaStoreOptions,
   type JwtSigningKey,
 } from './store';
-import { createHash } from 'node:crypto';
+import { sha256 } from '../core/hash';
 
 /** The authority record of a CA: its id is the SHA-256 of the trust anchor's DER. */
 export const x509Record = (ca: CertificateAuthority): AuthorityRecord => {
   const der = new Uint8Array(ca.anchor.rawData);
-  return { id: createHash('sha256').update(der).digest('hex'), use: 'x509-svid', material: der, notBefore: ca.anchor.notBefore, notAfter: ca.anchor.notAfter };
+  return { id: sha256(der, 'hex'), use: 'x509-svid', material: der, notBefore: ca.anchor.notBefore, notAfter: ca.anchor.notAfter };
 };
 
 /** The JWT key is published for as long as the CA it serves beside. */
@@ -151,8 +151,9 @@ export class SealedCustody implements KeyCustody {
    * Start-up: loads the active authorities, or creates them on the first start, in one
    * transaction under the bundle lock, so replicas starting at once make exactly one CA.
    * Keys still sealed under the previous KEK are sealed again under the new one.
+   * `inTransaction` runs last in that transaction (the audit events of what it changed).
    */
-  async start(): Promise<SealedStart> {
+  async start(inTransaction?: (tx: Prisma.TransactionClient, start: SealedStart) => Promise<void>): Promise<SealedStart> {
     const files = await this.filesCa();
     const upstream = files && files.ca.chain.length > 0 ? files.ca : undefined;
     this.#upstream = upstream;
@@ -237,7 +238,9 @@ export class SealedCustody implements KeyCustody {
       } else {
         for (const k of keys) await tx.authorityKey.upsert({ where: { authorityId: k.authorityId }, create: { ...k, nonce: Uint8Array.from(k.nonce), ciphertext: Uint8Array.from(k.ciphertext) }, update: {} });
       }
-      return { slot, created, imported, resealed, upstream: upstream !== undefined, published };
+      const start = { slot, created, imported, resealed, upstream: upstream !== undefined, published };
+      await inTransaction?.(tx, start);
+      return start;
     });
   }
 

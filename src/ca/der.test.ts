@@ -11,6 +11,8 @@ import {
   oid,
   readChildren,
   readElement,
+  readOid,
+  readString,
   sequence,
   smallInteger,
   time,
@@ -125,6 +127,39 @@ describe('DER reader', () => {
     ['a lone octet', '30'],
   ])('refuses %s', (_, h) => {
     expect(() => readElement(Buffer.from(h.replace(/ /g, ''), 'hex'))).toThrow(RangeError);
+  });
+
+  it('reads OBJECT IDENTIFIERs back as the writer wrote them (§8.19)', () => {
+    for (const dotted of ['1.2.840.10045.4.3.2', '2.5.29.17', '0.9.2342.19200300.100.1.25', '2.999.3', '1.2.840.113549.1.9.1', '2.25.329800735698586629295641978511506172918']) {
+      const der = oid(dotted);
+      expect(readOid(der, readElement(der))).toBe(dotted);
+    }
+    const readHex = (h: string) => {
+      const der = Buffer.from(h, 'hex');
+      return readOid(der, readElement(der));
+    };
+    expect(() => readHex('06022a86')).toThrow(RangeError); // the last subidentifier is unterminated
+    expect(() => readHex('0600')).toThrow(RangeError);
+    expect(() => readHex('0603808001')).toThrow(RangeError); // a subidentifier with a leading 0x80
+    expect(() => readHex(hex(ia5String('x')))).toThrow(RangeError); // not an OID
+  });
+
+  it('reads character strings by their X.680 type, and nothing that does not decode', () => {
+    const read = (tag: number, content: Uint8Array) => {
+      const der = tlv(tag, content);
+      return readString(der, readElement(der));
+    };
+    expect(read(0x0c, Buffer.from('café ✓', 'utf8'))).toBe('café ✓');
+    expect(read(0x0c, Uint8Array.of(0xc3))).toBeUndefined(); // truncated UTF-8
+    expect(read(0x13, Buffer.from('Example, Inc.'))).toBe('Example, Inc.');
+    expect(read(0x16, Uint8Array.of(0x61, 0xe9))).toBeUndefined(); // IA5 holds ASCII only
+    expect(read(0x12, Buffer.from('123'))).toBe('123');
+    expect(read(0x1a, Buffer.from('vis'))).toBe('vis');
+    expect(read(0x14, Uint8Array.of(0x63, 0xe9))).toBe('cé'); // Teletex read as Latin-1
+    expect(read(0x1e, Uint8Array.of(0x00, 0x41, 0x00, 0xe9))).toBe('Aé'); // BMPString, UTF-16BE
+    expect(read(0x1e, Uint8Array.of(0x00))).toBeUndefined();
+    expect(read(0x1c, Uint8Array.of(0, 1, 0xf6, 0x00))).toBe('\u{1f600}'); // UniversalString, UTF-32BE
+    expect(read(0x04, Buffer.from('x'))).toBeUndefined(); // an OCTET STRING is not a character string
   });
 
   it('keeps children within their parent', () => {

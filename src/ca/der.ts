@@ -1,8 +1,9 @@
 import { isIPv4, isIPv6 } from 'node:net';
 
 /**
- * A minimal DER (X.690 §10) writer and reader: just what issuing an X.509-SVID needs,
- * without a generic ASN.1 schema engine. Writers return the complete TLV encoding.
+ * A minimal DER (X.690 §10) writer and reader: just what issuing an X.509-SVID and reading
+ * a certificate's names exactly as signed need, without a generic ASN.1 schema engine.
+ * Writers return the complete TLV encoding; readers return views into the input.
  */
 
 export const TAG = {
@@ -13,10 +14,15 @@ export const TAG = {
   NULL: 0x05,
   OID: 0x06,
   UTF8_STRING: 0x0c,
+  NUMERIC_STRING: 0x12,
   PRINTABLE_STRING: 0x13,
+  TELETEX_STRING: 0x14,
   IA5_STRING: 0x16,
   UTC_TIME: 0x17,
   GENERALIZED_TIME: 0x18,
+  VISIBLE_STRING: 0x1a,
+  UNIVERSAL_STRING: 0x1c,
+  BMP_STRING: 0x1e,
   SEQUENCE: 0x30,
   SET: 0x31,
 } as const;
@@ -216,3 +222,64 @@ export function readChildren(der: Uint8Array, parent: DerElement): DerElement[] 
 export const encodingOf = (der: Uint8Array, el: DerElement): Uint8Array => der.subarray(el.start, el.end);
 /** An element's content octets (a view, not a copy). */
 export const contentOf = (der: Uint8Array, el: DerElement): Uint8Array => der.subarray(el.contentStart, el.end);
+
+/** An OBJECT IDENTIFIER's dotted decimal (X.690 §8.19), the inverse of `oid`. Throws RangeError on a malformed one. */
+export function readOid(der: Uint8Array, el: DerElement): string {
+  if (el.tag !== TAG.OID) throw new RangeError('not an OBJECT IDENTIFIER');
+  const bytes = contentOf(der, el);
+  if (bytes.length === 0 || (bytes[bytes.length - 1]! & 0x80) !== 0) throw new RangeError('OBJECT IDENTIFIER truncated');
+  const subs: bigint[] = [];
+  let value = 0n;
+  let fresh = true;
+  for (const b of bytes) {
+    if (fresh && b === 0x80) throw new RangeError('OBJECT IDENTIFIER subidentifier is not minimally encoded');
+    value = (value << 7n) | BigInt(b & 0x7f);
+    fresh = (b & 0x80) === 0;
+    if (fresh) {
+      subs.push(value);
+      value = 0n;
+    }
+  }
+  const first = subs[0]!;
+  const head = first < 40n ? [0n, first] : first < 80n ? [1n, first - 40n] : [2n, first - 80n];
+  return [...head, ...subs.slice(1)].join('.');
+}
+
+/**
+ * The text of a character-string element (X.680 §41), or undefined when it is not a string
+ * type or its octets do not decode as that type. TeletexString is read as Latin-1, as most
+ * software does; BMPString is UTF-16BE, UniversalString UTF-32BE.
+ */
+export function readString(der: Uint8Array, el: DerElement): string | undefined {
+  const bytes = contentOf(der, el);
+  try {
+    switch (el.tag) {
+      case TAG.UTF8_STRING:
+        return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+      case TAG.NUMERIC_STRING:
+      case TAG.PRINTABLE_STRING:
+      case TAG.IA5_STRING:
+      case TAG.VISIBLE_STRING:
+        return bytes.every((b) => b < 0x80) ? Buffer.from(bytes).toString('latin1') : undefined;
+      case TAG.TELETEX_STRING:
+        return Buffer.from(bytes).toString('latin1');
+      case TAG.BMP_STRING: {
+        if (bytes.length % 2) return undefined;
+        const le = Buffer.from(bytes); // a copy: swap16 works in place
+        le.swap16();
+        return new TextDecoder('utf-16le', { fatal: true }).decode(le);
+      }
+      case TAG.UNIVERSAL_STRING: {
+        if (bytes.length % 4) return undefined;
+        const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+        let s = '';
+        for (let i = 0; i < bytes.length; i += 4) s += String.fromCodePoint(view.getUint32(i));
+        return s;
+      }
+      default:
+        return undefined;
+    }
+  } catch {
+    return undefined; // an invalid code point or sequence
+  }
+}

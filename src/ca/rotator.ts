@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { AuditEventType } from '../audit';
 import type { Clock } from '../core/clock';
 import type { CertificateAuthority } from './authority';
 import type { BundleStore, PublishResult } from './bundle-store';
@@ -13,6 +14,9 @@ export interface SigningAuthorities {
   readonly jwtKey: JwtSigningKey;
 }
 
+/** The audit events of rotation steps. */
+export type RotationEventType = Extract<AuditEventType, 'ca.rotation_prepared' | 'ca.rotation_activated'>;
+
 export interface RotatorOptions {
   /** Where the private keys are kept: WRIT_CA_DIR's files, or the database sealed under the KEK. */
   custody: KeyCustody;
@@ -22,7 +26,7 @@ export interface RotatorOptions {
   clock: Clock;
   logger: Logger;
   /** Told of each rotation step, for the audit trail. */
-  onEvent: (type: 'ca.rotation_prepared' | 'ca.rotation_activated', details: Record<string, unknown>) => Promise<void>;
+  onEvent: (type: RotationEventType, details: Record<string, unknown>) => Promise<void>;
 }
 
 export interface PreparedRotation {

@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from 'commander';
 import { parseDuration } from '../core/duration';
+import { isUuid } from '../core/uuid';
 
 /** Option value parsers: a bad value is a usage error naming the option (commander adds which). */
 
@@ -16,7 +17,7 @@ export function positiveInt(value: string): number {
 }
 
 export function uuid(value: string): string {
-  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value)) throw new InvalidArgumentError('expected a UUID');
+  if (!isUuid(value)) throw new InvalidArgumentError('expected a UUID');
   return value;
 }
 

@@ -1,5 +1,6 @@
 import { createHash, type KeyObject } from 'node:crypto';
 import forge from 'node-forge';
+import { sha256 } from '../core/hash';
 
 /**
  * A password-protected PKCS#12 (RFC 7292) holding an X.509-SVID's key, its chain and the
@@ -64,7 +65,7 @@ export function toPkcs12(input: Pkcs12Input): Buffer {
   // The chain, then the bundle's roots; a certificate in both is kept once. The leaf comes first and carries the pairing attributes.
   const seen = new Set<string>();
   const certs = [...input.chain, ...input.bundle].filter((c) => {
-    const h = createHash('sha256').update(c).digest('hex');
+    const h = sha256(c, 'hex');
     if (seen.has(h)) return false;
     seen.add(h);
     return true;

@@ -4,3 +4,5 @@ export { systemRandom, type Random } from './random';
 export { parseDuration } from './duration';
 export { canonicalJson } from './canonical-json';
 export { isDnsName } from './dns';
+export { sha256 } from './hash';
+export { isUuid } from './uuid';

@@ -113,3 +113,9 @@ export function describeTextProblem(found: TextProblem, whole = 'the value'): st
 
 /** The problem as a predicate of the member it was found in: `contains …`, or `has a name that contains …`. */
 export const problemOfMember = (found: TextProblem): string => (found.inName ? `has a name that ${found.problem}` : found.problem);
+
+/** Attacker-controlled text in a message or description: bounded, printable ASCII, quoted. */
+export function quote(text: string, max = 64): string {
+  const shown = text.length > max ? `${text.slice(0, max)}…` : text;
+  return JSON.stringify(shown.replace(/[^\x20-\x7e…]/g, '?'));
+}

@@ -3,3 +3,4 @@ export { migrate, loadMigrations, appliedMigrations, MIGRATION_LOCK_KEY, type Mi
 export { pgSession, pgliteSession, type SqlSession } from './session';
 export { DatabaseUnavailable, MigrationError } from './errors';
 export { PrismaClient, Prisma } from './generated/client';
+export { ReadCache, neverFresh, whileOpen, type Freshness } from './read-cache';

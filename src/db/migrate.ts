@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -6,8 +5,8 @@ import type { Clock } from '../core/clock';
 import type { Random } from '../core/random';
 import { MigrationError } from './errors';
 import type { SqlSession } from './session';
+import { sha256 } from '../core/hash';
 
-const sha256 = (text: string) => createHash('sha256').update(text).digest();
 
 /** A migration in Prisma's layout: prisma/migrations/<timestamp>_<name>/migration.sql. */
 export interface Migration {
@@ -132,7 +131,7 @@ async function takeLock(session: SqlSession, timeoutMs: number): Promise<void> {
  */
 export function checksumMatches(recorded: string, sql: string): boolean {
   const lf = sql.replace(/\r\n/g, '\n');
-  const variants = [sql, lf, lf.replace(/\n/g, '\r\n')].map(sha256);
+  const variants = [sql, lf, lf.replace(/\n/g, '\r\n')].map((text) => sha256(text));
   return variants.some((d) => d.toString('hex') === recorded || (recorded.length !== 64 && [...d].map((b) => b.toString(16)).join('') === recorded));
 }
 

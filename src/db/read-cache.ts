@@ -39,3 +39,19 @@ export class ReadCache<V> {
     return value;
   }
 }
+
+/**
+ * Freshness of a change feed, trusted only while the database is open too: otherwise every
+ * cached read asks the database (and fails closed).
+ */
+export function whileOpen(db: { readonly open: boolean }, feed: Freshness): Freshness {
+  return {
+    get current() {
+      return db.open && feed.current;
+    },
+    get generation() {
+      return feed.generation;
+    },
+    touch: () => feed.touch(),
+  };
+}

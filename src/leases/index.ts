@@ -6,6 +6,7 @@ import { ReadCache, type Freshness } from '../db/read-cache';
 import { LeaseRefused, lockForRevocation, parseRefusal, writeMarker, type LeaseBasis, type LeaseRefusal } from './ordering';
 import { revokeIds } from './revocations';
 import { noRevocationWatch, type RevocationWatch } from './watch';
+import { isUuid } from '../core/uuid';
 
 export type LeaseKind = 'x509-svid' | 'jwt-svid' | 'access-token';
 
@@ -82,7 +83,6 @@ interface PendingLease {
   readonly basis?: LeaseBasis;
 }
 
-const isUuid = (id: string) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id);
 
 const leaseRow = (l: Lease, basis?: LeaseBasis) => ({
   ...(basis && { epoch: basis.epoch, requires: basis.requires }),
@@ -104,6 +104,22 @@ const leaseRow = (l: Lease, basis?: LeaseBasis) => ({
   parent_id: l.parentId ?? null,
 });
 const taskRow = (t: NewTask) => ({ id: t.id, subject: t.subject, subject_issuer: t.subjectIssuer, connector: t.connector, subject_groups: t.subjectGroups, subject_risk: t.subjectRisk ?? null });
+
+/** A presented X.509-SVID (its chain verified by TLS), as liveness checks need it. */
+export interface PresentedSvid {
+  readonly spiffeId: string;
+  readonly serial: string;
+  readonly fingerprint: string;
+}
+
+/**
+ * The lease of a presented SVID if it is live: this exact certificate (serial and fingerprint)
+ * was issued by this broker for this SPIFFE ID, and its lease is neither expired nor revoked.
+ */
+export async function liveSvidLease(leases: Pick<LeaseStore, 'activeSvid'>, svid: PresentedSvid, now: Date): Promise<Lease | undefined> {
+  const lease = await leases.activeSvid(svid.serial, svid.fingerprint, now);
+  return lease && lease.spiffeId === svid.spiffeId ? lease : undefined;
+}
 
 export class PrismaLeaseStore implements LeaseStore {
   /** Leases recorded concurrently share one transaction (group commit); none resolves before it is committed. */
@@ -214,6 +230,7 @@ export class PrismaLeaseStore implements LeaseStore {
 export { TaskStore, TaskError, type Task } from './tasks';
 export { LeaseRefused, RevocationEpochs, REVOCATION_LOCK, type LeaseBasis, type LeaseRefusal, type MarkerKind, type RevocationEpoch } from './ordering';
 export { Revocations, revocationSelectorSchema, leaseFilter, type RevocationSelector, type BlastRadius } from './revocations';
+export { leaseListingSchema, type LeaseListing } from './filters';
 export { svidDenylist } from './denylist';
 export { LeaseJanitor } from './janitor';
 export { PgRevocationWatch, noRevocationWatch, announceRevoked, REVOCATION_CHANNEL, type RevocationWatch, type Revoked } from './watch';

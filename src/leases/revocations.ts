@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
+import type { AuditEventInput, AuditIn } from '../audit';
 import type { Clock } from '../core/clock';
 import type { Prisma, PrismaClient } from '../db/generated/client';
 import { neverFresh, ReadCache, type Freshness } from '../db/read-cache';
@@ -51,10 +52,6 @@ export interface BlastRadius {
 
 const MAX_CHAIN = 16;
 const SAMPLE = 50;
-
-/** Writes an audit event inside a transaction (AuditLog.appendIn). */
-export type AuditIn = (tx: Prisma.TransactionClient, event: AuditEvent) => Promise<unknown>;
-type AuditEvent = { type: string; actor?: string; subject?: string; details?: Record<string, unknown> };
 
 /**
  * Revocations by selector, chained descendants included, each in one transaction that takes
@@ -174,7 +171,7 @@ export class Revocations {
    * revocation lock comes first); the caller commits, then calls {@link afterCommit}. `event`
    * replaces the default audit event of an actor's revocation, or (undefined) records none.
    */
-  async revoke(selector: RevocationSelector, reason: string, tx?: Prisma.TransactionClient, actor?: string, event?: (revoked: number) => AuditEvent | undefined): Promise<number> {
+  async revoke(selector: RevocationSelector, reason: string, tx?: Prisma.TransactionClient, actor?: string, event?: (revoked: number) => AuditEventInput | undefined): Promise<number> {
     const r = await this.revokeIn(selector, reason, tx, actor, event);
     if (!tx) this.committed(r.seq);
     return r.revoked;
@@ -186,7 +183,7 @@ export class Revocations {
   }
 
   /** As {@link revoke}, answering the marker's sequence as well (for callers that commit). */
-  async revokeIn(selector: RevocationSelector, reason: string, tx?: Prisma.TransactionClient, actor?: string, event?: (revoked: number) => AuditEvent | undefined): Promise<{ revoked: number; seq: number }> {
+  async revokeIn(selector: RevocationSelector, reason: string, tx?: Prisma.TransactionClient, actor?: string, event?: (revoked: number) => AuditEventInput | undefined): Promise<{ revoked: number; seq: number }> {
     const now = this.clock.now();
     const run = async (t: Prisma.TransactionClient) => {
       await lockForRevocation(t);
@@ -202,7 +199,7 @@ export class Revocations {
         await t.subjectRevocation.create({ data: { id: randomUUID(), issuer: selector.email.issuer, email: selector.email.email, notBefore: now, reason } });
       }
       const revoked = await revokeIds(t, await this.liveIds(t, selector, now), reason, now);
-      const audited = event ? event(revoked) : actor !== undefined ? { type: 'revocation', actor, details: { selector, reason, revoked } } : undefined;
+      const audited = event ? event(revoked) : actor !== undefined ? { type: 'revocation' as const, actor, details: { selector, reason, revoked } } : undefined;
       if (audited && this.audit) await this.audit(t, audited);
       return { revoked, seq: await writeMarker(t, selector, reason, now) };
     };

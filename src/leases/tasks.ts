@@ -4,7 +4,9 @@ import type { Random } from '../core/random';
 import type { PrismaClient } from '../db/generated/client';
 import type { Freshness } from '../db/read-cache';
 import { lockForRevocation } from './ordering';
-import { revokeIds, type AuditIn } from './revocations';
+import type { AuditIn } from '../audit';
+import { revokeIds } from './revocations';
+import { isUuid } from '../core/uuid';
 
 /** A task: one user, one connector, and every token issued for the work. */
 export interface Task {
@@ -30,7 +32,6 @@ export class TaskError extends DomainError {
   }
 }
 
-const isUuid = (id: string) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id);
 
 /** Tasks in the database. Ending one revokes all its tokens, chained ones included. */
 export class TaskStore {

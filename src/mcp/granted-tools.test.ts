@@ -2,7 +2,7 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { ListToolsRequestSchema, type JSONRPCMessage, type MessageExtraInfo } from '@modelcontextprotocol/sdk/types.js';
-import type { AccessTokenClaims } from '../tokens/mint';
+import type { AccessTokenClaims } from '../tokens/access-token';
 import { grantedToolsOnly, TOOL_NOT_GRANTED } from './granted-tools';
 import { mcpAuthInfo, writIdentity } from './identity';
 

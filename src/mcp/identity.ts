@@ -12,7 +12,7 @@
  * ```
  */
 import type { McpToolDetail } from '../tokens/authorization-details';
-import type { AccessTokenClaims, Act } from '../tokens/mint';
+import type { AccessTokenClaims, Act } from '../tokens/access-token';
 import { grantedTools, type ToolActions } from './tools';
 
 /** The verified identities behind a request, read from its Writ access token. */

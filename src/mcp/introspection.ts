@@ -11,7 +11,7 @@
  */
 import type { Clock } from '../core/clock';
 import { InvalidToken, OAuthError, TemporarilyUnavailable } from '../tokens/errors';
-import type { AccessTokenClaims } from '../tokens/mint';
+import type { AccessTokenClaims } from '../tokens/access-token';
 import { tlsFetch, type TlsClientOptions } from './tls-fetch';
 
 export interface IntrospectionOptions {

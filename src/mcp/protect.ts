@@ -52,23 +52,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { FlattenedJWSInput, JSONWebKeySet, JWSHeaderParameters } from 'jose';
-import { JwksUnavailable, RemoteJwks, StaticJwks, type KeySource } from '../attestation/jwks';
+import { JwksUnavailable, RemoteJwks, StaticJwks, type KeySource } from '../jwt';
 import { systemClock, type Clock } from '../core/clock';
 import { InvalidRequest, InvalidToken, OAuthError, TemporarilyUnavailable } from '../tokens/errors';
-import { certificateThumbprint, verifyAccessToken, type AccessTokenClaims } from '../tokens/mint';
+import { certificateThumbprint, type AccessTokenClaims } from '../tokens/access-token';
+import { verifyAccessToken } from '../tokens/verify';
 import { mcpAuthInfo, writIdentity, type McpAuthInfo, type WritIdentity } from './identity';
 import { introspector, type IntrospectionOptions } from './introspection';
 import { protectedResourceMetadataUrl } from './metadata';
 import { tlsFetch, type PemInput } from './tls-fetch';
 import { requiredActions, requireTool, toolCalls, type ToolActions } from './tools';
-
-// What this module exported before those modules were split off from it.
-export type { McpAuthInfo } from './identity';
-export { writClaimsOf } from './identity';
-export type { IntrospectionOptions } from './introspection';
-export { protectedResourceMetadata, protectedResourceMetadataUrl } from './metadata';
-export { tlsFetch, type PemInput, type TlsClientOptions } from './tls-fetch';
-export { requireTool, toolCalls, toolGranted } from './tools';
 
 // ---------------------------------------------------------------------------------------
 // Options and the request's additions.

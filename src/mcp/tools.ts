@@ -11,7 +11,7 @@
  */
 import type { Action, McpToolDetail } from '../tokens/authorization-details';
 import { InsufficientScope } from '../tokens/errors';
-import type { AccessTokenClaims } from '../tokens/mint';
+import type { AccessTokenClaims } from '../tokens/access-token';
 
 /** The actions a call of each tool needs; unlisted tools need any granted action. */
 export type ToolActions = Readonly<Record<string, Action | readonly Action[]>>;

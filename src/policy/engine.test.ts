@@ -315,15 +315,6 @@ describe('policy versions: a new set takes effect for the next decision', () => 
     expect(a.text).toBe(OPERATOR_POLICIES);
     expect(b.decide(action())).toEqual({ ...a.decide(action()), version: '8' });
   });
-
-  it('logs the decision rate with pre-parsed schema and policies (no timing assertion)', () => {
-    const engine = PolicyEngine.create(OPERATOR_POLICIES, 'bench');
-    const n = 2000;
-    const start = process.hrtime.bigint();
-    for (let i = 0; i < n; i++) engine.decide(action({ taskId: `task-${i}` }));
-    const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-    console.log(`policy engine: ${Math.round(n / seconds)} decisions/s (${n} in ${seconds.toFixed(3)} s)`);
-  });
 });
 
 describe('decision cache: a repeated question is answered from memory, any changed input is decided anew', () => {

@@ -33,10 +33,10 @@
  * clean decisions, keyed by every input Cedar sees (the task id only when a policy mentions
  * `task_id`), so a repeated question costs a map lookup; a new version is a new engine.
  */
-import { createHash } from 'node:crypto';
 import { setFlagsFromString } from 'node:v8';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import { canonicalJson } from '../core/canonical-json';
+import { sha256 } from '../core/hash';
 import { PolicyInvalid } from './errors';
 import { policyShapeProblem } from './shape';
 import {
@@ -405,13 +405,12 @@ function compilePolicies(text: string): Compiled {
   return { ok: true, policies, readsTaskId };
 }
 
-const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
 
 let schemaName: string | undefined;
 
 function preparsedSchema(): string {
   if (schemaName === undefined) {
-    const name = `writ-schema-${sha256(WRIT_SCHEMA).slice(0, 16)}`;
+    const name = `writ-schema-${sha256(WRIT_SCHEMA, 'hex').slice(0, 16)}`;
     const answer = cedar.preparseSchema(name, WRIT_SCHEMA);
     if (answer.type !== 'success') {
       throw new Error(`the Writ schema does not parse: ${answer.errors.map((e) => describe(e)).join('; ')}`);
@@ -424,7 +423,7 @@ function preparsedSchema(): string {
 const preparsedSets = new Set<string>();
 
 function preparsedPolicySet(policies: Record<string, string>): string {
-  const id = `writ-policies-${sha256(canonicalJson(policies))}`;
+  const id = `writ-policies-${sha256(canonicalJson(policies), 'hex')}`;
   if (!preparsedSets.has(id)) {
     const answer = cedar.preparsePolicySet(id, { staticPolicies: policies });
     if (answer.type !== 'success') throw new PolicyInvalid(answer.errors.map((e) => describe(e)));

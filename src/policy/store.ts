@@ -1,10 +1,9 @@
-import { createHash } from 'node:crypto';
+import type { AuditIn } from '../audit';
 import type { PrismaClient } from '../db/generated/client';
 import { neverFresh, type Freshness } from '../db/read-cache';
 import { PolicyEngine, validatePolicies } from './engine';
 import { PolicyInvalid } from './errors';
-
-const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
+import { sha256 } from '../core/hash';
 
 /** A version of the policy set. */
 export interface PolicyVersion {
@@ -24,9 +23,11 @@ export class PolicyStore {
   /** The generation in which `#engine` was last confirmed to be the version in force. */
   #checked: number | undefined;
 
+  /** `audit`: where new versions are recorded, in the transaction that stores them. */
   constructor(
     private readonly prisma: PrismaClient,
     private readonly freshness: Freshness = neverFresh,
+    private readonly audit?: AuditIn,
   ) {}
 
   async latest(): Promise<PolicyVersion | undefined> {
@@ -35,18 +36,26 @@ export class PolicyStore {
 
   /** Validates `text` against the schema and makes it the next version. Throws PolicyInvalid with Cedar's errors. */
   async put(text: string, createdBy: string): Promise<PolicyVersion> {
-    const check = validatePolicies(text);
-    if (!check.ok) throw new PolicyInvalid(check.errors);
-    const version = await this.prisma.policySet.create({ data: { text, sha256: sha256(text), createdBy } });
-    this.freshness.touch();
-    return version;
+    return this.#store(text, createdBy, {});
   }
 
-  /** Loads the operator's policy file as a new version unless the latest version is that text already. */
-  async seed(text: string): Promise<PolicyVersion> {
+  /** Loads the operator's policy file (at `path`) as a new version unless the latest version is that text already. */
+  async seed(text: string, path: string): Promise<PolicyVersion> {
     const latest = await this.latest();
-    if (latest && sha256(latest.text) === sha256(text)) return latest;
-    return this.put(text, 'policy_file');
+    if (latest && sha256(latest.text, 'hex') === sha256(text, 'hex')) return latest;
+    return this.#store(text, 'policy_file', { path });
+  }
+
+  async #store(text: string, createdBy: string, details: Record<string, unknown>): Promise<PolicyVersion> {
+    const check = validatePolicies(text);
+    if (!check.ok) throw new PolicyInvalid(check.errors);
+    const version = await this.prisma.$transaction(async (tx) => {
+      const created = await tx.policySet.create({ data: { text, sha256: sha256(text, 'hex'), createdBy } });
+      await this.audit?.(tx, { type: 'policy.updated', actor: createdBy, details: { version: created.version, ...details } });
+      return created;
+    });
+    this.freshness.touch();
+    return version;
   }
 
   /** The engine of the version in force; an empty set (default deny) when there is none. */

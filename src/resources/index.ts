@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { AuditIn } from '../audit';
 import { DomainError, problemType } from '../core/errors';
 import type { PrismaClient } from '../db/generated/client';
 import { neverFresh, ReadCache, type Freshness } from '../db/read-cache';
@@ -30,8 +31,8 @@ export interface Resource {
 export class ResourceError extends DomainError {
   readonly type: string;
   constructor(
-    readonly status: 404 | 409,
-    code: 'resource-not-found' | 'resource-exists',
+    readonly status: 400 | 404 | 409,
+    code: 'resource-not-found' | 'resource-exists' | 'invalid-request',
     message: string,
   ) {
     super(message);
@@ -77,16 +78,23 @@ export class ResourceStore {
   /** Resources by URI, read on every exchange; dropped when any resource changes. */
   readonly #byUri: ReadCache<Resource | undefined>;
 
+  /** `audit`: where resource changes are recorded, in the transaction that makes them. */
   constructor(
     private readonly prisma: PrismaClient,
     private readonly freshness: Freshness = neverFresh,
+    private readonly audit?: AuditIn,
   ) {
     this.#byUri = new ReadCache(freshness);
   }
 
-  async create(input: ResourceInput): Promise<Resource> {
+  /** Registers a resource; `actor` (the admin caller) is recorded with it. */
+  async create(input: ResourceInput, actor = 'admin'): Promise<Resource> {
     if (await this.get(input.uri)) throw new ResourceError(409, 'resource-exists', `${input.uri} is registered already`);
-    const resource = fromRow(await this.prisma.resource.create({ data: { uri: input.uri, spiffeId: input.spiffe_id, tools: input.tools as object[] } }));
+    const resource = await this.prisma.$transaction(async (tx) => {
+      const created = fromRow(await tx.resource.create({ data: { uri: input.uri, spiffeId: input.spiffe_id, tools: input.tools as object[] } }));
+      await this.audit?.(tx, { type: 'resource.created', actor, details: { uri: created.uri, spiffeId: created.spiffeId, tools: created.tools.map((t) => t.name) } });
+      return created;
+    });
     this.freshness.touch();
     return resource;
   }
@@ -108,19 +116,29 @@ export class ResourceStore {
     return (await this.prisma.resource.findMany({ orderBy: { uri: 'asc' }, take: 1000 })).map(fromRow);
   }
 
-  async update(uri: string, patch: Partial<Omit<ResourceInput, 'uri'>>): Promise<Resource> {
+  /** Changes the fields `patch` names (and records their names); a patch that names none is refused. */
+  async update(uri: string, patch: Partial<Omit<ResourceInput, 'uri'>>, actor = 'admin'): Promise<Resource> {
+    const fields = Object.keys(patch).sort();
+    if (fields.length === 0) throw new ResourceError(400, 'invalid-request', 'the update names no field');
     await this.require(uri);
-    const row = await this.prisma.resource.update({
-      where: { uri },
-      data: { ...(patch.spiffe_id !== undefined && { spiffeId: patch.spiffe_id }), ...(patch.tools !== undefined && { tools: patch.tools as object[] }) },
+    const resource = await this.prisma.$transaction(async (tx) => {
+      const row = await tx.resource.update({
+        where: { uri },
+        data: { ...(patch.spiffe_id !== undefined && { spiffeId: patch.spiffe_id }), ...(patch.tools !== undefined && { tools: patch.tools as object[] }) },
+      });
+      await this.audit?.(tx, { type: 'resource.updated', actor, details: { uri: row.uri, fields } });
+      return fromRow(row);
     });
     this.freshness.touch();
-    return fromRow(row);
+    return resource;
   }
 
-  async delete(uri: string): Promise<void> {
+  async delete(uri: string, actor = 'admin'): Promise<void> {
     await this.require(uri);
-    await this.prisma.resource.delete({ where: { uri } });
+    await this.prisma.$transaction(async (tx) => {
+      await tx.resource.delete({ where: { uri } });
+      await this.audit?.(tx, { type: 'resource.deleted', actor, details: { uri } });
+    });
     this.freshness.touch();
   }
 }

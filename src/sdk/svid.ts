@@ -1,4 +1,5 @@
-import { createHash, createPublicKey, X509Certificate, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { createPublicKey, X509Certificate, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { sha256 } from '../core/hash';
 import { parseSpiffeId, type SpiffeId } from '../spiffe/id';
 import { PeerNotAuthorizedError, WritProtocolError } from './errors';
 
@@ -89,7 +90,6 @@ export function spiffeIdOfCertificate(cert: X509Certificate): SpiffeId {
   }
 }
 
-const sha256hex = (der: Uint8Array) => createHash('sha256').update(der).digest('hex');
 
 /** An SVID from the broker's answer (`svid`: PEM chain, leaf first) and the key made for it; checks they belong together. */
 export function svidFromAnswer(chainPem: unknown, privateKey: KeyObject, status: number): X509Svid {
@@ -111,7 +111,7 @@ export function svidFromAnswer(chainPem: unknown, privateKey: KeyObject, status:
     certificatesPem: certificatesToPem(certificates),
     privateKey,
     serialNumber: leaf.serialNumber.toLowerCase(),
-    fingerprint: sha256hex(leaf.raw),
+    fingerprint: sha256(leaf.raw, 'hex'),
     notBefore: new Date(leaf.validFrom),
     notAfter: new Date(leaf.validTo),
   };

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { sha256 } from '../core/hash';
 import { WritProtocolError } from './errors';
 import { fresh } from './time';
 import { accessOf, type X509Source } from './x509-source';
@@ -79,7 +79,6 @@ const TOKEN_TYPE = TOKEN_TYPE_BY_NAME;
 /** Most tokens cached at once; expired ones and those of a previous SVID go first. */
 const MAX_CACHED = 1024;
 
-const sha256 = (text: string) => createHash('sha256').update(text).digest('base64url');
 
 /**
  * Per-task access tokens from the broker's token exchange (POST /oauth2/token, RFC 8693 with
@@ -145,7 +144,7 @@ export class TaskTokenClient {
     const access = accessOf(this.#source);
     // Tokens are bound to the certificate they were exchanged with (RFC 8705 §3): one of a previous SVID is useless.
     const svid = access.material().svid;
-    const keyOf = (task: string | null) => JSON.stringify([svid.fingerprint, subjectTokenType, sha256(subjectToken), resource, task, details]);
+    const keyOf = (task: string | null) => JSON.stringify([svid.fingerprint, subjectTokenType, sha256(subjectToken, 'base64url'), resource, task, details]);
     // Without a task id the broker begins a new task (RFC 8693 has no notion of one; Writ's task_id
     // does): never answered from the cache, or two tasks would share one id and end together. A
     // chained hop stays in its parent's task, so the parent token names it.

@@ -34,6 +34,14 @@ export class SignalApplier {
     private readonly opts: { riskRevokeLevels: readonly string[]; clock: Clock; maxAgeSeconds: number; freshness?: Freshness },
   ) {}
 
+  /**
+   * Records a pushed SET that was refused before it could be applied (RFC 8935 §2.4: the error
+   * the transmitter is answered). The refusal is answered all the same if the audit trail cannot be written.
+   */
+  async refused(refusal: { readonly err: string; readonly description: string }): Promise<void> {
+    await this.audit.append({ type: 'signal.refused', details: { err: refusal.err, description: refusal.description } }).catch(() => undefined);
+  }
+
   async apply(set: VerifiedSet): Promise<SignalOutcome> {
     // SET ids are remembered for the lease retention; an older SET could be a replay we no longer recognise.
     if (this.opts.clock.now().getTime() - set.iat.getTime() > this.opts.maxAgeSeconds * 1000) {

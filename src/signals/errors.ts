@@ -73,9 +73,3 @@ export class TransmitterKeysUnavailable extends DomainError {
   readonly type = problemType('transmitter-keys-unavailable');
   readonly status = 503;
 }
-
-/** Attacker-controlled text in a description: bounded, printable ASCII, quoted. */
-export function quote(text: string, max = 64): string {
-  const shown = text.length > max ? `${text.slice(0, max)}…` : text;
-  return JSON.stringify(shown.replace(/[^\x20-\x7e…]/g, '?'));
-}

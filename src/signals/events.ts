@@ -48,8 +48,8 @@
  * }
  * ```
  */
-import { textProblem } from '../core/text';
-import { quote, SetError } from './errors';
+import { quote, textProblem } from '../core/text';
+import { SetError } from './errors';
 import type { EventPayload, VerifiedSet } from './set';
 
 const CAEP = 'https://schemas.openid.net/secevent/caep/event-type/';

@@ -33,3 +33,4 @@ export {
   type UserRef,
 } from './events';
 export { SignalApplier, type AppliedIntent, type SignalOutcome } from './apply';
+export { UserRisks } from './risk';

@@ -1,9 +1,9 @@
 /**
  * Security Event Tokens (RFC 8417) pushed to Writ by Shared Signals transmitters (RFC 8935
  * push delivery; OpenID SSF, CAEP, RISC), verified against the transmitters trusted in the
- * config file (`signal_transmitters:`). Key handling is the oidc attestor's: a `jwks_file`
- * read at start-up, or a `jwks_uri` fetched with a timeout, a size cap, a cache and a
- * rate-limited refresh ({@link keySourceFor}, {@link verifyJwtWithKeys}).
+ * config file (`signal_transmitters:`). Key handling and verification are `src/jwt`'s: a
+ * `jwks_file` read at start-up, or a `jwks_uri` fetched with a timeout, a size cap, a cache
+ * and a rate-limited refresh ({@link issuerRegistry}, {@link verifyJwt}).
  *
  * Pipeline (each refusal a {@link SetError} with its RFC 8935 §2.4 `err`):
  *   media type (`application/secevent+jwt`, RFC 8935 §2.1) → shape (a JWS, RFC 8417 §2) →
@@ -34,27 +34,23 @@
 import { decodeJwt, decodeProtectedHeader, type JWTPayload, type ProtectedHeaderParameters } from 'jose';
 import { z } from 'zod';
 import type { Clock } from '../core/clock';
-import { findTextProblem, problemOfMember, textProblem } from '../core/text';
-import { JwksUnavailable, type KeySource } from '../attestation/jwks';
+import { findTextProblem, problemOfMember, quote, textProblem } from '../core/text';
 import {
-  clockSkewSchema,
-  DEFAULT_CLOCK_SKEW,
-  DEFAULT_OIDC_ALGORITHMS,
-  issuerUrlSchema,
-  jwksUriSchema,
+  forbiddenAlgorithm,
   issuerRegistry,
-  type IssuerRegistry,
+  JwtError,
   MAX_TOKEN_LENGTH,
-  oidcAlgorithmSchema,
-  oneKeySource,
-  uniqueIssuers,
-  verificationFailureReason,
-  issuerVerifyOptions,
-  verifyJwtWithKeys,
-  type OidcAlgorithm,
-  type OidcAttestorDeps,
-} from '../attestation/oidc';
-import { quote, SetError, TransmitterKeysUnavailable, type SetErrorCode } from './errors';
+  trustedIssuerOptions,
+  trustedIssuerSchema,
+  trustedIssuersSchema,
+  verifyJwt,
+  type IssuerRegistry,
+  type JwtFailure,
+  type KeySourceDeps,
+  type RegisteredIssuer,
+  type TrustedIssuer,
+} from '../jwt';
+import { SetError, TransmitterKeysUnavailable, type SetErrorCode } from './errors';
 import { intentsOf } from './events';
 
 /** The media type of a pushed SET (RFC 8935 §2.1, RFC 8417 §7.2). */
@@ -68,18 +64,8 @@ export const MAX_JTI_LENGTH = 256;
 // Configuration: one entry of `signal_transmitters:` (snake_case keys).
 // ---------------------------------------------------------------------------------------
 
-/** One trusted SET transmitter, as the receiver uses it. Exactly one of jwksFile and jwksUri is set. */
-export interface SignalTransmitterConfig {
-  /** The exact `iss` value of its SETs. */
-  readonly issuer: string;
-  readonly jwksFile?: string;
-  readonly jwksUri?: string;
-  /** The `aud` value a SET must include: Writ, as this transmitter knows it. */
-  readonly audience: string;
-  /** Asymmetric JWS algorithms it signs with (RS256 and ES256 unless configured). */
-  readonly algorithms: readonly OidcAlgorithm[];
-  /** Tolerance for `exp`, `nbf` and an `iat` ahead of Writ's clock, in seconds. */
-  readonly clockSkew: number;
+/** One trusted SET transmitter, as the receiver uses it: a {@link TrustedIssuer} (its `audience` is Writ, as this transmitter knows it; its clock skew also bounds an `iat` ahead of Writ's clock). */
+export interface SignalTransmitterConfig extends TrustedIssuer {
   /**
    * Issuers whose users this transmitter may name in an `iss_sub` subject (RFC 9493 §3.2.3):
    * its own issuer, plus `subject_issuers` (for a transmitter that speaks for an identity
@@ -89,31 +75,12 @@ export interface SignalTransmitterConfig {
 }
 
 /** One transmitter under `signal_transmitters:`. Parses snake_case keys into a {@link SignalTransmitterConfig}. */
-export const signalTransmitterSchema = z
-  .strictObject({
-    issuer: issuerUrlSchema,
-    jwks_file: z.string().min(1).optional(),
-    jwks_uri: jwksUriSchema.optional(),
-    audience: z.string().min(1),
-    algorithms: z.array(oidcAlgorithmSchema).min(1).default([...DEFAULT_OIDC_ALGORITHMS]),
-    clock_skew: clockSkewSchema.default(DEFAULT_CLOCK_SKEW),
-    subject_issuers: z.array(z.string().min(1)).default([]),
-  })
-  .superRefine(oneKeySource)
-  .transform(
-    (c): SignalTransmitterConfig => ({
-      issuer: c.issuer,
-      ...(c.jwks_file !== undefined ? { jwksFile: c.jwks_file } : {}),
-      ...(c.jwks_uri !== undefined ? { jwksUri: c.jwks_uri } : {}),
-      audience: c.audience,
-      algorithms: [...new Set(c.algorithms)],
-      clockSkew: c.clock_skew,
-      subjectIssuers: [...new Set([c.issuer, ...c.subject_issuers])],
-    }),
-  );
+export const signalTransmitterSchema = trustedIssuerSchema({ subject_issuers: z.array(z.string().min(1)).default([]) }, (c) => ({
+  subjectIssuers: [...new Set([c.issuer, ...c.subject_issuers])],
+}));
 
 /** The `signal_transmitters:` list; an issuer may appear once. */
-export const signalTransmittersSchema = z.array(signalTransmitterSchema).superRefine(uniqueIssuers);
+export const signalTransmittersSchema = trustedIssuersSchema(signalTransmitterSchema);
 
 /** What a config file holds for one transmitter (snake_case). */
 export type SignalTransmitterInput = z.input<typeof signalTransmitterSchema>;
@@ -153,12 +120,9 @@ export interface VerifiedSet {
 // The receiver.
 // ---------------------------------------------------------------------------------------
 
-export type SetReceiverDeps = OidcAttestorDeps;
+export type SetReceiverDeps = KeySourceDeps;
 
-interface Transmitter {
-  readonly config: SignalTransmitterConfig;
-  readonly keys: KeySource;
-}
+type Transmitter = RegisteredIssuer<SignalTransmitterConfig>;
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -203,14 +167,14 @@ export class SetReceiver {
   }
 
   async #verifySignatureAndClaims(token: string, { config, keys }: Transmitter): Promise<JWTPayload> {
-    const options = issuerVerifyOptions(config, this.#clock.now(), ['iat', 'jti']);
     try {
-      return await verifyJwtWithKeys(token, keys, options);
+      return await verifyJwt(token, keys, trustedIssuerOptions(config, this.#clock.now(), ['iat', 'jti']));
     } catch (err) {
-      if (err instanceof JwksUnavailable) {
+      if (!(err instanceof JwtError)) throw err;
+      if (err.reason === 'keys-unavailable') {
         throw new TransmitterKeysUnavailable(`cannot fetch the keys of signal transmitter ${config.issuer}; try again later`, { cause: err });
       }
-      throw refuse(errorCodeOf(err), verificationFailureReason(err, token, config), err);
+      throw refuse(errorCodeOf(err), err.message, err);
     }
   }
 }
@@ -265,10 +229,11 @@ function checkTyp(header: ProtectedHeaderParameters): void {
  * the HMAC secret).
  */
 function checkSigned(header: ProtectedHeaderParameters): void {
-  const { alg } = header;
-  if (typeof alg !== 'string' || alg === '') throw refuse('invalid_request', 'the SET has no "alg" header parameter (RFC 7515 §4.1.1)');
-  if (alg.toLowerCase() === 'none') throw refuse('authentication_failed', 'the SET is unsigned (algorithm "none"), which is never accepted (RFC 8725 §3.1)');
-  if (/^HS\d*$/i.test(alg)) {
+  const alg = header.alg as string;
+  const forbidden = forbiddenAlgorithm(alg);
+  if (forbidden === 'missing') throw refuse('invalid_request', 'the SET has no "alg" header parameter (RFC 7515 §4.1.1)');
+  if (forbidden === 'none') throw refuse('authentication_failed', 'the SET is unsigned (algorithm "none"), which is never accepted (RFC 8725 §3.1)');
+  if (forbidden === 'symmetric') {
     throw refuse('invalid_key', `the SET uses the symmetric algorithm ${quote(alg, 16)}; only the transmitter's asymmetric keys are accepted (RFC 8725 §2.1, §3.1)`);
   }
 }
@@ -280,33 +245,32 @@ function checkAlgorithm(header: ProtectedHeaderParameters, config: SignalTransmi
   }
 }
 
-const joseCode = (err: unknown): string | undefined => (err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : undefined);
-
 /** RFC 8935 §2.4: which `err` a failed verification is. */
-function errorCodeOf(err: unknown): SetErrorCode {
-  switch (joseCode(err)) {
-    case 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED':
-      return 'authentication_failed';
-    case 'ERR_JWKS_NO_MATCHING_KEY':
-    case 'ERR_JOSE_ALG_NOT_ALLOWED':
-    case 'ERR_JWKS_INVALID':
-      return 'invalid_key';
-    case 'ERR_JWT_CLAIM_VALIDATION_FAILED': {
-      const { claim } = err as Error & { claim?: string };
-      if (claim === 'aud') return 'invalid_audience';
-      if (claim === 'iss') return 'invalid_issuer';
-      return 'invalid_request';
-    }
-    case 'ERR_JWT_EXPIRED':
-    case 'ERR_JWT_INVALID':
-    case 'ERR_JWS_INVALID':
-    case 'ERR_JOSE_NOT_SUPPORTED':
-      return 'invalid_request';
-    default:
-      // TypeErrors from key import: an RSA key under 2048 bits, a key whose "alg" or "use" forbids this.
-      return 'invalid_key';
-  }
+function errorCodeOf(err: JwtError): SetErrorCode {
+  if (err.claim === 'aud') return 'invalid_audience';
+  if (err.claim === 'iss') return 'invalid_issuer';
+  return SET_ERROR_OF[err.reason];
 }
+
+const SET_ERROR_OF: Record<JwtFailure, SetErrorCode> = {
+  signature: 'authentication_failed',
+  'no-matching-key': 'invalid_key',
+  'algorithm-not-allowed': 'invalid_key',
+  'keys-invalid': 'invalid_key',
+  // An RSA key under 2048 bits, a key whose "alg" or "use" forbids this.
+  'key-unusable': 'invalid_key',
+  'keys-unavailable': 'invalid_key',
+  expired: 'invalid_request',
+  'not-yet-valid': 'invalid_request',
+  audience: 'invalid_audience',
+  issuer: 'invalid_issuer',
+  type: 'invalid_request',
+  'claim-missing': 'invalid_request',
+  'claim-invalid': 'invalid_request',
+  'claim-refused': 'invalid_request',
+  malformed: 'invalid_request',
+  unsupported: 'invalid_request',
+};
 
 /** An absolute URI: a scheme, then something (RFC 3986 §4.3). Event types are URIs (RFC 8417 §2.2). */
 const ABSOLUTE_URI = /^[a-z][a-z0-9+.-]*:[^\s]+$/i;

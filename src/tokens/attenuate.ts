@@ -41,7 +41,7 @@ import {
   type McpToolDetail,
 } from './authorization-details';
 import { AccessDenied } from './errors';
-import type { Act } from './mint';
+import type { Act } from './access-token';
 
 export const DEFAULT_MAX_CHAIN_DEPTH = 2;
 

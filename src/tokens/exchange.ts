@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
 import type { AuditLog } from '../audit';
-import type { EntryStore } from '../attestation/entries';
 import type { SigningAuthorities } from '../ca/rotator';
 import type { Clock } from '../core/clock';
+import { sha256 } from '../core/hash';
 import type { Random } from '../core/random';
+import { isUuid } from '../core/uuid';
 import { LeaseRefused, type LeaseRefusal, type LeaseStore, type RevocationEpoch, type TaskStore } from '../leases';
 import type { PolicyEngine, PolicyStore, PolicyUser } from '../policy';
 import type { Resource, ResourceStore, Tool } from '../resources';
@@ -30,7 +30,9 @@ import {
   TemporarilyUnavailable,
   UnsupportedGrantType,
 } from './errors';
-import { mintAccessToken, verifyAccessToken, type Act } from './mint';
+import type { Act } from './access-token';
+import { mintAccessToken } from './sign';
+import { verifyAccessToken } from './verify';
 import { checkRequestedTokenType, subjectTokenKind, TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE, type IdentityProviders } from './subject-token';
 
 /** The connector calling the token endpoint, from its verified client certificate (RFC 8705 §2). */
@@ -53,11 +55,16 @@ export interface TokenExchangeResponse {
   authorization_details: McpToolDetail[];
 }
 
+/** The registration entries a client's SVID lease names (the broker passes its `EntryStore`). */
+export interface ClientEntries {
+  get(id: string): Promise<{ readonly enabled: boolean; readonly metadata: { readonly owner?: string } } | undefined>;
+}
+
 export interface TokenExchangeDeps {
   issuer: string;
   authority: SigningAuthorities;
   bundle: { current(): Promise<TrustBundle> };
-  entries: EntryStore;
+  entries: ClientEntries;
   resources: ResourceStore;
   tasks: TaskStore;
   leases: LeaseStore;
@@ -120,7 +127,6 @@ function lostRace(refusal: LeaseRefusal, clientLease: string) {
   }
 }
 
-const sha256hex = (der: Uint8Array) => createHash('sha256').update(der).digest('hex');
 
 /**
  * RFC 8693 token exchange, as a pipeline of small steps (authenticate the client → parse
@@ -192,7 +198,7 @@ export class TokenExchange {
     const details = str('authorization_details');
     if (details === undefined) throw new InvalidRequest('authorization_details is required: name the mcp_tool tools and actions the task needs');
     const taskId = str('task_id');
-    if (taskId !== undefined && !/^[0-9a-f-]{36}$/i.test(taskId)) throw new InvalidRequest('task_id is not a task id this broker issued');
+    if (taskId !== undefined && !isUuid(taskId)) throw new InvalidRequest('task_id is not a task id this broker issued');
     return { subjectToken, subjectTokenType, resource, authorizationDetails: parseAuthorizationDetails(details), ...(taskId !== undefined && { taskId }) };
   }
 
@@ -357,7 +363,7 @@ export class TokenExchange {
           sid: ctx.subject.sid ?? null,
           taskId: ctx.task.id,
           audience: [ctx.resource.uri],
-          fingerprint: sha256hex(ctx.client.certificateDer),
+          fingerprint: sha256(ctx.client.certificateDer, 'hex'),
           authorizationDetails: ctx.granted,
           parentId: ctx.subject.parent?.jti ?? null,
           issuedAt: minted.issuedAt,

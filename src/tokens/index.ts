@@ -6,6 +6,12 @@
 export * from './errors';
 export * from './authorization-details';
 export * from './subject-token';
-export * from './mint';
+export * from './access-token';
+export * from './sign';
+export * from './verify';
 export * from './attenuate';
 export * from './exchange';
+export { Introspection, type IntrospectionDeps, type IntrospectionResponse } from './introspection';
+export { TokenRevocation, type TokenRevocationDeps } from './revocation';
+export { ADMIN_CALLER, type OAuthCaller } from './caller';
+export { OAuthRefusals } from './refusals';

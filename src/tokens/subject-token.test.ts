@@ -1,4 +1,4 @@
-import { DEFAULT_CLOCK_SKEW } from '../attestation/oidc';
+import { DEFAULT_CLOCK_SKEW } from '../jwt';
 import { createPublicKey } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,7 +1,7 @@
 /**
  * The end user's identity in a token exchange (RFC 8693 §2.1 `subject_token`): an OIDC ID
  * token or a JWT from an identity provider Writ is configured to trust
- * (`identity_providers:`). Verification reuses the oidc attestor's machinery — the same key
+ * (`identity_providers:`). Verification is `src/jwt`'s, as for the oidc attestor — the same key
  * sources (a `jwks_file`, or a `jwks_uri` fetched with a timeout, a size cap and a cache),
  * the same algorithm allowlist (asymmetric only: RFC 8725 §3.1) and the same wording of
  * refusals — and every refusal is `invalid_grant` (RFC 8693 §2.2.2) naming the rule broken.
@@ -18,27 +18,23 @@
 import { decodeJwt, decodeProtectedHeader, type JWTPayload, type ProtectedHeaderParameters } from 'jose';
 import { z } from 'zod';
 import type { Clock } from '../core/clock';
-import { findTextProblem, problemOfMember } from '../core/text';
-import { JwksUnavailable, type KeySource } from '../attestation/jwks';
+import { findTextProblem, problemOfMember, quote } from '../core/text';
 import {
   claimValue,
-  clockSkewSchema,
-  DEFAULT_CLOCK_SKEW,
-  DEFAULT_OIDC_ALGORITHMS,
-  issuerUrlSchema,
-  jwksUriSchema,
-  MAX_TOKEN_LENGTH,
-  oidcAlgorithmSchema,
+  forbiddenAlgorithm,
   issuerRegistry,
-  oneKeySource,
-  uniqueIssuers,
+  JwtError,
+  MAX_TOKEN_LENGTH,
+  trustedIssuerOptions,
+  trustedIssuerSchema,
+  trustedIssuersSchema,
+  verifyJwt,
   type IssuerRegistry,
-  verificationFailureReason,
-  issuerVerifyOptions,
-  verifyJwtWithKeys,
-  type OidcAlgorithm,
-  type OidcAttestorDeps,
-} from '../attestation/oidc';
+  type KeySource,
+  type KeySourceDeps,
+  type RegisteredIssuer,
+  type TrustedIssuer,
+} from '../jwt';
 import { InvalidGrant, InvalidRequest, TemporarilyUnavailable } from './errors';
 import { TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE } from './rfc8693';
 
@@ -78,17 +74,8 @@ export function checkRequestedTokenType(requestedTokenType: string | undefined):
 
 export const DEFAULT_GROUPS_CLAIM = 'groups';
 
-/** One trusted identity provider, as the verifier uses it. Exactly one of jwksFile and jwksUri is set. */
-export interface IdentityProviderConfig {
-  /** The exact `iss` value of its tokens. */
-  readonly issuer: string;
-  readonly jwksFile?: string;
-  readonly jwksUri?: string;
-  /** The `aud` value a token must include: Writ's client ID at the provider. */
-  readonly audience: string;
-  readonly algorithms: readonly OidcAlgorithm[];
-  /** Tolerance for `exp` and `nbf`, in seconds. */
-  readonly clockSkew: number;
+/** One trusted identity provider, as the verifier uses it: a {@link TrustedIssuer} (its `audience` is Writ's client ID at the provider) and the claims the user's groups and risk are in. */
+export interface IdentityProviderConfig extends TrustedIssuer {
   /** The claim holding the user's groups (`a.b` reaches into objects, e.g. `realm_access.roles`). */
   readonly groupsClaim: string;
   /** The claim holding a risk level for the user's session, if the provider sends one. */
@@ -103,33 +90,13 @@ const claimName = z
   .refine((name) => !name.split('.').includes(''), 'must not have empty "."-separated parts');
 
 /** One provider under `identity_providers:`. Parses snake_case keys into an {@link IdentityProviderConfig}. */
-export const identityProviderSchema = z
-  .strictObject({
-    issuer: issuerUrlSchema,
-    jwks_file: z.string().min(1).optional(),
-    jwks_uri: jwksUriSchema.optional(),
-    audience: z.string().min(1),
-    algorithms: z.array(oidcAlgorithmSchema).min(1).default([...DEFAULT_OIDC_ALGORITHMS]),
-    clock_skew: clockSkewSchema.default(DEFAULT_CLOCK_SKEW),
-    groups_claim: claimName.default(DEFAULT_GROUPS_CLAIM),
-    risk_claim: claimName.optional(),
-  })
-  .superRefine(oneKeySource)
-  .transform(
-    (c): IdentityProviderConfig => ({
-      issuer: c.issuer,
-      ...(c.jwks_file !== undefined ? { jwksFile: c.jwks_file } : {}),
-      ...(c.jwks_uri !== undefined ? { jwksUri: c.jwks_uri } : {}),
-      audience: c.audience,
-      algorithms: [...new Set(c.algorithms)],
-      clockSkew: c.clock_skew,
-      groupsClaim: c.groups_claim,
-      ...(c.risk_claim !== undefined ? { riskClaim: c.risk_claim } : {}),
-    }),
-  );
+export const identityProviderSchema = trustedIssuerSchema(
+  { groups_claim: claimName.default(DEFAULT_GROUPS_CLAIM), risk_claim: claimName.optional() },
+  (c): Pick<IdentityProviderConfig, 'groupsClaim' | 'riskClaim'> => ({ groupsClaim: c.groups_claim, ...(c.risk_claim !== undefined ? { riskClaim: c.risk_claim } : {}) }),
+);
 
 /** The `identity_providers:` list; an issuer may appear once. */
-export const identityProvidersSchema = z.array(identityProviderSchema).superRefine(uniqueIssuers);
+export const identityProvidersSchema = trustedIssuersSchema(identityProviderSchema);
 
 /** What a config file holds for one provider (snake_case). */
 export type IdentityProviderInput = z.input<typeof identityProviderSchema>;
@@ -155,18 +122,9 @@ export interface SubjectIdentity {
   readonly claims: JWTPayload;
 }
 
-export type IdentityProvidersDeps = OidcAttestorDeps;
+export type IdentityProvidersDeps = KeySourceDeps;
 
-interface Provider {
-  readonly config: IdentityProviderConfig;
-  readonly keys: KeySource;
-}
-
-/** Attacker-controlled text in a message: bounded, printable ASCII, quoted. */
-function quote(text: string, max = 64): string {
-  const shown = text.length > max ? `${text.slice(0, max)}…` : text;
-  return JSON.stringify(shown.replace(/[^\x20-\x7e…]/g, '?'));
-}
+type Provider = RegisteredIssuer<IdentityProviderConfig>;
 
 /** Verified subject tokens remembered at most; beyond it the memory starts over. */
 const VERIFIED_SUBJECT_TOKENS_KEPT = 5000;
@@ -243,12 +201,12 @@ export class IdentityProviders {
   }
 
   async #verifyWith(token: string, keys: KeySource, config: IdentityProviderConfig): Promise<JWTPayload> {
-    const options = issuerVerifyOptions(config, this.#clock.now(), ['exp', 'sub']);
     try {
-      return await verifyJwtWithKeys(token, keys, options);
+      return await verifyJwt(token, keys, trustedIssuerOptions(config, this.#clock.now(), ['exp', 'sub']));
     } catch (err) {
-      if (err instanceof JwksUnavailable) throw new TemporarilyUnavailable(`cannot fetch the keys of identity provider ${config.issuer}; try again later`, { cause: err });
-      throw refuse(verificationFailureReason(err, token, config), err);
+      if (!(err instanceof JwtError)) throw err;
+      if (err.reason === 'keys-unavailable') throw new TemporarilyUnavailable(`cannot fetch the keys of identity provider ${config.issuer}; try again later`, { cause: err });
+      throw refuse(err.message, err);
     }
   }
 }
@@ -273,10 +231,11 @@ function peek(token: string): { header: ProtectedHeaderParameters; iss: string }
  * key) is refused by name, before any key is looked at; other algorithms must be the provider's.
  */
 function checkAlgorithm(header: ProtectedHeaderParameters, config: IdentityProviderConfig): void {
-  const alg = header.alg;
-  if (typeof alg !== 'string' || alg === '') throw refuse('the token has no "alg" header parameter (RFC 7515 §4.1.1)');
-  if (alg.toLowerCase() === 'none') throw refuse('the token is unsigned (algorithm "none"), which is never accepted (RFC 8725 §3.1)');
-  if (/^HS\d*$/i.test(alg))
+  const alg = header.alg as string;
+  const forbidden = forbiddenAlgorithm(alg);
+  if (forbidden === 'missing') throw refuse('the token has no "alg" header parameter (RFC 7515 §4.1.1)');
+  if (forbidden === 'none') throw refuse('the token is unsigned (algorithm "none"), which is never accepted (RFC 8725 §3.1)');
+  if (forbidden === 'symmetric')
     throw refuse(`the token uses the symmetric algorithm ${quote(alg, 16)}; only the provider's asymmetric keys are accepted (RFC 8725 §2.1, §3.1)`);
   if (!(config.algorithms as readonly string[]).includes(alg))
     throw refuse(`the token's algorithm ${quote(alg, 16)} is not allowed for this identity provider (allowed: ${config.algorithms.join(', ')})`);

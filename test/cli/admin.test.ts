@@ -1,6 +1,6 @@
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { expectRefused, expectUsage, startCliBroker, writ, type CliBroker } from './cli';
+import { expectRefused, expectUsage, startCliBroker, writ, type CliBroker } from '../support/cli';
 
 let b: CliBroker;
 

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { decodeJwt, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { httpsRequest } from '../support/https';
 import { openssl } from '../support/openssl';
-import { expectRefused, expectUsage, startCliBroker, writ, type CliBroker } from './cli';
+import { expectRefused, expectUsage, startCliBroker, writ, type CliBroker } from '../support/cli';
 
 const IDP = 'https://idp.cli.test';
 const GITHUB = 'https://mcp.cli.test/github';

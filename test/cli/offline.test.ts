@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createTestStore } from '../support/database';
 import { brokerEnv } from '../support/process';
-import { CLI, expectRefused, expectUsage, writ } from './cli';
+import { CLI, expectRefused, expectUsage, writ } from '../support/cli';
 
 const work = mkdtempSync(join(tmpdir(), 'writ-cli-offline-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));

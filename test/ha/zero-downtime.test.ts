@@ -8,7 +8,7 @@
 import { existsSync } from 'node:fs';
 import { createTestStore, usingPostgres, type TestStore } from '../support/database';
 import { MAIN } from '../support/process';
-import { drain, HaCluster, isSocketError, kill9, latency, Load, now, Rotation, SHARED_CA, sleep, tally, type Broker, type Drained, type Killed, type Outcome } from './support';
+import { drain, HaCluster, isSocketError, kill9, latency, Load, now, Rotation, SHARED_CA, sleep, tally, type Broker, type Drained, type Killed, type Outcome } from '../support/ha';
 
 /** Several processes on one database: PostgreSQL only (the embedded database serves one process). */
 const describePg = usingPostgres() ? describe : describe.skip;

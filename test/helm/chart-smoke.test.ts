@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { createTestStore, usingPostgres, type TestStore } from '../support/database';
 import { httpsRequest } from '../support/https';
 import { MAIN, spawnWrit, type WritProcess } from '../support/process';
-import { Helm, materialize, NAMESPACE, type Rendered } from './render';
+import { Helm, materialize, NAMESPACE, type Rendered } from '../support/helm';
 
 const describePg = usingPostgres() ? describe : describe.skip;
 const START_TIMEOUT_MS = 30_000;

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { CONFIG_ENV_NAMES, loadConfig } from '../../src/config';
-import { CHART, Helm, type K8sObject, materialize, NAMESPACE, ROOT, type Rendered } from './render';
+import { CHART, Helm, type K8sObject, materialize, NAMESPACE, ROOT, type Rendered } from '../support/helm';
 
 // Test values of the Secrets; none of them may appear anywhere but in a Secret.
 const DB_URL = 'postgresql://writ:db-password-5f2c@db.example.com:5432/writ';

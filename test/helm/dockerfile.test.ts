@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { builtinModules, createRequire } from 'node:module';
 import { join, relative } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { CHART, ROOT } from './render';
+import { CHART, ROOT } from '../support/helm';
 
 /**
  * The image, checked without a container engine: what the runtime stage installs and copies

@@ -1,13 +1,10 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { decodeJwt, exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { decodeJwt } from 'jose';
 import pino from 'pino';
-import { startBroker, type Broker } from '../../src/broker';
-import { createTestStore, usingPostgres, type TestStore } from '../support/database';
-import { testConfig } from '../support/config';
+import type { Broker } from '../../src/broker';
+import { usingPostgres } from '../support/database';
+import type { AttestedConnector } from '../support/attest';
+import { startBrokerFixture, type BrokerFixture } from '../support/fixture';
 import { httpsRequest } from '../support/https';
-import { openssl } from '../support/openssl';
 
 /*
  * The read caches (entries, resources, policy set, subject revocation markers, leases) are
@@ -38,43 +35,27 @@ const POLL_MS = 20;
 
 const describePg = usingPostgres() ? describe : describe.skip;
 
-type Svid = { cert: string; key: string; csr: string };
+type Svid = AttestedConnector;
 type Reply = { status: number; json: any };
 
-let work: string;
-let store: TestStore;
+let fx: BrokerFixture<'agent' | 'github'>;
 let a: Broker;
 let b: Broker;
 let caPem: string;
 let adminToken: string;
-let idpKey: CryptoKey;
 let agent: Svid;
 let github: Svid;
 /** Observed propagation times (ms) from the change's acknowledgement on A to B's first refusal. */
 const observed: Record<string, number> = {};
 
-const toReply = (r: { status: number; body: string }): Reply => ({ status: r.status, json: r.body ? JSON.parse(r.body) : undefined });
+const toReply = (r: { status: number; json: any }): Reply => ({ status: r.status, json: r.json });
 
-const admin = (on: Broker, path: string, method: string, body?: unknown) =>
-  httpsRequest(`${on.apiUrl}${path}`, {
-    ca: caPem,
-    method,
-    headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  }).then(toReply);
+const admin = (on: Broker, path: string, method: string, body?: unknown) => fx.at(on).admin(path, method, body).then(toReply);
 
 /** A form POST to an OAuth endpoint, with a client certificate or the admin bearer. */
-const form = (on: Broker, path: string, params: Record<string, string>, as?: Svid, bearer?: string) =>
-  httpsRequest(`${on.apiUrl}${path}`, {
-    ca: caPem,
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', ...(bearer && { authorization: `Bearer ${bearer}` }) },
-    body: new URLSearchParams(params).toString(),
-    ...(as && { cert: as.cert, key: as.key }),
-  }).then(toReply);
+const form = (on: Broker, path: string, params: Record<string, string>, as?: Svid, bearer?: string) => fx.at(on).form(path, params, as, bearer).then(toReply);
 
-const idToken = (subject: string) =>
-  new SignJWT({ groups: ['eng'], sid: `session-${subject}` }).setProtectedHeader({ alg: 'ES256', kid: 'idp-1' }).setIssuer(IDP).setAudience('writ').setSubject(subject).setIssuedAt().setExpirationTime('10m').sign(idpKey);
+const idToken = (subject: string) => fx.idp.idToken({ sid: `session-${subject}` }, { subject });
 
 const details = (...d: [string, string][]) => JSON.stringify(d.map(([tool, action]) => ({ type: 'mcp_tool', tools: [tool], actions: [action] })));
 
@@ -91,25 +72,10 @@ const exchange = (on: Broker, as: Svid, subjectToken: string, tools: [string, st
 const introspect = (on: Broker, token: string) => form(on, '/oauth2/introspect', { token }, undefined, adminToken);
 
 const renew = (on: Broker, as: Svid) =>
-  httpsRequest(`${on.apiUrl}/v1/svid/renew`, { ca: caPem, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ csr: as.csr }), cert: as.cert, key: as.key }).then(toReply);
+  httpsRequest(`${on.apiUrl}/v1/svid/renew`, { ca: caPem, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ csr: as.csr }), cert: as.cert, key: as.key }).then((r) => ({ status: r.status, json: r.body ? JSON.parse(r.body) : undefined }));
 
 /** Registers a connector through `on` and attests it with a join token; keeps its key and a CSR for renewals. */
-async function svidFor(on: Broker, spiffeId: string): Promise<Svid & { entryId: string }> {
-  const entry = await admin(on, '/v1/admin/entries', 'POST', { spiffe_id: spiffeId, metadata: { owner: 'platform' } });
-  expect(entry.status).toBe(201);
-  const token = await admin(on, '/v1/admin/join-tokens', 'POST', { entry_id: entry.json.id });
-  const name = spiffeId.replace(/\W/g, '_');
-  openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', '/CN=x'], { cwd: work });
-  const csr = readFileSync(join(work, `${name}.csr`), 'utf8');
-  const res = await httpsRequest(`${on.apiUrl}/v1/attest`, {
-    ca: caPem,
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ attestor: 'join_token', evidence: { token: token.json.token }, csr }),
-  });
-  expect(res.status).toBe(201);
-  return { cert: JSON.parse(res.body).svid, key: readFileSync(join(work, `${name}.key`), 'utf8'), csr, entryId: entry.json.id };
-}
+const svidFor = (on: Broker, spiffeId: string): Promise<Svid> => fx.at(on).attest(spiffeId, 'platform');
 
 /**
  * Polls `check` every 20 ms until it holds, for at most a second after `since` (when the
@@ -130,33 +96,24 @@ async function within(label: string, since: number, check: () => Promise<boolean
 
 describePg('read caches never serve stale answers across replicas (PostgreSQL, two brokers)', () => {
   beforeAll(async () => {
-    work = mkdtempSync(join(tmpdir(), 'writ-caches-'));
-    const idp = await generateKeyPair('ES256');
-    idpKey = idp.privateKey as CryptoKey;
-    writeFileSync(join(work, 'idp.json'), JSON.stringify({ keys: [{ ...(await exportJWK(idp.publicKey)), kid: 'idp-1', alg: 'ES256' }] }));
-    writeFileSync(join(work, 'writ.cedar'), POLICIES);
-    store = await createTestStore();
-    const config = testConfig(store, {
-      WRIT_TRUST_DOMAIN: TD,
-      WRIT_POLICY_FILE: join(work, 'writ.cedar'),
-      WRIT_IDENTITY_PROVIDERS: JSON.stringify([{ issuer: IDP, jwks_file: join(work, 'idp.json'), audience: 'writ', algorithms: ['ES256'] }]),
+    fx = await startBrokerFixture({
+      prefix: 'writ-caches-',
+      trustDomain: TD,
+      idpIssuer: IDP,
+      policies: POLICIES,
+      logger: pino({ level: 'silent' }),
+      resources: [{ uri: GITHUB, spiffe_id: `spiffe://${TD}/mcp/github`, tools: TOOLS }],
+      connectors: { agent: { spiffeId: `spiffe://${TD}/agent/assistant` }, github: { spiffeId: `spiffe://${TD}/mcp/github` } },
     });
-    const logger = pino({ level: 'silent' });
-    a = await startBroker(config, { logger, showAdminToken: (t) => void (adminToken = t) });
+    ({ broker: a, caPem, adminToken } = fx);
     // The second replica: same database, same CA directory; the admin credential exists already.
-    b = await startBroker(config, { logger });
-    caPem = readFileSync(join(config.caDir, 'ca.crt'), 'utf8');
-    expect((await admin(a, '/v1/admin/resources', 'POST', { uri: GITHUB, spiffe_id: `spiffe://${TD}/mcp/github`, tools: TOOLS })).status).toBe(201);
-    agent = await svidFor(a, `spiffe://${TD}/agent/assistant`);
-    github = await svidFor(a, `spiffe://${TD}/mcp/github`);
+    b = await fx.startReplica();
+    ({ agent, github } = fx.connectors);
   });
 
   afterAll(async () => {
     if (Object.keys(observed).length > 0) process.stdout.write(`cache propagation to replica B (ms): ${JSON.stringify(observed)}\n`);
-    await b?.shutdown();
-    await a?.shutdown();
-    await store?.drop();
-    if (work) rmSync(work, { recursive: true, force: true });
+    await fx?.close();
   });
 
   it('both replicas are current (listening), so their caches are in use', async () => {

@@ -1,16 +1,11 @@
 import { randomUUID, X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT } from 'jose';
-import { startBroker, type Broker } from '../../src/broker';
+import { readFileSync } from 'node:fs';
+import { decodeJwt, decodeProtectedHeader, generateKeyPair, SignJWT } from 'jose';
+import type { Broker } from '../../src/broker';
 import { certificateThumbprint } from '../../src/tokens';
-import { createTestStore, type TestStore } from '../support/database';
-import { testConfig } from '../support/config';
+import { startBrokerFixture, type BrokerFixture, type ClientCert } from '../support/fixture';
 import { httpsRequest } from '../support/https';
-import { openssl } from '../support/openssl';
 
-const work = mkdtempSync(join(tmpdir(), 'writ-exchange-'));
 const IDP = 'https://idp.example.test';
 const GITHUB = 'https://mcp.example.test/github';
 const JIRA = 'https://mcp.example.test/jira';
@@ -28,55 +23,23 @@ permit (principal, action == Writ::Action::"delegate", resource in Writ::Server:
 when { principal == Writ::Connector::"spiffe://ex.test/mcp/github" && context.chain_depth <= 2 };
 `;
 
-let store: TestStore;
+let fx: BrokerFixture<'agent' | 'github' | 'stranger' | 'jira'>;
 let broker: Broker;
 let caPem: string;
 let adminToken: string;
-let idpKey: CryptoKey;
 let otherKey: CryptoKey;
-type Svid = { cert: string; key: string };
+type Svid = ClientCert;
 let agent: Svid;
 let github: Svid;
 let stranger: Svid;
 let jira: Svid;
 
-const admin = (path: string, method: string, body?: unknown) =>
-  httpsRequest(`${broker.apiUrl}${path}`, {
-    ca: caPem,
-    method,
-    headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  }).then((r) => ({ ...r, json: r.body ? JSON.parse(r.body) : undefined }));
+const admin = (path: string, method: string, body?: unknown) => fx.admin(path, method, body);
 
 /** A form POST to an OAuth endpoint, optionally with a client certificate. */
-const form = (path: string, params: Record<string, string | string[]>, as?: Svid, bearer?: string) => {
-  const body = new URLSearchParams();
-  for (const [k, v] of Object.entries(params)) for (const one of Array.isArray(v) ? v : [v]) body.append(k, one);
-  return httpsRequest(`${broker.apiUrl}${path}`, {
-    ca: caPem,
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', ...(bearer && { authorization: `Bearer ${bearer}` }) },
-    body: body.toString(),
-    ...(as && { cert: as.cert, key: as.key }),
-  }).then((r) => ({ ...r, json: r.body ? JSON.parse(r.body) : undefined }));
-};
+const form = (path: string, params: Record<string, string | string[]>, as?: Svid, bearer?: string) => fx.form(path, params, as, bearer);
 
-async function svidFor(spiffeId: string, owner: string): Promise<Svid> {
-  const entry = await admin('/v1/admin/entries', 'POST', { spiffe_id: spiffeId, metadata: { owner } });
-  const token = await admin('/v1/admin/join-tokens', 'POST', { entry_id: entry.json.id });
-  const name = spiffeId.replace(/\W/g, '_');
-  openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', '/CN=x'], { cwd: work });
-  const res = await httpsRequest(`${broker.apiUrl}/v1/attest`, {
-    ca: caPem,
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ attestor: 'join_token', evidence: { token: token.json.token }, csr: readFileSync(join(work, `${name}.csr`), 'utf8') }),
-  });
-  return { cert: JSON.parse(res.body).svid, key: readFileSync(join(work, `${name}.key`), 'utf8') };
-}
-
-const idToken = (claims: Record<string, unknown> = {}, key = idpKey) =>
-  new SignJWT({ groups: ['eng'], sid: 'session-1', ...claims }).setProtectedHeader({ alg: 'ES256', kid: 'idp-1' }).setIssuer(IDP).setAudience('writ').setSubject('alice').setIssuedAt().setExpirationTime('10m').sign(key);
+const idToken = (claims: Record<string, unknown> = {}, key?: CryptoKey) => fx.idp.idToken(claims, { key });
 
 const details = (...d: [string, string][]) => JSON.stringify(d.map(([tool, action]) => ({ type: 'mcp_tool', tools: [tool], actions: [action] })));
 
@@ -95,38 +58,37 @@ const exchange = async (as: Svid | undefined, extra: Record<string, string | str
   );
 
 beforeAll(async () => {
-  const idp = await generateKeyPair('ES256');
-  idpKey = idp.privateKey as CryptoKey;
   otherKey = (await generateKeyPair('ES256')).privateKey as CryptoKey;
-  writeFileSync(join(work, 'idp.json'), JSON.stringify({ keys: [{ ...(await exportJWK(idp.publicKey)), kid: 'idp-1', alg: 'ES256' }] }));
-  writeFileSync(join(work, 'writ.cedar'), POLICIES);
-  store = await createTestStore();
-  const config = testConfig(store, {
-    WRIT_TRUST_DOMAIN: 'ex.test',
-    WRIT_POLICY_FILE: join(work, 'writ.cedar'),
-    WRIT_IDENTITY_PROVIDERS: JSON.stringify([{ issuer: IDP, jwks_file: join(work, 'idp.json'), audience: 'writ', algorithms: ['ES256'] }]),
-  });
-  broker = await startBroker(config, { showAdminToken: (t) => void (adminToken = t) });
-  caPem = readFileSync(join(config.caDir, 'ca.crt'), 'utf8');
-  await admin('/v1/admin/resources', 'POST', {
-    uri: GITHUB,
-    spiffe_id: 'spiffe://ex.test/mcp/github',
-    tools: [
-      { name: 'search', actions: ['read'], classification: 'internal' },
-      { name: 'create_issue', actions: ['write'], classification: 'internal' },
-      { name: 'delete_repo', actions: ['delete'], classification: 'restricted' },
+  fx = await startBrokerFixture({
+    prefix: 'writ-exchange-',
+    trustDomain: 'ex.test',
+    idpIssuer: IDP,
+    policies: POLICIES,
+    resources: [
+      {
+        uri: GITHUB,
+        spiffe_id: 'spiffe://ex.test/mcp/github',
+        tools: [
+          { name: 'search', actions: ['read'], classification: 'internal' },
+          { name: 'create_issue', actions: ['write'], classification: 'internal' },
+          { name: 'delete_repo', actions: ['delete'], classification: 'restricted' },
+        ],
+      },
+      { uri: JIRA, spiffe_id: 'spiffe://ex.test/mcp/jira', tools: [{ name: 'comment', actions: ['read', 'write'], classification: 'internal' }] },
     ],
+    connectors: {
+      agent: { spiffeId: 'spiffe://ex.test/agent/assistant', owner: 'platform' },
+      github: { spiffeId: 'spiffe://ex.test/mcp/github', owner: 'platform' },
+      stranger: { spiffeId: 'spiffe://ex.test/agent/other', owner: 'marketing' },
+      jira: { spiffeId: 'spiffe://ex.test/mcp/jira', owner: 'platform' },
+    },
   });
-  await admin('/v1/admin/resources', 'POST', { uri: JIRA, spiffe_id: 'spiffe://ex.test/mcp/jira', tools: [{ name: 'comment', actions: ['read', 'write'], classification: 'internal' }] });
-  agent = await svidFor('spiffe://ex.test/agent/assistant', 'platform');
-  github = await svidFor('spiffe://ex.test/mcp/github', 'platform');
-  stranger = await svidFor('spiffe://ex.test/agent/other', 'marketing');
-  jira = await svidFor('spiffe://ex.test/mcp/jira', 'platform');
+  ({ broker, caPem, adminToken } = fx);
+  ({ agent, github, stranger, jira } = fx.connectors);
 });
 
 afterAll(async () => {
-  await broker?.shutdown();
-  await store?.drop();
+  await fx?.close();
 });
 
 describe('RFC 8693 token exchange with request-time Cedar policy', () => {
@@ -182,15 +144,15 @@ describe('RFC 8693 token exchange with request-time Cedar policy', () => {
     const none = `${Buffer.from(JSON.stringify({ alg: 'none', typ: 'JWT' })).toString('base64url')}.${Buffer.from(JSON.stringify({ iss: IDP, sub: 'alice', aud: 'writ', exp: 9999999999 })).toString('base64url')}.`;
     expect((await exchange(agent, { subject_token: none })).json.error).toBe('invalid_grant');
     // Alg confusion: HS256 "signed" with the provider's public key as the shared secret.
-    const publicJwk = JSON.parse(readFileSync(join(work, 'idp.json'), 'utf8')).keys[0];
+    const publicJwk = JSON.parse(readFileSync(fx.idp.jwksFile, 'utf8')).keys[0];
     const confused = await new SignJWT({ groups: ['eng'] }).setProtectedHeader({ alg: 'HS256', kid: 'idp-1' }).setIssuer(IDP).setAudience('writ').setSubject('alice').setExpirationTime('5m').sign(new TextEncoder().encode(JSON.stringify(publicJwk)));
     expect((await exchange(agent, { subject_token: confused })).json.error).toBe('invalid_grant');
   });
 
   it('refuses expired and foreign subject tokens, and a wrong requested_token_type', async () => {
-    const expired = await new SignJWT({ groups: ['eng'] }).setProtectedHeader({ alg: 'ES256', kid: 'idp-1' }).setIssuer(IDP).setAudience('writ').setSubject('alice').setIssuedAt(1_700_000_000).setExpirationTime(1_700_000_600).sign(idpKey);
+    const expired = await new SignJWT({ groups: ['eng'] }).setProtectedHeader({ alg: 'ES256', kid: 'idp-1' }).setIssuer(IDP).setAudience('writ').setSubject('alice').setIssuedAt(1_700_000_000).setExpirationTime(1_700_000_600).sign(fx.idp.key);
     expect((await exchange(agent, { subject_token: expired })).json.error).toBe('invalid_grant');
-    const foreign = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'idp-1' }).setIssuer('https://evil.test').setAudience('writ').setSubject('alice').setExpirationTime('5m').sign(idpKey);
+    const foreign = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'idp-1' }).setIssuer('https://evil.test').setAudience('writ').setSubject('alice').setExpirationTime('5m').sign(fx.idp.key);
     expect((await exchange(agent, { subject_token: foreign })).json.error).toBe('invalid_grant');
     expect((await exchange(agent, { requested_token_type: 'urn:ietf:params:oauth:token-type:refresh_token' })).json.error).toBe('invalid_request');
   });

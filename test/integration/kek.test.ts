@@ -77,6 +77,10 @@ describe('authority keys sealed under a key-encryption key (WRIT_KEK_FILE)', () 
       // Published in the custody's transaction, and audited as in file custody.
       const added = await broker.db.prisma.auditEvent.findMany({ where: { type: 'bundle.authority_added' } });
       expect(added.map((e) => (e.details as { authority: string }).authority).sort()).toEqual([first.x509, first.kid].sort());
+      // What the custody's transaction created and published is audited in it, in the order it happened, and chained.
+      const startup = await broker.db.prisma.auditEvent.findMany({ orderBy: { seq: 'asc' }, take: 4 });
+      expect(startup.map((e) => e.type)).toEqual(['ca.created', 'jwt_key.created', 'bundle.authority_added', 'bundle.authority_added']);
+      expect(await broker.audit.verify()).toBeUndefined();
     } finally {
       await broker.shutdown();
     }

@@ -10,7 +10,7 @@ import pino from 'pino';
 import { startBroker, type Broker } from '../../src/broker';
 import { systemClock, systemRandom } from '../../src/core';
 import { Revocations, TaskStore } from '../../src/leases';
-import { mintAccessToken } from '../../src/tokens/mint';
+import { mintAccessToken } from '../../src/tokens/sign';
 import { createTestStore, type TestStore } from '../support/database';
 import { testConfig } from '../support/config';
 import { httpsRequest } from '../support/https';

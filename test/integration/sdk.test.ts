@@ -72,6 +72,9 @@ let idpKey: CryptoKey;
 let k8sKey: CryptoKey;
 let proxy: Proxy;
 const sources: X509Source[] = [];
+/** The broker's clock: real time, plus what a test moved it by (so an answer can be "slow" without sleeping). */
+let brokerSkewMs = 0;
+const brokerClock = { now: () => new Date(Date.now() + brokerSkewMs) };
 
 // ---------------------------------------------------------------------------------------
 // Test doubles: time the test moves itself, and a broker that can be made unreachable.
@@ -81,6 +84,7 @@ class FakeTime implements Clock, Timers {
   #now: number;
   #seq = 0;
   readonly #timers = new Map<number, { at: number; callback: () => void }>();
+  readonly #watchers: { at: number; resolve: () => void }[] = [];
 
   constructor(start = Date.now()) {
     this.#now = start;
@@ -90,8 +94,18 @@ class FakeTime implements Clock, Timers {
   }
   setTimeout(callback: () => void, delayMs: number): unknown {
     const id = ++this.#seq;
-    this.#timers.set(id, { at: this.#now + delayMs, callback });
+    const at = this.#now + delayMs;
+    this.#timers.set(id, { at, callback });
+    for (const w of this.#watchers.filter((w) => w.at === at)) {
+      this.#watchers.splice(this.#watchers.indexOf(w), 1);
+      w.resolve();
+    }
     return id;
+  }
+  /** Resolves once a timer is waiting for `at` (epoch ms): at once if one is. */
+  scheduled(at: number): Promise<void> {
+    if (this.pending().includes(at)) return Promise.resolve();
+    return new Promise((resolve) => this.#watchers.push({ at, resolve }));
   }
   clearTimeout(handle: unknown): void {
     this.#timers.delete(handle as number);
@@ -121,6 +135,7 @@ class Proxy {
   #server: NetServer | undefined;
   readonly #sockets = new Set<Socket>();
   #held: (() => void)[] | undefined;
+  #onHeld: (() => void)[] = [];
   port = 0;
 
   constructor(private readonly target: { host: string; port: number }) {}
@@ -140,8 +155,10 @@ class Proxy {
         }
         client.pipe(upstream).pipe(client);
       };
-      if (this.#held) this.#held.push(forward);
-      else forward();
+      if (this.#held) {
+        this.#held.push(forward);
+        this.#onHeld.splice(0).forEach((resolve) => resolve());
+      } else forward();
     });
     await new Promise<void>((resolve, reject) => server.once('error', reject).listen(this.port, '127.0.0.1', () => resolve()));
     this.port = (server.address() as { port: number }).port;
@@ -151,6 +168,12 @@ class Proxy {
   /** New connections wait, their calls unanswered, until release(). */
   hold(): void {
     this.#held ??= [];
+  }
+
+  /** Resolves once a connection waits for release() (at once if one does). */
+  whenHeld(): Promise<void> {
+    if (this.waiting > 0) return Promise.resolve();
+    return new Promise((resolve) => this.#onHeld.push(resolve));
   }
 
   /** Connections waiting for release(). */
@@ -187,6 +210,16 @@ function next<T extends unknown[]>(emitter: EventEmitter, event: string, accept:
     };
     emitter.on(event, listener);
   });
+}
+
+/** `p`, or a failure naming `what` after `ms` (a bound on waiting, not a measurement). */
+async function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 const renewFailure = (_err: Error, f: BackgroundFailure) => f.operation === 'renew';
@@ -258,7 +291,7 @@ beforeAll(async () => {
     WRIT_OIDC_ISSUERS: JSON.stringify([{ issuer: K8S, jwks_file: join(work, 'k8s.json'), audience: 'writ', algorithms: ['ES256'] }]),
     WRIT_X509POP: JSON.stringify({ ca_bundle_file: join(work, 'root.crt'), intermediates_file: join(work, 'int.crt') }),
   });
-  broker = await startBroker(config, { showAdminToken: (t) => void (adminToken = t) });
+  broker = await startBroker(config, { clock: brokerClock, showAdminToken: (t) => void (adminToken = t) });
   caPem = readFileSync(join(config.caDir, 'ca.crt'), 'utf8');
   const api = new URL(broker.apiUrl);
   proxy = new Proxy({ host: api.hostname, port: Number(api.port) });
@@ -318,8 +351,8 @@ describe('X509Source: attestation, renewal at half-life, backoff, expiry', () =>
     expect(time.pending()).toContain(halfLife);
     const issued = await auditCount('svid.issued');
     time.advanceTo(halfLife - 1000);
-    await new Promise((r) => setTimeout(r, 200));
-    expect(await auditCount('svid.issued')).toBe(issued); // not yet
+    expect(time.pending()).toContain(halfLife); // not yet: the renewal's timer has not fired (it fires synchronously in advanceTo)
+    expect(await auditCount('svid.issued')).toBe(issued);
     const updated = next<[X509SourceUpdate]>(s, 'update', svidUpdate);
     time.advanceTo(halfLife);
     const [update] = await updated;
@@ -393,20 +426,24 @@ describe('X509Source: attestation, renewal at half-life, backoff, expiry', () =>
     try {
       const stale = next(s, 'stale');
       time.advanceTo(halfLifeOf(s)); // the renewal goes out, and waits
-      for (let i = 0; i < 100 && proxy.waiting === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      await proxy.whenHeld();
       expect(proxy.waiting).toBe(1);
       time.advanceTo(svid.notAfter.getTime());
       await stale;
       expect(time.pending()).toEqual([]); // a join token attests once: nothing more is scheduled
-      await new Promise((r) => setTimeout(r, 1100)); // a slow answer: the new SVID's notAfter (whole seconds) is past the old one's
+      brokerSkewMs = 1100; // a slow answer: the new SVID's notAfter (whole seconds, broker's clock) is past the old one's
     } finally {
       proxy.release();
     }
-    await next(s, 'update', svidUpdate);
+    try {
+      await next(s, 'update', svidUpdate);
+    } finally {
+      brokerSkewMs = 0;
+    }
     expect(s.isStale()).toBe(false);
     // The bundle is fetched now and polled again at its refresh hint, beside the renewal and the expiry check.
     const poll = time.now().getTime() + s.getBundle().refreshHint! * 1000;
-    for (let i = 0; i < 100 && !time.pending().includes(poll); i++) await new Promise((r) => setTimeout(r, 50));
+    await within(10_000, `a bundle poll at ${poll}`, time.scheduled(poll));
     expect(time.pending()).toContain(poll);
   });
 
@@ -431,6 +468,7 @@ describe('X509Source: attestation, renewal at half-life, backoff, expiry', () =>
     await proxy.down();
     try {
       const stale = next<[SvidExpiredError]>(s, 'stale');
+      const lastRenewal = next<[Error, BackgroundFailure]>(s, 'error', renewFailure);
       time.advanceTo(svid.notAfter.getTime() - 1);
       expect(s.isStale()).toBe(false);
       time.advanceTo(svid.notAfter.getTime());
@@ -442,7 +480,8 @@ describe('X509Source: attestation, renewal at half-life, backoff, expiry', () =>
       expect(() => tlsClientOptions(s, authorizeAny())).toThrow(SvidExpiredError);
       await expect(new JwtSource(s).fetch('https://a.test')).rejects.toBeInstanceOf(SvidExpiredError);
       // A join token attests once: after the last failed renewal nothing more is tried or scheduled.
-      await new Promise((r) => setTimeout(r, 200));
+      const [, last] = await lastRenewal;
+      expect(last.retryAt).toBeUndefined();
       expect(failures.at(-1)?.retryAt).toBeUndefined();
       expect(time.pending()).toEqual([]);
     } finally {

@@ -4,28 +4,21 @@
  * that asks for client certificates, and the SDK's MCP client, which gets a task token from
  * Writ (RFC 8693 exchange over mTLS with its X.509-SVID) and calls tools with it.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { PeerCertificate } from 'node:tls';
 import express, { type Request, type Response as ExpressResponse } from 'express';
-import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { z } from 'zod';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { startBroker, type Broker } from '../../src/broker';
+import type { Broker } from '../../src/broker';
 import { grantedToolsOnly, protectedResourceMetadataHandler, protectedResourceMetadataUrl, tlsFetch, writClaimsOf, writProtection, type WritRequest } from '../../src/mcp';
-import { createTestStore, type TestStore } from '../support/database';
-import { testConfig } from '../support/config';
-import { attestWithJoinToken } from '../support/attest';
+import { startBrokerFixture, type BrokerFixture, type ClientCert } from '../support/fixture';
 import { statusOf } from '../support/mcp';
 import { httpsRequest } from '../support/https';
 
-const work = mkdtempSync(join(tmpdir(), 'writ-mcp-'));
 const IDP = 'https://idp.example.test';
 const ISSUER = 'https://writ.ex.test';
 const SERVER_ID = 'spiffe://ex.test/mcp/github';
@@ -36,13 +29,10 @@ permit (principal, action == Writ::Action::"read", resource is Writ::Tool)
 when { principal.groups.contains("eng") && context.classification_level <= 1 };
 `;
 
-type Svid = { cert: string; key: string };
-let store: TestStore;
+type Svid = ClientCert;
+let fx: BrokerFixture<'agent' | 'mcpServer' | 'stranger'>;
 let broker: Broker;
-let caPem: string;
 let bundlePem: string;
-let adminToken: string;
-let idpKey: CryptoKey;
 let agent: Svid;
 let mcpServerSvid: Svid;
 let stranger: Svid;
@@ -52,20 +42,9 @@ let resource: string;
 /** Tool calls that reached the tools' code, as `<tool> for <user> via <connector>`. */
 const ran: string[] = [];
 
-const admin = (path: string, method: string, body?: unknown) =>
-  httpsRequest(`${broker.apiUrl}${path}`, {
-    ca: caPem,
-    method,
-    headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  }).then((r) => ({ ...r, json: r.body ? JSON.parse(r.body) : undefined }));
+const admin = (path: string, method: string, body?: unknown) => fx.admin(path, method, body);
 
-async function svidFor(spiffeId: string, owner: string): Promise<Svid> {
-  return attestWithJoinToken({ apiUrl: broker.apiUrl, ca: caPem, admin, spiffeId, dir: work, metadata: { owner } });
-}
-
-const idToken = () =>
-  new SignJWT({ groups: ['eng'], sid: 'session-1' }).setProtectedHeader({ alg: 'ES256', kid: 'idp-1' }).setIssuer(IDP).setAudience('writ').setSubject('alice').setIssuedAt().setExpirationTime('10m').sign(idpKey);
+const idToken = () => fx.idp.idToken();
 
 /** The agent's RFC 8693 exchange over mTLS: a task token for the MCP server, asking for both tools. */
 async function taskToken(as: Svid, forResource = resource): Promise<{ token: string; taskId: string; granted: unknown }> {
@@ -141,24 +120,20 @@ async function handleMcp(req: Request, res: ExpressResponse) {
 }
 
 beforeAll(async () => {
-  const idp = await generateKeyPair('ES256');
-  idpKey = idp.privateKey as CryptoKey;
-  writeFileSync(join(work, 'idp.json'), JSON.stringify({ keys: [{ ...(await exportJWK(idp.publicKey)), kid: 'idp-1', alg: 'ES256' }] }));
-  writeFileSync(join(work, 'writ.cedar'), POLICIES);
-  store = await createTestStore();
-  const config = testConfig(store, {
-    WRIT_TRUST_DOMAIN: 'ex.test',
-    WRIT_ISSUER: ISSUER,
-    WRIT_POLICY_FILE: join(work, 'writ.cedar'),
-    WRIT_IDENTITY_PROVIDERS: JSON.stringify([{ issuer: IDP, jwks_file: join(work, 'idp.json'), audience: 'writ', algorithms: ['ES256'] }]),
+  fx = await startBrokerFixture({
+    prefix: 'writ-mcp-',
+    trustDomain: 'ex.test',
+    idpIssuer: IDP,
+    policies: POLICIES,
+    env: { WRIT_ISSUER: ISSUER },
+    connectors: {
+      agent: { spiffeId: AGENT_ID, owner: 'platform' },
+      mcpServer: { spiffeId: SERVER_ID, owner: 'platform' },
+      stranger: { spiffeId: 'spiffe://ex.test/agent/other', owner: 'platform' },
+    },
   });
-  broker = await startBroker(config, { showAdminToken: (t) => void (adminToken = t) });
-  caPem = readFileSync(join(config.caDir, 'ca.crt'), 'utf8');
-  bundlePem = (await httpsRequest(`${broker.apiUrl}/v1/bundle`, { ca: caPem, headers: { accept: 'application/x-pem-file' } })).body;
-
-  agent = await svidFor(AGENT_ID, 'platform');
-  mcpServerSvid = await svidFor(SERVER_ID, 'platform');
-  stranger = await svidFor('spiffe://ex.test/agent/other', 'platform');
+  ({ broker, bundlePem } = fx);
+  ({ agent, mcpServer: mcpServerSvid, stranger } = fx.connectors);
 
   // The MCP server: HTTPS with its own X.509-SVID, asking every client for an SVID from the bundle.
   const app = express();
@@ -196,8 +171,7 @@ afterAll(async () => {
     mcpHttps.closeAllConnections();
     await new Promise((resolve) => mcpHttps.close(resolve));
   }
-  await broker?.shutdown();
-  await store?.drop();
+  await fx?.close();
 });
 
 

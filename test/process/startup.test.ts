@@ -93,6 +93,15 @@ describe('a fresh start (the README quick start)', () => {
   });
 });
 
+/** Resolves when the broker logs that it stopped accepting connections (waits for the event; proves nothing by elapsed time). */
+async function shutdownBegun(logs: readonly Record<string, unknown>[]): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    if (logs.some((l) => typeof l.msg === 'string' && l.msg.startsWith('shutting down'))) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error('the broker did not log the start of its shutdown within 5 s');
+}
+
 describe('SIGTERM', () => {
   it('stops accepting, finishes the in-flight request, closes the database and exits 0', async () => {
     const dir = fresh();
@@ -109,21 +118,22 @@ describe('SIGTERM', () => {
       });
       req.on('error', reject);
       req.write(body.slice(0, 5));
-      setTimeout(() => {
+      setTimeout(async () => {
         p.child.kill('SIGTERM');
-        setTimeout(async () => {
-          try {
-            expect(p.child.exitCode).toBeNull(); // still finishing the request
-            const readyz = await fetch(`${opsUrl}/readyz`);
-            expect(readyz.status).toBe(503);
-            expect(await readyz.json()).toEqual({ status: 'not ready', reason: 'shutting down' });
-            await expect(httpsRequest(`${apiUrl}/v1/bundle`, { ca })).rejects.toThrow(/ECONNREFUSED/);
-          } catch (err) {
-            reject(err);
-          }
-          req.end(body.slice(5));
-        }, 500);
-      }, 200);
+        try {
+          // Once the broker says it is draining (not after some time), it must still be running: the request is in flight.
+          await shutdownBegun(p.logs);
+          expect(p.child.exitCode).toBeNull();
+          const readyz = await fetch(`${opsUrl}/readyz`);
+          expect(readyz.status).toBe(503);
+          expect(await readyz.json()).toEqual({ status: 'not ready', reason: 'shutting down' });
+          await expect(httpsRequest(`${apiUrl}/v1/bundle`, { ca })).rejects.toThrow(/ECONNREFUSED/);
+          expect(p.child.exitCode).toBeNull(); // still finishing the request
+        } catch (err) {
+          reject(err);
+        }
+        req.end(body.slice(5));
+      }, 200); // the first bytes of the body reach the broker
     });
     expect(await inflight).toEqual({ status: 404, connection: 'close' });
     expect(await p.exit).toEqual({ code: 0, signal: null });

@@ -1,6 +1,9 @@
+import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { Client } from 'pg';
-import { pgliteSession, pgSession, type SqlSession } from '../../src/db';
+import pino from 'pino';
+import { systemClock, systemRandom, type Clock } from '../../src/core';
+import { openDatabase, pgliteSession, pgSession, type Database, type SqlSession } from '../../src/db';
 import type { TestStore } from './database';
 
 /** Opens `n` raw connections to the test store's database (one PGlite shared, when embedded). */
@@ -17,4 +20,9 @@ export async function openSessions(store: TestStore, n: number): Promise<{ sessi
   }
   const db = await PGlite.create();
   return { sessions: Array.from({ length: n }, () => pgliteSession(db)), close: () => db.close() };
+}
+
+/** The broker's database on the test store, migrated, without a broker (for domain tests that need real SQL). */
+export function openTestDatabase(store: TestStore, clock: Clock = systemClock): Promise<Database> {
+  return openDatabase({ databaseUrl: store.databaseUrl, dataDir: join(store.dir, 'data'), clock, random: systemRandom, logger: pino({ level: 'silent' }) });
 }

@@ -1,5 +1,5 @@
 /**
- * JSON Web Key Sets (RFC 7517 §5) that the oidc attestor verifies tokens with: read once
+ * JSON Web Key Sets (RFC 7517 §5) that JWTs are verified with: read once
  * from a file, or fetched from an issuer's `jwks_uri` with a timeout, a size limit, a
  * cache, and a refresh on an unknown `kid` that is rate-limited per issuer.
  *
@@ -11,19 +11,13 @@
 import { readFileSync } from 'node:fs';
 import { createLocalJWKSet, errors, type FlattenedJWSInput, type JSONWebKeySet, type JWSHeaderParameters, type LocalJWKSet } from 'jose';
 import type { Clock } from '../core/clock';
+import { JwksUnavailable } from './errors';
 
 /** Resolves the key that verifies a token, for jose's `jwtVerify`. */
 export interface KeySource {
   getKey(header: JWSHeaderParameters, token: FlattenedJWSInput): Promise<CryptoKey>;
 }
 
-/** Why an issuer's keys could not be obtained. The message names no token content. */
-export class JwksUnavailable extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'JwksUnavailable';
-  }
-}
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 

@@ -1,3 +1,7 @@
+/**
+ * Helpers for the Helm chart tests: `helm template` of helm/writ through the devDependency's
+ * binary, the rendered objects and the Deployment's pieces, and the files a pod would mount.
+ */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -3,21 +3,21 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
 import pino from 'pino';
-import type { AdminCredentials } from '../admin';
-import { EntryError, type EntryInput, type EntryStore, type RegistrationEntry } from '../attestation/entries';
-import type { JoinTokens } from '../attestation/join-token';
-import type { AuditLog } from '../audit';
-import { ManualClock } from '../core/clock';
-import { systemRandom } from '../core/random';
-import { findTextProblem } from '../core/text';
-import type { LeaseStore, Revocations } from '../leases';
-import type { PolicyStore } from '../policy';
-import type { ResourceStore } from '../resources';
-import { isBrokerPath, parseSpiffeId } from '../spiffe/id';
-import { adminRouter } from './admin';
-import { createApiApp } from './app';
-import { HttpMetrics } from './metrics';
-import { errorHandler } from './problem';
+import type { AdminCredentials } from '../../admin';
+import { EntryError, EntryStore, type EntryInput, type RegistrationEntry } from '../../attestation/entries';
+import type { JoinTokens } from '../../attestation/join-token';
+import { ManualClock } from '../../core/clock';
+import { systemRandom } from '../../core/random';
+import { findTextProblem } from '../../core/text';
+import type { LeaseStore, Revocations } from '../../leases';
+import type { PolicyStore } from '../../policy';
+import type { AuditReader } from '../../audit';
+import type { ResourceStore } from '../../resources';
+import { isBrokerPath, parseSpiffeId } from '../../spiffe/id';
+import { adminRouter } from '.';
+import { createApiApp } from '../app';
+import { HttpMetrics } from '../metrics';
+import { errorHandler } from '../problem';
 
 // The admin bodies (POST /v1/admin/entries, /join-tokens, /revocations) through the real
 // parsers, the control-character check and the schemas, in front of stores that only record
@@ -60,8 +60,11 @@ beforeAll(async () => {
         leases: {} as LeaseStore,
         clock: new ManualClock(),
         trustDomain: TD,
-        joinTokens: { create: async () => ({ token: 'writ_jt_x', expiresAt: new Date(0) }) } as unknown as JoinTokens,
-        audit: { append: async () => undefined } as unknown as AuditLog,
+        // The real entry resolution (EntryStore.forJoinToken) over the recording store.
+        joinTokens: {
+          issue: async (ref: { entryId: string } | { spiffeId: string }) => ({ token: 'writ_jt_x', expiresAt: new Date(0), entry: await EntryStore.prototype.forJoinToken.call(entries, ref) }),
+        } as unknown as JoinTokens,
+        auditReader: {} as AuditReader,
         limits: { trustDomain: TD, x509SvidMaxTtl: 86400, jwtSvidMaxTtl: 3600 },
         resources: {} as ResourceStore,
         policies: {} as PolicyStore,

@@ -2,7 +2,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import { ManualClock } from '../core/clock';
-import { fetchJwks, JwksUnavailable, parseJwks, RemoteJwks } from './jwks';
+import { JwksUnavailable } from './errors';
+import { fetchJwks, parseJwks, RemoteJwks } from './jwks';
 
 let jwk: JWK;
 beforeAll(async () => {

@@ -1,10 +1,14 @@
+/**
+ * Helpers for the CLI tests: runs the built `writ` command (dist/cli/main.js) as its own
+ * process, starts a broker in this process for it to talk to, and checks the shapes of refusals.
+ */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { startBroker, type Broker } from '../../src/broker';
-import { testConfig } from '../support/config';
-import { createTestStore, type TestStore } from '../support/database';
+import { testConfig } from './config';
+import { createTestStore, type TestStore } from './database';
 
 /** The built CLI (npm test builds first). */
 export const CLI = resolve(__dirname, '../../dist/cli/main.js');

@@ -13,10 +13,10 @@ import { performance } from 'node:perf_hooks';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { Client } from 'pg';
 import { Pool } from 'undici';
-import type { TestStore } from '../support/database';
-import { httpsRequest } from '../support/https';
-import { openssl } from '../support/openssl';
-import { brokerEnv, spawnWrit, type WritProcess } from '../support/process';
+import type { TestStore } from './database';
+import { httpsRequest } from './https';
+import { openssl } from './openssl';
+import { brokerEnv, spawnWrit, type WritProcess } from './process';
 
 /**
  * How the brokers share their CA.
