@@ -1,14 +1,14 @@
 import pino, { type Logger } from 'pino';
-import { AdminCredentials, CaRotationRequests, type CaRotationSource } from './admin';
+import { AdminCredentials } from './admin';
 import { adminRouter, bundleRouter, closeNow, createApiApp, createApiServer, drain, listen, urlOf, createOpsServer, HttpMetrics, oauthErrorHandler, oauthRouter, signalsErrorHandler, signalsRouter, svidRouter, tasksRouter } from './api';
-import { SetReceiver, SignalApplier, UserRisks } from './signals';
+import { SetReceiver, SignalApplier, SignalIntake, UserRisks } from './signals';
 import { IdentityProviders, Introspection, OAuthRefusals, TokenExchange, TokenRevocation } from './tokens';
 import { EntryStore, JoinTokenAttestor, JoinTokens, OidcAttestor, SvidIssuer, X509PopAttestor, type Attestor } from './attestation';
 import { AuditLog, AuditReader, type AuditEventInput } from './audit';
 import { openKeyCustody, ServerRotator, ServerSvid, type BundleCache, type CaRotator, type CertificateAuthority, type JwtSigningKey } from './ca';
 import { ConfigError, redactDatabaseUrl, type Config } from './config';
 import { systemClock, systemRandom, type Clock, type Random } from './core';
-import { openDatabase, whileOpen, type Database, type Freshness, type Prisma, type Readiness } from './db';
+import { openDatabase, whileOpen, type Database, type Freshness, type Readiness } from './db';
 import { LeaseJanitor, noRevocationWatch, PgRevocationWatch, PrismaLeaseStore, RevocationEpochs, Revocations, svidDenylist, TaskStore, type LeaseStore, type RevocationWatch } from './leases';
 import { PolicyStore, seedPolicies } from './policy';
 import { ResourceStore } from './resources';
@@ -79,10 +79,8 @@ function adminCredential(db: Database, config: Config, audit: AuditLog, random: 
   return AdminCredentials.bootstrap(db.prisma, {
     configured: config.adminToken,
     random,
-    onGenerated: async (token) => {
-      show(token);
-      await audit.append({ type: 'admin_credential.generated', actor: 'writ' });
-    },
+    audit: audit.appendIn,
+    onGenerated: show,
   });
 }
 
@@ -134,17 +132,18 @@ interface ApiWiring {
   signalReceiver: SetReceiver;
   boundMs: number | undefined;
   metrics: HttpMetrics;
-  rotateCa: CaRotationSource['rotateCa'];
+  /** Prepares a CA rotation now, recorded with the operator who asked. */
+  rotateCa: ServerRotator['rotateCa'];
 }
 
 /** The domain services behind the API and the routers that call them. */
 function wireApi({ config, db, freshness, clock, random, logger, audit, rotator, bundle, leases, epochs, policies, admin, attestors, identityProviders, signalReceiver, boundMs, metrics, rotateCa }: ApiWiring) {
   // Every store records its changes in the transaction that makes them.
-  const auditIn = (tx: Prisma.TransactionClient, event: AuditEventInput) => audit.appendIn(tx, event);
+  const auditIn = audit.appendIn;
   const entries = new EntryStore(db.prisma, freshness, auditIn);
   const joinTokens = new JoinTokens(db.prisma, { clock, random, entries, audit: auditIn });
   const limits = { trustDomain: config.trustDomain, x509SvidMaxTtl: config.x509SvidMaxTtl, jwtSvidMaxTtl: config.jwtSvidMaxTtl };
-  const issuer = new SvidIssuer({ authority: rotator, entries, leases, epochs, audit, attestors: [new JoinTokenAttestor(joinTokens), ...attestors], limits, clock, random });
+  const issuer = new SvidIssuer({ authority: rotator, entries, leases, epochs, audit, bundle, attestors: [new JoinTokenAttestor(joinTokens), ...attestors], limits, clock, random });
   const auth = { admin, entries, leases, clock, trustDomain: config.trustDomain };
   const resources = new ResourceStore(db.prisma, freshness, auditIn);
   const revocations = new Revocations(db.prisma, clock, auditIn, freshness, epochs);
@@ -172,17 +171,16 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
   const refusals = (event: AuditEventInput) => audit.append(event);
   const introspection = new Introspection({ issuer: config.issuer, leases, resources, bundle, audit: refusals, clock, ...(boundMs !== undefined && { revocationBoundMs: boundMs }) });
   const tokenRevocation = new TokenRevocation({ issuer: config.issuer, leases, revocations, bundle, audit: refusals, clock });
-  const signalApplier = new SignalApplier(db.prisma, revocations, audit, { riskRevokeLevels: config.riskRevokeLevels, clock, maxAgeSeconds: config.leaseRetention, freshness });
-  const caRotations = new CaRotationRequests({ rotateCa: (overlap) => rotateCa(overlap) }, refusals);
+  const signals = new SignalIntake(signalReceiver, new SignalApplier(db.prisma, revocations, audit, { riskRevokeLevels: config.riskRevokeLevels, clock, maxAgeSeconds: config.leaseRetention, freshness }));
   const app = createApiApp({
-    errorHandlers: [oauthErrorHandler(new OAuthRefusals(refusals)), signalsErrorHandler(signalApplier)],
+    errorHandlers: [oauthErrorHandler(new OAuthRefusals(refusals)), signalsErrorHandler(signals)],
     routers: [
       oauthRouter({ issuer: config.issuer, exchange, introspection, revocation: tokenRevocation, admin, trustDomain: config.trustDomain }),
       bundleRouter(bundle),
-      svidRouter({ ...auth, issuer, bundle, denylist: () => svidDenylist(db.prisma, rotator, { issuer: config.issuer, clock }) }),
+      svidRouter({ ...auth, issuer, denylist: () => svidDenylist(db.prisma, rotator, { issuer: config.issuer, clock }) }),
       tasksRouter({ ...auth, tasks }),
-      signalsRouter({ receiver: signalReceiver, applier: signalApplier }),
-      adminRouter({ ...auth, joinTokens, limits, resources, policies, revocations, auditReader: new AuditReader(db.prisma), rotateCa: (overlap, actor) => caRotations.rotate(overlap, actor) }),
+      signalsRouter({ intake: signals }),
+      adminRouter({ ...auth, joinTokens, limits, resources, policies, revocations, auditReader: new AuditReader(db.prisma), rotateCa: (overlap, actor) => rotateCa(overlap, actor) }),
     ],
     logger,
     metrics,
@@ -222,7 +220,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
     const boundMs = config.databaseUrl ? config.revocationBoundMs : undefined;
     // Cached reads are trusted only while the database is open and the listener current: otherwise every read asks the database (and fails closed).
     const freshness = whileOpen(db, watch);
-    const policies = new PolicyStore(db.prisma, freshness, (tx, event) => audit.appendIn(tx, event));
+    const policies = new PolicyStore(db.prisma, freshness, audit.appendIn);
     if (config.policyFile) await seedPolicies(policies, config.policyFile);
     const leases = new PrismaLeaseStore(db.prisma, watch, audit, freshness, { boundMs });
     // Each request's epoch: the latest revocation marker this replica has heard of (src/leases/ordering.ts).
@@ -231,7 +229,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
 
     let shuttingDown = false;
     const metrics = new HttpMetrics();
-    const { app, tasks } = wireApi({ config, db, freshness, clock, random, logger, audit, rotator, bundle, leases, epochs, policies, admin, attestors, identityProviders, signalReceiver, boundMs, metrics, rotateCa: (overlap?: number) => rotateCa(overlap) });
+    const { app, tasks } = wireApi({ config, db, freshness, clock, random, logger, audit, rotator, bundle, leases, epochs, policies, admin, attestors, identityProviders, signalReceiver, boundMs, metrics, rotateCa: (overlap, actor) => rotateCa(overlap, actor) });
     const api = createApiServer(await serverSvid.issue(), published, (req, res) => {
       // During shutdown, answers close their connections so keep-alive clients move elsewhere.
       if (shuttingDown) res.setHeader('Connection', 'close');
@@ -239,7 +237,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
     });
     const housekeeping = leaseSweep(db, watch, config, clock, logger);
     const serverRotator = new ServerRotator({ authorities: rotator, svid: serverSvid, store: bundleStore, bundle, serve: api.serve, servedSequence: published.sequence, changes: watch, housekeeping, clock, logger });
-    const rotateCa = (overlap?: number) => serverRotator.rotateCa(overlap);
+    const rotateCa = (overlap?: number, actor?: string) => serverRotator.rotateCa(overlap, actor);
     const readiness = async (): Promise<Readiness> => {
       if (shuttingDown) return { ready: false, reason: 'shutting down' };
       if (serverSvid.nearExpiry()) return { ready: false, reason: 'server SVID is near expiry and was not renewed' };

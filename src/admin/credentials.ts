@@ -1,4 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
+import type { AuditIn } from '../audit';
 import type { Random } from '../core/random';
 import type { PrismaClient } from '../db/generated/client';
 import { sha256 } from '../core/hash';
@@ -18,19 +19,24 @@ export class AdminCredentials {
 
   /**
    * Resolves the admin credential. When none is configured and none was generated
-   * before, generates one and passes it to `onGenerated` (exactly once across replicas).
+   * before, generates one, records `admin_credential.generated` in the transaction that stores
+   * its hash, and then passes it to `onGenerated` (exactly once across replicas).
    */
   static async bootstrap(
     prisma: PrismaClient,
-    opts: { configured: string | undefined; random: Random; onGenerated: (token: string) => Promise<void> | void },
+    opts: { configured: string | undefined; random: Random; audit?: AuditIn; onGenerated: (token: string) => Promise<void> | void },
   ): Promise<AdminCredentials> {
     if (opts.configured !== undefined) return new AdminCredentials(sha256(opts.configured));
     const existing = await prisma.adminCredential.findUnique({ where: { id: BOOTSTRAP_ID } });
     if (existing) return AdminCredentials.fromStored(existing.hash);
     const token = TOKEN_PREFIX + Buffer.from(opts.random.bytes(32)).toString('base64url');
     const hash = encodeHash(sha256(token));
-    await prisma.adminCredential.createMany({ data: [{ id: BOOTSTRAP_ID, hash }], skipDuplicates: true });
-    const stored = await prisma.adminCredential.findUniqueOrThrow({ where: { id: BOOTSTRAP_ID } });
+    const stored = await prisma.$transaction(async (tx) => {
+      await tx.adminCredential.createMany({ data: [{ id: BOOTSTRAP_ID, hash }], skipDuplicates: true });
+      const row = await tx.adminCredential.findUniqueOrThrow({ where: { id: BOOTSTRAP_ID } });
+      if (row.hash === hash) await opts.audit?.(tx, { type: 'admin_credential.generated', actor: 'writ' });
+      return row;
+    });
     if (stored.hash === hash) await opts.onGenerated(token); // else a concurrent replica generated it and showed it
     return AdminCredentials.fromStored(stored.hash);
   }

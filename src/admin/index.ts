@@ -1,2 +1,1 @@
 export { AdminCredentials } from './credentials';
-export { CaRotationRequests, type CaRotationSource } from './ca-rotation';

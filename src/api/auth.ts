@@ -43,7 +43,7 @@ export const principalOf = (req: Parameters<RequestHandler>[0]): string => req.p
  * A verified client SVID that is also live: this exact certificate (serial and
  * fingerprint) was issued by this broker and its lease is neither expired nor revoked.
  */
-export async function liveSvid(req: Parameters<RequestHandler>[0], deps: Omit<AuthDeps, 'admin' | 'entries'>): Promise<{ svid: PeerSvid; lease: Lease } | undefined> {
+async function liveSvid(req: Parameters<RequestHandler>[0], deps: Omit<AuthDeps, 'admin' | 'entries'>): Promise<{ svid: PeerSvid; lease: Lease } | undefined> {
   const svid = peerSvid(req, deps.trustDomain);
   if (!svid) return undefined;
   const lease = await liveSvidLease(deps.leases, svid, deps.clock.now());

@@ -4,7 +4,7 @@ export { HttpMetrics } from './metrics';
 export { sendProblem, errorHandler, type Problem } from './problem';
 export type { BundleSource } from './bundle';
 export { bundleRouter } from './bundle';
-export { adminRouter, adminOnly, auditRouter, entryView, type AdminDeps, type AuditRouteDeps } from './admin';
+export { adminRouter, adminOnly, auditRouter, type AdminDeps, type AuditRouteDeps } from './admin';
 export { svidRouter, type SvidRouteDeps } from './svid';
 export { requireAdmin, requireSvid, Unauthenticated, Forbidden } from './auth';
 export { tasksRouter, type TaskRouteDeps } from './tasks';

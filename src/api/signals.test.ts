@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { systemRandom } from '../core/random';
 import { SetError } from '../signals/errors';
+import { SignalIntake } from '../signals/intake';
 import { createApiApp } from './app';
 import { HttpMetrics } from './metrics';
 import { signalsErrorHandler, signalsRouter } from './signals';
@@ -18,7 +19,7 @@ let base: string;
 
 beforeAll(async () => {
   const app = createApiApp({
-    routers: [signalsRouter({ receiver: { receive: () => receive() as never }, applier: { apply: async (set) => (applied.push(set), { replayed: false, applied: [] }) } })],
+    routers: [signalsRouter({ intake: new SignalIntake({ receive: () => receive() as never }, { apply: async (set) => (applied.push(set), { replayed: false, applied: [] }), refused: async () => undefined }) })],
     errorHandlers: [signalsErrorHandler({ refused: async (r) => void refused.push(r) })],
     logger: pino({ level: 'silent' }),
     metrics: new HttpMetrics(),

@@ -1,11 +1,10 @@
 import express, { Router, type ErrorRequestHandler } from 'express';
 import { DomainError } from '../core/errors';
-import type { SetReceiver, SignalApplier } from '../signals';
+import type { SignalIntake } from '../signals';
 import { isSetError } from '../signals';
 
 export interface SignalRouteDeps {
-  receiver: Pick<SetReceiver, 'receive'>;
-  applier: Pick<SignalApplier, 'apply'>;
+  intake: Pick<SignalIntake, 'deliver'>;
 }
 
 /**
@@ -15,19 +14,18 @@ export interface SignalRouteDeps {
 export function signalsRouter(deps: SignalRouteDeps): Router {
   const router = Router();
   router.post('/v1/signals', express.text({ type: () => true, limit: '64kb' }), async (req, res) => {
-    const set = await deps.receiver.receive(typeof req.body === 'string' ? req.body : '', req.headers['content-type']);
-    await deps.applier.apply(set);
+    await deps.intake.deliver(typeof req.body === 'string' ? req.body : '', req.headers['content-type']);
     res.status(202).end();
   });
   return router;
 }
 
 /** RFC 8935 §2.4 error bodies for the signals endpoint; every refused SET is recorded by the applier. */
-export function signalsErrorHandler(applier: Pick<SignalApplier, 'refused'>): ErrorRequestHandler {
+export function signalsErrorHandler(intake: Pick<SignalIntake, 'refused'>): ErrorRequestHandler {
   return async (err, req, res, next) => {
     if (req.path !== '/v1/signals' || res.headersSent) return next(err);
     if (isSetError(err)) {
-      await applier.refused({ err: err.err, description: err.description });
+      await intake.refused({ err: err.err, description: err.description });
       return res.status(400).json(err.toJSON());
     }
     // A body some other parser or check refused (a JSON content type, a control character, too large): not a SET.
@@ -35,7 +33,7 @@ export function signalsErrorHandler(applier: Pick<SignalApplier, 'refused'>): Er
       const tooLarge = err.type === 'entity.too.large';
       const description = tooLarge ? 'the SET is too large' : err instanceof DomainError ? err.message : 'the body must be a SET, sent as application/secevent+jwt';
       const body = { err: 'invalid_request', description };
-      await applier.refused(body);
+      await intake.refused(body);
       // RFC 8935 §2.4 answers a refused SET with 400; a body over the cap is refused before it is read as one (RFC 9110 §15.5.14).
       return res.status(tooLarge ? 413 : 400).json(body);
     }

@@ -3,13 +3,11 @@ import { z } from 'zod';
 import type { IssuedX509Svid, SvidIssuer } from '../attestation/issuer';
 import { toPemBundle } from '../spiffe/bundle';
 import { requireSvid, type AuthDeps } from './auth';
-import type { BundleSource } from './bundle';
 import { peerCertificates } from './peer';
 import { parseWith } from './validate';
 
 export interface SvidRouteDeps extends Omit<AuthDeps, 'admin' | 'entries'> {
   issuer: SvidIssuer;
-  bundle: BundleSource;
   /** The signed list of revoked, unexpired X.509-SVID serials (a JWS). */
   denylist: () => Promise<string>;
 }
@@ -28,28 +26,21 @@ const jwtSvidRequest = z.strictObject({
 /** /v1/attest, /v1/svid/renew (mTLS) and /v1/jwt-svid (mTLS). */
 export function svidRouter(deps: SvidRouteDeps): Router {
   const router = Router();
-  const answer = (issued: IssuedX509Svid, bundlePem: string) => ({
+  const answer = (issued: IssuedX509Svid) => ({
     spiffe_id: issued.spiffeId,
     svid: issued.chainPem,
     expires_at: issued.svid.notAfter.toISOString(),
-    bundle: bundlePem,
+    bundle: toPemBundle(issued.bundle),
   });
 
-  // The bundle is read before anything is issued: an SVID is never issued and then not delivered.
   router.post('/v1/attest', async (req, res) => {
-    const body = parseWith(attestRequest, req.body);
-    const bundlePem = toPemBundle(await deps.bundle.current());
-    const issued = await deps.issuer.attest(body, { peerCertificates: peerCertificates(req) });
-    res.status(201).setHeader('Cache-Control', 'no-store');
-    res.json(answer(issued, bundlePem));
+    const issued = await deps.issuer.attest(parseWith(attestRequest, req.body), { peerCertificates: peerCertificates(req) });
+    res.status(201).setHeader('Cache-Control', 'no-store').json(answer(issued));
   });
 
   router.post('/v1/svid/renew', requireSvid(deps), async (req, res) => {
-    const body = parseWith(renewRequest, req.body);
-    const bundlePem = toPemBundle(await deps.bundle.current());
-    const issued = await deps.issuer.renew(req.svid!, body.csr);
-    res.status(201).setHeader('Cache-Control', 'no-store');
-    res.json(answer(issued, bundlePem));
+    const issued = await deps.issuer.renew(req.svid!, parseWith(renewRequest, req.body).csr);
+    res.status(201).setHeader('Cache-Control', 'no-store').json(answer(issued));
   });
 
   router.post('/v1/jwt-svid', requireSvid(deps), async (req, res) => {

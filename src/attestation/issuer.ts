@@ -10,6 +10,7 @@ import type { AttestationContext, Attestor } from './attestor';
 import type { EntryStore, RegistrationEntry } from './entries';
 import { AttestationError } from './errors';
 import { sha256 } from '../core/hash';
+import type { TrustBundle } from '../spiffe/bundle';
 
 /** An X.509-SVID as handed to a workload. */
 export interface IssuedX509Svid {
@@ -17,6 +18,8 @@ export interface IssuedX509Svid {
   readonly svid: X509Svid;
   /** Leaf first, then intermediates (X509-SVID §5.3). */
   readonly chainPem: string;
+  /** The trust bundle, read before the SVID was issued: an SVID is never issued and then not delivered. */
+  readonly bundle: TrustBundle;
 }
 
 /** A JWT-SVID (JWT-SVID §3). */
@@ -48,6 +51,8 @@ export interface SvidIssuerDeps {
   epochs: RevocationEpoch;
   audit: AuditLog;
   attestors: readonly Attestor[];
+  /** The trust bundle delivered with each X.509-SVID (SPIFFE Trust Domain and Bundle §4). */
+  bundle: { current(): Promise<TrustBundle> };
   /** Lifetime caps, applied at each issuance too: lowering one takes effect for existing entries. */
   limits: { x509SvidMaxTtl: number; jwtSvidMaxTtl: number };
   clock: Clock;
@@ -89,6 +94,7 @@ export class SvidIssuer {
 
   /** POST /v1/attest: evidence + CSR → X.509-SVID. */
   async attest(req: AttestRequest, context: AttestationContext): Promise<IssuedX509Svid> {
+    const bundle = await this.deps.bundle.current(); // unavailable: nothing is issued (nor a join token used)
     let selectors: readonly string[] = [];
     try {
       const epoch = await this.deps.epochs.begin(); // before any check
@@ -98,9 +104,10 @@ export class SvidIssuer {
       const result = await attestor.attest(req.evidence, context);
       selectors = result.selectors;
       const entry = result.entryId ? await this.entryForToken(result.entryId) : await this.entryFor(result.selectors);
-      return await this.issue(entry, csr.publicKey, { attestor: attestor.name, selectors }, { epoch, requires: [] }).catch((err: unknown) => {
+      const issued = await this.issue(entry, csr.publicKey, { attestor: attestor.name, selectors }, { epoch, requires: [] }).catch((err: unknown) => {
         throw lostRace(err, entry.spiffeId, 'attest');
       });
+      return { ...issued, bundle };
     } catch (err) {
       await this.deps.audit.append({ type: 'svid.refused', details: { attestor: req.attestor.slice(0, 64), selectors, reason: refusalCode(err) } });
       throw err;
@@ -109,14 +116,16 @@ export class SvidIssuer {
 
   /** POST /v1/svid/renew: a current SVID + CSR → a new SVID for the same SPIFFE ID. */
   async renew(peer: PeerSvid, csrPem: string): Promise<IssuedX509Svid> {
+    const bundle = await this.deps.bundle.current(); // unavailable: nothing is issued
     try {
       const epoch = await this.deps.epochs.begin(); // before any check
       const csr = await parseCsr(csrPem);
       const { entry, leaseId } = await this.entryOfLiveSvid(peer);
       // The SVID renewed from must still be live when the new one commits.
-      return await this.issue(entry, csr.publicKey, { renewed: peer.serial }, { epoch, requires: [leaseId] }).catch((err: unknown) => {
+      const issued = await this.issue(entry, csr.publicKey, { renewed: peer.serial }, { epoch, requires: [leaseId] }).catch((err: unknown) => {
         throw lostRace(err, entry.spiffeId, 'mtls');
       });
+      return { ...issued, bundle };
     } catch (err) {
       await this.deps.audit.append({ type: 'svid.refused', actor: peer.spiffeId, details: { renew: peer.serial, reason: refusalCode(err) } });
       throw err;
@@ -163,7 +172,7 @@ export class SvidIssuer {
     return { token, spiffeId: peer.spiffeId, expiresAt };
   }
 
-  private async issue(entry: RegistrationEntry, publicKey: CryptoKey, details: Record<string, unknown>, basis: LeaseBasis): Promise<IssuedX509Svid> {
+  private async issue(entry: RegistrationEntry, publicKey: CryptoKey, details: Record<string, unknown>, basis: LeaseBasis): Promise<Omit<IssuedX509Svid, 'bundle'>> {
     const ttl = Math.min(entry.x509SvidTtl, this.deps.limits.x509SvidMaxTtl);
     const svid = await this.deps.authority.ca.signX509Svid({ spiffeId: entry.spiffeId, publicKey, ttl, dnsNames: entry.dnsNames });
     await this.deps.leases.record(

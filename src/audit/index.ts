@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { sha256 } from '../core/hash';
 import type { Clock } from '../core/clock';
 import { canonicalJson } from '../core/canonical-json';
 import type { Prisma, PrismaClient } from '../db/generated/client';
@@ -46,7 +46,7 @@ export function auditBody(e: HashedFields): string {
 
 /** hash = SHA-256(prevHash || "\n" || canonical JSON of the event): each event commits to all before it. */
 export function auditHash(prevHash: string, e: HashedFields): string {
-  return createHash('sha256').update(prevHash).update('\n').update(auditBody(e)).digest('hex');
+  return sha256(`${prevHash}\n${auditBody(e)}`, 'hex');
 }
 
 /**
@@ -119,10 +119,9 @@ export class AuditLog {
   /**
    * Appends inside the caller's transaction, so that the event commits with the change it
    * records (a revocation is never durable without its audit row, nor the row without it).
+   * A bound function: domain services take it as their {@link AuditIn}.
    */
-  async appendIn(tx: Prisma.TransactionClient, event: AuditEventInput): Promise<AuditRecord> {
-    return (await this.appendManyIn(tx, [this.stamp(event)]))[0]!;
-  }
+  readonly appendIn = async (tx: Prisma.TransactionClient, event: AuditEventInput): Promise<AuditRecord> => (await this.appendManyIn(tx, [this.stamp(event)]))[0]!;
 
   /** Recomputes the chain; returns the seq of the first event that does not verify, or undefined. */
   async verify(): Promise<number | undefined> {

@@ -48,7 +48,12 @@ export interface PublishOptions {
   readonly keys?: readonly AuthorityKeyRecord[];
   /** With `replace`, a prepared rotation retires too (KEK custody: the replacement is final; its keys go). */
   readonly retirePrepared?: boolean;
+  /** Runs in the publish's transaction with what it did: the audit events commit with the change. */
+  readonly inTransaction?: InTransaction<PublishResult>;
 }
+
+/** A step (the audit events of a change) that commits in the change's own transaction. */
+export type InTransaction<T> = (tx: Prisma.TransactionClient, result: T) => Promise<void>;
 
 const storedKey = (k: AuthorityKeyRecord) => ({ authorityId: k.authorityId, kekId: k.kekId, nonce: Uint8Array.from(k.nonce), ciphertext: Uint8Array.from(k.ciphertext) });
 
@@ -101,7 +106,7 @@ export class BundleStore {
   }
 
   /** `publish` inside a transaction that holds the bundle lock (see `locked`). */
-  async publishIn(tx: Prisma.TransactionClient, current: readonly AuthorityRecord[], { replace = false, keys = [], retirePrepared = false }: PublishOptions = {}): Promise<PublishResult> {
+  async publishIn(tx: Prisma.TransactionClient, current: readonly AuthorityRecord[], { replace = false, keys = [], retirePrepared = false, inTransaction }: PublishOptions = {}): Promise<PublishResult> {
     const { trustDomain, refreshHint } = this.opts;
     const now = this.opts.clock.now();
     const foreign = await tx.bundle.findFirst({ where: { trustDomain: { not: trustDomain } }, select: { trustDomain: true } });
@@ -148,14 +153,17 @@ export class BundleStore {
     const ids = (list: readonly { id: string }[]) => list.map((a) => a.id).sort().join(',');
     const after = await tx.authority.findMany({ where: { trustDomain }, select: { id: true } });
     if (ids(before) !== ids(after) || row.refreshHint !== refreshHint) await this.bump(tx, now);
-    return { bundle: await this.read(tx, now), added, retired, removed };
+    const result = { bundle: await this.read(tx, now), added, retired, removed };
+    await inTransaction?.(tx, result);
+    return result;
   }
 
   /**
    * Publishes authorities prepared for a rotation: in the bundle now (the sequence
    * increments); they sign once `activate` is called, at or after `activatesAt`.
+   * `inTransaction` runs in the same transaction with the bundle published.
    */
-  async prepare(records: readonly AuthorityRecord[], activatesAt: Date, keys: readonly AuthorityKeyRecord[] = []): Promise<TrustBundle> {
+  async prepare(records: readonly AuthorityRecord[], activatesAt: Date, keys: readonly AuthorityKeyRecord[] = [], inTransaction?: InTransaction<TrustBundle>): Promise<TrustBundle> {
     const { trustDomain } = this.opts;
     const now = this.opts.clock.now();
     return this.prisma.$transaction(async (tx) => {
@@ -173,7 +181,9 @@ export class BundleStore {
         if (key) await tx.authorityKey.create({ data: storedKey(key) });
       }
       if (fresh.length > 0 || pruned.length > 0) await this.bump(tx, now);
-      return this.read(tx, now);
+      const bundle = await this.read(tx, now);
+      await inTransaction?.(tx, bundle);
+      return bundle;
     });
   }
 
@@ -181,9 +191,10 @@ export class BundleStore {
    * Makes `ids` the active authorities now and retires the others of the same use.
    * The published set does not change. Only prepared (or already active) authorities
    * activate: one retired meanwhile (a replacement) or gone is never made to sign again,
-   * and `activated` is then false with nothing changed.
+   * and `activated` is then false with nothing changed. `inTransaction` runs in the same
+   * transaction when this call changed which authorities sign.
    */
-  async activate(ids: readonly string[]): Promise<{ retired: string[]; changed: boolean; activated: boolean }> {
+  async activate(ids: readonly string[], inTransaction?: InTransaction<{ retired: string[] }>): Promise<{ retired: string[]; changed: boolean; activated: boolean }> {
     const { trustDomain } = this.opts;
     const now = this.opts.clock.now();
     return this.locked(async (tx) => {
@@ -196,6 +207,7 @@ export class BundleStore {
       await tx.authority.updateMany({ where: { id: { in: [...ids] } }, data: { retiredAt: null, activatesAt: null } });
       // A retired authority never signs again: its sealed key (KEK custody) is no longer kept.
       await tx.authorityKey.deleteMany({ where: { authorityId: { in: retire } } });
+      if (changed) await inTransaction?.(tx, { retired: retire });
       return { retired: retire, changed, activated: true };
     });
   }

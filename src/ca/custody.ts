@@ -19,6 +19,7 @@ import {
   type JwtSigningKey,
 } from './store';
 import { sha256 } from '../core/hash';
+import { certificateToPem } from '../spiffe/bundle';
 
 /** The authority record of a CA: its id is the SHA-256 of the trust anchor's DER. */
 export const x509Record = (ca: CertificateAuthority): AuthorityRecord => {
@@ -188,7 +189,7 @@ export class SealedCustody implements KeyCustody {
         const row = live.find((a) => a.use === 'x509-svid');
         const pem = opened(row, 'x509-svid');
         if (row && pem) {
-          ca = await parseCertificateAuthority(certPem(row.material), pem, this.opts);
+          ca = await parseCertificateAuthority(certificateToPem(row.material), pem, this.opts);
         } else if (files && (!row || replace || x509Record(files.ca).id === row.id)) {
           ca = files.ca; // a CA kept in files before the KEK was set: moved into the database
           keys.push(this.seal(x509Record(ca).id, 'x509-svid', files.keyPem));
@@ -263,7 +264,7 @@ export class SealedCustody implements KeyCustody {
     const jwtRow = rows.find((r) => r.use === 'jwt-svid');
     const caRow = rows.find((r) => r.use === 'x509-svid');
     if (!jwtRow?.key || (!this.#upstream && !caRow?.key)) return undefined;
-    const ca = this.#upstream ?? (await parseCertificateAuthority(certPem(caRow!.material), pemOf(openKey(this.keks, this.binding(caRow!.id, 'x509-svid'), caRow!.key!)), this.opts));
+    const ca = this.#upstream ?? (await parseCertificateAuthority(certificateToPem(caRow!.material), pemOf(openKey(this.keks, this.binding(caRow!.id, 'x509-svid'), caRow!.key!)), this.opts));
     const jwtKey = await parseJwtSigningKey(pemOf(openKey(this.keks, this.binding(jwtRow.id, 'jwt-svid'), jwtRow.key)), what);
     // Keys sealed under the previous KEK after this replica started (a rotation prepared by a
     // replica not yet given the new KEK, during a rolling update): sealed again now, so that the
@@ -298,4 +299,3 @@ export class SealedCustody implements KeyCustody {
   }
 }
 
-const certPem = (der: Uint8Array) => `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString('base64').replace(/.{64}/g, '$&\n').replace(/\n?$/, '\n')}-----END CERTIFICATE-----\n`;

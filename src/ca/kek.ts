@@ -1,5 +1,6 @@
-import { createCipheriv, createDecipheriv, createHash, createSecretKey, type KeyObject } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
+import { sha256 } from '../core/hash';
 import type { Random } from '../core/random';
 import { CaError } from './errors';
 
@@ -40,7 +41,7 @@ const BASE64 = /^[A-Za-z0-9+/_-]+={0,2}$/;
 /** The AAD: a sealed key opens only for the authority it was sealed for, so rows cannot be swapped. */
 const aad = (b: AuthorityBinding) => Buffer.from(`writ authority key v1\0${b.trustDomain}\0${b.use}\0${b.authorityId}`, 'utf8');
 
-export const kekId = (key: Uint8Array): string => 'kek-' + createHash('sha256').update('writ kek id\0').update(key).digest('hex').slice(0, 16);
+export const kekId = (key: Uint8Array): string => 'kek-' + sha256(Buffer.concat([Buffer.from('writ kek id\0'), key]), 'hex').slice(0, 16);
 
 /** Reads a KEK file: 32 random bytes, base64 (`openssl rand -base64 32`). Throws CaError naming the setting. */
 export function readKek(path: string, setting: KekSetting): { kek: Kek; warnings: string[] } {

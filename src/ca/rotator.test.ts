@@ -66,7 +66,7 @@ describe('CaRotator: one step at a time', () => {
     const [old, next] = [await newSlot(), await newSlot()];
     const { store, custody, holdStates } = database(old, next, new Date(clock.now().getTime() + 1000));
     const logger = pino({ level: 'silent' });
-    const { rotator } = await CaRotator.start({ custody, store, clock, logger, overlap: 1, onEvent: async () => undefined }, old);
+    const { rotator } = await CaRotator.start({ custody, store, clock, logger, overlap: 1, audit: async () => undefined }, old);
     expect(rotator.activatesAt).toBeDefined();
 
     const release = holdStates();

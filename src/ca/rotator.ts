@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
-import type { AuditEventType } from '../audit';
+import type { AuditIn } from '../audit';
 import type { Clock } from '../core/clock';
 import type { CertificateAuthority } from './authority';
-import type { BundleStore, PublishResult } from './bundle-store';
+import type { BundleStore, PublishOptions, PublishResult } from './bundle-store';
 import { CaUnavailable, RotationRefused } from './errors';
 import { jwtRecord, slotRecords, x509Record, type KeyCustody } from './custody';
 import type { AuthoritySlot } from './slots';
@@ -14,8 +14,6 @@ export interface SigningAuthorities {
   readonly jwtKey: JwtSigningKey;
 }
 
-/** The audit events of rotation steps. */
-export type RotationEventType = Extract<AuditEventType, 'ca.rotation_prepared' | 'ca.rotation_activated'>;
 
 export interface RotatorOptions {
   /** Where the private keys are kept: WRIT_CA_DIR's files, or the database sealed under the KEK. */
@@ -25,8 +23,8 @@ export interface RotatorOptions {
   store: BundleStore;
   clock: Clock;
   logger: Logger;
-  /** Told of each rotation step, for the audit trail. */
-  onEvent: (type: RotationEventType, details: Record<string, unknown>) => Promise<void>;
+  /** Where rotation steps are recorded, each in the transaction that makes it. */
+  audit: AuditIn;
 }
 
 export interface PreparedRotation {
@@ -92,7 +90,7 @@ export class CaRotator implements SigningAuthorities {
    * Reconciles the key custody with the bundle in the database at start-up, then
    * publishes the active authorities (see BundleStore.publish for `replace`).
    */
-  static async start(opts: RotatorOptions, active: AuthoritySlot, { replace = false } = {}): Promise<{ rotator: CaRotator; published: PublishResult }> {
+  static async start(opts: RotatorOptions, active: AuthoritySlot, { replace = false, inTransaction }: Pick<PublishOptions, 'replace' | 'inTransaction'> = {}): Promise<{ rotator: CaRotator; published: PublishResult }> {
     const rotator = new CaRotator(opts, active);
     const states = await opts.store.states();
     const mine = records(active).map((r) => r.id);
@@ -111,7 +109,7 @@ export class CaRotator implements SigningAuthorities {
         rotator.#prepared = { slot: prepared, activatesAt };
       }
     }
-    const published = await opts.store.publish(records(rotator.#active), { replace });
+    const published = await opts.store.publish(records(rotator.#active), { replace, inTransaction });
     return { rotator, published };
   }
 
@@ -127,21 +125,26 @@ export class CaRotator implements SigningAuthorities {
     return run;
   }
 
-  /** Prepares new authorities and publishes them; they sign after `overlap` seconds. */
-  rotate(overlap = this.opts.overlap): Promise<PreparedRotation> {
-    return this.exclusive(() => this.prepareNext(overlap));
+  /**
+   * Prepares new authorities and publishes them; they sign after `overlap` seconds.
+   * `requestedBy`: the operator who asked, recorded with the preparation.
+   */
+  rotate(overlap?: number, requestedBy?: string): Promise<PreparedRotation> {
+    return this.exclusive(() => this.prepareNext(overlap ?? this.opts.overlap, requestedBy === undefined ? undefined : { actor: requestedBy, overlap: overlap ?? null }));
   }
 
-  private async prepareNext(overlap: number): Promise<PreparedRotation> {
+  private async prepareNext(overlap: number, request?: { actor: string; overlap: number | null }): Promise<PreparedRotation> {
     if (!this.managed) throw new RotationRefused('the CA is an operator-provided intermediate: get a new one from the upstream CA, put it in WRIT_CA_DIR and start with WRIT_CA_REPLACE=true');
     const pending = this.#prepared ?? (await this.opts.store.states()).prepared[0];
     if (pending) throw new RotationRefused(`a rotation is already prepared; it activates at ${pending.activatesAt.toISOString()}`);
     const { slot, keys } = await this.opts.custody.generate();
     const activatesAt = new Date(this.opts.clock.now().getTime() + overlap * 1000);
-    const bundle = await this.opts.store.prepare(records(slot), activatesAt, keys);
-    this.#prepared = { slot, activatesAt };
     const [x509, jwt] = records(slot).map((r) => r.id) as [string, string];
-    await this.opts.onEvent('ca.rotation_prepared', { x509Authority: x509, jwtAuthority: jwt, activatesAt: activatesAt.toISOString(), spiffeSequence: bundle.sequence });
+    await this.opts.store.prepare(records(slot), activatesAt, keys, async (tx, bundle) => {
+      await this.opts.audit(tx, { type: 'ca.rotation_prepared', actor: 'writ', details: { x509Authority: x509, jwtAuthority: jwt, activatesAt: activatesAt.toISOString(), spiffeSequence: bundle.sequence } });
+      if (request) await this.opts.audit(tx, { type: 'ca.rotation_requested', actor: request.actor, details: { overlap: request.overlap } });
+    });
+    this.#prepared = { slot, activatesAt };
     this.opts.logger.info({ x509Authority: x509, jwtAuthority: jwt, activatesAt: activatesAt.toISOString() }, 'CA rotation prepared');
     return { x509Authority: x509, jwtAuthority: jwt, activatesAt };
   }
@@ -218,7 +221,9 @@ export class CaRotator implements SigningAuthorities {
   private async activate(slot: AuthoritySlot): Promise<boolean> {
     await this.opts.custody.activating(); // files first: a start after a crash here activates in the database too
     const ids = records(slot).map((r) => r.id);
-    const { retired, changed, activated } = await this.opts.store.activate(ids);
+    const { changed, activated, retired } = await this.opts.store.activate(ids, (tx, { retired }) =>
+      this.opts.audit(tx, { type: 'ca.rotation_activated', actor: 'writ', details: { x509Authority: ids[0], jwtAuthority: ids[1], retired } }).then(() => undefined),
+    );
     if (!activated) {
       this.#prepared = undefined;
       this.opts.logger.warn({ x509Authority: ids[0] }, 'the prepared authorities are no longer prepared (retired by a CA replacement, or gone); they never sign');
@@ -229,7 +234,6 @@ export class CaRotator implements SigningAuthorities {
     this.#prepared = undefined;
     this.#inSync = true;
     if (!changed) return true; // another replica activated it first, and said so
-    await this.opts.onEvent('ca.rotation_activated', { x509Authority: ids[0], jwtAuthority: ids[1], retired });
     this.opts.logger.info({ x509Authority: ids[0], retired, previous: previous.ca.certificate.serialNumber }, 'CA rotation activated');
     return true;
   }

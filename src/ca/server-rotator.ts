@@ -119,8 +119,8 @@ export class ServerRotator {
   }
 
   /** Publishes new authorities now; the listener trusts their root at once (clients may get SVIDs from it after the overlap). */
-  async rotateCa(overlap?: number): Promise<PreparedRotation & { spiffeSequence: number }> {
-    const prepared = await this.opts.authorities.rotate(overlap);
+  async rotateCa(overlap?: number, requestedBy?: string): Promise<PreparedRotation & { spiffeSequence: number }> {
+    const prepared = await this.opts.authorities.rotate(overlap, requestedBy);
     const fresh = await this.opts.store.load();
     this.opts.bundle.prime(fresh);
     await this.renew(true);

@@ -98,25 +98,29 @@ export async function openKeyCustody(settings: KeyCustodySettings, deps: KeyCust
     async start(prisma, auditLog) {
       const { store, audit } = started(prisma, auditLog);
       const active = { ca: ca.value, jwtKey: jwtKey.value };
-      // The files were written before the database opened: audited as soon as it is.
+      // The files were written before the database opened: audited as soon as it is (even if the publish below is refused).
       for (const event of createdEvents(active, { ca: ca.created, jwtKey: jwtKey.created })) await audit.append(event);
       return startRotator({ custody: new FileCustody(slotOptions), store, audit, settings, deps }, active, settings.caReplace);
     },
   };
 }
 
-/** Starts the rotation schedule on the active slot, publishes, and audits what publishing changed. */
+/** Starts the rotation schedule on the active slot and publishes; what publishing changed is audited in its transaction. */
 async function startRotator(
   { custody, store, audit, settings, deps }: { custody: KeyCustody; store: BundleStore; audit: CustodyAudit; settings: KeyCustodySettings; deps: KeyCustodyDeps },
   active: AuthoritySlot,
   replace: boolean,
 ): Promise<StartedCustody> {
   const { rotator, published } = await CaRotator.start(
-    { custody, overlap: settings.caRotationOverlap, store, clock: deps.clock, logger: deps.logger, onEvent: async (type, details) => void (await audit.append({ type, actor: 'writ', details })) },
+    { custody, overlap: settings.caRotationOverlap, store, clock: deps.clock, logger: deps.logger, audit: (tx, event) => audit.appendIn(tx, event) },
     active,
-    { replace },
+    {
+      replace,
+      inTransaction: async (tx, result) => {
+        for (const event of publishedEvents(result)) await audit.appendIn(tx, event);
+      },
+    },
   );
-  for (const event of publishedEvents(published)) await audit.append(event);
   const bundle = new BundleCache(store, { clock: deps.clock, maxAgeSeconds: BUNDLE_CACHE_SECONDS, logger: deps.logger });
   bundle.prime(published.bundle);
   return { kind: custody.kind, store, rotator, bundle, published: published.bundle };

@@ -1,5 +1,6 @@
 import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { bitString, contextTag, oid, sequence, set, smallInteger, tlv, TAG } from '../ca/der';
+import { toPem } from '../core/pem';
 
 /** ecdsa-with-SHA256 (RFC 5758 §3.2). */
 const ECDSA_WITH_SHA256 = '1.2.840.10045.4.3.2';
@@ -13,7 +14,6 @@ export interface KeyAndCsr {
   readonly csrPem: string;
 }
 
-const pem = (label: string, der: Buffer) => `-----BEGIN ${label}-----\n${der.toString('base64').replace(/.{1,64}/g, '$&\n')}-----END ${label}-----\n`;
 
 /**
  * Generates an EC P-256 key and a CSR for it (RFC 2986). The broker uses only the CSR's
@@ -31,7 +31,7 @@ export function newKeyAndCsr(): KeyAndCsr {
   const info = sequence(smallInteger(0), subject, spki, contextTag(0, true)); // no attributes
   const signature = sign('sha256', info, privateKey); // DER ECDSA-Sig-Value
   const csr = sequence(info, sequence(oid(ECDSA_WITH_SHA256)), bitString(signature));
-  return { key: privateKey, keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, csrPem: pem('CERTIFICATE REQUEST', csr) };
+  return { key: privateKey, keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, csrPem: toPem(csr, 'CERTIFICATE REQUEST') };
 }
 
 /** The DER of each PEM block with `label` in `text`, in order. */

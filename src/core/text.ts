@@ -115,7 +115,8 @@ export function describeTextProblem(found: TextProblem, whole = 'the value'): st
 export const problemOfMember = (found: TextProblem): string => (found.inName ? `has a name that ${found.problem}` : found.problem);
 
 /** Attacker-controlled text in a message or description: bounded, printable ASCII, quoted. */
-export function quote(text: string, max = 64): string {
+export function quote(value: unknown, max = 64): string {
+  const text = typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value));
   const shown = text.length > max ? `${text.slice(0, max)}…` : text;
   return JSON.stringify(shown.replace(/[^\x20-\x7e…]/g, '?'));
 }

@@ -1,5 +1,6 @@
 import { generateKeyPair, sign, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
+import { toPem } from '../core/pem';
 
 /**
  * A fresh key pair and a PKCS#10 certificate signing request (RFC 2986) for it, made in this
@@ -26,11 +27,6 @@ export async function newKeyAndCsr(): Promise<{ privateKey: KeyObject; privateKe
   };
 }
 
-/** PEM (RFC 7468 §2): base64 in lines of 64 between BEGIN and END lines. */
-export function toPem(der: Uint8Array, label: string): string {
-  const body = Buffer.from(der).toString('base64').replace(/.{64}/g, '$&\n').replace(/\n$/, '');
-  return `-----BEGIN ${label}-----\n${body}\n-----END ${label}-----\n`;
-}
 
 function tlv(tag: number, content: Uint8Array): Buffer {
   const n = content.length;

@@ -34,3 +34,4 @@ export {
 } from './events';
 export { SignalApplier, type AppliedIntent, type SignalOutcome } from './apply';
 export { UserRisks } from './risk';
+export { SignalIntake } from './intake';

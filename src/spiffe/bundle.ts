@@ -1,5 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import type { JsonWebKey } from 'node:crypto';
+import { toPem } from '../core/pem';
 
 /** A JWT authority: a public key that verifies JWT-SVIDs, named by its key ID. */
 export interface JwtAuthority {
@@ -56,10 +57,7 @@ export function toSpiffeBundleDocument(bundle: TrustBundle): SpiffeBundleDocumen
 }
 
 /** PEM encoding of one DER certificate (RFC 7468 §5.1). */
-export function certificateToPem(der: Uint8Array): string {
-  const b64 = Buffer.from(der).toString('base64').replace(/.{64}/g, '$&\n').replace(/\n$/, '');
-  return `-----BEGIN CERTIFICATE-----\n${b64}\n-----END CERTIFICATE-----\n`;
-}
+export const certificateToPem = (der: Uint8Array): string => toPem(der, 'CERTIFICATE');
 
 /** The bundle's X.509 authorities as concatenated PEM certificates. */
 export function toPemBundle(bundle: TrustBundle): string {

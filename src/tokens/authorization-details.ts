@@ -14,6 +14,7 @@
  * ```
  */
 import { z } from 'zod';
+import { quote } from '../core/text';
 import { InvalidAuthorizationDetails } from './errors';
 
 /** The one authorization details type Writ knows (RFC 9396 §2: `type` is required, its value defines the rest). */
@@ -133,12 +134,6 @@ export const authorizationDetailsSchema = z
   })
   .pipe(z.array(mcpToolDetailSchema));
 
-/** Attacker-controlled text in a message: bounded, printable ASCII, quoted. */
-function quote(value: unknown, max = 64): string {
-  const text = typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value));
-  const shown = text.length > max ? `${text.slice(0, max)}…` : text;
-  return JSON.stringify(shown.replace(/[^\x20-\x7e…]/g, '?'));
-}
 
 /** The first issue of a failed parse as one line: `authorization_details[0].actions[1]: an action is one of …`. */
 function describe(error: z.ZodError): string {

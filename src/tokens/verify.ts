@@ -10,7 +10,7 @@
 import type { JsonWebKey } from 'node:crypto';
 import type { JSONWebKeySet, JWK, JWTPayload, JWTVerifyOptions } from 'jose';
 import type { Clock } from '../core/clock';
-import { JwtError, StaticJwks, verifyJwt, type KeySource } from '../jwt';
+import { JwtError, MAX_TOKEN_LENGTH, StaticJwks, verifyJwt, type KeySource } from '../jwt';
 import { ACCESS_TOKEN_ALGORITHM, ACCESS_TOKEN_JWT_TYPE, MAX_ACT_NESTING, type AccessTokenClaims, type Act } from './access-token';
 import { validateAuthorizationDetails, type McpToolDetail } from './authorization-details';
 import { OAuthError, oauthError } from './errors';
@@ -78,7 +78,7 @@ export async function verifyAccessToken(
   const code = options.errorCode ?? 'invalid_grant';
   const refuse = (reason: string, cause?: unknown): OAuthError => oauthError(code, `access token: ${reason}`, cause === undefined ? undefined : { cause });
   if (typeof token !== 'string' || token === '') throw refuse('no token');
-  if (token.length > 32 * 1024) throw refuse('the token is longer than 32768 characters');
+  if (token.length > MAX_TOKEN_LENGTH) throw refuse(`the token is longer than ${MAX_TOKEN_LENGTH} characters`);
   const verified = isKeySource(publicKeys) ? undefined : verifiedTokensOf(publicKeys);
   const known = verified?.get(token);
   if (known) {
@@ -122,7 +122,7 @@ const nonEmpty = (v: unknown): v is string => typeof v === 'string' && v !== '';
  * Members other than `sub` and `act` are dropped (RFC 8693 §4.1 allows other identity claims;
  * Writ puts none there). Returns undefined for anything else.
  */
-export function parseAct(value: unknown, maxNesting = MAX_ACT_NESTING): Act | undefined {
+function parseAct(value: unknown, maxNesting = MAX_ACT_NESTING): Act | undefined {
   if (!isRecord(value) || !nonEmpty(value.sub) || maxNesting < 1) return undefined;
   if (value.act === undefined) return { sub: value.sub };
   const inner = parseAct(value.act, maxNesting - 1);

@@ -41,8 +41,5 @@ export function adminRouter(deps: AdminDeps): Router {
   );
 }
 
-export { entryView } from './entries';
-export { resourceView } from './resources';
-export { leaseView } from './leases';
 export { auditEventView, auditRouter } from './audit';
 export type { AuditRouteDeps, CaRouteDeps, ConnectorRouteDeps, EntryRouteDeps, JoinTokenRouteDeps, LeaseRouteDeps, PolicyRouteDeps, ResourceRouteDeps, RevocationRouteDeps };
