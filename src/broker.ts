@@ -140,12 +140,12 @@ interface ApiWiring {
 function wireApi({ config, db, freshness, clock, random, logger, audit, rotator, bundle, leases, epochs, policies, admin, attestors, identityProviders, signalReceiver, boundMs, metrics, rotateCa }: ApiWiring) {
   // Every store records its changes in the transaction that makes them.
   const auditIn = audit.appendIn;
-  const entries = new EntryStore(db.prisma, freshness, auditIn);
+  const entries = new EntryStore(db.prisma, auditIn, freshness);
   const joinTokens = new JoinTokens(db.prisma, { clock, random, entries, audit: auditIn });
   const limits = { trustDomain: config.trustDomain, x509SvidMaxTtl: config.x509SvidMaxTtl, jwtSvidMaxTtl: config.jwtSvidMaxTtl };
   const issuer = new SvidIssuer({ authority: rotator, entries, leases, epochs, audit, bundle, attestors: [new JoinTokenAttestor(joinTokens), ...attestors], limits, clock, random });
   const auth = { admin, entries, leases, clock, trustDomain: config.trustDomain };
-  const resources = new ResourceStore(db.prisma, freshness, auditIn);
+  const resources = new ResourceStore(db.prisma, auditIn, freshness);
   const revocations = new Revocations(db.prisma, clock, auditIn, freshness, epochs);
   const risks = new UserRisks(db.prisma, freshness);
   const tasks = new TaskStore(db.prisma, { clock, random, freshness, audit: auditIn });
@@ -220,7 +220,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
     const boundMs = config.databaseUrl ? config.revocationBoundMs : undefined;
     // Cached reads are trusted only while the database is open and the listener current: otherwise every read asks the database (and fails closed).
     const freshness = whileOpen(db, watch);
-    const policies = new PolicyStore(db.prisma, freshness, audit.appendIn);
+    const policies = new PolicyStore(db.prisma, audit.appendIn, freshness);
     if (config.policyFile) await seedPolicies(policies, config.policyFile);
     const leases = new PrismaLeaseStore(db.prisma, watch, audit, freshness, { boundMs });
     // Each request's epoch: the latest revocation marker this replica has heard of (src/leases/ordering.ts).

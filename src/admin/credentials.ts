@@ -24,7 +24,7 @@ export class AdminCredentials {
    */
   static async bootstrap(
     prisma: PrismaClient,
-    opts: { configured: string | undefined; random: Random; audit?: AuditIn; onGenerated: (token: string) => Promise<void> | void },
+    opts: { configured: string | undefined; random: Random; audit: AuditIn; onGenerated: (token: string) => Promise<void> | void },
   ): Promise<AdminCredentials> {
     if (opts.configured !== undefined) return new AdminCredentials(sha256(opts.configured));
     const existing = await prisma.adminCredential.findUnique({ where: { id: BOOTSTRAP_ID } });
@@ -34,7 +34,7 @@ export class AdminCredentials {
     const stored = await prisma.$transaction(async (tx) => {
       await tx.adminCredential.createMany({ data: [{ id: BOOTSTRAP_ID, hash }], skipDuplicates: true });
       const row = await tx.adminCredential.findUniqueOrThrow({ where: { id: BOOTSTRAP_ID } });
-      if (row.hash === hash) await opts.audit?.(tx, { type: 'admin_credential.generated', actor: 'writ' });
+      if (row.hash === hash) await opts.audit(tx, { type: 'admin_credential.generated', actor: 'writ' });
       return row;
     });
     if (stored.hash === hash) await opts.onGenerated(token); // else a concurrent replica generated it and showed it

@@ -31,7 +31,9 @@ describe('EntryStore.forJoinToken: the one enabled entry a join token is for', (
       findMany: async ({ where }: { where: { spiffeId: string } }) => rows.filter((r) => r.spiffeId === where.spiffeId),
     },
   } as unknown as PrismaClient;
-  const store = new EntryStore(prisma);
+  const store = new EntryStore(prisma, async () => {
+    throw new Error('a read records no audit event');
+  });
 
   it('finds it by id, or by a SPIFFE ID exactly one entry has', async () => {
     await expect(store.forJoinToken({ entryId: A })).resolves.toMatchObject({ id: A });

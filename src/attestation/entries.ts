@@ -138,8 +138,8 @@ export class EntryStore {
   /** `audit`: where entry changes are recorded, in the transaction that makes them. */
   constructor(
     private readonly prisma: PrismaClient,
+    private readonly audit: AuditIn,
     private readonly freshness: Freshness = neverFresh,
-    private readonly audit?: AuditIn,
   ) {
     this.#byId = new ReadCache(freshness);
   }
@@ -148,7 +148,7 @@ export class EntryStore {
   async create(input: EntryInput, actor = 'admin'): Promise<RegistrationEntry> {
     const entry = await this.prisma.$transaction(async (tx) => {
       const created = fromRow(await tx.registrationEntry.create({ data: toData(input) as Prisma.RegistrationEntryCreateInput }));
-      await this.audit?.(tx, { type: 'entry.created', actor, details: { entryId: created.id, spiffeId: created.spiffeId, selectors: created.selectors, admin: created.admin } });
+      await this.audit(tx, { type: 'entry.created', actor, details: { entryId: created.id, spiffeId: created.spiffeId, selectors: created.selectors, admin: created.admin } });
       return created;
     });
     this.freshness.touch();
@@ -191,7 +191,7 @@ export class EntryStore {
     await this.require(id);
     const entry = await this.prisma.$transaction(async (tx) => {
       const updated = fromRow(await tx.registrationEntry.update({ where: { id }, data: toData(patch) }));
-      await this.audit?.(tx, { type: 'entry.updated', actor, details: { entryId: updated.id, fields } });
+      await this.audit(tx, { type: 'entry.updated', actor, details: { entryId: updated.id, fields } });
       return updated;
     });
     this.freshness.touch();
@@ -202,7 +202,7 @@ export class EntryStore {
     await this.require(id);
     await this.prisma.$transaction(async (tx) => {
       await tx.registrationEntry.delete({ where: { id } });
-      await this.audit?.(tx, { type: 'entry.deleted', actor, details: { entryId: id } });
+      await this.audit(tx, { type: 'entry.deleted', actor, details: { entryId: id } });
     });
     this.freshness.touch();
   }

@@ -25,7 +25,7 @@ export class JoinTokens {
   /** `entries`: where `issue` finds the entry a token is for; `audit`: where issuance is recorded, in its transaction. */
   constructor(
     private readonly prisma: PrismaClient,
-    private readonly deps: { clock: Clock; random: Random; entries?: Pick<EntryStore, 'forJoinToken'>; audit?: AuditIn },
+    private readonly deps: { clock: Clock; random: Random; entries?: Pick<EntryStore, 'forJoinToken'>; audit: AuditIn },
   ) {}
 
   /** A token for an entry (by id, or by a SPIFFE ID exactly one enabled entry has), recorded with `actor`. */
@@ -37,7 +37,7 @@ export class JoinTokens {
     await this.prisma.$transaction(async (tx) => {
       await tx.joinToken.create({ data: { id: hash(token), entryId: entry.id, expiresAt } });
       // Only the token's hash is stored, and the event names its entry, never the token.
-      await this.deps.audit?.(tx, { type: 'join_token.created', actor, details: { entryId: entry.id, spiffeId: entry.spiffeId, expiresAt: expiresAt.toISOString() } });
+      await this.deps.audit(tx, { type: 'join_token.created', actor, details: { entryId: entry.id, spiffeId: entry.spiffeId, expiresAt: expiresAt.toISOString() } });
     });
     return { token, expiresAt, entry };
   }

@@ -63,8 +63,8 @@ export class Revocations {
   constructor(
     private readonly prisma: PrismaClient,
     private readonly clock: Clock,
-    /** When given, revocations made for an actor are audited in their own transaction. */
-    private readonly audit?: AuditIn,
+    /** Where revocations made for an actor are audited, in their own transaction. */
+    private readonly audit: AuditIn,
     private readonly freshness: Freshness = neverFresh,
     /** This replica's epoch, moved past each revocation it commits. */
     private readonly epochs?: RevocationEpoch,
@@ -132,7 +132,7 @@ export class Revocations {
    * The kill switch: disables every entry of the connector and revokes all its live
    * leases (its X.509-SVIDs, so mTLS routes refuse them at once, and its tokens) in one transaction.
    */
-  async disableConnector(spiffeId: string, reason: string, actor?: string): Promise<{ entries: number; leases: number }> {
+  async disableConnector(spiffeId: string, reason: string, actor: string): Promise<{ entries: number; leases: number }> {
     if (spiffeId.endsWith('/')) throw new Error('the kill switch names one connector, not a prefix');
     const now = this.clock.now();
     const { result, seq } = await this.prisma.$transaction(async (tx) => {
@@ -140,7 +140,7 @@ export class Revocations {
       const entries = await tx.registrationEntry.updateMany({ where: { spiffeId }, data: { enabled: false } });
       const ids = await this.liveIds(tx, { connector: spiffeId }, now);
       const result = { entries: entries.count, leases: await revokeIds(tx, ids, reason, now) };
-      if (actor !== undefined && this.audit) await this.audit(tx, { type: 'connector.disabled', actor, details: { spiffeId, reason, ...result } });
+      await this.audit(tx, { type: 'connector.disabled', actor, details: { spiffeId, reason, ...result } });
       // Last: the announcement of the marker follows those of what it revoked.
       return { result, seq: await writeMarker(tx, { killSwitch: spiffeId }, reason, now) };
     });
@@ -158,7 +158,7 @@ export class Revocations {
   async enableConnector(spiffeId: string, reason: string, actor: string): Promise<{ entries: number }> {
     const result = await this.prisma.$transaction(async (tx) => {
       const entries = await tx.registrationEntry.updateMany({ where: { spiffeId, enabled: false }, data: { enabled: true } });
-      if (this.audit) await this.audit(tx, { type: 'connector.enabled', actor, details: { spiffeId, reason, entries: entries.count } });
+      await this.audit(tx, { type: 'connector.enabled', actor, details: { spiffeId, reason, entries: entries.count } });
       return { entries: entries.count };
     });
     this.freshness.touch();
@@ -200,7 +200,7 @@ export class Revocations {
       }
       const revoked = await revokeIds(t, await this.liveIds(t, selector, now), reason, now);
       const audited = event ? event(revoked) : actor !== undefined ? { type: 'revocation' as const, actor, details: { selector, reason, revoked } } : undefined;
-      if (audited && this.audit) await this.audit(t, audited);
+      if (audited) await this.audit(t, audited);
       return { revoked, seq: await writeMarker(t, selector, reason, now) };
     };
     return tx ? run(tx) : this.prisma.$transaction(run);

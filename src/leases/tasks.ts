@@ -38,7 +38,7 @@ export class TaskStore {
   constructor(
     private readonly prisma: PrismaClient,
     /** `audit`: where task ends are recorded, in the transaction that ends the task. */
-    private readonly deps: { clock: Clock; random: Random; freshness?: Freshness; audit?: AuditIn },
+    private readonly deps: { clock: Clock; random: Random; freshness?: Freshness; audit: AuditIn },
   ) {}
 
   async create(subject: string, subjectIssuer: string, connector: string, user: { id?: string; groups?: readonly string[]; risk?: string } = {}): Promise<Task> {
@@ -68,7 +68,7 @@ export class TaskStore {
       await tx.task.updateMany({ where: { id, endedAt: null }, data: { endedAt: now, endReason: reason } });
       const ids = (await tx.lease.findMany({ where: { taskId: id, revokedAt: null }, select: { id: true } })).map((l) => l.id);
       const revoked = await revokeIds(tx, ids, reason, now);
-      await this.deps.audit?.(tx, { type: 'task.ended', actor: connector, details: { taskId: id, revoked } });
+      await this.deps.audit(tx, { type: 'task.ended', actor: connector, details: { taskId: id, revoked } });
       return { revoked };
     });
     this.deps.freshness?.touch(); // cached leases of this replica are dropped now, not when the announcement comes back

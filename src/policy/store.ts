@@ -26,8 +26,8 @@ export class PolicyStore {
   /** `audit`: where new versions are recorded, in the transaction that stores them. */
   constructor(
     private readonly prisma: PrismaClient,
+    private readonly audit: AuditIn,
     private readonly freshness: Freshness = neverFresh,
-    private readonly audit?: AuditIn,
   ) {}
 
   async latest(): Promise<PolicyVersion | undefined> {
@@ -51,7 +51,7 @@ export class PolicyStore {
     if (!check.ok) throw new PolicyInvalid(check.errors);
     const version = await this.prisma.$transaction(async (tx) => {
       const created = await tx.policySet.create({ data: { text, sha256: sha256(text, 'hex'), createdBy } });
-      await this.audit?.(tx, { type: 'policy.updated', actor: createdBy, details: { version: created.version, ...details } });
+      await this.audit(tx, { type: 'policy.updated', actor: createdBy, details: { version: created.version, ...details } });
       return created;
     });
     this.freshness.touch();

@@ -81,8 +81,8 @@ export class ResourceStore {
   /** `audit`: where resource changes are recorded, in the transaction that makes them. */
   constructor(
     private readonly prisma: PrismaClient,
+    private readonly audit: AuditIn,
     private readonly freshness: Freshness = neverFresh,
-    private readonly audit?: AuditIn,
   ) {
     this.#byUri = new ReadCache(freshness);
   }
@@ -92,7 +92,7 @@ export class ResourceStore {
     if (await this.get(input.uri)) throw new ResourceError(409, 'resource-exists', `${input.uri} is registered already`);
     const resource = await this.prisma.$transaction(async (tx) => {
       const created = fromRow(await tx.resource.create({ data: { uri: input.uri, spiffeId: input.spiffe_id, tools: input.tools as object[] } }));
-      await this.audit?.(tx, { type: 'resource.created', actor, details: { uri: created.uri, spiffeId: created.spiffeId, tools: created.tools.map((t) => t.name) } });
+      await this.audit(tx, { type: 'resource.created', actor, details: { uri: created.uri, spiffeId: created.spiffeId, tools: created.tools.map((t) => t.name) } });
       return created;
     });
     this.freshness.touch();
@@ -126,7 +126,7 @@ export class ResourceStore {
         where: { uri },
         data: { ...(patch.spiffe_id !== undefined && { spiffeId: patch.spiffe_id }), ...(patch.tools !== undefined && { tools: patch.tools as object[] }) },
       });
-      await this.audit?.(tx, { type: 'resource.updated', actor, details: { uri: row.uri, fields } });
+      await this.audit(tx, { type: 'resource.updated', actor, details: { uri: row.uri, fields } });
       return fromRow(row);
     });
     this.freshness.touch();
@@ -137,7 +137,7 @@ export class ResourceStore {
     await this.require(uri);
     await this.prisma.$transaction(async (tx) => {
       await tx.resource.delete({ where: { uri } });
-      await this.audit?.(tx, { type: 'resource.deleted', actor, details: { uri } });
+      await this.audit(tx, { type: 'resource.deleted', actor, details: { uri } });
     });
     this.freshness.touch();
   }

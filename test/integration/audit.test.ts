@@ -91,7 +91,7 @@ beforeAll(async () => {
   openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'audit-tls.key', '-out', 'audit-tls.crt',
     '-subj', '/CN=audit-test', '-days', '1', '-addext', 'subjectAltName=IP:127.0.0.1'], { cwd: store.dir });
   tlsCa = readFileSync(join(store.dir, 'audit-tls.crt'), 'utf8');
-  const auth = { admin: broker.admin, entries: new EntryStore(prisma()), leases: new PrismaLeaseStore(prisma()), clock, trustDomain: 'audit.test' };
+  const auth = { admin: broker.admin, entries: new EntryStore(prisma(), broker.audit.appendIn), leases: new PrismaLeaseStore(prisma()), clock, trustDomain: 'audit.test' };
   const app = createApiApp({
     routers: [adminOnly(auth, auditRouter({ auditReader: new AuditReader(prisma()) }))],
     logger: pino({ level: 'silent' }),

@@ -179,7 +179,7 @@ describe('join_token attestation', () => {
   });
 
   it('redemptions arriving together share one statement, yet a token named twice in it goes to one caller only', async () => {
-    const tokens = new JoinTokens(broker.db.prisma, { clock: systemClock, random: systemRandom });
+    const tokens = new JoinTokens(broker.db.prisma, { clock: systemClock, random: systemRandom, audit: broker.audit.appendIn });
     const a = await entryWithToken('spiffe://td.test/batch-a');
     const b = await entryWithToken('spiffe://td.test/batch-b');
     const outcomes = await Promise.allSettled([a.token, b.token, a.token, 'writ_jt_unknown', a.token].map((t) => tokens.redeem(t)));
@@ -281,7 +281,7 @@ describe('tasks', () => {
   it('the task\'s connector ends it and every lease of the task is revoked; others may not', async () => {
     const owner = await attest('/tasks/owner');
     const other = await attest('/tasks/other');
-    const tasks = new TaskStore(broker.db.prisma, { clock: systemClock, random: systemRandom });
+    const tasks = new TaskStore(broker.db.prisma, { clock: systemClock, random: systemRandom, audit: broker.audit.appendIn });
     const task = await tasks.create('alice', 'https://idp.test', 'spiffe://td.test/tasks/owner');
     for (const id of [randomUUID(), randomUUID()]) {
       await broker.db.prisma.lease.create({ data: { id, kind: 'access-token', spiffeId: 'spiffe://td.test/tasks/owner', subject: 'alice', taskId: task.id, audience: ['https://mcp.test'], issuedAt: new Date(), expiresAt: new Date(Date.now() + 300_000) } });

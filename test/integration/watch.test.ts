@@ -33,7 +33,7 @@ describePg('revocations reach every replica at once (PostgreSQL LISTEN/NOTIFY)',
     broker = await startBroker(testConfig(store, { WRIT_TRUST_DOMAIN: 'watch.test' }), { logger });
     // Another replica's view, on its own connection.
     watch = await PgRevocationWatch.start(store.databaseUrl!, broker.db.prisma, { clock: systemClock, logger, retryMs: 50 });
-    revocations = new Revocations(broker.db.prisma, systemClock);
+    revocations = new Revocations(broker.db.prisma, systemClock, broker.audit.appendIn);
   });
   afterAll(async () => {
     await watch?.close();
