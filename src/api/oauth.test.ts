@@ -1,11 +1,6 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import pino from 'pino';
-import { systemRandom } from '../core/random';
 import { InvalidClient, type OAuthCaller } from '../tokens';
-import { createApiApp } from './app';
-import { HttpMetrics } from './metrics';
 import { oauthErrorHandler, oauthRouter } from './oauth';
+import { serveApi, type ServedApi } from '../../test/support/api';
 
 // The OAuth routes over fake services: the handlers only parse, call and answer, and the
 // error handler maps what the services throw to RFC 6749 §5.2 bodies, recording the refusal.
@@ -14,11 +9,11 @@ const ADMIN_TOKEN = 'writ_admin_oauth_test';
 const calls: { endpoint: string; caller: OAuthCaller; form: Record<string, unknown> }[] = [];
 const refusals: { endpoint: string; error: string }[] = [];
 let next: () => Promise<unknown> = async () => ({ active: false });
-let server: Server;
+let api: ServedApi;
 let base: string;
 
 beforeAll(async () => {
-  const app = createApiApp({
+  api = await serveApi({
     routers: [
       oauthRouter({
         issuer: 'https://writ.test',
@@ -30,15 +25,10 @@ beforeAll(async () => {
       }),
     ],
     errorHandlers: [oauthErrorHandler({ refused: async (endpoint, error) => void refusals.push({ endpoint, error }) })],
-    logger: pino({ level: 'silent' }),
-    metrics: new HttpMetrics(),
-    random: systemRandom,
   });
-  server = createServer(app);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  base = api.base;
 });
-afterAll(() => new Promise((resolve) => server.close(resolve)));
+afterAll(() => api.close());
 beforeEach(() => {
   calls.length = 0;
   refusals.length = 0;

@@ -1,12 +1,7 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import pino from 'pino';
-import { systemRandom } from '../core/random';
 import { SetError } from '../signals/errors';
 import { SignalIntake } from '../signals/intake';
-import { createApiApp } from './app';
-import { HttpMetrics } from './metrics';
 import { signalsErrorHandler, signalsRouter } from './signals';
+import { serveApi, type ServedApi } from '../../test/support/api';
 
 // POST /v1/signals over fake signal services: the handler receives and applies, the error
 // handler answers RFC 8935 §2.4 bodies and has the signals domain record every refusal.
@@ -14,22 +9,17 @@ import { signalsErrorHandler, signalsRouter } from './signals';
 const refused: { err: string; description: string }[] = [];
 let receive: () => Promise<unknown> = async () => ({});
 const applied: unknown[] = [];
-let server: Server;
+let api: ServedApi;
 let base: string;
 
 beforeAll(async () => {
-  const app = createApiApp({
+  api = await serveApi({
     routers: [signalsRouter({ intake: new SignalIntake({ receive: () => receive() as never }, { apply: async (set) => (applied.push(set), { replayed: false, applied: [] }), refused: async () => undefined }) })],
     errorHandlers: [signalsErrorHandler({ refused: async (r) => void refused.push(r) })],
-    logger: pino({ level: 'silent' }),
-    metrics: new HttpMetrics(),
-    random: systemRandom,
   });
-  server = createServer(app);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  base = api.base;
 });
-afterAll(() => new Promise((resolve) => server.close(resolve)));
+afterAll(() => api.close());
 beforeEach(() => {
   refused.length = 0;
   applied.length = 0;

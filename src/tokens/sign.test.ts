@@ -1,12 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import type { KeyObject } from 'node:crypto';
 import { join } from 'node:path';
 import { decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
 import { ManualClock } from '../core/clock';
 import type { Random } from '../core/random';
-import type { McpToolDetail } from './authorization-details';
 import { InvalidGrant, InvalidRequest } from './errors';
 import { certificateThumbprint } from './access-token';
 import {
@@ -17,60 +14,19 @@ import {
   type LifetimeBounds,
   type MintInput,
 } from './sign';
-
-const T0 = new Date('2026-11-27T12:00:00.750Z'); // not on a whole second: iat floors
-const T0S = Math.floor(T0.getTime() / 1000);
-const at = (s: number) => new Date((T0S + s) * 1000);
-const ISSUER = 'https://writ.example.com';
-const CONNECTOR = 'spiffe://writ.local/connector/github';
-const RESOURCE = 'https://mcp.example.com/github';
+import { T0, T0S, at, ISSUER, CONNECTOR, RESOURCE, granted, fixedRandom, signingKey, connectorCertificate, bounds, mintInput } from '../../test/support/access-tokens';
 
 let dir: string;
-let certPem: string;
 let certDer: Uint8Array;
 let key: AccessTokenSigningKey;
 let publicKey: KeyObject;
 
-const fixedRandom = (uuid = '0b7e9a2c-41f6-4d5e-9b39-1c2d3e4f5a6b'): Random => ({ bytes: (n) => new Uint8Array(n), uuid: () => uuid });
-
-function signingKey(kid: string): { key: AccessTokenSigningKey; publicKey: KeyObject } {
-  const pair = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  return { key: { kid, alg: 'ES256', privateKey: pair.privateKey }, publicKey: pair.publicKey };
-}
-
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'writ-sign-'));
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-    '-keyout', join(dir, 'svid.key'), '-out', join(dir, 'svid.pem'), '-days', '1',
-    '-subj', '/CN=github', '-addext', `subjectAltName=URI:${CONNECTOR}`,
-  ], { stdio: 'pipe' });
-  certPem = readFileSync(join(dir, 'svid.pem'), 'utf8');
-  certDer = new Uint8Array(new X509Certificate(certPem).raw);
+  ({ dir, certDer } = connectorCertificate('writ-sign-'));
   ({ key, publicKey } = signingKey('kid-1'));
 });
 
-const granted: McpToolDetail[] = [{ type: 'mcp_tool', tools: ['create_issue'], actions: ['write'], data_classification: 'internal' }];
-
-const bounds = (over: Partial<LifetimeBounds> = {}): LifetimeBounds => ({
-  maximum: 3600,
-  certificateNotAfter: at(86400),
-  subjectTokenExpiresAt: at(3600),
-  ...over,
-});
-
-const input = (over: Partial<MintInput> = {}): MintInput => ({
-  issuer: ISSUER,
-  subject: 'alice@example.com',
-  audience: RESOURCE,
-  clientId: CONNECTOR,
-  clientCertificate: certDer,
-  authorizationDetails: granted,
-  taskId: 'task-42',
-  sid: 'session-1',
-  lifetime: bounds(),
-  ...over,
-});
+const input = (over: Partial<MintInput> = {}): MintInput => mintInput(certDer, over);
 
 describe('RFC 9068 §2.1 access token header', () => {
   it('is typ at+jwt, alg ES256, with the kid of the signing key', async () => {

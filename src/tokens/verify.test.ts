@@ -1,76 +1,27 @@
-import { execFileSync } from 'node:child_process';
-import { createPublicKey, generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { ManualClock } from '../core/clock';
-import type { Random } from '../core/random';
-import type { McpToolDetail } from './authorization-details';
 import { OAuthError } from './errors';
 import {
   mintAccessToken,
   type AccessTokenSigningKey,
-  type LifetimeBounds,
   type MintInput,
 } from './sign';
 import { verifyAccessToken } from './verify';
+import { T0, ISSUER, RESOURCE, fixedRandom, signingKey, connectorCertificate, mintInput } from '../../test/support/access-tokens';
 
-const T0 = new Date('2026-11-27T12:00:00.750Z'); // not on a whole second: iat floors
-const T0S = Math.floor(T0.getTime() / 1000);
-const at = (s: number) => new Date((T0S + s) * 1000);
-const ISSUER = 'https://writ.example.com';
-const CONNECTOR = 'spiffe://writ.local/connector/github';
-const RESOURCE = 'https://mcp.example.com/github';
-
-let dir: string;
-let certPem: string;
 let certDer: Uint8Array;
 let key: AccessTokenSigningKey;
 let publicKey: KeyObject;
 let otherKey: AccessTokenSigningKey;
 
-const fixedRandom = (uuid = '0b7e9a2c-41f6-4d5e-9b39-1c2d3e4f5a6b'): Random => ({ bytes: (n) => new Uint8Array(n), uuid: () => uuid });
-
-function signingKey(kid: string): { key: AccessTokenSigningKey; publicKey: KeyObject } {
-  const pair = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  return { key: { kid, alg: 'ES256', privateKey: pair.privateKey }, publicKey: pair.publicKey };
-}
-
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'writ-verify-'));
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-    '-keyout', join(dir, 'svid.key'), '-out', join(dir, 'svid.pem'), '-days', '1',
-    '-subj', '/CN=github', '-addext', `subjectAltName=URI:${CONNECTOR}`,
-  ], { stdio: 'pipe' });
-  certPem = readFileSync(join(dir, 'svid.pem'), 'utf8');
-  certDer = new Uint8Array(new X509Certificate(certPem).raw);
+  ({ certDer } = connectorCertificate('writ-verify-'));
   ({ key, publicKey } = signingKey('kid-1'));
   otherKey = signingKey('kid-2').key;
 });
 
-const granted: McpToolDetail[] = [{ type: 'mcp_tool', tools: ['create_issue'], actions: ['write'], data_classification: 'internal' }];
-
-const bounds = (over: Partial<LifetimeBounds> = {}): LifetimeBounds => ({
-  maximum: 3600,
-  certificateNotAfter: at(86400),
-  subjectTokenExpiresAt: at(3600),
-  ...over,
-});
-
-const input = (over: Partial<MintInput> = {}): MintInput => ({
-  issuer: ISSUER,
-  subject: 'alice@example.com',
-  audience: RESOURCE,
-  clientId: CONNECTOR,
-  clientCertificate: certDer,
-  authorizationDetails: granted,
-  taskId: 'task-42',
-  sid: 'session-1',
-  lifetime: bounds(),
-  ...over,
-});
+const input = (over: Partial<MintInput> = {}): MintInput => mintInput(certDer, over);
 
 const publicJwk = (k: KeyObject) => k.export({ format: 'jwk' });
 

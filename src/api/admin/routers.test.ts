@@ -1,18 +1,13 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import pino from 'pino';
 import type { AdminCredentials } from '../../admin';
 import { EntryError, type EntryStore, type RegistrationEntry } from '../../attestation/entries';
 import type { JoinTokens } from '../../attestation/join-token';
 import type { AuditReader } from '../../audit';
 import { ManualClock } from '../../core/clock';
-import { systemRandom } from '../../core/random';
 import type { LeaseStore, Revocations } from '../../leases';
 import type { PolicyStore } from '../../policy';
 import type { ResourceStore } from '../../resources';
-import { createApiApp } from '../app';
-import { HttpMetrics } from '../metrics';
 import { adminRouter } from '.';
+import { serveApi, type ServedApi } from '../../../test/support/api';
 
 // The admin routers over fake domain services: what each route hands its service (only what
 // the caller sent, and who the caller is), and how a domain error becomes problem+json (RFC 9457).
@@ -24,11 +19,11 @@ const record = (name: string) => async (...args: unknown[]) => void calls.push([
 const entry: RegistrationEntry = {
   id: ID, spiffeId: 'spiffe://admin.test/a', selectors: ['join_token:x'], x509SvidTtl: 600, jwtSvidTtl: 300, dnsNames: [], admin: false, enabled: true, metadata: {}, createdAt: new Date(0), updatedAt: new Date(0),
 };
-let server: Server;
+let api: ServedApi;
 let base: string;
 
 beforeAll(async () => {
-  const app = createApiApp({
+  api = await serveApi({
     routers: [
       adminRouter({
         admin: { verify: (t: string) => t === TOKEN } as unknown as AdminCredentials,
@@ -54,15 +49,10 @@ beforeAll(async () => {
         rotateCa: async (overlap, actor) => (calls.push(['rotateCa', overlap, actor]), { x509Authority: 'x', jwtAuthority: 'j', activatesAt: new Date(0), spiffeSequence: 7 }),
       }),
     ],
-    logger: pino({ level: 'silent' }),
-    metrics: new HttpMetrics(),
-    random: systemRandom,
   });
-  server = createServer(app);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  base = api.base;
 });
-afterAll(() => new Promise((resolve) => server.close(resolve)));
+afterAll(() => api.close());
 beforeEach(() => void (calls.length = 0));
 
 const send = async (method: string, path: string, body?: unknown, auth = `Bearer ${TOKEN}`) => {
