@@ -2,14 +2,16 @@
 ARG NODE_IMAGE=node:20-bookworm-slim
 
 # Build: the Prisma client is generated offline into src/db/generated (scripts/generate.mjs),
-# then TypeScript compiles src/ into dist/.
+# then TypeScript compiles src/ into dist/ (and the client packages into packages/*/dist,
+# which the image does not ship).
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-# The postinstall script is the build itself, which needs the sources: it runs next.
+# The prepare script is the build itself, which needs the sources: it runs next.
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY scripts ./scripts
+COPY packages ./packages
 COPY prisma ./prisma
 COPY src ./src
 RUN npm run build

@@ -3,8 +3,8 @@
  * Writ in five minutes: `npm run demo`.
  *
  * Everything here is real: the built broker on its embedded database, an MCP server made with
- * the official SDK and protected by `writ/mcp`, a connector that attests with a join token and
- * keeps its SVID with `writ/sdk`, and an agent acting for two users through the official MCP
+ * the official SDK and protected by `@writ/mcp`, a connector that attests with a join token and
+ * keeps its SVID with `@writ/sdk`, and an agent acting for two users through the official MCP
  * client. The demo prints each step; `test/demo/demo.test.ts` runs it and checks them.
  */
 import { randomBytes } from 'node:crypto';
@@ -21,8 +21,8 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 // The package's own exports, as a connector or an MCP server author would import them.
-import { AccessDeniedError, TaskTokenClient, X509Source, authorizeId, createHttpsServer, tlsServerOptions } from 'writ/sdk';
-import { grantedToolsOnly, protectedResourceMetadataHandler, tlsFetch, writIdentityOf, writProtection } from 'writ/mcp';
+import { AccessDeniedError, TaskTokenClient, X509Source, authorizeId, createHttpsServer, tlsServerOptions } from '@writ/sdk';
+import { grantedToolsOnly, protectedResourceMetadataHandler, tlsFetch, writIdentityOf, writProtection } from '@writ/mcp';
 
 const require = createRequire(import.meta.url);
 const { startBroker } = require('../dist/broker.js');
@@ -116,7 +116,7 @@ async function main() {
   ok(`SVID issued: ${svid.spiffeId}, serial ${svid.serialNumber.slice(0, 12)}…, valid until ${svid.notAfter.toISOString()}`);
   ok('its private key was made in the connector and never left it');
 
-  // --- The MCP server: official SDK, protected by writ/mcp --------------------------------
+  // --- The MCP server: official SDK, protected by @writ/mcp --------------------------------
   const app = express();
   const https = createHttpsServer(tlsServerOptions(serverSource, authorizeId(CONNECTOR)), app);
   await new Promise((resolve) => https.listen(0, '127.0.0.1', resolve));
@@ -176,7 +176,7 @@ async function main() {
     await server.connect(transport);
     await transport.handleRequest(req, res, req.body);
   });
-  step(3, `MCP server "issues" up at ${resource}, protected by writ/mcp (its own SVID: ${ISSUES_SERVER})`);
+  step(3, `MCP server "issues" up at ${resource}, protected by @writ/mcp (its own SVID: ${ISSUES_SERVER})`);
   ok('tools: list_issues (read), create_issue (write), delete_repo (delete), search_related (calls a downstream server)');
 
   // --- The agent acts for two people -------------------------------------------------------

@@ -15,10 +15,11 @@ export interface WritProcess {
 
 /**
  * Starts the built broker (dist/main.js) as its own process in `cwd`, with only the
- * environment given (plus PATH), on ephemeral ports unless told otherwise.
+ * environment given (plus PATH), on ephemeral ports unless told otherwise; `command` runs
+ * instead of `node dist/main.js` (e.g. an installed package's `writ serve`).
  */
-export function spawnWrit(cwd: string, env: Record<string, string | undefined> = {}): WritProcess {
-  const child = spawn(process.execPath, [MAIN], {
+export function spawnWrit(cwd: string, env: Record<string, string | undefined> = {}, command: readonly string[] = [process.execPath, MAIN]): WritProcess {
+  const child = spawn(command[0]!, command.slice(1), {
     cwd,
     env: { PATH: process.env.PATH, WRIT_PORT: '0', WRIT_OPS_PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
