@@ -167,6 +167,8 @@ async function main() {
     jwksUri: `${broker.apiUrl}/oauth2/jwks`,
     ca: bundle(),
     introspect: { url: `${broker.apiUrl}/oauth2/introspect`, cacheMs: 0, tls: { cert: serverSource.getX509Svid().certificatesPem, key: serverSource.getX509Svid().privateKey.export({ format: 'pem', type: 'pkcs8' }), ca: bundle() } },
+    // What each tool does: a refused call's step-up challenge names the tool and these actions.
+    toolActions: { list_issues: 'read', create_issue: 'write', delete_repo: 'delete', search_related: 'read' },
   });
   app.use(protectedResourceMetadataHandler({ resource, issuer: config.issuer }));
   app.post('/issues', express.json(), protect, async (req, res) => {
@@ -189,16 +191,19 @@ async function main() {
     { name: 'delete_repo', actions: ['delete'] },
     { name: 'search_related', actions: ['read'] },
   ];
-  const mcpClient = async (token) => {
+  /** `fetch` over mutual TLS with the agent's SVID, to the issues server only. */
+  const agentFetch = () => {
     const material = agentSource.getX509Svid();
-    const fetch = tlsFetch({
+    return tlsFetch({
       ca: agentSource.getBundle().x509AuthoritiesPem,
       cert: material.certificatesPem,
       key: material.privateKey.export({ format: 'pem', type: 'pkcs8' }),
       checkServerIdentity: (_host, cert) => ((cert.subjectaltname ?? '').split(', ').includes(`URI:${ISSUES_SERVER}`) ? undefined : new Error('not the issues server')),
     });
+  };
+  const mcpClient = async (token) => {
     const client = new Client({ name: 'demo-agent', version: '1.0.0' });
-    await client.connect(new StreamableHTTPClientTransport(new URL(resource), { fetch, requestInit: { headers: { authorization: `Bearer ${token}` } } }));
+    await client.connect(new StreamableHTTPClientTransport(new URL(resource), { fetch: agentFetch(), requestInit: { headers: { authorization: `Bearer ${token}` } } }));
     return client;
   };
   const call = async (client, name, args = {}) => {
@@ -229,7 +234,31 @@ async function main() {
     await client.close();
   }
 
-  step(6, 'A chained call: the issues server passes alice\'s task on to the search index');
+  step(6, 'Step-up: a task that began with list_issues alone calls create_issue');
+  for (const [user, groups] of [['bob', ['eng', 'maintainers']], ['alice', ['eng']]]) {
+    // taskFetch: the first request exchanges for the tools asked; a 403 insufficient_scope that
+    // names a tool makes it exchange again within the same task, policy deciding again, and retry once.
+    const stepUps = [];
+    const fetch = agentTokens.taskFetch(
+      { subjectToken: await idToken(user, groups), resource, tools: [{ name: 'list_issues', actions: ['read'] }] },
+      { fetch: agentFetch(), onStepUp: (e) => stepUps.push(e) },
+    );
+    const client = new Client({ name: 'demo-agent', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(resource), { fetch }));
+    const first = await fetch.token();
+    ok(`${user}: task ${first.taskId.slice(0, 8)}… begins with ${first.granted.flatMap((d) => d.tools).join(', ')}`);
+    const created = await call(client, 'create_issue', { title: `Stepped up by ${user}` });
+    for (const e of stepUps) {
+      const asked = e.tools.map((t) => `${t.name}:${t.actions.join('+')}`).join(', ');
+      if (e.granted) ok(`${user}: the server asked for ${asked}; policy granted it in the same task (${e.token.taskId === first.taskId ? 'same task' : 'another task!'})`);
+      else no(`${user}: the server asked for ${asked}; policy refused${e.refused ? ` (${e.refused.error})` : ` it (granted only ${e.token.granted.flatMap((d) => d.tools).join(', ')})`}`);
+    }
+    (created.ok ? ok : no)(`${user}: create_issue: ${created.ok ? created.text : `refused (${created.text})`}`);
+    await client.close();
+    await fetch.end();
+  }
+
+  step(7, 'A chained call: the issues server passes alice\'s task on to the search index');
   {
     const client = await mcpClient(tasks.alice.accessToken);
     const chained = await call(client, 'search_related', { query: 'login' });
@@ -237,7 +266,7 @@ async function main() {
     await client.close();
   }
 
-  step(7, 'Bob\'s task ends; the next call with its token is refused');
+  step(8, 'Bob\'s task ends; the next call with its token is refused');
   const ended = await agentTokens.endTask(tasks.bob.taskId);
   ok(`task ended: ${ended.revoked} token(s) revoked`);
   const after = await mcpClient(tasks.bob.accessToken).then(
@@ -250,7 +279,7 @@ async function main() {
   );
   (after.ok ? ok : no)(`list_issues after the task ended: ${after.ok ? after.text : `refused (${after.text})`}`);
 
-  step(8, 'The audit trail names the person and the connector, and its hash chain verifies');
+  step(9, 'The audit trail names the person and the connector, and its hash chain verifies');
   const { events } = await admin('GET', '/v1/admin/audit?limit=200');
   const tokens = events.filter((e) => e.type === 'token.issued' || e.type === 'token.refused').reverse();
   for (const e of tokens) ok(`#${e.seq} ${e.type.padEnd(13)} user ${e.subject} via ${e.actor}${e.type === 'token.refused' ? ` (${e.details.error})` : ''}`);

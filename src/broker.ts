@@ -1,8 +1,8 @@
 import pino, { type Logger } from 'pino';
 import { AdminCredentials } from './admin';
-import { adminRouter, bundleRouter, closeNow, createApiApp, createApiServer, drain, listen, urlOf, createOpsServer, HttpMetrics, oauthErrorHandler, oauthRouter, signalsErrorHandler, signalsRouter, svidRouter, tasksRouter } from './api';
+import { adminRouter, bundleRouter, closeNow, forwardedClientCertificates, createApiApp, createApiServer, drain, listen, urlOf, createOpsServer, HttpMetrics, oauthErrorHandler, oauthRouter, signalsErrorHandler, signalsRouter, svidRouter, tasksRouter } from './api';
 import { SetReceiver, SignalApplier, SignalIntake, UserRisks } from './signals';
-import { IdentityProviders, Introspection, OAuthRefusals, TokenExchange, TokenRevocation } from './tokens';
+import { DpopReplayCache, IdentityProviders, Introspection, OAuthRefusals, TokenExchange, TokenRevocation } from './tokens';
 import { EntryStore, JoinTokenAttestor, JoinTokens, OidcAttestor, SvidIssuer, X509PopAttestor, type Attestor } from './attestation';
 import { AuditLog, AuditReader, type AuditEventInput } from './audit';
 import { openKeyCustody, ServerRotator, ServerSvid, type BundleCache, type CaRotator, type CertificateAuthority, type JwtSigningKey } from './ca';
@@ -167,6 +167,8 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
     clock,
     random,
     limits: { defaultTtl: config.accessTokenTtl, maxTtl: config.accessTokenMaxTtl, maxChainDepth: config.maxChainDepth },
+    // RFC 9449 §11.1: one replay cache per broker process; server nonces (§8) off.
+    dpop: { replay: new DpopReplayCache({ clock }) },
   });
   const refusals = (event: AuditEventInput) => audit.append(event);
   const introspection = new Introspection({ issuer: config.issuer, leases, resources, bundle, audit: refusals, clock, ...(boundMs !== undefined && { revocationBoundMs: boundMs }) });
@@ -174,6 +176,7 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
   const signals = new SignalIntake(signalReceiver, new SignalApplier(db.prisma, revocations, audit, { riskRevokeLevels: config.riskRevokeLevels, clock, maxAgeSeconds: config.leaseRetention, freshness }));
   const app = createApiApp({
     errorHandlers: [oauthErrorHandler(new OAuthRefusals(refusals)), signalsErrorHandler(signals)],
+    before: [forwardedClientCertificates({ proxies: config.trustedProxies, bundle, clock })],
     routers: [
       oauthRouter({ issuer: config.issuer, exchange, introspection, revocation: tokenRevocation, admin, trustDomain: config.trustDomain }),
       bundleRouter(bundle),

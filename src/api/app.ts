@@ -1,4 +1,4 @@
-import express, { type ErrorRequestHandler, type Express, type Router } from 'express';
+import express, { type ErrorRequestHandler, type Express, type RequestHandler, type Router } from 'express';
 import type { Logger } from 'pino';
 import type { Random } from '../core/random';
 import { requestLogger } from './logging';
@@ -17,6 +17,8 @@ export interface ApiDeps {
   routers: readonly Router[];
   /** Error handlers that answer in their protocol's shape (OAuth), before the problem+json one. */
   errorHandlers?: readonly ErrorRequestHandler[];
+  /** Runs before the routers, after the body parsers (e.g. `forwardedClientCertificates`). */
+  before?: readonly RequestHandler[];
   logger: Logger;
   metrics: HttpMetrics;
   random: Random;
@@ -34,6 +36,7 @@ export function createApiApp(deps: ApiDeps): Express {
   // Any other media type (text/plain, application/octet-stream, none, a SET) is read as text under the same cap.
   app.use(express.text({ limit: BODY_LIMIT, type: () => true }));
   app.use(refuseControlCharacters);
+  for (const handler of deps.before ?? []) app.use(handler);
   for (const router of deps.routers) app.use(router);
   app.use(notFound);
   for (const handler of deps.errorHandlers ?? []) app.use(handler);

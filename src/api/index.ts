@@ -11,3 +11,4 @@ export { tasksRouter, type TaskRouteDeps } from './tasks';
 export { oauthRouter, oauthErrorHandler, type OAuthDeps } from './oauth';
 export { signalsRouter, signalsErrorHandler, type SignalRouteDeps } from './signals';
 export { closeNow, createApiServer, drain, listen, urlOf, type ApiServer } from './server';
+export { forwardedClientCertificates } from './peer';

@@ -1,4 +1,4 @@
-import { InvalidClient, type OAuthCaller } from '../tokens';
+import { InvalidClient, InvalidDpopProof, UseDpopNonce, type ExchangeRequestHeaders, type OAuthCaller } from '../tokens';
 import { oauthErrorHandler, oauthRouter } from './oauth';
 import { serveApi, type ServedApi } from '../../test/support/api';
 
@@ -9,6 +9,8 @@ const ADMIN_TOKEN = 'writ_admin_oauth_test';
 const calls: { endpoint: string; caller: OAuthCaller; form: Record<string, unknown> }[] = [];
 const refusals: { endpoint: string; error: string }[] = [];
 let next: () => Promise<unknown> = async () => ({ active: false });
+const exchanges: ExchangeRequestHeaders[] = [];
+let nextExchange: () => Promise<unknown> = async () => Promise.reject(new Error('not in this test'));
 let api: ServedApi;
 let base: string;
 
@@ -17,7 +19,7 @@ beforeAll(async () => {
     routers: [
       oauthRouter({
         issuer: 'https://writ.test',
-        exchange: { exchange: async () => Promise.reject(new Error('not in this test')) },
+        exchange: { exchange: async (_client, _form, headers) => (exchanges.push(headers ?? {}), nextExchange() as never) },
         introspection: { introspect: async (caller, form) => (calls.push({ endpoint: 'introspect', caller, form }), next() as never) },
         revocation: { revoke: async (caller, form) => void (calls.push({ endpoint: 'revoke', caller, form }), await next()) },
         admin: { verify: (t: string) => t === ADMIN_TOKEN },
@@ -33,6 +35,45 @@ beforeEach(() => {
   calls.length = 0;
   refusals.length = 0;
   next = async () => ({ active: false });
+  exchanges.length = 0;
+  nextExchange = async () => Promise.reject(new Error('not in this test'));
+});
+
+describe('POST /oauth2/token with DPoP (RFC 9449)', () => {
+  it('hands the DPoP header to the exchange unparsed, and answers its response', async () => {
+    nextExchange = async () => ({ access_token: 'at', token_type: 'DPoP' });
+    const res = await form('/oauth2/token', 'grant_type=x', { dpop: 'a.b.c' });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ access_token: 'at', token_type: 'DPoP' });
+    expect(exchanges).toEqual([{ dpop: 'a.b.c' }]);
+  });
+
+  it('§8: answers use_dpop_nonce 400 with the nonce in DPoP-Nonce', async () => {
+    nextExchange = async () => Promise.reject(new UseDpopNonce('n-123', 'the server requires a nonce in the DPoP proof (RFC 9449 §8)'));
+    const res = await form('/oauth2/token', 'grant_type=x', { dpop: 'a.b.c' });
+    expect(res.status).toBe(400);
+    expect(res.headers.get('dpop-nonce')).toBe('n-123');
+    expect(res.headers.get('cache-control')).toBe('no-store');
+    expect(await res.json()).toMatchObject({ error: 'use_dpop_nonce' });
+  });
+
+  it('§5: answers invalid_dpop_proof 400, with no DPoP-Nonce', async () => {
+    nextExchange = async () => Promise.reject(new InvalidDpopProof('the DPoP proof has been used before ("jti", RFC 9449 §11.1)'));
+    const res = await form('/oauth2/token', 'grant_type=x');
+    expect(res.status).toBe(400);
+    expect(res.headers.get('dpop-nonce')).toBeNull();
+    expect(await res.json()).toMatchObject({ error: 'invalid_dpop_proof' });
+  });
+});
+
+describe('GET /.well-known/oauth-authorization-server (RFC 8414)', () => {
+  it('announces DPoP (RFC 9449 §5.1) and JWT-SVID client authentication beside mTLS', async () => {
+    const doc = await (await fetch(`${base}/.well-known/oauth-authorization-server`)).json();
+    expect(doc.token_endpoint_auth_methods_supported).toEqual(['tls_client_auth', 'spiffe_jwt']);
+    expect(doc.dpop_signing_alg_values_supported).toEqual(expect.arrayContaining(['ES256', 'EdDSA', 'PS256']));
+    expect(doc.dpop_signing_alg_values_supported).not.toContain('none');
+    expect(doc.tls_client_certificate_bound_access_tokens).toBe(true);
+  });
 });
 
 const form = (path: string, body: string, headers: Record<string, string> = {}) =>

@@ -8,6 +8,9 @@ import {
   OAuthError,
   oauthError,
   TOKEN_EXCHANGE_GRANT_TYPE,
+  DPOP_SIGNING_ALGORITHMS,
+  JWT_SPIFFE_AUTH_METHOD,
+  UseDpopNonce,
   type Introspection,
   type OAuthCaller,
   type OAuthRefusals,
@@ -58,10 +61,12 @@ export function oauthRouter(deps: OAuthDeps): Router {
       revocation_endpoint: `${deps.issuer}/oauth2/revoke`,
       jwks_uri: `${deps.issuer}/oauth2/jwks`,
       grant_types_supported: [TOKEN_EXCHANGE_GRANT_TYPE],
-      token_endpoint_auth_methods_supported: ['tls_client_auth'],
+      // RFC 8705 §2.1.1; draft-ietf-oauth-spiffe-client-auth (a JWT-SVID as client_assertion).
+      token_endpoint_auth_methods_supported: ['tls_client_auth', JWT_SPIFFE_AUTH_METHOD],
       introspection_endpoint_auth_methods_supported: ['tls_client_auth'], // admins may also use their bearer credential
       revocation_endpoint_auth_methods_supported: ['tls_client_auth'],
       tls_client_certificate_bound_access_tokens: true, // RFC 8705 §3.3
+      dpop_signing_alg_values_supported: [...DPOP_SIGNING_ALGORITHMS], // RFC 9449 §5.1
       authorization_details_types_supported: ['mcp_tool'], // RFC 9396 §10
       response_types_supported: [],
     });
@@ -78,7 +83,8 @@ export function oauthRouter(deps: OAuthDeps): Router {
 
   router.post('/oauth2/token', async (req, res) => {
     res.locals.audited = true; // the exchange audits its own refusals, with its decisions
-    const response = await deps.exchange.exchange(exchangeClient(req, deps.trustDomain), formOf(req));
+    // RFC 9449 §4.1: the DPoP header goes to the exchange unparsed, so that its refusals are audited with the rest.
+    const response = await deps.exchange.exchange(exchangeClient(req, deps.trustDomain), formOf(req), { dpop: req.headers.dpop });
     noStore(res).json(response);
   });
 
@@ -112,6 +118,8 @@ export function oauthErrorHandler(refusals: Pick<OAuthRefusals, 'refused'>): Err
           : oauthError('temporarily_unavailable', 'the broker cannot answer now');
     if (!res.locals.audited) await refusals.refused(req.path, e.error);
     if (e.error === 'invalid_client' && req.headers.authorization) res.setHeader('WWW-Authenticate', 'Bearer error="invalid_token"');
+    // RFC 9449 §8: use_dpop_nonce carries the nonce to use in the DPoP-Nonce header.
+    if (e instanceof UseDpopNonce && e.nonce !== '') res.setHeader('DPoP-Nonce', e.nonce);
     noStore(res);
     // RFC 6749 §5.2: error_description is printable ASCII without '"' or '\\'.
     const description = e.error_description.replace(/"/g, "'").replace(/[^\x20-\x21\x23-\x5b\x5d-\x7e]/g, '?');

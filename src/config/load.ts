@@ -10,6 +10,7 @@ import { oidcIssuersSchema, type OidcIssuerConfig } from '../attestation/oidc';
 import { x509popConfigSchema, type X509PopConfig } from '../attestation/x509pop';
 import { identityProvidersSchema, type IdentityProviderConfig } from '../tokens/subject-token';
 import { signalTransmittersSchema, type SignalTransmitterConfig } from '../signals/set';
+import { ProxyTrust, type TrustedProxies } from '../tokens/client-cert';
 import { ConfigError } from './errors';
 
 /** Writ's configuration: validated once at start-up, then passed down. */
@@ -78,6 +79,8 @@ export interface Config {
   readonly riskRevokeLevels: readonly string[];
   /** User identity providers whose ID tokens may be subject tokens. */
   readonly identityProviders: readonly IdentityProviderConfig[];
+  /** Proxies that terminate TLS in front of Writ and forward client certificates (RFC 9440 `Client-Cert`); none by default. */
+  readonly trustedProxies: TrustedProxies;
   /** Trusted OIDC issuers for the oidc attestor; none disables it. */
   readonly oidcIssuers: readonly OidcIssuerConfig[];
   /** The enterprise CAs of the x509pop attestor; undefined disables it. */
@@ -196,7 +199,21 @@ const SETTINGS = {
   },
   riskRevokeLevels: { env: 'WRIT_RISK_REVOKE_LEVELS', file: 'risk_revoke_levels', parse: (raw: string) => raw.split(',').map((l) => l.trim().toUpperCase()).filter(Boolean), default: ['HIGH'] },
   maxChainDepth: { env: 'WRIT_MAX_CHAIN_DEPTH', file: 'max_chain_depth', parse: (raw: string) => (/^\d{1,2}$/.test(raw) ? Number(raw) : fail(`must be a whole number of hops, got "${raw}"`)), default: 2 },
-} satisfies { [K in Exclude<keyof Config, 'oidcIssuers' | 'x509pop' | 'identityProviders' | 'signalTransmitters'>]-?: Setting<unknown> };
+} satisfies { [K in Exclude<keyof Config, 'oidcIssuers' | 'x509pop' | 'identityProviders' | 'signalTransmitters' | 'trustedProxies'>]-?: Setting<unknown> };
+
+/** `trusted_proxies`: `{spiffe_ids, addresses}` (RFC 9440 forwarding), each entry checked as `ProxyTrust` reads it. */
+const trustedProxiesSchema = z
+  .strictObject({ spiffe_ids: z.array(z.string()).max(64).optional(), addresses: z.array(z.string()).max(256).optional() })
+  .transform((p, ctx): TrustedProxies => {
+    const proxies = { ...(p.spiffe_ids && { spiffeIds: p.spiffe_ids }), ...(p.addresses && { addresses: p.addresses }) };
+    try {
+      new ProxyTrust(proxies);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      return z.NEVER;
+    }
+    return proxies;
+  });
 
 /**
  * Structured settings: a list or mapping in the config file, or JSON in the environment.
@@ -207,6 +224,7 @@ const STRUCTURED = {
   x509pop: { env: 'WRIT_X509POP', file: 'x509pop', schema: x509popConfigSchema, paths: ['ca_bundle_file', 'intermediates_file'], default: undefined },
   signalTransmitters: { env: 'WRIT_SIGNAL_TRANSMITTERS', file: 'signal_transmitters', schema: signalTransmittersSchema, paths: ['jwksFile'], default: [] as SignalTransmitterConfig[] },
   identityProviders: { env: 'WRIT_IDENTITY_PROVIDERS', file: 'identity_providers', schema: identityProvidersSchema, paths: ['jwksFile'], default: [] as IdentityProviderConfig[] },
+  trustedProxies: { env: 'WRIT_TRUSTED_PROXIES', file: 'trusted_proxies', schema: trustedProxiesSchema, paths: [], default: {} as TrustedProxies },
 } as const;
 
 /** Every environment variable Writ reads its settings from (WRIT_CONFIG names the optional file). */

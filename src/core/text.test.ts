@@ -20,6 +20,14 @@ describe('textProblem', () => {
     expect(textProblem('💥 é ü \u0085')).toBeUndefined();
   });
 
+  it('refuses invisible formatting characters in identifiers, not in text', () => {
+    for (const c of ['\ufeff', '\u200b', '\u200e', '\u202e', '\u2066', '\u2060', '\u00ad']) {
+      expect([c, textProblem(`${c}alice`, 'identifier')]).toEqual([c, 'contains an invisible formatting character (such as U+FEFF or U+202E)']);
+      expect([c, textProblem(`al${c}ice`, 'text')]).toEqual([c, undefined]);
+    }
+    expect(textProblem('émile ✓ 😀 渡辺', 'identifier')).toBeUndefined();
+  });
+
   it('hasControlCharacter follows the same rules', () => {
     expect(hasControlCharacter('a\tb')).toBe(true);
     expect(hasControlCharacter('a\tb', 'text')).toBe(false);

@@ -13,7 +13,8 @@
  */
 
 /**
- * How strict a check is. `identifier`: no C0 control (U+0000–U+001F) and no DEL (U+007F).
+ * How strict a check is. `identifier`: no C0 control (U+0000–U+001F), no DEL (U+007F), and no
+ * invisible formatting character.
  * `text`: the same, but tab, line feed and carriage return are allowed (RFC 7468 PEM, policy text).
  */
 export type TextRule = 'identifier' | 'text';
@@ -32,16 +33,28 @@ const CONTROL: Record<TextRule, RegExp> = {
   identifier: /[\u0000-\u001f\u007f]/,
   text: /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/,
 };
+/**
+ * Invisible formatting characters (Unicode Cf): the byte order mark / zero-width no-break space
+ * U+FEFF, zero-width spaces and joiners, directional marks, embeddings, overrides and isolates.
+ * In an identifier they make two different identities look the same in an audit row or a
+ * console ("alice" and "\u200balice"), or reorder what is shown (U+202E); and a leading U+FEFF
+ * does not survive every database driver (the embedded database's decoder drops it, so an audit
+ * row naming such a subject would read back different from what was hashed). Refused in
+ * identifiers; text (policies, PEM) may hold them.
+ */
+const INVISIBLE = /[­؜᠎​-‏‪-‮⁠-⁤⁦-⁯﻿￹-￻]/;
 /** A high surrogate not followed by a low one, or a low surrogate not preceded by a high one (not Unicode scalar values, RFC 3629 §3). */
 const UNPAIRED_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 export const CONTROL_CHARACTER = 'contains a control character';
 export const UNPAIRED_SURROGATE_TEXT = 'contains an unpaired UTF-16 surrogate (not Unicode text)';
+export const INVISIBLE_CHARACTER = 'contains an invisible formatting character (such as U+FEFF or U+202E)';
 
 /** Why `text` may not be used under `rule`, or undefined when it may. */
 export function textProblem(text: string, rule: TextRule = 'identifier'): string | undefined {
   if (CONTROL[rule].test(text)) return CONTROL_CHARACTER;
   if (UNPAIRED_SURROGATE.test(text)) return UNPAIRED_SURROGATE_TEXT;
+  if (rule === 'identifier' && INVISIBLE.test(text)) return INVISIBLE_CHARACTER;
   return undefined;
 }
 

@@ -3,7 +3,7 @@ import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { ListToolsRequestSchema, type JSONRPCMessage, type MessageExtraInfo } from '@modelcontextprotocol/sdk/types.js';
 import type { AccessTokenClaims } from '../tokens/access-token';
-import { grantedToolsOnly, TOOL_NOT_GRANTED } from './granted-tools';
+import { grantedToolsOnly, listTtlMs, TOOL_NOT_GRANTED } from './granted-tools';
 import { mcpAuthInfo, writIdentity } from './identity';
 
 const claims: AccessTokenClaims = {
@@ -210,5 +210,17 @@ describe('a tools/call of a tool the token does not grant never reaches the tool
     const answer = await answerTo(transport, 1);
     expect(answer.error).toEqual({ code: TOOL_NOT_GRANTED, message: expect.stringMatching(reason) });
     expect(ran).toEqual([]);
+  });
+});
+
+describe('SEP-2549 cache hints of filtered tools/list answers', () => {
+  it('listTtlMs: the server ttlMs (else 0), capped at the token remaining life, never negative', () => {
+    expect(listTtlMs(60_000, 1_000_000 + 30_000, 1_000_000)).toBe(30_000);
+    expect(listTtlMs(10_000, 1_000_000 + 30_000, 1_000_000)).toBe(10_000);
+    expect(listTtlMs(undefined, 1_000_000 + 30_000, 1_000_000)).toBe(0);
+    expect(listTtlMs(60_000, 900_000, 1_000_000)).toBe(0);
+    expect(listTtlMs(60_000, undefined, 1_000_000)).toBe(0);
+    expect(listTtlMs(Number.NaN, 2e6, 1e6)).toBe(0);
+    expect(listTtlMs(-5, 2e6, 1e6)).toBe(0);
   });
 });

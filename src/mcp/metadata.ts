@@ -10,6 +10,7 @@
  * ```
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { DPOP_SIGNING_ALGORITHMS } from '../tokens/dpop';
 
 export interface ProtectedResourceMetadataOptions {
   /** This resource's URI as registered at Writ (the tokens' `aud`). */
@@ -29,6 +30,10 @@ export interface ProtectedResourceMetadata {
   readonly bearer_methods_supported: readonly ['header'];
   readonly tls_client_certificate_bound_access_tokens: true;
   readonly authorization_details_types_supported: readonly ['mcp_tool'];
+  /** RFC 9449 §5.1 (for RFC 9728): DPoP-bound tokens are accepted, with proofs signed by these algorithms. */
+  readonly dpop_signing_alg_values_supported: readonly string[];
+  /** RFC 9449 §5.1: certificate-bound tokens are accepted too, so DPoP is not required. */
+  readonly dpop_bound_access_tokens_required: false;
   readonly resource_name?: string;
   readonly resource_documentation?: string;
 }
@@ -48,7 +53,7 @@ export function protectedResourceMetadataUrl(resource: string): string {
 /**
  * RFC 9728 §2: the resource's metadata document — Writ as the authorization server,
  * bearer tokens in the header only (RFC 6750 §2.1), certificate-bound tokens (RFC 8705 §3.4)
- * and `mcp_tool` authorization details (RFC 9396 §10).
+ * or DPoP-bound ones (RFC 9449 §5.1), and `mcp_tool` authorization details (RFC 9396 §10).
  */
 export function protectedResourceMetadata(options: ProtectedResourceMetadataOptions): ProtectedResourceMetadata {
   if (!URL.canParse(options.resource)) throw new Error('protectedResourceMetadata: "resource" must be an absolute URI');
@@ -59,6 +64,8 @@ export function protectedResourceMetadata(options: ProtectedResourceMetadataOpti
     bearer_methods_supported: ['header'],
     tls_client_certificate_bound_access_tokens: true,
     authorization_details_types_supported: ['mcp_tool'],
+    dpop_signing_alg_values_supported: [...DPOP_SIGNING_ALGORITHMS],
+    dpop_bound_access_tokens_required: false,
     ...(options.resourceName !== undefined && { resource_name: options.resourceName }),
     ...(options.resourceDocumentation !== undefined && { resource_documentation: options.resourceDocumentation }),
   };

@@ -551,6 +551,8 @@ describe('RFC 9728 protected resource metadata', () => {
     bearer_methods_supported: ['header'],
     tls_client_certificate_bound_access_tokens: true,
     authorization_details_types_supported: ['mcp_tool'],
+    dpop_signing_alg_values_supported: ['ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519', 'PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512'],
+    dpop_bound_access_tokens_required: false,
   };
 
   it('names Writ as the authorization server and certificate-bound tokens (§2)', () => {
@@ -600,5 +602,64 @@ describe('writProtection options', () => {
     expect(() => writProtection({ resource: 'not a uri', issuer: ISSUER, keys: jwks })).toThrow(/resource/);
     expect(() => writProtection({ resource: RESOURCE, issuer: ISSUER })).toThrow(/jwksUri/);
     expect(() => writProtection({ resource: RESOURCE, issuer: ISSUER, jwksUri: 'http://writ.example.test/oauth2/jwks' })).toThrow(/https/);
+  });
+});
+
+describe('SEP-2350 per-tool step-up and SEP-2243 headers in writProtection', () => {
+  const runHeaders = async (options: Partial<WritProtectionOptions>, body: unknown, headers: Record<string, string>) => {
+    const protect = protection(options);
+    const socket = { getPeerCertificate: () => ({ raw: Buffer.from(agentCert) }) };
+    const req = Object.assign(Readable.from([]), { method: 'POST', url: '/mcp', headers: { authorization: `Bearer ${await mint()}`, ...headers }, socket, body }) as unknown as WritRequest;
+    return new Promise<{ passed: boolean; status: number; headers: Record<string, string>; body: any; req: WritRequest }>((resolve) => { // eslint-disable-line @typescript-eslint/no-explicit-any
+      const out: Record<string, string> = {};
+      const res = { statusCode: 200, headersSent: false, setHeader: (n: string, v: string) => void (out[n.toLowerCase()] = v), end(text?: string) { resolve({ passed: false, status: this.statusCode, headers: out, body: text ? JSON.parse(text) : undefined, req }); } };
+      protect(req as IncomingMessage, res as unknown as ServerResponse, () => resolve({ passed: true, status: 0, headers: out, body: undefined, req }));
+    });
+  };
+
+  it('a refused tool call says what to ask for: scope (toolScopes) and authorization_details, in the challenge and the body', async () => {
+    const out = await runHeaders({ toolScopes: { delete_repo: 'repo:delete' }, toolActions: { delete_repo: 'delete' } }, call('delete_repo'), {});
+    expect(out.status).toBe(403);
+    const challenge = out.headers['www-authenticate']!;
+    expect(challenge).toMatch(/error="insufficient_scope", error_description="[^"]+", scope="repo:delete", authorization_details="[A-Za-z0-9_-]+", resource_metadata=/);
+    const { parseStepUpChallenge } = await import('../tokens/step-up');
+    expect(parseStepUpChallenge(challenge)).toMatchObject({ tool: 'delete_repo', scope: 'repo:delete', authorizationDetails: [{ type: 'mcp_tool', tools: ['delete_repo'], actions: ['delete'] }] });
+    expect(out.body).toMatchObject({ error: 'insufficient_scope', authorization_details: [{ type: 'mcp_tool', tools: ['delete_repo'], actions: ['delete'] }] });
+  });
+
+  it('no scope when toolScopes does not map the tool; nothing to ask for a tools/call without a name', async () => {
+    const out = await runHeaders({}, call('other'), {});
+    expect(out.headers['www-authenticate']).not.toContain('scope=');
+    expect(out.headers['www-authenticate']).toContain('authorization_details="');
+    const unnamed = await runHeaders({}, call(undefined), {});
+    expect(unnamed.status).toBe(403);
+    expect(unnamed.headers['www-authenticate']).not.toContain('authorization_details=');
+    expect(unnamed.body.authorization_details).toBeUndefined();
+  });
+
+  it('refuses a bad toolScopes value at construction', () => {
+    expect(() => protection({ toolScopes: { x: 'bad"scope' } })).toThrow(/toolScopes/);
+  });
+
+  it('refuses a header mismatch with 400 and JSON-RPC -32020 before the tool check', async () => {
+    const out = await runHeaders({}, call('create_issue', 5), { 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'search' });
+    expect(out.status).toBe(400);
+    expect(out.headers['www-authenticate']).toBeUndefined();
+    expect(out.headers['cache-control']).toBe('no-store');
+    expect(out.body).toEqual({ jsonrpc: '2.0', id: 5, error: { code: -32020, message: expect.any(String), data: { mismatch: { header: 'search', body: 'create_issue' } } } });
+    // a mismatch naming an ungranted tool is also 400, not 403: the headers are checked first
+    const first = await runHeaders({}, call('delete_repo', 6), { 'mcp-method': 'tools/list' });
+    expect(first.status).toBe(400);
+  });
+
+  it('passes agreeing headers and legacy requests; req.auth carries resourceMetadataUrl and the plain extra fields', async () => {
+    const out = await runHeaders({}, call('search'), { 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'search' });
+    expect(out.passed).toBe(true);
+    expect(out.req.auth).toMatchObject({ resourceMetadataUrl: protectedResourceMetadataUrl(RESOURCE), extra: { sub: 'alice', task_id: 'task-1', tools: ['search', 'create_issue'], act: { sub: CONNECTOR }, cnf: { 'x5t#S256': expect.any(String) } } });
+    expect(writIdentityOf(out.req.auth)?.user).toBe('alice');
+    expect(writIdentityOf({ authInfo: out.req.auth })?.user).toBe('alice');
+    expect(writIdentityOf({ http: { authInfo: out.req.auth } })?.user).toBe('alice');
+    expect(writIdentityOf({ http: {} })).toBeUndefined();
+    expect((await runHeaders({}, call('search'), {})).passed).toBe(true);
   });
 });

@@ -13,9 +13,19 @@
  * 4. when introspection is configured, Writ says the token is still active (RFC 7662; an
  *    answer is reused for at most a second), so revocation and task end take effect within a
  *    second, or 401 `invalid_token` (see `./introspection`);
- * 5. every JSON-RPC `tools/call` in the body names a tool the token's `authorization_details`
+ * 5. the MCP 2026-07-28 standard headers agree with the body (SEP-2243, see `./headers`): when
+ *    the request carries `Mcp-Method`/`Mcp-Name` (required from `MCP-Protocol-Version`
+ *    2026-07-28), they name the body's `method` and `params.name`/`params.uri`, or 400 with the
+ *    JSON-RPC error -32020 HeaderMismatch. So a gateway in front of this server may authorize
+ *    on the headers alone: a request whose headers say something the body does not never gets
+ *    here. Legacy requests without the headers pass as before;
+ * 6. every JSON-RPC `tools/call` in the body names a tool the token's `authorization_details`
  *    (RFC 9396) grant, or 403 `insufficient_scope` (RFC 6750 §3.1) before the MCP transport
- *    sees the request (see `./tools` for which actions a call needs).
+ *    sees the request (see `./tools` for which actions a call needs). The challenge says what
+ *    to ask for (per-tool step-up, SEP-2350): `scope="…"` when `toolScopes` maps the tool, and
+ *    `authorization_details="<base64url JSON>"`, the RFC 9396 array to request
+ *    (`src/tokens/step-up.ts`, `parseStepUpChallenge` reads it); the JSON body carries the same
+ *    array as `authorization_details`.
  *
  * Every challenge carries `resource_metadata` (RFC 9728 §5.1), the URL where
  * `protectedResourceMetadataHandler` serves the document naming Writ, as the MCP authorization
@@ -24,9 +34,25 @@
  *
  * Then the request's {@link WritIdentity} (user, connector chain, task, tools) is on `req.writ`,
  * and the MCP SDK's `AuthInfo` on `req.auth` with the identity in `extra.writ` (the SDK's
- * transports hand it to tool callbacks as `extra.authInfo`; read it with `writIdentityOf`).
+ * transports hand it to tool callbacks as `extra.authInfo` in SDK v1, `ctx.http.authInfo` in
+ * SDK v2; read it with `writIdentityOf(extra)` / `writIdentityOf(ctx)`).
  * `tools/list` answers list every tool the server has unless the server or transport is
  * wrapped with `grantedToolsOnly`, which lists only the granted ones.
+ *
+ * This middleware is the recommended way to protect a server with either SDK version. SDK
+ * v2's `requireBearerAuth` with `writTokenVerifier` (`./verifier`) also works, with
+ * `writBinding` after it, but is weaker: a verifier sees no connection, so the RFC 8705 binding
+ * needs that second middleware (until then nothing is granted); Writ being unreachable is 400
+ * there, not 503 with `Retry-After`; its challenges have no `realm`, its answers no
+ * `Cache-Control: no-store`; and it checks neither the 2026-07-28 headers nor tool grants.
+ *
+ * With SDK v2 (`@modelcontextprotocol/server`, `/node`), the stateless 2026-07-28 handler:
+ *
+ * ```ts
+ * const handler = createMcpHandler(() => grantedToolsOnly(buildMcpServer()));
+ * const node = toNodeHandler(handler);
+ * app.post('/github', express.json(), protect, (req, res) => void node(req, res, req.body)); // pass the parsed body
+ * ```
  *
  * ```ts
  * const resource = 'https://mcp.example.com/github';     // as registered at Writ: the token's aud
@@ -50,18 +76,24 @@
  * ```
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import type { FlattenedJWSInput, JSONWebKeySet, JWSHeaderParameters } from 'jose';
 import { JwksUnavailable, RemoteJwks, StaticJwks, type KeySource } from '../jwt';
 import { systemClock, type Clock } from '../core/clock';
 import { InvalidRequest, InvalidToken, OAuthError, TemporarilyUnavailable } from '../tokens/errors';
 import { certificateThumbprint, type AccessTokenClaims } from '../tokens/access-token';
+import type { Action } from '../tokens/authorization-details';
 import { verifyAccessToken } from '../tokens/verify';
 import { mcpAuthInfo, writIdentity, type McpAuthInfo, type WritIdentity } from './identity';
 import { introspector, type IntrospectionOptions } from './introspection';
 import { protectedResourceMetadataUrl } from './metadata';
 import { tlsFetch, type PemInput } from './tls-fetch';
-import { requiredActions, requireTool, toolCalls, type ToolActions } from './tools';
+import { requiredActions, requireTool, toolCalls, ToolNotGranted, type ToolActions } from './tools';
+import { checkMcpHeaders, HeaderMismatch, sendHeaderMismatch } from './headers';
+import { formatStepUpChallengeParams, isScope, stepUpDetails, type StepUpDetail } from '../tokens/step-up';
+import { ProxyTrust, type TrustedProxies } from '../tokens/client-cert';
+import { DPOP_SIGNING_ALGORITHMS, DpopReplayCache, dpopHeader, InvalidDpopProof, isDpopError, UseDpopNonce, verifyDpopProof, type DpopNonceSource } from '../tokens/dpop';
 
 // ---------------------------------------------------------------------------------------
 // Options and the request's additions.
@@ -90,6 +122,12 @@ export interface WritProtectionOptions {
   /** The actions a call of each tool needs (see `./tools`); unlisted tools need any granted action. */
   readonly toolActions?: ToolActions;
   /**
+   * The OAuth scope (RFC 6749 §3.3) a client should ask for to call each tool: a 403 refusing
+   * a `tools/call` of a mapped tool carries it as `scope="…"` (RFC 6750 §3, per-tool step-up).
+   * Optional; Writ itself grants `authorization_details`, which every such challenge carries.
+   */
+  readonly toolScopes?: Readonly<Record<string, string>>;
+  /**
    * RFC 9728 §5.1 `resource_metadata` in every challenge: by default
    * `protectedResourceMetadataUrl(resource)`, where `protectedResourceMetadataHandler` serves
    * the document; `false` leaves it out.
@@ -101,10 +139,18 @@ export interface WritProtectionOptions {
   readonly clockSkew?: number;
   /**
    * The DER of the client certificate the request came with: by default the TLS peer
-   * certificate of the request's own connection. Replace only behind a TLS-terminating proxy
-   * you trust to forward it.
+   * certificate of the request's own connection, or, from a {@link trustedProxies} peer, the
+   * RFC 9440 `Client-Cert` it forwarded. Replacing it overrides both.
    */
   readonly clientCertificate?: (req: IncomingMessage) => Uint8Array | undefined;
+  /**
+   * Proxies that terminate TLS in front of this server and forward the client's certificate in
+   * RFC 9440 `Client-Cert` (by their own X.509-SVID on the connection, or by source address).
+   * `Client-Cert` from any other peer is refused (400), never believed; none is trusted by default.
+   */
+  readonly trustedProxies?: TrustedProxies;
+  /** DPoP-bound tokens (RFC 9449 `cnf.jkt`, `Authorization: DPoP`): how their proofs are checked. */
+  readonly dpop?: DpopOptions;
   /** Largest request body read when no body parser ran before, in bytes; 4 MiB by default (the MCP SDK's limit). */
   readonly maxBodyBytes?: number;
   /** How to reach Writ (JWKS, introspection); by default {@link tlsFetch} with `ca` and `introspect.tls`. */
@@ -112,6 +158,21 @@ export interface WritProtectionOptions {
   readonly clock?: Clock;
   /** Called with every refusal (for logs or audit); the response is already decided. */
   readonly onRefusal?: (error: OAuthError, req: IncomingMessage) => void;
+}
+
+/** How `writProtection` checks DPoP proofs (RFC 9449 §7.1). */
+export interface DpopOptions {
+  /** Require a server nonce in every proof (RFC 9449 §9); a proof without the current one gets 401 `use_dpop_nonce` and a `DPoP-Nonce`. */
+  readonly nonces?: DpopNonceSource;
+  /** The proofs' `jti`s seen, to refuse a replay (RFC 9449 §11.1); one per middleware by default. */
+  readonly replay?: DpopReplayCache;
+  /** How old a proof may be (its `iat`), in seconds; 60 by default. */
+  readonly maxAgeSeconds?: number;
+  /**
+   * The URL the client sent the request to, as `htu` must name it: by default the origin of
+   * `resource` with the request's path, so that a proxy in front changes nothing.
+   */
+  readonly url?: (req: IncomingMessage) => string;
 }
 
 /** A request that passed {@link writProtection}. */
@@ -140,22 +201,56 @@ export interface WritProtection {
 
 const DEFAULT_MAX_BODY = 4 * 1024 * 1024;
 
-/** Builds the middleware that admits only requests with a valid Writ token bound to their TLS client certificate. */
-export function writProtection(options: WritProtectionOptions): WritProtection {
-  if (!URL.canParse(options.resource)) throw new Error('writProtection: "resource" must be an absolute URI');
-  if (typeof options.issuer !== 'string' || options.issuer === '') throw new Error('writProtection: "issuer" is required');
+/** The options the token checks (steps 2 and 4) need: shared by `writProtection` and `writTokenVerifier`. */
+export type TokenCheckOptions = Pick<
+  WritProtectionOptions,
+  'resource' | 'issuer' | 'jwksUri' | 'keys' | 'ca' | 'introspect' | 'resourceMetadataUrl' | 'realm' | 'clockSkew' | 'fetch' | 'clock'
+>;
+
+/** Steps 2 and 4 and the challenge settings, built once from the options (one code path for every entry point). */
+export interface TokenChecks {
+  readonly clock: Clock;
+  /** RFC 6750 §3 `realm` and RFC 9728 §5.1 `resource_metadata` of every challenge. */
+  readonly challenge: { readonly realm: string; readonly resourceMetadataUrl: string | undefined };
+  /** Step 2: the verified claims, or {@link InvalidToken} / {@link TemporarilyUnavailable}. */
+  signed(token: string): Promise<AccessTokenClaims>;
+  /** Step 4: resolves when Writ says the token is active (nothing to do without `introspect`). */
+  active(token: string, claims: AccessTokenClaims): Promise<void>;
+}
+
+/** Validates the options and builds the token checks; throws at once on a configuration error. */
+export function tokenChecks(options: TokenCheckOptions, who = 'writProtection'): TokenChecks {
+  if (typeof options.resource !== 'string' || !URL.canParse(options.resource)) throw new Error(`${who}: "resource" must be an absolute URI`);
+  if (typeof options.issuer !== 'string' || options.issuer === '') throw new Error(`${who}: "issuer" is required`);
   const clock = options.clock ?? systemClock;
   const keys = keySource(options, clock);
   const introspect = options.introspect && introspector(options.introspect, { resource: options.resource, clock, fetch: options.fetch });
-  const challenge = {
-    realm: options.realm ?? options.resource,
-    resourceMetadataUrl: options.resourceMetadataUrl === false ? undefined : (options.resourceMetadataUrl ?? protectedResourceMetadataUrl(options.resource)),
+  return {
+    clock,
+    challenge: {
+      realm: options.realm ?? options.resource,
+      resourceMetadataUrl: options.resourceMetadataUrl === false ? undefined : (options.resourceMetadataUrl ?? protectedResourceMetadataUrl(options.resource)),
+    },
+    signed: (token) => verifySignedToken(token, keys, options, clock),
+    active: async (token, claims) => {
+      if (introspect) await introspect(token, claims);
+    },
   };
+}
+
+/** Builds the middleware that admits only requests with a valid Writ token bound to their TLS client certificate. */
+export function writProtection(options: WritProtectionOptions): WritProtection {
+  const checks = tokenChecks(options);
+  for (const [tool, scope] of Object.entries(options.toolScopes ?? {}))
+    if (typeof scope !== 'string' || !isScope(scope)) throw new Error(`writProtection: "toolScopes" of ${JSON.stringify(tool)} is not an RFC 6749 §3.3 scope`);
+  const challenge = { ...checks.challenge, ...(options.toolScopes !== undefined && { toolScopes: options.toolScopes }), ...(options.toolActions !== undefined && { toolActions: options.toolActions }) };
+
+  const binding = senderBinding(options, checks.clock);
 
   const verify = async (token: string, req: IncomingMessage): Promise<AccessTokenClaims> => {
-    const claims = await verifySignedToken(token, keys, options, clock);
-    checkCertificateBinding(claims, (options.clientCertificate ?? tlsPeerCertificate)(req));
-    if (introspect) await introspect(token, claims);
+    const claims = await checks.signed(token);
+    await binding(claims, token, presentedScheme(req), req);
+    await checks.active(token, claims);
     return claims;
   };
 
@@ -163,17 +258,21 @@ export function writProtection(options: WritProtectionOptions): WritProtection {
     const refuse = (err: unknown) => {
       const error = asOAuthError(err);
       options.onRefusal?.(error, req);
-      sendBearerError(res, error, challenge);
+      if (error instanceof HeaderMismatch) sendHeaderMismatch(res, error.detail);
+      else sendBearerError(res, error, { ...challenge, ...(presentedScheme(req) === 'DPoP' && { scheme: 'DPoP' as const }) });
     };
     const admit = async (): Promise<void> => {
-      const token = bearerToken(req);
+      const token = accessToken(req);
       if (token === undefined) throw new MissingToken();
       const claims = await verify(token, req);
       const body = await jsonBody(req as WritRequest, options.maxBodyBytes ?? DEFAULT_MAX_BODY);
+      // Step 5 before step 6: what the headers say is what the tool check decided on.
+      const mismatch = checkMcpHeaders(req.headers, body);
+      if (mismatch !== undefined) throw new HeaderMismatch(mismatch);
       for (const tool of toolCalls(body)) requireTool(claims, tool, requiredActions(options.toolActions, tool));
       const writReq = req as WritRequest;
       writReq.writ = writIdentity(claims, options.toolActions);
-      writReq.auth = mcpAuthInfo(token, writReq.writ);
+      writReq.auth = mcpAuthInfo(token, writReq.writ, checks.challenge.resourceMetadataUrl);
     };
     // What the handlers after `next` throw is theirs to answer, not a refusal of the token.
     admit().then(() => next(), refuse);
@@ -183,7 +282,7 @@ export function writProtection(options: WritProtectionOptions): WritProtection {
 }
 
 /** RFC 6750 §3: a request with no authentication at all gets a challenge without an error code. */
-class MissingToken extends OAuthError {
+export class MissingToken extends OAuthError {
   constructor() {
     super('invalid_token', 'a bearer token is required (RFC 6750 §2.1)', { status: 401 });
   }
@@ -201,6 +300,30 @@ function asOAuthError(err: unknown): OAuthError {
 
 /** RFC 6750 §2.1 `b64token`. */
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
+/** RFC 9449 §7.1: `Authorization: DPoP <token>`, the same token68 syntax. */
+const DPOP = /^DPoP +([A-Za-z0-9\-._~+/]+=*) *$/i;
+
+/** The scheme the request presents its access token with: `Bearer` (RFC 6750) or `DPoP` (RFC 9449 §7.1); undefined for none. */
+export function presentedScheme(req: IncomingMessage): 'Bearer' | 'DPoP' | undefined {
+  const header = req.headers.authorization ?? '';
+  if (/^Bearer(\s|$)/i.test(header)) return 'Bearer';
+  if (/^DPoP(\s|$)/i.test(header)) return 'DPoP';
+  return undefined;
+}
+
+/**
+ * The access token of an `Authorization: Bearer` or `Authorization: DPoP` header (which one
+ * binds which token is checked after verification); undefined without either. Throws like
+ * {@link bearerToken}.
+ */
+export function accessToken(req: IncomingMessage): string | undefined {
+  if (presentedScheme(req) !== 'DPoP') return bearerToken(req);
+  if (new URL(req.url ?? '/', 'http://resource.invalid').searchParams.has('access_token'))
+    throw new InvalidRequest('send the access token in the Authorization header (RFC 6750 §2.1), not in the URI');
+  const match = DPOP.exec(req.headers.authorization!);
+  if (!match) throw new InvalidRequest('the Authorization header is not "DPoP <token>" (RFC 9449 §7.1)');
+  return match[1]!;
+}
 
 /**
  * The token of an `Authorization: Bearer` header; undefined when the request carries no
@@ -225,7 +348,7 @@ export function bearerToken(req: IncomingMessage): string | undefined {
 
 const isKeySource = (k: unknown): k is KeySource => typeof k === 'object' && k !== null && typeof (k as KeySource).getKey === 'function';
 
-function keySource(options: WritProtectionOptions, clock: Clock): KeySource {
+function keySource(options: TokenCheckOptions, clock: Clock): KeySource {
   const { keys, jwksUri } = options;
   if (keys !== undefined && jwksUri !== undefined) throw new Error('writProtection: give "jwksUri" or "keys", not both');
   if (typeof keys === 'function') return { getKey: keys };
@@ -236,7 +359,7 @@ function keySource(options: WritProtectionOptions, clock: Clock): KeySource {
   return new RemoteJwks(jwksUri, { clock, fetch: options.fetch ?? tlsFetch({ ...(options.ca !== undefined && { ca: options.ca }) }) });
 }
 
-async function verifySignedToken(token: string, keys: KeySource, options: WritProtectionOptions, clock: Clock): Promise<AccessTokenClaims> {
+async function verifySignedToken(token: string, keys: KeySource, options: TokenCheckOptions, clock: Clock): Promise<AccessTokenClaims> {
   try {
     return await verifyAccessToken(token, keys, {
       issuer: options.issuer,
@@ -273,10 +396,72 @@ export function tlsPeerCertificate(req: IncomingMessage): Uint8Array | undefined
  * as `ca` so that only SVIDs connect. Throws {@link InvalidToken}.
  */
 export function checkCertificateBinding(claims: Pick<AccessTokenClaims, 'cnf'>, clientCertificate: Uint8Array | undefined): void {
+  if (!('x5t#S256' in claims.cnf)) throw new InvalidToken('the token is DPoP-bound (cnf.jkt) and this resource server checks only certificate binding');
   if (clientCertificate === undefined)
     throw new InvalidToken('the token is bound to a client certificate and this connection presented none (RFC 8705 §3)');
   if (certificateThumbprint(clientCertificate) !== claims.cnf['x5t#S256'])
     throw new InvalidToken('the token is bound to another client certificate ("cnf" "x5t#S256", RFC 8705 §3.1)');
+}
+
+/**
+ * Step 3 for either binding, as the token's `cnf` names it:
+ * - `x5t#S256` (RFC 8705 §3): presented as `Bearer`, over a connection whose client certificate
+ *   — the TLS peer's own, or the one a trusted proxy forwarded in `Client-Cert` (RFC 9440) —
+ *   hashes to it;
+ * - `jkt` (RFC 9449 §7.1): presented as `DPoP` (a DPoP-bound token sent as a bearer token is
+ *   refused, §7.2) with one `DPoP` proof for this method and URL, signed by that key, carrying
+ *   the token's hash (`ath`), fresh, not replayed, and with the server's nonce when required.
+ * Throws {@link InvalidToken}, `invalid_dpop_proof` or `use_dpop_nonce` (401), or
+ * {@link InvalidRequest} for a `Client-Cert` from a peer that is not a trusted proxy.
+ */
+function senderBinding(options: WritProtectionOptions, clock: Clock): (claims: AccessTokenClaims, token: string, scheme: 'Bearer' | 'DPoP' | undefined, req: IncomingMessage) => Promise<void> {
+  const proxies = new ProxyTrust(options.trustedProxies);
+  const replay = options.dpop?.replay ?? new DpopReplayCache({ clock });
+  const origin = new URL(options.resource).origin;
+  const urlOf = options.dpop?.url ?? ((req: IncomingMessage) => new URL(req.url ?? '/', origin).href);
+  const certificateOf = (req: IncomingMessage): Uint8Array | undefined => {
+    if (options.clientCertificate) return options.clientCertificate(req);
+    const own = tlsPeerCertificate(req);
+    const forwarded = proxies.forwarded(req.headers, { address: req.socket.remoteAddress, spiffeId: own && spiffeIdOf(own) });
+    // From a trusted proxy the TLS peer is the proxy: its own certificate is never the client's.
+    if (forwarded !== undefined || (proxies.configured && proxies.trusts({ address: req.socket.remoteAddress, spiffeId: own && spiffeIdOf(own) }))) return forwarded?.certificate;
+    return own;
+  };
+  return async (claims, token, scheme, req) => {
+    if ('jkt' in claims.cnf) {
+      if (scheme !== 'DPoP') throw new InvalidToken('the token is DPoP-bound ("cnf" "jkt"): present it as "Authorization: DPoP" with a proof (RFC 9449 §7.2)');
+      const proof = dpopHeader(req.headers);
+      if (proof === undefined) throw new InvalidDpopProof('a DPoP-bound token needs a DPoP proof in the DPoP header (RFC 9449 §7.1)').forResource();
+      try {
+        await verifyDpopProof(proof, {
+          method: req.method ?? 'GET',
+          url: urlOf(req),
+          accessToken: token,
+          jkt: claims.cnf.jkt,
+          clock,
+          replay,
+          ...(options.dpop?.nonces !== undefined && { nonce: options.dpop.nonces }),
+          ...(options.dpop?.maxAgeSeconds !== undefined && { maxAgeSeconds: options.dpop.maxAgeSeconds }),
+        });
+      } catch (err) {
+        // RFC 9449 §7.1: a resource server answers a bad proof with 401 and a DPoP challenge.
+        throw isDpopError(err) ? err.forResource() : err;
+      }
+      return;
+    }
+    if (scheme !== 'Bearer') throw new InvalidToken('the token is bound to a client certificate ("cnf" "x5t#S256"): present it as "Authorization: Bearer" (RFC 8705 §3)');
+    checkCertificateBinding(claims, certificateOf(req));
+  };
+}
+
+/** The one SPIFFE ID in a certificate's URI SANs (a proxy's X.509-SVID), if it has exactly one. */
+function spiffeIdOf(der: Uint8Array): string | undefined {
+  try {
+    const uris = (new X509Certificate(der).subjectAltName ?? '').split(', ').filter((n) => n.startsWith('URI:spiffe://'));
+    return uris.length === 1 ? uris[0]!.slice(4) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -318,26 +503,55 @@ async function jsonBody(req: WritRequest, maxBytes: number): Promise<unknown> {
 /** RFC 6750 §3: `error_description` and `realm` are quoted strings of %x20-21 / %x23-5B / %x5D-7E. */
 const quoted = (text: string, max = 512): string => `"${text.replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/g, "'").slice(0, max)}"`;
 
+/** How challenges are formatted: `realm`, `resource_metadata`, and the per-tool step-up maps. */
+export interface ChallengeOptions {
+  realm?: string;
+  resourceMetadataUrl?: string | undefined;
+  /** Tool → scope for `scope="…"` on a refused tool call (see `WritProtectionOptions.toolScopes`). */
+  toolScopes?: Readonly<Record<string, string>>;
+  /** The actions each tool requires, for the step-up `authorization_details` when the error does not say. */
+  toolActions?: ToolActions;
+  /** `DPoP` for a request that presented a DPoP-bound token (RFC 9449 §7.1): the challenge then also names the `algs` accepted. */
+  scheme?: 'Bearer' | 'DPoP';
+}
+
+/** The step-up `authorization_details` for an error refusing one named tool (SEP-2350), else undefined. */
+function stepUpOf(error: OAuthError | undefined, options: ChallengeOptions): { tool: string; actions: readonly Action[]; scope: string | undefined } | undefined {
+  // A name no registry could hold (MCP tool names are 1 to 128 characters) asks for nothing.
+  if (!(error instanceof ToolNotGranted) || error.tool === undefined || error.tool.length > 128) return undefined;
+  const actions = error.actions.length > 0 ? error.actions : requiredActions(options.toolActions, error.tool);
+  const scope = options.toolScopes !== undefined && Object.hasOwn(options.toolScopes, error.tool) ? options.toolScopes[error.tool] : undefined;
+  return { tool: error.tool, actions, scope };
+}
+
 /**
  * The `WWW-Authenticate` value for a refusal (RFC 6750 §3): `Bearer realm="…"`, then, unless
- * the request carried no credentials at all, `error` and `error_description`; and
- * `resource_metadata` (RFC 9728 §5.1) when given: the URL of the protected resource metadata.
+ * the request carried no credentials at all, `error` and `error_description`; for a refused
+ * tool call (`insufficient_scope` from `requireTool`) the step-up parameters `scope="…"`
+ * (when `toolScopes` maps the tool) and `authorization_details="<base64url of the JSON
+ * array>"` (`formatStepUpChallengeParams`, `src/tokens/step-up.ts`); and `resource_metadata`
+ * (RFC 9728 §5.1) when given: the URL of the protected resource metadata.
  */
-export function bearerChallenge(error: OAuthError | undefined, options: { realm?: string; resourceMetadataUrl?: string | undefined } = {}): string {
+export function bearerChallenge(error: OAuthError | undefined, options: ChallengeOptions = {}): string {
   const params: string[] = [];
   if (options.realm !== undefined) params.push(`realm=${quoted(options.realm)}`);
   if (error !== undefined && !(error instanceof MissingToken)) params.push(`error="${error.error}"`, `error_description=${quoted(error.error_description)}`);
+  const step = stepUpOf(error, options);
+  if (step !== undefined) params.push(...formatStepUpChallengeParams(step));
   if (options.resourceMetadataUrl !== undefined) params.push(`resource_metadata=${quoted(options.resourceMetadataUrl, 2048)}`);
-  return params.length === 0 ? 'Bearer' : `Bearer ${params.join(', ')}`;
+  const scheme = options.scheme ?? 'Bearer';
+  if (scheme === 'DPoP') params.push(`algs="${DPOP_SIGNING_ALGORITHMS.join(' ')}"`); // RFC 9449 §7.1
+  return params.length === 0 ? scheme : `${scheme} ${params.join(', ')}`;
 }
 
 /**
  * Answers a refusal: the error's status (401 `invalid_token`, 403 `insufficient_scope`, 400
  * `invalid_request`, 503 when Writ cannot answer), a `WWW-Authenticate` challenge on 401, 403
  * and 400 (RFC 6750 §3) and the JSON body `{error, error_description}` (`invalid_token` also
- * for a request without credentials, whose challenge carries no error code). Never cached.
+ * for a request without credentials, whose challenge carries no error code), plus
+ * `authorization_details` (the step-up array, plain JSON) for a refused tool call. Never cached.
  */
-export function sendBearerError(res: ServerResponse, error: OAuthError, options: { realm?: string; resourceMetadataUrl?: string | undefined } = {}): void {
+export function sendBearerError(res: ServerResponse, error: OAuthError, options: ChallengeOptions = {}): void {
   if (res.headersSent) {
     res.destroy();
     return;
@@ -345,8 +559,11 @@ export function sendBearerError(res: ServerResponse, error: OAuthError, options:
   res.statusCode = error.status;
   if (error.status === 401 || error.status === 403 || error.error === 'invalid_request') res.setHeader('WWW-Authenticate', bearerChallenge(error, options));
   if (error.status === 503) res.setHeader('Retry-After', '5');
+  if (error instanceof UseDpopNonce && error.nonce !== '') res.setHeader('DPoP-Nonce', error.nonce); // RFC 9449 §9
   res.setHeader('Cache-Control', 'no-store');
   res.setHeader('Content-Type', 'application/json');
-  res.end(JSON.stringify(error.toJSON()));
+  const step = stepUpOf(error, options);
+  const details: StepUpDetail[] | undefined = step && stepUpDetails(step.tool, step.actions);
+  res.end(JSON.stringify(details === undefined ? error.toJSON() : { ...error.toJSON(), authorization_details: details }));
 }
 

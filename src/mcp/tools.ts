@@ -73,6 +73,21 @@ export function grantedTools(claims: Pick<AccessTokenClaims, 'authorization_deta
  */
 export function requireTool(claims: Pick<AccessTokenClaims, 'authorization_details'>, tool: string | undefined, actions: Action | readonly Action[] = []): void {
   if (toolGranted(claims, tool, actions)) return;
-  const what = tool === undefined ? 'a tools/call without a tool name' : `the tool ${JSON.stringify(tool.slice(0, 128))}${typeof actions === 'string' || actions.length > 0 ? ` for ${[actions].flat().join(', ')}` : ''}`;
-  throw new InsufficientScope(`the token's authorization_details do not grant ${what} (RFC 9396)`);
+  throw new ToolNotGranted(tool, typeof actions === 'string' ? [actions] : actions);
+}
+
+/**
+ * {@link InsufficientScope} for one tool: which tool and actions a new token would need, so
+ * that the 403 challenge can say what to ask for (per-tool step-up, SEP-2350).
+ */
+export class ToolNotGranted extends InsufficientScope {
+  constructor(
+    /** The refused tool; undefined for a `tools/call` without a tool name. */
+    readonly tool: string | undefined,
+    /** The actions the call needs (none: any granted action would do). */
+    readonly actions: readonly Action[],
+  ) {
+    const what = tool === undefined ? 'a tools/call without a tool name' : `the tool ${JSON.stringify(tool.slice(0, 128))}${actions.length > 0 ? ` for ${actions.join(', ')}` : ''}`;
+    super(`the token's authorization_details do not grant ${what} (RFC 9396)`);
+  }
 }

@@ -32,6 +32,7 @@ function action(overrides: Partial<ActionRequest> = {}): ActionRequest {
     classification: 'internal',
     chainDepth: 0,
     taskId: 'task-1',
+    binding: 'mtls',
     ...overrides,
   };
 }
@@ -46,6 +47,7 @@ function delegate(overrides: Partial<DelegateRequest> = {}): DelegateRequest {
     server: DOCS,
     tool: { name: 'search', classification: 'public' },
     classification: 'public',
+    binding: 'mtls',
     ...overrides,
   };
 }
@@ -183,6 +185,20 @@ describe('Cedar policy engine (default deny, request-time decisions)', () => {
       allowed: false,
       policyIds: ['deny-restricted'],
     });
+  });
+
+  it('sees the token binding in context.binding: a policy can forbid DPoP-bound tokens', () => {
+    const text = [
+      '@id("all") permit (principal, action, resource);',
+      '@id("no-dpop") forbid (principal, action, resource) when { context.binding == "dpop" };',
+    ].join('\n');
+    expect(validatePolicies(text)).toEqual({ ok: true });
+    const strict = PolicyEngine.create(text, '7');
+    expect(strict.decide(action({ binding: 'mtls' }))).toMatchObject({ allowed: true, policyIds: ['all'] });
+    expect(strict.decide(action({ binding: 'dpop' }))).toMatchObject({ allowed: false, policyIds: ['no-dpop'] });
+    expect(strict.decide(delegate({ binding: 'dpop' }))).toMatchObject({ allowed: false, policyIds: ['no-dpop'] });
+    // A binding the schema does not know is a malformed request: denied, never guessed.
+    expect(strict.decide(action({ binding: 'bearer' as never })).allowed).toBe(false);
   });
 
   it('reports every determining policy by its @id, and unannotated ones as policy<N> in text order', () => {

@@ -92,7 +92,12 @@ export interface ActionRequest {
   /** 0 for a token exchanged for a user's own subject token, +1 for each chained hop. */
   readonly chainDepth: number;
   readonly taskId: string;
+  /** What the token would be bound to: `mtls` (RFC 8705) or `dpop` (RFC 9449); `context.binding`. */
+  readonly binding: TokenBinding;
 }
+
+/** The sender constraint of the token being decided, as policies see it in `context.binding`. */
+export type TokenBinding = 'mtls' | 'dpop';
 
 /** May `connector`, holding a Writ token of `user`, pass it on to reach `tool` of `server` (chaining)? */
 export interface DelegateRequest {
@@ -108,6 +113,8 @@ export interface DelegateRequest {
   readonly tool: PolicyTool;
   /** The effective classification of the downstream tool. */
   readonly classification: Classification;
+  /** What the new token would be bound to (`context.binding`). */
+  readonly binding: TokenBinding;
 }
 
 export type PolicyRequest = ActionRequest | DelegateRequest;
@@ -143,7 +150,7 @@ const DECISION_CACHE_SIZE = 20_000;
  * could read it (any mention of `task_id`); otherwise it cannot change the answer.
  */
 function decisionKey(r: PolicyRequest, withTaskId: boolean): string {
-  const common = [r.user.sub, r.user.iss, r.user.groups, r.user.risk, r.connector.spiffeId, r.connector.owner, r.connector.trustDomain, r.server, r.tool.name, r.tool.classification, r.classification, r.chainDepth];
+  const common = [r.user.sub, r.user.iss, r.user.groups, r.user.risk, r.connector.spiffeId, r.connector.owner, r.connector.trustDomain, r.server, r.tool.name, r.tool.classification, r.classification, r.chainDepth, r.binding];
   return JSON.stringify(r.kind === 'action' ? ['action', r.action, ...common, withTaskId ? r.taskId : null] : ['delegate', r.chain, ...common]);
 }
 
@@ -277,6 +284,11 @@ function chainDepth(depth: unknown): number {
   return depth;
 }
 
+function tokenBinding(binding: unknown): TokenBinding {
+  if (binding !== 'mtls' && binding !== 'dpop') throw new RangeError(`unknown token binding ${JSON.stringify(binding)}`);
+  return binding;
+}
+
 function cedarRequest(request: PolicyRequest): CedarRequest {
   const server: Entity = { uid: uid(ENTITY_TYPES.server, request.server), attrs: {}, parents: [] };
   level(request.tool.classification, 'tool classification');
@@ -291,6 +303,7 @@ function cedarRequest(request: PolicyRequest): CedarRequest {
     classification: request.classification,
     classification_level: level(request.classification, 'classification'),
     chain_depth: chainDepth(request.chainDepth),
+    binding: tokenBinding(request.binding),
   };
   const kind: unknown = request.kind;
   if (request.kind === 'action') {

@@ -94,6 +94,8 @@ export const WRIT_SCHEMA = `namespace Writ {
       classification_level: Long,
       chain_depth: Long,
       task_id: String,
+      // "mtls" (RFC 8705 certificate-bound) or "dpop" (RFC 9449 DPoP-bound).
+      binding: String,
     },
   };
 
@@ -107,6 +109,8 @@ export const WRIT_SCHEMA = `namespace Writ {
       chain_depth: Long,
       classification: String,
       classification_level: Long,
+      // "mtls" or "dpop": what the new token is bound to.
+      binding: String,
     },
   };
 }

@@ -21,6 +21,7 @@ const request = {
   classification: 'public' as const,
   chainDepth: 0,
   taskId: 'task-1',
+  binding: 'mtls' as const,
 };
 
 /** Cedar still parses, validates and decides: the check below did not let anything break it. */

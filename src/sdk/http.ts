@@ -21,6 +21,8 @@ export interface BrokerCall {
   readonly json?: unknown;
   readonly form?: URLSearchParams;
   readonly accept?: string;
+  /** Further request headers (e.g. `DPoP`); they cannot replace accept, content-type or content-length. */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 /** A 2xx answer. */
@@ -77,7 +79,7 @@ export class BrokerConnection {
 
   #send(call: BrokerCall): Promise<BrokerAnswer> {
     const url = new URL(call.path.replace(/^\//, ''), this.#base);
-    const headers: Record<string, string> = { accept: call.accept ?? 'application/json' };
+    const headers: Record<string, string> = { ...call.headers, accept: call.accept ?? 'application/json' };
     let body: string | undefined;
     if (call.json !== undefined) {
       body = JSON.stringify(call.json);

@@ -9,7 +9,9 @@
  *   current SVID and bundle, peers authorized by SPIFFE ID ({@link authorizeId},
  *   {@link authorizeOneOf}, {@link authorizeMemberOf}, {@link authorizeAny}).
  * - {@link JwtSource}: cached JWT-SVIDs per audience set.
- * - {@link TaskTokenClient}: per-task access tokens by RFC 8693 token exchange, chaining, task end.
+ * - {@link TaskTokenClient}: per-task access tokens by RFC 8693 token exchange, chaining, task end;
+ *   {@link TaskTokenClient.taskFetch}: a `fetch` for MCP clients that follows per-tool step-up.
+ * - {@link DpopKey}: DPoP (RFC 9449) proofs, for tokens bound to a key rather than the SVID's certificate.
  *
  * @example
  * import { X509Source, TaskTokenClient, mtlsAgent, authorizeId } from 'writ/sdk';
@@ -59,6 +61,10 @@ export {
 export { JwtSource, type JwtSvid } from './jwt-source';
 export {
   TaskTokenClient,
+  type TaskTokenClientOptions,
+  type TaskFetch,
+  type TaskFetchOptions,
+  type StepUpEvent,
   type ChainRequest,
   type DataClassification,
   type EndedTask,
@@ -68,6 +74,7 @@ export {
   type ToolAction,
   type ToolRequest,
 } from './task-tokens';
+export { DpopKey, type DpopProofRequest } from './dpop';
 export { systemClock, systemTimers, type Clock, type Timers } from './time';
 export {
   AccessDeniedError,

@@ -1,8 +1,10 @@
 import { sha256 } from '../core/hash';
-import { WritProtocolError } from './errors';
+import { parseStepUpChallenge, type StepUpChallenge } from '../tokens/step-up';
+import { TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE_BY_NAME } from '../tokens/rfc8693';
+import type { DpopKey } from './dpop';
+import { WritOAuthError, WritProtocolError } from './errors';
 import { fresh } from './time';
 import { accessOf, type X509Source } from './x509-source';
-import { TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE_BY_NAME } from '../tokens/rfc8693';
 
 /** The actions an MCP tool performs (Writ's Cedar actions). */
 export type ToolAction = 'read' | 'write' | 'execute' | 'delete';
@@ -53,9 +55,13 @@ export interface ChainRequest {
 
 /** An access token for one task, one resource and the tools policy allowed (RFC 8693 §2.2.1). */
 export interface TaskToken {
-  /** An RFC 9068 JWT bound to the source's SVID (RFC 8705 `cnf`); send it as `Authorization: Bearer`. */
+  /**
+   * An RFC 9068 JWT bound to the source's SVID (RFC 8705 `cnf.x5t#S256`; send it as
+   * `Authorization: Bearer` over mTLS with that SVID), or, when the client has a DPoP key, to
+   * that key (RFC 9449 `cnf.jkt`; send it as `Authorization: DPoP` with a proof).
+   */
   readonly accessToken: string;
-  readonly tokenType: 'Bearer';
+  readonly tokenType: 'Bearer' | 'DPoP';
   /** When the request was sent (the token was issued no earlier). */
   readonly issuedAt: Date;
   /** From `expires_in`, counted from when the request was sent. */
@@ -72,6 +78,53 @@ export interface EndedTask {
   readonly taskId: string;
   /** How many tokens of the task were revoked, chained ones included. */
   readonly revoked: number;
+}
+
+/** Options of a {@link TaskTokenClient}. */
+export interface TaskTokenClientOptions {
+  /**
+   * Bind tokens to this DPoP key (RFC 9449) instead of the SVID's certificate: for MCP servers
+   * reached through a proxy that terminates TLS. The exchange itself still authenticates with
+   * the SVID over mTLS; each exchange and each resource request carries a fresh proof.
+   */
+  readonly dpop?: DpopKey;
+}
+
+/** Options of {@link TaskTokenClient.taskFetch}. */
+export interface TaskFetchOptions {
+  /** How requests reach the MCP server: e.g. `tlsFetch` over mTLS with the SVID, or the global `fetch` for DPoP through a proxy. */
+  readonly fetch: typeof fetch;
+  /**
+   * The actions to ask for when a step-up challenge names a tool but no actions (the server
+   * requires none in particular); without an answer here such a challenge is not followed.
+   */
+  readonly actionsFor?: (tool: string) => readonly ToolAction[] | undefined;
+  /** Told about every step-up: the tool asked for and whether policy granted it. */
+  readonly onStepUp?: (event: StepUpEvent) => void;
+}
+
+/** One step-up {@link TaskTokenClient.taskFetch} followed. */
+export interface StepUpEvent {
+  /** What the server asked for. */
+  readonly tools: readonly ToolRequest[];
+  /** Whether policy granted all of it (the request was then retried with the new token). */
+  readonly granted: boolean;
+  /** The new token, when the broker issued one (it may grant less than asked: then `granted` is false). */
+  readonly token?: TaskToken;
+  /** The broker's refusal, when it issued none. */
+  readonly refused?: WritOAuthError;
+}
+
+/**
+ * A `fetch` that sends each request with the task's token (a new DPoP proof each time, when
+ * DPoP-bound) and follows per-tool step-up once; pass it as an MCP client transport's `fetch`.
+ */
+export interface TaskFetch {
+  (input: string | URL | Request, init?: RequestInit): Promise<Response>;
+  /** The task's current token (exchanged on the first request). */
+  token(): Promise<TaskToken>;
+  /** Ends the task (every token of it revoked); a fetch of an ended task is refused by the server. */
+  end(): Promise<EndedTask | undefined>;
 }
 
 const GRANT_TYPE = TOKEN_EXCHANGE_GRANT_TYPE;
@@ -100,10 +153,16 @@ export class TaskTokenClient {
   readonly #source: X509Source;
   readonly #cache = new Map<string, TaskToken>();
   readonly #inflight = new Map<string, Promise<TaskToken>>();
+  readonly #dpop: DpopKey | undefined;
+  /** The broker's token endpoint (RFC 8414 `token_endpoint`): the `htu` of DPoP proofs sent to it. */
+  #tokenEndpoint: Promise<string> | undefined;
+  /** The last `DPoP-Nonce` each resource server's origin gave (RFC 9449 §9). */
+  readonly #nonces = new Map<string, string>();
 
-  constructor(source: X509Source) {
+  constructor(source: X509Source, options: TaskTokenClientOptions = {}) {
     accessOf(source);
     this.#source = source;
+    this.#dpop = options.dpop;
   }
 
   /** Exchanges the user's ID token for a token for `resource` and the tools policy allows now. */
@@ -136,6 +195,109 @@ export class TaskTokenClient {
     this.#cache.clear();
   }
 
+  /**
+   * A `fetch` for one task at one MCP server: the first request exchanges `request` for a token;
+   * each request carries it (`Authorization: Bearer`, or `DPoP` with a fresh proof, RFC 9449
+   * §7.1, retried once with the server's `DPoP-Nonce` when it asks for one, §9). A `tools/call`
+   * the token does not grant answers 403 `insufficient_scope` with the tool to ask for (MCP
+   * SEP-2350; `@writ/mcp` names it in the challenge's `authorization_details`): the client then
+   * exchanges again within the same task for the tools so far plus that one — policy decides
+   * again — and, when granted, retries the request once with the new token. When policy refuses,
+   * the server's 403 is the answer. Requests whose body is a stream are not retried.
+   *
+   * ```ts
+   * const fetch = tokens.taskFetch({ subjectToken, resource, tools: [{ name: 'list_issues', actions: ['read'] }] }, { fetch: mtls });
+   * const client = new Client({ name: 'agent', version: '1.0.0' });
+   * await client.connect(new StreamableHTTPClientTransport(new URL(resource), { fetch }));
+   * await client.callTool({ name: 'create_issue', arguments: { title } });   // steps up to create_issue, if policy allows
+   * await fetch.end();
+   * ```
+   */
+  taskFetch(request: ExchangeRequest, options: TaskFetchOptions): TaskFetch {
+    if (typeof options?.fetch !== 'function') throw new TypeError('options.fetch is required');
+    let tools: readonly ToolRequest[] = request.tools;
+    let current: Promise<TaskToken> | undefined;
+    const token = (): Promise<TaskToken> => {
+      current ??= this.exchange({ ...request, tools });
+      // A failed first exchange is not remembered: the next request tries again.
+      current.catch(() => (current = undefined));
+      return current;
+    };
+    const send = (input: string | URL | Request, init: RequestInit | undefined, t: TaskToken, nonce?: string) => {
+      const url = input instanceof Request ? input.url : String(input);
+      const method = init?.method ?? (input instanceof Request ? input.method : 'GET');
+      const headers = new Headers(input instanceof Request ? input.headers : undefined);
+      new Headers(init?.headers).forEach((v, k) => headers.set(k, v));
+      headers.set('authorization', `${t.tokenType} ${t.accessToken}`);
+      if (t.tokenType === 'DPoP') {
+        const origin = new URL(url).origin;
+        const n = nonce ?? this.#nonces.get(origin);
+        headers.set('dpop', this.#dpopKey().proof({ method, url, accessToken: t.accessToken, ...(n !== undefined && { nonce: n }) }));
+      }
+      return options.fetch(input, { ...init, headers });
+    };
+    const replayable = (input: string | URL | Request, init: RequestInit | undefined) =>
+      !(input instanceof Request && input.body !== null) && (init?.body === undefined || init.body === null || typeof init.body === 'string' || init.body instanceof URLSearchParams || init.body instanceof ArrayBuffer || ArrayBuffer.isView(init.body));
+    const taskFetch = (async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+      let t = await token();
+      let res = await send(input, init, t);
+      const origin = new URL(input instanceof Request ? input.url : String(input)).origin;
+      const nonce = res.headers.get('dpop-nonce');
+      if (nonce !== null && t.tokenType === 'DPoP') this.#nonces.set(origin, nonce);
+      // RFC 9449 §9: the resource server wants a nonce in the proof: once more, with it.
+      if (res.status === 401 && nonce !== null && t.tokenType === 'DPoP' && /error="use_dpop_nonce"/.test(res.headers.get('www-authenticate') ?? '') && replayable(input, init)) {
+        await res.body?.cancel();
+        res = await send(input, init, t, nonce);
+      }
+      if (res.status !== 403 || !replayable(input, init)) return res;
+      const added = stepUpTools(parseStepUpChallenge(res.headers.get('www-authenticate') ?? ''), options.actionsFor);
+      if (added.length === 0) return res;
+      const wanted = mergeTools(tools, added);
+      let next: TaskToken;
+      try {
+        next = await this.exchange({ ...request, tools: wanted, taskId: t.taskId });
+      } catch (err) {
+        if (!(err instanceof WritOAuthError)) throw err;
+        options.onStepUp?.({ tools: added, granted: false, refused: err });
+        return res;
+      }
+      // RFC 9396 §7: the answer's authorization_details say what was granted, possibly less than asked.
+      const granted = added.every((t) => t.actions.every((a) => next.granted.some((d) => d.tools.includes(t.name) && d.actions.includes(a))));
+      options.onStepUp?.({ tools: added, granted, token: next });
+      if (!granted) return res;
+      tools = wanted;
+      current = Promise.resolve(next);
+      t = next;
+      await res.body?.cancel();
+      return send(input, init, t);
+    }) as TaskFetch;
+    taskFetch.token = token;
+    taskFetch.end = async () => {
+      if (current === undefined) return undefined;
+      const t = await current.catch(() => undefined);
+      return t === undefined ? undefined : this.endTask(t.taskId);
+    };
+    return taskFetch;
+  }
+
+  #dpopKey(): DpopKey {
+    if (this.#dpop === undefined) throw new TypeError('this client has no DPoP key');
+    return this.#dpop;
+  }
+
+  /** The broker's `token_endpoint` from its RFC 8414 metadata, read once. */
+  #tokenEndpointUrl(): Promise<string> {
+    this.#tokenEndpoint ??= accessOf(this.#source)
+      .call({ method: 'GET', path: '/.well-known/oauth-authorization-server' }, { mtls: false })
+      .then((answer) => {
+        const endpoint = (answer.body as { token_endpoint?: unknown } | undefined)?.token_endpoint;
+        if (typeof endpoint !== 'string' || !URL.canParse(endpoint)) throw new WritProtocolError("the broker's metadata names no token_endpoint", answer.status);
+        return endpoint;
+      });
+    this.#tokenEndpoint.catch(() => (this.#tokenEndpoint = undefined));
+    return this.#tokenEndpoint;
+  }
+
   async #exchange(subjectToken: string, subjectTokenType: string, resource: string, tools: readonly ToolRequest[], taskId: string | undefined): Promise<TaskToken> {
     if (typeof subjectToken !== 'string' || subjectToken === '') throw new TypeError('a subject token is required');
     if (typeof resource !== 'string' || resource === '') throw new TypeError('resource is required');
@@ -144,7 +306,7 @@ export class TaskTokenClient {
     const access = accessOf(this.#source);
     // Tokens are bound to the certificate they were exchanged with (RFC 8705 §3): one of a previous SVID is useless.
     const svid = access.material().svid;
-    const keyOf = (task: string | null) => JSON.stringify([svid.fingerprint, subjectTokenType, sha256(subjectToken, 'base64url'), resource, task, details]);
+    const keyOf = (task: string | null) => JSON.stringify([svid.fingerprint, this.#dpop?.jkt ?? null, subjectTokenType, sha256(subjectToken, 'base64url'), resource, task, details]);
     // Without a task id the broker begins a new task (RFC 8693 has no notion of one; Writ's task_id
     // does): never answered from the cache, or two tasks would share one id and end together. A
     // chained hop stays in its parent's task, so the parent token names it.
@@ -177,16 +339,20 @@ export class TaskTokenClient {
 
   async #request(form: URLSearchParams, resource: string): Promise<TaskToken> {
     const access = accessOf(this.#source);
+    // RFC 9449 §5: a proof for this very request binds the token to the key (cnf.jkt).
+    const headers = this.#dpop === undefined ? undefined : { dpop: this.#dpop.proof({ method: 'POST', url: await this.#tokenEndpointUrl() }) };
     const sentAt = access.clock.now();
-    const answer = await access.call({ method: 'POST', path: '/oauth2/token', form }, { mtls: true });
+    const answer = await access.call({ method: 'POST', path: '/oauth2/token', form, ...(headers && { headers }) }, { mtls: true });
     const body = (answer.body ?? {}) as { access_token?: unknown; token_type?: unknown; expires_in?: unknown; task_id?: unknown; authorization_details?: unknown };
     if (typeof body.access_token !== 'string' || typeof body.task_id !== 'string' || typeof body.expires_in !== 'number' || !Array.isArray(body.authorization_details)) {
       throw new WritProtocolError('the token exchange answer lacks access_token, expires_in, task_id or authorization_details', answer.status);
     }
-    if (typeof body.token_type === 'string' && body.token_type.toLowerCase() !== 'bearer') throw new WritProtocolError(`the token exchange answered token_type ${body.token_type}, not Bearer`, answer.status);
+    // RFC 9449 §5: a DPoP-bound token is token_type DPoP; anything else was not bound to the key asked for.
+    const expected = this.#dpop === undefined ? 'Bearer' : 'DPoP';
+    if (typeof body.token_type !== 'string' || body.token_type.toLowerCase() !== expected.toLowerCase()) throw new WritProtocolError(`the token exchange answered token_type ${String(body.token_type)}, not ${expected}`, answer.status);
     return {
       accessToken: body.access_token,
-      tokenType: 'Bearer',
+      tokenType: expected,
       issuedAt: sentAt,
       expiresAt: new Date(sentAt.getTime() + body.expires_in * 1000),
       taskId: body.task_id,
@@ -216,4 +382,27 @@ function authorizationDetails(tools: readonly ToolRequest[]): McpToolGrant[] {
       return { type: 'mcp_tool' as const, tools: [t.name], actions: [...new Set(t.actions)].sort(), ...(t.dataClassification !== undefined && { data_classification: t.dataClassification }) };
     })
     .sort((a, b) => (a.tools[0]! < b.tools[0]! ? -1 : a.tools[0]! > b.tools[0]! ? 1 : 0));
+}
+
+/** The tools a step-up challenge asks for, with their actions (from the challenge, else `actionsFor`); none when it cannot be followed. */
+function stepUpTools(challenge: StepUpChallenge | undefined, actionsFor: TaskFetchOptions['actionsFor']): ToolRequest[] {
+  const tools: ToolRequest[] = [];
+  for (const d of challenge?.authorizationDetails ?? []) {
+    for (const name of d.tools) {
+      const actions = d.actions !== undefined && d.actions.length > 0 ? d.actions : actionsFor?.(name);
+      if (actions === undefined || actions.length === 0) return [];
+      tools.push({ name, actions: actions as readonly ToolAction[] });
+    }
+  }
+  return tools;
+}
+
+/** `tools` with `added` merged in: actions of a tool named in both are united. */
+function mergeTools(tools: readonly ToolRequest[], added: readonly ToolRequest[]): ToolRequest[] {
+  const byName = new Map<string, ToolRequest>(tools.map((t) => [t.name, t]));
+  for (const t of added) {
+    const had = byName.get(t.name);
+    byName.set(t.name, had === undefined ? t : { ...had, actions: [...new Set([...had.actions, ...t.actions])] });
+  }
+  return [...byName.values()];
 }

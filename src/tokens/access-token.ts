@@ -1,11 +1,12 @@
 /**
  * The shape of Writ's access tokens: JWTs in the JWT access token profile (RFC 9068), bound
- * to the connector's X.509-SVID (RFC 8705 §3.1 `cnf.x5t#S256`), naming the acting connector
+ * to the connector's X.509-SVID (RFC 8705 §3.1 `cnf.x5t#S256`) or to its DPoP key (RFC 9449
+ * §6.1 `cnf.jkt`), naming the acting connector
  * chain in `act` (RFC 8693 §4.1) and carrying the granted `authorization_details` (RFC 9396
  * §9.1). Signing is `./sign`, verifying `./verify`; both share these definitions.
  *
  * ```ts
- * if (claims.cnf['x5t#S256'] !== certificateThumbprint(peer.raw)) refuse(); // RFC 8705 §3
+ * if (!('x5t#S256' in claims.cnf) || claims.cnf['x5t#S256'] !== certificateThumbprint(peer.raw)) refuse(); // RFC 8705 §3
  * ```
  */
 import { base64url } from 'jose';
@@ -26,9 +27,26 @@ export interface Act {
 }
 
 /** RFC 8705 §3.1: the token is bound to the certificate whose DER hashes to this. */
-export interface Confirmation {
+export interface CertificateConfirmation {
   readonly 'x5t#S256': string;
 }
+
+/** RFC 9449 §6.1: the token is bound to the DPoP key with this RFC 7638 SHA-256 thumbprint. */
+export interface DpopConfirmation {
+  readonly jkt: string;
+}
+
+/** The token's sender constraint (`cnf`, RFC 7800 §3.1): exactly one of a certificate or a DPoP key. */
+export type Confirmation = CertificateConfirmation | DpopConfirmation;
+
+/** Which binding a confirmation is: `mtls` (RFC 8705) or `dpop` (RFC 9449). */
+export type Binding = 'mtls' | 'dpop';
+
+/** Whether a token is DPoP-bound (RFC 9449 §6.1 `cnf.jkt`). */
+export const isDpopBound = (cnf: Confirmation): cnf is DpopConfirmation => 'jkt' in cnf;
+
+/** The binding a confirmation names. */
+export const bindingOf = (cnf: Confirmation): Binding => (isDpopBound(cnf) ? 'dpop' : 'mtls');
 
 /** The claims of a Writ access token (RFC 9068 §2.2). */
 export interface AccessTokenClaims {

@@ -8,7 +8,10 @@ import {
   InvalidRequest,
   InvalidTarget,
   InvalidToken,
+  InvalidDpopProof,
   OAUTH_ERROR_CODES,
+  OAUTH_ERROR_STATUS,
+  UseDpopNonce,
   OAuthError,
   oauthError,
   TemporarilyUnavailable,
@@ -48,6 +51,7 @@ describe('RFC 6749 §5.2 error response', () => {
     [TemporarilyUnavailable, 'temporarily_unavailable', 503],
     [InvalidToken, 'invalid_token', 401],
     [InsufficientScope, 'insufficient_scope', 403],
+    [InvalidDpopProof, 'invalid_dpop_proof', 400],
   ] as const)('%p is %s with HTTP %d', (Class, code, status) => {
     const err = new Class('x');
     expect(err.type).toBe(code);
@@ -61,5 +65,17 @@ describe('RFC 6749 §5.2 error response', () => {
       expect(err.constructor).not.toBe(OAuthError);
     }
     expect(oauthError('invalid_target', 'x')).toBeInstanceOf(InvalidTarget);
+  });
+
+  it('RFC 9449 §12.2: the DPoP codes are OAuth codes (400 at the token endpoint), built as their classes', () => {
+    expect(OAUTH_ERROR_CODES).toEqual(expect.arrayContaining(['invalid_dpop_proof', 'use_dpop_nonce']));
+    expect(OAUTH_ERROR_STATUS.invalid_dpop_proof).toBe(400);
+    expect(OAUTH_ERROR_STATUS.use_dpop_nonce).toBe(400);
+    expect(oauthError('invalid_dpop_proof', 'x')).toBeInstanceOf(InvalidDpopProof);
+    const nonce = oauthError('use_dpop_nonce', 'x');
+    expect(nonce).toBeInstanceOf(UseDpopNonce);
+    expect((nonce as UseDpopNonce).nonce).toBe('');
+    expect(new UseDpopNonce('n', 'x').toJSON()).toEqual({ error: 'use_dpop_nonce', error_description: 'x' });
+    expect(new UseDpopNonce('n', 'x').forResource().status).toBe(401);
   });
 });

@@ -15,7 +15,8 @@ import { DomainError } from '../core/errors';
  * The error codes Writ's OAuth endpoints answer with: RFC 6749 §5.2 (token endpoint), RFC 8693
  * §2.2.2 (token exchange), RFC 8707 §2 (`invalid_target`), RFC 9396 §5
  * (`invalid_authorization_details`), RFC 6750 §3.1 (resource servers: `invalid_token`,
- * `insufficient_scope`) and RFC 7009 §2.2.1 (`unsupported_token_type`).
+ * `insufficient_scope`), RFC 7009 §2.2.1 (`unsupported_token_type`) and RFC 9449 §12.2
+ * (`invalid_dpop_proof`, `use_dpop_nonce`).
  */
 export const OAUTH_ERROR_CODES = [
   'invalid_request',
@@ -31,6 +32,8 @@ export const OAUTH_ERROR_CODES = [
   'invalid_token',
   'insufficient_scope',
   'unsupported_token_type',
+  'invalid_dpop_proof',
+  'use_dpop_nonce',
 ] as const;
 export type OAuthErrorCode = (typeof OAUTH_ERROR_CODES)[number];
 
@@ -54,6 +57,8 @@ export const OAUTH_ERROR_STATUS: Readonly<Record<OAuthErrorCode, number>> = {
   invalid_token: 401,
   insufficient_scope: 403,
   unsupported_token_type: 400,
+  invalid_dpop_proof: 400, // RFC 9449 §5 at the token endpoint (a resource server answers 401, §7.1)
+  use_dpop_nonce: 400, // RFC 9449 §8 at the token endpoint (a resource server answers 401, §9)
 };
 
 /** The body of an error response (RFC 6749 §5.2). */
@@ -182,25 +187,67 @@ export class UnsupportedTokenType extends OAuthError {
   }
 }
 
-const CLASSES: Record<OAuthErrorCode, new (description: string, options?: Options) => OAuthError> = {
-  invalid_request: InvalidRequest,
-  invalid_client: InvalidClient,
-  invalid_grant: InvalidGrant,
-  unauthorized_client: UnauthorizedClient,
-  unsupported_grant_type: UnsupportedGrantType,
-  invalid_scope: InvalidScope,
-  invalid_target: InvalidTarget,
-  invalid_authorization_details: InvalidAuthorizationDetails,
-  access_denied: AccessDenied,
-  temporarily_unavailable: TemporarilyUnavailable,
-  invalid_token: InvalidToken,
-  insufficient_scope: InsufficientScope,
-  unsupported_token_type: UnsupportedTokenType,
+/** Token endpoint 400 (RFC 9449 §5, §8); a resource server answers 401 (§7.1, §9). */
+const dpopStatus = (resource: boolean): number => (resource ? 401 : 400);
+
+/** RFC 9449 §5 / §7.1: the DPoP proof is missing, malformed, or fails a check of §4.3. 400 (`forResource()`: 401). */
+export class InvalidDpopProof extends OAuthError {
+  readonly dpopError = 'invalid_dpop_proof' as const;
+
+  constructor(description: string, options?: { cause?: unknown; resource?: boolean }) {
+    super('invalid_dpop_proof', description, { status: dpopStatus(options?.resource ?? false), ...(options?.cause === undefined ? {} : { cause: options.cause }) });
+  }
+
+  /** The same refusal as a resource server answers it: 401 with `WWW-Authenticate: DPoP error="invalid_dpop_proof"` (RFC 9449 §7.1). */
+  forResource(): InvalidDpopProof {
+    return new InvalidDpopProof(this.message, { resource: true, ...(this.cause === undefined ? {} : { cause: this.cause }) });
+  }
+}
+
+/**
+ * RFC 9449 §8 / §9: the server requires a nonce and the proof has none, or not the current
+ * one. `nonce` is the fresh value to send in the `DPoP-Nonce` response header (exactly one, §8).
+ * 400 at the token endpoint; `forResource()`: 401 with `WWW-Authenticate: DPoP error="use_dpop_nonce"`.
+ */
+export class UseDpopNonce extends OAuthError {
+  readonly dpopError = 'use_dpop_nonce' as const;
+
+  constructor(
+    readonly nonce: string,
+    description: string,
+    options?: { resource?: boolean },
+  ) {
+    super('use_dpop_nonce', description, { status: dpopStatus(options?.resource ?? false) });
+  }
+
+  /** The same refusal as a resource server answers it (RFC 9449 §9). */
+  forResource(): UseDpopNonce {
+    return new UseDpopNonce(this.nonce, this.message, { resource: true });
+  }
+}
+
+const CLASSES: Record<OAuthErrorCode, (description: string, options?: Options) => OAuthError> = {
+  invalid_request: (d, o) => new InvalidRequest(d, o),
+  invalid_client: (d, o) => new InvalidClient(d, o),
+  invalid_grant: (d, o) => new InvalidGrant(d, o),
+  unauthorized_client: (d, o) => new UnauthorizedClient(d, o),
+  unsupported_grant_type: (d, o) => new UnsupportedGrantType(d, o),
+  invalid_scope: (d, o) => new InvalidScope(d, o),
+  invalid_target: (d, o) => new InvalidTarget(d, o),
+  invalid_authorization_details: (d, o) => new InvalidAuthorizationDetails(d, o),
+  access_denied: (d, o) => new AccessDenied(d, o),
+  temporarily_unavailable: (d, o) => new TemporarilyUnavailable(d, o),
+  invalid_token: (d, o) => new InvalidToken(d, o),
+  insufficient_scope: (d, o) => new InsufficientScope(d, o),
+  unsupported_token_type: (d, o) => new UnsupportedTokenType(d, o),
+  invalid_dpop_proof: (d, o) => new InvalidDpopProof(d, o),
+  // Built from its code alone it has no nonce to hand out: the HTTP layer sends `DPoP-Nonce` only for a non-empty one.
+  use_dpop_nonce: (d) => new UseDpopNonce('', d),
 };
 
 /** The error class for a code: `oauthError('invalid_grant', '…')` is an {@link InvalidGrant}. */
 export function oauthError(code: OAuthErrorCode, description: string, options?: Options): OAuthError {
-  return new CLASSES[code](description, options);
+  return CLASSES[code](description, options);
 }
 
 export const isOAuthError = (err: unknown): err is OAuthError => err instanceof OAuthError;

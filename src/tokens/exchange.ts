@@ -1,3 +1,4 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import type { AuditLog } from '../audit';
 import type { SigningAuthorities } from '../ca/rotator';
 import type { Clock } from '../core/clock';
@@ -30,8 +31,10 @@ import {
   TemporarilyUnavailable,
   UnsupportedGrantType,
 } from './errors';
-import type { Act } from './access-token';
+import type { Act, Binding } from './access-token';
 import { mintAccessToken } from './sign';
+import { hasClientAssertion, JWT_SPIFFE_ASSERTION_TYPE, verifyClientAssertion, type ClientAuthMethod } from './client-assertion';
+import { DpopReplayCache, dpopHeader, InvalidDpopProof, verifyDpopProof, type DpopAlgorithm, type DpopNonceSource } from './dpop';
 import { verifyAccessToken } from './verify';
 import { checkRequestedTokenType, subjectTokenKind, TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE, type IdentityProviders } from './subject-token';
 
@@ -45,11 +48,14 @@ export interface ExchangeClient {
   readonly notAfter: Date;
 }
 
-/** The RFC 8693 §2.2.1 response, with RFC 9396 §7 `authorization_details`. */
+/**
+ * The RFC 8693 §2.2.1 response, with RFC 9396 §7 `authorization_details`; `token_type` is
+ * `DPoP` for a DPoP-bound token (RFC 9449 §5) and `Bearer` for a certificate-bound one (RFC 8705 §3).
+ */
 export interface TokenExchangeResponse {
   access_token: string;
   issued_token_type: typeof TOKEN_TYPE.ACCESS_TOKEN;
-  token_type: 'Bearer';
+  token_type: 'Bearer' | 'DPoP';
   expires_in: number;
   task_id: string;
   authorization_details: McpToolDetail[];
@@ -80,6 +86,32 @@ export interface TokenExchangeDeps {
   clock: Clock;
   random: Random;
   limits: { defaultTtl: number; maxTtl: number; maxChainDepth: number };
+  /**
+   * DPoP at the token endpoint (RFC 9449 §5). `replay`: the per-process cache of proofs seen
+   * (default: one per TokenExchange, on `clock`); `nonces`: when set, proofs must carry a server
+   * nonce (§8; off by default); `algorithms`, `maxAgeSeconds`: as {@link verifyDpopProof} takes them.
+   */
+  dpop?: { replay?: DpopReplayCache; nonces?: DpopNonceSource; algorithms?: readonly DpopAlgorithm[]; maxAgeSeconds?: number };
+}
+
+/** What the HTTP layer passes besides the form: the request's `DPoP` header(s), unparsed (RFC 9449 §4.1). */
+export interface ExchangeRequestHeaders {
+  readonly dpop?: IncomingHttpHeaders['dpop'];
+}
+
+/** What the issued token is bound to (`cnf`): the client certificate (RFC 8705 §3.1) or a DPoP key (RFC 9449 §6.1). */
+type TokenBinding = { readonly kind: 'mtls'; readonly clientCertificate: Uint8Array } | { readonly kind: 'dpop'; readonly dpopJkt: string };
+
+/** The authenticated connector: who, how, and what its credential's lease and lifetime are. */
+interface Connector {
+  spiffeId: string;
+  owner: string;
+  trustDomain: string;
+  /** The leases that must still be live at commit: the X.509-SVID's and/or the JWT-SVID's. */
+  leaseIds: string[];
+  method: ClientAuthMethod;
+  /** The authenticating credential's expiry: the token never outlives it. */
+  notAfter: Date;
 }
 
 /** The form parameters of a token exchange request (RFC 8693 §2.1), each given at most once. */
@@ -105,17 +137,19 @@ interface Subject {
 const SINGLE = ['grant_type', 'subject_token', 'subject_token_type', 'authorization_details', 'task_id', 'requested_token_type', 'scope', 'audience', 'actor_token', 'actor_token_type'];
 
 const NOT_A_CLIENT = 'the client certificate is not a current X.509-SVID of an enabled registration entry';
+const NOT_A_LIVE_JWT_SVID = 'client_assertion is not a current JWT-SVID of an enabled registration entry';
 const PARENT_REVOKED = 'subject_token: the access token, or one it was exchanged from, was revoked or has expired';
 const USER_REVOKED = 'subject_token: the user or session was revoked after this token was issued; sign in again';
 
 /** The error a lease refused at commit answers: the one a request made after the revocation gets. */
-function lostRace(refusal: LeaseRefusal, clientLease: string) {
+function lostRace(refusal: LeaseRefusal, client: Pick<Connector, 'leaseIds' | 'method'>) {
+  const notAClient = () => new InvalidClient(client.method === 'jwt-spiffe' ? NOT_A_LIVE_JWT_SVID : NOT_A_CLIENT);
   if (refusal.reason === 'task-ended') return new InvalidGrant('the task has ended');
-  if (refusal.reason === 'requires') return refusal.lease === clientLease ? new InvalidClient(NOT_A_CLIENT) : new InvalidGrant(PARENT_REVOKED);
+  if (refusal.reason === 'requires') return client.leaseIds.includes(refusal.lease) ? notAClient() : new InvalidGrant(PARENT_REVOKED);
   switch (refusal.kind) {
     case 'kill-switch':
     case 'connector':
-      return new InvalidClient(NOT_A_CLIENT); // RFC 8705 §2: the client's SVID is revoked
+      return notAClient(); // RFC 8705 §2: the client's SVID is revoked
     case 'user':
     case 'session':
     case 'email':
@@ -135,14 +169,27 @@ function lostRace(refusal: LeaseRefusal, clientLease: string) {
  * OAuth error and is audited; nothing is returned before its lease is committed.
  */
 export class TokenExchange {
-  constructor(private readonly deps: TokenExchangeDeps) {}
+  readonly #replay: DpopReplayCache;
 
-  async exchange(client: ExchangeClient | undefined, form: Record<string, unknown>): Promise<TokenExchangeResponse> {
+  constructor(private readonly deps: TokenExchangeDeps) {
+    this.#replay = deps.dpop?.replay ?? new DpopReplayCache({ clock: deps.clock });
+  }
+
+  /**
+   * `client`: the verified mTLS client certificate, if any; `headers.dpop`: the request's DPoP
+   * header(s). The client authenticates with its X.509-SVID (RFC 8705 §2) and/or a JWT-SVID
+   * client assertion (draft-ietf-oauth-spiffe-client-auth); the token is bound to the DPoP
+   * proof's key when there is one (RFC 9449 §5), else to the client certificate — never to nothing.
+   */
+  async exchange(client: ExchangeClient | undefined, form: Record<string, unknown>, headers: ExchangeRequestHeaders = {}): Promise<TokenExchangeResponse> {
     let audit: Record<string, unknown> = { client: client?.spiffeId };
     try {
       // Before any check: a revocation committed after this point refuses the lease at commit.
       const epoch = await this.deps.epochs.begin();
-      const connector = await this.authenticate(client);
+      const connector = await this.authenticate(client, form);
+      audit = { ...audit, client: connector.spiffeId, client_auth: connector.method };
+      const binding = await this.bind(client, headers);
+      audit = { ...audit, binding: binding.kind };
       const request = this.parse(form);
       audit = { ...audit, resource: request.resource };
       const subject = await this.verifySubject(request, connector);
@@ -153,29 +200,87 @@ export class TokenExchange {
       const chain = subject.parent ? this.attenuateChain(subject.parent, wanted) : { depth: 0, dropped: [] };
       const engine = await this.deps.policies.engine();
       const task = await this.task(request, subject, connector.spiffeId);
-      const { granted, decisions } = this.decide(engine, { resource, wanted, subject, connector, depth: chain.depth, taskId: task.id });
+      const { granted, decisions } = this.decide(engine, { resource, wanted, subject, connector, depth: chain.depth, taskId: task.id, binding: binding.kind });
       audit = { ...audit, taskId: task.id, policyVersion: engine.version, decisions, ...(chain.dropped.length > 0 && { attenuated: chain.dropped }) };
       if (granted.length === 0) throw new AccessDenied('policy allows none of the requested tools and actions now');
-      return await this.issue({ client: client!, connector, subject, resource, granted, task, audit, epoch });
+      return await this.issue({ binding, connector, subject, resource, granted, task, audit, epoch });
     } catch (err) {
       const code = (err as { type?: string }).type ?? 'server_error';
       await this.deps.audit
-        .append({ type: 'token.refused', subject: (audit.user as string) ?? undefined, actor: client?.spiffeId, details: { ...audit, error: code } })
+        .append({ type: 'token.refused', subject: (audit.user as string) ?? undefined, actor: (audit.client as string | undefined) ?? undefined, details: { ...audit, error: code } })
         .catch(() => undefined);
       if (isOAuthError(err)) throw err;
       throw new TemporarilyUnavailable('the broker cannot decide now', { cause: err });
     }
   }
 
+  /**
+   * The client: its X.509-SVID (RFC 8705 §2) and/or a JWT-SVID client assertion
+   * (draft-ietf-oauth-spiffe-client-auth). Each credential must be live (its lease neither
+   * expired nor revoked — the kill switch revokes both) and its entry enabled; given both,
+   * they must name the same SPIFFE ID, and both must be live.
+   */
+  private async authenticate(client: ExchangeClient | undefined, form: Record<string, unknown>): Promise<Connector> {
+    const assertion = hasClientAssertion(form) ? await this.authenticateAssertion(form) : undefined;
+    const certificate = client ? await this.authenticateCertificate(client) : undefined;
+    if (!certificate && !assertion) {
+      throw new InvalidClient(`authenticate with the connector's X.509-SVID as the TLS client certificate (RFC 8705 §2) or a JWT-SVID as client_assertion (client_assertion_type ${JWT_SPIFFE_ASSERTION_TYPE})`);
+    }
+    if (certificate && assertion && certificate.spiffeId !== assertion.spiffeId) throw new InvalidClient('the client certificate and the client assertion name different clients');
+    const first = (certificate ?? assertion)!;
+    return {
+      ...first,
+      leaseIds: [...(certificate?.leaseIds ?? []), ...(assertion?.leaseIds ?? [])],
+      // RFC 6749 §2.3: one method per request; with both, the certificate authenticates and the assertion must agree.
+      method: certificate ? 'tls_client_auth' : 'jwt-spiffe',
+    };
+  }
+
   /** RFC 8705 §2: the client is the SVID's SPIFFE ID; the SVID must be live and its entry enabled. */
-  private async authenticate(client: ExchangeClient | undefined): Promise<{ spiffeId: string; owner: string; trustDomain: string; leaseId: string }> {
-    if (!client) throw new InvalidClient('authenticate with the connector\'s X.509-SVID as the TLS client certificate (RFC 8705 §2)');
+  private async authenticateCertificate(client: ExchangeClient): Promise<Connector> {
     const lease = await this.deps.leases.activeSvid(client.serial, client.fingerprint, this.deps.clock.now());
     const entry = lease?.entryId ? await this.deps.entries.get(lease.entryId) : undefined;
     if (!lease || !entry || !entry.enabled || lease.spiffeId !== client.spiffeId) {
       throw new InvalidClient(NOT_A_CLIENT);
     }
-    return { spiffeId: client.spiffeId, owner: entry.metadata.owner ?? '', trustDomain: new URL(client.spiffeId).hostname, leaseId: lease.id };
+    return { spiffeId: client.spiffeId, owner: entry.metadata.owner ?? '', trustDomain: new URL(client.spiffeId).hostname, leaseIds: [lease.id], method: 'tls_client_auth', notAfter: client.notAfter };
+  }
+
+  /** draft-ietf-oauth-spiffe-client-auth: a JWT-SVID this broker issued, whose lease is live and whose entry is enabled. */
+  private async authenticateAssertion(form: Record<string, unknown>): Promise<Connector> {
+    const svid = await verifyClientAssertion(form, { issuer: this.deps.issuer, bundle: await this.deps.bundle.current(), clock: this.deps.clock });
+    const now = this.deps.clock.now();
+    const lease = (await this.deps.leases.tokenAlive(svid.jti, now)) ? await this.deps.leases.get(svid.jti) : undefined;
+    const entry = lease?.entryId ? await this.deps.entries.get(lease.entryId) : undefined;
+    if (!lease || lease.kind !== 'jwt-svid' || lease.spiffeId !== svid.spiffeId || lease.revokedAt || lease.expiresAt <= now || !entry || !entry.enabled) {
+      throw new InvalidClient(NOT_A_LIVE_JWT_SVID);
+    }
+    return { spiffeId: svid.spiffeId, owner: entry.metadata.owner ?? '', trustDomain: new URL(svid.spiffeId).hostname, leaseIds: [lease.id], method: 'jwt-spiffe', notAfter: svid.expiresAt };
+  }
+
+  /**
+   * RFC 9449 §5: with a DPoP proof (for POST to `<issuer>/oauth2/token`, the broker's public
+   * URL — what the client sees, also behind a TLS-terminating proxy) the token is bound to its
+   * key, even over mTLS; else to the client certificate (RFC 8705 §3). Neither: refused.
+   */
+  private async bind(client: ExchangeClient | undefined, headers: ExchangeRequestHeaders): Promise<TokenBinding> {
+    const header = dpopHeader({ dpop: headers.dpop });
+    if (header !== undefined) {
+      const dpop = this.deps.dpop;
+      const proof = await verifyDpopProof(header, {
+        method: 'POST',
+        url: `${this.deps.issuer}/oauth2/token`,
+        clock: this.deps.clock,
+        replay: this.#replay,
+        ...(dpop?.nonces !== undefined && { nonce: dpop.nonces }),
+        ...(dpop?.algorithms !== undefined && { algorithms: dpop.algorithms }),
+        ...(dpop?.maxAgeSeconds !== undefined && { maxAgeSeconds: dpop.maxAgeSeconds }),
+      });
+      return { kind: 'dpop', dpopJkt: proof.jkt };
+    }
+    if (client) return { kind: 'mtls', clientCertificate: client.certificateDer };
+    // Never an unbound bearer token: without a client certificate, the request must prove a key.
+    throw new InvalidDpopProof('send a DPoP proof (RFC 9449 §4) in the DPoP header: without a client certificate, the token is bound to a DPoP key');
   }
 
   /** RFC 8693 §2.1, RFC 8707 §2, RFC 9396 §2. */
@@ -275,17 +380,17 @@ export class TokenExchange {
   /** One Cedar decision per tool and action (and, chained, a `delegate` decision per tool); the allowed ones are granted. */
   private decide(
     engine: PolicyEngine,
-    ctx: { resource: Resource; wanted: { tool: Tool; action: Action; classification: Classification }[]; subject: Subject; connector: { spiffeId: string; owner: string; trustDomain: string }; depth: number; taskId: string },
+    ctx: { resource: Resource; wanted: { tool: Tool; action: Action; classification: Classification }[]; subject: Subject; connector: { spiffeId: string; owner: string; trustDomain: string }; depth: number; taskId: string; binding: Binding },
   ): { granted: McpToolDetail[]; decisions: Record<string, unknown>[] } {
     const decisions: Record<string, unknown>[] = [];
     const allowed: { tool: string; action: Action; classification: Classification }[] = [];
     for (const w of ctx.wanted) {
       const tool = { name: w.tool.name, classification: w.tool.classification };
-      const user = engine.decide({ kind: 'action', action: w.action, user: ctx.subject.user, connector: ctx.connector, server: ctx.resource.uri, tool, classification: w.classification, chainDepth: ctx.depth, taskId: ctx.taskId });
+      const user = engine.decide({ kind: 'action', action: w.action, user: ctx.subject.user, connector: ctx.connector, server: ctx.resource.uri, tool, classification: w.classification, chainDepth: ctx.depth, taskId: ctx.taskId, binding: ctx.binding });
       let ok = user.allowed;
       const record: Record<string, unknown> = { tool: w.tool.name, action: w.action, allowed: user.allowed, policies: user.policyIds, ...(user.errors.length > 0 && { errors: user.errors }) };
       if (ctx.subject.parent) {
-        const delegate = engine.decide({ kind: 'delegate', connector: ctx.connector, user: ctx.subject.user, chain: actChain(ctx.subject.parent.act), chainDepth: ctx.depth, server: ctx.resource.uri, tool, classification: w.classification });
+        const delegate = engine.decide({ kind: 'delegate', connector: ctx.connector, user: ctx.subject.user, chain: actChain(ctx.subject.parent.act), chainDepth: ctx.depth, server: ctx.resource.uri, tool, classification: w.classification, binding: ctx.binding });
         ok = ok && delegate.allowed;
         record.delegate = { allowed: delegate.allowed, policies: delegate.policyIds };
       }
@@ -317,8 +422,8 @@ export class TokenExchange {
 
   /** Mints the token, then commits its lease, its task when new, and the audit event together (group commit) before returning it. */
   private async issue(ctx: {
-    client: ExchangeClient;
-    connector: { spiffeId: string; leaseId: string };
+    binding: TokenBinding;
+    connector: Connector;
     subject: Subject;
     resource: Resource;
     granted: McpToolDetail[];
@@ -333,7 +438,7 @@ export class TokenExchange {
         subject: ctx.subject.user.sub,
         audience: ctx.resource.uri,
         clientId: connector,
-        clientCertificate: ctx.client.certificateDer,
+        ...(ctx.binding.kind === 'dpop' ? { dpopJkt: ctx.binding.dpopJkt } : { clientCertificate: ctx.binding.clientCertificate }),
         ...(ctx.subject.parent && { parentAct: ctx.subject.parent.act }),
         authorizationDetails: ctx.granted,
         taskId: ctx.task.id,
@@ -341,7 +446,7 @@ export class TokenExchange {
         lifetime: {
           default: this.deps.limits.defaultTtl,
           maximum: this.deps.limits.maxTtl,
-          certificateNotAfter: ctx.client.notAfter,
+          certificateNotAfter: ctx.connector.notAfter,
           subjectTokenExpiresAt: ctx.subject.expiresAt,
           ...(ctx.subject.parent && { parentTokenExpiresAt: ctx.subject.parent.expiresAt }),
         },
@@ -363,7 +468,8 @@ export class TokenExchange {
           sid: ctx.subject.sid ?? null,
           taskId: ctx.task.id,
           audience: [ctx.resource.uri],
-          fingerprint: sha256(ctx.client.certificateDer, 'hex'),
+          // The binding: the certificate's SHA-256 (hex), or `jkt:` and the DPoP key's thumbprint (RFC 9449 §6.1).
+          fingerprint: ctx.binding.kind === 'dpop' ? `jkt:${ctx.binding.dpopJkt}` : sha256(ctx.binding.clientCertificate, 'hex'),
           authorizationDetails: ctx.granted,
           parentId: ctx.subject.parent?.jti ?? null,
           issuedAt: minted.issuedAt,
@@ -374,18 +480,18 @@ export class TokenExchange {
           ...(ctx.task.pending && { task: { id: ctx.task.id, subject: user.sub, subjectIssuer: user.iss, connector, subjectGroups: user.groups, subjectRisk: user.risk !== 'unknown' ? user.risk : null } }),
           audit: { type: 'token.issued', subject: user.sub, actor: connector, details: { ...ctx.audit, jti: minted.jti, granted: ctx.granted, expiresAt: minted.expiresAt.toISOString() } },
           // Checked again at commit: the client's SVID and the parent token must still be live, and no revocation since `epoch` may name the token.
-          basis: { epoch: ctx.epoch, requires: [ctx.connector.leaseId, ...(ctx.subject.parent ? [ctx.subject.parent.jti] : [])] },
+          basis: { epoch: ctx.epoch, requires: [...ctx.connector.leaseIds, ...(ctx.subject.parent ? [ctx.subject.parent.jti] : [])] },
         },
       );
     } catch (err) {
       // A revocation won the race: refused as a request made after it would be, and nothing was issued.
-      if (err instanceof LeaseRefused) throw lostRace(err.refusal, ctx.connector.leaseId);
+      if (err instanceof LeaseRefused) throw lostRace(err.refusal, ctx.connector);
       throw new TemporarilyUnavailable('the token could not be recorded; none was issued', { cause: err });
     }
     return {
       access_token: minted.token,
       issued_token_type: TOKEN_TYPE.ACCESS_TOKEN,
-      token_type: 'Bearer',
+      token_type: ctx.binding.kind === 'dpop' ? 'DPoP' : 'Bearer', // RFC 9449 §5; RFC 8705 §3
       expires_in: minted.expiresIn,
       task_id: ctx.task.id,
       authorization_details: ctx.granted,

@@ -11,6 +11,26 @@ export * from './sign';
 export * from './verify';
 export * from './attenuate';
 export * from './exchange';
+export * from './client-assertion';
+export {
+  DPOP_JWT_TYPE,
+  DPOP_SIGNING_ALGORITHMS,
+  DpopNonces,
+  DpopReplayCache,
+  dpopChallenge,
+  dpopHeader,
+  dpopThumbprint,
+  accessTokenHash,
+  isDpopError,
+  normalizeHtu,
+  verifyDpopProof,
+  type DpopAlgorithm,
+  type DpopErrorCode,
+  type DpopExpectation,
+  type DpopNonceSource,
+  type DpopProof,
+  type ReplayOutcome,
+} from './dpop';
 export { Introspection, type IntrospectionDeps, type IntrospectionResponse } from './introspection';
 export { TokenRevocation, type TokenRevocationDeps } from './revocation';
 export { ADMIN_CALLER, type OAuthCaller } from './caller';

@@ -57,6 +57,24 @@ describe('RFC 7662 token introspection', () => {
     await expect(service.introspect({ admin: false, svid: svid(RESOURCE_ID) }, { token })).resolves.toMatchObject({ active: true, token_type: 'Bearer', sub: 'alice', aud: RESOURCE, jti });
   });
 
+  it('RFC 9449 §6.2: a DPoP-bound token is token_type DPoP with cnf.jkt as signed', async () => {
+    const jkt = 'NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs';
+    const dpop = await mintAccessToken(
+      {
+        issuer: ISSUER, subject: 'alice', audience: RESOURCE, clientId: CONNECTOR, dpopJkt: jkt, taskId: '6f1c2b9e-0d5a-4b8e-9f7c-2a3b4c5d6e7f',
+        authorizationDetails: [{ type: 'mcp_tool', tools: ['search'], actions: ['read'] }],
+        lifetime: { maximum: 300, certificateNotAfter: new Date(clock.now().getTime() + 3600_000), subjectTokenExpiresAt: new Date(clock.now().getTime() + 3600_000) },
+      },
+      key,
+      clock,
+      { bytes: (n) => new Uint8Array(n), uuid: () => '1b7e9a2c-41f6-4d5e-9b39-1c2d3e4f5a6b' },
+    );
+    const { service } = introspection();
+    const answer = await service.introspect({ admin: false, svid: svid(RESOURCE_ID) }, { token: dpop.token });
+    expect(answer).toMatchObject({ active: true, token_type: 'DPoP', cnf: { jkt } });
+    expect((answer as { cnf: object }).cnf).toEqual({ jkt });
+  });
+
   it('§4: answers inactive to a caller that is not the token\'s resource, and audits the refusal', async () => {
     const { service, events } = introspection();
     await expect(service.introspect({ admin: false, svid: svid(OTHER) }, { token })).resolves.toEqual({ active: false });

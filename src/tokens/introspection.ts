@@ -6,7 +6,7 @@ import type { ResourceStore } from '../resources';
 import type { TrustBundle } from '../spiffe/bundle';
 import { authenticateCaller, presentedClaims, tokenParam, type OAuthCaller } from './caller';
 import { isOAuthError } from './errors';
-import type { AccessTokenClaims } from './access-token';
+import { isDpopBound, type AccessTokenClaims } from './access-token';
 
 export interface IntrospectionDeps {
   issuer: string;
@@ -20,8 +20,11 @@ export interface IntrospectionDeps {
   revocationBoundMs?: number;
 }
 
-/** RFC 7662 §2.2: the answer; an active token's claims are returned as they were signed. */
-export type IntrospectionResponse = { active: false } | ({ active: true; token_type: 'Bearer' } & AccessTokenClaims);
+/**
+ * RFC 7662 §2.2: the answer; an active token's claims are returned as they were signed, `cnf`
+ * as is (RFC 8705 §3.2, RFC 9449 §6.2), and `token_type` `DPoP` for a DPoP-bound token (RFC 9449 §6.2).
+ */
+export type IntrospectionResponse = { active: false } | ({ active: true; token_type: 'Bearer' | 'DPoP' } & AccessTokenClaims);
 
 const INACTIVE: IntrospectionResponse = { active: false };
 
@@ -53,7 +56,7 @@ export class Introspection {
     if (!claims) return INACTIVE;
     if (caller !== 'admin' && !(await this.isTokensResource(caller, claims))) return INACTIVE;
     if (!(await this.deps.leases.tokenAlive(claims.jti, this.deps.clock.now()))) return INACTIVE;
-    return { active: true, token_type: 'Bearer', ...claims };
+    return { active: true, token_type: isDpopBound(claims.cnf) ? 'DPoP' : 'Bearer', ...claims };
   }
 
   /** RFC 7662 §4: a resource learns only about tokens meant for it; any other asking is refused (as inactive) and audited. */

@@ -12,6 +12,7 @@ import {
   tokenLifetime,
   type AccessTokenSigningKey,
   type LifetimeBounds,
+  type MintFields,
   type MintInput,
 } from './sign';
 import { T0, T0S, at, ISSUER, CONNECTOR, RESOURCE, granted, fixedRandom, signingKey, connectorCertificate, bounds, mintInput } from '../../test/support/access-tokens';
@@ -26,7 +27,7 @@ beforeAll(() => {
   ({ key, publicKey } = signingKey('kid-1'));
 });
 
-const input = (over: Partial<MintInput> = {}): MintInput => mintInput(certDer, over);
+const input = (over: Partial<MintFields> = {}): MintInput => mintInput(certDer, over);
 
 describe('RFC 9068 §2.1 access token header', () => {
   it('is typ at+jwt, alg ES256, with the kid of the signing key', async () => {
@@ -89,6 +90,25 @@ describe('RFC 9068 §2.2 access token claims', () => {
   });
 });
 
+describe('RFC 9449 §6.1 DPoP-bound access tokens (cnf jkt)', () => {
+  const jkt = 'NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs';
+  const fields = (): MintFields => {
+    const { clientCertificate: _unused, ...rest } = input();
+    return rest as MintFields;
+  };
+
+  it('binds to the DPoP key thumbprint instead of the certificate', async () => {
+    const { claims } = await mintAccessToken({ ...fields(), dpopJkt: jkt }, key, new ManualClock(T0), fixedRandom());
+    expect(claims.cnf).toEqual({ jkt });
+  });
+
+  it('refuses to mint a token bound to nothing, to both, or to a malformed thumbprint', async () => {
+    await expect(mintAccessToken(fields() as MintInput, key, new ManualClock(T0), fixedRandom())).rejects.toThrow(/exactly one/);
+    await expect(mintAccessToken({ ...input(), dpopJkt: jkt } as unknown as MintInput, key, new ManualClock(T0), fixedRandom())).rejects.toThrow(/exactly one/);
+    await expect(mintAccessToken({ ...fields(), dpopJkt: 'short' }, key, new ManualClock(T0), fixedRandom())).rejects.toThrow(/RFC 7638/);
+  });
+});
+
 describe('RFC 8705 §3.1 certificate-bound access tokens (cnf x5t#S256)', () => {
   it('equals openssl x509 -outform DER | openssl dgst -sha256 -binary | base64url', () => {
     const openssl = execFileSync('sh', ['-c', `openssl x509 -in "${join(dir, 'svid.pem')}" -outform DER | openssl dgst -sha256 -binary | openssl base64 -A | tr '+/' '-_' | tr -d '='`], {
@@ -134,7 +154,7 @@ describe('RFC 9068 §2.2 exp: token lifetime capping', () => {
   });
 
   it.each([
-    ['certificate', { certificateNotAfter: at(0) }, /client certificate \(X\.509-SVID\) expires now or has expired/],
+    ['certificate', { certificateNotAfter: at(0) }, /client certificate \(X\.509-SVID\), or the JWT-SVID the client authenticated with, expires now or has expired/],
     ['subject_token', { subjectTokenExpiresAt: at(-10) }, /subject token expires now or has expired/],
     ['parent_token', { parentTokenExpiresAt: at(0) }, /parent token .* expires now or has expired/],
     ['maximum', { maximum: 0 }, /configured maximum token lifetime is not positive/],

@@ -13,7 +13,7 @@
 import { sign, type KeyObject } from 'node:crypto';
 import type { Clock } from '../core/clock';
 import type { Random } from '../core/random';
-import { ACCESS_TOKEN_JWT_TYPE, certificateThumbprint, type AccessTokenClaims, type Act } from './access-token';
+import { ACCESS_TOKEN_JWT_TYPE, certificateThumbprint, type AccessTokenClaims, type Act, type Confirmation } from './access-token';
 import type { McpToolDetail } from './authorization-details';
 import { AccessDenied, InvalidGrant, InvalidRequest } from './errors';
 
@@ -43,7 +43,7 @@ export interface LifetimeBounds {
   readonly default?: number;
   /** The configured longest lifetime, in seconds. */
   readonly maximum: number;
-  /** The connector's X.509-SVID: a token bound to a certificate never outlives it. */
+  /** The connector's credential (its X.509-SVID, or the JWT-SVID it authenticated with): a token never outlives it. */
   readonly certificateNotAfter: Date;
   /** The subject token's `exp`: the user's identity never outlives its proof. */
   readonly subjectTokenExpiresAt: Date;
@@ -68,7 +68,7 @@ const EXPIRED: Record<LifetimeBound, string> = {
   requested: 'the requested lifetime is not positive',
   default: 'the default token lifetime is not positive',
   maximum: 'the configured maximum token lifetime is not positive',
-  certificate: 'the client certificate (X.509-SVID) expires now or has expired; renew it and ask again',
+  certificate: 'the client certificate (X.509-SVID), or the JWT-SVID the client authenticated with, expires now or has expired; renew it and ask again',
   subject_token: 'the subject token expires now or has expired',
   parent_token: 'the parent token (the subject token being chained) expires now or has expired',
 };
@@ -107,17 +107,23 @@ export function tokenLifetime(now: Date, bounds: LifetimeBounds): Lifetime {
 // Minting.
 // ---------------------------------------------------------------------------------------
 
-export interface MintInput {
+/**
+ * What the token is bound to, exactly one: the DER of the connector's client certificate
+ * (X.509-SVID, RFC 8705 §3.1 `x5t#S256`) or the thumbprint of its DPoP key (RFC 9449 §6.1 `jkt`).
+ */
+export type MintBinding = { readonly clientCertificate: Uint8Array; readonly dpopJkt?: never } | { readonly dpopJkt: string; readonly clientCertificate?: never };
+
+export type MintInput = MintBinding & MintFields;
+
+export interface MintFields {
   /** Writ's issuer identifier (RFC 8414 `issuer`). */
   readonly issuer: string;
   /** The user: the subject token's `sub`. */
   readonly subject: string;
   /** The one resource URI the token is for. */
   readonly audience: string;
-  /** The connector's SPIFFE ID, from its client certificate. */
+  /** The connector's SPIFFE ID, from its client certificate or its JWT-SVID client assertion. */
   readonly clientId: string;
-  /** The DER of the connector's client certificate (X.509-SVID), to which the token is bound. */
-  readonly clientCertificate: Uint8Array;
   /** For a chained token, the parent token's `act`: it is nested under the current connector. */
   readonly parentAct?: Act;
   /** What policy granted: never empty. */
@@ -146,10 +152,23 @@ export interface MintedAccessToken {
   readonly claims: AccessTokenClaims;
 }
 
+const JKT = /^[A-Za-z0-9_-]{43}$/;
+
+/** The `cnf` claim: exactly one binding (no unbound bearer token is ever minted). */
+function confirmationOf(binding: MintBinding): Confirmation {
+  const { clientCertificate, dpopJkt } = binding as { clientCertificate?: Uint8Array; dpopJkt?: string };
+  if ((clientCertificate === undefined) === (dpopJkt === undefined)) throw new Error('an access token is bound to exactly one of a client certificate or a DPoP key');
+  if (dpopJkt !== undefined) {
+    if (!JKT.test(dpopJkt)) throw new Error('a DPoP key thumbprint is the base64url SHA-256 of the key (RFC 7638)');
+    return { jkt: dpopJkt }; // RFC 9449 §6.1
+  }
+  return { 'x5t#S256': certificateThumbprint(clientCertificate!) }; // RFC 8705 §3.1
+}
+
 /**
  * Signs an access token (RFC 9068 §2): header `{alg: ES256, typ: at+jwt, kid}`; claims `iss`,
  * `sub`, `aud`, `client_id`, `act` (RFC 8693 §4.1, chained under `parentAct`), `cnf`
- * (RFC 8705 §3.1), `authorization_details` (RFC 9396 §9.1), `task_id`, `sid`, `iat`, `exp`
+ * (RFC 8705 §3.1 or RFC 9449 §6.1), `authorization_details` (RFC 9396 §9.1), `task_id`, `sid`, `iat`, `exp`
  * and a random `jti`. The lifetime is {@link tokenLifetime}'s.
  */
 export async function mintAccessToken(input: MintInput, key: AccessTokenSigningKey, clock: Clock, random: Random): Promise<MintedAccessToken> {
@@ -162,7 +181,7 @@ export async function mintAccessToken(input: MintInput, key: AccessTokenSigningK
     aud: input.audience,
     client_id: input.clientId,
     act: input.parentAct === undefined ? { sub: input.clientId } : { sub: input.clientId, act: input.parentAct },
-    cnf: { 'x5t#S256': certificateThumbprint(input.clientCertificate) },
+    cnf: confirmationOf(input),
     authorization_details: input.authorizationDetails,
     task_id: input.taskId,
     ...(input.sid !== undefined ? { sid: input.sid } : {}),

@@ -5,6 +5,7 @@ import { OAuthError } from './errors';
 import {
   mintAccessToken,
   type AccessTokenSigningKey,
+  type MintFields,
   type MintInput,
 } from './sign';
 import { verifyAccessToken } from './verify';
@@ -21,7 +22,7 @@ beforeAll(() => {
   otherKey = signingKey('kid-2').key;
 });
 
-const input = (over: Partial<MintInput> = {}): MintInput => mintInput(certDer, over);
+const input = (over: Partial<MintFields> = {}): MintInput => mintInput(certDer, over);
 
 const publicJwk = (k: KeyObject) => k.export({ format: 'jwk' });
 
@@ -85,6 +86,23 @@ describe('RFC 9068 §4 validating Writ access tokens', () => {
     expect(await verify({ cnf: {} })).toMatch(/x5t#S256/);
     expect(await verify({ authorization_details: [{ type: 'other' }] })).toMatch(/"authorization_details" is malformed/);
     expect(await verify({ aud: [RESOURCE, 'https://x.example'] })).toMatch(/"aud" must be one resource URI/);
+  });
+
+  it('accepts cnf with exactly one of x5t#S256 (RFC 8705 §3.1) or jkt (RFC 9449 §6.1), each the base64url of 32 bytes', async () => {
+    const jkt = 'NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs'; // RFC 7638 §3.1's example thumbprint
+    const { clientCertificate: _unused, ...fields } = input();
+    const dpop = await mintAccessToken({ ...(fields as MintFields), dpopJkt: jkt }, key, new ManualClock(T0), fixedRandom());
+    expect((await verifyAccessToken(dpop.token, keys(), { issuer: ISSUER, clock: new ManualClock(T0) })).cnf).toEqual({ jkt });
+    const minted = await mintAccessToken(input(), key, new ManualClock(T0), fixedRandom());
+    const resign = (claims: object) => new SignJWT({ ...minted.claims, ...claims }).setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: key.kid }).sign(key.privateKey);
+    const verify = async (claims: object) => (await refused(verifyAccessToken(await resign(claims), keys(), { issuer: ISSUER, clock: new ManualClock(T0) }))).message;
+    const x5t = (minted.claims.cnf as { 'x5t#S256': string })['x5t#S256'];
+    expect(await verify({ cnf: { 'x5t#S256': x5t, jkt } })).toMatch(/exactly one/);
+    expect(await verify({ cnf: { jkt: jkt.slice(1) } })).toMatch(/"jkt"/);
+    expect(await verify({ cnf: { jkt: `${jkt.slice(0, 42)}t` } })).toMatch(/"jkt"/); // 43 characters, but not 32 bytes (non-zero padding bits)
+    expect(await verify({ cnf: { jkt: 42 } })).toMatch(/"jkt"/);
+    expect(await verify({ cnf: { jwk: { kty: 'EC' } } })).toMatch(/exactly one/);
+    expect(await verify({ cnf: 'x' })).toMatch(/exactly one/);
   });
 
   it('remembers a verified token per key list, yet checks expiry, issuer and audience on every call', async () => {

@@ -11,7 +11,7 @@ import type { JsonWebKey } from 'node:crypto';
 import type { JSONWebKeySet, JWK, JWTPayload, JWTVerifyOptions } from 'jose';
 import type { Clock } from '../core/clock';
 import { JwtError, MAX_TOKEN_LENGTH, StaticJwks, verifyJwt, type KeySource } from '../jwt';
-import { ACCESS_TOKEN_ALGORITHM, ACCESS_TOKEN_JWT_TYPE, MAX_ACT_NESTING, type AccessTokenClaims, type Act } from './access-token';
+import { ACCESS_TOKEN_ALGORITHM, ACCESS_TOKEN_JWT_TYPE, MAX_ACT_NESTING, type AccessTokenClaims, type Act, type Confirmation } from './access-token';
 import { validateAuthorizationDetails, type McpToolDetail } from './authorization-details';
 import { OAuthError, oauthError } from './errors';
 
@@ -52,6 +52,11 @@ function verifiedTokensOf(keys: readonly AccessTokenVerificationKey[]): Map<stri
 
 /** One key source per list of keys (a bundle's): jose imports each key once and keeps it, instead of on every verification. */
 const keySources = new WeakMap<readonly AccessTokenVerificationKey[], KeySource>();
+
+/** The bundle's JWT authorities as a key source (ES256), one per list of keys: for access tokens and JWT-SVID client assertions. */
+export function bundleKeySource(keys: readonly AccessTokenVerificationKey[]): KeySource {
+  return keySourceOf(keys);
+}
 
 function keySourceOf(keys: readonly AccessTokenVerificationKey[]): KeySource {
   let source = keySources.get(keys);
@@ -129,7 +134,23 @@ function parseAct(value: unknown, maxNesting = MAX_ACT_NESTING): Act | undefined
   return inner === undefined ? undefined : { sub: value.sub, act: inner };
 }
 
-const X5T_S256 = /^[A-Za-z0-9_-]{43}$/;
+/** base64url (no padding) of 32 bytes: an `x5t#S256` (RFC 8705 §3.1) or a `jkt` (RFC 9449 §6.1, RFC 7638 SHA-256). */
+const SHA256_B64URL = /^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/;
+
+/**
+ * The `cnf` claim (RFC 7800 §3.1): exactly one member, `x5t#S256` or `jkt`, each the
+ * base64url of a SHA-256 digest; anything else (both, neither, other members) is undefined.
+ */
+function confirmationOf(cnf: unknown): Confirmation | undefined {
+  if (!isRecord(cnf)) return undefined;
+  const keys = Object.keys(cnf);
+  if (keys.length !== 1) return undefined;
+  const value = cnf[keys[0]!];
+  if (typeof value !== 'string' || !SHA256_B64URL.test(value)) return undefined;
+  if (keys[0] === 'x5t#S256') return { 'x5t#S256': value };
+  if (keys[0] === 'jkt') return { jkt: value };
+  return undefined;
+}
 
 function accessTokenClaimsOf(payload: JWTPayload, refuse: (reason: string, cause?: unknown) => OAuthError): AccessTokenClaims {
   const { iss, sub, aud, client_id, act, cnf, authorization_details, task_id, sid, iat, exp, jti } = payload as Record<string, unknown>;
@@ -142,8 +163,9 @@ function accessTokenClaimsOf(payload: JWTPayload, refuse: (reason: string, cause
   const actor = parseAct(act);
   if (actor === undefined) throw refuse(`"act" must be {"sub": …} nested at most ${MAX_ACT_NESTING} deep (RFC 8693 §4.1)`);
   if (actor.sub !== client_id) throw refuse('"act.sub" must be the "client_id"');
-  if (!isRecord(cnf) || typeof cnf['x5t#S256'] !== 'string' || !X5T_S256.test(cnf['x5t#S256']))
-    throw refuse('"cnf" must hold an "x5t#S256" certificate thumbprint (RFC 8705 §3.1)');
+  const confirmation = confirmationOf(cnf);
+  if (confirmation === undefined)
+    throw refuse('"cnf" must hold exactly one of an "x5t#S256" certificate thumbprint (RFC 8705 §3.1) or a "jkt" DPoP key thumbprint (RFC 9449 §6.1)');
   let details: McpToolDetail[];
   try {
     details = validateAuthorizationDetails(authorization_details);
@@ -156,7 +178,7 @@ function accessTokenClaimsOf(payload: JWTPayload, refuse: (reason: string, cause
     aud,
     client_id,
     act: actor,
-    cnf: { 'x5t#S256': cnf['x5t#S256'] },
+    cnf: confirmation,
     authorization_details: details,
     task_id,
     ...(sid !== undefined ? { sid: sid as string } : {}),

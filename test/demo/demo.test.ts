@@ -46,14 +46,23 @@ describe('the five-minute demo (npm run demo)', () => {
     expect(bob).toContain('✘ delete_repo: refused (insufficient_scope:');
   });
 
+  it('steps up within the task when policy allows the added tool, and not when it does not', () => {
+    const stepUp = section(6);
+    expect(stepUp).toMatch(/✔ bob: task [0-9a-f]{8}… begins with list_issues\n/);
+    expect(stepUp).toContain('✔ bob: the server asked for create_issue:write; policy granted it in the same task (same task)');
+    expect(stepUp).toContain('✔ bob: create_issue: opened #3 "Stepped up by bob" for bob');
+    expect(stepUp).toContain('✘ alice: the server asked for create_issue:write; policy refused it (granted only list_issues)');
+    expect(stepUp).toContain('✘ alice: create_issue: refused (insufficient_scope:');
+  });
+
   it('refuses a chained call without a delegate permit, and a call after the task ended', () => {
-    expect(section(6)).toContain('✘ search_related: downstream refused: access_denied:');
-    expect(section(7)).toMatch(/✔ task ended: 1 token\(s\) revoked/);
-    expect(section(7)).toContain('✘ list_issues after the task ended: refused (invalid_token:');
+    expect(section(7)).toContain('✘ search_related: downstream refused: access_denied:');
+    expect(section(8)).toMatch(/✔ task ended: 1 token\(s\) revoked/);
+    expect(section(8)).toContain('✘ list_issues after the task ended: refused (invalid_token:');
   });
 
   it('shows audit rows naming the user and the connector, and a verified chain', () => {
-    const audit = section(8);
+    const audit = section(9);
     expect(audit).toMatch(/✔ #\d+ token\.issued +user alice via spiffe:\/\/demo\.writ\/agent\/assistant/);
     expect(audit).toMatch(/✔ #\d+ token\.issued +user bob via spiffe:\/\/demo\.writ\/agent\/assistant/);
     expect(audit).toMatch(/✔ #\d+ token\.refused user alice via spiffe:\/\/demo\.writ\/mcp\/issues \(access_denied\)/);

@@ -416,8 +416,9 @@ function pathsOf(value: unknown, at: (string | number)[] = []): (string | number
 /** `value` with the member at `path` replaced (or, for `delete`, removed). */
 function withAt(value: unknown, path: (string | number)[], replacement: unknown, remove: boolean): unknown {
   if (path.length === 0) return replacement;
-  const copy: any = Array.isArray(value) ? [...value] : { ...(value as object) }; // eslint-disable-line @typescript-eslint/no-explicit-any
   const [head, ...rest] = path as [string | number, ...(string | number)[]];
+  // A named member added to an array (such as "length") makes it an object with that member, as JSON could send it.
+  const copy: any = Array.isArray(value) && typeof head === 'number' ? [...value] : { ...(value as object) }; // eslint-disable-line @typescript-eslint/no-explicit-any
   if (remove && rest.length === 0) delete copy[head];
   else copy[head] = withAt(copy[head], rest, replacement, remove);
   return copy;
@@ -629,6 +630,12 @@ describe('properties: hostile input on every route is answered 2xx or 4xx', () =
     expect((await fetch(`${broker.opsUrl}/healthz`)).status).toBe(200);
     expect((await call('GET', '/v1/bundle')).status).toBe(200);
     const verify = await call('GET', '/v1/admin/audit/verify', { as: 'admin' });
+    if (!verify.json.ok) {
+      // Name the event that broke the chain, as stored, so that the input that did it can be found.
+      const at = verify.json.broken_at as number;
+      const around = await call('GET', `/v1/admin/audit?before=${at + 1}&limit=2`, { as: 'admin' });
+      throw new Error(`the audit chain does not verify: ${JSON.stringify({ verify: verify.json, events: around.json }).slice(0, 6000)}`);
+    }
     expect(verify.json).toMatchObject({ ok: true });
   });
 });

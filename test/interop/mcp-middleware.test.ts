@@ -10,7 +10,6 @@
  */
 import { createServer, type Server } from 'node:https';
 import { connect as tcpConnect, createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
-import type { PeerCertificate } from 'node:tls';
 import express, { type Request, type Response as ExpressResponse } from 'express';
 import { z } from 'zod';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -20,6 +19,7 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 import type { Broker } from '../../src/broker';
 import type { Clock } from '../../src/core/clock';
 import {
+  formatStepUpChallengeParams,
   grantedToolsOnly,
   protectedResourceMetadataHandler,
   protectedResourceMetadataUrl,
@@ -30,7 +30,7 @@ import {
   type WritRequest,
 } from '../../src/mcp';
 import { startBrokerFixture, type BrokerFixture, type ClientCert } from '../support/fixture';
-import { statusOf } from '../support/mcp';
+import { statusOf, jwtClaims, spiffeIdIs } from '../support/mcp';
 import { httpsRequest } from '../support/https';
 
 const IDP = 'https://idp.example.test';
@@ -96,12 +96,8 @@ async function taskToken(forResource = resource): Promise<{ token: string; taskI
   });
   if (res.status !== 200) throw new Error(`token exchange failed: ${res.body}`);
   const json = JSON.parse(res.body);
-  return { token: json.access_token, taskId: json.task_id, exp: JSON.parse(Buffer.from(json.access_token.split('.')[1], 'base64url').toString()).exp };
+  return { token: json.access_token, taskId: json.task_id, exp: jwtClaims(json.access_token).exp };
 }
-
-/** X509-SVID §5: the client checks the server's SPIFFE ID, not a host name. */
-const spiffeIdIs = (expected: string) => (_host: string, cert: PeerCertificate) =>
-  (cert.subjectaltname ?? '').split(', ').includes(`URI:${expected}`) ? undefined : new Error(`the server is not ${expected}`);
 
 const fetchAs = (svid: Svid) => tlsFetch({ ca: bundlePem, cert: svid.cert, key: svid.key, checkServerIdentity: spiffeIdIs(SERVER_ID) });
 
@@ -280,7 +276,7 @@ describe('RFC 9396: a token lists and calls only the tools it grants (official M
     const before = ran.length;
     expect(await statusOf(session.client.callTool(call))).toBe(403);
     expect(session.lastRefusal()!.headers.get('www-authenticate')).toBe(
-      `Bearer realm="${resource}", error="insufficient_scope", error_description="the token's authorization_details do not grant the tool '${call.name}' (RFC 9396)", resource_metadata="${protectedResourceMetadataUrl(resource)}"`,
+      `Bearer realm="${resource}", error="insufficient_scope", error_description="the token's authorization_details do not grant the tool '${call.name}' (RFC 9396)", ${formatStepUpChallengeParams({ tool: call.name }).join(', ')}, resource_metadata="${protectedResourceMetadataUrl(resource)}"`,
     );
     expect(ran).toHaveLength(before);
   });
@@ -354,6 +350,8 @@ describe('RFC 9728 protected resource metadata, as the MCP authorization specifi
     bearer_methods_supported: ['header'],
     tls_client_certificate_bound_access_tokens: true,
     authorization_details_types_supported: ['mcp_tool'],
+    dpop_signing_alg_values_supported: ['ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519', 'PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512'],
+    dpop_bound_access_tokens_required: false,
   });
 
   it('a request without a token gets 401 with a challenge naming the metadata URL (§5.1), which serves the document', async () => {

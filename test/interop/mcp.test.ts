@@ -6,7 +6,6 @@
  */
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import type { PeerCertificate } from 'node:tls';
 import express, { type Request, type Response as ExpressResponse } from 'express';
 import { z } from 'zod';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -16,7 +15,7 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 import type { Broker } from '../../src/broker';
 import { grantedToolsOnly, protectedResourceMetadataHandler, protectedResourceMetadataUrl, tlsFetch, writClaimsOf, writProtection, type WritRequest } from '../../src/mcp';
 import { startBrokerFixture, type BrokerFixture, type ClientCert } from '../support/fixture';
-import { statusOf } from '../support/mcp';
+import { spiffeIdIs, statusOf } from '../support/mcp';
 import { httpsRequest } from '../support/https';
 
 const IDP = 'https://idp.example.test';
@@ -70,10 +69,6 @@ async function taskToken(as: Svid, forResource = resource): Promise<{ token: str
   if (res.status !== 200) throw new Error(`token exchange failed: ${res.body}`);
   return { token: json.access_token, taskId: json.task_id, granted: json.authorization_details };
 }
-
-/** X509-SVID §5: the client checks the server's SPIFFE ID, not a host name (SVIDs carry none). */
-const spiffeIdIs = (expected: string) => (_host: string, cert: PeerCertificate) =>
-  (cert.subjectaltname ?? '').split(', ').includes(`URI:${expected}`) ? undefined : new Error(`the server is not ${expected}`);
 
 /** The SDK's MCP client over HTTPS with `svid` as its client certificate and `token` as its bearer token; responses are recorded. */
 function mcpClient(svid: Svid, token: string | undefined) {

@@ -110,7 +110,7 @@ function startScript(cwd: string, script: string, env: Record<string, string>): 
 
 describeOnce('the packed packages, installed into empty projects', () => {
   let broker: WritProcess | undefined;
-  let server: ChildProcess | undefined;
+  const servers: ChildProcess[] = [];
 
   beforeAll(async () => {
     work = mkdtempSync(join(tmpdir(), 'writ-packages-'));
@@ -126,7 +126,7 @@ describeOnce('the packed packages, installed into empty projects', () => {
   });
 
   afterAll(async () => {
-    server?.kill('SIGTERM');
+    for (const s of servers) s.kill('SIGTERM');
     if (broker) {
       broker.child.kill('SIGTERM');
       await broker.exit;
@@ -174,7 +174,7 @@ describeOnce('the packed packages, installed into empty projects', () => {
   it('@writ/sdk installs alone and @writ/mcp with only jose and zod besides its peers', async () => {
     const connector = await project('connector', [tarballs.sdk]);
     expect([...installedTree(connector).keys()]).toEqual(['@writ/sdk']);
-    copyFileSync(join(CONSUMER, 'connector.cjs'), join(connector, 'connector.cjs'));
+    for (const f of ['connector.cjs', 'common.cjs']) copyFileSync(join(CONSUMER, f), join(connector, f));
 
     const mcp = await project('mcp-v1', [tarballs.sdk, tarballs.mcp, '@modelcontextprotocol/sdk@1.32.2', 'express@5.3.0']);
     const tree = installedTree(mcp);
@@ -182,11 +182,27 @@ describeOnce('the packed packages, installed into empty projects', () => {
     expect(forbiddenIn(own)).toEqual([]);
     expect([...own].sort()).toEqual(['jose', 'zod']);
     expect(forbiddenIn(closure(tree, '@writ/sdk'))).toEqual([]);
-    copyFileSync(join(CONSUMER, 'mcp-server-v1.cjs'), join(mcp, 'mcp-server-v1.cjs'));
-    projects = { connector, mcp };
+    for (const f of ['mcp-server-v1.cjs', 'common.cjs']) copyFileSync(join(CONSUMER, f), join(mcp, f));
+
+    // SDK v2 alone: nothing of @writ/mcp may need SDK 1.x, at run time or in its types.
+    const mcpV2 = await project('mcp-v2', [tarballs.sdk, tarballs.mcp, '@modelcontextprotocol/server@2.4.0', '@modelcontextprotocol/node@2.1.2', 'zod@4', 'express@5.3.0']);
+    const treeV2 = installedTree(mcpV2);
+    expect(treeV2.has('@modelcontextprotocol/sdk')).toBe(false);
+    expect([...closure(treeV2, '@writ/mcp')].sort()).toEqual(['jose', 'zod']);
+    for (const f of ['mcp-server-v2.cjs', 'common.cjs']) copyFileSync(join(CONSUMER, f), join(mcpV2, f));
+    projects = { connector, mcp, mcpV2 };
   });
 
-  it('a connector (@writ/sdk) calls an MCP server (@writ/mcp, SDK 1.x) with a task token from the installed broker', async () => {
+  it("@writ/mcp's type declarations name no MCP SDK package (a consumer has v1 or v2)", async () => {
+    const { stdout } = await run('tar', ['-xOzf', tarballs.mcp, '--wildcards', 'package/dist/*.d.ts']);
+    expect(stdout.length).toBeGreaterThan(1000);
+    expect(stdout.match(/from ['"]@modelcontextprotocol\/[^'"]*['"]/g) ?? []).toEqual([]);
+  });
+
+  it.each([
+    ['SDK 1.x', 'mcp', 'mcp-server-v1.cjs', MCP_SERVER_ID, CONNECTOR_ID],
+    ['SDK v2', 'mcpV2', 'mcp-server-v2.cjs', `${MCP_SERVER_ID}-v2`, `${CONNECTOR_ID}-v2`],
+  ] as const)('a connector (@writ/sdk) calls an MCP server (@writ/mcp, %s) with a task token from the installed broker', async (_sdk, where, script, serverId, connectorId) => {
     const { apiUrl, ca, caFile, idp, adminToken } = brokerState!;
     const admin = async (path: string, body: unknown) => {
       const res = await httpsRequest(`${apiUrl}${path}`, { ca, method: 'POST', headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -196,13 +212,13 @@ describeOnce('the packed packages, installed into empty projects', () => {
     const joinToken = async (spiffeId: string) => (await admin('/v1/admin/join-tokens', { entry_id: (await admin('/v1/admin/entries', { spiffe_id: spiffeId, metadata: { owner: 'platform' } })).id })).token!;
     const common = { WRIT_SERVER: apiUrl, WRIT_CA: caFile, WRIT_ISSUER: `https://writ.${TD}` };
 
-    const mcp = startScript(projects!.mcp, 'mcp-server-v1.cjs', { ...common, JOIN_TOKEN: await joinToken(MCP_SERVER_ID) });
-    server = mcp.child;
+    const mcp = startScript(projects![where], script, { ...common, JOIN_TOKEN: await joinToken(serverId) });
+    servers.push(mcp.child);
     const { url, spiffeId } = await mcp.first;
-    expect(spiffeId).toBe(MCP_SERVER_ID);
+    expect(spiffeId).toBe(serverId);
     await admin('/v1/admin/resources', {
       uri: url,
-      spiffe_id: MCP_SERVER_ID,
+      spiffe_id: serverId,
       tools: [
         { name: 'list_issues', actions: ['read'], classification: 'internal' },
         { name: 'delete_repo', actions: ['delete'], classification: 'restricted' },
@@ -211,14 +227,14 @@ describeOnce('the packed packages, installed into empty projects', () => {
 
     const connector = startScript(projects!.connector, 'connector.cjs', {
       ...common,
-      JOIN_TOKEN: await joinToken(CONNECTOR_ID),
+      JOIN_TOKEN: await joinToken(connectorId),
       ID_TOKEN: await idp.idToken(),
       RESOURCE: url,
-      MCP_SERVER_ID,
+      MCP_SERVER_ID: serverId,
     });
     const seen = await connector.first;
     expect(seen.listed).toEqual(['list_issues']);
-    expect(seen.called).toBe(`1 open issue, for alice via ${CONNECTOR_ID}`);
+    expect(seen.called).toBe(`1 open issue, for alice via ${connectorId}`);
     expect(seen.ungranted.status).toBe(403);
     expect(seen.ungranted.challenge).toMatch(/^Bearer .*error="insufficient_scope"/);
     expect(seen.ended).toBeGreaterThanOrEqual(1);
@@ -228,4 +244,4 @@ describeOnce('the packed packages, installed into empty projects', () => {
 });
 
 let brokerState: { apiUrl: string; ca: string; caFile: string; idp: TestIdentityProvider; adminToken: string } | undefined;
-let projects: { connector: string; mcp: string } | undefined;
+let projects: { connector: string; mcp: string; mcpV2: string } | undefined;

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Random } from '../../src/core/random';
 import type { McpToolDetail } from '../../src/tokens/authorization-details';
-import type { AccessTokenSigningKey, LifetimeBounds, MintInput } from '../../src/tokens/sign';
+import type { AccessTokenSigningKey, LifetimeBounds, MintFields, MintInput } from '../../src/tokens/sign';
 
 /** Access-token fixtures for the sign and verify tests: a connector certificate made by openssl, ES256 keys, a mint input. */
 
@@ -44,7 +44,7 @@ export const bounds = (over: Partial<LifetimeBounds> = {}): LifetimeBounds => ({
 });
 
 /** What the exchange mints for alice through the connector, bound to `clientCertificate`. */
-export const mintInput = (clientCertificate: Uint8Array, over: Partial<MintInput> = {}): MintInput => ({
+export const mintInput = (clientCertificate: Uint8Array, over: Partial<MintFields> = {}): MintInput => ({
   issuer: ISSUER,
   subject: 'alice@example.com',
   audience: RESOURCE,

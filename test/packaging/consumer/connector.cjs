@@ -5,12 +5,7 @@
 const { readFileSync } = require('node:fs');
 const { request } = require('node:https');
 const { X509Source, TaskTokenClient, mtlsAgent, authorizeId } = require('@writ/sdk');
-
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is required`);
-  return value;
-};
+const { env, run } = require('./common.cjs');
 
 async function main() {
   const source = await X509Source.create({
@@ -38,7 +33,12 @@ async function main() {
         let text = '';
         res.setEncoding('utf8');
         res.on('data', (c) => (text += c));
-        res.on('end', () => resolve({ status: res.statusCode, challenge: res.headers['www-authenticate'], body: text ? JSON.parse(text) : undefined }));
+        res.on('end', () => {
+          // A JSON answer, or a Server-Sent Events stream whose one message is the answer (MCP Streamable HTTP).
+          const sse = /^text\/event-stream/.test(res.headers['content-type'] ?? '');
+          const json = sse ? text.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5)).join('') : text;
+          resolve({ status: res.statusCode, challenge: res.headers['www-authenticate'], body: json ? JSON.parse(json) : undefined });
+        });
       });
       req.on('error', reject);
       req.end(body);
@@ -62,7 +62,4 @@ async function main() {
   }) + '\n');
 }
 
-main().catch((err) => {
-  process.stderr.write(`connector: ${err && err.stack ? err.stack : err}\n`);
-  process.exit(1);
-});
+run('connector', main);
