@@ -97,6 +97,13 @@ export function peerSvid(req: Request, trustDomain: string): PeerSvid | undefine
  */
 export function forwardedClientCertificates(deps: { proxies: TrustedProxies; bundle: { current(): Promise<TrustBundle> }; clock: Clock }): RequestHandler {
   const trust = new ProxyTrust(deps.proxies);
+  // The bundle's authorities, parsed once per bundle sequence rather than per request.
+  let anchors: { sequence: number; parsed: PathCertificate[] } | undefined;
+  const anchorsNow = async (): Promise<PathCertificate[]> => {
+    const bundle = await deps.bundle.current();
+    if (anchors?.sequence !== bundle.sequence) anchors = { sequence: bundle.sequence, parsed: bundle.x509Authorities.map((der) => parseCertificate(der)) };
+    return anchors.parsed;
+  };
   return async (req, _res, next) => {
     const own = connectionLeaf(req);
     const peer = { address: req.socket.remoteAddress, spiffeId: own?.uris.length === 1 ? own.uris[0] : undefined };
@@ -106,21 +113,20 @@ export function forwardedClientCertificates(deps: { proxies: TrustedProxies; bun
       return next();
     }
     const chain = [forwarded.certificate, ...forwarded.chain];
-    forwardedOf.set(req, { leaf: await verifiedLeaf(chain, deps), chain });
+    forwardedOf.set(req, { leaf: verifiedLeaf(chain, await anchorsNow(), deps.clock), chain });
     next();
   };
 }
 
 /** The forwarded leaf as a PeerLeaf when it chains to an X.509 authority of the bundle now (RFC 5280 §6), else undefined. */
-async function verifiedLeaf(chain: readonly Uint8Array[], deps: { bundle: { current(): Promise<TrustBundle> }; clock: Clock }): Promise<PeerLeaf | undefined> {
+function verifiedLeaf(chain: readonly Uint8Array[], anchors: readonly PathCertificate[], clock: Clock): PeerLeaf | undefined {
   let parsed: PathCertificate[];
   try {
     parsed = chain.map((der) => parseCertificate(der));
   } catch {
     throw new InvalidRequest('Client-Cert does not hold an X.509 certificate (RFC 9440 §2.2)');
   }
-  const anchors = (await deps.bundle.current()).x509Authorities.map((der) => parseCertificate(der));
-  const result = validateCertificatePath(parsed[0]!, { presented: parsed.slice(1), configured: [], anchors, time: deps.clock.now(), purpose: EKU.clientAuth });
+  const result = validateCertificatePath(parsed[0]!, { presented: parsed.slice(1), configured: [], anchors, time: clock.now(), purpose: EKU.clientAuth });
   if (!result.ok) return undefined;
   const cert = new X509Certificate(chain[0]!);
   return leafOf({ subjectaltname: cert.subjectAltName ?? '', serialNumber: cert.serialNumber, fingerprint256: cert.fingerprint256, raw: cert.raw, valid_to: cert.validTo });

@@ -56,6 +56,10 @@ describe('MCP 2026-07-28 standard headers against the body (SEP-2243)', () => {
     expect(checkMcpHeaders({ 'mcp-name': 'x' }, { jsonrpc: '2.0', id: 1, method: 'tools/list' })).toBeDefined();
   });
 
+  it('checks a request whose version header is repeated as a 2026-07-28 one', () => {
+    expect(checkMcpHeaders({ 'mcp-protocol-version': `${MODERN}, ${MODERN}` }, { jsonrpc: '2.0', id: 1, method: 'tools/list' })).toMatchObject({ mismatch: { header: '(missing)' } });
+  });
+
   it('never throws, and any mismatch has string header and body (property)', () => {
     const value = fc.oneof(fc.constant(undefined), fc.string({ maxLength: 40 }), fc.constantFrom('tools/call', 'tools/list', 'resources/read', MODERN, '=?base64?YQ==?='), fc.array(fc.string(), { maxLength: 3 }));
     const body = fc.oneof(fc.anything(), fc.record({ jsonrpc: fc.constant('2.0'), id: fc.oneof(fc.integer(), fc.string()), method: fc.constantFrom('tools/call', 'tools/list', 'prompts/get', 'resources/read'), params: fc.anything() }, { requiredKeys: [] }));
@@ -72,7 +76,11 @@ describe('MCP 2026-07-28 standard headers against the body (SEP-2243)', () => {
           expect(out.id === null || typeof out.id === 'string' || typeof out.id === 'number').toBe(true);
           expect(() => JSON.stringify(headerMismatchBody(out))).not.toThrow();
         }
-        if (method === undefined && name === undefined && !(typeof version === 'string' && version >= MODERN && /^\d{4}-\d{2}-\d{2}$/.test(version))) expect(out).toBeUndefined();
+        // Headers are required from 2026-07-28 on, and when the version header is repeated (several values, or values joined by a comma).
+        const versions = version === undefined ? [] : Array.isArray(version) ? version : [version];
+        const repeated = versions.length > 1 || (Array.isArray(version) && version.length === 0) || versions.some((v) => v.includes(','));
+        const modern = versions.length === 1 && /^\d{4}-\d{2}-\d{2}$/.test(versions[0]!.trim()) && versions[0]!.trim() >= MODERN;
+        if (method === undefined && name === undefined && !repeated && !modern) expect(out).toBeUndefined();
       }),
       { numRuns: 1000 },
     );

@@ -86,7 +86,8 @@ export function checkMcpHeaders(headers: IncomingHttpHeaders, body: unknown): He
   const method = single(headers, 'mcp-method');
   const name = single(headers, 'mcp-name');
   const version = single(headers, 'mcp-protocol-version');
-  const required = headersRequired(version.value);
+  // A repeated version header (Node joins it with ", ") names no one revision: checked as the newest would be.
+  const required = version.repeated || (version.value?.includes(',') ?? false) || headersRequired(version.value);
   const present = method.value !== undefined || method.repeated || name.value !== undefined || name.repeated;
   if (!present && !required) return undefined;
   const id = isRecord(body) && (typeof body.id === 'string' || typeof body.id === 'number') ? body.id : null;

@@ -418,13 +418,17 @@ function senderBinding(options: WritProtectionOptions, clock: Clock): (claims: A
   const proxies = new ProxyTrust(options.trustedProxies);
   const replay = options.dpop?.replay ?? new DpopReplayCache({ clock });
   const origin = new URL(options.resource).origin;
-  const urlOf = options.dpop?.url ?? ((req: IncomingMessage) => new URL(req.url ?? '/', origin).href);
+  // The configured origin and the request's path only: an absolute-form target cannot pick the host the proof is compared with.
+  const urlOf = options.dpop?.url ?? ((req: IncomingMessage) => `${origin}${new URL(req.url ?? '/', 'http://path.invalid').pathname}`);
   const certificateOf = (req: IncomingMessage): Uint8Array | undefined => {
     if (options.clientCertificate) return options.clientCertificate(req);
     const own = tlsPeerCertificate(req);
-    const forwarded = proxies.forwarded(req.headers, { address: req.socket.remoteAddress, spiffeId: own && spiffeIdOf(own) });
+    // A proxy is known by its SPIFFE ID only when TLS verified its certificate against the bundle (a self-signed one could name any ID).
+    const verified = (req.socket as Partial<TLSSocket>).authorized === true;
+    const peer = { address: req.socket.remoteAddress, spiffeId: verified && own ? spiffeIdOf(own) : undefined };
+    const forwarded = proxies.forwarded(req.headers, peer);
     // From a trusted proxy the TLS peer is the proxy: its own certificate is never the client's.
-    if (forwarded !== undefined || (proxies.configured && proxies.trusts({ address: req.socket.remoteAddress, spiffeId: own && spiffeIdOf(own) }))) return forwarded?.certificate;
+    if (forwarded !== undefined || (proxies.configured && proxies.trusts(peer))) return forwarded?.certificate;
     return own;
   };
   return async (claims, token, scheme, req) => {

@@ -95,8 +95,9 @@ export interface TaskFetchOptions {
   /** How requests reach the MCP server: e.g. `tlsFetch` over mTLS with the SVID, or the global `fetch` for DPoP through a proxy. */
   readonly fetch: typeof fetch;
   /**
-   * The actions to ask for when a step-up challenge names a tool but no actions (the server
-   * requires none in particular); without an answer here such a challenge is not followed.
+   * The actions the client will ask for when a server's step-up challenge refuses `tool`:
+   * given, it decides (undefined or none: the challenge is not followed); not given, the
+   * actions the challenge names are asked for. Policy at Writ decides either way.
    */
   readonly actionsFor?: (tool: string) => readonly ToolAction[] | undefined;
   /** Told about every step-up: the tool asked for and whether policy granted it. */
@@ -203,7 +204,9 @@ export class TaskTokenClient {
    * SEP-2350; `@writ/mcp` names it in the challenge's `authorization_details`): the client then
    * exchanges again within the same task for the tools so far plus that one — policy decides
    * again — and, when granted, retries the request once with the new token. When policy refuses,
-   * the server's 403 is the answer. Requests whose body is a stream are not retried.
+   * the server's 403 is the answer. Only a challenge naming the tool the request itself calls
+   * is followed, and the token is sent to the resource's origin only, never along a redirect.
+   * Requests whose body is a stream are not retried.
    *
    * ```ts
    * const fetch = tokens.taskFetch({ subjectToken, resource, tools: [{ name: 'list_issues', actions: ['read'] }] }, { fetch: mtls });
@@ -238,10 +241,14 @@ export class TaskTokenClient {
     };
     const replayable = (input: string | URL | Request, init: RequestInit | undefined) =>
       !(input instanceof Request && input.body !== null) && (init?.body === undefined || init.body === null || typeof init.body === 'string' || init.body instanceof URLSearchParams || init.body instanceof ArrayBuffer || ArrayBuffer.isView(init.body));
+    const resourceOrigin = new URL(request.resource).origin;
     const taskFetch = (async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+      const origin = new URL(input instanceof Request ? input.url : String(input)).origin;
+      // The task's token goes to its resource's origin only, and never along a redirect.
+      if (origin !== resourceOrigin) throw new TypeError(`taskFetch sends ${request.resource}'s token to ${resourceOrigin} only, not to ${origin}`);
+      init = { ...init, redirect: 'manual' };
       let t = await token();
       let res = await send(input, init, t);
-      const origin = new URL(input instanceof Request ? input.url : String(input)).origin;
       const nonce = res.headers.get('dpop-nonce');
       if (nonce !== null && t.tokenType === 'DPoP') this.#nonces.set(origin, nonce);
       // RFC 9449 §9: the resource server wants a nonce in the proof: once more, with it.
@@ -250,7 +257,9 @@ export class TaskTokenClient {
         res = await send(input, init, t, nonce);
       }
       if (res.status !== 403 || !replayable(input, init)) return res;
-      const added = stepUpTools(parseStepUpChallenge(res.headers.get('www-authenticate') ?? ''), options.actionsFor);
+      // Only for the tool this very request calls: a server cannot make the client ask for others.
+      const called = calledTool(init?.body);
+      const added = called === undefined ? [] : stepUpTools(parseStepUpChallenge(res.headers.get('www-authenticate') ?? ''), called, options.actionsFor);
       if (added.length === 0) return res;
       const wanted = mergeTools(tools, added);
       let next: TaskToken;
@@ -384,17 +393,32 @@ function authorizationDetails(tools: readonly ToolRequest[]): McpToolGrant[] {
     .sort((a, b) => (a.tools[0]! < b.tools[0]! ? -1 : a.tools[0]! > b.tools[0]! ? 1 : 0));
 }
 
-/** The tools a step-up challenge asks for, with their actions (from the challenge, else `actionsFor`); none when it cannot be followed. */
-function stepUpTools(challenge: StepUpChallenge | undefined, actionsFor: TaskFetchOptions['actionsFor']): ToolRequest[] {
-  const tools: ToolRequest[] = [];
-  for (const d of challenge?.authorizationDetails ?? []) {
-    for (const name of d.tools) {
-      const actions = d.actions !== undefined && d.actions.length > 0 ? d.actions : actionsFor?.(name);
-      if (actions === undefined || actions.length === 0) return [];
-      tools.push({ name, actions: actions as readonly ToolAction[] });
-    }
+const TOOL_ACTIONS: ReadonlySet<string> = new Set<ToolAction>(['read', 'write', 'execute', 'delete']);
+
+/** The tool of a request body that is one JSON-RPC `tools/call`, else undefined. */
+function calledTool(body: unknown): string | undefined {
+  const text = typeof body === 'string' ? body : body instanceof URLSearchParams ? undefined : body instanceof ArrayBuffer || ArrayBuffer.isView(body) ? Buffer.from(body as ArrayBuffer).toString('utf8') : undefined;
+  if (text === undefined) return undefined;
+  try {
+    const message = JSON.parse(text) as { method?: unknown; params?: { name?: unknown } };
+    return message?.method === 'tools/call' && typeof message.params?.name === 'string' ? message.params.name : undefined;
+  } catch {
+    return undefined;
   }
-  return tools;
+}
+
+/**
+ * What to ask for after a step-up challenge for the tool `called`: that tool alone, with the
+ * actions `actionsFor` allows it (when given: the client's own say), else the ones the challenge
+ * names (known actions only); nothing when the challenge names another tool or no actions.
+ */
+function stepUpTools(challenge: StepUpChallenge | undefined, called: string, actionsFor: TaskFetchOptions['actionsFor']): ToolRequest[] {
+  const details = challenge?.authorizationDetails ?? [];
+  if (details.length !== 1 || details[0]!.tools.length !== 1 || details[0]!.tools[0] !== called) return [];
+  const asked = (details[0]!.actions ?? []).filter((a) => TOOL_ACTIONS.has(a)) as ToolAction[];
+  const actions = actionsFor !== undefined ? actionsFor(called) : asked;
+  if (actions === undefined || actions.length === 0) return [];
+  return [{ name: called, actions }];
 }
 
 /** `tools` with `added` merged in: actions of a tool named in both are united. */

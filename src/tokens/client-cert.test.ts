@@ -12,7 +12,13 @@ describe('RFC 9440 Client-Cert from a trusted proxy', () => {
     expect(parseClientCertChain(`${formatClientCert(DER)}, ${formatClientCert(new Uint8Array([9]))}`)).toEqual([DER, new Uint8Array([9])]);
   });
 
-  it.each(['', '::', 'AAAA', ':AAAA', ':AA=A:', ':AAA:', ':AA AA:', ':AAAA:;a=1', '"AAAA"', ':-_-_:'])('refuses %j', (value) => {
+  it('accepts a Byte Sequence without its "=" padding (RFC 8941 §4.2.7)', () => {
+    expect(parseClientCert(':AQID:')).toEqual(new Uint8Array([1, 2, 3]));
+    expect(parseClientCert(':AQ:')).toEqual(new Uint8Array([1]));
+    expect(parseClientCert(':AQ==:')).toEqual(new Uint8Array([1]));
+  });
+
+  it.each(['', '::', 'AAAA', ':AAAA', ':AA=A:', ':A:', ':AQ=:', ':AA AA:', ':AAAA:;a=1', '"AAAA"', ':-_-_:'])('refuses %j', (value) => {
     expect(() => parseClientCert(value)).toThrow(/Byte Sequence/);
   });
 
@@ -39,6 +45,8 @@ describe('RFC 9440 Client-Cert from a trusted proxy', () => {
 
   it('refuses bad configuration at construction', () => {
     expect(() => new ProxyTrust({ addresses: ['10.0.0.0/33'] })).toThrow(/prefix/);
+    expect(() => new ProxyTrust({ addresses: ['0.0.0.0/0'] })).toThrow(/wider than/);
+    expect(() => new ProxyTrust({ addresses: ['::/0'] })).toThrow(/wider than/);
     expect(() => new ProxyTrust({ addresses: ['proxy.local'] })).toThrow(/not an IP/);
     expect(() => new ProxyTrust({ spiffeIds: ['ingress'] })).toThrow(/SPIFFE/);
   });

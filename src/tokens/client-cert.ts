@@ -61,6 +61,8 @@ export class ProxyTrust {
       else {
         const prefix = Number(bits);
         if (!/^\d{1,3}$/.test(bits) || prefix > (family === 4 ? 32 : 128)) throw new TypeError(`trusted proxy block ${JSON.stringify(a)} has a bad prefix length`);
+        // A block this wide trusts most of the network to vouch for client certificates: a mistake, never a proxy fleet.
+        if (prefix < (family === 4 ? 8 : 16)) throw new TypeError(`trusted proxy block ${JSON.stringify(a)} is wider than /${family === 4 ? 8 : 16}`);
         this.#blocks.addSubnet(address!, prefix, type);
       }
     }
@@ -103,7 +105,9 @@ const BYTE_SEQUENCE = /^:([A-Za-z0-9+/]*={0,2}):$/;
 
 function byteSequence(text: string, what: string): Uint8Array {
   const m = BYTE_SEQUENCE.exec(text.trim());
-  if (!m || m[1]!.length % 4 !== 0 || m[1]!.length === 0) throw new InvalidRequest(`${what} is not a Structured Field Byte Sequence of base64 DER (RFC 9440 §2.2, RFC 8941 §3.3.5)`);
+  // RFC 8941 §4.2.7: a parser SHOULD NOT fail when the "=" padding is missing.
+  const length = m?.[1]!.replace(/=+$/, '').length ?? 0;
+  if (!m || length === 0 || length % 4 === 1 || (m[1]!.includes('=') && m[1]!.length % 4 !== 0)) throw new InvalidRequest(`${what} is not a Structured Field Byte Sequence of base64 DER (RFC 9440 §2.2, RFC 8941 §3.3.5)`);
   return new Uint8Array(Buffer.from(m[1]!, 'base64'));
 }
 

@@ -20,6 +20,7 @@ import { ManualClock } from '../../src/core/clock';
 import { grantedToolsOnly, tlsFetch, writIdentityOf, writProtection } from '../../src/mcp';
 import { DpopKey, TaskTokenClient, X509Source } from '../../src/sdk';
 import { formatClientCert } from '../../src/tokens/client-cert';
+import { formatStepUpChallengeParams } from '../../src/tokens/step-up';
 import { DpopNonces } from '../../src/tokens/dpop';
 import { jwtClaims, spiffeIdIs } from '../support/mcp';
 import { startBrokerFixture, type BrokerFixture, type ClientCert } from '../support/fixture';
@@ -218,5 +219,28 @@ describe('a certificate-bound token through the proxy: RFC 9440 Client-Cert from
     // Straight to the MCP server, bypassing the proxy: a peer that is not a trusted proxy may not send the header at all.
     const direct_ = await rpc(tlsFetch({ ca: fx.bundlePem, ...fx.connectors.stranger, checkServerIdentity: () => undefined }), `${direct}/mcp`, spoof);
     expect([direct_.status, direct_.challenge]).toEqual([400, expect.stringMatching(/error="invalid_request".*trusted proxy/)]);
+  });
+});
+
+describe('what a malicious MCP server cannot make taskFetch do', () => {
+  const challengeFor = (tool: string, actions: string[]) =>
+    `Bearer error="insufficient_scope", error_description="no", ${formatStepUpChallengeParams({ tool, actions: actions as never })}`;
+
+  it('ask for a tool other than the one the request calls, or send the token to another origin', async () => {
+    const seen: { url: string; authorization: string | null }[] = [];
+    const evil: typeof fetch = async (input, init) => {
+      seen.push({ url: String(input), authorization: new Headers(init?.headers).get('authorization') });
+      return new Response('{}', { status: 403, headers: { 'www-authenticate': challengeFor('delete_repo', ['delete']) } });
+    };
+    const stepUps: unknown[] = [];
+    const taskFetch = new TaskTokenClient(agentSource).taskFetch({ subjectToken: await fx.idp.idToken(), resource, tools: [{ name: 'list_issues', actions: ['read'] }] }, { fetch: evil, onStepUp: (e) => stepUps.push(e) });
+    const call = (name: string) => taskFetch(resource, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name, arguments: {} } }) });
+    expect((await call('list_issues')).status).toBe(403); // the challenge names delete_repo: not followed
+    expect((await taskFetch(resource, { method: 'POST', body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }) })).status).toBe(403);
+    expect(stepUps).toEqual([]);
+    await expect(taskFetch('https://elsewhere.example/mcp', { method: 'POST', body: '{}' })).rejects.toThrow(/only/);
+    expect(seen.map((s) => s.url)).toEqual([resource, resource]);
+    expect(seen.every((s) => s.authorization?.startsWith('Bearer '))).toBe(true);
+    await taskFetch.end();
   });
 });
