@@ -27,11 +27,14 @@ jq -r .bundle attest.json > bundle.pem
 openssl x509 -in svid.pem -noout -ext subjectAltName
 openssl verify -CAfile bundle.pem svid.pem
 
-# 5. Before it expires, it renews over mTLS with a new key.
+# 5. Before it expires, it renews over mTLS with a new key, and switches to the new pair
+#    (the previous SVID is not revoked: it stays valid until its own expiry).
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout next.key -out next.csr -subj /CN=github 2>/dev/null
 jq -n --rawfile csr next.csr '{csr:$csr}' |
-  curl -sS --fail-with-body --cacert bundle.pem --cert svid.pem --key svid.key -H 'Content-Type: application/json' -d @- "$WRIT/v1/svid/renew" |
-  jq -r .expires_at
+  curl -sS --fail-with-body --cacert bundle.pem --cert svid.pem --key svid.key -H 'Content-Type: application/json' -d @- "$WRIT/v1/svid/renew" > renew.json
+jq -r .svid renew.json > svid.pem && mv next.key svid.key
+jq -r .expires_at renew.json
+openssl verify -CAfile bundle.pem svid.pem
 
 # 6. And asks for a JWT-SVID for an audience.
 curl -sS --fail-with-body --cacert bundle.pem --cert svid.pem --key svid.key -H 'Content-Type: application/json' \

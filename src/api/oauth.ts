@@ -7,6 +7,7 @@ import {
   isOAuthError,
   OAuthError,
   oauthError,
+  oauthText,
   TOKEN_EXCHANGE_GRANT_TYPE,
   DPOP_SIGNING_ALGORITHMS,
   JWT_SPIFFE_AUTH_METHOD,
@@ -121,8 +122,6 @@ export function oauthErrorHandler(refusals: Pick<OAuthRefusals, 'refused'>): Err
     // RFC 9449 §8: use_dpop_nonce carries the nonce to use in the DPoP-Nonce header.
     if (e instanceof UseDpopNonce && e.nonce !== '') res.setHeader('DPoP-Nonce', e.nonce);
     noStore(res);
-    // RFC 6749 §5.2: error_description is printable ASCII without '"' or '\\'.
-    const description = e.error_description.replace(/"/g, "'").replace(/[^\x20-\x21\x23-\x5b\x5d-\x7e]/g, '?');
-    res.status(e.status).json({ error: e.error, error_description: description });
+    res.status(e.status).json({ error: e.error, error_description: oauthText(e.error_description) });
   };
 }

@@ -157,7 +157,7 @@ describe('RFC 6750 §2.1 and §3: bearer tokens in the Authorization header', ()
 
   it('keeps error_description within the characters RFC 6750 §3 allows', () => {
     const header = bearerChallenge(new InvalidToken('bad "quote" \\ and\nnewline ü'));
-    expect(header).toBe(`Bearer error="invalid_token", error_description="bad 'quote' ' and'newline '"`);
+    expect(header).toBe(`Bearer error="invalid_token", error_description="bad 'quote' ? and?newline ?"`);
   });
 });
 

@@ -81,7 +81,7 @@ import type { TLSSocket } from 'node:tls';
 import type { FlattenedJWSInput, JSONWebKeySet, JWSHeaderParameters } from 'jose';
 import { JwksUnavailable, RemoteJwks, StaticJwks, type KeySource } from '../jwt';
 import { systemClock, type Clock } from '../core/clock';
-import { InvalidRequest, InvalidToken, OAuthError, TemporarilyUnavailable } from '../tokens/errors';
+import { InvalidRequest, InvalidToken, OAuthError, oauthText, TemporarilyUnavailable } from '../tokens/errors';
 import { certificateThumbprint, type AccessTokenClaims } from '../tokens/access-token';
 import type { Action } from '../tokens/authorization-details';
 import { verifyAccessToken } from '../tokens/verify';
@@ -505,7 +505,7 @@ async function jsonBody(req: WritRequest, maxBytes: number): Promise<unknown> {
 // ---------------------------------------------------------------------------------------
 
 /** RFC 6750 §3: `error_description` and `realm` are quoted strings of %x20-21 / %x23-5B / %x5D-7E. */
-const quoted = (text: string, max = 512): string => `"${text.replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/g, "'").slice(0, max)}"`;
+const quoted = (text: string, max = 512): string => `"${oauthText(text).slice(0, max)}"`;
 
 /** How challenges are formatted: `realm`, `resource_metadata`, and the per-tool step-up maps. */
 export interface ChallengeOptions {

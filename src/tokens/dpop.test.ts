@@ -386,7 +386,7 @@ describe('RFC 9449 §7.1 resource servers', () => {
     expect(rs).toBeInstanceOf(InvalidDpopProof);
     expect(rs.status).toBe(401);
     expect(rs.toJSON()).toEqual(err.toJSON());
-    expect(dpopChallenge(rs, { algs: ['ES256'] })).toBe(`DPoP error="invalid_dpop_proof", error_description="${rs.message.replace(/"/g, "'").replace(/§/g, '?')}", algs="ES256"`);
+    expect(dpopChallenge(rs, { algs: ['ES256'] })).toBe(`DPoP error="invalid_dpop_proof", error_description="${rs.message.replace(/"/g, "'").replace(/§ ?/g, 'section ')}", algs="ES256"`);
     const nonce = new UseDpopNonce('n', 'the server requires a nonce').forResource();
     expect(nonce.status).toBe(401);
     expect(nonce.nonce).toBe('n');

@@ -23,7 +23,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { base64url, calculateJwkThumbprint, decodeProtectedHeader, importJWK, jwtVerify, type JWK, type JWTPayload } from 'jose';
 import type { Clock } from '../core/clock';
 import { sha256 } from '../core/hash';
-import { InvalidDpopProof, OAuthError, TemporarilyUnavailable, UseDpopNonce, type OAuthErrorCode } from './errors';
+import { InvalidDpopProof, OAuthError, oauthText, TemporarilyUnavailable, UseDpopNonce, type OAuthErrorCode } from './errors';
 
 /** RFC 9449 §4.2: the `typ` header of a DPoP proof. */
 export const DPOP_JWT_TYPE = 'dpop+jwt';
@@ -59,7 +59,7 @@ export const isDpopError = (err: unknown): err is InvalidDpopProof | UseDpopNonc
  */
 export function dpopChallenge(error: OAuthError | undefined, options: { realm?: string; algs?: readonly string[] } = {}): string {
   const params: string[] = [];
-  const q = (text: string): string => `"${text.replace(/"/g, "'").replace(/[^\x20-\x21\x23-\x5b\x5d-\x7e]/g, '?')}"`;
+  const q = (text: string): string => `"${oauthText(text)}"`;
   if (options.realm !== undefined) params.push(`realm=${q(options.realm)}`);
   if (error !== undefined) params.push(`error=${q(error.error)}`, `error_description=${q(error.error_description)}`);
   params.push(`algs=${q((options.algs ?? DPOP_SIGNING_ALGORITHMS).join(' '))}`);

@@ -17,6 +17,7 @@ import {
   TemporarilyUnavailable,
   UnauthorizedClient,
   UnsupportedGrantType,
+  oauthText,
 } from './errors';
 
 describe('RFC 6749 §5.2 error response', () => {
@@ -77,5 +78,12 @@ describe('RFC 6749 §5.2 error response', () => {
     expect((nonce as UseDpopNonce).nonce).toBe('');
     expect(new UseDpopNonce('n', 'x').toJSON()).toEqual({ error: 'use_dpop_nonce', error_description: 'x' });
     expect(new UseDpopNonce('n', 'x').forResource().status).toBe(401);
+  });
+});
+
+describe('oauthText (RFC 6749 §5.2 error_description characters)', () => {
+  it('writes § as "section", a double quote as a single one, and anything else outside the set as ?', () => {
+    expect(oauthText('the "exp" claim is in the past (RFC 7519 §4.1.4)')).toBe("the 'exp' claim is in the past (RFC 7519 section 4.1.4)");
+    expect(oauthText('tab\there, ü, back\\slash')).toBe('tab?here, ?, back?slash');
   });
 });

@@ -61,6 +61,18 @@ export const OAUTH_ERROR_STATUS: Readonly<Record<OAuthErrorCode, number>> = {
   use_dpop_nonce: 400, // RFC 9449 §8 at the token endpoint (a resource server answers 401, §9)
 };
 
+/**
+ * RFC 6749 §5.2: `error_description` is %x20-21 / %x23-5B / %x5D-7E — printable ASCII without
+ * `"` or `\`. Descriptions cite RFC sections, so "§" is written "section"; a `"` becomes `'`,
+ * and anything else outside the set (attacker text is quoted with `quote` before it gets here) `?`.
+ */
+export function oauthText(description: string): string {
+  return description
+    .replace(/§ ?/g, 'section ')
+    .replace(/"/g, "'")
+    .replace(/[^\x20-\x21\x23-\x5b\x5d-\x7e]/g, '?');
+}
+
 /** The body of an error response (RFC 6749 §5.2). */
 export interface OAuthErrorBody {
   readonly error: OAuthErrorCode;
