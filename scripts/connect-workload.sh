@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # The README's "connect a workload" walkthrough, runnable: create an entry and a join
 # token, make a key and CSR, attest, verify, renew over mTLS, get a JWT-SVID.
-# Needs: WRIT (https://host:port), CA (the CA certificate file), ADMIN_TOKEN; curl, openssl, jq.
+# Needs: WRIT (https://host:port), CA (the CA certificate file), WRIT_ADMIN_TOKEN; curl, openssl, jq.
 set -euo pipefail
-: "${WRIT:?https URL of the broker}" "${CA:?path of certs/ca.crt}" "${ADMIN_TOKEN:?the bootstrap admin token}"
+: "${WRIT:?https URL of the broker}" "${CA:?path of certs/ca.crt}" "${WRIT_ADMIN_TOKEN:?the bootstrap admin token}"
 TD=${TD:-writ.local}
 work=$(mktemp -d); cd "$work"
 
 # 1. An admin registers the connector: who it is and what it fronts.
-curl -sS --fail-with-body --cacert "$CA" -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
+curl -sS --fail-with-body --cacert "$CA" -H "Authorization: Bearer $WRIT_ADMIN_TOKEN" -H 'Content-Type: application/json' \
   -d "{\"spiffe_id\":\"spiffe://$TD/connector/github\",\"metadata\":{\"owner\":\"platform\",\"mcp_server_uri\":\"https://mcp.example.com/github\",\"tools\":[\"issues.read\"]}}" \
   "$WRIT/v1/admin/entries" | jq -c '{id, spiffe_id}'
 
 # 2. ...and hands it a single-use join token.
-JOIN=$(curl -sS --fail-with-body --cacert "$CA" -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
+JOIN=$(curl -sS --fail-with-body --cacert "$CA" -H "Authorization: Bearer $WRIT_ADMIN_TOKEN" -H 'Content-Type: application/json' \
   -d "{\"spiffe_id\":\"spiffe://$TD/connector/github\",\"ttl\":600}" "$WRIT/v1/admin/join-tokens" | jq -r .token)
 
 # 3. The connector makes its own key and a CSR (the key never leaves it).

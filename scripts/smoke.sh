@@ -27,7 +27,7 @@ fi
 node -e 'const b=require(process.argv[1]); if(!(b.spiffe_sequence>=1 && b.keys.some(k=>k.use==="x509-svid"&&k.x5c.length===1))) {console.error("bad bundle", b); process.exit(1)}' "$work/bundle.json"
 echo "ready with a bundle after ${elapsed} ms"
 # The README's "connect a workload" walkthrough against this broker.
-ADMIN_TOKEN=$(sed -n 's/^writ: generated the bootstrap admin token .*: //p' "$work/err.log") \
+WRIT_ADMIN_TOKEN=$(sed -n 's/^writ: generated the bootstrap admin token .*: //p' "$work/err.log") \
   WRIT="https://localhost:$WRIT_PORT" CA="$WRIT_CA_DIR/ca.crt" bash scripts/connect-workload.sh > "$work/walkthrough.log" 2>&1 ||
   { echo "FAIL: connect-workload walkthrough"; cat "$work/walkthrough.log"; exit 1; }
 echo "connect-workload walkthrough: $(grep -c . "$work/walkthrough.log") lines of output, $(grep -o 'svid.pem: OK' "$work/walkthrough.log")"

@@ -1,12 +1,15 @@
-import pino, { type Logger } from 'pino';
-import { AdminCredentials } from './admin';
+import type { Logger } from 'pino';
+import { AdminCredentials, bootstrapTokenLocation, removeTokenFile, tokenFileExists } from './admin';
 import { adminRouter, bundleRouter, closeNow, forwardedClientCertificates, createApiApp, createApiServer, drain, listen, urlOf, createOpsServer, HttpMetrics, oauthErrorHandler, oauthRouter, signalsErrorHandler, signalsRouter, svidRouter, tasksRouter } from './api';
 import { SetReceiver, SignalApplier, SignalIntake, UserRisks } from './signals';
 import { DpopReplayCache, IdentityProviders, Introspection, OAuthRefusals, TokenExchange, TokenRevocation } from './tokens';
-import { EntryStore, JoinTokenAttestor, JoinTokens, OidcAttestor, SvidIssuer, X509PopAttestor, type Attestor } from './attestation';
+import { brokerLogger } from './api/logging';
+import { EntryStore, JoinTokenAttestor, JoinTokens, SvidIssuer, type Attestor } from './attestation';
 import { AuditLog, AuditReader, type AuditEventInput } from './audit';
 import { openKeyCustody, ServerRotator, ServerSvid, type BundleCache, type CaRotator, type CertificateAuthority, type JwtSigningKey } from './ca';
-import { ConfigError, redactDatabaseUrl, type Config } from './config';
+import { preflight } from './broker-preflight';
+import { showStartupSummary, type Terminal } from './broker-summary';
+import { redactDatabaseUrl, type Config } from './config';
 import { systemClock, systemRandom, type Clock, type Random } from './core';
 import { openDatabase, whileOpen, type Database, type Freshness, type Readiness } from './db';
 import { LeaseJanitor, noRevocationWatch, PgRevocationWatch, PrismaLeaseStore, RevocationEpochs, Revocations, svidDenylist, TaskStore, type LeaseStore, type RevocationWatch } from './leases';
@@ -17,8 +20,12 @@ export interface BrokerDeps {
   clock?: Clock;
   random?: Random;
   logger?: Logger;
-  /** Shows a generated admin token to the operator. Default: one line on stderr. */
-  showAdminToken?: (token: string) => void;
+  /** Shows a generated admin token, and the file that keeps it until its first use, to the operator. Default: one line on `terminal`. */
+  showAdminToken?: (token: string, file: string) => void;
+  /** Where lines for the operator go (the admin token's file, and the start-up summary when it is a TTY). Default: stderr. */
+  terminal?: Terminal;
+  /** False for a cluster worker other than the first: it leaves the reminders to the first (they share one terminal). Default true. */
+  speaksForAll?: boolean;
   /** Attestors besides join_token; by default those the configuration enables (oidc, x509pop). */
   attestors?: readonly Attestor[];
 }
@@ -49,39 +56,37 @@ export interface Broker {
 const SWEEP_INTERVAL_MS = 10 * 60_000;
 const SERVER_SVID_MAX_TTL = 86400;
 
-const showOnStderr = (token: string) => process.stderr.write(`writ: generated the bootstrap admin token (shown once, only its hash is kept): ${token}\n`);
+const tokenLine = (terminal: Terminal) => (token: string, file: string) => terminal.write(`writ: generated the bootstrap admin token (kept in ${file} until its first use): ${token}\n`);
 
-/** The oidc and x509pop attestors the configuration enables; their files are read now, so mistakes stop start-up. */
-function configuredAttestors(config: Config, clock: Clock): Attestor[] {
-  const attestors: Attestor[] = [];
-  if (config.oidcIssuers.length > 0) {
-    try {
-      attestors.push(new OidcAttestor(config.oidcIssuers, { clock }));
-    } catch (err) {
-      throw err instanceof ConfigError ? err : new ConfigError('oidc_issuers', (err as Error).message, err);
-    }
-  }
-  if (config.x509pop) attestors.push(new X509PopAttestor(config.x509pop, { clock }));
-  return attestors;
-}
-
-/** Builds something from configuration now, so that a bad key file stops start-up naming the setting. */
-function configured<T>(setting: string, build: () => T): T {
-  try {
-    return build();
-  } catch (err) {
-    throw err instanceof ConfigError ? err : new ConfigError(setting, (err as Error).message, err);
-  }
-}
-
-/** The admin credential: WRIT_ADMIN_TOKEN's hash, or a token generated now, shown once and audited. */
-function adminCredential(db: Database, config: Config, audit: AuditLog, random: Random, show: (token: string) => void = showOnStderr): Promise<AdminCredentials> {
-  return AdminCredentials.bootstrap(db.prisma, {
+/**
+ * The admin credential: WRIT_ADMIN_TOKEN's hash (which overrides the stored one), or the stored
+ * hash, or a token generated now: written to a 0600 file, shown once and audited. While that file
+ * is there, each start says where it is; the token's first use deletes it (audited).
+ */
+async function adminCredential(db: Database, config: Config, audit: AuditLog, random: Random, logger: Logger, terminal: Terminal | undefined, show: (token: string, file: string) => void): Promise<{ admin: AdminCredentials; tokenFile: string | undefined }> {
+  const location = bootstrapTokenLocation(config);
+  let generated = false;
+  const admin = await AdminCredentials.bootstrap(db.prisma, {
     configured: config.adminToken,
     random,
     audit: audit.appendIn,
-    onGenerated: show,
+    tokenFile: location,
+    onGenerated: (token, file) => {
+      generated = true;
+      show(token, file);
+    },
+    // Never rejects: a failure to delete is logged, and the file stays for the operator to remove.
+    onFirstUse: async () => {
+      try {
+        if (removeTokenFile(location.path)) await audit.append({ type: 'admin_credential.file_deleted', actor: 'writ', details: { path: location.path } });
+      } catch (err) {
+        logger.error({ path: location.path, err: (err as Error).message }, 'could not delete the bootstrap admin token file after its first use');
+      }
+    },
   });
+  const unused = config.adminToken === undefined && tokenFileExists(location.path);
+  if (unused && !generated) terminal?.write(`writ: the bootstrap admin token has not been used yet; it is in ${location.path} (its first use deletes the file)\n`);
+  return { admin, tokenFile: unused ? location.path : undefined };
 }
 
 /** The broker's own SVID (its HTTPS certificate); each is a lease, recorded with its audit event before it is used. */
@@ -199,13 +204,13 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
 export async function startBroker(config: Config, deps: BrokerDeps = {}): Promise<Broker> {
   const clock = deps.clock ?? systemClock;
   const random = deps.random ?? systemRandom;
-  const logger = deps.logger ?? pino({ level: config.logLevel, base: { service: 'writ' } });
+  const logger = deps.logger ?? brokerLogger(config);
+  const terminal = deps.terminal ?? process.stderr;
 
-  // Key custody, checked before anything else: the KEK when one is set, else the files of WRIT_CA_DIR.
+  // Every check that changes nothing comes first (policy file, JWKS and CA files, ports): a mistake leaves no CA, rows or token behind.
+  const { attestors, identityProviders, signalReceiver } = await preflight(config, { clock, ...(deps.attestors && { attestors: deps.attestors }) });
+  // Key custody: the KEK when one is set, else the files of WRIT_CA_DIR (created on a first start).
   const custody = await openKeyCustody(config, { clock, random, logger });
-  const attestors = deps.attestors ?? configuredAttestors(config, clock);
-  const identityProviders = configured('identity_providers', () => new IdentityProviders(config.identityProviders, { clock }));
-  const signalReceiver = configured('signal_transmitters', () => new SetReceiver(config.signalTransmitters, { clock }));
 
   const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, clock, random, logger });
   let watch: RevocationWatch = noRevocationWatch;
@@ -214,7 +219,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
     const audit = new AuditLog(db.prisma, clock);
     const { kind: custodyKind, store: bundleStore, rotator, bundle, published } = await custody.start(db.prisma, audit);
 
-    const admin = await adminCredential(db, config, audit, random, deps.showAdminToken);
+    const { admin, tokenFile } = await adminCredential(db, config, audit, random, logger, deps.speaksForAll === false ? undefined : terminal, deps.showAdminToken ?? tokenLine(terminal));
 
     // Replicas share PostgreSQL: each keeps a view of revocations that every other one announces,
     // and caches what the hot paths read until any replica announces a change to it.
@@ -259,6 +264,19 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
     const apiUrl = urlOf('https', apiAddress);
     const opsUrl = urlOf('http', opsAddress);
     logger.info({ api: apiUrl, ops: opsUrl, trustDomain: config.trustDomain, bundle: `${apiUrl}/v1/bundle`, spiffeSequence: published.sequence }, 'writ listening');
+    if (terminal.isTTY) {
+      const engine = await policies.engine();
+      showStartupSummary(terminal, {
+        apiUrl,
+        opsUrl,
+        bundleUrl: `${apiUrl}/v1/bundle`,
+        trustDomain: config.trustDomain,
+        policy: engine.version === '0' ? undefined : { version: engine.version, policies: engine.policyIds.length },
+        identityProviders: config.identityProviders.length,
+        signalTransmitters: config.signalTransmitters.length,
+        adminTokenFile: tokenFile,
+      });
+    }
 
     let stopping: Promise<void> | undefined;
     const shutdown = () =>

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 import cluster from 'node:cluster';
 import { startBroker, type Broker } from './broker';
-import { notifyListening, superviseWorkers, workerLogger } from './cluster';
+import { brokerLogger } from './api/logging';
+import { notifyListening, superviseWorkers } from './cluster';
 import { loadConfig, type Config } from './config';
 import { DomainError } from './core/errors';
 
@@ -38,7 +39,9 @@ async function runBroker(config: Config, worker: number | undefined): Promise<vo
   on('SIGTERM', () => stop('SIGTERM'));
   on('SIGINT', () => stop('SIGINT'));
   try {
-    broker = await startBroker(config, worker === undefined ? {} : { logger: workerLogger(config, worker) });
+    // Of several workers, the first alone writes the start-up summary (the terminal is shared).
+    const terminal = worker === undefined || worker === 1 ? process.stderr : { isTTY: false, write: (text: string) => process.stderr.write(text) };
+    broker = await startBroker(config, worker === undefined ? { terminal } : { terminal, speaksForAll: worker === 1, logger: brokerLogger(config, { worker, pid: process.pid }) });
   } catch (err) {
     process.stderr.write(`writ: ${describe(err)}\n`);
     process.exit(1);

@@ -1,1 +1,2 @@
-export { AdminCredentials } from './credentials';
+export { AdminCredentials, type TokenFileLocation } from './credentials';
+export { bootstrapTokenLocation, tokenFileExists, removeTokenFile, BOOTSTRAP_TOKEN_FILE } from './token-file';

@@ -1,5 +1,6 @@
 import type { RequestHandler } from 'express';
-import type { Logger } from 'pino';
+import pino, { type LevelWithSilent, type Logger } from 'pino';
+import pinoPretty from 'pino-pretty';
 import type { Random } from '../core/random';
 import { routeLabel } from './metrics';
 import { peerLeaf } from './peer';
@@ -25,4 +26,16 @@ export function requestLogger(logger: Logger, random: Random): RequestHandler {
     });
     next();
   };
+}
+
+/**
+ * The broker's logger: JSON lines on stdout (WRIT_LOG_FORMAT=json, the default), or the
+ * same events made readable by pino-pretty (`pretty`, for local use). `base` adds fields
+ * to every line (a worker's id and pid).
+ */
+export function brokerLogger(settings: { readonly logLevel: LevelWithSilent; readonly logFormat: 'json' | 'pretty' }, base: Record<string, unknown> = {}): Logger {
+  const options = { level: settings.logLevel, base: { service: 'writ', ...base } };
+  if (settings.logFormat === 'json') return pino(options);
+  // Synchronous, in this thread: a pretty line is written before the next one (and before an exit).
+  return pino(options, pinoPretty({ destination: 1, sync: true, colorize: Boolean(process.stdout.isTTY), ignore: 'pid,hostname,service' }));
 }

@@ -19,7 +19,8 @@ const ADMIN = 'the admin caller ("admin", or the admin SVID\'s SPIFFE ID)';
 
 export const AUDIT_EVENTS = {
   // ── broker start-up and key custody (src/broker.ts, src/ca/)
-  'admin_credential.generated': { records: 'an admin token was generated at start-up and shown once', actor: WRIT, details: [] },
+  'admin_credential.generated': { records: 'an admin token was generated at start-up, shown once and written to a 0600 file until its first use', actor: WRIT, details: [] },
+  'admin_credential.file_deleted': { records: 'the generated admin token was used for the first time, so the broker deleted the file that kept it', actor: WRIT, details: ['path'] },
   'authority_key.sealed': { records: 'a CA or JWT key from WRIT_CA_DIR was sealed under the KEK into the database', actor: WRIT, details: ['authority', 'kek', 'from'] },
   'kek.rotated': { records: 'the sealed authority keys were resealed under a new key-encryption key', actor: WRIT, details: ['kek', 'previous', 'resealed'] },
   'ca.created': { records: 'a new X.509 CA was generated', actor: WRIT, details: ['subject', 'notAfter'] },

@@ -141,5 +141,8 @@ function unreachable(server: string, err: NodeJS.ErrnoException): BrokerUnreacha
   if (TLS_TRUST_ERRORS.has(code)) {
     return new BrokerUnreachable(`the TLS certificate of ${server} is not trusted (${code}): give the broker's CA with --ca or WRIT_CA`);
   }
+  // TLS to a plain HTTP listener fails in the record layer ("wrong version number"): most likely the ops port.
+  if (code === 'EPROTO' || /wrong version number|packet length too long/i.test(err.message))
+    return new BrokerUnreachable(`${server} does not speak TLS: is it the ops port (plain HTTP, /healthz and /metrics)? --server names the HTTPS API (WRIT_PORT, 8443 by default)`);
   return new BrokerUnreachable(`cannot reach ${server}: ${oneLine(err.message)}`);
 }

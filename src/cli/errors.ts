@@ -1,10 +1,11 @@
 /**
- * How the CLI fails. Each error becomes one line on stderr and an exit code:
- * 1 when the broker (or the local file system, or the network) refuses, 2 for usage errors.
+ * How the CLI fails. Each error becomes one line on stderr and an exit code: 1 when the broker
+ * (or the local file system) refuses, 2 for usage errors, 3 when the broker cannot be reached
+ * or its certificate is not trusted — so that a script can tell "no" from "no answer".
  */
 
 /** Exit codes, as the README documents them. */
-export const EXIT = { OK: 0, REFUSED: 1, USAGE: 2 } as const;
+export const EXIT = { OK: 0, REFUSED: 1, USAGE: 2, UNREACHABLE: 3 } as const;
 
 /** Something the command could not do: one line on stderr, exit 1. */
 export class CliFailure extends Error {
@@ -26,8 +27,10 @@ export class BrokerRefused extends CliFailure {
   }
 }
 
-/** The broker could not be reached, or its TLS certificate was not trusted. */
-export class BrokerUnreachable extends CliFailure {}
+/** The broker could not be reached, its TLS certificate was not trusted, or its answer was cut short: exit 3. */
+export class BrokerUnreachable extends CliFailure {
+  override readonly exitCode: number = EXIT.UNREACHABLE;
+}
 
 /** Squeezes a message onto one line, so stderr stays one line per failure. */
 export const oneLine = (text: string): string => text.replace(/\s*[\r\n]+\s*/g, ' ').trim();

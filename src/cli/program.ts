@@ -3,10 +3,12 @@ import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { registerAudit } from './commands/audit';
 import { registerCa } from './commands/ca';
+import { registerDev } from './commands/dev';
 import { registerEntry } from './commands/entry';
 import { registerExchange } from './commands/exchange';
 import { registerJoinToken } from './commands/join-token';
 import { registerPolicy } from './commands/policy';
+import { registerResource } from './commands/resource';
 import { registerRevoke } from './commands/revoke';
 import { registerServe } from './commands/serve';
 import { registerSvid } from './commands/svid';
@@ -42,7 +44,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--token <token>', 'the admin token (prefer WRIT_ADMIN_TOKEN: arguments show in the process list)').env('WRIT_ADMIN_TOKEN'))
     .addOption(new Option('--svid-dir <dir>', 'admin over mTLS with the admin SVID in DIR (key.pem, svid.pem, bundle.pem)').env('WRIT_SVID_DIR'))
     .addOption(new Option('-o, --output <format>', 'table for people, json for programs').choices(['table', 'json']).default('table'))
-    .addHelpText('after', '\nExit status: 0 done; 1 refused (by the broker, or a local file); 2 usage error.');
+    .addHelpText('after', '\nExit status: 0 done; 1 refused (by the broker, or a local file); 2 usage error; 3 the broker cannot be reached.');
 
   registerServe(program);
   registerEntry(program);
@@ -50,9 +52,11 @@ export function buildProgram(): Command {
   registerSvid(program);
   registerExchange(program);
   registerRevoke(program);
+  registerResource(program);
   registerPolicy(program);
   registerAudit(program);
   registerCa(program);
+  registerDev(program);
 
   for (const cmd of allCommands(program)) {
     const path = pathOf(cmd);

@@ -1,1 +1,1 @@
-export { superviseWorkers, workerLogger, notifyListening, WORKER_LISTENING, type SupervisorOptions } from './supervisor';
+export { superviseWorkers, notifyListening, WORKER_LISTENING, type SupervisorOptions } from './supervisor';

@@ -1,6 +1,4 @@
 import cluster, { type Worker } from 'node:cluster';
-import pino, { type Logger } from 'pino';
-import type { Config } from '../config';
 
 /** What a worker sends the primary once its broker is up and listening. */
 export const WORKER_LISTENING = 'writ:listening';
@@ -120,11 +118,6 @@ export function superviseWorkers(options: SupervisorOptions): Promise<number> {
 
   fork(true);
   return done;
-}
-
-/** The logger of a clustered worker: Writ's usual one, its lines naming the worker and its pid. */
-export function workerLogger(config: Config, id: number): Logger {
-  return pino({ level: config.logLevel, base: { service: 'writ', worker: id, pid: process.pid } });
 }
 
 /** Tells the primary that this worker's broker is up and listening. */

@@ -104,6 +104,14 @@ describe('configuration', () => {
     expect(failure(env)).toContain(message);
   });
 
+  it('reads WRIT_LOG_FORMAT: json by default, or pretty (pino-pretty) for local use', () => {
+    expect(loadConfig({}).logFormat).toBe('json');
+    expect(loadConfig({ WRIT_LOG_FORMAT: 'pretty' }).logFormat).toBe('pretty');
+    expect(loadConfig({ WRIT_LOG_FORMAT: 'JSON' }).logFormat).toBe('json');
+    expect(loadConfig({ WRIT_CONFIG: file('format.yaml', 'log_format: pretty\n') }).logFormat).toBe('pretty');
+    expect(failure({ WRIT_LOG_FORMAT: 'text' })).toBe('WRIT_LOG_FORMAT: must be json or pretty, got "text"');
+  });
+
   it('reads WRIT_WORKERS: a number of processes, or auto for one per CPU', () => {
     const db = { DATABASE_URL: 'postgresql://postgres@127.0.0.1:5432/writ' };
     expect(loadConfig({ ...db, WRIT_WORKERS: '4' }).workers).toBe(4);

@@ -56,6 +56,8 @@ export interface Config {
   /** Broker processes sharing the listeners (node:cluster); 1 runs the broker in this process. */
   readonly workers: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** `json` (one JSON line per event, the default) or `pretty` (pino-pretty, for local use). */
+  readonly logFormat: 'json' | 'pretty';
   /** A Cedar policy file loaded as a new policy version at start-up when it changed. */
   readonly policyFile: string | undefined;
   /** Writ's issuer identifier (RFC 8414): `iss` of access tokens; by default https://<first DNS name>:<port>. */
@@ -164,6 +166,11 @@ const level = (raw: string): Config['logLevel'] => {
   return r.success ? r.data : fail(`must be one of ${logLevel.options.join(', ')}, got "${raw}"`);
 };
 
+const logFormat = (raw: string): Config['logFormat'] => {
+  const v = raw.trim().toLowerCase();
+  return v === 'json' || v === 'pretty' ? v : fail(`must be json or pretty, got "${raw}"`);
+};
+
 const SETTINGS = {
   host: { env: 'WRIT_HOST', file: 'host', parse: nonEmpty, default: '127.0.0.1' },
   port: { env: 'WRIT_PORT', file: 'port', parse: port, default: 8443 },
@@ -186,6 +193,7 @@ const SETTINGS = {
   shutdownGrace: { env: 'WRIT_SHUTDOWN_GRACE', file: 'shutdown_grace', parse: duration, default: 25 },
   workers: { env: 'WRIT_WORKERS', file: 'workers', parse: workers, default: 1 },
   logLevel: { env: 'WRIT_LOG_LEVEL', file: 'log_level', parse: level, default: 'info' },
+  logFormat: { env: 'WRIT_LOG_FORMAT', file: 'log_format', parse: logFormat, default: 'json' },
   policyFile: { env: 'WRIT_POLICY_FILE', file: 'policy_file', parse: nonEmpty, path: true },
   issuer: { env: 'WRIT_ISSUER', file: 'issuer', parse: (raw: string) => (URL.canParse(raw) && new URL(raw).protocol === 'https:' && !new URL(raw).search && !new URL(raw).hash ? raw.replace(/\/$/, '') : fail('must be an https URL without query or fragment (RFC 8414 §2)')) },
   accessTokenTtl: { env: 'WRIT_ACCESS_TOKEN_TTL', file: 'access_token_ttl', parse: duration, default: 300 },

@@ -88,7 +88,7 @@ describe('writ attest: a local key, a CSR, and the SVID files', () => {
     expectUsage(await writ(['attest', '--out', join(b.work, 'p')], b.anonymous), 'writ attest', /--join-token or --join-token-file/);
     expectUsage(await writ(['attest', '--join-token', token, '--out', join(b.work, 'p'), '--format', 'jks'], b.anonymous), 'writ attest', /Allowed choices are pem, p12/);
     // No trust for the broker's certificate: one line that says what to do.
-    expectRefused(await writ(['attest', '--join-token', token, '--out', join(b.work, 'p')], { WRIT_SERVER: b.broker.apiUrl }), /not trusted .*--ca/);
+    expectRefused(await writ(['attest', '--join-token', token, '--out', join(b.work, 'p')], { WRIT_SERVER: b.broker.apiUrl }), /not trusted .*--ca/, 3);
   });
 
   it('with --format p12 also writes a password-protected svid.p12 that OpenSSL 3 reads without -legacy', async () => {
@@ -171,10 +171,11 @@ describe('writ exchange, task end, revoke, leases', () => {
     expect(table.stdout).toMatch(/^expires_in +300s$/m);
     expect(table.stdout).toMatch(/^task_id +[0-9a-f-]{36}$/m);
     expect(table.stdout).toMatch(/^granted +search:read$/m);
+    expect(table.stdout).toMatch(/^refused +delete_repo:delete$/m);
     expect(table.stdout).not.toContain(readFileSync(subjectFile, 'utf8').trim());
 
     const json = await writ(['exchange', '--dir', agentDir, '--subject-token', '-', '--resource', GITHUB, '--tool', 'search:read', '-o', 'json'], b.anonymous, { input: readFileSync(subjectFile, 'utf8') });
-    expect(json.json()).toMatchObject({ token_type: 'Bearer', expires_in: 300, authorization_details: [{ type: 'mcp_tool', tools: ['search'], actions: ['read'], data_classification: 'internal' }] });
+    expect(json.json()).toMatchObject({ token_type: 'Bearer', expires_in: 300, refused: [], authorization_details: [{ type: 'mcp_tool', tools: ['search'], actions: ['read'], data_classification: 'internal' }] });
     expect(decodeJwt(json.json().access_token)).toMatchObject({ sub: 'alice', aud: GITHUB, client_id: AGENT, task_id: json.json().task_id });
 
     const refused = await writ(['exchange', '--dir', agentDir, '--subject-token', subjectFile, '--resource', GITHUB, '--tool', 'delete_repo:delete'], b.anonymous);

@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -53,11 +55,22 @@ describe('the command line itself', () => {
     expectUsage(await writ(['leases'], { WRIT_ADMIN_TOKEN: '' }), 'writ leases', /need a credential/);
   });
 
-  it('reports an unreachable broker in one line (exit 1), without echoing the admin token', async () => {
+  it('reports an unreachable broker in one line (exit 3, not a refusal), without echoing the admin token', async () => {
     const token = 'a-secret-admin-token-value';
     const run = await writ(['entry', 'list', '--server', 'https://127.0.0.1:9'], { WRIT_ADMIN_TOKEN: token });
-    expectRefused(run, /cannot reach https:\/\/127\.0\.0\.1:9: .*ECONNREFUSED/);
+    expectRefused(run, /cannot reach https:\/\/127\.0\.0\.1:9: .*ECONNREFUSED/, 3);
     expect(run.stderr).not.toContain(token);
+  });
+
+  it('says so when --server names a plain HTTP listener such as the ops port', async () => {
+    const plain = createServer((_req, res) => res.end('ok'));
+    await new Promise<void>((resolve) => plain.listen(0, '127.0.0.1', resolve));
+    try {
+      const run = await writ(['entry', 'list', '--server', `https://127.0.0.1:${(plain.address() as AddressInfo).port}`], { WRIT_ADMIN_TOKEN: 'x'.repeat(20) });
+      expectRefused(run, /does not speak TLS: is it the ops port/, 3);
+    } finally {
+      plain.close();
+    }
   });
 });
 

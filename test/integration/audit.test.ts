@@ -81,6 +81,9 @@ beforeAll(async () => {
   store = await createTestStore();
   const config = testConfig(store, { WRIT_TRUST_DOMAIN: 'audit.test' });
   broker = await startBroker(config, { clock, showAdminToken: (t) => void (adminToken = t) });
+  // The token's first use (audited: its file deleted) before the workload, so the trail below is exactly WORKLOAD.
+  expect(broker.admin.verify(adminToken)).toBe(true);
+  await broker.admin.settled();
 
   for (const event of WORKLOAD) {
     clock.advance(60);

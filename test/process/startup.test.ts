@@ -81,7 +81,8 @@ describe('a fresh start (the README quick start)', () => {
     expect(bundle.status).toBe(200);
     expect(JSON.parse(bundle.body).keys).toHaveLength(2);
     expect(existsSync(join(cwd, 'data'))).toBe(!store.databaseUrl);
-    expect(p.stderr()).toMatch(/^writ: generated the bootstrap admin token \(shown once, only its hash is kept\): writ_admin_\S+\n$/);
+    expect(p.stderr()).toMatch(/^writ: generated the bootstrap admin token \(kept in \S+bootstrap-admin-token until its first use\): writ_admin_\S+\n$/);
+    const tokenFile = /kept in (\S+) until/.exec(p.stderr())![1]!;
     p.child.kill('SIGTERM');
     expect(await p.exit).toEqual({ code: 0, signal: null });
 
@@ -89,7 +90,8 @@ describe('a fresh start (the README quick start)', () => {
     await again.ready;
     again.child.kill('SIGTERM');
     expect((await again.exit).code).toBe(0);
-    expect(again.stderr()).toBe('writ: SIGTERM received, shutting down\n'); // and no second admin token
+    // No second admin token: where the unused one is kept.
+    expect(again.stderr()).toBe(`writ: the bootstrap admin token has not been used yet; it is in ${tokenFile} (its first use deletes the file)\nwrit: SIGTERM received, shutting down\n`);
   });
 });
 

@@ -96,7 +96,7 @@ describePg('WRIT_WORKERS=2 on PostgreSQL', () => {
     expect(ready.find((l) => l.worker === 2)!.applied).toEqual([]);
     expect(readdirSync(join(dir, 'certs')).filter((f) => f.endsWith('.crt'))).toEqual(['ca.crt']);
     // The admin token was generated once, by the first worker.
-    expect(p.stderr()).toMatch(/^writ: generated the bootstrap admin token \(shown once, only its hash is kept\): writ_admin_\S+\n$/);
+    expect(p.stderr()).toMatch(/^writ: generated the bootstrap admin token \(kept in \S+bootstrap-admin-token until its first use\): writ_admin_\S+\n$/);
 
     // Exactly one CA in the bundle, whichever worker answers; connections reach both workers.
     const before = p.logs.length;

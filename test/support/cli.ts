@@ -93,9 +93,9 @@ export async function startCliBroker(env: (work: string) => Record<string, strin
   };
 }
 
-/** What a refusal must look like: exit 1, one line on stderr, nothing on stdout. */
-export function expectRefused(run: Run, text?: string | RegExp): void {
-  expect({ code: run.code, stdout: run.stdout }).toEqual({ code: 1, stdout: '' });
+/** What a refusal must look like: exit 1 (3 when the broker could not be reached), one line on stderr, nothing on stdout. */
+export function expectRefused(run: Run, text?: string | RegExp, code = 1): void {
+  expect({ code: run.code, stdout: run.stdout }).toEqual({ code, stdout: '' });
   expect(run.stderr.endsWith('\n')).toBe(true);
   expect(run.stderr.trimEnd().split('\n')).toHaveLength(1);
   expect(run.stderr).toMatch(/^writ: /);

@@ -19,6 +19,11 @@ interface TokenResponse {
 }
 
 const granted = (r: TokenResponse) => r.authorization_details.flatMap((d) => d.tools.flatMap((t) => d.actions.map((a) => `${t}:${a}`)));
+/** What was asked for and not granted (RFC 9396 §7: the answer may grant less than asked). */
+const refused = (asked: readonly [string, string][], r: TokenResponse) => {
+  const got = new Set(granted(r));
+  return asked.map(([tool, action]) => `${tool}:${action}`).filter((t) => !got.has(t));
+};
 
 export function registerExchange(program: Command): void {
   program
@@ -42,7 +47,8 @@ export function registerExchange(program: Command): void {
         ...(o.taskId !== undefined && { task_id: o.taskId }),
       });
       const res = await svidClient(cmd, o.dir).form<TokenResponse>('/oauth2/token', params);
-      const shown = writeSecret(res, 'access_token', o.tokenFile);
+      const notGranted = refused(o.tool, res);
+      const shown: Record<string, unknown> = { ...writeSecret(res, 'access_token', o.tokenFile), refused: notGranted };
       print(globals(cmd).output, shown, () =>
         fields([
           ['access_token', shown.access_token ?? `written to ${shown.access_token_file}`],
@@ -50,6 +56,7 @@ export function registerExchange(program: Command): void {
           ['expires_at', new Date(Date.now() + res.expires_in * 1000).toISOString()],
           ['task_id', res.task_id],
           ['granted', granted(res)],
+          ['refused', notGranted.length > 0 ? notGranted : 'nothing'],
         ]),
       );
     });

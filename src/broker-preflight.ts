@@ -1,0 +1,85 @@
+import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { OidcAttestor, X509PopAttestor, type Attestor } from './attestation';
+import { ConfigError, type Config } from './config';
+import type { Clock } from './core';
+import { PolicyEngine, PolicyInvalid } from './policy';
+import { SetReceiver } from './signals';
+import { IdentityProviders } from './tokens';
+
+/** What start-up checked and built from the configuration before it changed anything. */
+export interface Preflight {
+  /** The oidc and x509pop attestors the configuration enables (or those given). */
+  readonly attestors: readonly Attestor[];
+  readonly identityProviders: IdentityProviders;
+  readonly signalReceiver: SetReceiver;
+  /** WRIT_POLICY_FILE, parsed and validated against the schema: its path and the ids of its policies. */
+  readonly policyFile: { readonly path: string; readonly policyIds: readonly string[] } | undefined;
+}
+
+/** Builds something from configuration now, so that a bad file stops start-up naming the setting. */
+function configured<T>(setting: string, build: () => T): T {
+  try {
+    return build();
+  } catch (err) {
+    throw err instanceof ConfigError ? err : new ConfigError(setting, (err as Error).message, err);
+  }
+}
+
+/** WRIT_POLICY_FILE read, parsed and validated by Cedar against the Writ schema (strict), as seeding it will. */
+export function checkPolicyFile(path: string): { path: string; policyIds: readonly string[] } {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError('WRIT_POLICY_FILE', `cannot read ${path}: ${(err as NodeJS.ErrnoException).code}`, err);
+  }
+  try {
+    return { path, policyIds: PolicyEngine.create(text, 'file').policyIds };
+  } catch (err) {
+    if (err instanceof PolicyInvalid) throw new ConfigError('WRIT_POLICY_FILE', `${path} is not a valid policy set: ${err.errors.join('; ')}`, err);
+    throw err;
+  }
+}
+
+const bind = (port: number, host: string, setting: string): Promise<Server> =>
+  new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', (e: NodeJS.ErrnoException) => reject(new ConfigError(setting, `cannot listen on ${host}:${port}: ${e.code}`)));
+    server.listen(port, host, () => resolve(server));
+  });
+
+const release = (server: Server): Promise<void> => new Promise((resolve) => server.close(() => resolve()));
+
+/**
+ * Binds the API and ops listeners' addresses together (so that one port given to both is
+ * refused) and releases them: a port that is taken, or a host that is not this machine's,
+ * stops start-up with the message `listen` gives, before anything is created.
+ */
+export async function checkListeners(config: Pick<Config, 'host' | 'port' | 'opsHost' | 'opsPort'>): Promise<void> {
+  const api = await bind(config.port, config.host, 'WRIT_PORT');
+  try {
+    await release(await bind(config.opsPort, config.opsHost, 'WRIT_OPS_PORT'));
+  } finally {
+    await release(api);
+  }
+}
+
+/**
+ * Every check of the configuration that start-up can make without changing anything: the
+ * policy file, the identity providers', signal transmitters' and OIDC issuers' JWKS files,
+ * the x509pop CA files, and the listeners' ports. It runs before the CA, the database and
+ * the admin token are created, so a mistake on a first start leaves nothing behind.
+ */
+export async function preflight(config: Config, deps: { clock: Clock; attestors?: readonly Attestor[] }): Promise<Preflight> {
+  const { clock } = deps;
+  const policyFile = config.policyFile ? checkPolicyFile(config.policyFile) : undefined;
+  const identityProviders = configured('identity_providers', () => new IdentityProviders(config.identityProviders, { clock }));
+  const signalReceiver = configured('signal_transmitters', () => new SetReceiver(config.signalTransmitters, { clock }));
+  const attestors = deps.attestors ?? [
+    ...(config.oidcIssuers.length > 0 ? [configured('oidc_issuers', () => new OidcAttestor(config.oidcIssuers, { clock }))] : []),
+    ...(config.x509pop ? [configured('x509pop', () => new X509PopAttestor(config.x509pop!, { clock }))] : []),
+  ];
+  await checkListeners(config);
+  return { attestors, identityProviders, signalReceiver, policyFile };
+}

@@ -1,0 +1,31 @@
+/**
+ * The files `writ dev` writes into its directory on first start (and never overwrites, so
+ * they can be edited there): the test users and a Cedar policy for them. They live in code so
+ * that they ship in the broker's package with the rest of dist.
+ */
+
+/** alice is an engineer; bob an engineer and a maintainer; carol in no group. */
+export const SAMPLE_USERS = `# Test users of writ dev's OpenID Provider (development only: no passwords).
+# Their ID tokens carry "groups" (Writ's default groups_claim) and "sid".
+users:
+  alice:
+    groups: [eng]
+    email: alice@example.com
+  bob:
+    groups: [eng, maintainers]
+    email: bob@example.com
+  carol:
+    groups: []
+    email: carol@example.com
+`;
+
+/** Engineers may read internal tools; maintainers may also write them; nobody may delete (default deny). */
+export const SAMPLE_POLICY = `// writ dev's sample policy (Cedar, namespace Writ; default deny). Edit it and restart writ dev.
+@id("eng-read-internal")
+permit (principal, action == Writ::Action::"read", resource is Writ::Tool)
+when { principal.groups.contains("eng") && context.classification_level <= 1 };
+
+@id("maintainers-write-internal")
+permit (principal, action == Writ::Action::"write", resource is Writ::Tool)
+when { principal.groups.contains("maintainers") && context.classification_level <= 1 };
+`;
