@@ -6,8 +6,17 @@ import { routeLabel } from './metrics';
 import { peerLeaf } from './peer';
 
 /**
- * One JSON log line per request. Logs the path without its query string and no
- * headers or bodies, so credentials and tokens never reach the log.
+ * What a refused request's log line names: the OAuth `error` code (RFC 6749 §5.2), the problem
+ * `type` (RFC 9457) or the SET error (RFC 8935 §2.3) the error handler answered with.
+ */
+export function noteRefusal(res: { locals?: Record<string, unknown> }, reason: string): void {
+  (res.locals ??= {}).refusal = reason;
+}
+
+/**
+ * One JSON log line per request, naming the refusal of a refused one (`res.error`). Logs the
+ * path without its query string and no headers or bodies, so credentials and tokens never
+ * reach the log.
  */
 export function requestLogger(logger: Logger, random: Random): RequestHandler {
   return (req, res, next) => {
@@ -18,7 +27,7 @@ export function requestLogger(logger: Logger, random: Random): RequestHandler {
       logger.info(
         {
           req: { id, method: req.method, path: req.path, route: routeLabel(req), mtls: peerLeaf(req) !== undefined },
-          res: { status: res.statusCode },
+          res: { status: res.statusCode, ...(typeof res.locals.refusal === 'string' && { error: res.locals.refusal }) },
           ms: Number(process.hrtime.bigint() - start) / 1e6,
         },
         'request',

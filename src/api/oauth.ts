@@ -18,6 +18,7 @@ import {
   type TokenExchange,
   type TokenRevocation,
 } from '../tokens';
+import { noteRefusal } from './logging';
 import { peerLeaf, peerSvid } from './peer';
 
 export interface OAuthDeps {
@@ -122,6 +123,7 @@ export function oauthErrorHandler(refusals: Pick<OAuthRefusals, 'refused'>): Err
     // RFC 9449 §8: use_dpop_nonce carries the nonce to use in the DPoP-Nonce header.
     if (e instanceof UseDpopNonce && e.nonce !== '') res.setHeader('DPoP-Nonce', e.nonce);
     noStore(res);
+    noteRefusal(res, e.error);
     res.status(e.status).json({ error: e.error, error_description: oauthText(e.error_description) });
   };
 }

@@ -1,5 +1,6 @@
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
+import { noteRefusal } from './logging';
 import { DomainError, problemType } from '../core/errors';
 
 /** An RFC 9457 problem details object. */
@@ -28,6 +29,7 @@ const TITLES: Record<number, string> = {
 /** Sends `application/problem+json` (RFC 9457 §3). */
 export function sendProblem(res: Response, status: number, type: string, detail?: string, extensions: Record<string, unknown> = {}): void {
   const body: Problem = { ...extensions, type, title: TITLES[status] ?? 'Error', status, ...(detail ? { detail } : {}) };
+  noteRefusal(res, type);
   res.status(status).type('application/problem+json').send(JSON.stringify(body));
 }
 

@@ -2,6 +2,7 @@ import express, { Router, type ErrorRequestHandler } from 'express';
 import { DomainError } from '../core/errors';
 import type { SignalIntake } from '../signals';
 import { isSetError } from '../signals';
+import { noteRefusal } from './logging';
 
 export interface SignalRouteDeps {
   intake: Pick<SignalIntake, 'deliver'>;
@@ -26,6 +27,7 @@ export function signalsErrorHandler(intake: Pick<SignalIntake, 'refused'>): Erro
     if (req.path !== '/v1/signals' || res.headersSent) return next(err);
     if (isSetError(err)) {
       await intake.refused({ err: err.err, description: err.description });
+      noteRefusal(res, err.err);
       return res.status(400).json(err.toJSON());
     }
     // A body some other parser or check refused (a JSON content type, a control character, too large): not a SET.
@@ -34,6 +36,7 @@ export function signalsErrorHandler(intake: Pick<SignalIntake, 'refused'>): Erro
       const description = tooLarge ? 'the SET is too large' : err instanceof DomainError ? err.message : 'the body must be a SET, sent as application/secevent+jwt';
       const body = { err: 'invalid_request', description };
       await intake.refused(body);
+      noteRefusal(res, body.err);
       // RFC 8935 §2.4 answers a refused SET with 400; a body over the cap is refused before it is read as one (RFC 9110 §15.5.14).
       return res.status(tooLarge ? 413 : 400).json(body);
     }

@@ -11,9 +11,9 @@ export interface ServedApi {
   close(): Promise<void>;
 }
 
-/** Serves `routers` (and their protocol's error handlers) as the broker's API app does, silently. */
-export async function serveApi(deps: Pick<ApiDeps, 'routers' | 'errorHandlers'>): Promise<ServedApi> {
-  const server = createServer(createApiApp({ ...deps, logger: pino({ level: 'silent' }), metrics: new HttpMetrics(), random: systemRandom }));
+/** Serves `routers` (and their protocol's error handlers) as the broker's API app does, silently unless given a logger. */
+export async function serveApi(deps: Pick<ApiDeps, 'routers' | 'errorHandlers'> & { logger?: ApiDeps['logger'] }): Promise<ServedApi> {
+  const server = createServer(createApiApp({ ...deps, logger: deps.logger ?? pino({ level: 'silent' }), metrics: new HttpMetrics(), random: systemRandom }));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
