@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
+import { Client } from 'pg';
 import { OidcAttestor, X509PopAttestor, type Attestor } from './attestation';
 import { ConfigError, type Config } from './config';
+import { describeConnectError } from './db';
 import type { Clock } from './core';
 import { PolicyEngine, PolicyInvalid } from './policy';
 import { SetReceiver } from './signals';
@@ -66,9 +68,26 @@ export async function checkListeners(config: Pick<Config, 'host' | 'port' | 'ops
 }
 
 /**
+ * DATABASE_URL answers: one connection and `SELECT 1`, within 10 s, before the CA files are
+ * made — a wrong URL, a server that is down or a database that does not exist is one line now,
+ * not a CA directory and then a failure. (The password, if any, is never in the message.)
+ */
+export async function checkDatabase(url: string): Promise<void> {
+  const client = new Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+  } catch (err) {
+    throw new ConfigError('DATABASE_URL', describeConnectError(url, err), err);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/**
  * Every check of the configuration that start-up can make without changing anything: the
  * policy file, the identity providers', signal transmitters' and OIDC issuers' JWKS files,
- * the x509pop CA files, and the listeners' ports. It runs before the CA, the database and
+ * the x509pop CA files, the listeners' ports and DATABASE_URL. It runs before the CA, the database and
  * the admin token are created, so a mistake on a first start leaves nothing behind.
  */
 export async function preflight(config: Config, deps: { clock: Clock; attestors?: readonly Attestor[] }): Promise<Preflight> {
@@ -81,5 +100,6 @@ export async function preflight(config: Config, deps: { clock: Clock; attestors?
     ...(config.x509pop ? [configured('x509pop', () => new X509PopAttestor(config.x509pop!, { clock }))] : []),
   ];
   await checkListeners(config);
+  if (config.databaseUrl) await checkDatabase(config.databaseUrl);
   return { attestors, identityProviders, signalReceiver, policyFile };
 }

@@ -1,4 +1,4 @@
-export { openDatabase, type Database, type DatabaseOptions, type Readiness } from './open';
+export { describeConnectError, openDatabase, type Database, type DatabaseOptions, type Readiness } from './open';
 export { migrate, loadMigrations, appliedMigrations, MIGRATION_LOCK_KEY, type Migration, type MigrationResult } from './migrate';
 export { pgSession, pgliteSession, type SqlSession } from './session';
 export { DatabaseUnavailable, MigrationError } from './errors';

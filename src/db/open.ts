@@ -41,7 +41,8 @@ export interface DatabaseOptions {
 
 const READINESS_TIMEOUT_MS = 2000;
 
-function describeConnectError(url: string, err: unknown): string {
+/** Why PostgreSQL at `url` could not be used, in one line: host, port and database, never the credentials. */
+export function describeConnectError(url: string, err: unknown): string {
   const u = new URL(url);
   const where = `${u.hostname || 'localhost'}:${u.port || 5432}/${decodeURIComponent(u.pathname.slice(1)) || '(default)'}`;
   const e = err as NodeJS.ErrnoException & { code?: string };

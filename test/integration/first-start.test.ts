@@ -135,6 +135,21 @@ describe('a first start with a bad input changes nothing and fails with one line
     }
   });
 
+  it('a DATABASE_URL that does not answer (nothing listens there)', async () => {
+    const store = await freshStore();
+    const closed: Server = createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((r) => closed.close(r));
+    const config = { ...testConfig(store), databaseUrl: `postgresql://writ:s3cret@127.0.0.1:${port}/writ` };
+    const shown: string[] = [];
+    const line = await refusal(config, shown);
+    expect(line).toBe(`DATABASE_URL: cannot connect to PostgreSQL at 127.0.0.1:${port}/writ: ECONNREFUSED`);
+    expect(line).not.toContain('s3cret');
+    expect(existsSync(config.caDir)).toBe(false);
+    expect(shown).toEqual([]);
+  });
+
   it('one port given to both listeners', async () => {
     const store = await freshStore();
     const probe: Server = createServer();
