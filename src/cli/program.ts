@@ -1,16 +1,18 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Command, Option } from 'commander';
+import { Command, Option, type HelpContext } from 'commander';
 import { registerAudit } from './commands/audit';
 import { registerCa } from './commands/ca';
 import { registerDev } from './commands/dev';
 import { registerEntry } from './commands/entry';
 import { registerExchange } from './commands/exchange';
+import { registerIntrospect } from './commands/introspect';
 import { registerJoinToken } from './commands/join-token';
 import { registerPolicy } from './commands/policy';
 import { registerResource } from './commands/resource';
 import { registerRevoke } from './commands/revoke';
 import { registerServe } from './commands/serve';
+import { registerStatus } from './commands/status';
 import { registerSvid } from './commands/svid';
 
 const version = (): string => {
@@ -27,6 +29,23 @@ const pathOf = (cmd: Command): string => (cmd.parent ? `${pathOf(cmd.parent)} ${
 function* allCommands(cmd: Command): Generator<Command> {
   yield cmd;
   for (const sub of cmd.commands) yield* allCommands(sub);
+}
+
+/**
+ * `writ bogus --help`: commander shows the group's help and exits 0, as if `bogus` were fine.
+ * When the help of a command group is asked for with an operand that names none of its
+ * commands, it is an unknown command instead: the error, the usage, exit 2.
+ */
+function refuseHelpForUnknownCommands(cmd: Command): void {
+  const outputHelp = cmd.outputHelp.bind(cmd) as (context?: HelpContext | ((str: string) => string)) => void;
+  cmd.outputHelp = (context?: HelpContext | ((str: string) => string)) => {
+    const first = cmd.args[0];
+    const named = first !== undefined && !first.startsWith('-') && first !== 'help';
+    if (named && !cmd.commands.some((c) => c.name() === first || c.aliases().includes(first))) {
+      cmd.error(`error: unknown command '${first}'`, { exitCode: 2, code: 'commander.unknownCommand' });
+    }
+    outputHelp(context);
+  };
 }
 
 /**
@@ -55,12 +74,15 @@ export function buildProgram(): Command {
   registerResource(program);
   registerPolicy(program);
   registerAudit(program);
+  registerIntrospect(program);
+  registerStatus(program);
   registerCa(program);
   registerDev(program);
 
   for (const cmd of allCommands(program)) {
     const path = pathOf(cmd);
     cmd.showHelpAfterError(`Usage: ${path} ${cmd.usage()}\nRun '${path} --help' for details.`);
+    if (cmd.commands.length > 0) refuseHelpForUnknownCommands(cmd);
   }
   return program;
 }

@@ -1,6 +1,7 @@
+import { spawn } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { expectRefused, expectUsage, startCliBroker, writ, type CliBroker } from '../support/cli';
+import { CLI, expectRefused, expectUsage, startCliBroker, writ, type CliBroker } from '../support/cli';
 
 let b: CliBroker;
 
@@ -156,5 +157,83 @@ describe('writ audit verify|export, writ ca rotate', () => {
     expect(activates).toBeLessThanOrEqual(3_600_000);
     expect(rotated.json()).toMatchObject({ x509_authority: expect.any(String), jwt_authority: expect.any(String), spiffe_sequence: expect.any(Number) });
     expectUsage(await writ(['ca', 'rotate', '--overlap', 'a while'], b.env), 'writ ca rotate', /expected a duration/);
+  });
+});
+
+describe('a second entry for a SPIFFE ID', () => {
+  it('warns (one line, exit 0) when it has no selectors; join-token create then names --entry-id and the ids', async () => {
+    const id = 'spiffe://cli.test/agent/twin';
+    const first = await writ(['entry', 'create', '--spiffe-id', id, '-o', 'json'], b.env);
+    expect(first).toMatchObject({ code: 0, stderr: '' });
+    const second = await writ(['entry', 'create', '--spiffe-id', id, '-o', 'json'], b.env);
+    expect(second.code).toBe(0);
+    expect(second.json().spiffe_id).toBe(id);
+    expect(second.stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(second.stderr).toMatch(new RegExp(`^writ: warning: 2 entries now name ${id.replace(/[/.]/g, '\\$&')} .*--entry-id ${second.json().id}`));
+    // With a selector to tell it apart: no warning.
+    expect(await writ(['entry', 'create', '--spiffe-id', id, '--selector', 'join_token:twin'], b.env)).toMatchObject({ code: 0, stderr: '' });
+
+    const refused = await writ(['join-token', 'create', '--spiffe-id', id], b.env);
+    expectRefused(refused, /3 entries name spiffe:\/\/cli\.test\/agent\/twin: give --entry-id \(one of .*\) instead of --spiffe-id \(400 invalid-entry\)$/m);
+    expect(refused.stderr).toContain(first.json().id);
+    expect(refused.stderr).not.toMatch(/give entry_id/);
+    const byId = await writ(['join-token', 'create', '--entry-id', first.json().id, '-o', 'json'], b.env);
+    expect(byId.json()).toMatchObject({ entry_id: first.json().id, spiffe_id: id });
+  });
+});
+
+describe('writ audit list|tail', () => {
+  it('lists events newest first with the REST API\'s filters, as a table or as the API\'s JSON, with a --before cursor', async () => {
+    const all = (await writ(['audit', 'list', '--type', 'entry.*', '--limit', '2', '-o', 'json'], b.env)).json();
+    expect(all.events).toHaveLength(2);
+    expect(all.events.every((e: { type: string }) => e.type.startsWith('entry.'))).toBe(true);
+    expect(all.events[0].seq).toBeGreaterThan(all.events[1].seq);
+    expect(all.next_before).toBe(all.events[1].seq);
+    const next = (await writ(['audit', 'list', '--type', 'entry.*', '--limit', '1', '--before', String(all.next_before), '-o', 'json'], b.env)).json();
+    expect(next.events[0].seq).toBeLessThan(all.events[1].seq);
+
+    expect((await writ(['audit', 'list', '--actor', 'admin', '--since', '2000-01-01T00:00:00Z', '--until', '2999-01-01T00:00:00Z', '--limit', '5', '-o', 'json'], b.env)).json().events.every((e: { actor: string }) => e.actor === 'admin')).toBe(true);
+    expect((await writ(['audit', 'list', '--subject', 'nobody-at-all', '-o', 'json'], b.env)).json()).toEqual({ events: [] });
+
+    const table = await writ(['audit', 'list', '--type', 'entry.created', '--limit', '1'], b.env);
+    expect(table.code).toBe(0);
+    expect(table.stdout.split('\n')[0]).toMatch(/^SEQ +AT +TYPE +SUBJECT +ACTOR +DETAILS$/);
+    expect(table.stdout.split('\n')[1]).toMatch(/^\d+ +\d{4}-\d\d-\d\dT\S+ +entry\.created /);
+    expect(table.stderr).toMatch(/^more events: --before \d+$/m);
+
+    expectRefused(await writ(['audit', 'list', '--since', 'yesterday'], b.env), /since: .*ISO 8601/);
+    expectUsage(await writ(['audit', 'list', '--limit', '0'], b.env), 'writ audit list', /positive whole number/);
+  });
+
+  it('tails: prints the events recorded after --after as they arrive, stops after --count', async () => {
+    const head = (await writ(['audit', 'list', '--limit', '1', '-o', 'json'], b.env)).json().events[0].seq as number;
+    const tail = writ(['audit', 'tail', '--after', String(head), '--count', '2', '--interval', '1', '--type', 'entry.*', '-o', 'json'], b.env);
+    await writ(['entry', 'create', '--spiffe-id', 'spiffe://cli.test/tail/one'], b.env);
+    await writ(['entry', 'create', '--spiffe-id', 'spiffe://cli.test/tail/two'], b.env);
+    const run = await tail;
+    expect(run).toMatchObject({ code: 0, stderr: '' });
+    const events = run.stdout.trimEnd().split('\n').map((l) => JSON.parse(l));
+    expect(events.map((e) => [e.type, e.details.spiffe_id ?? e.subject])).toHaveLength(2);
+    expect(events.every((e) => e.type === 'entry.created' && e.seq > head)).toBe(true);
+    expect(events[1].seq).toBeGreaterThan(events[0].seq);
+
+    const table = await writ(['audit', 'tail', '--after', String(head), '--count', '1', '--type', 'entry.*'], b.env);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toMatch(new RegExp(`^${events[0].seq} +\\S+ +entry\\.created `));
+    expectUsage(await writ(['audit', 'tail', '--interval', '0'], b.env), 'writ audit tail', /at least 1s/);
+  });
+
+  it('tails until interrupted: SIGTERM (or SIGINT) exits 0', async () => {
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      const child = spawn(process.execPath, [CLI, 'audit', 'tail', '--after', '1', '--interval', '1'], { env: { PATH: process.env.PATH, ...b.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+      // The first events (after seq 1) are printed at once: then it is polling.
+      await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+      const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+      child.kill(signal);
+      expect(await exited).toBe(0);
+      expect(stderr).toBe('');
+    }
   });
 });

@@ -192,6 +192,22 @@ describe('writ exchange, task end, revoke, leases', () => {
     expect(statSync(tokenFile).mode & 0o777).toBe(0o600);
     const jti = decodeJwt(readFileSync(tokenFile, 'utf8').trim()).jti!;
     const task = first.json().task_id as string;
+    const accessToken = readFileSync(tokenFile, 'utf8').trim();
+
+    // RFC 7662 as the admin: active, and the claims; the token itself is never printed.
+    const live = await writ(['introspect', tokenFile, '-o', 'json'], b.env);
+    expect(live.json()).toMatchObject({ active: true, token_type: 'Bearer', jti, sub: 'alice', aud: GITHUB, client_id: AGENT, task_id: task });
+    const liveTable = await writ(['introspect', '-'], b.env, { input: `${accessToken}\n` });
+    expect(liveTable.code).toBe(0);
+    expect(liveTable.stdout).toMatch(/^active +true$/m);
+    expect(liveTable.stdout).toMatch(new RegExp(`^jti +${jti}$`, 'm'));
+    expect(liveTable.stdout).toMatch(/^exp +\d+ \(\d{4}-\d\d-\d\dT[\d:.]+Z\)$/m);
+    for (const r of [live, liveTable]) expect(r.stdout + r.stderr).not.toContain(accessToken);
+    // Over mTLS with a connector's SVID: not the token's resource, so it learns nothing (RFC 7662 §4).
+    expect((await writ(['introspect', tokenFile, '--dir', agentDir, '-o', 'json'], b.anonymous)).json()).toEqual({ active: false });
+    expectUsage(await writ(['introspect', tokenFile], b.anonymous), 'writ introspect', /admin commands need a credential/);
+    expectUsage(await writ(['introspect', '-'], b.env, { input: '\n' }), 'writ introspect', /no token in standard input/);
+    expectRefused(await writ(['introspect', join(b.work, 'no.token')], b.env), /cannot read the token file/);
 
     const dry = await writ(['revoke', '--jti', jti, '--dry-run', '-o', 'json'], b.env);
     expect(dry.json()).toMatchObject({ dry_run: true, leases: 1, sample: [{ jti, task_id: task }], byUser: { [`${IDP} alice`]: 1 } });
@@ -203,6 +219,7 @@ describe('writ exchange, task end, revoke, leases', () => {
     expect(leases.json().leases).toEqual([expect.objectContaining({ jti, kind: 'access-token', subject: 'alice', revoked_at: null })]);
 
     expect(await writ(['task', 'end', task, '--dir', agentDir], b.anonymous)).toMatchObject({ code: 0, stdout: expect.stringMatching(/^revoked +1$/m) });
+    expect(await writ(['introspect', tokenFile], b.env)).toMatchObject({ code: 0, stdout: 'active  false\n' });
     const table = await writ(['leases', '--task', task, '--status', 'revoked'], b.env);
     expect(table.stdout).toMatch(new RegExp(`^${jti} +access-token +${AGENT} +alice .* revoked$`, 'm'));
     expectRefused(await writ(['task', 'end', '00000000-0000-4000-8000-000000000000', '--dir', agentDir], b.anonymous), /\(404 task-not-found\)$/m);

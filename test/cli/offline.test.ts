@@ -40,7 +40,7 @@ describe('the command line itself', () => {
   it('prints help and the version with exit 0, and a usage error with exit 2', async () => {
     const help = await writ(['--help']);
     expect(help.code).toBe(0);
-    for (const c of ['serve', 'entry', 'join-token', 'attest', 'svid', 'jwt-svid', 'exchange', 'task', 'revoke', 'leases', 'connector', 'policy', 'audit', 'ca']) expect(help.stdout).toMatch(new RegExp(`^  ${c} `, 'm'));
+    for (const c of ['serve', 'entry', 'join-token', 'attest', 'svid', 'jwt-svid', 'exchange', 'task', 'revoke', 'leases', 'connector', 'policy', 'audit', 'introspect', 'status', 'ca']) expect(help.stdout).toMatch(new RegExp(`^  ${c} `, 'm'));
     expect(help.stdout).toContain('Exit status: 0 done; 1 refused');
     const version = await writ(['--version']);
     expect(version).toMatchObject({ code: 0, stdout: `${JSON.parse(readFileSync(resolve(__dirname, '../../package.json'), 'utf8')).version}\n` });
@@ -49,6 +49,10 @@ describe('the command line itself', () => {
 
     expect((await writ([])).code).toBe(2);
     expectUsage(await writ(['bogus']), 'writ', /unknown command 'bogus'/);
+    // --help does not make an unknown command valid: the error and the usage, exit 2.
+    expectUsage(await writ(['bogus', '--help']), 'writ', /unknown command 'bogus'/);
+    expectUsage(await writ(['entry', 'bogus', '--help']), 'writ entry', /unknown command 'bogus'/);
+    expect(await writ(['audit', 'tail', '--help'])).toMatchObject({ code: 0, stdout: expect.stringContaining('Usage: writ audit tail') });
     expectUsage(await writ(['audit']), 'writ audit');
     expectUsage(await writ(['revoke', '--jti', 'nope', '--reason', 'x']), 'writ revoke', /expected a UUID/);
     expectUsage(await writ(['entry', 'list', '--server', 'http://localhost:8443', '--token', 'x'.repeat(20)]), 'writ entry list', /must be an https:\/\/ URL/);

@@ -100,6 +100,24 @@ export async function entriesFor(client: BrokerClient, id: string): Promise<Entr
   return found;
 }
 
+/**
+ * A second entry for a SPIFFE ID with no selectors to tell it apart: created (the API allows
+ * it), but a warning, since the SPIFFE ID no longer names one entry (join tokens need --entry-id).
+ */
+async function warnIfShared(client: BrokerClient, created: Entry): Promise<void> {
+  let others: Entry[];
+  try {
+    others = (await entriesFor(client, created.spiffe_id)).filter((e) => e.id !== created.id);
+  } catch {
+    return; // the entry is created; a warning that cannot be checked is not a failure
+  }
+  if (others.length === 0) return;
+  note(
+    `writ: warning: ${others.length + 1} entries now name ${created.spiffe_id} and this one has no selectors; ` +
+      `name it by id (join-token create --entry-id ${created.id}), or give --selector to tell them apart`,
+  );
+}
+
 const entryRef = (value: string) => (value.startsWith('spiffe://') ? spiffeId(value) : uuid(value));
 
 function entryOptions(cmd: Command, creating: boolean): Command {
@@ -124,8 +142,10 @@ export function registerEntry(program: Command): void {
     .option('--disable', 'create it disabled')
     .action(async (o: EntryOptions, cmd: Command) => {
       const body = { ...bodyOf(o), ...(metadataOf(o) && { metadata: metadataOf(o) }) };
-      const created = await adminClient(cmd).json<Entry>('POST', '/v1/admin/entries', body);
+      const client = adminClient(cmd);
+      const created = await client.json<Entry>('POST', '/v1/admin/entries', body);
       print(globals(cmd).output, created, () => showEntry(created));
+      if (created.selectors.length === 0) await warnIfShared(client, created);
     });
 
   entry
