@@ -33,9 +33,9 @@ const listening = async (): Promise<{ server: Server; port: number }> => {
 const close = (s: Server) => new Promise((r) => s.close(r));
 
 describe('checkPolicyFile', () => {
-  it('counts the policies of a valid file', () => {
+  it('counts the policies of a valid file', async () => {
     const path = file('ok.cedar', '@id("a") permit(principal, action, resource);\n@id("b") forbid(principal, action, resource) when { context.chain_depth > 5 };\n');
-    expect(checkPolicyFile(path)).toEqual({ path, policyIds: ['a', 'b'] });
+    expect(await checkPolicyFile(path)).toEqual({ path, policyIds: ['a', 'b'] });
   });
 
   it('refuses a file Cedar cannot parse or that the schema refuses, and one it cannot read', async () => {

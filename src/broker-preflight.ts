@@ -1,11 +1,10 @@
-import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { Client } from 'pg';
 import { OidcAttestor, X509PopAttestor, type Attestor } from './attestation';
 import { ConfigError, type Config } from './config';
 import { describeConnectError } from './db';
 import type { Clock } from './core';
-import { PolicyEngine, PolicyInvalid } from './policy';
+import { PolicyEngine, withPolicyFile } from './policy';
 import { SetReceiver } from './signals';
 import { IdentityProviders } from './tokens';
 
@@ -29,19 +28,8 @@ function configured<T>(setting: string, build: () => T): T {
 }
 
 /** WRIT_POLICY_FILE read, parsed and validated by Cedar against the Writ schema (strict), as seeding it will. */
-export function checkPolicyFile(path: string): { path: string; policyIds: readonly string[] } {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new ConfigError('WRIT_POLICY_FILE', `cannot read ${path}: ${(err as NodeJS.ErrnoException).code}`, err);
-  }
-  try {
-    return { path, policyIds: PolicyEngine.create(text, 'file').policyIds };
-  } catch (err) {
-    if (err instanceof PolicyInvalid) throw new ConfigError('WRIT_POLICY_FILE', `${path} is not a valid policy set: ${err.errors.join('; ')}`, err);
-    throw err;
-  }
+export function checkPolicyFile(path: string): Promise<{ path: string; policyIds: readonly string[] }> {
+  return withPolicyFile(path, (text) => ({ path, policyIds: PolicyEngine.create(text, 'file').policyIds }));
 }
 
 const bind = (port: number, host: string, setting: string): Promise<Server> =>
@@ -92,7 +80,7 @@ export async function checkDatabase(url: string): Promise<void> {
  */
 export async function preflight(config: Config, deps: { clock: Clock; attestors?: readonly Attestor[] }): Promise<Preflight> {
   const { clock } = deps;
-  const policyFile = config.policyFile ? checkPolicyFile(config.policyFile) : undefined;
+  const policyFile = config.policyFile ? await checkPolicyFile(config.policyFile) : undefined;
   const identityProviders = configured('identity_providers', () => new IdentityProviders(config.identityProviders, { clock }));
   const signalReceiver = configured('signal_transmitters', () => new SetReceiver(config.signalTransmitters, { clock }));
   const attestors = deps.attestors ?? [

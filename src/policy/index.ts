@@ -25,4 +25,4 @@ export {
 } from './engine';
 export { PolicyInvalid } from './errors';
 export { PolicyStore, type PolicyVersion } from './store';
-export { seedPolicies } from './seed';
+export { seedPolicies, withPolicyFile } from './seed';
