@@ -34,7 +34,9 @@ export function checkPolicyFile(path: string): Promise<{ path: string; policyIds
 
 const bind = (port: number, host: string, setting: string): Promise<Server> =>
   new Promise((resolve, reject) => {
-    const server = createServer();
+    // A probe only: a client that connects in the moment it listens (a readiness probe, say) is
+    // cut off at once and tries again, rather than held open and keeping close() from finishing.
+    const server = createServer((socket) => socket.destroy());
     server.once('error', (e: NodeJS.ErrnoException) => reject(new ConfigError(setting, `cannot listen on ${host}:${port}: ${e.code}`)));
     server.listen(port, host, () => resolve(server));
   });
@@ -78,7 +80,7 @@ export async function checkDatabase(url: string): Promise<void> {
  * the x509pop CA files, the listeners' ports and DATABASE_URL. It runs before the CA, the database and
  * the admin token are created, so a mistake on a first start leaves nothing behind.
  */
-export async function preflight(config: Config, deps: { clock: Clock; attestors?: readonly Attestor[] }): Promise<Preflight> {
+export async function preflight(config: Config, deps: { clock: Clock; attestors?: readonly Attestor[]; checkPorts?: boolean }): Promise<Preflight> {
   const { clock } = deps;
   const policyFile = config.policyFile ? await checkPolicyFile(config.policyFile) : undefined;
   const identityProviders = configured('identity_providers', () => new IdentityProviders(config.identityProviders, { clock }));
@@ -87,7 +89,9 @@ export async function preflight(config: Config, deps: { clock: Clock; attestors?
     ...(config.oidcIssuers.length > 0 ? [configured('oidc_issuers', () => new OidcAttestor(config.oidcIssuers, { clock }))] : []),
     ...(config.x509pop ? [configured('x509pop', () => new X509PopAttestor(config.x509pop!, { clock }))] : []),
   ];
-  await checkListeners(config);
+  // A cluster worker after the first shares ports its primary already holds: a probe listener
+  // there would be handed connections by the primary and keep them, so only the first checks.
+  if (deps.checkPorts !== false) await checkListeners(config);
   if (config.databaseUrl) await checkDatabase(config.databaseUrl);
   return { attestors, identityProviders, signalReceiver, policyFile };
 }

@@ -24,7 +24,10 @@ export interface BrokerDeps {
   showAdminToken?: (token: string, file: string) => void;
   /** Where lines for the operator go (the admin token's file, and the start-up summary when it is a TTY). Default: stderr. */
   terminal?: Terminal;
-  /** False for a cluster worker other than the first: it leaves the reminders to the first (they share one terminal). Default true. */
+  /**
+   * False for a cluster worker other than the first: it leaves the reminders to the first (they
+   * share one terminal), and does not probe the ports the cluster already listens on. Default true.
+   */
   speaksForAll?: boolean;
   /** Attestors besides join_token; by default those the configuration enables (oidc, x509pop). */
   attestors?: readonly Attestor[];
@@ -208,7 +211,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
   const terminal = deps.terminal ?? process.stderr;
 
   // Every check that changes nothing comes first (policy file, JWKS and CA files, ports): a mistake leaves no CA, rows or token behind.
-  const { attestors, identityProviders, signalReceiver } = await preflight(config, { clock, ...(deps.attestors && { attestors: deps.attestors }) });
+  const { attestors, identityProviders, signalReceiver } = await preflight(config, { clock, checkPorts: deps.speaksForAll !== false, ...(deps.attestors && { attestors: deps.attestors }) });
   // Key custody: the KEK when one is set, else the files of WRIT_CA_DIR (created on a first start).
   const custody = await openKeyCustody(config, { clock, random, logger });
 
