@@ -30,7 +30,7 @@ import {
   type WritRequest,
 } from '../../src/mcp';
 import { startBrokerFixture, type BrokerFixture, type ClientCert } from '../support/fixture';
-import { statusOf, jwtClaims, spiffeIdIs } from '../support/mcp';
+import { exchangeTaskToken, statusOf, spiffeIdIs } from '../support/mcp';
 import { httpsRequest } from '../support/https';
 
 const IDP = 'https://idp.example.test';
@@ -75,29 +75,15 @@ const admin = (path: string, method: string, body?: unknown) => fx.admin(path, m
 const idToken = () => fx.idp.idToken();
 
 /** The agent's RFC 8693 exchange over mTLS: a task token asking for three tools, of which policy grants the two that read. */
-async function taskToken(forResource = resource): Promise<{ token: string; taskId: string; exp: number }> {
-  const form = new URLSearchParams({
-    grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
-    subject_token: await idToken(),
-    subject_token_type: 'urn:ietf:params:oauth:token-type:id_token',
+const taskToken = async (forResource = resource) =>
+  exchangeTaskToken(fx, agent, {
+    subjectToken: await idToken(),
     resource: forResource,
-    authorization_details: JSON.stringify([
+    details: [
       { type: 'mcp_tool', tools: ['search', 'list_issues'], actions: ['read'] },
       { type: 'mcp_tool', tools: ['delete_repo'], actions: ['delete'] },
-    ]),
+    ],
   });
-  const res = await httpsRequest(`${broker.apiUrl}/oauth2/token`, {
-    ca: bundlePem,
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: form.toString(),
-    cert: agent.cert,
-    key: agent.key,
-  });
-  if (res.status !== 200) throw new Error(`token exchange failed: ${res.body}`);
-  const json = JSON.parse(res.body);
-  return { token: json.access_token, taskId: json.task_id, exp: jwtClaims(json.access_token).exp };
-}
 
 const fetchAs = (svid: Svid) => tlsFetch({ ca: bundlePem, cert: svid.cert, key: svid.key, checkServerIdentity: spiffeIdIs(SERVER_ID) });
 

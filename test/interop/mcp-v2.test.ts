@@ -30,7 +30,7 @@ import {
   writTokenVerifier,
   type WritIdentity,
 } from '../../src/mcp';
-import { jwtClaims, spiffeIdIs } from '../support/mcp';
+import { exchangeTaskToken, spiffeIdIs } from '../support/mcp';
 import { startBrokerFixture, type BrokerFixture, type ClientCert } from '../support/fixture';
 import { httpsRequest } from '../support/https';
 
@@ -60,25 +60,8 @@ let resource: string;
 let metadataUrl: string;
 const ran: { tool: string; identity: WritIdentity | undefined; era: string }[] = [];
 
-async function taskToken(forResource = resource): Promise<{ token: string; taskId: string; exp: number }> {
-  const res = await httpsRequest(`${broker.apiUrl}/oauth2/token`, {
-    ca: bundlePem,
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({
-      grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
-      subject_token: await fx.idp.idToken(),
-      subject_token_type: 'urn:ietf:params:oauth:token-type:id_token',
-      resource: forResource,
-      authorization_details: JSON.stringify([{ type: 'mcp_tool', tools: ['search', 'list_issues'], actions: ['read'] }]),
-    }).toString(),
-    cert: agent.cert,
-    key: agent.key,
-  });
-  if (res.status !== 200) throw new Error(`token exchange failed: ${res.body}`);
-  const json = JSON.parse(res.body);
-  return { token: json.access_token, taskId: json.task_id, exp: jwtClaims(json.access_token).exp };
-}
+const taskToken = async (forResource = resource) =>
+  exchangeTaskToken(fx, agent, { subjectToken: await fx.idp.idToken(), resource: forResource, details: [{ type: 'mcp_tool', tools: ['search', 'list_issues'], actions: ['read'] }] });
 
 const fetchAs = (svid: ClientCert) => tlsFetch({ ca: bundlePem, cert: svid.cert, key: svid.key, checkServerIdentity: spiffeIdIs(SERVER_ID) });
 
