@@ -49,11 +49,11 @@ export const AUDIT_EVENTS = {
   'policy.updated': { records: 'a new policy version was stored', actor: `${ADMIN}, or "policy_file" when seeded from WRIT_POLICY_FILE`, details: ['version', 'path'] },
 
   // ── tokens (src/tokens/)
-  'token.issued': { records: 'an access token was issued by token exchange (RFC 8693), committed with its lease', subject: 'the user', actor: 'the connector\'s SPIFFE ID', details: ['client', 'resource', 'user', 'taskId', 'policyVersion', 'decisions', 'attenuated', 'jti', 'granted', 'expiresAt'] },
-  'token.refused': { records: 'a token exchange was refused', subject: 'the user, once the subject token verified', actor: 'the client\'s SPIFFE ID, once authenticated', details: ['client', 'resource', 'user', 'taskId', 'policyVersion', 'decisions', 'attenuated', 'error'] },
-  'token.revoked': { records: 'a token was revoked by its connector (RFC 7009)', subject: 'the token\'s user', actor: 'the revoking connector\'s SPIFFE ID', details: ['jti', 'taskId'] },
-  'token.revoke_refused': { records: 'a revocation request for a token of another connector was refused (RFC 7009 §2.1)', subject: 'the token\'s user', actor: 'the caller\'s SPIFFE ID', details: ['jti', 'reason'] },
-  'introspection.refused': { records: 'an introspection by a caller that is not the token\'s resource was answered inactive (RFC 7662 §4)', subject: 'the token\'s user', actor: 'the caller\'s SPIFFE ID', details: ['jti', 'aud', 'reason'] },
+  'token.issued': { records: 'an access token was issued by token exchange (RFC 8693), committed with its lease', subject: 'the user (with subjectIssuer, their identity provider)', actor: 'the connector\'s SPIFFE ID', details: ['client', 'resource', 'user', 'taskId', 'policyVersion', 'decisions', 'attenuated', 'jti', 'granted', 'expiresAt'] },
+  'token.refused': { records: 'a token exchange was refused', subject: 'the user, once the subject token verified (with subjectIssuer, their identity provider)', actor: 'the client\'s SPIFFE ID, once authenticated', details: ['client', 'resource', 'user', 'taskId', 'policyVersion', 'decisions', 'attenuated', 'error'] },
+  'token.revoked': { records: 'a token was revoked by its connector (RFC 7009)', subject: 'the token\'s user (with subjectIssuer, from its lease)', actor: 'the revoking connector\'s SPIFFE ID', details: ['jti', 'taskId'] },
+  'token.revoke_refused': { records: 'a revocation request for a token of another connector was refused (RFC 7009 §2.1)', subject: 'the token\'s user (with subjectIssuer, from its lease)', actor: 'the caller\'s SPIFFE ID', details: ['jti', 'reason'] },
+  'introspection.refused': { records: 'an introspection by a caller that is not the token\'s resource was answered inactive (RFC 7662 §4)', subject: 'the token\'s user (with subjectIssuer, from its lease)', actor: 'the caller\'s SPIFFE ID', details: ['jti', 'aud', 'reason'] },
   'oauth.refused': { records: 'a request to an OAuth endpoint was refused before any service decided', details: ['endpoint', 'error'] },
 
   // ── leases, tasks, revocations (src/leases/)
@@ -63,7 +63,7 @@ export const AUDIT_EVENTS = {
   'connector.enabled': { records: 'a disabled connector was enabled again', actor: ADMIN, details: ['spiffeId', 'reason', 'entries'] },
 
   // ── risk signals (src/signals/)
-  'signal.received': { records: 'a Security Event Token was applied (RFC 8935)', subject: 'the user the SET names, if any', actor: 'the SET issuer', details: ['jti', 'events'] },
+  'signal.received': { records: 'a Security Event Token was applied (RFC 8935)', subject: 'the user the SET names, if any (with subjectIssuer)', actor: 'the SET issuer', details: ['jti', 'events'] },
   'signal.replayed': { records: 'a Security Event Token already applied was received again', actor: 'the SET issuer', details: ['jti'] },
   'signal.refused': { records: 'a pushed SET was refused (RFC 8935 §2.4)', details: ['err', 'description'] },
 } as const satisfies Record<string, AuditEventDefinition>;

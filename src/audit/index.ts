@@ -9,8 +9,13 @@ import type { AuditEventType } from './events';
 export interface AuditEventInput {
   /** One of {@link AUDIT_EVENTS}: each type is defined, with what it records, in `./events`. */
   readonly type: AuditEventType;
-  /** The person on whose behalf the action ran, if any. */
+  /** The person on whose behalf the action ran, if any: their `sub` at their identity provider. */
   readonly subject?: string;
+  /**
+   * The identity provider (`iss`) that names `subject`: set whenever subject is a user, as only
+   * the pair identifies a person (OpenID Connect Core 1.0 §5.7).
+   */
+  readonly subjectIssuer?: string;
   /** The connector's SPIFFE ID, "admin", or "writ" for the broker itself. */
   readonly actor?: string;
   readonly details?: Record<string, unknown>;
@@ -37,11 +42,21 @@ export interface AuditRecord extends Omit<AuditEventInput, 'type'> {
 /** The hash of the first event's predecessor. */
 export const GENESIS_HASH = '0'.repeat(64);
 
-type HashedFields = { at: Date; type: string; subject?: string | null; actor?: string | null; details?: unknown };
+type HashedFields = { at: Date; type: string; subject?: string | null; subjectIssuer?: string | null; actor?: string | null; details?: unknown };
 
-/** The canonical JSON of an event, as hashed. */
+/**
+ * The canonical JSON of an event, as hashed. `subject_issuer` is hashed only when set, so that
+ * events written before it existed (migration 20261203000000) verify as they were written.
+ */
 export function auditBody(e: HashedFields): string {
-  return canonicalJson({ at: e.at.toISOString(), type: e.type, subject: e.subject ?? null, actor: e.actor ?? null, details: e.details ?? {} });
+  return canonicalJson({
+    at: e.at.toISOString(),
+    type: e.type,
+    subject: e.subject ?? null,
+    ...(e.subjectIssuer != null && { subject_issuer: e.subjectIssuer }),
+    actor: e.actor ?? null,
+    details: e.details ?? {},
+  });
 }
 
 /** hash = SHA-256(prevHash || "\n" || canonical JSON of the event): each event commits to all before it. */
@@ -59,6 +74,7 @@ export function auditRows(events: readonly TimedAuditEvent[], leaseIds?: readonl
       at: e.at.toISOString(),
       type: e.type,
       subject: e.subject ?? null,
+      subject_issuer: e.subjectIssuer ?? null,
       actor: e.actor ?? null,
       details: e.details ?? {},
       body: auditBody(e),

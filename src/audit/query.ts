@@ -13,6 +13,8 @@ export interface AuditFilter {
   /** Types starting with this (taken literally: `%` and `_` are not wildcards). */
   readonly typePrefix?: string;
   readonly subject?: string;
+  /** The identity provider naming `subject`. */
+  readonly subjectIssuer?: string;
   readonly actor?: string;
   /** Events at or after this time. */
   readonly since?: Date;
@@ -65,6 +67,7 @@ function whereOf(f: AuditFilter): Prisma.AuditEventWhereInput {
   return {
     ...(Object.keys(type).length > 0 && { type }),
     ...(f.subject !== undefined && { subject: f.subject }),
+    ...(f.subjectIssuer !== undefined && { subjectIssuer: f.subjectIssuer }),
     ...(f.actor !== undefined && { actor: f.actor }),
     ...(Object.keys(at).length > 0 && { at }),
   };
@@ -76,6 +79,7 @@ function recordOf(r: AuditRow): AuditRecord {
     at: r.at,
     type: r.type,
     ...(r.subject !== null && { subject: r.subject }),
+    ...(r.subjectIssuer !== null && { subjectIssuer: r.subjectIssuer }),
     ...(r.actor !== null && { actor: r.actor }),
     details: (r.details ?? {}) as Record<string, unknown>,
     prevHash: r.prevHash,

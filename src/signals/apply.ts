@@ -61,7 +61,7 @@ export class SignalApplier {
       const applied: AppliedIntent[] = [];
       for (const intent of intents) applied.push(await this.applyOne(intent, set, tx, seqs));
       // The effects and their audit row commit together.
-      await this.audit.appendIn(tx, { type: 'signal.received', actor: set.iss, subject: subjectOf(intents), details: { jti: set.jti, events: applied.map((a) => ({ ...a })) } });
+      await this.audit.appendIn(tx, { type: 'signal.received', actor: set.iss, ...subjectOf(intents), details: { jti: set.jti, events: applied.map((a) => ({ ...a })) } });
       return { replayed: false, applied };
     });
     // Risk levels and revocation markers are cached for the exchange: this replica drops its copies now, the others when they hear of it.
@@ -114,7 +114,8 @@ export class SignalApplier {
   }
 }
 
-function subjectOf(intents: readonly Intent[]): string | undefined {
-  for (const i of intents) if ('sub' in i && typeof i.sub === 'string') return i.sub;
-  return undefined;
+/** The first user the SET names by subject, with the identity provider that names them (an `iss_sub` subject's `iss`, else the transmitter's). */
+function subjectOf(intents: readonly Intent[]): { subject?: string; subjectIssuer?: string } {
+  for (const i of intents) if ('sub' in i && typeof i.sub === 'string' && 'issuer' in i) return { subject: i.sub, subjectIssuer: i.issuer };
+  return {};
 }

@@ -183,6 +183,7 @@ export class TokenExchange {
    */
   async exchange(client: ExchangeClient | undefined, form: Record<string, unknown>, headers: ExchangeRequestHeaders = {}): Promise<TokenExchangeResponse> {
     let audit: Record<string, unknown> = { client: client?.spiffeId };
+    let user: { sub: string; iss: string } | undefined;
     try {
       // Before any check: a revocation committed after this point refuses the lease at commit.
       const epoch = await this.deps.epochs.begin();
@@ -193,6 +194,7 @@ export class TokenExchange {
       const request = this.parse(form);
       audit = { ...audit, resource: request.resource };
       const subject = await this.verifySubject(request, connector);
+      user = subject.user;
       audit = { ...audit, user: subject.user.sub };
       const resource = await this.deps.resources.get(request.resource);
       if (!resource) throw new InvalidTarget(`resource ${request.resource.slice(0, 256)} is not registered`); // RFC 8707 §2
@@ -207,7 +209,7 @@ export class TokenExchange {
     } catch (err) {
       const code = (err as { type?: string }).type ?? 'server_error';
       await this.deps.audit
-        .append({ type: 'token.refused', subject: (audit.user as string) ?? undefined, actor: (audit.client as string | undefined) ?? undefined, details: { ...audit, error: code } })
+        .append({ type: 'token.refused', subject: user?.sub, subjectIssuer: user?.iss, actor: (audit.client as string | undefined) ?? undefined, details: { ...audit, error: code } })
         .catch(() => undefined);
       if (isOAuthError(err)) throw err;
       throw new TemporarilyUnavailable('the broker cannot decide now', { cause: err });
@@ -478,7 +480,7 @@ export class TokenExchange {
         {
           // A new task is only written once something is granted: refusals leave no task behind.
           ...(ctx.task.pending && { task: { id: ctx.task.id, subject: user.sub, subjectIssuer: user.iss, connector, subjectGroups: user.groups, subjectRisk: user.risk !== 'unknown' ? user.risk : null } }),
-          audit: { type: 'token.issued', subject: user.sub, actor: connector, details: { ...ctx.audit, jti: minted.jti, granted: ctx.granted, expiresAt: minted.expiresAt.toISOString() } },
+          audit: { type: 'token.issued', subject: user.sub, subjectIssuer: user.iss, actor: connector, details: { ...ctx.audit, jti: minted.jti, granted: ctx.granted, expiresAt: minted.expiresAt.toISOString() } },
           // Checked again at commit: the client's SVID and the parent token must still be live, and no revocation since `epoch` may name the token.
           basis: { epoch: ctx.epoch, requires: [...ctx.connector.leaseIds, ...(ctx.subject.parent ? [ctx.subject.parent.jti] : [])] },
         },

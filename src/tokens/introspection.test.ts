@@ -37,11 +37,15 @@ beforeAll(async () => {
   jti = minted.jti;
 });
 
+/** A token's lease, as the store keeps it: with the identity provider that names its user. */
+const USER_ISSUER = 'https://idp.example.test';
+const tokenLease = async (id: string) => ({ id, kind: 'access-token', spiffeId: 'spiffe://example.org/connector', subjectIssuer: USER_ISSUER }) as Lease;
+
 function introspection(over: { tokenAlive?: () => Promise<boolean>; boundMs?: number } = {}) {
   const events: AuditEventInput[] = [];
   const service = new Introspection({
     issuer: ISSUER,
-    leases: { activeSvid: async (serial) => (serial.startsWith('serial-') ? lease(serial.slice(7)) : undefined), tokenAlive: over.tokenAlive ?? (async () => true) },
+    leases: { activeSvid: async (serial) => (serial.startsWith('serial-') ? lease(serial.slice(7)) : undefined), tokenAlive: over.tokenAlive ?? (async () => true), get: tokenLease },
     resources: { get: async (uri) => (uri === RESOURCE ? ({ uri, spiffeId: RESOURCE_ID } as never) : undefined) },
     bundle,
     audit: async (e) => void events.push(e),
@@ -78,7 +82,7 @@ describe('RFC 7662 token introspection', () => {
   it('§4: answers inactive to a caller that is not the token\'s resource, and audits the refusal', async () => {
     const { service, events } = introspection();
     await expect(service.introspect({ admin: false, svid: svid(OTHER) }, { token })).resolves.toEqual({ active: false });
-    expect(events).toEqual([{ type: 'introspection.refused', subject: 'alice', actor: OTHER, details: { jti, aud: RESOURCE, reason: 'not the token\'s resource' } }]);
+    expect(events).toEqual([{ type: 'introspection.refused', subject: 'alice', subjectIssuer: USER_ISSUER, actor: OTHER, details: { jti, aud: RESOURCE, reason: 'not the token\'s resource' } }]);
   });
 
   it('answers an admin about any token, and inactive once the lease is revoked', async () => {
@@ -109,7 +113,7 @@ describe('RFC 7009 token revocation', () => {
     const revoked: unknown[] = [];
     const service = new TokenRevocation({
       issuer: ISSUER,
-      leases: { activeSvid: async (serial) => (serial.startsWith('serial-') ? lease(serial.slice(7)) : undefined) },
+      leases: { activeSvid: async (serial) => (serial.startsWith('serial-') ? lease(serial.slice(7)) : undefined), get: tokenLease },
       revocations: { revoke: async (selector, reason, _tx, actor, event) => (revoked.push({ selector, reason, actor, event: event?.(1) }), 1) },
       bundle,
       audit: async (e) => void events.push(e),
@@ -121,7 +125,7 @@ describe('RFC 7009 token revocation', () => {
   it('§2.1: revokes for the token\'s own connector, with its audit event committed by the revocation', async () => {
     const { service, revoked, events } = revocation();
     await service.revoke({ admin: false, svid: svid(CONNECTOR) }, { token });
-    expect(revoked).toEqual([{ selector: { jti }, reason: `revoked by ${CONNECTOR}`, actor: CONNECTOR, event: { type: 'token.revoked', subject: 'alice', actor: CONNECTOR, details: { jti, taskId: '6f1c2b9e-0d5a-4b8e-9f7c-2a3b4c5d6e7f' } } }]);
+    expect(revoked).toEqual([{ selector: { jti }, reason: `revoked by ${CONNECTOR}`, actor: CONNECTOR, event: { type: 'token.revoked', subject: 'alice', subjectIssuer: USER_ISSUER, actor: CONNECTOR, details: { jti, taskId: '6f1c2b9e-0d5a-4b8e-9f7c-2a3b4c5d6e7f' } } }]);
     expect(events).toEqual([]);
   });
 
@@ -129,7 +133,7 @@ describe('RFC 7009 token revocation', () => {
     const { service, revoked, events } = revocation();
     await expect(service.revoke({ admin: false, svid: svid(OTHER) }, { token })).resolves.toBeUndefined();
     expect(revoked).toEqual([]);
-    expect(events).toEqual([{ type: 'token.revoke_refused', subject: 'alice', actor: OTHER, details: { jti, reason: 'not the token\'s connector' } }]);
+    expect(events).toEqual([{ type: 'token.revoke_refused', subject: 'alice', subjectIssuer: USER_ISSUER, actor: OTHER, details: { jti, reason: 'not the token\'s connector' } }]);
   });
 
   it('§2.2: a token that does not verify names nothing to revoke', async () => {

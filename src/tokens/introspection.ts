@@ -10,7 +10,7 @@ import { isDpopBound, type AccessTokenClaims } from './access-token';
 
 export interface IntrospectionDeps {
   issuer: string;
-  leases: Pick<LeaseStore, 'activeSvid' | 'tokenAlive'>;
+  leases: Pick<LeaseStore, 'activeSvid' | 'tokenAlive' | 'get'>;
   resources: Pick<ResourceStore, 'get'>;
   bundle: { current(): Promise<TrustBundle> };
   /** Where refusals are recorded (introspection.refused). */
@@ -63,7 +63,9 @@ export class Introspection {
   private async isTokensResource(caller: { spiffeId: string }, claims: AccessTokenClaims): Promise<boolean> {
     const resource = await this.deps.resources.get(claims.aud);
     if (resource && resource.spiffeId === caller.spiffeId) return true;
-    await this.deps.audit({ type: 'introspection.refused', subject: claims.sub, actor: caller.spiffeId, details: { jti: claims.jti, aud: claims.aud, reason: 'not the token\'s resource' } });
+    // The token names its user by `sub` only; the lease keeps the identity provider that names them.
+    const subjectIssuer = (await this.deps.leases.get(claims.jti))?.subjectIssuer ?? undefined;
+    await this.deps.audit({ type: 'introspection.refused', subject: claims.sub, subjectIssuer, actor: caller.spiffeId, details: { jti: claims.jti, aud: claims.aud, reason: 'not the token\'s resource' } });
     return false;
   }
 }

@@ -6,7 +6,7 @@ import { authenticateCaller, presentedClaims, tokenParam, type OAuthCaller } fro
 
 export interface TokenRevocationDeps {
   issuer: string;
-  leases: Pick<LeaseStore, 'activeSvid'>;
+  leases: Pick<LeaseStore, 'activeSvid' | 'get'>;
   revocations: Pick<Revocations, 'revoke'>;
   bundle: { current(): Promise<TrustBundle> };
   /** Where refusals are recorded (token.revoke_refused); a revocation's own event commits with it. */
@@ -32,13 +32,15 @@ export class TokenRevocation {
     const claims = await presentedClaims(token, this.deps);
     if (!claims) return;
     const principal = caller === 'admin' ? 'admin' : caller.spiffeId;
+    // The token names its user by `sub` only; the lease keeps the identity provider that names them.
+    const subjectIssuer = (await this.deps.leases.get(claims.jti))?.subjectIssuer ?? undefined;
     if (caller !== 'admin' && claims.client_id !== caller.spiffeId) {
       // RFC 7009 §2.1: the server verifies that the token was issued to the client asking.
-      await this.deps.audit({ type: 'token.revoke_refused', subject: claims.sub, actor: principal, details: { jti: claims.jti, reason: 'not the token\'s connector' } });
+      await this.deps.audit({ type: 'token.revoke_refused', subject: claims.sub, subjectIssuer, actor: principal, details: { jti: claims.jti, reason: 'not the token\'s connector' } });
       return;
     }
     // The revocation and its audit event commit together, before the answer.
-    const event = (revoked: number) => (revoked > 0 ? ({ type: 'token.revoked', subject: claims.sub, actor: principal, details: { jti: claims.jti, taskId: claims.task_id } } as const) : undefined);
+    const event = (revoked: number) => (revoked > 0 ? ({ type: 'token.revoked', subject: claims.sub, subjectIssuer, actor: principal, details: { jti: claims.jti, taskId: claims.task_id } } as const) : undefined);
     await this.deps.revocations.revoke({ jti: claims.jti }, `revoked by ${principal}`, undefined, principal, event);
   }
 }

@@ -194,10 +194,12 @@ describe('writ audit list|tail', () => {
 
     expect((await writ(['audit', 'list', '--actor', 'admin', '--since', '2000-01-01T00:00:00Z', '--until', '2999-01-01T00:00:00Z', '--limit', '5', '-o', 'json'], b.env)).json().events.every((e: { actor: string }) => e.actor === 'admin')).toBe(true);
     expect((await writ(['audit', 'list', '--subject', 'nobody-at-all', '-o', 'json'], b.env)).json()).toEqual({ events: [] });
+    // Sent as the API's subject_issuer filter: with it ignored, every event would come back.
+    expect((await writ(['audit', 'list', '--subject-issuer', 'https://no-such-idp.test', '-o', 'json'], b.env)).json()).toEqual({ events: [] });
 
     const table = await writ(['audit', 'list', '--type', 'entry.created', '--limit', '1'], b.env);
     expect(table.code).toBe(0);
-    expect(table.stdout.split('\n')[0]).toMatch(/^SEQ +AT +TYPE +SUBJECT +ACTOR +DETAILS$/);
+    expect(table.stdout.split('\n')[0]).toMatch(/^SEQ +AT +TYPE +SUBJECT +ISSUER +ACTOR +DETAILS$/);
     expect(table.stdout.split('\n')[1]).toMatch(/^\d+ +\d{4}-\d\d-\d\dT\S+ +entry\.created /);
     expect(table.stderr).toMatch(/^more events: --before \d+$/m);
 

@@ -32,6 +32,9 @@ const clock = new ManualClock(Math.floor(Date.now() / 1000) * 1000);
 
 const GITHUB = 'spiffe://audit.test/connector/github';
 const JIRA = 'spiffe://audit.test/connector/jira';
+/** Two identity providers that both have an "alice": only subject and issuer together name a person. Bob's events name no issuer, as events written before subject_issuer existed. */
+const IDP = 'https://idp.example';
+const OTHER_IDP = 'https://login.other.example';
 /**
  * Varied types (two with a `_` where another has a letter), subjects and actors; each a minute after the last.
  * Some are not types Writ writes today (AUDIT_EVENTS): the reader serves whatever the chain holds,
@@ -39,11 +42,11 @@ const JIRA = 'spiffe://audit.test/connector/jira';
  */
 const stored = (e: Omit<AuditEventInput, 'type'> & { type: string }) => e as AuditEventInput;
 const WORKLOAD: AuditEventInput[] = [
-  stored({ type: 'exchange.decision', subject: 'alice', actor: GITHUB, details: { tool: 'search', action: 'read', decision: 'allow', policies: ['eng-read-low'] } }),
+  stored({ type: 'exchange.decision', subject: 'alice', subjectIssuer: IDP, actor: GITHUB, details: { tool: 'search', action: 'read', decision: 'allow', policies: ['eng-read-low'] } }),
   stored({ type: 'exchange.decision', subject: 'bob', actor: GITHUB, details: { tool: 'delete_repo', action: 'delete', decision: 'deny', policies: [] } }),
-  stored({ type: 'exchange.decision', subject: 'alice', actor: JIRA, details: { tool: 'create_issue', action: 'write', decision: 'allow', policies: ['eng-write'] } }),
+  stored({ type: 'exchange.decision', subject: 'alice', subjectIssuer: OTHER_IDP, actor: JIRA, details: { tool: 'create_issue', action: 'write', decision: 'allow', policies: ['eng-write'] } }),
   stored({ type: 'entry.created', actor: 'admin', details: { entryId: 'e1', spiffeId: JIRA, nested: { b: 1, a: [1, 'x', null, true] }, note: 'héllo ✓' } }),
-  stored({ type: 'revocation.applied', subject: 'alice', actor: 'admin', details: { handle: 'user', revoked: 3, reason: 'offboarding' } }),
+  stored({ type: 'revocation.applied', subject: 'alice', subjectIssuer: IDP, actor: 'admin', details: { handle: 'user', revoked: 3, reason: 'offboarding' } }),
   stored({ type: 'signal.received', subject: 'bob', actor: 'ssf:https://idp.example', details: { event: 'session-revoked', sid: 's-42' } }),
   stored({ type: 'scope_a.granted', actor: 'writ' }),
   stored({ type: 'scopeXa.granted', actor: 'writ' }),
@@ -52,7 +55,7 @@ const WORKLOAD: AuditEventInput[] = [
 ];
 const appended: AuditRecord[] = [];
 
-type EventView = { seq: number; at: string; type: string; subject: string | null; actor: string | null; details: Record<string, unknown>; prev_hash: string; hash: string };
+type EventView = { seq: number; at: string; type: string; subject: string | null; subject_issuer: string | null; actor: string | null; details: Record<string, unknown>; prev_hash: string; hash: string };
 
 const get = (path: string, headers: Record<string, string> = { authorization: `Bearer ${adminToken}` }) => httpsRequest(`${base}${path}`, { ca: tlsCa, headers });
 const getJson = async (path: string) => {
@@ -123,7 +126,7 @@ describe(`GET /v1/admin/audit lists events newest first, filtered and paged by s
     expect(startup.every((e) => e.actor === 'writ')).toBe(true);
     // The newest events are the workload, exactly as appended.
     expect(events.slice(0, WORKLOAD.length).reverse()).toEqual(
-      appended.map((r) => ({ seq: r.seq, at: r.at.toISOString(), type: r.type, subject: r.subject ?? null, actor: r.actor ?? null, details: r.details ?? {}, prev_hash: r.prevHash, hash: r.hash })),
+      appended.map((r) => ({ seq: r.seq, at: r.at.toISOString(), type: r.type, subject: r.subject ?? null, subject_issuer: r.subjectIssuer ?? null, actor: r.actor ?? null, details: r.details ?? {}, prev_hash: r.prevHash, hash: r.hash })),
     );
   });
 
@@ -148,6 +151,13 @@ describe(`GET /v1/admin/audit lists events newest first, filtered and paged by s
     const both = (await list({ subject: 'alice', actor: 'admin' })).events;
     expect(both.map((e) => e.type)).toEqual(['revocation.applied']);
     expect((await list({ subject: 'carol' })).events).toEqual([]);
+  });
+
+  it('filters by subject and the identity provider that names it', async () => {
+    expect((await list({ subject: 'alice', subject_issuer: IDP })).events.map((e) => e.seq)).toEqual([appended[4]!.seq, appended[0]!.seq]);
+    expect((await list({ subject: 'alice', subject_issuer: OTHER_IDP })).events.map((e) => e.seq)).toEqual([appended[2]!.seq]);
+    expect((await list({ subject_issuer: OTHER_IDP })).events.every((e) => e.subject === 'alice' && e.subject_issuer === OTHER_IDP)).toBe(true);
+    expect((await list({ subject: 'bob' })).events.every((e) => e.subject_issuer === null)).toBe(true);
   });
 
   it('filters by time: since and until are inclusive ISO 8601 times, with any offset', async () => {
@@ -228,7 +238,7 @@ describe('GET /v1/admin/audit/export streams JSON Lines in chain order for a SIE
     let prev = '0'.repeat(64);
     for (const l of lines) {
       expect(l.prev_hash).toBe(prev);
-      expect(auditHash(prev, { ...l, at: new Date(l.at) })).toBe(l.hash);
+      expect(auditHash(prev, { ...l, subjectIssuer: l.subject_issuer, at: new Date(l.at) })).toBe(l.hash);
       prev = l.hash;
     }
   });

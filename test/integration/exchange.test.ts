@@ -113,7 +113,8 @@ describe('RFC 8693 token exchange with request-time Cedar policy', () => {
     const lease = await broker.db.prisma.lease.findUnique({ where: { id: claims.jti! } });
     expect(lease).toMatchObject({ kind: 'access-token', subject: 'alice', subjectIssuer: IDP, sid: 'session-1', taskId });
     const audit = await broker.db.prisma.auditEvent.findFirst({ where: { type: 'token.issued' }, orderBy: { seq: 'desc' } });
-    expect(audit).toMatchObject({ subject: 'alice', actor: 'spiffe://ex.test/agent/assistant' });
+    // The person as their identity provider names them: subject and issuer.
+    expect(audit).toMatchObject({ subject: 'alice', subjectIssuer: IDP, actor: 'spiffe://ex.test/agent/assistant' });
     expect(JSON.stringify(audit!.details)).toContain('eng-read-low');
   });
 
@@ -121,6 +122,8 @@ describe('RFC 8693 token exchange with request-time Cedar policy', () => {
     const res = await exchange(stranger, { authorization_details: details(['create_issue', 'write'], ['delete_repo', 'delete']) });
     expect(res.status).toBe(400);
     expect(res.json.error).toBe('access_denied');
+    const refused = await broker.db.prisma.auditEvent.findFirst({ where: { type: 'token.refused' }, orderBy: { seq: 'desc' } });
+    expect(refused).toMatchObject({ subject: 'alice', subjectIssuer: IDP, actor: 'spiffe://ex.test/agent/other' });
   });
 
   it.each([
@@ -271,6 +274,12 @@ describe('RFC 8693 token exchange with request-time Cedar policy', () => {
     expect((await form('/oauth2/introspect', { token }, github)).json.active).toBe(true);
     expect((await form('/oauth2/revoke', { token }, agent)).status).toBe(200);
     expect((await form('/oauth2/introspect', { token }, github)).json).toEqual({ active: false });
+    // Both events name the user as the lease does: the token itself carries only `sub`.
+    const jti = decodeJwt(token).jti;
+    for (const type of ['token.revoke_refused', 'token.revoked']) {
+      const event = await broker.db.prisma.auditEvent.findFirst({ where: { type }, orderBy: { seq: 'desc' } });
+      expect(event).toMatchObject({ subject: 'alice', subjectIssuer: IDP, details: expect.objectContaining({ jti }) });
+    }
 
     const next = await exchange(agent);
     const ended = await httpsRequest(`${broker.apiUrl}/v1/tasks/${next.json.task_id}/end`, { ca: caPem, method: 'POST', cert: agent.cert, key: agent.key });

@@ -123,6 +123,8 @@ describe('Shared Signals (RFC 8417 SETs, RFC 8935 push, CAEP)', () => {
     const t = await taskToken('bob', 'b-1');
     expect((await deliver(await set({ [`${CAEP}credential-change`]: { subject: user('bob'), credential_type: 'password', change_type: 'update' } }))).status).toBe(202);
     expect(await active(t.json.access_token)).toBe(false);
+    const row = await broker.db.prisma.auditEvent.findFirst({ where: { type: 'signal.received' }, orderBy: { seq: 'desc' } });
+    expect(row).toMatchObject({ subject: 'bob', subjectIssuer: IDP });
   });
 
   it('CAEP risk-level-change: the level reaches policy on the next request, and HIGH revokes', async () => {

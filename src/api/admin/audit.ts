@@ -14,6 +14,7 @@ export function auditEventView(e: AuditRecord) {
     at: e.at.toISOString(),
     type: e.type,
     subject: e.subject ?? null,
+    subject_issuer: e.subjectIssuer ?? null,
     actor: e.actor ?? null,
     details: e.details ?? {},
     prev_hash: e.prevHash,
@@ -31,6 +32,7 @@ const filterFields = {
   /** Exact, or a prefix with a trailing `*` (`entry.*`). */
   type: z.string().min(1).max(200).regex(/^[^*]*\*?$/, 'only a trailing * (a prefix match) is allowed').optional(),
   subject: z.string().min(1).max(2048).optional(),
+  subject_issuer: z.string().min(1).max(2048).optional(),
   actor: z.string().min(1).max(2048).optional(),
   since: isoTime.optional(),
   until: isoTime.optional(),
@@ -48,6 +50,7 @@ function filterOf(q: z.output<typeof listQuery> | z.output<typeof exportQuery>):
   return {
     ...(q.type !== undefined && (prefix ? { typePrefix: q.type.slice(0, -1) } : { type: q.type })),
     ...(q.subject !== undefined && { subject: q.subject }),
+    ...(q.subject_issuer !== undefined && { subjectIssuer: q.subject_issuer }),
     ...(q.actor !== undefined && { actor: q.actor }),
     ...(q.since !== undefined && { since: q.since }),
     ...(q.until !== undefined && { until: q.until }),

@@ -14,6 +14,7 @@ interface AuditEvent {
   at: string;
   type: string;
   subject: string | null;
+  subject_issuer: string | null;
   actor: string | null;
   details: Record<string, unknown>;
   prev_hash: string;
@@ -23,27 +24,32 @@ interface AuditEvent {
 interface FilterOptions {
   type?: string;
   subject?: string;
+  subjectIssuer?: string;
   actor?: string;
   since?: string;
   until?: string;
 }
 
-const FILTERS = ['type', 'subject', 'actor', 'since', 'until'] as const;
+const FILTERS = ['type', 'subject', 'subject_issuer', 'actor', 'since', 'until'] as const;
 
 /** The filter options the list, the export and the tail share (the REST API's query parameters). */
 function filterOptions(cmd: Command): Command {
   return cmd
     .option('--type <type>', 'an event type, or a prefix ending in * (token.*)')
-    .option('--subject <subject>', 'events about this person')
+    .option('--subject <subject>', 'events about this person (their sub)')
+    .option('--subject-issuer <iss>', 'the identity provider that names --subject')
     .option('--actor <actor>', 'events by this actor (a SPIFFE ID, admin)')
     .option('--since <time>', 'ISO 8601 date-time')
     .option('--until <time>', 'ISO 8601 date-time');
 }
 
+/** The option commander keeps a query parameter in (`subject_issuer` from `--subject-issuer`). */
+const optionOf = (param: string) => param.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+
 const queryOf = (o: object, keys: readonly string[]): URLSearchParams => {
   const q = new URLSearchParams();
   const given = o as Record<string, unknown>;
-  for (const k of keys) if (given[k] !== undefined) q.set(k, String(given[k]));
+  for (const k of keys) if (given[optionOf(k)] !== undefined) q.set(k, String(given[optionOf(k)]));
   return q;
 };
 
@@ -52,6 +58,7 @@ const EVENT_COLUMNS: Column<AuditEvent>[] = [
   ['AT', (e) => e.at],
   ['TYPE', (e) => e.type],
   ['SUBJECT', (e) => e.subject],
+  ['ISSUER', (e) => e.subject_issuer], // the identity provider naming SUBJECT
   ['ACTOR', (e) => e.actor],
   ['DETAILS', (e) => (Object.keys(e.details).length > 0 ? e.details : undefined)],
 ];
@@ -88,6 +95,7 @@ interface ExportOptions {
   before?: number;
   type?: string;
   subject?: string;
+  subjectIssuer?: string;
   actor?: string;
   since?: string;
   until?: string;
@@ -152,8 +160,7 @@ export function registerAudit(program: Command): void {
     .option('--before <seq>', 'events before this seq', positiveInt)
     .option('--out <file>', 'write to this file, complete or not at all (default: stdout)')
     .action(async (o: ExportOptions, cmd: Command) => {
-      const q = new URLSearchParams();
-      for (const k of ['after', 'before', 'type', 'subject', 'actor', 'since', 'until'] as const) if (o[k] !== undefined) q.set(k, String(o[k]));
+      const q = queryOf(o, ['after', 'before', ...FILTERS]);
       const client = adminClient(cmd);
       const path = `/v1/admin/audit/export${q.size > 0 ? `?${q}` : ''}`;
       if (o.out === undefined) return client.stream(path, process.stdout);
