@@ -4,8 +4,9 @@
  *
  * Everything here is real: the built broker on its embedded database, an MCP server made with
  * the official SDK and protected by `@writ/mcp`, a connector that attests with a join token and
- * keeps its SVID with `@writ/sdk`, and an agent acting for two users through the official MCP
- * client. The demo prints each step; `test/demo/demo.test.ts` runs it and checks them.
+ * keeps its SVID with `@writ/sdk`, an agent acting for two users through the official MCP
+ * client, and the users' ID tokens from a local OpenID Provider (`oidc-provider`, as `writ dev`
+ * runs it) that Writ trusts through OpenID Connect Discovery. The demo prints each step; `test/demo/demo.test.ts` runs it and checks them.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,7 +15,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import express from 'express';
-import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { z } from 'zod';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -27,9 +27,11 @@ import { grantedToolsOnly, protectedResourceMetadataHandler, tlsFetch, writIdent
 const require = createRequire(import.meta.url);
 const { startBroker } = require('../dist/broker.js');
 const { loadConfig } = require('../dist/config/index.js');
+const { DEV_CLIENT_ID, startDevOp } = require('../dist/dev/op.js');
+const { fetchIdToken } = require('../dist/dev/id-token.js');
+const { newSigningKey } = require('../dist/dev/keys.js');
 
 const TD = 'demo.writ';
-const IDP = 'https://idp.demo.writ';
 const CONNECTOR = `spiffe://${TD}/agent/assistant`;
 const ISSUES_SERVER = `spiffe://${TD}/mcp/issues`;
 const INDEX_SERVER = `spiffe://${TD}/mcp/search-index`;
@@ -79,8 +81,13 @@ async function main() {
   out('Writ demo: a connector acting for two people, with a task token per task.');
 
   // --- The broker -----------------------------------------------------------------------
-  const idp = await generateKeyPair('ES256');
-  writeFileSync(join(work, 'idp-jwks.json'), JSON.stringify({ keys: [{ ...(await exportJWK(idp.publicKey)), kid: 'idp-1', alg: 'ES256' }] }));
+  // The people's identity provider: a real OpenID Provider on a loopback port, with two test users.
+  const users = new Map([
+    ['alice', { name: 'alice', groups: ['eng'] }],
+    ['bob', { name: 'bob', groups: ['eng', 'maintainers'] }],
+  ]);
+  const op = await startDevOp({ host: '127.0.0.1', port: 0, users, keys: { signing: [await newSigningKey()], cookies: [randomBytes(32).toString('base64url')] } });
+  closers.push(() => op.close());
   writeFileSync(join(work, 'policy.cedar'), POLICY);
   const adminToken = randomBytes(24).toString('base64url');
   const config = loadConfig({
@@ -92,7 +99,7 @@ async function main() {
     WRIT_ADMIN_TOKEN: adminToken,
     WRIT_LOG_LEVEL: process.env.DEMO_LOG_LEVEL ?? 'silent',
     WRIT_POLICY_FILE: join(work, 'policy.cedar'),
-    WRIT_IDENTITY_PROVIDERS: JSON.stringify([{ issuer: IDP, jwks_file: join(work, 'idp-jwks.json'), audience: 'writ', algorithms: ['ES256'] }]),
+    WRIT_IDENTITY_PROVIDERS: JSON.stringify([{ issuer: op.issuer, discovery: true, audience: DEV_CLIENT_ID, algorithms: ['ES256'] }]),
   });
   const broker = await startBroker(config);
   closers.push(() => broker.shutdown());
@@ -100,6 +107,7 @@ async function main() {
   const admin = (method, path, body) => adminCall(broker, ca, adminToken, method, path, body);
   step(1, `Broker up at ${broker.apiUrl} (embedded database, trust domain ${TD})`);
   ok('policy loaded: engineers read, maintainers write, nobody deletes, no delegation');
+  ok(`identity provider: ${op.issuer} (oidc-provider), its keys found by OpenID Connect Discovery`);
 
   // --- Identities: the connector and the MCP server attest with join tokens ---------------
   const joinToken = async (spiffeId) => {
@@ -183,8 +191,8 @@ async function main() {
 
   // --- The agent acts for two people -------------------------------------------------------
   const agentTokens = new TaskTokenClient(agentSource);
-  const idToken = (sub, groups) =>
-    new SignJWT({ groups, sid: `session-${sub}` }).setProtectedHeader({ alg: 'ES256', kid: 'idp-1' }).setIssuer(IDP).setAudience('writ').setSubject(sub).setIssuedAt().setExpirationTime('10m').sign(idp.privateKey);
+  /** The user signs in at the provider (authorization code flow with PKCE); its ID token carries their groups. */
+  const idToken = (sub) => fetchIdToken({ issuer: op.issuer, username: sub });
   const ask = [
     { name: 'list_issues', actions: ['read'] },
     { name: 'create_issue', actions: ['write'] },
@@ -218,7 +226,7 @@ async function main() {
   const tasks = {};
   for (const [n, user, groups] of [[4, 'alice', ['eng']], [5, 'bob', ['eng', 'maintainers']]]) {
     step(n, `The agent starts a task for ${user} (groups: ${groups.join(', ')}) and asks for all four tools`);
-    const task = await agentTokens.exchange({ subjectToken: await idToken(user, groups), resource, tools: ask });
+    const task = await agentTokens.exchange({ subjectToken: await idToken(user), resource, tools: ask });
     tasks[user] = task;
     const granted = task.granted.flatMap((d) => d.tools.map((t) => `${t}:${d.actions.join('+')}`));
     ok(`task token granted for ${granted.join(', ')} only (task ${task.taskId.slice(0, 8)}…, expires ${task.expiresAt.toISOString()})`);
@@ -240,7 +248,7 @@ async function main() {
     // names a tool makes it exchange again within the same task, policy deciding again, and retry once.
     const stepUps = [];
     const fetch = agentTokens.taskFetch(
-      { subjectToken: await idToken(user, groups), resource, tools: [{ name: 'list_issues', actions: ['read'] }] },
+      { subjectToken: await idToken(user), resource, tools: [{ name: 'list_issues', actions: ['read'] }] },
       { fetch: agentFetch(), onStepUp: (e) => stepUps.push(e) },
     );
     const client = new Client({ name: 'demo-agent', version: '1.0.0' });
@@ -282,6 +290,8 @@ async function main() {
   step(9, 'The audit trail names the person and the connector, and its hash chain verifies');
   const { events } = await admin('GET', '/v1/admin/audit?limit=200');
   const tokens = events.filter((e) => e.type === 'token.issued' || e.type === 'token.refused').reverse();
+  const named = tokens.every((e) => e.subject_issuer === op.issuer);
+  (named ? ok : no)(`each names the person as their identity provider does: subject and subject_issuer ${op.issuer}`);
   for (const e of tokens) ok(`#${e.seq} ${e.type.padEnd(13)} user ${e.subject} via ${e.actor}${e.type === 'token.refused' ? ` (${e.details.error})` : ''}`);
   const verified = await admin('GET', '/v1/admin/audit/verify');
   (verified.ok ? ok : no)(`hash chain ${verified.ok ? `intact over ${verified.events} events` : `broken at #${verified.broken_at}: ${verified.reason}`}`);

@@ -84,6 +84,11 @@ export interface DevOpOptions {
 export interface DevOp {
   /** `http://127.0.0.1:<port>`: the `iss` of its ID tokens. */
   readonly issuer: string;
+  /**
+   * Key rotation at the provider: from now on it signs with `keys.signing[0]` and publishes
+   * exactly `keys.signing` in its JWKS (users, sessions and the port stay).
+   */
+  rotateKeys(keys: DevOpKeys): void;
   close(): Promise<void>;
 }
 
@@ -110,18 +115,23 @@ export async function startDevOp(options: DevOpOptions): Promise<DevOp> {
   const { port } = server.address() as AddressInfo;
   const host = options.host === '::1' ? '[::1]' : options.host;
   const issuer = `http://${host}:${port}`;
-  const provider = new Provider(issuer, configuration(options));
-  const callback = provider.callback();
-  handler = (req, res) => {
-    const interaction = /^\/interaction\/([A-Za-z0-9_-]+)(\/login)?$/.exec(new URL(req.url ?? '/', issuer).pathname);
-    if (!interaction) return callback(req, res);
-    void interact(provider, options.users, req, res, interaction[2] !== undefined).catch((err: unknown) => {
-      if (!res.headersSent) res.writeHead(400, { 'content-type': 'text/plain; charset=utf-8' });
-      res.end(`login failed: ${(err as Error).message}\n`);
-    });
+  const store = new MemoryStore();
+  const serve = (keys: DevOpKeys) => {
+    const provider = new Provider(issuer, configuration(options, keys, store));
+    const callback = provider.callback();
+    handler = (req, res) => {
+      const interaction = /^\/interaction\/([A-Za-z0-9_-]+)(\/login)?$/.exec(new URL(req.url ?? '/', issuer).pathname);
+      if (!interaction) return callback(req, res);
+      void interact(provider, options.users, req, res, interaction[2] !== undefined).catch((err: unknown) => {
+        if (!res.headersSent) res.writeHead(400, { 'content-type': 'text/plain; charset=utf-8' });
+        res.end(`login failed: ${(err as Error).message}\n`);
+      });
+    };
   };
+  serve(options.keys);
   return {
     issuer,
+    rotateKeys: serve,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -130,8 +140,7 @@ export async function startDevOp(options: DevOpOptions): Promise<DevOp> {
   };
 }
 
-function configuration(options: DevOpOptions): Record<string, unknown> {
-  const store = new MemoryStore();
+function configuration(options: DevOpOptions, keys: DevOpKeys, store: MemoryStore): Record<string, unknown> {
   const { users } = options;
   return {
     adapter: memoryAdapter(store),
@@ -146,8 +155,8 @@ function configuration(options: DevOpOptions): Record<string, unknown> {
         id_token_signed_response_alg: 'ES256',
       },
     ],
-    jwks: { keys: options.keys.signing },
-    cookies: { keys: options.keys.cookies },
+    jwks: { keys: keys.signing },
+    cookies: { keys: keys.cookies },
     // The user's groups and e-mail address, in the ID token itself (not only from userinfo).
     claims: { openid: ['sub'], groups: ['groups'], email: ['email', 'email_verified'] },
     conformIdTokenClaims: false,

@@ -2,8 +2,8 @@
  * `writ dev`: the broker on the embedded database, with a local OpenID Provider for its
  * identity provider, a sample Cedar policy and a fixed admin token, everything kept in one
  * directory (./.writ-dev by default). Writ is configured against the provider exactly as
- * against a production one: its issuer and the `jwks_uri` from its discovery document
- * (OIDC Discovery §4), under `identity_providers`. Never for production: refused when
+ * against a production one: its issuer under `identity_providers`, with `discovery: true` (the
+ * broker reads `jwks_uri` from the provider's discovery document, OIDC Discovery §4). Never for production: refused when
  * NODE_ENV=production, and nothing else starts it.
  *
  * ```ts
@@ -17,7 +17,6 @@ import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { startBroker, type Broker } from '../broker';
 import { loadConfig } from '../config';
-import { discover } from './id-token';
 import { loadOrCreateKeys } from './keys';
 import { DEV_CLIENT_ID, startDevOp, type DevOp, type OidcProviderClass } from './op';
 import { SAMPLE_POLICY, SAMPLE_USERS } from './samples';
@@ -87,7 +86,6 @@ export async function startDev(options: DevOptions): Promise<Dev> {
   const host = options.env.WRIT_DEV_OP_HOST ?? '127.0.0.1';
   const op = await startDevOp({ host, port: options.opPort, users, keys, ...(options.Provider ? { Provider: options.Provider } : {}) });
   try {
-    const meta = await discover(op.issuer);
     const token = adminToken(files.adminToken);
     const env: NodeJS.ProcessEnv = {
       ...Object.fromEntries(DEV_PASSED_SETTINGS.filter((k) => options.env[k] !== undefined).map((k) => [k, options.env[k]])),
@@ -97,7 +95,7 @@ export async function startDev(options: DevOptions): Promise<Dev> {
       WRIT_CA_DIR: join(dir, 'certs'),
       WRIT_POLICY_FILE: files.policy,
       WRIT_ADMIN_TOKEN: token,
-      WRIT_IDENTITY_PROVIDERS: JSON.stringify([{ issuer: meta.issuer, jwks_uri: meta.jwks_uri, audience: DEV_CLIENT_ID, algorithms: ['ES256'] }]),
+      WRIT_IDENTITY_PROVIDERS: JSON.stringify([{ issuer: op.issuer, discovery: true, audience: DEV_CLIENT_ID, algorithms: ['ES256'] }]),
     };
     const config = loadConfig(env);
     const broker = await startBroker(config, options.logger ? { logger: options.logger } : {});

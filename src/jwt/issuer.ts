@@ -12,6 +12,7 @@
  */
 import { z } from 'zod';
 import { parseDuration } from '../core/duration';
+import { remoteKeyUrlProblem } from './jwks';
 
 /** Asymmetric JWS algorithms (RFC 7518 §3.3–3.5, RFC 8037 §3.1). HMAC and `none` are never allowed (RFC 8725 §3.1). */
 export const JWS_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
@@ -23,7 +24,7 @@ export const DEFAULT_ALGORITHMS: readonly JwsAlgorithm[] = ['RS256', 'ES256'];
 export const DEFAULT_CLOCK_SKEW = 60;
 export const MAX_CLOCK_SKEW = 300;
 
-/** One trusted issuer. Exactly one of jwksFile and jwksUri is set. */
+/** One trusted issuer. Exactly one of jwksFile, jwksUri and discovery is set. */
 export interface TrustedIssuer {
   /** The exact `iss` value of its tokens. */
   readonly issuer: string;
@@ -31,6 +32,8 @@ export interface TrustedIssuer {
   readonly jwksFile?: string;
   /** A JWK Set URL, fetched and cached (https, or http for 127.0.0.1/localhost). */
   readonly jwksUri?: string;
+  /** True: the JWK Set URL is the `jwks_uri` of the issuer's OpenID Connect Discovery document (read on first use). */
+  readonly discovery?: true;
   /** The `aud` value a token must include to be accepted by Writ. */
   readonly audience: string;
   readonly algorithms: readonly JwsAlgorithm[];
@@ -82,23 +85,13 @@ const parseUrl = (raw: string): URL | undefined => {
   }
 };
 
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
-
 const issuerUrl = z.string().refine((raw) => {
   const url = parseUrl(raw);
   return url !== undefined && (url.protocol === 'https:' || url.protocol === 'http:') && url.hostname !== '';
 }, 'must be an https:// URL: the exact "iss" value of the tokens');
 
 const jwksUri = z.string().superRefine((raw, ctx) => {
-  const url = parseUrl(raw);
-  const problem =
-    url === undefined
-      ? 'is not a URL'
-      : url.username !== '' || url.password !== ''
-        ? 'must not carry credentials'
-        : url.protocol === 'https:' || (url.protocol === 'http:' && LOOPBACK_HOSTS.has(url.hostname))
-          ? undefined
-          : 'must be an https:// URL (http:// only for 127.0.0.1 or localhost)';
+  const problem = remoteKeyUrlProblem(raw);
   if (problem) ctx.addIssue({ code: 'custom', message: problem });
 });
 
@@ -107,6 +100,8 @@ const trustedIssuerShape = {
   issuer: issuerUrl,
   jwks_file: z.string().min(1).optional(),
   jwks_uri: jwksUri.optional(),
+  /** OpenID Connect Discovery 1.0 §4: find jwks_uri in `<issuer>/.well-known/openid-configuration`. */
+  discovery: z.boolean().optional(),
   audience: z.string().min(1),
   algorithms: z.array(algorithm).min(1).default([...DEFAULT_ALGORITHMS]),
   clock_skew: clockSkew.default(DEFAULT_CLOCK_SKEW),
@@ -114,16 +109,25 @@ const trustedIssuerShape = {
 
 type TrustedIssuerFields = z.output<z.ZodObject<typeof trustedIssuerShape>>;
 
-/** Exactly one of jwks_file and jwks_uri says where an issuer's keys are. */
-function oneKeySource(c: { jwks_file?: string | undefined; jwks_uri?: string | undefined }, ctx: z.RefinementCtx): void {
+/** Exactly one of jwks_file, jwks_uri and discovery: true says where an issuer's keys are. */
+function oneKeySource(c: { issuer: string; jwks_file?: string | undefined; jwks_uri?: string | undefined; discovery?: boolean | undefined }, ctx: z.RefinementCtx): void {
   if (c.jwks_file !== undefined && c.jwks_uri !== undefined) ctx.addIssue({ code: 'custom', message: 'set one of jwks_file or jwks_uri, not both' });
-  if (c.jwks_file === undefined && c.jwks_uri === undefined) ctx.addIssue({ code: 'custom', message: "set one of jwks_file or jwks_uri: where the issuer's keys are" });
+  else if (c.discovery === true && (c.jwks_file !== undefined || c.jwks_uri !== undefined)) {
+    ctx.addIssue({ code: 'custom', path: ['discovery'], message: 'discovery: true finds jwks_uri itself: set no jwks_file or jwks_uri with it' });
+  } else if (c.jwks_file === undefined && c.jwks_uri === undefined && c.discovery !== true) {
+    ctx.addIssue({ code: 'custom', message: "set one of jwks_file or jwks_uri, or discovery: true: where the issuer's keys are" });
+  }
+  if (c.discovery === true) {
+    const problem = remoteKeyUrlProblem(c.issuer);
+    if (problem) ctx.addIssue({ code: 'custom', path: ['issuer'], message: `with discovery: true, the issuer is where its keys are found: it ${problem}` });
+  }
 }
 
 const trustedIssuerOf = (c: TrustedIssuerFields): TrustedIssuer => ({
   issuer: c.issuer,
   ...(c.jwks_file !== undefined ? { jwksFile: c.jwks_file } : {}),
   ...(c.jwks_uri !== undefined ? { jwksUri: c.jwks_uri } : {}),
+  ...(c.discovery === true ? { discovery: true as const } : {}),
   audience: c.audience,
   algorithms: [...new Set(c.algorithms)],
   clockSkew: c.clock_skew,

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import { ManualClock } from '../core/clock';
 import { JwksUnavailable } from './errors';
-import { fetchJwks, parseJwks, RemoteJwks } from './jwks';
+import { discoverJwksUri, discoveryUrl, DiscoveredJwks, fetchJwks, parseJwks, RemoteJwks } from './jwks';
 
 let jwk: JWK;
 beforeAll(async () => {
@@ -128,5 +128,64 @@ describe('RemoteJwks cache', () => {
     clock.advance(1);
     await expect(get()).rejects.toThrow(/HTTP 503/);
     expect(f).toHaveBeenCalledTimes(2);
+  });
+});
+
+describe('OpenID Connect Discovery 1.0 §4', () => {
+  const ISSUER = 'https://login.example.test/tenant';
+  const meta = (over: Record<string, unknown> = {}) => new Response(JSON.stringify({ issuer: ISSUER, jwks_uri: `${ISSUER}/keys`, ...over }));
+  /** Answers discovery, then the key set, by URL; counts requests per URL. */
+  const site = (discovery: () => Response) => {
+    const calls: string[] = [];
+    const f = jest.fn(async (url: string) => {
+      calls.push(url);
+      return url.endsWith('/.well-known/openid-configuration') ? discovery() : new Response(JSON.stringify({ keys: [jwk] }));
+    }) as jest.Mock & typeof fetch;
+    return { f, calls };
+  };
+
+  it('§4.1: appends the well-known path to the issuer, dropping a terminating "/"', () => {
+    expect(discoveryUrl('https://login.example.test/tenant/')).toBe('https://login.example.test/tenant/.well-known/openid-configuration');
+    expect(discoveryUrl('https://login.example.test')).toBe('https://login.example.test/.well-known/openid-configuration');
+  });
+
+  it('answers the jwks_uri of a document naming the issuer, fetched without following redirects', async () => {
+    const { f } = site(() => meta());
+    expect(await discoverJwksUri(ISSUER, f, limits)).toBe(`${ISSUER}/keys`);
+    expect(f.mock.calls[0]![1]).toMatchObject({ redirect: 'error' });
+  });
+
+  it.each([
+    ['another issuer (§4.3)', { issuer: 'https://evil.example.test' }, /names issuer "https:\/\/evil.example.test", not https:\/\/login.example.test\/tenant/],
+    ['the issuer with a trailing "/"', { issuer: `${ISSUER}/` }, /names issuer/],
+    ['no jwks_uri', { jwks_uri: undefined }, /has no jwks_uri/],
+    ['a plain-http jwks_uri', { jwks_uri: 'http://keys.example.test/jwks' }, /jwks_uri must be an https:\/\/ URL/],
+    ['a jwks_uri with credentials', { jwks_uri: 'https://u:p@keys.example.test/jwks' }, /must not carry credentials/],
+  ])('refuses a document with %s', async (_, over, why) => {
+    const { f } = site(() => meta(over));
+    await expect(discoverJwksUri(ISSUER, f, limits)).rejects.toThrow(why);
+    await expect(discoverJwksUri(ISSUER, f, limits)).rejects.toBeInstanceOf(JwksUnavailable);
+  });
+
+  it('refuses an answer that is not a JSON object, or not 2xx', async () => {
+    await expect(discoverJwksUri(ISSUER, site(() => new Response('[1]')).f, limits)).rejects.toThrow(/not a JSON object/);
+    await expect(discoverJwksUri(ISSUER, site(() => new Response('nope', { status: 404 })).f, limits)).rejects.toThrow(/HTTP 404/);
+  });
+
+  it('DiscoveredJwks discovers once, then serves keys from the jwks_uri; a failed discovery fails closed until the cooldown', async () => {
+    const clock = new ManualClock(Date.parse('2026-12-02T00:00:00Z'));
+    let broken = true;
+    const { f, calls } = site(() => (broken ? new Response('down', { status: 503 }) : meta()));
+    const keys = new DiscoveredJwks(ISSUER, { clock, fetch: f, cooldownSeconds: 30, timeoutMs: 1000, maxBytes: 4096 });
+    const header = { alg: 'ES256', kid: 'k1' };
+    await expect(keys.getKey(header, {} as never)).rejects.toThrow(/HTTP 503/);
+    broken = false;
+    await expect(keys.getKey(header, {} as never)).rejects.toThrow(/HTTP 503/); // within the cooldown: no new request
+    expect(calls).toHaveLength(1);
+    clock.advance(30);
+    expect(await keys.getKey(header, {} as never)).toBeDefined();
+    expect(keys.jwksUri).toBe(`${ISSUER}/keys`);
+    await keys.getKey(header, {} as never);
+    expect(calls).toEqual([discoveryUrl(ISSUER), discoveryUrl(ISSUER), `${ISSUER}/keys`]);
   });
 });

@@ -84,10 +84,22 @@ export const DEFAULT_FETCH_LIMITS: FetchLimits = { timeoutMs: 5000, maxBytes: 64
  * read incrementally so that an oversized one is never buffered whole.
  */
 export async function fetchJwks(url: string, fetchImpl: typeof fetch, limits: FetchLimits = DEFAULT_FETCH_LIMITS): Promise<JSONWebKeySet> {
+  const json = await fetchJson(url, fetchImpl, limits, 'the key set', 'application/jwk-set+json, application/json');
+  try {
+    const jwks = parseJwks(json);
+    createLocalJWKSet(jwks);
+    return jwks;
+  } catch (err) {
+    throw new JwksUnavailable(`the key set ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** GETs a JSON document under the limits of {@link fetchJwks}; failures are {@link JwksUnavailable} naming `what`. */
+async function fetchJson(url: string, fetchImpl: typeof fetch, limits: FetchLimits, what: string, accept: string): Promise<unknown> {
   const signal = AbortSignal.timeout(limits.timeoutMs);
   let response: Response;
   try {
-    response = await fetchImpl(url, { signal, redirect: 'error', headers: { accept: 'application/jwk-set+json, application/json' } });
+    response = await fetchImpl(url, { signal, redirect: 'error', headers: { accept } });
   } catch (err) {
     throw new JwksUnavailable(signal.aborted ? `no answer within ${limits.timeoutMs} ms` : 'the request failed', { cause: err });
   }
@@ -98,25 +110,53 @@ export async function fetchJwks(url: string, fetchImpl: typeof fetch, limits: Fe
   const declared = Number(response.headers.get('content-length') ?? NaN);
   if (declared > limits.maxBytes) {
     await response.body?.cancel().catch(() => undefined);
-    throw new JwksUnavailable(`the key set is larger than ${limits.maxBytes} bytes`);
+    throw new JwksUnavailable(`${what} is larger than ${limits.maxBytes} bytes`);
   }
-  const body = await readLimited(response, limits, signal);
-  let json: unknown;
+  const body = await readLimited(response, limits, signal, what);
   try {
-    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body));
+    return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body));
   } catch (err) {
-    throw new JwksUnavailable('the key set is not valid JSON', { cause: err });
-  }
-  try {
-    const jwks = parseJwks(json);
-    createLocalJWKSet(jwks);
-    return jwks;
-  } catch (err) {
-    throw new JwksUnavailable(`the key set ${(err as Error).message}`, { cause: err });
+    throw new JwksUnavailable(`${what} is not valid JSON`, { cause: err });
   }
 }
 
-async function readLimited(response: Response, limits: FetchLimits, signal: AbortSignal): Promise<Uint8Array> {
+/**
+ * Why `raw` may not be fetched for keys, or undefined: an https URL without credentials
+ * (http only on a loopback host, for development).
+ */
+export function remoteKeyUrlProblem(raw: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return 'is not a URL';
+  }
+  if (url.username !== '' || url.password !== '') return 'must not carry credentials';
+  if (url.protocol === 'https:' || (url.protocol === 'http:' && LOOPBACK_HOSTS.has(url.hostname))) return undefined;
+  return 'must be an https:// URL (http:// only for 127.0.0.1 or localhost)';
+}
+
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
+
+/** OpenID Connect Discovery 1.0 §4: the configuration document's URL, the issuer (without a trailing "/") and the well-known path. */
+export const discoveryUrl = (issuer: string): string => `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
+
+/**
+ * Fetches an issuer's OpenID Provider Metadata (OpenID Connect Discovery 1.0 §4) and returns
+ * its `jwks_uri`. The document's `issuer` must be exactly the configured one (§4.3: otherwise
+ * it must not be used), and `jwks_uri` a URL keys may be fetched from.
+ */
+export async function discoverJwksUri(issuer: string, fetchImpl: typeof fetch, limits: FetchLimits = DEFAULT_FETCH_LIMITS): Promise<string> {
+  const meta = await fetchJson(discoveryUrl(issuer), fetchImpl, limits, 'the discovery document', 'application/json');
+  if (!isObject(meta)) throw new JwksUnavailable('the discovery document is not a JSON object');
+  if (meta.issuer !== issuer) throw new JwksUnavailable(`the discovery document names issuer ${JSON.stringify(String(meta.issuer).slice(0, 200))}, not ${issuer} (OpenID Connect Discovery 1.0 section 4.3)`);
+  if (typeof meta.jwks_uri !== 'string') throw new JwksUnavailable('the discovery document has no jwks_uri');
+  const problem = remoteKeyUrlProblem(meta.jwks_uri);
+  if (problem) throw new JwksUnavailable(`the discovery document's jwks_uri ${problem}`);
+  return meta.jwks_uri;
+}
+
+async function readLimited(response: Response, limits: FetchLimits, signal: AbortSignal, what: string): Promise<Uint8Array> {
   if (!response.body) return new Uint8Array();
   const reader = response.body.getReader();
   const chunks: Uint8Array[] = [];
@@ -128,13 +168,13 @@ async function readLimited(response: Response, limits: FetchLimits, signal: Abor
       total += value.byteLength;
       if (total > limits.maxBytes) {
         await reader.cancel().catch(() => undefined);
-        throw new JwksUnavailable(`the key set is larger than ${limits.maxBytes} bytes`);
+        throw new JwksUnavailable(`${what} is larger than ${limits.maxBytes} bytes`);
       }
       chunks.push(value);
     }
   } catch (err) {
     if (err instanceof JwksUnavailable) throw err;
-    throw new JwksUnavailable(signal.aborted ? `no answer within ${limits.timeoutMs} ms` : 'reading the key set failed', { cause: err });
+    throw new JwksUnavailable(signal.aborted ? `no answer within ${limits.timeoutMs} ms` : `reading ${what} failed`, { cause: err });
   }
   const body = new Uint8Array(total);
   let at = 0;
@@ -244,5 +284,61 @@ export class RemoteJwks implements KeySource {
 
   #now(): number {
     return this.#options.clock.now().getTime();
+  }
+}
+
+/**
+ * An issuer's keys found by OpenID Connect Discovery: its `jwks_uri` is read from
+ * `<issuer>/.well-known/openid-configuration` on first use, then the keys are a
+ * {@link RemoteJwks} of it. A failed discovery fails closed and is tried again after the
+ * cooldown (as a key fetch is); the `jwks_uri` found is kept for the life of the process.
+ */
+export class DiscoveredJwks implements KeySource {
+  readonly #issuer: string;
+  readonly #options: RemoteJwksOptions;
+  #keys: RemoteJwks | undefined;
+  #pending: Promise<RemoteJwks> | undefined;
+  #lastAttempt: number | undefined;
+  #lastError: JwksUnavailable | undefined;
+
+  constructor(issuer: string, options: Partial<RemoteJwksOptions> & Pick<RemoteJwksOptions, 'clock'>) {
+    this.#issuer = issuer;
+    this.#options = { ...DEFAULT_REMOTE_JWKS, fetch: globalThis.fetch, ...options };
+  }
+
+  /** The `jwks_uri` discovery found, once it has. */
+  get jwksUri(): string | undefined {
+    return this.#keys ? this.#uri : undefined;
+  }
+  #uri: string | undefined;
+
+  readonly getKey = async (header: JWSHeaderParameters, token: FlattenedJWSInput): Promise<CryptoKey> => (await this.#source()).getKey(header, token);
+
+  async #source(): Promise<RemoteJwks> {
+    if (this.#keys) return this.#keys;
+    if (!this.#pending) {
+      const now = this.#options.clock.now().getTime();
+      if (this.#lastAttempt !== undefined && now - this.#lastAttempt >= 0 && now - this.#lastAttempt < this.#options.cooldownSeconds * 1000) {
+        throw this.#lastError ?? new JwksUnavailable('discovery failed and may not be tried again yet');
+      }
+      this.#lastAttempt = now;
+      const { fetch: fetchImpl, timeoutMs, maxBytes } = this.#options;
+      this.#pending = discoverJwksUri(this.#issuer, fetchImpl, { timeoutMs, maxBytes })
+        .then(
+          (uri) => {
+            this.#uri = uri;
+            this.#keys = new RemoteJwks(uri, this.#options);
+            return this.#keys;
+          },
+          (err: unknown) => {
+            this.#lastError = err instanceof JwksUnavailable ? err : new JwksUnavailable('discovery failed', { cause: err });
+            throw this.#lastError;
+          },
+        )
+        .finally(() => {
+          this.#pending = undefined;
+        });
+    }
+    return this.#pending;
   }
 }

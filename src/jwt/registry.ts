@@ -9,7 +9,7 @@
  */
 import type { Clock } from '../core/clock';
 import type { TrustedIssuer } from './issuer';
-import { RemoteJwks, StaticJwks, readJwksFile, type KeySource, type RemoteJwksOptions } from './jwks';
+import { DiscoveredJwks, RemoteJwks, StaticJwks, readJwksFile, type KeySource, type RemoteJwksOptions } from './jwks';
 
 /** What key sources need: a clock, and for jwks_uri a fetch and its tuning. */
 export interface KeySourceDeps {
@@ -29,7 +29,7 @@ export interface RegisteredIssuer<C> {
 /** Issuers by their exact `iss`. */
 export type IssuerRegistry<C> = ReadonlyMap<string, RegisteredIssuer<C>>;
 
-type KeyLocation = Pick<TrustedIssuer, 'issuer' | 'jwksFile' | 'jwksUri'>;
+type KeyLocation = Pick<TrustedIssuer, 'issuer' | 'jwksFile' | 'jwksUri' | 'discovery'>;
 
 /**
  * Builds an {@link IssuerRegistry}, reading every jwks_file now; throws an Error naming the
@@ -44,7 +44,7 @@ export function issuerRegistry<C extends KeyLocation>(configs: readonly C[], dep
   return registry;
 }
 
-/** The keys of one issuer: its jwks_file (read now; an Error naming `label`, the issuer and the file when unusable) or its jwks_uri. */
+/** The keys of one issuer: its jwks_file (read now; an Error naming `label`, the issuer and the file when unusable), its jwks_uri, or discovery's. */
 export function keySourceFor(config: KeyLocation, deps: KeySourceDeps, label: string): KeySource {
   if (config.jwksFile !== undefined) {
     try {
@@ -56,5 +56,8 @@ export function keySourceFor(config: KeyLocation, deps: KeySourceDeps, label: st
   if (config.jwksUri !== undefined) {
     return new RemoteJwks(config.jwksUri, { ...deps.jwks, clock: deps.clock, fetch: deps.fetch ?? globalThis.fetch });
   }
-  throw new Error(`${label} ${config.issuer}: set one of jwks_file or jwks_uri`);
+  if (config.discovery === true) {
+    return new DiscoveredJwks(config.issuer, { ...deps.jwks, clock: deps.clock, fetch: deps.fetch ?? globalThis.fetch });
+  }
+  throw new Error(`${label} ${config.issuer}: set one of jwks_file or jwks_uri, or discovery: true`);
 }

@@ -114,6 +114,16 @@ describe('identity_providers configuration', () => {
     expect(identityProvidersSchema.safeParse([provider(), provider()]).error?.issues[0]?.message).toMatch(/more than once/);
   });
 
+  it('OpenID Connect Discovery: discovery: true stands for the key location, alone, on an issuer keys may be fetched from', () => {
+    const discovered = identityProviderSchema.parse({ issuer: 'https://login.example.com', discovery: true, audience: AUDIENCE });
+    expect(discovered).toMatchObject({ issuer: 'https://login.example.com', discovery: true });
+    expect(discovered).not.toHaveProperty('jwksUri');
+    expect(identityProviderSchema.safeParse({ issuer: 'https://login.example.com', discovery: true, jwks_uri: 'https://login.example.com/keys', audience: AUDIENCE }).error?.issues[0]).toMatchObject({ path: ['discovery'], message: expect.stringMatching(/set no jwks_file or jwks_uri with it/) });
+    expect(identityProviderSchema.safeParse({ issuer: 'http://login.example.com', discovery: true, audience: AUDIENCE }).error?.issues[0]).toMatchObject({ path: ['issuer'], message: expect.stringMatching(/must be an https:\/\/ URL/) });
+    expect(identityProviderSchema.safeParse({ issuer: 'http://127.0.0.1:9400', discovery: true, audience: AUDIENCE }).success).toBe(true);
+    expect(identityProviderSchema.safeParse({ issuer: 'https://login.example.com', discovery: false, audience: AUDIENCE }).error?.issues[0]?.message).toMatch(/or discovery: true/);
+  });
+
   it('names the provider when its jwks_file is unusable', () => {
     expect(() => providers([provider({ jwks_file: join(dir, 'missing.json') })])).toThrow(/^identity provider https:\/\/login\.example\.com: jwks_file cannot read/);
   });

@@ -29,6 +29,10 @@ describe('the five-minute demo (npm run demo)', () => {
     expect(run.stdout).toContain('Done. Everything above ran for real');
   });
 
+  it('trusts a real OpenID Provider through discovery for the users\' ID tokens', () => {
+    expect(section(1)).toMatch(/✔ identity provider: http:\/\/127\.0\.0\.1:\d+ \(oidc-provider\), its keys found by OpenID Connect Discovery/);
+  });
+
   it('issues the connector an SVID through a join token', () => {
     expect(section(2)).toMatch(/✔ SVID issued: spiffe:\/\/demo\.writ\/agent\/assistant, serial [0-9a-f]{12}…/);
   });
@@ -67,5 +71,6 @@ describe('the five-minute demo (npm run demo)', () => {
     expect(audit).toMatch(/✔ #\d+ token\.issued +user bob via spiffe:\/\/demo\.writ\/agent\/assistant/);
     expect(audit).toMatch(/✔ #\d+ token\.refused user alice via spiffe:\/\/demo\.writ\/mcp\/issues \(access_denied\)/);
     expect(audit).toMatch(/✔ hash chain intact over \d+ events/);
+    expect(audit).toMatch(/✔ each names the person as their identity provider does: subject and subject_issuer http:\/\/127\.0\.0\.1:\d+\n/);
   });
 });
