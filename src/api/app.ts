@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Random } from '../core/random';
 import { requestLogger } from './logging';
 import type { HttpMetrics } from './metrics';
+import { openApiRouter } from './openapi';
 import { errorHandler, notFound } from './problem';
 import { refuseControlCharacters } from './validate';
 
@@ -37,6 +38,7 @@ export function createApiApp(deps: ApiDeps): Express {
   app.use(express.text({ limit: BODY_LIMIT, type: () => true }));
   app.use(refuseControlCharacters);
   for (const handler of deps.before ?? []) app.use(handler);
+  app.use(openApiRouter()); // GET /openapi.json, public
   for (const router of deps.routers) app.use(router);
   app.use(notFound);
   for (const handler of deps.errorHandlers ?? []) app.use(handler);

@@ -12,3 +12,4 @@ export { oauthRouter, oauthErrorHandler, type OAuthDeps } from './oauth';
 export { signalsRouter, signalsErrorHandler, type SignalRouteDeps } from './signals';
 export { closeNow, createApiServer, drain, listen, urlOf, type ApiServer } from './server';
 export { forwardedClientCertificates } from './peer';
+export { openApiDocument, openApiRouter, OPERATIONS, type Operation } from './openapi';

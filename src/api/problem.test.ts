@@ -1,5 +1,6 @@
 import type { NextFunction, Request, Response } from 'express';
 import pino from 'pino';
+import { InvalidRequest } from '../tokens/errors';
 import { errorHandler } from './problem';
 
 /** What errorHandler answers for `err`: status and problem body. */
@@ -25,5 +26,12 @@ describe('errorHandler: client errors raised outside the domains are 4xx, never 
 
   it('anything else stays a 500 whose detail is not shown', () => {
     expect(answer(new TypeError('boom at x.ts:1'))).toEqual({ status: 500, body: { type: 'urn:writ:problem:internal', title: 'Internal Server Error', status: 500, detail: 'internal error' } });
+  });
+});
+
+describe('errorHandler: a problem type is always a URI (RFC 9457 §3.1.1)', () => {
+  it('a domain error carrying an OAuth error code becomes the problem type of that name', () => {
+    const err = new InvalidRequest('Client-Cert does not hold an X.509 certificate');
+    expect(answer(err)).toEqual({ status: 400, body: { type: 'urn:writ:problem:invalid-request', title: 'Bad Request', status: 400, detail: 'Client-Cert does not hold an X.509 certificate' } });
   });
 });

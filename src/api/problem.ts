@@ -54,6 +54,13 @@ const isClientError = (err: unknown): err is { status: number } => {
 };
 
 /**
+ * RFC 9457 §3.1.1: a problem's `type` is a URI. A domain error that carries an OAuth error code
+ * (RFC 6749 §5.2, e.g. `invalid_request` from a check every route shares) becomes Writ's problem
+ * type of the same name.
+ */
+const asProblemType = (type: string): string => (type.includes(':') ? type : problemType(type.replace(/_/g, '-')));
+
+/**
  * The one place errors become HTTP answers. Domain errors carry their status and
  * problem type; anything else is a 500 whose detail stays in the log, never in the answer.
  */
@@ -63,7 +70,7 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     if (err instanceof DomainError) {
       if (err.status >= 500) logger.error({ err: { name: err.name, message: err.message }, path: req.path }, 'request failed');
       const errors = (err as { errors?: unknown }).errors;
-      return sendProblem(res, err.status, err.type, err.message, Array.isArray(errors) ? { errors } : {});
+      return sendProblem(res, err.status, asProblemType(err.type), err.message, Array.isArray(errors) ? { errors } : {});
     }
     const bodyError = typeof err?.type === 'string' ? BODY_ERRORS[err.type] : undefined;
     if (bodyError) return sendProblem(res, bodyError[0], problemType(bodyError[1]), bodyError[2]);

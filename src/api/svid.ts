@@ -13,13 +13,13 @@ export interface SvidRouteDeps extends Omit<AuthDeps, 'admin' | 'entries'> {
 }
 
 const csr = z.string().min(1).max(16 * 1024);
-const attestRequest = z.strictObject({
+export const attestRequest = z.strictObject({
   attestor: z.string().min(1).max(64),
   evidence: z.record(z.string(), z.unknown()).default({}),
   csr,
 });
-const renewRequest = z.strictObject({ csr });
-const jwtSvidRequest = z.strictObject({
+export const renewRequest = z.strictObject({ csr });
+export const jwtSvidRequest = z.strictObject({
   audience: z.array(z.string().min(1).max(1024)).min(1).max(16), // JWT-SVID §3.2: at least one audience
 });
 

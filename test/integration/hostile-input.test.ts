@@ -10,6 +10,7 @@ import { createTestStore, type TestStore } from '../support/database';
 import { testConfig } from '../support/config';
 import { attestWithJoinToken, type PemSvid } from '../support/attest';
 import { openssl } from '../support/openssl';
+import { assertDocumentedResponse } from '../support/openapi';
 
 // Hostile input, as an outside attack run sends it: every answer is a 2xx or a 4xx naming the
 // field, never a 5xx, and the broker keeps serving. The examples first (each a reproduction of
@@ -66,6 +67,12 @@ function call(method: string, path: string, opts: { as?: Caller; type?: string; 
           json = text ? JSON.parse(text) : undefined;
         } catch {
           json = undefined;
+        }
+        // Hostile input gets documented answers too (docs/openapi.json), whatever it sent.
+        try {
+          assertDocumentedResponse(method, path, res.statusCode!, res.headers['content-type'], text);
+        } catch (err) {
+          return reject(err);
         }
         resolve({ status: res.statusCode!, headers: res.headers, body: text, json });
       });

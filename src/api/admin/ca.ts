@@ -9,7 +9,7 @@ export interface CaRouteDeps {
   rotateCa: (overlap: number | undefined, actor: string) => Promise<PreparedRotation & { spiffeSequence: number }>;
 }
 
-const rotateRequest = z.strictObject({ overlap: z.number().int().min(0).max(30 * 86400).optional() });
+export const rotateRequest = z.strictObject({ overlap: z.number().int().min(0).max(30 * 86400).optional() });
 
 /** POST /v1/admin/ca/rotate: prepare the next authorities now; they activate after the overlap (202). */
 export function caRouter(deps: CaRouteDeps): Router {

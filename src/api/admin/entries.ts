@@ -26,7 +26,7 @@ export function entryView(e: RegistrationEntry) {
   };
 }
 
-const listQuery = z.strictObject({
+export const entryListQuery = z.strictObject({
   spiffe_id_prefix: z.string().max(2048).optional(),
   selector: z.string().max(1024).optional(),
   enabled: z.enum(['true', 'false']).transform((v) => v === 'true').optional(),
@@ -40,7 +40,7 @@ export function entriesRouter(deps: EntryRouteDeps): Router {
   const schema = entrySchema(deps.limits);
 
   router.get('/v1/admin/entries', async (req, res) => {
-    const q = parseWith(listQuery, req.query);
+    const q = parseWith(entryListQuery, req.query);
     const entries = await deps.entries.list({ spiffeIdPrefix: q.spiffe_id_prefix, selector: q.selector, enabled: q.enabled }, { limit: q.limit, after: q.after });
     res.json({ entries: entries.map(entryView), ...(entries.length === q.limit && { next_after: entries.at(-1)!.id }) });
   });

@@ -9,7 +9,7 @@ export interface JoinTokenRouteDeps {
 }
 
 const MAX_JOIN_TOKEN_TTL = 7 * 86400;
-const joinTokenRequest = z
+export const joinTokenRequest = z
   .strictObject({
     spiffe_id: z.string().max(2048).optional(),
     entry_id: z.uuid().optional(),

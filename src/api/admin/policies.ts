@@ -8,7 +8,7 @@ export interface PolicyRouteDeps {
   policies: Pick<PolicyStore, 'latest' | 'put'>;
 }
 
-const policyBody = z.strictObject({ policies: z.string().max(60 * 1024) });
+export const policyBody = z.strictObject({ policies: z.string().max(60 * 1024) });
 
 /** /v1/admin/policies: the policy set in force, and new versions of it. */
 export function policiesRouter(deps: PolicyRouteDeps): Router {

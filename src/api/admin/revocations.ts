@@ -8,7 +8,7 @@ export interface RevocationRouteDeps {
   revocations: Pick<Revocations, 'dryRun' | 'revoke'>;
 }
 
-const revocationRequest = z.looseObject({ reason: z.string().min(1).max(512), dry_run: z.boolean().default(false) });
+export const revocationRequest = z.looseObject({ reason: z.string().min(1).max(512), dry_run: z.boolean().default(false) });
 
 /** POST /v1/admin/revocations: revoke by any handle; `dry_run` shows the blast radius instead. Acknowledged only once durable. */
 export function revocationsRouter(deps: RevocationRouteDeps): Router {

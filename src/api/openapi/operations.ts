@@ -1,0 +1,281 @@
+import { z } from 'zod';
+import { entrySchema } from '../../attestation/entries';
+import { leaseListingSchema, revocationSelectorSchema } from '../../leases';
+import { resourceSchema } from '../../resources';
+import { rotateRequest } from '../admin/ca';
+import { entryListQuery } from '../admin/entries';
+import { joinTokenRequest } from '../admin/join-tokens';
+import { policyBody } from '../admin/policies';
+import { revocationRequest } from '../admin/revocations';
+import { attestRequest, jwtSvidRequest, renewRequest } from '../svid';
+import * as s from './schemas';
+
+/** Who may call an operation: nobody in particular, an SVID over mTLS (RFC 8705), or an admin (bearer token or admin SVID). */
+export type Caller = 'public' | 'svid' | 'admin' | 'oauth-client';
+
+/** The media type of an error answer: RFC 9457 problems, RFC 6749 §5.2 OAuth errors, RFC 8935 §2.4 SET errors. */
+export type ErrorKind = 'problem' | 'oauth' | 'set';
+
+export interface Response {
+  readonly description: string;
+  /** Media type → schema; none: no body. */
+  readonly content?: Readonly<Record<string, z.ZodType | { readonly type: 'string'; readonly format?: string }>>;
+}
+
+export interface Operation {
+  readonly method: 'get' | 'post' | 'put' | 'patch' | 'delete';
+  /** As Express writes it (`:param`). */
+  readonly path: string;
+  readonly operationId: string;
+  readonly tag: 'oauth' | 'svid' | 'bundle' | 'tasks' | 'signals' | 'admin' | 'meta';
+  readonly summary: string;
+  readonly caller: Caller;
+  readonly pathParams?: Readonly<Record<string, string>>;
+  readonly query?: z.ZodType;
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly body?: { readonly type: string; readonly schema: z.ZodType | { readonly type: 'string' }; readonly required?: boolean };
+  /** Success answers. */
+  readonly responses: Readonly<Record<number, Response>>;
+  /** Error answers, by status (description only; the body is `errors`' kind). */
+  readonly errors: Readonly<Record<number, string>>;
+  readonly errorKind: ErrorKind;
+}
+
+/** Schema limits as the default configuration sets them (WRIT_X509_SVID_MAX_TTL, WRIT_JWT_SVID_MAX_TTL). */
+const LIMITS = { trustDomain: 'example.org', x509SvidMaxTtl: 86400, jwtSvidMaxTtl: 3600 };
+
+const json = (schema: z.ZodType, description: string): Response => ({ description, content: { 'application/json': schema } });
+const jsonBody = (schema: z.ZodType, required = true) => ({ type: 'application/json', schema, required });
+const form = (schema: z.ZodType) => ({ type: 'application/x-www-form-urlencoded', schema, required: true });
+
+/** Answers any route may give: a malformed request or a Client-Cert header from a peer that is not a trusted proxy (RFC 9440 §4), a body it cannot read (bodies are parsed on every route), a broker failure. */
+const BASE = { 400: 'The request is malformed, or carries Client-Cert from a peer that is not a trusted proxy (RFC 9440 §4)', 413: 'The body is over 64 KiB (RFC 9110 §15.5.14)', 415: 'The body encoding or charset is not supported', 500: 'Internal error (detail in the log only)', 503: 'The broker cannot answer now' };
+/** Answers every route with a body may give as well: a body that does not fit, is oversized or is in an unsupported encoding. */
+const COMMON = { ...BASE, 400: 'The request does not fit the schema (the detail names the field)', 413: 'The body is over 64 KiB (RFC 9110 §15.5.14)', 415: 'The body encoding or charset is not supported', 500: 'Internal error (detail in the log only)', 503: 'The broker cannot answer now' };
+const ADMIN_ERRORS = { ...COMMON, 401: 'No admin bearer token or admin SVID, or a wrong token (RFC 6750 §3)', 403: 'A verified SVID whose entry is not an admin' };
+const SVID_ERRORS = { ...COMMON, 401: 'No current X.509-SVID of this trust domain as the TLS client certificate' };
+
+const entryBody = entrySchema(LIMITS);
+const resourceBody = resourceSchema(LIMITS.trustDomain);
+const revocationBody = z.union(revocationSelectorSchema.options.map((o) => o.extend(revocationRequest.shape)) as unknown as [z.ZodType, z.ZodType, ...z.ZodType[]]);
+
+/** One connector named by its percent-encoded SPIFFE ID. */
+const SPIFFE_ID_PARAM = { spiffe_id: 'The connector\'s SPIFFE ID, percent-encoded' };
+
+/** Every API operation: the OpenAPI document is built from this table; a test checks it against the routers. */
+export const OPERATIONS: readonly Operation[] = [
+  // --- OAuth (RFC 8414, RFC 8693, RFC 7662, RFC 7009, RFC 7517) ---
+  {
+    method: 'get', path: '/.well-known/oauth-authorization-server', operationId: 'getAuthorizationServerMetadata', tag: 'oauth', caller: 'public',
+    summary: 'Authorization server metadata (RFC 8414 §3).',
+    responses: { 200: json(s.authorizationServerMetadata, 'The metadata') }, errors: BASE, errorKind: 'problem',
+  },
+  {
+    method: 'post', path: '/oauth2/token', operationId: 'exchangeToken', tag: 'oauth', caller: 'oauth-client',
+    summary: 'Token exchange (RFC 8693 §2): a user\'s subject token for an access token for one MCP server, bound to the client certificate (RFC 8705 §3) or a DPoP key (RFC 9449).',
+    headers: { DPoP: 'A DPoP proof (RFC 9449 §4); the token is then DPoP-bound' },
+    body: form(s.tokenForm),
+    responses: { 200: json(s.tokenResponse, 'The access token (Cache-Control: no-store)') },
+    errors: { 400: 'invalid_request, invalid_grant, invalid_target, invalid_scope, unsupported_grant_type, invalid_authorization_details, invalid_dpop_proof or use_dpop_nonce (RFC 6749 §5.2, RFC 9396 §5, RFC 9449 §7)', 401: 'invalid_client: no live SVID or client assertion', 403: 'access_denied: policy refused', 413: 'The body is over 64 KiB', 415: 'The body encoding is not supported', 503: 'temporarily_unavailable' },
+    errorKind: 'oauth',
+  },
+  {
+    method: 'post', path: '/oauth2/introspect', operationId: 'introspectToken', tag: 'oauth', caller: 'oauth-client',
+    summary: 'Token introspection (RFC 7662 §2): by the token\'s resource (its SVID) or an admin; anything else is answered inactive.',
+    body: form(s.introspectionForm),
+    responses: { 200: json(s.introspectionResponse, 'Active with the token\'s claims, or `{"active": false}`') },
+    errors: { 400: 'invalid_request (RFC 6749 §5.2)', 401: 'invalid_client: neither the resource\'s SVID nor the admin token', 413: 'The body is over 64 KiB', 415: 'The body encoding is not supported', 503: 'temporarily_unavailable' },
+    errorKind: 'oauth',
+  },
+  {
+    method: 'post', path: '/oauth2/revoke', operationId: 'revokeToken', tag: 'oauth', caller: 'oauth-client',
+    summary: 'Token revocation (RFC 7009 §2): by the token\'s connector or an admin; 200 for unknown tokens, once durable.',
+    body: form(s.revocationForm),
+    responses: { 200: { description: 'Revoked, or nothing to revoke (RFC 7009 §2.2)' } },
+    errors: { 400: 'invalid_request (RFC 6749 §5.2)', 401: 'invalid_client: neither the connector\'s SVID nor the admin token', 413: 'The body is over 64 KiB', 415: 'The body encoding is not supported', 503: 'temporarily_unavailable' },
+    errorKind: 'oauth',
+  },
+  {
+    method: 'get', path: '/oauth2/jwks', operationId: 'getJwks', tag: 'oauth', caller: 'public',
+    summary: 'The JWT signing keys as a JWK Set (RFC 7517 §5; RFC 8414 `jwks_uri`).',
+    responses: { 200: { description: 'The JWK Set', content: { 'application/jwk-set+json': s.jwkSet } } }, errors: BASE, errorKind: 'problem',
+  },
+  // --- Trust bundle and SVIDs (SPIFFE) ---
+  {
+    method: 'get', path: '/v1/bundle', operationId: 'getBundle', tag: 'bundle', caller: 'public',
+    summary: 'The trust bundle: a SPIFFE bundle (SPIFFE Trust Domain and Bundle §4) or PEM, by Accept.',
+    responses: { 200: { description: 'The bundle', content: { 'application/json': s.spiffeBundle, 'application/x-pem-file': { type: 'string' } } } },
+    errors: { ...BASE, 406: 'Neither application/json nor application/x-pem-file is acceptable', 503: 'The trust bundle cannot be read now' }, errorKind: 'problem',
+  },
+  {
+    method: 'post', path: '/v1/attest', operationId: 'attest', tag: 'svid', caller: 'public',
+    summary: 'Node attestation: evidence for an attestor (join_token, x509pop, k8s_psat, oidc) and a CSR, for an X.509-SVID.',
+    body: jsonBody(attestRequest),
+    responses: { 201: json(s.x509Svid, 'The X.509-SVID and the bundle (Cache-Control: no-store)') },
+    errors: { ...COMMON, 401: 'The evidence does not verify', 403: 'The evidence names no enabled entry', 404: 'No registration entry matches' }, errorKind: 'problem',
+  },
+  {
+    method: 'post', path: '/v1/svid/renew', operationId: 'renewSvid', tag: 'svid', caller: 'svid',
+    summary: 'A new X.509-SVID for the caller\'s current one, for a CSR.',
+    body: jsonBody(renewRequest),
+    responses: { 201: json(s.x509Svid, 'The renewed X.509-SVID (Cache-Control: no-store)') },
+    errors: { ...SVID_ERRORS, 403: 'The entry is disabled' }, errorKind: 'problem',
+  },
+  {
+    method: 'post', path: '/v1/jwt-svid', operationId: 'issueJwtSvid', tag: 'svid', caller: 'svid',
+    summary: 'A JWT-SVID for the caller, for one or more audiences (SPIFFE JWT-SVID §3).',
+    body: jsonBody(jwtSvidRequest),
+    responses: { 201: json(s.jwtSvid, 'The JWT-SVID (Cache-Control: no-store)') },
+    errors: { ...SVID_ERRORS, 403: 'The entry is disabled' }, errorKind: 'problem',
+  },
+  {
+    method: 'get', path: '/v1/svid-denylist', operationId: 'getSvidDenylist', tag: 'svid', caller: 'public',
+    summary: 'The revoked, unexpired X.509-SVID serials, signed (a JWS, RFC 7515).',
+    responses: { 200: { description: 'The signed list', content: { 'application/jwt': { type: 'string' } } } }, errors: BASE, errorKind: 'problem',
+  },
+  // --- Tasks and signals ---
+  {
+    method: 'post', path: '/v1/tasks/:id/end', operationId: 'endTask', tag: 'tasks', caller: 'svid',
+    summary: 'Ends a task of the calling connector; every token of the task is revoked first.',
+    pathParams: { id: 'The task id' },
+    responses: { 200: json(s.taskEnded, 'The task and how many leases were revoked') },
+    errors: { ...SVID_ERRORS, 403: 'Another connector\'s task', 404: 'No such task' }, errorKind: 'problem',
+  },
+  {
+    method: 'post', path: '/v1/signals', operationId: 'receiveSignal', tag: 'signals', caller: 'public',
+    summary: 'Push delivery of a Security Event Token (RFC 8935 §2; CAEP and RISC events from a configured transmitter).',
+    body: { type: 'application/secevent+jwt', schema: { type: 'string' }, required: true },
+    responses: { 202: { description: 'Applied durably, or a replay (RFC 8935 §2.2)' } },
+    errors: { 400: 'The SET is refused (RFC 8935 §2.4)', 413: 'The SET is over 64 KiB' }, errorKind: 'set',
+  },
+  // --- Admin: registration entries ---
+  {
+    method: 'get', path: '/v1/admin/entries', operationId: 'listEntries', tag: 'admin', caller: 'admin',
+    summary: 'Registration entries, by SPIFFE ID prefix, selector and state; `after` cursor.',
+    query: entryListQuery,
+    responses: { 200: json(s.entryList, 'A page of entries; `next_after` when there may be more') }, errors: ADMIN_ERRORS, errorKind: 'problem',
+  },
+  {
+    method: 'post', path: '/v1/admin/entries', operationId: 'createEntry', tag: 'admin', caller: 'admin',
+    summary: 'Registers an entry.',
+    body: jsonBody(entryBody),
+    responses: { 201: json(s.entry, 'The entry (Location names it)') }, errors: { ...ADMIN_ERRORS, 409: 'An entry with these selectors exists' }, errorKind: 'problem',
+  },
+  {
+    method: 'get', path: '/v1/admin/entries/:id', operationId: 'getEntry', tag: 'admin', caller: 'admin',
+    summary: 'One entry.', pathParams: { id: 'The entry id' },
+    responses: { 200: json(s.entry, 'The entry') }, errors: { ...ADMIN_ERRORS, 404: 'No such entry' }, errorKind: 'problem',
+  },
+  {
+    method: 'patch', path: '/v1/admin/entries/:id', operationId: 'updateEntry', tag: 'admin', caller: 'admin',
+    summary: 'Changes the fields sent.', pathParams: { id: 'The entry id' },
+    body: jsonBody(entryBody.partial()),
+    responses: { 200: json(s.entry, 'The entry as changed') }, errors: { ...ADMIN_ERRORS, 404: 'No such entry', 409: 'The change conflicts with another entry' }, errorKind: 'problem',
+  },
+  {
+    method: 'delete', path: '/v1/admin/entries/:id', operationId: 'deleteEntry', tag: 'admin', caller: 'admin',
+    summary: 'Deletes an entry.', pathParams: { id: 'The entry id' },
+    responses: { 204: { description: 'Deleted' } }, errors: { ...ADMIN_ERRORS, 404: 'No such entry' }, errorKind: 'problem',
+  },
+  {
+    method: 'post', path: '/v1/admin/join-tokens', operationId: 'issueJoinToken', tag: 'admin', caller: 'admin',
+    summary: 'A one-time join token for an entry, shown once.',
+    body: jsonBody(joinTokenRequest),
+    responses: { 201: json(s.joinToken, 'The token (Cache-Control: no-store)') }, errors: { ...ADMIN_ERRORS, 404: 'No such entry' }, errorKind: 'problem',
+  },
+  // --- Admin: resources ---
+  {
+    method: 'get', path: '/v1/admin/resources', operationId: 'listResources', tag: 'admin', caller: 'admin',
+    summary: 'Protected resources (MCP servers) and their tools.',
+    responses: { 200: json(s.resourceList, 'Every resource, by URI') }, errors: ADMIN_ERRORS, errorKind: 'problem',
+  },
+  {
+    method: 'post', path: '/v1/admin/resources', operationId: 'createResource', tag: 'admin', caller: 'admin',
+    summary: 'Registers a resource, named by its URI (RFC 8707 §2).',
+    body: jsonBody(resourceBody),
+    responses: { 201: json(s.resource, 'The resource (Location names it)') }, errors: { ...ADMIN_ERRORS, 409: 'The URI is registered already' }, errorKind: 'problem',
+  },
+  {
+    method: 'get', path: '/v1/admin/resources/:uri', operationId: 'getResource', tag: 'admin', caller: 'admin',
+    summary: 'One resource.', pathParams: { uri: 'The resource URI, percent-encoded' },
+    responses: { 200: json(s.resource, 'The resource') }, errors: { ...ADMIN_ERRORS, 404: 'No such resource' }, errorKind: 'problem',
+  },
+  {
+    method: 'patch', path: '/v1/admin/resources/:uri', operationId: 'updateResource', tag: 'admin', caller: 'admin',
+    summary: 'Changes `spiffe_id` and/or `tools`.', pathParams: { uri: 'The resource URI, percent-encoded' },
+    body: jsonBody(resourceBody.omit({ uri: true }).partial()),
+    responses: { 200: json(s.resource, 'The resource as changed') }, errors: { ...ADMIN_ERRORS, 404: 'No such resource' }, errorKind: 'problem',
+  },
+  {
+    method: 'delete', path: '/v1/admin/resources/:uri', operationId: 'deleteResource', tag: 'admin', caller: 'admin',
+    summary: 'Deletes a resource.', pathParams: { uri: 'The resource URI, percent-encoded' },
+    responses: { 204: { description: 'Deleted' } }, errors: { ...ADMIN_ERRORS, 404: 'No such resource' }, errorKind: 'problem',
+  },
+  // --- Admin: policies ---
+  {
+    method: 'get', path: '/v1/admin/policies', operationId: 'getPolicies', tag: 'admin', caller: 'admin',
+    summary: 'The Cedar policy set in force (version 0: none yet).',
+    responses: { 200: json(s.policySet, 'The latest version') }, errors: ADMIN_ERRORS, errorKind: 'problem',
+  },
+  {
+    method: 'put', path: '/v1/admin/policies', operationId: 'putPolicies', tag: 'admin', caller: 'admin',
+    summary: 'A new version of the policy set, validated against the schema first (400 with Cedar\'s errors).',
+    body: jsonBody(policyBody),
+    responses: { 200: json(s.policyVersion, 'The new version') }, errors: ADMIN_ERRORS, errorKind: 'problem',
+  },
+  // --- Admin: revocations, leases, connectors ---
+  {
+    method: 'post', path: '/v1/admin/revocations', operationId: 'revoke', tag: 'admin', caller: 'admin',
+    summary: 'Revokes every lease a selector names, chained descendants included, durably before the answer; `dry_run` shows the blast radius instead.',
+    body: jsonBody(revocationBody),
+    responses: { 200: json(s.revocationResult, 'How many leases were revoked, or the blast radius') }, errors: ADMIN_ERRORS, errorKind: 'problem',
+  },
+  {
+    method: 'get', path: '/v1/admin/leases', operationId: 'listLeases', tag: 'admin', caller: 'admin',
+    summary: 'Leases by one handle (jti; task_id; issuer+sid; issuer+subject (+connector); connector; audience), newest first; `before` cursor.',
+    query: leaseListingSchema,
+    responses: { 200: json(s.leaseList, 'A page of leases; `next_before` when there may be more') }, errors: ADMIN_ERRORS, errorKind: 'problem',
+  },
+  {
+    method: 'post', path: '/v1/admin/connectors/:spiffe_id/disable', operationId: 'disableConnector', tag: 'admin', caller: 'admin',
+    summary: 'The kill switch: disables the connector\'s entries and revokes every lease it holds.', pathParams: SPIFFE_ID_PARAM,
+    body: jsonBody(s.connectorReason, false),
+    responses: { 200: json(s.connectorDisabled, 'What was disabled and revoked') }, errors: { ...ADMIN_ERRORS, 404: 'No entry has this SPIFFE ID' }, errorKind: 'problem',
+  },
+  {
+    method: 'post', path: '/v1/admin/connectors/:spiffe_id/enable', operationId: 'enableConnector', tag: 'admin', caller: 'admin',
+    summary: 'Enables the connector\'s entries again (revoked leases stay revoked).', pathParams: SPIFFE_ID_PARAM,
+    body: jsonBody(s.connectorReason, false),
+    responses: { 200: json(s.connectorEnabled, 'What was enabled') }, errors: { ...ADMIN_ERRORS, 404: 'No entry has this SPIFFE ID' }, errorKind: 'problem',
+  },
+  // --- Admin: audit, CA ---
+  {
+    method: 'get', path: '/v1/admin/audit', operationId: 'listAuditEvents', tag: 'admin', caller: 'admin',
+    summary: 'Audit events, newest first, by type (or `prefix*`), subject, subject_issuer, actor and time; `before` cursor.',
+    query: s.auditListQuery,
+    responses: { 200: json(s.auditList, 'A page of events; `next_before` when there may be more') }, errors: ADMIN_ERRORS, errorKind: 'problem',
+  },
+  {
+    method: 'get', path: '/v1/admin/audit/verify', operationId: 'verifyAudit', tag: 'admin', caller: 'admin',
+    summary: 'Walks the audit hash chain and says where it breaks, if it does.',
+    responses: { 200: json(s.auditVerify, 'The outcome') }, errors: ADMIN_ERRORS, errorKind: 'problem',
+  },
+  {
+    method: 'get', path: '/v1/admin/audit/export', operationId: 'exportAudit', tag: 'admin', caller: 'admin',
+    summary: 'Streams events in chain order as JSON Lines, one event (as in the listing) per line; `after`/`before` seq bounds.',
+    query: s.auditExportQuery,
+    responses: { 200: { description: 'One JSON event per line', content: { 'application/x-ndjson': { type: 'string' } } } }, errors: ADMIN_ERRORS, errorKind: 'problem',
+  },
+  {
+    method: 'post', path: '/v1/admin/ca/rotate', operationId: 'rotateCa', tag: 'admin', caller: 'admin',
+    summary: 'Prepares the next X.509 and JWT authorities now; they sign after `overlap` seconds.',
+    body: jsonBody(rotateRequest, false),
+    responses: { 202: json(s.caRotation, 'The prepared authorities and when they activate') }, errors: { ...ADMIN_ERRORS, 409: 'A rotation is prepared already' }, errorKind: 'problem',
+  },
+  // --- This document ---
+  {
+    method: 'get', path: '/openapi.json', operationId: 'getOpenApi', tag: 'meta', caller: 'public',
+    summary: 'This OpenAPI 3.1 document.',
+    responses: { 200: { description: 'The document', content: { 'application/json': z.looseObject({ openapi: z.string() }) } } }, errors: BASE, errorKind: 'problem',
+  },
+];

@@ -1,0 +1,202 @@
+import { z } from 'zod';
+import { SET_ERROR_CODES } from '../../signals/errors';
+import { ACTIONS, CLASSIFICATIONS, MCP_TOOL_TYPE } from '../../tokens/authorization-details';
+import { TOKEN_TYPE } from '../../tokens/rfc8693';
+
+/**
+ * Response bodies (and the OAuth form bodies, which the token services read by hand) as zod
+ * schemas, for the OpenAPI document only: the routers build these objects, these describe them.
+ */
+
+const time = z.string().describe('RFC 3339 date-time');
+const nullable = <T extends z.ZodType>(s: T) => s.nullable();
+
+/** RFC 9457 §3.1: `application/problem+json`. */
+export const problem = z.looseObject({
+  type: z.string(),
+  title: z.string(),
+  status: z.number().int(),
+  detail: z.string().optional(),
+  errors: z.array(z.unknown()).optional(),
+});
+
+/** RFC 6749 §5.2. */
+export const oauthError = z.strictObject({ error: z.string(), error_description: z.string().optional() });
+
+/** RFC 8935 §2.4. */
+export const setError = z.strictObject({ err: z.enum(SET_ERROR_CODES), description: z.string() });
+
+export const entry = z.strictObject({
+  id: z.string(),
+  spiffe_id: z.string(),
+  selectors: z.array(z.string()),
+  x509_svid_ttl: z.number().int(),
+  jwt_svid_ttl: z.number().int(),
+  dns_names: z.array(z.string()),
+  admin: z.boolean(),
+  enabled: z.boolean(),
+  metadata: z.record(z.string(), z.unknown()),
+  created_at: time,
+  updated_at: time,
+});
+export const entryList = z.strictObject({ entries: z.array(entry), next_after: z.string().optional() });
+
+export const joinToken = z.strictObject({ token: z.string(), expires_at: time, entry_id: z.string(), spiffe_id: z.string() });
+
+const tool = z.strictObject({ name: z.string(), actions: z.array(z.enum(ACTIONS)), classification: z.enum(CLASSIFICATIONS) });
+export const resource = z.strictObject({ uri: z.string(), spiffe_id: z.string(), tools: z.array(tool), created_at: time, updated_at: time });
+export const resourceList = z.strictObject({ resources: z.array(resource) });
+
+export const policySet = z.union([
+  z.strictObject({ version: z.number().int().min(1), policies: z.string(), created_at: time, created_by: z.string() }),
+  z.strictObject({ version: z.literal(0), policies: z.literal('') }),
+]);
+export const policyVersion = z.strictObject({ version: z.number().int(), created_at: time });
+
+const blastRadius = z.strictObject({
+  dry_run: z.literal(true),
+  leases: z.number().int(),
+  sample: z.array(
+    z.strictObject({ jti: z.string(), kind: z.string(), spiffe_id: z.string(), subject: nullable(z.string()), task_id: nullable(z.string()), audience: z.array(z.string()), expires_at: time }),
+  ),
+  byUser: z.record(z.string(), z.number().int()),
+  byConnector: z.record(z.string(), z.number().int()),
+  byTask: z.record(z.string(), z.number().int()),
+  byAudience: z.record(z.string(), z.number().int()),
+});
+export const revocationResult = z.union([z.strictObject({ revoked: z.number().int() }), blastRadius]);
+
+export const lease = z.strictObject({
+  jti: z.string(),
+  kind: z.string(),
+  spiffe_id: z.string(),
+  subject: nullable(z.string()),
+  subject_issuer: nullable(z.string()),
+  sid: nullable(z.string()),
+  task_id: nullable(z.string()),
+  audience: z.array(z.string()),
+  serial: nullable(z.string()),
+  issued_at: time,
+  expires_at: time,
+  revoked_at: nullable(time),
+  revocation_reason: nullable(z.string()),
+});
+export const leaseList = z.strictObject({ leases: z.array(lease), next_before: z.string().optional() });
+
+export const connectorDisabled = z.strictObject({ spiffe_id: z.string(), entries_disabled: z.number().int(), leases_revoked: z.number().int() });
+export const connectorEnabled = z.strictObject({ spiffe_id: z.string(), entries_enabled: z.number().int() });
+export const connectorReason = z.strictObject({ reason: z.string().min(1).max(512).optional() });
+
+/** src/api/admin/audit.ts `auditEventView`. */
+export const auditEvent = z.strictObject({
+  seq: z.number().int(),
+  at: time,
+  type: z.string(),
+  subject: nullable(z.string()),
+  subject_issuer: nullable(z.string()).describe('The identity provider that names `subject`'),
+  actor: nullable(z.string()),
+  details: z.record(z.string(), z.unknown()),
+  prev_hash: z.string(),
+  hash: z.string(),
+});
+export const auditList = z.strictObject({ events: z.array(auditEvent), next_before: z.number().int().optional() });
+export const auditVerify = z.union([
+  z.strictObject({ ok: z.literal(true), events: z.number().int(), head: z.string() }),
+  z.strictObject({ ok: z.literal(false), broken_at: z.number().int(), reason: z.string(), events_checked: z.number().int() }),
+]);
+const seq = z.string().regex(/^[1-9][0-9]{0,15}$/);
+const auditFilters = {
+  type: z.string().min(1).max(200).describe('An event type, or a prefix ending in `*`').optional(),
+  subject: z.string().min(1).max(2048).optional(),
+  subject_issuer: z.string().min(1).max(2048).describe('The identity provider that names the subject').optional(),
+  actor: z.string().min(1).max(2048).optional(),
+  since: z.iso.datetime({ offset: true }).optional(),
+  until: z.iso.datetime({ offset: true }).optional(),
+};
+export const auditListQuery = z.strictObject({ ...auditFilters, limit: z.coerce.number().int().min(1).max(1000).default(100), before: seq.optional() });
+export const auditExportQuery = z.strictObject({ ...auditFilters, after: seq.optional(), before: seq.optional() });
+
+export const caRotation = z.strictObject({ x509_authority: z.string(), jwt_authority: z.string(), activates_at: time, spiffe_sequence: z.number().int() });
+
+export const x509Svid = z.strictObject({ spiffe_id: z.string(), svid: z.string().describe('PEM chain'), expires_at: time, bundle: z.string().describe('PEM trust bundle') });
+export const jwtSvid = z.strictObject({ token: z.string(), spiffe_id: z.string(), expires_at: time });
+export const taskEnded = z.strictObject({ task_id: z.string(), revoked: z.number().int() });
+
+const jwk = z.looseObject({ kty: z.string() });
+/** SPIFFE Trust Domain and Bundle §4: a JWK Set with `spiffe_sequence` and `spiffe_refresh_hint`. */
+export const spiffeBundle = z.looseObject({ keys: z.array(jwk), spiffe_sequence: z.number().int().optional(), spiffe_refresh_hint: z.number().int().optional() });
+/** RFC 7517 §5. */
+export const jwkSet = z.strictObject({ keys: z.array(jwk) });
+
+/** RFC 8414 §2. */
+export const authorizationServerMetadata = z.looseObject({
+  issuer: z.string(),
+  token_endpoint: z.string(),
+  introspection_endpoint: z.string(),
+  revocation_endpoint: z.string(),
+  jwks_uri: z.string(),
+  grant_types_supported: z.array(z.string()),
+  token_endpoint_auth_methods_supported: z.array(z.string()),
+  introspection_endpoint_auth_methods_supported: z.array(z.string()),
+  revocation_endpoint_auth_methods_supported: z.array(z.string()),
+  tls_client_certificate_bound_access_tokens: z.boolean(),
+  dpop_signing_alg_values_supported: z.array(z.string()),
+  authorization_details_types_supported: z.array(z.string()),
+  response_types_supported: z.array(z.string()),
+});
+
+const mcpTool = z.strictObject({ type: z.literal(MCP_TOOL_TYPE), tools: z.array(z.string()), actions: z.array(z.enum(ACTIONS)), data_classification: z.enum(CLASSIFICATIONS).optional() });
+
+/** RFC 8693 §2.2.1, with RFC 9396 §7 `authorization_details`. */
+export const tokenResponse = z.strictObject({
+  access_token: z.string(),
+  issued_token_type: z.literal(TOKEN_TYPE.ACCESS_TOKEN),
+  token_type: z.enum(['Bearer', 'DPoP']),
+  expires_in: z.number().int(),
+  task_id: z.string(),
+  authorization_details: z.array(mcpTool),
+});
+
+interface ActShape {
+  sub: string;
+  act?: ActShape;
+}
+const act: z.ZodType<ActShape> = z.lazy(() => z.looseObject({ sub: z.string(), act: act.optional() }));
+
+/** RFC 7662 §2.2 (claims as signed, RFC 9068 §2.2). */
+export const introspectionResponse = z.union([
+  z.strictObject({ active: z.literal(false) }),
+  z.looseObject({
+    active: z.literal(true),
+    token_type: z.enum(['Bearer', 'DPoP']),
+    iss: z.string(),
+    sub: z.string(),
+    aud: z.string(),
+    client_id: z.string(),
+    act,
+    cnf: z.union([z.strictObject({ 'x5t#S256': z.string() }), z.strictObject({ jkt: z.string() })]),
+    authorization_details: z.array(mcpTool),
+    task_id: z.string(),
+    sid: z.string().optional(),
+    iat: z.number().int(),
+    exp: z.number().int(),
+    jti: z.string(),
+  }),
+]);
+
+/** RFC 8693 §2.1 (RFC 9396 §6.1 `authorization_details`; RFC 7521 §4.2 client assertions). */
+export const tokenForm = z.looseObject({
+  grant_type: z.literal('urn:ietf:params:oauth:grant-type:token-exchange'),
+  subject_token: z.string(),
+  subject_token_type: z.string().describe('An RFC 8693 §3 token type URI'),
+  resource: z.string().describe('The MCP server (RFC 8707)'),
+  authorization_details: z.string().describe('A JSON array of `mcp_tool` objects (RFC 9396)'),
+  task_id: z.string().optional(),
+  requested_token_type: z.string().optional(),
+  client_assertion_type: z.string().optional(),
+  client_assertion: z.string().optional().describe('A JWT-SVID, when not authenticating with the client certificate'),
+});
+/** RFC 7662 §2.1. */
+export const introspectionForm = z.looseObject({ token: z.string(), token_type_hint: z.string().optional() });
+/** RFC 7009 §2.1. */
+export const revocationForm = z.looseObject({ token: z.string(), token_type_hint: z.string().optional() });
