@@ -164,7 +164,16 @@ async function startBroker(name, dir, databaseUrl, env = {}) {
     name,
     child,
     origin: `https://127.0.0.1:${port}`,
-    /** The V8 heap as the broker's own /metrics reports it (one worker's, when clustered), MB. */
+    /** A counter's total over the samples whose labels include `labels`, as /metrics reports it (summed over workers when clustered). */
+    async counter(name, labels = {}) {
+      const text = await (await request(`http://127.0.0.1:${opsPort}/metrics`)).body.text();
+      let total = 0;
+      for (const m of text.matchAll(new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\S+)$`, 'gm'))) {
+        if (Object.entries(labels).every(([k, v]) => (m[1] ?? '').includes(`${k}="${v}"`))) total += Number(m[2]);
+      }
+      return total;
+    },
+    /** The V8 heap as the broker's own /metrics reports it (the sum over workers, when clustered), MB. */
     async heap() {
       const res = await request(`http://127.0.0.1:${opsPort}/metrics`);
       const text = await res.body.text();
@@ -327,17 +336,37 @@ async function main() {
       tokens.map((t) => ({ method: 'POST', path: '/oauth2/introspect', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `token=${t}` }));
     const load = (spec) => runLoad({ origin: a.origin, connections: CONNECTIONS, durationSeconds: DURATION, warmupSeconds: WARMUP, expectStatus: 200, ...spec });
     const results = {};
-    const record = (name, r) => {
+    const metricErrors = [];
+    // The broker's own counter of what each workload does: it must have moved by at least the
+    // requests the load generator saw succeed (warm-up adds more), or the metrics a team alerts on are wrong.
+    const COUNTERS = {
+      token_exchange: ['writ_tokens_issued_total'],
+      introspect_active: ['writ_http_requests_total', { route: '/oauth2/introspect', status: '200' }],
+      introspect_revoked: ['writ_http_requests_total', { route: '/oauth2/introspect', status: '200' }],
+      svid_attest: ['writ_attestations_total', { outcome: 'issued' }],
+      svid_renew: ['writ_svid_renewals_total', { outcome: 'issued' }],
+    };
+    const counted = {};
+    for (const [workload, [name, labels]] of Object.entries(COUNTERS)) counted[workload] = await a.counter(name, labels);
+    const record = async (name, r) => {
       results[name] = { per_s: r.per_s, p50_ms: r.p50_ms, p99_ms: r.p99_ms, errors: r.errors, rss_mb: treeRssMb(a.child.pid), ...(r.extra ?? {}) };
+      const workload = name.replace(/_(?:after_.*|\d.*)$/, '');
+      if (COUNTERS[workload] && typeof r.count === 'number') {
+        const [metric, labels] = COUNTERS[workload];
+        const now = await a.counter(metric, labels);
+        results[name].counter_moved = now - counted[workload];
+        counted[workload] = now;
+        if (results[name].counter_moved < r.count) metricErrors.push(`${name}: ${metric} moved by ${results[name].counter_moved}, fewer than the ${r.count} successful requests`);
+      }
       log(`${name}: ${JSON.stringify(results[name])}${r.first_error ? ` first error: ${r.first_error}` : ''}`);
     };
 
     const exchangeAndIntrospect = async (suffix) => {
       // Warm-up: at least one pass over the 5,000 requests, so every worker's decision cache has met them once.
-      if (wanted('token_exchange') || suffix) record(`token_exchange${suffix}`, await load({ tls: agentTls, requests: exchangeRequests, warmupSeconds: 6 }));
+      if (wanted('token_exchange') || suffix) await record(`token_exchange${suffix}`, await load({ tls: agentTls, requests: exchangeRequests, warmupSeconds: 6 }));
       if (wanted('introspect_active') || suffix) {
         const live = await mint(2000, (i) => exchangeForm(users[i % USERS].token, i));
-        record(`introspect_active${suffix}`, await load({ tls: mcpTls, requests: introspectRequests(live) }));
+        await record(`introspect_active${suffix}`, await load({ tls: mcpTls, requests: introspectRequests(live) }));
       }
     };
     await exchangeAndIntrospect('');
@@ -350,7 +379,7 @@ async function main() {
       const r = await load({ tls: mcpTls, requests: introspectRequests(revoked) });
       const check = must(await asMcp.call('POST', '/oauth2/introspect', { form: { token: revoked[0] } }), 'introspect');
       if (check.active !== false) throw new Error('a revoked token introspected as active');
-      record('introspect_revoked', r);
+      await record('introspect_revoked', r);
     }
 
     if (wanted('svid_attest')) {
@@ -362,13 +391,13 @@ async function main() {
       const csrs = await mapConcurrent(joins, 8, async () => (await newCsr()).csr);
       const requests = joins.map((token, i) => ({ method: 'POST', path: '/v1/attest', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ attestor: 'join_token', evidence: { token }, csr: csrs[i] }) }));
       const r = await load({ tls: { ca: caPem }, requests, once: true, expectStatus: 201 });
-      record('svid_attest', r);
+      await record('svid_attest', r);
     }
 
     if (wanted('svid_renew')) {
       const csrs = await mapConcurrent(Array.from({ length: 4000 }, () => 0), 8, async () => (await newCsr()).csr);
       const requests = csrs.map((csr) => ({ method: 'POST', path: '/v1/svid/renew', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ csr }) }));
-      record('svid_renew', await load({ tls: agentTls, requests, expectStatus: 201 }));
+      await record('svid_renew', await load({ tls: agentTls, requests, expectStatus: 201 }));
     }
 
     if (wanted('revocation_propagation')) {
@@ -396,7 +425,7 @@ async function main() {
       bMcp.close();
       await b.stop();
       brokers.splice(brokers.indexOf(b), 1);
-      record('revocation_propagation', { per_s: 0, p50_ms: pct(latencies, 50), p99_ms: pct(latencies, 99), errors, extra: { revocations: tokens.length } });
+      await record('revocation_propagation', { per_s: 0, p50_ms: pct(latencies, 50), p99_ms: pct(latencies, 99), errors, extra: { revocations: tokens.length } });
     }
 
     if (wanted('revoke_user_bulk')) {
@@ -408,7 +437,7 @@ async function main() {
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
       const states = await mapConcurrent(tokens, 64, async (token) => (await asMcp.call('POST', '/oauth2/introspect', { form: { token } })).json?.active);
       const stillActive = states.filter((s) => s !== false).length;
-      record('revoke_user_bulk', { per_s: 0, p50_ms: Math.round(ms * 100) / 100, p99_ms: Math.round(ms * 100) / 100, errors: stillActive, extra: { ms: Math.round(ms), revoked: res.revoked ?? res.count, still_active: stillActive } });
+      await record('revoke_user_bulk', { per_s: 0, p50_ms: Math.round(ms * 100) / 100, p99_ms: Math.round(ms * 100) / 100, errors: stillActive, extra: { ms: Math.round(ms), revoked: res.revoked ?? res.count, still_active: stillActive } });
     }
 
     if (wanted('scale_1m')) {
@@ -448,6 +477,8 @@ async function main() {
     writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
     process.stdout.write(table(report));
     log(`done in ${Math.round((Date.now() - started) / 1000)} s; ${out} written`);
+    for (const e of metricErrors) log(`metrics: ${e}`);
+    if (metricErrors.length > 0) process.exitCode = 1;
     const failed = Object.entries({ ...inProcess, ...results }).filter(([, r]) => r.errors > 0);
     if (process.env.BENCH_FAIL_ON_ERRORS && failed.length > 0) {
       process.exitCode = 1;

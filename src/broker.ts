@@ -12,9 +12,12 @@ import { showStartupSummary, type Terminal } from './broker-summary';
 import { redactDatabaseUrl, type Config } from './config';
 import { systemClock, systemRandom, type Clock, type Random } from './core';
 import { openDatabase, whileOpen, type Database, type Freshness, type Readiness } from './db';
-import { LeaseJanitor, noRevocationWatch, PgRevocationWatch, PrismaLeaseStore, RevocationEpochs, Revocations, svidDenylist, TaskStore, type LeaseStore, type RevocationWatch } from './leases';
+import { LeaseJanitor, noRevocationWatch, type LeaseKind, PgRevocationWatch, PrismaLeaseStore, RevocationEpochs, Revocations, svidDenylist, TaskStore, type LeaseStore, type RevocationWatch } from './leases';
 import { PolicyStore, seedPolicies } from './policy';
 import { ResourceStore } from './resources';
+import { PrometheusMetrics } from './telemetry';
+import type { Registry } from 'prom-client';
+import type { MetricsEndpoint } from './api/ops';
 
 export interface BrokerDeps {
   clock?: Clock;
@@ -31,6 +34,8 @@ export interface BrokerDeps {
   speaksForAll?: boolean;
   /** Attestors besides join_token; by default those the configuration enables (oidc, x509pop). */
   attestors?: readonly Attestor[];
+  /** What the ops port's /metrics answers from this process's registry; a cluster worker answers the sum over workers (src/cluster/metrics.ts). Default: the registry itself. */
+  metricsEndpoint?: (registry: Registry) => MetricsEndpoint;
 }
 
 /** A running broker. */
@@ -120,6 +125,22 @@ function leaseSweep(db: Database, watch: RevocationWatch, config: Config, clock:
   return { everyMs: SWEEP_INTERVAL_MS, run };
 }
 
+/** The gauges Prometheus reads at scrape time: live leases, authority expiry, the revocation feed, the pool. */
+function observeState(telemetry: PrometheusMetrics, { db, watch, rotator, serverSvid, clock }: { db: Database; watch: PgRevocationWatch | undefined; rotator: CaRotator; serverSvid: ServerSvid; clock: Clock }) {
+  const now = () => clock.now().getTime();
+  telemetry.observe({
+    now,
+    activeLeases: async () => {
+      const rows = await db.prisma.lease.groupBy({ by: ['kind'], where: { revokedAt: null, expiresAt: { gt: clock.now() } }, _count: { _all: true } });
+      // Every kind is reported, zero included, so that an empty gauge means the database did not answer.
+      return { 'x509-svid': 0, 'jwt-svid': 0, 'access-token': 0, ...Object.fromEntries(rows.map((r) => [r.kind, r._count._all])) } satisfies Record<LeaseKind, number>;
+    },
+    authorities: () => ({ x509_ca: rotator.ca.certificate.notAfter, ...(serverSvid.current && { server_svid: serverSvid.current.svid.notAfter }) }),
+    ...(watch && { revocationFeed: () => ({ connected: watch.connected, silentForMs: watch.silentForMs }) }),
+    ...(db.connections && { pool: db.connections }),
+  });
+}
+
 /** What the API's services and routers are built from. */
 interface ApiWiring {
   config: Config;
@@ -140,23 +161,25 @@ interface ApiWiring {
   signalReceiver: SetReceiver;
   boundMs: number | undefined;
   metrics: HttpMetrics;
+  telemetry: PrometheusMetrics;
   /** Prepares a CA rotation now, recorded with the operator who asked. */
   rotateCa: ServerRotator['rotateCa'];
 }
 
 /** The domain services behind the API and the routers that call them. */
-function wireApi({ config, db, freshness, clock, random, logger, audit, rotator, bundle, leases, epochs, policies, admin, attestors, identityProviders, signalReceiver, boundMs, metrics, rotateCa }: ApiWiring) {
+function wireApi({ config, db, freshness, clock, random, logger, audit, rotator, bundle, leases, epochs, policies, admin, attestors, identityProviders, signalReceiver, boundMs, metrics, telemetry, rotateCa }: ApiWiring) {
   // Every store records its changes in the transaction that makes them.
   const auditIn = audit.appendIn;
   const entries = new EntryStore(db.prisma, auditIn, freshness);
   const joinTokens = new JoinTokens(db.prisma, { clock, random, entries, audit: auditIn });
   const limits = { trustDomain: config.trustDomain, x509SvidMaxTtl: config.x509SvidMaxTtl, jwtSvidMaxTtl: config.jwtSvidMaxTtl };
-  const issuer = new SvidIssuer({ authority: rotator, entries, leases, epochs, audit, bundle, attestors: [new JoinTokenAttestor(joinTokens), ...attestors], limits, clock, random });
+  const issuer = new SvidIssuer({ authority: rotator, entries, leases, epochs, audit, bundle, attestors: [new JoinTokenAttestor(joinTokens), ...attestors], limits, clock, random, metrics: telemetry });
+  telemetry.knowAttestors(issuer.attestorNames);
   const auth = { admin, entries, leases, clock, trustDomain: config.trustDomain };
   const resources = new ResourceStore(db.prisma, auditIn, freshness);
-  const revocations = new Revocations(db.prisma, clock, auditIn, freshness, epochs);
+  const revocations = new Revocations(db.prisma, clock, auditIn, freshness, epochs, telemetry);
   const risks = new UserRisks(db.prisma, freshness);
-  const tasks = new TaskStore(db.prisma, { clock, random, freshness, audit: auditIn });
+  const tasks = new TaskStore(db.prisma, { clock, random, freshness, audit: auditIn, metrics: telemetry });
   const exchange = new TokenExchange({
     issuer: config.issuer,
     authority: rotator,
@@ -177,11 +200,12 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
     limits: { defaultTtl: config.accessTokenTtl, maxTtl: config.accessTokenMaxTtl, maxChainDepth: config.maxChainDepth },
     // RFC 9449 §11.1: one replay cache per broker process; server nonces (§8) off.
     dpop: { replay: new DpopReplayCache({ clock }) },
+    metrics: telemetry,
   });
   const refusals = (event: AuditEventInput) => audit.append(event);
   const introspection = new Introspection({ issuer: config.issuer, leases, resources, bundle, audit: refusals, clock, ...(boundMs !== undefined && { revocationBoundMs: boundMs }) });
   const tokenRevocation = new TokenRevocation({ issuer: config.issuer, leases, revocations, bundle, audit: refusals, clock });
-  const signals = new SignalIntake(signalReceiver, new SignalApplier(db.prisma, revocations, audit, { riskRevokeLevels: config.riskRevokeLevels, clock, maxAgeSeconds: config.leaseRetention, freshness }));
+  const signals = new SignalIntake(signalReceiver, new SignalApplier(db.prisma, revocations, audit, { riskRevokeLevels: config.riskRevokeLevels, clock, maxAgeSeconds: config.leaseRetention, freshness, metrics: telemetry }));
   const app = createApiApp({
     errorHandlers: [oauthErrorHandler(new OAuthRefusals(refusals)), signalsErrorHandler(signals)],
     before: [forwardedClientCertificates({ proxies: config.trustedProxies, bundle, clock })],
@@ -217,30 +241,32 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
 
   const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, clock, random, logger });
   let watch: RevocationWatch = noRevocationWatch;
+  let feed: PgRevocationWatch | undefined;
   try {
     logger.info({ database: config.databaseUrl ? redactDatabaseUrl(config.databaseUrl) : `embedded (${config.dataDir})`, applied: db.migrations.applied }, 'database ready');
-    const audit = new AuditLog(db.prisma, clock);
+    const telemetry = new PrometheusMetrics();
+    const audit = new AuditLog(db.prisma, clock, telemetry);
     const { kind: custodyKind, store: bundleStore, rotator, bundle, published } = await custody.start(db.prisma, audit);
 
     const { admin, tokenFile } = await adminCredential(db, config, audit, random, logger, deps.speaksForAll === false ? undefined : terminal, deps.showAdminToken ?? tokenLine(terminal));
 
     // Replicas share PostgreSQL: each keeps a view of revocations that every other one announces,
     // and caches what the hot paths read until any replica announces a change to it.
-    if (config.databaseUrl) watch = await PgRevocationWatch.start(config.databaseUrl, db.prisma, { clock, logger, boundMs: config.revocationBoundMs });
+    if (config.databaseUrl) watch = feed = await PgRevocationWatch.start(config.databaseUrl, db.prisma, { clock, logger, boundMs: config.revocationBoundMs });
     // On PostgreSQL, liveness reads have the revocation bound as their deadline (a silent partition answers "no" in time).
     const boundMs = config.databaseUrl ? config.revocationBoundMs : undefined;
     // Cached reads are trusted only while the database is open and the listener current: otherwise every read asks the database (and fails closed).
     const freshness = whileOpen(db, watch);
     const policies = new PolicyStore(db.prisma, audit.appendIn, freshness);
     if (config.policyFile) await seedPolicies(policies, config.policyFile);
-    const leases = new PrismaLeaseStore(db.prisma, watch, audit, freshness, { boundMs });
+    const leases = new PrismaLeaseStore(db.prisma, watch, audit, freshness, { boundMs, metrics: telemetry });
     // Each request's epoch: the latest revocation marker this replica has heard of (src/leases/ordering.ts).
     const epochs = new RevocationEpochs(db.prisma, watch, freshness);
     const serverSvid = brokerSvid(config, rotator, leases, clock, random);
 
     let shuttingDown = false;
-    const metrics = new HttpMetrics();
-    const { app, tasks } = wireApi({ config, db, freshness, clock, random, logger, audit, rotator, bundle, leases, epochs, policies, admin, attestors, identityProviders, signalReceiver, boundMs, metrics, rotateCa: (overlap, actor) => rotateCa(overlap, actor) });
+    const metrics = new HttpMetrics(telemetry.registry);
+    const { app, tasks } = wireApi({ config, db, freshness, clock, random, logger, audit, rotator, bundle, leases, epochs, policies, admin, attestors, identityProviders, signalReceiver, boundMs, metrics, telemetry, rotateCa: (overlap, actor) => rotateCa(overlap, actor) });
     const api = createApiServer(await serverSvid.issue(), published, (req, res) => {
       // During shutdown, answers close their connections so keep-alive clients move elsewhere.
       if (shuttingDown) res.setHeader('Connection', 'close');
@@ -256,7 +282,9 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       if (config.databaseUrl && !watch.connected) return { ready: false, reason: 'revocation listener reconnecting; reloading revocations' };
       return db.readiness();
     };
-    const ops = createOpsServer({ readiness, metrics });
+    observeState(telemetry, { db, watch: feed, rotator, serverSvid, clock });
+    const registry = telemetry.registry;
+    const ops = createOpsServer({ readiness, metrics: deps.metricsEndpoint?.(registry) ?? { contentType: registry.contentType, text: () => registry.metrics() } });
     const apiAddress = await listen(api, config.port, config.host, 'WRIT_PORT');
     const opsAddress = await listen(ops, config.opsPort, config.opsHost, 'WRIT_OPS_PORT').catch((e: unknown) => {
       api.close();

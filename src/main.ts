@@ -2,7 +2,7 @@
 import cluster from 'node:cluster';
 import { startBroker, type Broker } from './broker';
 import { brokerLogger } from './api/logging';
-import { notifyListening, superviseWorkers } from './cluster';
+import { answerMetricsRequests, clusterMetricsEndpoint, notifyListening, prepareWorkerMetrics, superviseWorkers } from './cluster';
 import { loadConfig, type Config } from './config';
 import { DomainError } from './core/errors';
 
@@ -41,7 +41,7 @@ async function runBroker(config: Config, worker: number | undefined): Promise<vo
   try {
     // Of several workers, the first alone writes the start-up summary (the terminal is shared).
     const terminal = worker === undefined || worker === 1 ? process.stderr : { isTTY: false, write: (text: string) => process.stderr.write(text) };
-    broker = await startBroker(config, worker === undefined ? { terminal } : { terminal, speaksForAll: worker === 1, logger: brokerLogger(config, { worker, pid: process.pid }) });
+    broker = await startBroker(config, worker === undefined ? { terminal } : { terminal, speaksForAll: worker === 1, logger: brokerLogger(config, { worker, pid: process.pid }), metricsEndpoint: clusterMetricsEndpoint });
   } catch (err) {
     process.stderr.write(`writ: ${describe(err)}\n`);
     process.exit(1);
@@ -60,8 +60,10 @@ export function main(): void {
     process.exit(1);
   }
   if (config.workers > 1 && cluster.isPrimary) {
+    answerMetricsRequests();
     void superviseWorkers({ workers: config.workers }).then((code) => process.exit(code));
   } else {
+    if (config.workers > 1) prepareWorkerMetrics();
     void runBroker(config, config.workers > 1 ? cluster.worker!.id : undefined);
   }
 }

@@ -1,5 +1,5 @@
 export { createApiApp, BODY_LIMIT, type ApiDeps } from './app';
-export { createOpsServer, type OpsDeps } from './ops';
+export { createOpsServer, type MetricsEndpoint, type OpsDeps } from './ops';
 export { HttpMetrics } from './metrics';
 export { sendProblem, errorHandler, type Problem } from './problem';
 export type { BundleSource } from './bundle';

@@ -1,10 +1,15 @@
 import { createServer, type Server } from 'node:http';
 import type { Readiness } from '../db/open';
-import type { HttpMetrics } from './metrics';
+
+/** What /metrics answers: this process's registry, or (clustered) the sum over every worker. */
+export interface MetricsEndpoint {
+  readonly contentType: string;
+  text(): Promise<string>;
+}
 
 export interface OpsDeps {
   readiness(): Promise<Readiness>;
-  metrics: HttpMetrics;
+  metrics: MetricsEndpoint;
 }
 
 /**
@@ -29,7 +34,7 @@ export function createOpsServer(deps: OpsDeps): Server {
             : send(503, 'application/json', JSON.stringify({ status: 'not ready', reason: r.reason }));
         }
         case '/metrics':
-          return send(200, deps.metrics.registry.contentType, await deps.metrics.registry.metrics());
+          return send(200, deps.metrics.contentType, await deps.metrics.text());
         default:
           return send(404, 'text/plain; charset=utf-8', 'not found\n');
       }

@@ -11,6 +11,7 @@ import type { EntryStore, RegistrationEntry } from './entries';
 import { AttestationError } from './errors';
 import { sha256 } from '../core/hash';
 import type { TrustBundle } from '../spiffe/bundle';
+import { noMetrics, type DomainMetrics } from '../telemetry/metrics';
 
 /** An X.509-SVID as handed to a workload. */
 export interface IssuedX509Svid {
@@ -57,6 +58,8 @@ export interface SvidIssuerDeps {
   limits: { x509SvidMaxTtl: number; jwtSvidMaxTtl: number };
   clock: Clock;
   random: Random;
+  /** Attestations, renewals and JWT-SVIDs by outcome, counted once the lease is committed or the refusal decided. */
+  metrics?: Pick<DomainMetrics, 'attestation' | 'svidRenewal' | 'jwtSvid'>;
 }
 
 /**
@@ -88,6 +91,10 @@ export class SvidIssuer {
     this.attestors = new Map(deps.attestors.map((a) => [a.name, a]));
   }
 
+  get #metrics(): Pick<DomainMetrics, 'attestation' | 'svidRenewal' | 'jwtSvid'> {
+    return this.deps.metrics ?? noMetrics;
+  }
+
   get attestorNames(): string[] {
     return [...this.attestors.keys()];
   }
@@ -107,8 +114,10 @@ export class SvidIssuer {
       const issued = await this.issue(entry, csr.publicKey, { attestor: attestor.name, selectors }, { epoch, requires: [] }).catch((err: unknown) => {
         throw lostRace(err, entry.spiffeId, 'attest');
       });
+      this.#metrics.attestation(attestor.name, 'issued');
       return { ...issued, bundle };
     } catch (err) {
+      this.#metrics.attestation(req.attestor, 'refused');
       await this.deps.audit.append({ type: 'svid.refused', details: { attestor: req.attestor.slice(0, 64), selectors, reason: refusalCode(err) } });
       throw err;
     }
@@ -125,8 +134,10 @@ export class SvidIssuer {
       const issued = await this.issue(entry, csr.publicKey, { renewed: peer.serial }, { epoch, requires: [leaseId] }).catch((err: unknown) => {
         throw lostRace(err, entry.spiffeId, 'mtls');
       });
+      this.#metrics.svidRenewal('issued');
       return { ...issued, bundle };
     } catch (err) {
+      this.#metrics.svidRenewal('refused');
       await this.deps.audit.append({ type: 'svid.refused', actor: peer.spiffeId, details: { renew: peer.serial, reason: refusalCode(err) } });
       throw err;
     }
@@ -142,6 +153,7 @@ export class SvidIssuer {
       entry = live.entry;
       basis = { epoch, requires: [live.leaseId] };
     } catch (err) {
+      this.#metrics.jwtSvid('refused');
       await this.deps.audit.append({ type: 'jwt_svid.refused', actor: peer.spiffeId, details: { audience, reason: refusalCode(err) } });
       throw err;
     }
@@ -165,10 +177,12 @@ export class SvidIssuer {
         { audit: { type: 'jwt_svid.issued', actor: peer.spiffeId, details: { jti, audience, expiresAt: expiresAt.toISOString() } }, basis },
       );
     } catch (err) {
+      this.#metrics.jwtSvid('refused');
       const refusal = lostRace(err, peer.spiffeId, 'mtls');
       if (refusal instanceof AttestationError) await this.deps.audit.append({ type: 'jwt_svid.refused', actor: peer.spiffeId, details: { audience, reason: refusalCode(refusal) } });
       throw refusal;
     }
+    this.#metrics.jwtSvid('issued');
     return { token, spiffeId: peer.spiffeId, expiresAt };
   }
 

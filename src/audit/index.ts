@@ -3,6 +3,7 @@ import type { Clock } from '../core/clock';
 import { canonicalJson } from '../core/canonical-json';
 import type { Prisma, PrismaClient } from '../db/generated/client';
 import { GroupCommit } from '../db/group-commit';
+import { noMetrics, type DomainMetrics } from '../telemetry/metrics';
 import type { AuditEventType } from './events';
 
 /** An event for the audit trail: what happened, for whom, and who did it. */
@@ -107,9 +108,10 @@ export class AuditLog {
   constructor(
     private readonly prisma: PrismaClient,
     private readonly clock: Clock,
+    metrics: Pick<DomainMetrics, 'batchCommitted'> = noMetrics,
   ) {
     // One statement per batch, in its own transaction: no round trip while the chain is locked.
-    this.#batch = new GroupCommit((events) => this.appendManyIn(this.prisma, events));
+    this.#batch = new GroupCommit((events) => this.appendManyIn(this.prisma, events), undefined, (size) => metrics.batchCommitted('audit', size));
   }
 
   /** Appends an event, chained to the last one; resolves once it is committed. Appends from all replicas are serialized. */

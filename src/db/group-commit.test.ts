@@ -65,4 +65,18 @@ describe('group commit', () => {
     // and the queue still works afterwards
     await expect(commit.submit(3)).rejects.toThrow('connection refused');
   });
+  it('reports the size of each committed batch, and not of a failed one', async () => {
+    const committed: number[] = [];
+    const commit = new GroupCommit<number>(
+      async (items) => {
+        if (items.includes(9)) throw new Error('connection lost');
+        return items.map(() => undefined);
+      },
+      2,
+      (size) => committed.push(size),
+    );
+    await Promise.all([1, 2, 3].map((i) => commit.submit(i)));
+    await expect(commit.submit(9)).rejects.toThrow('connection lost');
+    expect(committed).toEqual([2, 1]);
+  });
 });

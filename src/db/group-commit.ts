@@ -16,6 +16,8 @@ export class GroupCommit<T, R = void> {
     /** Writes the items in one transaction; returns one result per item, in order. */
     private readonly write: (items: T[]) => Promise<R[]>,
     private readonly maxBatch = 256,
+    /** Told the size of each batch once it is committed (for metrics). */
+    private readonly committed: (size: number) => void = () => undefined,
   ) {}
 
   /** Resolves once `item` is committed; rejects if it could not be. */
@@ -40,6 +42,7 @@ export class GroupCommit<T, R = void> {
         const batch = this.#queue.splice(0, this.maxBatch);
         try {
           const results = await this.write(batch.map((b) => b.item));
+          this.committed(batch.length);
           batch.forEach((b, i) => b.resolve(results[i]!));
         } catch (err) {
           for (const b of batch) b.reject(err);

@@ -24,6 +24,8 @@ export interface Database {
   readiness(): Promise<Readiness>;
   /** False once closed: nothing read from it before may be trusted any more. */
   readonly open: boolean;
+  /** PostgreSQL's connection pool, for metrics (the embedded database has none). */
+  connections?(): { readonly total: number; readonly idle: number; readonly waiting: number };
   close(): Promise<void>;
 }
 
@@ -81,10 +83,11 @@ async function openPostgres(url: string, migrationList: Migration[], opts: Datab
   // An idle client losing its connection must not crash the process; the next query fails closed.
   pool.on('error', (err) => opts.logger.warn({ err: { message: err.message } }, 'database connection lost'));
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
+  const connections = () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount });
   return database('postgresql', prisma, migrations, migrationList, async () => {
     await prisma.$disconnect();
     await pool.end();
-  });
+  }, connections);
 }
 
 /**
@@ -127,6 +130,7 @@ function database(
   migrations: MigrationResult,
   migrationList: readonly Migration[],
   closeAll: () => Promise<void>,
+  connections?: Database['connections'],
 ): Database {
   const session: Pick<SqlSession, 'query'> = {
     query: async <T extends Record<string, unknown>>(sql: string) => prisma.$queryRawUnsafe<T[]>(sql),
@@ -136,6 +140,7 @@ function database(
     prisma,
     kind,
     migrations,
+    ...(connections && { connections }),
     get open() {
       return closed === undefined;
     },

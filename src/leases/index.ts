@@ -2,6 +2,7 @@ import { auditRows, type AppendedRow, type AuditEventInput, type AuditLog, type 
 import type { PrismaClient } from '../db/generated/client';
 import { withDeadline } from '../core/deadline';
 import { GroupCommit } from '../db/group-commit';
+import { noMetrics, type DomainMetrics } from '../telemetry/metrics';
 import { ReadCache, type Freshness } from '../db/read-cache';
 import { LeaseRefused, lockForRevocation, parseRefusal, writeMarker, type LeaseBasis, type LeaseRefusal } from './ordering';
 import { revokeIds } from './revocations';
@@ -123,7 +124,7 @@ export async function liveSvidLease(leases: Pick<LeaseStore, 'activeSvid'>, svid
 
 export class PrismaLeaseStore implements LeaseStore {
   /** Leases recorded concurrently share one transaction (group commit); none resolves before it is committed. */
-  readonly #batch = new GroupCommit<PendingLease, LeaseRefusal | undefined>((items) => this.#write(items));
+  readonly #batch: GroupCommit<PendingLease, LeaseRefusal | undefined>;
   /**
    * Leases by id (tokens) and by serial and fingerprint (X.509-SVIDs), as read; used only
    * while the revocation view is current, which then answers for revocation, and expiry is
@@ -141,8 +142,10 @@ export class PrismaLeaseStore implements LeaseStore {
     /** When cached lease reads may be trusted: never unless the revocation view is current. */
     private readonly freshness: Freshness = watch,
     /** How long liveness reads may wait for the database before failing closed (the revocation bound); none for the embedded database. */
-    private readonly opts: { boundMs?: number } = {},
+    private readonly opts: { boundMs?: number; metrics?: Pick<DomainMetrics, 'batchCommitted'> } = {},
   ) {
+    const metrics = opts.metrics ?? noMetrics;
+    this.#batch = new GroupCommit((items) => this.#write(items), undefined, (size) => metrics.batchCommitted('leases', size));
     this.#byId = new ReadCache(freshness, 20_000);
     this.#bySvid = new ReadCache(freshness, 10_000);
   }
@@ -229,7 +232,7 @@ export class PrismaLeaseStore implements LeaseStore {
 
 export { TaskStore, TaskError, type Task } from './tasks';
 export { LeaseRefused, RevocationEpochs, REVOCATION_LOCK, type LeaseBasis, type LeaseRefusal, type MarkerKind, type RevocationEpoch } from './ordering';
-export { Revocations, revocationSelectorSchema, leaseFilter, type RevocationSelector, type BlastRadius } from './revocations';
+export { Revocations, revocationSelectorSchema, leaseFilter, handleOf, type PendingRevocation, type RevocationSelector, type BlastRadius } from './revocations';
 export { leaseListingSchema, type LeaseListing } from './filters';
 export { svidDenylist } from './denylist';
 export { LeaseJanitor } from './janitor';

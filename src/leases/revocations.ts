@@ -6,6 +6,7 @@ import type { Prisma, PrismaClient } from '../db/generated/client';
 import { neverFresh, ReadCache, type Freshness } from '../db/read-cache';
 import { lockForRevocation, writeMarker, type RevocationEpoch } from './ordering';
 import { announceRevoked } from './watch';
+import { noMetrics, type DomainMetrics, type RevocationHandle } from '../telemetry/metrics';
 
 /**
  * Revocation by any handle a security team holds: one token (jti), a task, a user, a
@@ -26,6 +27,19 @@ export const revocationSelectorSchema = z.union([
   }),
 ]);
 export type RevocationSelector = z.output<typeof revocationSelectorSchema>;
+
+/** The handle a selector names, for metrics: its one key, or `user_connector` for a user through one connector. */
+export function handleOf(selector: RevocationSelector): RevocationHandle {
+  if ('user' in selector && 'connector' in selector) return 'user_connector';
+  return Object.keys(selector)[0] as RevocationHandle;
+}
+
+/** A revocation made in a caller's transaction ({@link Revocations.revokeIn}), for {@link Revocations.afterCommit}. */
+export interface PendingRevocation {
+  readonly handle: RevocationHandle;
+  readonly revoked: number;
+  readonly seq: number;
+}
 
 /** The Prisma filter of the leases a selector names (any state; callers add liveness). */
 export function leaseFilter(selector: RevocationSelector): Prisma.LeaseWhereInput {
@@ -68,6 +82,7 @@ export class Revocations {
     private readonly freshness: Freshness = neverFresh,
     /** This replica's epoch, moved past each revocation it commits. */
     private readonly epochs?: RevocationEpoch,
+    private readonly metrics: Pick<DomainMetrics, 'revoked'> = noMetrics,
   ) {
     this.#markers = new ReadCache(freshness);
   }
@@ -145,6 +160,7 @@ export class Revocations {
       return { result, seq: await writeMarker(tx, { killSwitch: spiffeId }, reason, now) };
     });
     this.committed(seq);
+    this.metrics.revoked('kill_switch', result.leases);
     return result;
   }
 
@@ -173,17 +189,18 @@ export class Revocations {
    */
   async revoke(selector: RevocationSelector, reason: string, tx?: Prisma.TransactionClient, actor?: string, event?: (revoked: number) => AuditEventInput | undefined): Promise<number> {
     const r = await this.revokeIn(selector, reason, tx, actor, event);
-    if (!tx) this.committed(r.seq);
+    if (!tx) this.afterCommit([r]);
     return r.revoked;
   }
 
   /** What a caller that committed revocations in its own transaction calls afterwards. */
-  afterCommit(seqs: readonly number[]): void {
-    this.committed(seqs.length > 0 ? Math.max(...seqs) : undefined);
+  afterCommit(committed: readonly PendingRevocation[]): void {
+    this.committed(committed.length > 0 ? Math.max(...committed.map((r) => r.seq)) : undefined);
+    for (const r of committed) this.metrics.revoked(r.handle, r.revoked);
   }
 
   /** As {@link revoke}, answering the marker's sequence as well (for callers that commit). */
-  async revokeIn(selector: RevocationSelector, reason: string, tx?: Prisma.TransactionClient, actor?: string, event?: (revoked: number) => AuditEventInput | undefined): Promise<{ revoked: number; seq: number }> {
+  async revokeIn(selector: RevocationSelector, reason: string, tx?: Prisma.TransactionClient, actor?: string, event?: (revoked: number) => AuditEventInput | undefined): Promise<PendingRevocation> {
     const now = this.clock.now();
     const run = async (t: Prisma.TransactionClient) => {
       await lockForRevocation(t);
@@ -201,7 +218,7 @@ export class Revocations {
       const revoked = await revokeIds(t, await this.liveIds(t, selector, now), reason, now);
       const audited = event ? event(revoked) : actor !== undefined ? { type: 'revocation' as const, actor, details: { selector, reason, revoked } } : undefined;
       if (audited) await this.audit(t, audited);
-      return { revoked, seq: await writeMarker(t, selector, reason, now) };
+      return { handle: handleOf(selector), revoked, seq: await writeMarker(t, selector, reason, now) };
     };
     return tx ? run(tx) : this.prisma.$transaction(run);
   }

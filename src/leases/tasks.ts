@@ -7,6 +7,7 @@ import { lockForRevocation } from './ordering';
 import type { AuditIn } from '../audit';
 import { revokeIds } from './revocations';
 import { isUuid } from '../core/uuid';
+import type { DomainMetrics } from '../telemetry/metrics';
 
 /** A task: one user, one connector, and every token issued for the work. */
 export interface Task {
@@ -38,7 +39,7 @@ export class TaskStore {
   constructor(
     private readonly prisma: PrismaClient,
     /** `audit`: where task ends are recorded, in the transaction that ends the task. */
-    private readonly deps: { clock: Clock; random: Random; freshness?: Freshness; audit: AuditIn },
+    private readonly deps: { clock: Clock; random: Random; freshness?: Freshness; audit: AuditIn; metrics?: Pick<DomainMetrics, 'revoked'> },
   ) {}
 
   async create(subject: string, subjectIssuer: string, connector: string, user: { id?: string; groups?: readonly string[]; risk?: string } = {}): Promise<Task> {
@@ -72,6 +73,7 @@ export class TaskStore {
       return { revoked };
     });
     this.deps.freshness?.touch(); // cached leases of this replica are dropped now, not when the announcement comes back
+    this.deps.metrics?.revoked('task_end', result.revoked);
     return result;
   }
 }

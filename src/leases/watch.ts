@@ -127,6 +127,11 @@ export class PgRevocationWatch implements RevocationWatch {
     return this.#connected;
   }
 
+  /** Milliseconds since PostgreSQL was last heard on the listening connection (a notification or a heartbeat's answer); undefined before the first. */
+  get silentForMs(): number | undefined {
+    return this.#heardAt === -Infinity ? undefined : this.#now() - this.#heardAt;
+  }
+
   get epoch(): number {
     return this.#epoch;
   }

@@ -3,7 +3,8 @@ import type { Clock } from '../core/clock';
 import type { Prisma, PrismaClient } from '../db/generated/client';
 import type { Freshness } from '../db/read-cache';
 import { SetError } from './errors';
-import { REVOCATION_LOCK, type Revocations, type RevocationSelector } from '../leases';
+import { REVOCATION_LOCK, type PendingRevocation, type Revocations, type RevocationSelector } from '../leases';
+import { noMetrics, type DomainMetrics } from '../telemetry/metrics';
 import { intentsOf, type Intent } from './events';
 import type { VerifiedSet } from './set';
 
@@ -31,14 +32,19 @@ export class SignalApplier {
     private readonly prisma: PrismaClient,
     private readonly revocations: Revocations,
     private readonly audit: AuditLog,
-    private readonly opts: { riskRevokeLevels: readonly string[]; clock: Clock; maxAgeSeconds: number; freshness?: Freshness },
+    private readonly opts: { riskRevokeLevels: readonly string[]; clock: Clock; maxAgeSeconds: number; freshness?: Freshness; metrics?: Pick<DomainMetrics, 'signal'> },
   ) {}
+
+  get #metrics(): Pick<DomainMetrics, 'signal'> {
+    return this.opts.metrics ?? noMetrics;
+  }
 
   /**
    * Records a pushed SET that was refused before it could be applied (RFC 8935 §2.4: the error
    * the transmitter is answered). The refusal is answered all the same if the audit trail cannot be written.
    */
   async refused(refusal: { readonly err: string; readonly description: string }): Promise<void> {
+    this.#metrics.signal('none', 'refused');
     await this.audit.append({ type: 'signal.refused', details: { err: refusal.err, description: refusal.description } }).catch(() => undefined);
   }
 
@@ -49,7 +55,7 @@ export class SignalApplier {
     }
     const intents = intentsOf(set);
     // The replay mark, every effect and the audit event commit together: a SET that failed halfway is applied in full when retried.
-    const seqs: number[] = [];
+    const revocations: PendingRevocation[] = [];
     const outcome = await this.prisma.$transaction(async (tx) => {
       // The revocation lock first, before the audit chain's: lease commits in flight finish before, or are checked after.
       await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${REVOCATION_LOCK})`);
@@ -59,25 +65,27 @@ export class SignalApplier {
         return { replayed: true, applied: [] as AppliedIntent[] };
       }
       const applied: AppliedIntent[] = [];
-      for (const intent of intents) applied.push(await this.applyOne(intent, set, tx, seqs));
+      for (const intent of intents) applied.push(await this.applyOne(intent, set, tx, revocations));
       // The effects and their audit row commit together.
       await this.audit.appendIn(tx, { type: 'signal.received', actor: set.iss, ...subjectOf(intents), details: { jti: set.jti, events: applied.map((a) => ({ ...a })) } });
       return { replayed: false, applied };
     });
     // Risk levels and revocation markers are cached for the exchange: this replica drops its copies now, the others when they hear of it.
     this.opts.freshness?.touch();
-    this.revocations.afterCommit(seqs);
+    this.revocations.afterCommit(revocations);
+    if (outcome.replayed) this.#metrics.signal('none', 'replayed');
+    for (const a of outcome.applied) this.#metrics.signal(eventLabel(a), 'applied');
     return outcome;
   }
 
-  private async applyOne(intent: Intent, set: VerifiedSet, tx: Prisma.TransactionClient, seqs: number[]): Promise<AppliedIntent> {
+  private async applyOne(intent: Intent, set: VerifiedSet, tx: Prisma.TransactionClient, revocations: PendingRevocation[]): Promise<AppliedIntent> {
     const base = { kind: intent.kind, eventType: intent.eventType };
     const revoke = async (selectors: RevocationSelector[], reason: string) => {
       let revoked = 0;
       for (const selector of selectors) {
         const r = await this.revocations.revokeIn(selector, reason, tx);
         revoked += r.revoked;
-        seqs.push(r.seq);
+        revocations.push(r);
       }
       return { ...base, revoked };
     };
@@ -112,6 +120,13 @@ export class SignalApplier {
         return { ...base, revoked: 0, note: 'event type not acted on' };
     }
   }
+}
+
+/** An applied event's metric label: the last path segment of an event type Writ acts on (`session-revoked`), else `other`. */
+function eventLabel(applied: AppliedIntent): string {
+  if (applied.kind === 'ignored') return 'other';
+  const last = applied.eventType.slice(applied.eventType.lastIndexOf('/') + 1);
+  return /^[a-z0-9-]{1,64}$/.test(last) ? last : 'other';
 }
 
 /** The first user the SET names by subject, with the identity provider that names them (an `iss_sub` subject's `iss`, else the transmitter's). */

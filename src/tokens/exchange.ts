@@ -37,6 +37,7 @@ import { hasClientAssertion, JWT_SPIFFE_ASSERTION_TYPE, verifyClientAssertion, t
 import { DpopReplayCache, dpopHeader, InvalidDpopProof, verifyDpopProof, type DpopAlgorithm, type DpopNonceSource } from './dpop';
 import { verifyAccessToken } from './verify';
 import { checkRequestedTokenType, subjectTokenKind, TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE, type IdentityProviders } from './subject-token';
+import { noMetrics, type DomainMetrics } from '../telemetry/metrics';
 
 /** The connector calling the token endpoint, from its verified client certificate (RFC 8705 §2). */
 export interface ExchangeClient {
@@ -92,6 +93,8 @@ export interface TokenExchangeDeps {
    * nonce (§8; off by default); `algorithms`, `maxAgeSeconds`: as {@link verifyDpopProof} takes them.
    */
   dpop?: { replay?: DpopReplayCache; nonces?: DpopNonceSource; algorithms?: readonly DpopAlgorithm[]; maxAgeSeconds?: number };
+  /** Issued tokens and policy decisions, counted once committed (refusals are counted by the HTTP layer, by error code). */
+  metrics?: Pick<DomainMetrics, 'tokenIssued' | 'policyDecision'>;
 }
 
 /** What the HTTP layer passes besides the form: the request's `DPoP` header(s), unparsed (RFC 9449 §4.1). */
@@ -171,8 +174,11 @@ function lostRace(refusal: LeaseRefusal, client: Pick<Connector, 'leaseIds' | 'm
 export class TokenExchange {
   readonly #replay: DpopReplayCache;
 
+  readonly #metrics: Pick<DomainMetrics, 'tokenIssued' | 'policyDecision'>;
+
   constructor(private readonly deps: TokenExchangeDeps) {
     this.#replay = deps.dpop?.replay ?? new DpopReplayCache({ clock: deps.clock });
+    this.#metrics = deps.metrics ?? noMetrics;
   }
 
   /**
@@ -205,7 +211,9 @@ export class TokenExchange {
       const { granted, decisions } = this.decide(engine, { resource, wanted, subject, connector, depth: chain.depth, taskId: task.id, binding: binding.kind });
       audit = { ...audit, taskId: task.id, policyVersion: engine.version, decisions, ...(chain.dropped.length > 0 && { attenuated: chain.dropped }) };
       if (granted.length === 0) throw new AccessDenied('policy allows none of the requested tools and actions now');
-      return await this.issue({ binding, connector, subject, resource, granted, task, audit, epoch });
+      const issued = await this.issue({ binding, connector, subject, resource, granted, task, audit, epoch });
+      this.#metrics.tokenIssued({ chained: subject.parent !== undefined, binding: binding.kind });
+      return issued;
     } catch (err) {
       const code = (err as { type?: string }).type ?? 'server_error';
       await this.deps.audit
@@ -389,10 +397,12 @@ export class TokenExchange {
     for (const w of ctx.wanted) {
       const tool = { name: w.tool.name, classification: w.tool.classification };
       const user = engine.decide({ kind: 'action', action: w.action, user: ctx.subject.user, connector: ctx.connector, server: ctx.resource.uri, tool, classification: w.classification, chainDepth: ctx.depth, taskId: ctx.taskId, binding: ctx.binding });
+      this.#metrics.policyDecision('action', user.allowed);
       let ok = user.allowed;
       const record: Record<string, unknown> = { tool: w.tool.name, action: w.action, allowed: user.allowed, policies: user.policyIds, ...(user.errors.length > 0 && { errors: user.errors }) };
       if (ctx.subject.parent) {
         const delegate = engine.decide({ kind: 'delegate', connector: ctx.connector, user: ctx.subject.user, chain: actChain(ctx.subject.parent.act), chainDepth: ctx.depth, server: ctx.resource.uri, tool, classification: w.classification, binding: ctx.binding });
+        this.#metrics.policyDecision('delegate', delegate.allowed);
         ok = ok && delegate.allowed;
         record.delegate = { allowed: delegate.allowed, policies: delegate.policyIds };
       }

@@ -8,6 +8,7 @@ import { createTestStore, type TestStore } from '../support/database';
 import { testConfig } from '../support/config';
 import { httpsRequest } from '../support/https';
 import { openssl } from '../support/openssl';
+import { scrape, valueOf } from '../support/metrics';
 
 const work = mkdtempSync(join(tmpdir(), 'writ-signals-'));
 const IDP = 'https://idp.signals.test';
@@ -183,5 +184,21 @@ describe('Shared Signals (RFC 8417 SETs, RFC 8935 push, CAEP)', () => {
     expect(await active(t.json.access_token)).toBe(true);
     const row = await broker.db.prisma.auditEvent.findFirst({ where: { type: 'signal.refused' }, orderBy: { seq: 'desc' } });
     expect(codes).toContain((row!.details as { err: string }).err);
+  });
+  it('counts every SET in /metrics as the audit trail records it: applied per event, replayed and refused per SET', async () => {
+    const { samples } = await scrape(broker.opsUrl);
+    const count = (type: string) => broker.db.prisma.auditEvent.count({ where: { type } });
+    const sum = (outcome: string) => samples.filter((x) => x.name === 'writ_signals_total' && x.labels.outcome === outcome).reduce((n, x) => n + x.value, 0);
+    expect([sum('replayed'), sum('refused')]).toEqual([await count('signal.replayed'), await count('signal.refused')]);
+    const applied = (await broker.db.prisma.auditEvent.findMany({ where: { type: 'signal.received' } })).flatMap((r) => (r.details as { events: { kind: string; eventType: string }[] }).events);
+    const byEvent = new Map<string, number>();
+    for (const e of applied) {
+      const label = e.kind === 'ignored' ? 'other' : e.eventType.slice(e.eventType.lastIndexOf('/') + 1);
+      byEvent.set(label, (byEvent.get(label) ?? 0) + 1);
+    }
+    expect(byEvent.get('session-revoked')).toBeGreaterThanOrEqual(1);
+    for (const [event, n] of byEvent) expect([event, valueOf(samples, 'writ_signals_total', { event, outcome: 'applied' })]).toEqual([event, n]);
+    expect(valueOf(samples, 'writ_revocations_total', { handle: 'session' })).toBeGreaterThanOrEqual(1);
+    expect(valueOf(samples, 'writ_refusals_total', { route: '/v1/signals', error: 'invalid_audience' })).toBe(1);
   });
 });

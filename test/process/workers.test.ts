@@ -5,6 +5,7 @@ import { processAlive } from '../../src/core/process';
 import { createTestStore, usingPostgres, type TestStore } from '../support/database';
 import { httpsRequest } from '../support/https';
 import { brokerEnv, MAIN, spawnWrit, type WritProcess } from '../support/process';
+import { scrape, valueOf } from '../support/metrics';
 
 /** Several worker processes need PostgreSQL (the embedded database serves one process). */
 const describePg = usingPostgres() ? describe : describe.skip;
@@ -113,6 +114,19 @@ describePg('WRIT_WORKERS=2 on PostgreSQL', () => {
     });
     expect(servedBy).toEqual(new Set([first!.pid, second!.pid]));
     expect((await fetch(`${opsUrl}/readyz`)).status).toBe(200);
+  });
+
+  it('answers /metrics for the whole pod: whichever worker a scrape reaches, the sum over both', async () => {
+    // The six bundle requests above were served by both workers, so neither counted six alone:
+    // every scrape reporting six is the primary's sum, not the share of the worker it reached.
+    const requests = { method: 'GET', route: '/v1/bundle', status: '200' };
+    for (let i = 0; i < 6; i++) {
+      const { samples } = await scrape(opsUrl);
+      expect(valueOf(samples, 'writ_http_requests_total', requests)).toBe(6);
+      expect(valueOf(samples, 'writ_db_pool_connections', { state: 'total' })).toBeGreaterThanOrEqual(2); // each worker's pool, summed
+      expect(valueOf(samples, 'writ_revocation_feed_connected')).toBe(1); // the least connected worker's
+      expect(valueOf(samples, 'writ_authority_expiry_seconds', { authority: 'x509_ca' })).toBeGreaterThan(0);
+    }
   });
 
   it('replaces a worker that is killed, and keeps answering', async () => {
