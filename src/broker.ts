@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { AdminCredentials, bootstrapTokenLocation, removeTokenFile, tokenFileExists } from './admin';
-import { adminRouter, bundleRouter, closeNow, forwardedClientCertificates, createApiApp, createApiServer, drain, listen, urlOf, createOpsServer, HttpMetrics, oauthErrorHandler, oauthRouter, signalsErrorHandler, signalsRouter, svidRouter, tasksRouter } from './api';
+import { adminRouter, agentRouter, bundleRouter, closeNow, forwardedClientCertificates, createApiApp, createApiServer, drain, listen, urlOf, createOpsServer, HttpMetrics, oauthErrorHandler, oauthRouter, signalsErrorHandler, signalsRouter, svidRouter, tasksRouter } from './api';
 import { SetReceiver, SignalApplier, SignalIntake, UserRisks } from './signals';
 import { DpopReplayCache, IdentityProviders, Introspection, OAuthRefusals, TokenExchange, TokenRevocation } from './tokens';
 import { brokerLogger } from './api/logging';
@@ -174,7 +174,7 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
   const joinTokens = new JoinTokens(db.prisma, { clock, random, entries, audit: auditIn });
   const limits = { trustDomain: config.trustDomain, x509SvidMaxTtl: config.x509SvidMaxTtl, jwtSvidMaxTtl: config.jwtSvidMaxTtl };
   const issuer = new SvidIssuer({ authority: rotator, entries, leases, epochs, audit, bundle, attestors: [new JoinTokenAttestor(joinTokens), ...attestors], limits, clock, random, metrics: telemetry });
-  telemetry.knowAttestors(issuer.attestorNames);
+  telemetry.knowAttestors([...issuer.attestorNames, 'agent']);
   const auth = { admin, entries, leases, clock, trustDomain: config.trustDomain };
   const resources = new ResourceStore(db.prisma, auditIn, freshness);
   const revocations = new Revocations(db.prisma, clock, auditIn, freshness, epochs, telemetry);
@@ -213,6 +213,7 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
       oauthRouter({ issuer: config.issuer, exchange, introspection, revocation: tokenRevocation, admin, trustDomain: config.trustDomain }),
       bundleRouter(bundle),
       svidRouter({ ...auth, issuer, denylist: () => svidDenylist(db.prisma, rotator, { issuer: config.issuer, clock }) }),
+      agentRouter({ ...auth, issuer }),
       tasksRouter({ ...auth, tasks }),
       signalsRouter({ intake: signals }),
       adminRouter({ ...auth, joinTokens, limits, resources, policies, revocations, auditReader: new AuditReader(db.prisma), rotateCa: (overlap, actor) => rotateCa(overlap, actor) }),

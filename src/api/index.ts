@@ -6,6 +6,7 @@ export type { BundleSource } from './bundle';
 export { bundleRouter } from './bundle';
 export { adminRouter, adminOnly, auditRouter, type AdminDeps, type AuditRouteDeps } from './admin';
 export { svidRouter, type SvidRouteDeps } from './svid';
+export { agentRouter, type AgentRouteDeps } from './agent';
 export { requireAdmin, requireSvid, Unauthenticated, Forbidden } from './auth';
 export { tasksRouter, type TaskRouteDeps } from './tasks';
 export { oauthRouter, oauthErrorHandler, type OAuthDeps } from './oauth';

@@ -5,7 +5,7 @@ import { isDnsName } from '../core/dns';
 import type { Prisma, PrismaClient } from '../db/generated/client';
 import { neverFresh, ReadCache, type Freshness } from '../db/read-cache';
 import { BROKER_PATH, isBrokerPath, parseSpiffeId } from '../spiffe/id';
-import { selectorProblem } from './selectors';
+import { isWorkloadSelector, selectorProblem } from './selectors';
 import { isUuid } from '../core/uuid';
 
 /** What an MCP connector's entry says about it, for people and for policy. */
@@ -31,6 +31,8 @@ export interface RegistrationEntry {
   readonly admin: boolean;
   readonly enabled: boolean;
   readonly metadata: ConnectorMetadata;
+  /** The agent (its SPIFFE ID) that serves this workload entry; undefined for an entry the broker attests itself. */
+  readonly parentId?: string;
   readonly createdAt: Date;
   readonly updatedAt: Date;
 }
@@ -91,6 +93,8 @@ export function entrySchema(limits: EntryLimits) {
   };
   return z.strictObject({
     spiffe_id: spiffeId,
+    // SPIRE's parent_id: the agent that attests this entry's workloads; its selectors are then workload selectors.
+    parent_id: spiffeId.optional(),
     selectors: z.array(selector).max(64).superRefine(scoped).default([]).transform((s) => [...new Set(s)].sort()),
     x509_svid_ttl: ttl(limits.x509SvidMaxTtl).default(Math.min(DEFAULT_X509_SVID_TTL, limits.x509SvidMaxTtl)),
     jwt_svid_ttl: ttl(limits.jwtSvidMaxTtl).default(Math.min(DEFAULT_JWT_SVID_TTL, limits.jwtSvidMaxTtl)),
@@ -110,10 +114,11 @@ export function entrySchema(limits: EntryLimits) {
 
 export type EntryInput = z.output<ReturnType<typeof entrySchema>>;
 
-const fromRow = (r: Prisma.RegistrationEntryGetPayload<object>): RegistrationEntry => ({ ...r, metadata: r.metadata as ConnectorMetadata });
+const fromRow = (r: Prisma.RegistrationEntryGetPayload<object>): RegistrationEntry => ({ ...r, metadata: r.metadata as ConnectorMetadata, parentId: r.parentId ?? undefined }) as RegistrationEntry;
 
 const toData = (input: Partial<EntryInput>) => ({
   ...(input.spiffe_id !== undefined && { spiffeId: input.spiffe_id }),
+  ...(input.parent_id !== undefined && { parentId: input.parent_id }),
   ...(input.selectors !== undefined && { selectors: input.selectors }),
   ...(input.x509_svid_ttl !== undefined && { x509SvidTtl: input.x509_svid_ttl }),
   ...(input.jwt_svid_ttl !== undefined && { jwtSvidTtl: input.jwt_svid_ttl }),
@@ -129,6 +134,30 @@ export interface EntryFilter {
   enabled?: boolean;
 }
 
+
+/**
+ * What an entry must be as a whole, beyond each field: a workload entry (under an agent) is
+ * matched by the agent's workload selectors and by nothing the broker attests, and is never
+ * an admin; an entry the broker attests carries no workload selectors. Checked on the entry as
+ * created or as an update leaves it, so a patch cannot turn one into the other halfway.
+ */
+function entryProblem(e: { spiffeId: string; parentId?: string | undefined; selectors: readonly string[]; admin: boolean }): { field: string; message: string } | undefined {
+  const workload = e.selectors.filter(isWorkloadSelector);
+  if (e.parentId === undefined) {
+    if (workload.length > 0) return { field: 'parent_id', message: `${workload[0]} is a workload selector: an entry with workload selectors names its agent in parent_id` };
+    return undefined;
+  }
+  if (e.parentId === e.spiffeId) return { field: 'parent_id', message: 'an entry cannot be its own agent' };
+  if (e.selectors.length === 0 || workload.length !== e.selectors.length) return { field: 'selectors', message: 'an entry under an agent (parent_id) needs workload selectors (unix:… or k8s:…) and no others' };
+  // A compromised agent must not be able to mint an admin credential.
+  if (e.admin) return { field: 'admin', message: 'an entry under an agent cannot be an admin' };
+  return undefined;
+}
+
+function checkEntry(e: Parameters<typeof entryProblem>[0]): void {
+  const problem = entryProblem(e);
+  if (problem) throw new EntryError(400, 'invalid-entry', `${problem.field}: ${problem.message}`);
+}
 
 /** Registration entries in the database. */
 export class EntryStore {
@@ -146,9 +175,10 @@ export class EntryStore {
 
   /** Creates an entry; `actor` (the admin caller) is recorded with it. */
   async create(input: EntryInput, actor = 'admin'): Promise<RegistrationEntry> {
+    checkEntry({ spiffeId: input.spiffe_id, parentId: input.parent_id, selectors: input.selectors, admin: input.admin });
     const entry = await this.prisma.$transaction(async (tx) => {
       const created = fromRow(await tx.registrationEntry.create({ data: toData(input) as Prisma.RegistrationEntryCreateInput }));
-      await this.audit(tx, { type: 'entry.created', actor, details: { entryId: created.id, spiffeId: created.spiffeId, selectors: created.selectors, admin: created.admin } });
+      await this.audit(tx, { type: 'entry.created', actor, details: { entryId: created.id, spiffeId: created.spiffeId, selectors: created.selectors, admin: created.admin, ...(created.parentId && { parentId: created.parentId }) } });
       return created;
     });
     this.freshness.touch();
@@ -188,7 +218,13 @@ export class EntryStore {
   async update(id: string, patch: Partial<EntryInput>, actor = 'admin'): Promise<RegistrationEntry> {
     const fields = Object.keys(patch).sort();
     if (fields.length === 0) throw new EntryError(400, 'invalid-entry', 'the update names no field');
-    await this.require(id);
+    const current = await this.require(id);
+    checkEntry({
+      spiffeId: patch.spiffe_id ?? current.spiffeId,
+      parentId: patch.parent_id ?? current.parentId,
+      selectors: patch.selectors ?? current.selectors,
+      admin: patch.admin ?? current.admin,
+    });
     const entry = await this.prisma.$transaction(async (tx) => {
       const updated = fromRow(await tx.registrationEntry.update({ where: { id }, data: toData(patch) }));
       await this.audit(tx, { type: 'entry.updated', actor, details: { entryId: updated.id, fields } });
@@ -221,6 +257,7 @@ export class EntryStore {
       entry = named[0]!;
     }
     if (!entry.enabled) throw new EntryError(400, 'invalid-entry', `the entry for ${entry.spiffeId} is disabled`);
+    if (entry.parentId !== undefined) throw new EntryError(400, 'invalid-entry', `the entry for ${entry.spiffeId} is served by its agent ${entry.parentId}, not attested with a join token`);
     return entry;
   }
 
@@ -232,9 +269,14 @@ export class EntryStore {
   /** Entries (enabled or not) whose selectors are all among `attested`; never entries without selectors. */
   async matching(attested: readonly string[]): Promise<RegistrationEntry[]> {
     const ids = await this.prisma.$queryRaw<{ id: string }[]>`
-      SELECT id::text FROM registration_entry WHERE cardinality(selectors) > 0 AND selectors <@ ${[...attested]}::text[]`;
+      SELECT id::text FROM registration_entry WHERE cardinality(selectors) > 0 AND parent_id IS NULL AND selectors <@ ${[...attested]}::text[]`;
     if (ids.length === 0) return [];
     return (await this.prisma.registrationEntry.findMany({ where: { id: { in: ids.map((r) => r.id) } } })).map(fromRow);
+  }
+
+  /** The entries an agent serves (parent_id = its SPIFFE ID), enabled or not, by id. */
+  async underAgent(agent: string): Promise<RegistrationEntry[]> {
+    return (await this.prisma.registrationEntry.findMany({ where: { parentId: agent }, orderBy: { id: 'asc' }, take: 10_000 })).map(fromRow);
   }
 
   /** The entries that name exactly this SPIFFE ID. */

@@ -145,18 +145,71 @@ export class SvidIssuer {
 
   /** POST /v1/jwt-svid: a JWT-SVID for the caller, for the given audiences (JWT-SVID §3). */
   async jwtSvid(peer: PeerSvid, audience: readonly string[]): Promise<IssuedJwtSvid> {
-    let entry: RegistrationEntry;
-    let basis: LeaseBasis;
+    let live: { entry: RegistrationEntry; leaseId: string };
+    let epoch: number;
     try {
-      const epoch = await this.deps.epochs.begin(); // before any check
-      const live = await this.entryOfLiveSvid(peer);
-      entry = live.entry;
-      basis = { epoch, requires: [live.leaseId] };
+      epoch = await this.deps.epochs.begin(); // before any check
+      live = await this.entryOfLiveSvid(peer);
     } catch (err) {
       this.#metrics.jwtSvid('refused');
       await this.deps.audit.append({ type: 'jwt_svid.refused', actor: peer.spiffeId, details: { audience, reason: refusalCode(err) } });
       throw err;
     }
+    return this.mintJwtSvid(live.entry, audience, { epoch, requires: [live.leaseId] }, peer.spiffeId);
+  }
+
+  /**
+   * The workload entries an agent serves (parent_id = its SPIFFE ID), enabled ones only, as
+   * SPIRE's agent syncs them: the agent's own SVID must be live and its entry enabled.
+   */
+  async agentEntries(agent: PeerSvid): Promise<RegistrationEntry[]> {
+    await this.entryOfLiveSvid(agent);
+    return (await this.deps.entries.underAgent(agent.spiffeId)).filter((e) => e.enabled);
+  }
+
+  /**
+   * An X.509-SVID for a workload of an agent: for an enabled entry under that agent only, the
+   * key the agent generated on its node (the CSR), and the agent's own SVID still live when the
+   * lease commits. The agent attested the caller (its selectors); the broker checks whose entry it is.
+   */
+  async workloadX509Svid(agent: PeerSvid, entryId: string, csrPem: string): Promise<IssuedX509Svid> {
+    const bundle = await this.deps.bundle.current(); // unavailable: nothing is issued
+    try {
+      const epoch = await this.deps.epochs.begin(); // before any check
+      const csr = await parseCsr(csrPem);
+      const { leaseId } = await this.entryOfLiveSvid(agent);
+      const entry = await this.workloadEntry(agent, entryId);
+      const issued = await this.issue(entry, csr.publicKey, { attestor: 'agent', agent: agent.spiffeId }, { epoch, requires: [leaseId] }).catch((err: unknown) => {
+        throw lostRace(err, entry.spiffeId, 'mtls');
+      });
+      this.#metrics.attestation('agent', 'issued');
+      return { ...issued, bundle };
+    } catch (err) {
+      this.#metrics.attestation('agent', 'refused');
+      await this.deps.audit.append({ type: 'svid.refused', actor: agent.spiffeId, details: { attestor: 'agent', agent: agent.spiffeId, entryId: entryId.slice(0, 64), reason: refusalCode(err) } });
+      throw err;
+    }
+  }
+
+  /** A JWT-SVID for a workload of an agent (as {@link workloadX509Svid}: its entry, the agent live). */
+  async workloadJwtSvid(agent: PeerSvid, entryId: string, audience: readonly string[]): Promise<IssuedJwtSvid> {
+    let entry: RegistrationEntry;
+    let basis: LeaseBasis;
+    try {
+      const epoch = await this.deps.epochs.begin(); // before any check
+      const { leaseId } = await this.entryOfLiveSvid(agent);
+      entry = await this.workloadEntry(agent, entryId);
+      basis = { epoch, requires: [leaseId] };
+    } catch (err) {
+      this.#metrics.jwtSvid('refused');
+      await this.deps.audit.append({ type: 'jwt_svid.refused', actor: agent.spiffeId, details: { audience, agent: agent.spiffeId, reason: refusalCode(err) } });
+      throw err;
+    }
+    return this.mintJwtSvid(entry, audience, basis, agent.spiffeId);
+  }
+
+  /** Signs a JWT-SVID for `entry` and commits its lease (the basis: what must still be live) before returning it. */
+  private async mintJwtSvid(entry: RegistrationEntry, audience: readonly string[], basis: LeaseBasis, actor: string): Promise<IssuedJwtSvid> {
     const now = this.deps.clock.now();
     const iat = Math.floor(now.getTime() / 1000);
     const exp = iat + Math.min(entry.jwtSvidTtl, this.deps.limits.jwtSvidMaxTtl);
@@ -164,26 +217,27 @@ export class SvidIssuer {
     const { jwtKey } = this.deps.authority;
     const token = await new SignJWT({})
       .setProtectedHeader({ alg: jwtKey.alg, kid: jwtKey.kid, typ: 'JWT' }) // JWT-SVID §2: alg and kid; typ JWT or JOSE
-      .setSubject(peer.spiffeId) // §3.1: sub is the SPIFFE ID
+      .setSubject(entry.spiffeId) // §3.1: sub is the SPIFFE ID
       .setAudience([...audience]) // §3.2
       .setIssuedAt(iat)
       .setExpirationTime(exp) // §3.3
       .setJti(jti)
       .sign(jwtKey.privateKey);
     const expiresAt = new Date(exp * 1000);
+    const agent = actor !== entry.spiffeId ? { agent: actor } : {};
     try {
       await this.deps.leases.record(
-        { id: jti, kind: 'jwt-svid', spiffeId: peer.spiffeId, entryId: entry.id, audience, issuedAt: new Date(iat * 1000), expiresAt },
-        { audit: { type: 'jwt_svid.issued', actor: peer.spiffeId, details: { jti, audience, expiresAt: expiresAt.toISOString() } }, basis },
+        { id: jti, kind: 'jwt-svid', spiffeId: entry.spiffeId, entryId: entry.id, audience, issuedAt: new Date(iat * 1000), expiresAt },
+        { audit: { type: 'jwt_svid.issued', actor, details: { jti, audience, expiresAt: expiresAt.toISOString(), ...agent } }, basis },
       );
     } catch (err) {
       this.#metrics.jwtSvid('refused');
-      const refusal = lostRace(err, peer.spiffeId, 'mtls');
-      if (refusal instanceof AttestationError) await this.deps.audit.append({ type: 'jwt_svid.refused', actor: peer.spiffeId, details: { audience, reason: refusalCode(refusal) } });
+      const refusal = lostRace(err, actor, 'mtls');
+      if (refusal instanceof AttestationError) await this.deps.audit.append({ type: 'jwt_svid.refused', actor, details: { audience, reason: refusalCode(refusal), ...agent } });
       throw refusal;
     }
     this.#metrics.jwtSvid('issued');
-    return { token, spiffeId: peer.spiffeId, expiresAt };
+    return { token, spiffeId: entry.spiffeId, expiresAt };
   }
 
   private async issue(entry: RegistrationEntry, publicKey: CryptoKey, details: Record<string, unknown>, basis: LeaseBasis): Promise<Omit<IssuedX509Svid, 'bundle'>> {
@@ -209,6 +263,14 @@ export class SvidIssuer {
   private async entryForToken(entryId: string): Promise<RegistrationEntry> {
     const entry = await this.deps.entries.get(entryId);
     if (!entry) throw new AttestationError('no-matching-entry', 'the entry this join token was made for no longer exists');
+    if (!entry.enabled) throw new AttestationError('entry-disabled', `the entry for ${entry.spiffeId} is disabled`);
+    return entry;
+  }
+
+  /** An enabled entry under this agent; another agent's entry is answered as one that does not exist. */
+  private async workloadEntry(agent: PeerSvid, entryId: string): Promise<RegistrationEntry> {
+    const entry = await this.deps.entries.get(entryId);
+    if (!entry || entry.parentId !== agent.spiffeId) throw new AttestationError('no-matching-entry', `no registration entry ${entryId.slice(0, 64)} under ${agent.spiffeId}`);
     if (!entry.enabled) throw new AttestationError('entry-disabled', `the entry for ${entry.spiffeId} is disabled`);
     return entry;
   }

@@ -33,13 +33,13 @@ export const AUDIT_EVENTS = {
   'ca.rotation_activated': { records: 'the prepared CA and JWT key became active', actor: WRIT, details: ['x509Authority', 'jwtAuthority', 'retired'] },
 
   // ── SVIDs (src/attestation/issuer.ts, src/broker.ts)
-  'svid.issued': { records: 'an X.509-SVID was issued (attestation, renewal, or the broker\'s own)', actor: 'the SVID\'s SPIFFE ID, or "writ" for the broker\'s own', details: ['spiffeId', 'entryId', 'serial', 'notAfter', 'attestor', 'selectors', 'renewed'] },
-  'svid.refused': { records: 'an attestation or renewal was refused', actor: 'the renewing SVID\'s SPIFFE ID (unset for attestation)', details: ['attestor', 'selectors', 'renew', 'reason'] },
-  'jwt_svid.issued': { records: 'a JWT-SVID was issued', actor: 'the requesting SVID\'s SPIFFE ID', details: ['jti', 'audience', 'expiresAt'] },
-  'jwt_svid.refused': { records: 'a JWT-SVID request was refused', actor: 'the requesting SVID\'s SPIFFE ID', details: ['audience', 'reason'] },
+  'svid.issued': { records: 'an X.509-SVID was issued (attestation, renewal, or the broker\'s own)', actor: 'the SVID\'s SPIFFE ID, or "writ" for the broker\'s own', details: ['spiffeId', 'entryId', 'serial', 'notAfter', 'attestor', 'selectors', 'renewed', 'agent'] },
+  'svid.refused': { records: 'an attestation, a renewal, or an agent\'s request for a workload SVID was refused', actor: 'the renewing SVID\'s or the agent\'s SPIFFE ID (unset for attestation)', details: ['attestor', 'selectors', 'renew', 'agent', 'entryId', 'reason'] },
+  'jwt_svid.issued': { records: 'a JWT-SVID was issued (to its holder, or to the agent serving its workload)', actor: 'the requesting SVID\'s SPIFFE ID', details: ['jti', 'audience', 'expiresAt', 'agent'] },
+  'jwt_svid.refused': { records: 'a JWT-SVID request was refused', actor: 'the requesting SVID\'s SPIFFE ID', details: ['audience', 'agent', 'reason'] },
 
   // ── registration (src/attestation/, src/resources/, src/policy/)
-  'entry.created': { records: 'a registration entry was created', actor: ADMIN, details: ['entryId', 'spiffeId', 'selectors', 'admin'] },
+  'entry.created': { records: 'a registration entry was created', actor: ADMIN, details: ['entryId', 'spiffeId', 'selectors', 'admin', 'parentId'] },
   'entry.updated': { records: 'a registration entry was changed', actor: ADMIN, details: ['entryId', 'fields'] },
   'entry.deleted': { records: 'a registration entry was deleted', actor: ADMIN, details: ['entryId'] },
   'join_token.created': { records: 'a one-time join token was issued for an entry (the token itself is never recorded)', actor: ADMIN, details: ['entryId', 'spiffeId', 'expiresAt'] },

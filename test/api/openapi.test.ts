@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Express, Router } from 'express';
 import pino from 'pino';
-import { adminRouter, bundleRouter, createApiApp, HttpMetrics, oauthRouter, openApiDocument, signalsRouter, svidRouter, tasksRouter, type AdminDeps } from '../../src/api';
+import { adminRouter, agentRouter, bundleRouter, createApiApp, HttpMetrics, oauthRouter, openApiDocument, signalsRouter, svidRouter, tasksRouter, type AdminDeps } from '../../src/api';
 import { systemRandom } from '../../src/core/random';
 import { serveApi } from '../support/api';
 import { documentedOperation, responseMismatches } from '../support/openapi';
@@ -26,6 +26,7 @@ function brokerApp(): Express {
       oauthRouter({ issuer: 'https://writ.example', exchange: none, introspection: none, revocation: none, admin: none, trustDomain: 'example.org' }),
       bundleRouter(none),
       svidRouter({ ...auth, issuer: none, denylist: none }),
+      agentRouter({ ...auth, issuer: none }),
       tasksRouter({ ...auth, tasks: none }),
       signalsRouter({ intake: none }),
       adminRouter({ ...auth, limits: { trustDomain: 'example.org', x509SvidMaxTtl: 86400, jwtSvidMaxTtl: 3600 } } as unknown as AdminDeps),

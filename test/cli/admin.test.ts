@@ -30,6 +30,16 @@ describe('writ entry: registration entries through the admin API', () => {
     id = json.json().id;
   });
 
+  it('creates a workload entry under an agent (--parent-id, unix: selectors), and shows its agent', async () => {
+    const res = await writ(['entry', 'create', '--spiffe-id', 'spiffe://cli.test/workload/py', '--parent-id', 'spiffe://cli.test/agent/node-1', '--selector', 'unix:uid:1000'], b.env);
+    expect(res.code).toBe(0);
+    expect(res.stdout).toMatch(/^parent_id +spiffe:\/\/cli\.test\/agent\/node-1$/m);
+    expect(res.stdout).toMatch(/^selectors +unix:uid:1000$/m);
+    const id = /^id +(\S+)$/m.exec(res.stdout)![1]!;
+    expect((await writ(['entry', 'delete', id], b.env)).code).toBe(0);
+    expectRefused(await writ(['entry', 'create', '--spiffe-id', 'spiffe://cli.test/workload/py', '--selector', 'unix:uid:1000'], b.env), /parent_id: unix:uid:1000 is a workload selector.*\(400 invalid-entry\)/);
+  });
+
   it('lists, shows (by id or by SPIFFE ID), updates only the fields given, and deletes', async () => {
     const list = await writ(['entry', 'list', '--spiffe-id-prefix', 'spiffe://cli.test/connector/', '-o', 'json'], b.env);
     expect(list.json().entries.map((e: { spiffe_id: string }) => e.spiffe_id).sort()).toEqual(['spiffe://cli.test/connector/github', 'spiffe://cli.test/connector/jira']);

@@ -124,7 +124,8 @@ describe('registration entries', () => {
   });
 
   it.each([
-    [{ selectors: ['k8s:ns:default'] }, 'names no known attestor'],
+    [{ selectors: ['kube:ns:default'] }, 'names no known attestor'],
+    [{ selectors: ['k8s:ns:default'] }, 'parent_id: k8s:ns:default is a workload selector'],
     [{ selectors: ['oidc:subject:x'] }, 'is not one of'],
     [{ selectors: ['oidc:sub:system:serviceaccount:a:b'] }, 'oidc selectors need an oidc:iss:<issuer> selector beside them'],
     [{ selectors: ['x509pop:subject_cn:db-1'] }, 'x509pop selectors need an x509pop:ca:<fingerprint> selector beside them'],

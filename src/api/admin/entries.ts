@@ -14,6 +14,7 @@ export function entryView(e: RegistrationEntry) {
   return {
     id: e.id,
     spiffe_id: e.spiffeId,
+    ...(e.parentId !== undefined && { parent_id: e.parentId }),
     selectors: e.selectors,
     x509_svid_ttl: e.x509SvidTtl,
     jwt_svid_ttl: e.jwtSvidTtl,

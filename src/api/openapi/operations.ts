@@ -8,6 +8,7 @@ import { joinTokenRequest } from '../admin/join-tokens';
 import { policyBody } from '../admin/policies';
 import { revocationRequest } from '../admin/revocations';
 import { attestRequest, jwtSvidRequest, renewRequest } from '../svid';
+import { workloadJwtSvidRequest, workloadX509SvidRequest } from '../agent';
 import * as s from './schemas';
 
 /** Who may call an operation: nobody in particular, an SVID over mTLS (RFC 8705), or an admin (bearer token or admin SVID). */
@@ -132,6 +133,27 @@ export const OPERATIONS: readonly Operation[] = [
     method: 'get', path: '/v1/svid-denylist', operationId: 'getSvidDenylist', tag: 'svid', caller: 'public',
     summary: 'The revoked, unexpired X.509-SVID serials, signed (a JWS, RFC 7515).',
     responses: { 200: { description: 'The signed list', content: { 'application/jwt': { type: 'string' } } } }, errors: BASE, errorKind: 'problem',
+  },
+  // --- The node agent (writ agent) ---
+  {
+    method: 'get', path: '/v1/agent/entries', operationId: 'listAgentEntries', tag: 'svid', caller: 'svid',
+    summary: 'The enabled workload entries the calling agent serves (parent_id = its SPIFFE ID), with their workload selectors.',
+    responses: { 200: json(s.agentEntries, 'The entries (Cache-Control: no-store)') },
+    errors: { ...SVID_ERRORS, 403: 'The agent\'s entry is disabled' }, errorKind: 'problem',
+  },
+  {
+    method: 'post', path: '/v1/agent/x509-svid', operationId: 'issueWorkloadX509Svid', tag: 'svid', caller: 'svid',
+    summary: 'An X.509-SVID for a workload entry under the calling agent, for a CSR made on the agent\'s node.',
+    body: jsonBody(workloadX509SvidRequest),
+    responses: { 201: json(s.x509Svid, 'The X.509-SVID and the bundle (Cache-Control: no-store)') },
+    errors: { ...SVID_ERRORS, 403: 'No enabled entry with this id is under the calling agent' }, errorKind: 'problem',
+  },
+  {
+    method: 'post', path: '/v1/agent/jwt-svid', operationId: 'issueWorkloadJwtSvid', tag: 'svid', caller: 'svid',
+    summary: 'A JWT-SVID for a workload entry under the calling agent (SPIFFE JWT-SVID §3).',
+    body: jsonBody(workloadJwtSvidRequest),
+    responses: { 201: json(s.jwtSvid, 'The JWT-SVID (Cache-Control: no-store)') },
+    errors: { ...SVID_ERRORS, 403: 'No enabled entry with this id is under the calling agent' }, errorKind: 'problem',
   },
   // --- Tasks and signals ---
   {

@@ -29,6 +29,8 @@ export const setError = z.strictObject({ err: z.enum(SET_ERROR_CODES), descripti
 export const entry = z.strictObject({
   id: z.string(),
   spiffe_id: z.string(),
+  /** The agent that serves this workload entry (absent for an entry the broker attests). */
+  parent_id: z.string().optional(),
   selectors: z.array(z.string()),
   x509_svid_ttl: z.number().int(),
   jwt_svid_ttl: z.number().int(),
@@ -120,6 +122,9 @@ export const caRotation = z.strictObject({ x509_authority: z.string(), jwt_autho
 
 export const x509Svid = z.strictObject({ spiffe_id: z.string(), svid: z.string().describe('PEM chain'), expires_at: time, bundle: z.string().describe('PEM trust bundle') });
 export const jwtSvid = z.strictObject({ token: z.string(), spiffe_id: z.string(), expires_at: time });
+export const agentEntries = z.strictObject({
+  entries: z.array(z.strictObject({ id: z.string(), spiffe_id: z.string(), selectors: z.array(z.string()), x509_svid_ttl: z.number().int(), jwt_svid_ttl: z.number().int(), dns_names: z.array(z.string()), updated_at: time })),
+});
 export const taskEnded = z.strictObject({ task_id: z.string(), revoked: z.number().int() });
 
 const jwk = z.looseObject({ kty: z.string() });

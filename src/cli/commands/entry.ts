@@ -9,6 +9,7 @@ import { fields, note, print, table } from '../output';
 interface Entry {
   id: string;
   spiffe_id: string;
+  parent_id?: string;
   selectors: string[];
   x509_svid_ttl: number;
   jwt_svid_ttl: number;
@@ -22,6 +23,7 @@ interface Entry {
 
 interface EntryOptions {
   spiffeId?: string;
+  parentId?: string;
   selector?: string[];
   x509SvidTtl?: number;
   jwtSvidTtl?: number;
@@ -39,6 +41,7 @@ const showEntry = (e: Entry) =>
   fields([
     ['id', e.id],
     ['spiffe_id', e.spiffe_id],
+    ['parent_id', e.parent_id],
     ['selectors', e.selectors],
     ['x509_svid_ttl', e.x509_svid_ttl],
     ['jwt_svid_ttl', e.jwt_svid_ttl],
@@ -68,6 +71,7 @@ function metadataOf(o: EntryOptions): Entry['metadata'] | undefined {
 function bodyOf(o: EntryOptions): Record<string, unknown> {
   return {
     ...(o.spiffeId !== undefined && { spiffe_id: o.spiffeId }),
+    ...(o.parentId !== undefined && { parent_id: o.parentId }),
     ...(o.selector !== undefined && { selectors: o.selector }),
     ...(o.x509SvidTtl !== undefined && { x509_svid_ttl: o.x509SvidTtl }),
     ...(o.jwtSvidTtl !== undefined && { jwt_svid_ttl: o.jwtSvidTtl }),
@@ -124,6 +128,7 @@ function entryOptions(cmd: Command, creating: boolean): Command {
   if (creating) cmd.requiredOption('--spiffe-id <id>', 'the SPIFFE ID the entry grants', spiffeId);
   else cmd.option('--spiffe-id <id>', 'a new SPIFFE ID', spiffeId);
   return cmd
+    .option('--parent-id <id>', 'the agent (its SPIFFE ID) that serves this workload entry; its selectors are then unix: or k8s: ones', spiffeId)
     .option('--selector <selector>', `a selector the workload must attest (repeat for several${creating ? '' : '; replaces the list'})`, collect)
     .option('--x509-svid-ttl <duration>', 'X.509-SVID lifetime (300, 10m, 1h)', seconds)
     .option('--jwt-svid-ttl <duration>', 'JWT-SVID lifetime', seconds)
