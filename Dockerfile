@@ -6,6 +6,8 @@ ARG NODE_IMAGE=node:20-bookworm-slim
 # which the image does not ship).
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
+# node-gyp builds the agent's SO_PEERCRED addon (native/peercred) with these.
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
 # The prepare script is the build itself, which needs the sources: it runs next.
 RUN npm ci --ignore-scripts --no-audit --no-fund
@@ -13,6 +15,8 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY scripts ./scripts
 COPY packages ./packages
 COPY prisma ./prisma
+COPY native ./native
+COPY proto ./proto
 COPY src ./src
 RUN npm run build
 
@@ -36,6 +40,9 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/prisma ./prisma
+# writ agent: the Workload API definition it loads, and the peer-credentials addon built above.
+COPY --from=build /app/proto ./proto
+COPY --from=build /app/native/peercred/build/Release/peercred.node ./native/peercred/build/Release/peercred.node
 USER 10001:10001
 EXPOSE 8443 9090
 # What `npm start` runs after building. SIGTERM drains (WRIT_SHUTDOWN_GRACE) and exits 0.

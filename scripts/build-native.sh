@@ -32,6 +32,12 @@ if [ -z "$gyp" ] || [ ! -f "$gyp" ]; then
   exit 1
 fi
 
+# Up to date: nothing to do (npm run build runs this every time).
+out="$addon/build/Release/peercred.node"
+if [ -f "$out" ] && [ "$out" -nt "$addon/peercred.c" ] && [ "$out" -nt "$addon/binding.gyp" ]; then
+  exit 0
+fi
+
 node_prefix="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")"
 nodedir_arg=()
 if [ -f "$node_prefix/include/node/node_api.h" ] && [ -f "$node_prefix/include/node/common.gypi" ]; then

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option, type HelpContext } from 'commander';
+import { registerAgent } from './commands/agent';
 import { registerAudit } from './commands/audit';
 import { registerCa } from './commands/ca';
 import { registerDev } from './commands/dev';
@@ -78,6 +79,7 @@ export function buildProgram(): Command {
   registerStatus(program);
   registerCa(program);
   registerDev(program);
+  registerAgent(program);
 
   for (const cmd of allCommands(program)) {
     const path = pathOf(cmd);

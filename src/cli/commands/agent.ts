@@ -1,0 +1,49 @@
+import { Option, type Command } from 'commander';
+import pino from 'pino';
+import { CliFailure } from '../errors';
+import { globals } from '../context';
+
+/**
+ * `writ agent`: the node agent. It attests itself to the broker (a join token, once; its SVID is
+ * kept in --data-dir and renewed), and serves the SPIFFE Workload API on a Unix socket, so that
+ * go-spiffe, py-spiffe, java-spiffe, spiffe-helper and Envoy get SVIDs from Writ. Runs until
+ * SIGTERM or SIGINT.
+ */
+export function registerAgent(program: Command): void {
+  program
+    .command('agent')
+    .description('run the node agent: the SPIFFE Workload API on a Unix socket, for the workload entries under this agent')
+    .addOption(new Option('--socket <unix:///path>', 'where to serve the Workload API (SPIFFE_ENDPOINT_SOCKET form)').env('SPIFFE_ENDPOINT_SOCKET').default('unix:///run/writ-agent/public/api.sock'))
+    .addOption(new Option('--data-dir <dir>', 'where the agent keeps its key and node SVID').env('WRIT_AGENT_DATA_DIR').default('/var/lib/writ-agent'))
+    .addOption(new Option('--join-token <token>', 'a one-time join token for the agent\'s entry (prefer the variable: arguments show in the process list)').env('WRIT_AGENT_JOIN_TOKEN'))
+    .addOption(new Option('--sync-interval <ms>', 'how often to ask the broker for entries, the bundle and due SVIDs').env('WRIT_AGENT_SYNC_INTERVAL_MS').default('5000'))
+    .action(async (o: { socket: string; dataDir: string; joinToken?: string; syncInterval: string }, cmd: Command) => {
+      const g = globals(cmd);
+      if (!g.ca) throw new CliFailure('writ agent needs --ca (or WRIT_CA): the trust bundle that signs the broker\'s certificate');
+      const { readCa, socketPathOf, startAgent } = await import('../../agent');
+      const logger = pino({ base: { service: 'writ-agent' } });
+      let agent;
+      try {
+        agent = await startAgent({
+          server: g.server,
+          caPem: readCa(g.ca),
+          socketPath: socketPathOf(o.socket),
+          dataDir: o.dataDir,
+          ...(o.joinToken && { joinToken: o.joinToken }),
+          syncIntervalMs: Number(o.syncInterval),
+          logger,
+        });
+      } catch (err) {
+        throw new CliFailure(`writ agent: ${(err as Error).message}`);
+      }
+      const running = agent;
+      await new Promise<void>((resolve) => {
+        const stop = (signal: string) => {
+          logger.info({ signal }, 'stopping');
+          void running.close().then(resolve);
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      });
+    });
+}
