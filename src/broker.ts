@@ -12,7 +12,7 @@ import { showStartupSummary, type Terminal } from './broker-summary';
 import { redactDatabaseUrl, type Config } from './config';
 import { systemClock, systemRandom, type Clock, type Random } from './core';
 import { openDatabase, whileOpen, type Database, type Freshness, type Readiness } from './db';
-import { LeaseJanitor, noRevocationWatch, type LeaseKind, PgRevocationWatch, PrismaLeaseStore, RevocationEpochs, Revocations, svidDenylist, TaskStore, type LeaseStore, type RevocationWatch } from './leases';
+import { LeaseJanitor, revokedSvidSerials, noRevocationWatch, type LeaseKind, PgRevocationWatch, PrismaLeaseStore, RevocationEpochs, Revocations, svidDenylist, TaskStore, type LeaseStore, type RevocationWatch } from './leases';
 import { PolicyStore, seedPolicies } from './policy';
 import { ResourceStore } from './resources';
 import { PrometheusMetrics } from './telemetry';
@@ -213,7 +213,7 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
       oauthRouter({ issuer: config.issuer, exchange, introspection, revocation: tokenRevocation, admin, trustDomain: config.trustDomain }),
       bundleRouter(bundle),
       svidRouter({ ...auth, issuer, denylist: () => svidDenylist(db.prisma, rotator, { issuer: config.issuer, clock }) }),
-      agentRouter({ ...auth, issuer }),
+      agentRouter({ ...auth, issuer, revokedSerials: (ids) => revokedSvidSerials(db.prisma, ids, clock.now()) }),
       tasksRouter({ ...auth, tasks }),
       signalsRouter({ intake: signals }),
       adminRouter({ ...auth, joinTokens, limits, resources, policies, revocations, auditReader: new AuditReader(db.prisma), rotateCa: (overlap, actor) => rotateCa(overlap, actor) }),

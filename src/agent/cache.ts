@@ -25,6 +25,8 @@ interface SpiffeBundle {
 
 interface CachedX509 {
   readonly identity: X509Identity;
+  /** The leaf's serial, lower-case hex without leading zeros. */
+  readonly serial: string;
   readonly notBefore: number;
   readonly notAfter: number;
   /** When to fetch its successor: half of its life, less up to a tenth as jitter (SPIRE's agent rotates at half-life). */
@@ -49,6 +51,9 @@ export interface WorkloadCacheOptions {
 
 const pemBody = (pem: string): Buffer[] =>
   [...pem.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)].map((m) => Buffer.from(m[1]!.replace(/\s/g, ''), 'base64'));
+
+/** A certificate serial as hex, compared without case or leading zeros. */
+const normalSerial = (hex: string) => hex.toLowerCase().replace(/^0+(?=.)/, '');
 
 /** Whether every selector of an entry is among the caller's (an entry without selectors matches nobody). */
 const matches = (entry: AgentEntry, selectors: ReadonlySet<string>) => entry.selectors.length > 0 && entry.selectors.every((s) => selectors.has(s));
@@ -118,7 +123,15 @@ export class WorkloadCache implements WorkloadIdentitySource {
       this.#bundleSequence = bundle.spiffe_sequence;
       changed = true;
     }
-    const { entries } = await broker.json<{ entries: AgentEntry[] }>('GET', '/v1/agent/entries');
+    const { entries, revoked_serials: revoked } = await broker.json<{ entries: AgentEntry[]; revoked_serials: string[] }>('GET', '/v1/agent/entries');
+    // A revoked SVID is not served a moment longer; its successor is fetched below.
+    const denied = new Set(revoked.map(normalSerial));
+    for (const [id, c] of this.#x509) {
+      if (denied.has(c.serial)) {
+        this.#x509.delete(id);
+        changed = true;
+      }
+    }
     const next = new Map(entries.map((e) => [e.id, e]));
     for (const id of this.#entries.keys()) {
       if (!next.has(id)) {
@@ -188,7 +201,7 @@ export class WorkloadCache implements WorkloadIdentitySource {
       bundle: this.#x509Authorities,
       hint: '',
     };
-    return { identity, notBefore, notAfter, renewAt: this.#renewAt(notBefore, notAfter) };
+    return { identity, serial: normalSerial(leaf.serialNumber), notBefore, notAfter, renewAt: this.#renewAt(notBefore, notAfter) };
   }
 
   entitled(selectors: ReadonlySet<string>): boolean {

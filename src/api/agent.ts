@@ -8,6 +8,8 @@ import { parseWith } from './validate';
 
 export interface AgentRouteDeps extends Omit<AuthDeps, 'admin' | 'entries'> {
   issuer: SvidIssuer;
+  /** Serials of the revoked, unexpired X.509-SVIDs of these entries. */
+  revokedSerials: (entryIds: readonly string[]) => Promise<string[]>;
 }
 
 const entryId = z.uuid();
@@ -16,7 +18,7 @@ export const workloadJwtSvidRequest = jwtSvidRequest.extend({ entry_id: entryId 
 
 /**
  * The node agent's API (`writ agent`, over mTLS with the agent's own X.509-SVID): the workload
- * entries it serves, and SVIDs for them. The agent attests its callers on the node and
+ * entries it serves (with the serials of their revoked SVIDs), and SVIDs for them. The agent attests its callers on the node and
  * generates their keys there; the broker signs only for entries whose parent_id is the agent.
  */
 export function agentRouter(deps: AgentRouteDeps): Router {
@@ -27,6 +29,8 @@ export function agentRouter(deps: AgentRouteDeps): Router {
     res.setHeader('Cache-Control', 'no-store');
     res.json({
       entries: entries.map((e) => ({ id: e.id, spiffe_id: e.spiffeId, selectors: e.selectors, x509_svid_ttl: e.x509SvidTtl, jwt_svid_ttl: e.jwtSvidTtl, dns_names: e.dnsNames, updated_at: e.updatedAt.toISOString() })),
+      // The agent stops serving these at once, and fetches successors.
+      revoked_serials: await deps.revokedSerials(entries.map((e) => e.id)),
     });
   });
 

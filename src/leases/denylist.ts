@@ -26,3 +26,17 @@ export async function svidDenylist(prisma: PrismaClient, authority: SigningAutho
     .setIssuedAt(Math.floor(now.getTime() / 1000))
     .sign(jwtKey.privateKey);
 }
+
+/**
+ * The serials of revoked, unexpired X.509-SVIDs of these entries: what a node agent must stop
+ * serving (and replace) at once. Its answer to the agent travels over the agent's mTLS.
+ */
+export async function revokedSvidSerials(prisma: PrismaClient, entryIds: readonly string[], now: Date): Promise<string[]> {
+  if (entryIds.length === 0) return [];
+  const rows = await prisma.lease.findMany({
+    where: { kind: 'x509-svid', entryId: { in: [...entryIds] }, revokedAt: { not: null }, serial: { not: null }, expiresAt: { gt: now } },
+    select: { serial: true },
+    take: 100_000,
+  });
+  return rows.map((r) => r.serial!);
+}

@@ -234,6 +234,6 @@ export { TaskStore, TaskError, type Task } from './tasks';
 export { LeaseRefused, RevocationEpochs, REVOCATION_LOCK, type LeaseBasis, type LeaseRefusal, type MarkerKind, type RevocationEpoch } from './ordering';
 export { Revocations, revocationSelectorSchema, leaseFilter, handleOf, type PendingRevocation, type RevocationSelector, type BlastRadius } from './revocations';
 export { leaseListingSchema, type LeaseListing } from './filters';
-export { svidDenylist } from './denylist';
+export { revokedSvidSerials, svidDenylist } from './denylist';
 export { LeaseJanitor } from './janitor';
 export { PgRevocationWatch, noRevocationWatch, announceRevoked, REVOCATION_CHANNEL, type RevocationWatch, type Revoked } from './watch';

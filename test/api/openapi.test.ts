@@ -26,7 +26,7 @@ function brokerApp(): Express {
       oauthRouter({ issuer: 'https://writ.example', exchange: none, introspection: none, revocation: none, admin: none, trustDomain: 'example.org' }),
       bundleRouter(none),
       svidRouter({ ...auth, issuer: none, denylist: none }),
-      agentRouter({ ...auth, issuer: none }),
+      agentRouter({ ...auth, issuer: none, revokedSerials: none }),
       tasksRouter({ ...auth, tasks: none }),
       signalsRouter({ intake: none }),
       adminRouter({ ...auth, limits: { trustDomain: 'example.org', x509SvidMaxTtl: 86400, jwtSvidMaxTtl: 3600 } } as unknown as AdminDeps),

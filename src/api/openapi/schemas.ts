@@ -124,6 +124,7 @@ export const x509Svid = z.strictObject({ spiffe_id: z.string(), svid: z.string()
 export const jwtSvid = z.strictObject({ token: z.string(), spiffe_id: z.string(), expires_at: time });
 export const agentEntries = z.strictObject({
   entries: z.array(z.strictObject({ id: z.string(), spiffe_id: z.string(), selectors: z.array(z.string()), x509_svid_ttl: z.number().int(), jwt_svid_ttl: z.number().int(), dns_names: z.array(z.string()), updated_at: time })),
+  revoked_serials: z.array(z.string()).describe('serials of revoked, unexpired X.509-SVIDs of these entries'),
 });
 export const taskEnded = z.strictObject({ task_id: z.string(), revoked: z.number().int() });
 
