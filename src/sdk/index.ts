@@ -9,6 +9,7 @@
  *   current SVID and bundle, peers authorized by SPIFFE ID ({@link authorizeId},
  *   {@link authorizeOneOf}, {@link authorizeMemberOf}, {@link authorizeAny}).
  * - {@link JwtSource}: cached JWT-SVIDs per audience set.
+ * - {@link WorkloadApiSource}: SVIDs, bundles and JWT-SVIDs from a SPIFFE Workload API agent (`writ agent`, SPIRE's).
  * - {@link TaskTokenClient}: per-task access tokens by RFC 8693 token exchange, chaining, task end;
  *   {@link TaskTokenClient.taskFetch}: a `fetch` for MCP clients that follows per-tool step-up.
  * - {@link DpopKey}: DPoP (RFC 9449) proofs, for tokens bound to a key rather than the SVID's certificate.
@@ -59,6 +60,7 @@ export {
   type TlsServerOptions,
 } from './tls';
 export { JwtSource, type JwtSvid } from './jwt-source';
+export { WorkloadApiError, WorkloadApiSource, type WorkloadApiSourceOptions, type WorkloadApiUpdate, type WorkloadJwtSvid } from './workload-api';
 export {
   TaskTokenClient,
   type TaskTokenClientOptions,

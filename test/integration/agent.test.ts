@@ -6,11 +6,13 @@
  * past its expiry is never served, with or without the broker.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pino from 'pino';
+import { createLocalJWKSet, jwtVerify } from 'jose';
 import { startAgent, type RunningAgent } from '../../src/agent';
+import { WorkloadApiError, WorkloadApiSource } from '../../src/sdk';
 import { ManualClock } from '../../src/core/clock';
 import { CLI } from '../support/cli';
 import { startBrokerFixture, type BrokerFixture } from '../support/fixture';
@@ -32,13 +34,15 @@ let fx: BrokerFixture;
 let agent: RunningAgent;
 let work: string;
 let socket: string;
+/** The client's copy that every user can read. */
+let client_: string;
 const clock = new ManualClock(Date.now());
 const isRoot = process.getuid?.() === 0;
 
 /** Runs the Python client once (as `uid` when given), asynchronously: the agent answers from this process. Its JSON lines. */
 function client(args: string[], opts: { uid?: number; timeout?: number } = {}, at = socket): Promise<Record<string, any>[]> { // eslint-disable-line @typescript-eslint/no-explicit-any
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(PYTHON, [CLIENT, at, ...args], {
+    const child = spawn(PYTHON, [client_, at, ...args], {
       env: { ...process.env, CLIENT_TIMEOUT: String(opts.timeout ?? 10), HOME: '/tmp' },
       ...(opts.uid !== undefined && { uid: opts.uid, gid: opts.uid }),
     });
@@ -56,7 +60,7 @@ function client(args: string[], opts: { uid?: number; timeout?: number } = {}, a
 
 /** A streaming client: each message as it arrives. */
 function streamingClient(args: string[]) {
-  const child = spawn(PYTHON, [CLIENT, socket, ...args], { env: { ...process.env, CLIENT_TIMEOUT: '60' } });
+  const child = spawn(PYTHON, [client_, socket, ...args], { env: { ...process.env, CLIENT_TIMEOUT: '60' } });
   const lines: Record<string, any>[] = []; // eslint-disable-line @typescript-eslint/no-explicit-any
   let buffer = '';
   child.stdout.on('data', (d: Buffer) => {
@@ -106,6 +110,11 @@ beforeAll(async () => {
   expect(mine.status).toBe(201);
   work = mkdtempSync(join(tmpdir(), 'writ-agent-'));
   chmodSync(work, 0o755); // other users' processes reach the socket through it
+  // The client and the proto, where another user can read them (a checkout may sit in a 0700 directory).
+  cpSync(CLIENT, join(work, 'interop', 'test', 'interop', 'workload_api_client.py'));
+  cpSync(resolve(__dirname, '../../proto'), join(work, 'interop', 'proto'), { recursive: true });
+  for (const dir of ['interop', 'interop/test', 'interop/test/interop', 'interop/proto', 'interop/proto/spiffe', 'interop/proto/spiffe/workload']) chmodSync(join(work, dir), 0o755);
+  client_ = join(work, 'interop', 'test', 'interop', 'workload_api_client.py');
   socket = join(work, 'public', 'api.sock');
   agent = await startAgent({ server: fx.broker.apiUrl, caPem: fx.bundlePem, socketPath: socket, dataDir: join(work, 'data'), joinToken: token.json.token, syncIntervalMs: 60_000, logger: pino({ level: 'silent' }), clock });
 });
@@ -152,6 +161,33 @@ describeInterop('writ agent serves the SPIFFE Workload API', () => {
 
   it('refuses a call without the security header (InvalidArgument)', async () => {
     expect(await client(['no-header'])).toEqual([{ error: 'INVALID_ARGUMENT', details: 'security header missing from request' }]);
+  });
+
+  it('@writ/sdk\'s WorkloadApiSource gets the same from the socket: the X.509-SVID and bundle, updates, JWT-SVIDs and their validation', async () => {
+    const NODE_CONNECTOR = `spiffe://${TD}/connector/node`;
+    expect((await fx.admin('/v1/admin/entries', 'POST', { spiffe_id: NODE_CONNECTOR, parent_id: AGENT_ID, selectors: [`unix:uid:${process.getuid!()}`, `unix:path:${realpathSync(process.execPath)}`] })).status).toBe(201);
+    await agent.tick();
+    await expect(WorkloadApiSource.create({ socket: 'unix:///nonexistent/api.sock', timeoutMs: 2000 })).rejects.toThrow(WorkloadApiError);
+    const source = await WorkloadApiSource.create({ socket: `unix://${socket}` });
+    try {
+      expect(source.svids.map((x) => x.spiffeId)).toEqual([NODE_CONNECTOR]); // this process is node, not python
+      const leaf = source.svid.certificates[0]!;
+      expect(source.bundle.x509Authorities.some((ca) => leaf.verify(ca.publicKey))).toBe(true);
+      const jwt = await source.fetchJwtSvid('https://mcp.agent.test');
+      expect(jwt.spiffeId).toBe(NODE_CONNECTOR);
+      expect(await source.validateJwtSvid(jwt.token, 'https://mcp.agent.test')).toMatchObject({ spiffeId: NODE_CONNECTOR, claims: { sub: NODE_CONNECTOR, aud: ['https://mcp.agent.test'] } });
+      await expect(source.validateJwtSvid(jwt.token, 'https://other.test')).rejects.toThrow(/INVALID_ARGUMENT/);
+      const keys = (await source.jwtBundles()).get(`spiffe://${TD}`)!;
+      const { payload } = await jwtVerify(jwt.token, createLocalJWKSet({ keys: keys.map((k) => ({ ...k.jwk, kid: k.kid })) as never }), { audience: 'https://mcp.agent.test' });
+      expect(payload.sub).toBe(NODE_CONNECTOR);
+      // A revocation replaces the SVID; the open stream brings the successor.
+      const updated = new Promise<string>((r) => source.once('update', (u) => r(u.svids[0]!.serialNumber)));
+      expect((await fx.admin('/v1/admin/revocations', 'POST', { connector: NODE_CONNECTOR, reason: 'rotate' })).status).toBe(200);
+      await agent.tick();
+      expect(await updated).not.toBe(leaf.serialNumber.toLowerCase());
+    } finally {
+      source.close();
+    }
   });
 
   (isRoot ? it : it.skip)('tells callers apart by uid: another user gets its own identity, or PermissionDenied without an entry', async () => {
