@@ -23,6 +23,8 @@ export interface AgentOptions {
   readonly socketPath: string;
   readonly dataDir: string;
   readonly joinToken?: string;
+  /** An OIDC token file (a projected service-account token) to attest with, at start and whenever the SVID lapsed. */
+  readonly oidcTokenFile?: string;
   /** How often the agent asks the broker for its entries, the bundle and due SVIDs (default 5 s). */
   readonly syncIntervalMs?: number;
   readonly logger: Logger;
@@ -84,12 +86,14 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const { logger } = opts;
   secureSocketPath(opts.socketPath);
   let cache: WorkloadCache | undefined;
-  const node = new NodeIdentity({ server: opts.server, ca: () => cache?.bundlePem ?? opts.caPem, dataDir: opts.dataDir, ...(opts.joinToken && { joinToken: opts.joinToken }), clock, logger });
+  const node = new NodeIdentity({ server: opts.server, ca: () => cache?.bundlePem ?? opts.caPem, dataDir: opts.dataDir, ...(opts.joinToken && { joinToken: opts.joinToken }), ...(opts.oidcTokenFile && { oidcTokenFile: opts.oidcTokenFile }), clock, logger });
   const svid = await node.start();
   const trustDomain = new URL(svid.spiffeId).host;
   cache = new WorkloadCache({ broker: () => node.client(), trustDomain, clock, logger });
   const round = async () => {
-    if (node.dueForRenewal()) await node.renew();
+    // An SVID that lapsed (a long outage) cannot be renewed; with an OIDC token the agent attests again.
+    if (node.expired() && node.canReattest) await node.attest();
+    else if (node.dueForRenewal()) await node.renew();
     await cache!.sync();
   };
   await round().catch((err: unknown) => logger.warn({ err: { message: (err as Error).message } }, 'the first round with the broker failed; retrying'));

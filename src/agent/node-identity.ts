@@ -31,6 +31,12 @@ export interface NodeIdentityOptions {
   readonly dataDir: string;
   /** A one-time join token, used only when no live SVID is kept. */
   readonly joinToken?: string;
+  /**
+   * A file holding an OIDC token from an issuer the broker trusts (a projected Kubernetes
+   * service-account token): read at each attestation, so the agent can attest again whenever
+   * its SVID lapsed, as SPIRE's agent does with its k8s_psat attestor.
+   */
+  readonly oidcTokenFile?: string;
   readonly clock: Clock;
   readonly logger: Logger;
 }
@@ -43,6 +49,17 @@ function writeAtomically(path: string, text: string, mode: number): void {
   writeFileSync(`${path}.tmp`, text, { mode });
   chmodSync(`${path}.tmp`, mode);
   renameSync(`${path}.tmp`, path);
+}
+
+/** The token of a token file (a projected token is rewritten in place as it rotates). */
+function readToken(path: string): string {
+  try {
+    const token = readFileSync(path, 'utf8').trim();
+    if (token === '') throw new Error('it is empty');
+    return token;
+  } catch (err) {
+    throw new Error(`cannot read the OIDC token file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
 }
 
 function parse(certPem: string, keyPem: string): NodeSvid {
@@ -85,13 +102,33 @@ export class NodeIdentity {
         return kept;
       }
     }
-    if (!this.opts.joinToken) throw new Error('the agent has no live node SVID and no join token (--join-token or WRIT_AGENT_JOIN_TOKEN) to attest with');
+    await this.attest();
+    return this.svid;
+  }
+
+  /** Whether the agent can attest again by itself (an OIDC token file; a join token serves once). */
+  get canReattest(): boolean {
+    return this.opts.oidcTokenFile !== undefined;
+  }
+
+  /** POST /v1/attest: with the OIDC token file's current token, else the join token. */
+  async attest(): Promise<void> {
+    const evidence = this.opts.oidcTokenFile !== undefined
+      ? { attestor: 'oidc', evidence: { token: readToken(this.opts.oidcTokenFile) } }
+      : this.opts.joinToken
+        ? { attestor: 'join_token', evidence: { token: this.opts.joinToken } }
+        : undefined;
+    if (!evidence) throw new Error('the agent has no live node SVID and nothing to attest with: give --join-token (WRIT_AGENT_JOIN_TOKEN) or --oidc-token-file (WRIT_AGENT_OIDC_TOKEN_FILE)');
     const { keyPem, csrPem } = newKeyAndCsr();
     const anonymous = new BrokerClient({ server: this.opts.server, ca: this.opts.ca(), timeoutMs: 10_000 });
-    const issued = await anonymous.json<IssuedSvid>('POST', '/v1/attest', { attestor: 'join_token', evidence: { token: this.opts.joinToken }, csr: csrPem });
+    const issued = await anonymous.json<IssuedSvid>('POST', '/v1/attest', { ...evidence, csr: csrPem });
     this.#keep(issued.svid, keyPem);
-    this.opts.logger.info({ spiffeId: this.svid.spiffeId, notAfter: this.svid.notAfter.toISOString() }, 'node attested');
-    return this.svid;
+    this.opts.logger.info({ spiffeId: this.svid.spiffeId, attestor: evidence.attestor, notAfter: this.svid.notAfter.toISOString() }, 'node attested');
+  }
+
+  /** Whether the SVID has expired (renewal is no longer possible; only attesting again is). */
+  expired(): boolean {
+    return this.svid.notAfter <= this.opts.clock.now();
   }
 
   /** Whether half of the SVID's life is spent (SPIRE's agent rotates its own SVID then). */

@@ -10,7 +10,7 @@ import { chmodSync, cpSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeF
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pino from 'pino';
-import { createLocalJWKSet, jwtVerify } from 'jose';
+import { createLocalJWKSet, exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import { startAgent, type RunningAgent } from '../../src/agent';
 import { WorkloadApiError, WorkloadApiSource } from '../../src/sdk';
 import { ManualClock } from '../../src/core/clock';
@@ -31,6 +31,12 @@ if (!haveClient && process.env.CI) test('python3-grpcio and python3-grpc-tools a
 if (!haveClient && !process.env.CI) test.todo(`the Workload API interop tests need ${PYTHON} with grpcio, grpc_tools, cryptography and PyJWT`);
 
 let fx: BrokerFixture;
+const K8S_ISSUER = 'https://kubernetes.agent.test';
+let k8sDir: string;
+let k8sKey: CryptoKey;
+/** A projected service-account token for the agent's DaemonSet, as the kubelet writes it. */
+const serviceAccountToken = () =>
+  new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'k8s-1' }).setIssuer(K8S_ISSUER).setSubject('system:serviceaccount:writ:writ-agent').setAudience('writ').setIssuedAt().setExpirationTime('10m').sign(k8sKey);
 let agent: RunningAgent;
 let work: string;
 let socket: string;
@@ -102,7 +108,17 @@ const python3Path = realpathSync(PYTHON);
 
 beforeAll(async () => {
   if (!haveClient) return;
-  fx = await startBrokerFixture({ prefix: 'writ-agent-', trustDomain: TD, policies: '' });
+  // A Kubernetes-like OIDC issuer whose projected service-account tokens the broker trusts (the oidc attestor).
+  k8sDir = mkdtempSync(join(tmpdir(), 'writ-agent-k8s-'));
+  const pair = await generateKeyPair('ES256');
+  k8sKey = pair.privateKey as CryptoKey;
+  writeFileSync(join(k8sDir, 'jwks.json'), JSON.stringify({ keys: [{ ...(await exportJWK(pair.publicKey)), kid: 'k8s-1', alg: 'ES256' }] }));
+  fx = await startBrokerFixture({
+    prefix: 'writ-agent-',
+    trustDomain: TD,
+    policies: '',
+    env: { WRIT_OIDC_ISSUERS: JSON.stringify([{ issuer: K8S_ISSUER, jwks_file: join(k8sDir, 'jwks.json'), audience: 'writ', algorithms: ['ES256'] }]) },
+  });
   // The agent's own entry and join token, as an operator makes them.
   const node = await fx.admin('/v1/admin/entries', 'POST', { spiffe_id: AGENT_ID });
   const token = await fx.admin('/v1/admin/join-tokens', 'POST', { entry_id: node.json.id });
@@ -123,6 +139,7 @@ afterAll(async () => {
   await agent?.close();
   await fx?.close();
   if (work) rmSync(work, { recursive: true, force: true });
+  if (k8sDir) rmSync(k8sDir, { recursive: true, force: true });
 });
 
 describeInterop('writ agent serves the SPIFFE Workload API', () => {
@@ -137,7 +154,27 @@ describeInterop('writ agent serves the SPIFFE Workload API', () => {
     } finally {
       await again.close();
     }
-    await expect(startAgent({ server: fx.broker.apiUrl, caPem: fx.bundlePem, socketPath: join(work, 'third', 'api.sock'), dataDir: join(work, 'empty'), logger: pino({ level: 'silent' }), clock })).rejects.toThrow(/no live node SVID and no join token/);
+    await expect(startAgent({ server: fx.broker.apiUrl, caPem: fx.bundlePem, socketPath: join(work, 'third', 'api.sock'), dataDir: join(work, 'empty'), logger: pino({ level: 'silent' }), clock })).rejects.toThrow(/no live node SVID and nothing to attest with: give --join-token/);
+  });
+
+  it('attests with a projected service-account token file (oidc), and attests again once its SVID lapsed', async () => {
+    const id = `spiffe://${TD}/agent/daemonset`;
+    expect((await fx.admin('/v1/admin/entries', 'POST', { spiffe_id: id, selectors: [`oidc:iss:${K8S_ISSUER}`, 'oidc:sub:system:serviceaccount:writ:writ-agent'] })).status).toBe(201);
+    const tokenFile = join(work, 'sa-token');
+    writeFileSync(tokenFile, await serviceAccountToken());
+    const own = new ManualClock(Date.now());
+    const attested = () => fx.broker.db.prisma.auditEvent.count({ where: { type: 'svid.issued', actor: id } });
+    const k8s = await startAgent({ server: fx.broker.apiUrl, caPem: fx.bundlePem, socketPath: join(work, 'k8s', 'api.sock'), dataDir: join(work, 'k8s-data'), oidcTokenFile: tokenFile, syncIntervalMs: 60_000, logger: pino({ level: 'silent' }), clock: own });
+    try {
+      expect(k8s.spiffeId).toBe(id);
+      expect(await attested()).toBe(1);
+      own.advance(2 * 3600); // the node SVID lapsed (a long outage): renewal is impossible, the token file is not
+      writeFileSync(tokenFile, await serviceAccountToken()); // the kubelet rotated it meanwhile
+      await k8s.tick();
+      expect(await attested()).toBe(2);
+    } finally {
+      await k8s.close();
+    }
   });
 
   it('refuses a socket directory others can write to (they could replace the socket)', async () => {

@@ -16,8 +16,9 @@ export function registerAgent(program: Command): void {
     .addOption(new Option('--socket <unix:///path>', 'where to serve the Workload API (SPIFFE_ENDPOINT_SOCKET form)').env('SPIFFE_ENDPOINT_SOCKET').default('unix:///run/writ-agent/public/api.sock'))
     .addOption(new Option('--data-dir <dir>', 'where the agent keeps its key and node SVID').env('WRIT_AGENT_DATA_DIR').default('/var/lib/writ-agent'))
     .addOption(new Option('--join-token <token>', 'a one-time join token for the agent\'s entry (prefer the variable: arguments show in the process list)').env('WRIT_AGENT_JOIN_TOKEN'))
+    .addOption(new Option('--oidc-token-file <file>', 'attest with this OIDC token (a projected Kubernetes service-account token), read at each attestation').env('WRIT_AGENT_OIDC_TOKEN_FILE'))
     .addOption(new Option('--sync-interval <ms>', 'how often to ask the broker for entries, the bundle and due SVIDs').env('WRIT_AGENT_SYNC_INTERVAL_MS').default('5000'))
-    .action(async (o: { socket: string; dataDir: string; joinToken?: string; syncInterval: string }, cmd: Command) => {
+    .action(async (o: { socket: string; dataDir: string; joinToken?: string; oidcTokenFile?: string; syncInterval: string }, cmd: Command) => {
       const g = globals(cmd);
       if (!g.ca) throw new CliFailure('writ agent needs --ca (or WRIT_CA): the trust bundle that signs the broker\'s certificate');
       const { readCa, socketPathOf, startAgent } = await import('../../agent');
@@ -30,6 +31,7 @@ export function registerAgent(program: Command): void {
           socketPath: socketPathOf(o.socket),
           dataDir: o.dataDir,
           ...(o.joinToken && { joinToken: o.joinToken }),
+          ...(o.oidcTokenFile && { oidcTokenFile: o.oidcTokenFile }),
           syncIntervalMs: Number(o.syncInterval),
           logger,
         });
