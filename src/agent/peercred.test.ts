@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, closeSync, mkdtempSync, openSync, realpathSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -8,6 +8,7 @@ import {
   executableOf,
   loadPeerCredentials,
   peerCredentials,
+  processIdentity,
   selectorsOf,
   supplementaryGroupsOf,
 } from './peercred';
@@ -111,6 +112,23 @@ describe('SPIFFE Workload Endpoint §5: identifying the caller from kernel socke
       conn.destroy();
     }
     expect(await done).toBe(0);
+  });
+});
+
+describe('selectors of a caller', () => {
+  it('are SPIRE\'s unix selectors for a live process', () => {
+    const selectors = selectorsOf({ pid: process.pid, uid: process.getuid!(), gid: process.getgid!() });
+    expect(selectors).toEqual(expect.arrayContaining([`unix:uid:${process.getuid!()}`, `unix:gid:${process.getgid!()}`, `unix:path:${realpathSync(process.execPath)}`]));
+    expect(processIdentity(process.pid)).toEqual({ startTime: expect.stringMatching(/^\d+$/), euid: process.getuid!() });
+  });
+
+  it('refuse a pid that runs as another uid than the one the kernel recorded at connect (a reused pid)', () => {
+    expect(() => selectorsOf({ pid: process.pid, uid: process.getuid!() + 4242, gid: 0 })).toThrow(/now runs as uid .* the caller exited and its pid was reused/);
+  });
+
+  it('refuse a caller that has exited', () => {
+    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+    expect(() => selectorsOf({ pid: Number(gone.stdout), uid: process.getuid!(), gid: 0 })).toThrow(/ENOENT/);
   });
 });
 

@@ -149,10 +149,29 @@ export function supplementaryGroupsOf(pid: number): number[] {
 export function selectorsOf(creds: PeerCredentials): string[] {
   const selectors = [`unix:uid:${creds.uid}`, `unix:gid:${creds.gid}`];
   if (creds.pid > 0) {
+    // The pid must still name the process that connected, before and after /proc is read (SPIRE's
+    // peertracker): the same start time both times, and the effective uid the kernel recorded.
+    const before = processIdentity(creds.pid);
+    if (before.euid !== creds.uid) throw new Error(`pid ${creds.pid} now runs as uid ${before.euid}, not the caller's ${creds.uid}: the caller exited and its pid was reused`);
     for (const gid of supplementaryGroupsOf(creds.pid)) selectors.push(`unix:supplementary_gid:${gid}`);
     selectors.push(`unix:path:${executableOf(creds.pid)}`);
+    if (processIdentity(creds.pid).startTime !== before.startTime) throw new Error(`pid ${creds.pid} was reused while the caller was attested`);
   }
   return selectors;
+}
+
+/** A process's start time (clock ticks since boot, /proc/<pid>/stat field 22) and effective uid: together they tell a reused pid apart. */
+export function processIdentity(pid: number): { startTime: string; euid: number } {
+  assertPid(pid);
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) is in parentheses and may hold spaces or parentheses: fields resume after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const startTime = fields[22 - 3];
+  if (startTime === undefined) throw new Error(`/proc/${pid}/stat has no start time`);
+  const uid = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('Uid:'));
+  const euid = Number(uid?.split(/\s+/)[2]);
+  if (!Number.isSafeInteger(euid)) throw new Error(`/proc/${pid}/status has no effective uid`);
+  return { startTime, euid };
 }
 
 function assertPid(pid: number): void {
