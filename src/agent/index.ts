@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { systemClock, type Clock } from '../core/clock';
 import { WorkloadCache } from './cache';
 import { NodeIdentity } from './node-identity';
+import { k8sSelectors, Kubelet } from './k8s';
 import { peerCredentials, selectorsOf } from './peercred';
 import { serveWorkloadApi } from './workload-api';
 
@@ -25,6 +26,8 @@ export interface AgentOptions {
   readonly joinToken?: string;
   /** An OIDC token file (a projected service-account token) to attest with, at start and whenever the SVID lapsed. */
   readonly oidcTokenFile?: string;
+  /** Kubernetes workload attestation: the node's kubelet, its CA, and the token it authorizes the agent by. */
+  readonly kubelet?: { readonly url: string; readonly caPem: string; readonly tokenFile: string };
   /** How often the agent asks the broker for its entries, the bundle and due SVIDs (default 5 s). */
   readonly syncIntervalMs?: number;
   readonly logger: Logger;
@@ -73,8 +76,14 @@ export function secureSocketPath(socketPath: string): void {
   }
 }
 
-/** The unix workload attestor: the caller's selectors from its socket's peer credentials. */
-const attestUnixCaller = async (socket: Socket): Promise<readonly string[]> => selectorsOf(peerCredentials(socket));
+/** The unix workload attestor (the caller's selectors from its socket's peer credentials), and the k8s one when a kubelet is configured. */
+function callerAttestor(kubelet: Kubelet | undefined) {
+  return async (socket: Socket): Promise<readonly string[]> => {
+    const creds = peerCredentials(socket);
+    const unix = selectorsOf(creds);
+    return kubelet ? [...unix, ...(await k8sSelectors(kubelet, creds.pid))] : unix;
+  };
+}
 
 /**
  * Runs the node agent: its node identity (attested with a join token once, then renewed), the
@@ -97,7 +106,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     await cache!.sync();
   };
   await round().catch((err: unknown) => logger.warn({ err: { message: (err as Error).message } }, 'the first round with the broker failed; retrying'));
-  const api = await serveWorkloadApi({ socketPath: opts.socketPath, source: cache, attest: attestUnixCaller, logger });
+  const kubelet = opts.kubelet && new Kubelet(opts.kubelet);
+  const api = await serveWorkloadApi({ socketPath: opts.socketPath, source: cache, attest: callerAttestor(kubelet), logger });
   chmodSync(opts.socketPath, 0o777); // any local process may ask; its peer credentials decide what it gets
   logger.info({ socket: opts.socketPath, spiffeId: svid.spiffeId }, 'Workload API listening');
 
@@ -130,6 +140,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       stopped = true;
       clearTimeout(timer);
       await api.close();
+      await kubelet?.close();
     },
   };
 }

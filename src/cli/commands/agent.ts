@@ -17,9 +17,13 @@ export function registerAgent(program: Command): void {
     .addOption(new Option('--data-dir <dir>', 'where the agent keeps its key and node SVID').env('WRIT_AGENT_DATA_DIR').default('/var/lib/writ-agent'))
     .addOption(new Option('--join-token <token>', 'a one-time join token for the agent\'s entry (prefer the variable: arguments show in the process list)').env('WRIT_AGENT_JOIN_TOKEN'))
     .addOption(new Option('--oidc-token-file <file>', 'attest with this OIDC token (a projected Kubernetes service-account token), read at each attestation').env('WRIT_AGENT_OIDC_TOKEN_FILE'))
+    .addOption(new Option('--kubelet-url <url>', 'attest callers in pods too (k8s: selectors), asking this node\'s kubelet (e.g. https://$NODE_IP:10250)').env('WRIT_AGENT_KUBELET_URL'))
+    .addOption(new Option('--kubelet-ca <file>', 'the CA of the kubelet\'s serving certificate').env('WRIT_AGENT_KUBELET_CA'))
+    .addOption(new Option('--kubelet-token-file <file>', 'the token the kubelet authorizes the agent by').env('WRIT_AGENT_KUBELET_TOKEN_FILE').default('/var/run/secrets/kubernetes.io/serviceaccount/token'))
     .addOption(new Option('--sync-interval <ms>', 'how often to ask the broker for entries, the bundle and due SVIDs').env('WRIT_AGENT_SYNC_INTERVAL_MS').default('5000'))
-    .action(async (o: { socket: string; dataDir: string; joinToken?: string; oidcTokenFile?: string; syncInterval: string }, cmd: Command) => {
+    .action(async (o: { socket: string; dataDir: string; joinToken?: string; oidcTokenFile?: string; kubeletUrl?: string; kubeletCa?: string; kubeletTokenFile: string; syncInterval: string }, cmd: Command) => {
       const g = globals(cmd);
+      if (o.kubeletUrl && !o.kubeletCa) throw new CliFailure('writ agent: --kubelet-url needs --kubelet-ca (WRIT_AGENT_KUBELET_CA): the kubelet\'s certificate is verified, never trusted blindly');
       if (!g.ca) throw new CliFailure('writ agent needs --ca (or WRIT_CA): the trust bundle that signs the broker\'s certificate');
       const { readCa, socketPathOf, startAgent } = await import('../../agent');
       const logger = pino({ base: { service: 'writ-agent' } });
@@ -32,6 +36,7 @@ export function registerAgent(program: Command): void {
           dataDir: o.dataDir,
           ...(o.joinToken && { joinToken: o.joinToken }),
           ...(o.oidcTokenFile && { oidcTokenFile: o.oidcTokenFile }),
+          ...(o.kubeletUrl && { kubelet: { url: o.kubeletUrl, caPem: readCa(o.kubeletCa!), tokenFile: o.kubeletTokenFile } }),
           syncIntervalMs: Number(o.syncInterval),
           logger,
         });
