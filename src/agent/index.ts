@@ -26,6 +26,8 @@ export interface AgentOptions {
   readonly joinToken?: string;
   /** An OIDC token file (a projected service-account token) to attest with, at start and whenever the SVID lapsed. */
   readonly oidcTokenFile?: string;
+  /** A node certificate and key (PEM files) of a PKI the broker trusts (the x509pop attestor). */
+  readonly x509pop?: { readonly certFile: string; readonly keyFile: string };
   /** Kubernetes workload attestation: the node's kubelet, its CA, and the token it authorizes the agent by. */
   readonly kubelet?: { readonly url: string; readonly caPem: string; readonly tokenFile: string };
   /** How often the agent asks the broker for its entries, the bundle and due SVIDs (default 5 s). */
@@ -95,7 +97,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const { logger } = opts;
   secureSocketPath(opts.socketPath);
   let cache: WorkloadCache | undefined;
-  const node = new NodeIdentity({ server: opts.server, ca: () => cache?.bundlePem ?? opts.caPem, dataDir: opts.dataDir, ...(opts.joinToken && { joinToken: opts.joinToken }), ...(opts.oidcTokenFile && { oidcTokenFile: opts.oidcTokenFile }), clock, logger });
+  const node = new NodeIdentity({ server: opts.server, ca: () => cache?.bundlePem ?? opts.caPem, dataDir: opts.dataDir, ...(opts.joinToken && { joinToken: opts.joinToken }), ...(opts.oidcTokenFile && { oidcTokenFile: opts.oidcTokenFile }), ...(opts.x509pop && { x509pop: opts.x509pop }), clock, logger });
   const svid = await node.start();
   const trustDomain = new URL(svid.spiffeId).host;
   cache = new WorkloadCache({ broker: () => node.client(), trustDomain, clock, logger });

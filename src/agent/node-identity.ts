@@ -37,6 +37,8 @@ export interface NodeIdentityOptions {
    * its SVID lapsed, as SPIRE's agent does with its k8s_psat attestor.
    */
   readonly oidcTokenFile?: string;
+  /** A certificate (and key files, PEM) of an enterprise PKI the broker trusts: the x509pop attestor's proof is the TLS handshake itself. */
+  readonly x509pop?: { readonly certFile: string; readonly keyFile: string };
   readonly clock: Clock;
   readonly logger: Logger;
 }
@@ -108,19 +110,28 @@ export class NodeIdentity {
 
   /** Whether the agent can attest again by itself (an OIDC token file; a join token serves once). */
   get canReattest(): boolean {
-    return this.opts.oidcTokenFile !== undefined;
+    return this.opts.oidcTokenFile !== undefined || this.opts.x509pop !== undefined;
   }
 
   /** POST /v1/attest: with the OIDC token file's current token, else the join token. */
   async attest(): Promise<void> {
+    const pop = this.opts.x509pop;
     const evidence = this.opts.oidcTokenFile !== undefined
       ? { attestor: 'oidc', evidence: { token: readToken(this.opts.oidcTokenFile) } }
-      : this.opts.joinToken
-        ? { attestor: 'join_token', evidence: { token: this.opts.joinToken } }
-        : undefined;
-    if (!evidence) throw new Error('the agent has no live node SVID and nothing to attest with: give --join-token (WRIT_AGENT_JOIN_TOKEN) or --oidc-token-file (WRIT_AGENT_OIDC_TOKEN_FILE)');
+      : pop
+        ? { attestor: 'x509pop', evidence: {} }
+        : this.opts.joinToken
+          ? { attestor: 'join_token', evidence: { token: this.opts.joinToken } }
+          : undefined;
+    if (!evidence) throw new Error('the agent has no live node SVID and nothing to attest with: give --join-token (WRIT_AGENT_JOIN_TOKEN), --oidc-token-file (WRIT_AGENT_OIDC_TOKEN_FILE) or --x509pop-cert and --x509pop-key');
     const { keyPem, csrPem } = newKeyAndCsr();
-    const anonymous = new BrokerClient({ server: this.opts.server, ca: this.opts.ca(), timeoutMs: 10_000 });
+    const anonymous = new BrokerClient({
+      server: this.opts.server,
+      ca: this.opts.ca(),
+      timeoutMs: 10_000,
+      // x509pop: the node's certificate is the client certificate of the attest call (RFC 8705-style proof of possession).
+      ...(pop && { cert: readFileSync(pop.certFile, 'utf8'), key: readFileSync(pop.keyFile, 'utf8') }),
+    });
     const issued = await anonymous.json<IssuedSvid>('POST', '/v1/attest', { ...evidence, csr: csrPem });
     this.#keep(issued.svid, keyPem);
     this.opts.logger.info({ spiffeId: this.svid.spiffeId, attestor: evidence.attestor, notAfter: this.svid.notAfter.toISOString() }, 'node attested');

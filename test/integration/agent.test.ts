@@ -6,15 +6,18 @@
  * past its expiry is never served, with or without the broker.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer as createNetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pino from 'pino';
 import { createLocalJWKSet, exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import { startAgent, type RunningAgent } from '../../src/agent';
+import { caFingerprint } from '../../src/attestation';
 import { WorkloadApiError, WorkloadApiSource } from '../../src/sdk';
 import { ManualClock } from '../../src/core/clock';
 import { CLI } from '../support/cli';
+import { openssl, opensslCaChain } from '../support/openssl';
 import { startBrokerFixture, type BrokerFixture } from '../support/fixture';
 
 const PYTHON = '/usr/bin/python3';
@@ -31,6 +34,33 @@ if (!haveClient && process.env.CI) test('python3-grpcio and python3-grpc-tools a
 if (!haveClient && !process.env.CI) test.todo(`the Workload API interop tests need ${PYTHON} with grpcio, grpc_tools, cryptography and PyJWT`);
 
 let fx: BrokerFixture;
+let link: Awaited<ReturnType<typeof brokerLink>>;
+
+/** The network between the agent and the broker, as a TCP relay on a fixed port: stop() cuts it (every connection), start() restores it. */
+async function brokerLink(target: URL) {
+  const sockets = new Set<Socket>();
+  const relay = createNetServer((down) => {
+    const up = connect(Number(target.port), target.hostname);
+    for (const s of [down, up]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => undefined);
+    }
+    down.pipe(up).pipe(down);
+  });
+  await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+  const port = (relay.address() as { port: number }).port;
+  return {
+    url: `https://127.0.0.1:${port}`,
+    stop: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        relay.close(() => r());
+        if (!relay.listening) r();
+      }),
+    start: () => new Promise<void>((r) => relay.listen(port, '127.0.0.1', r)),
+  };
+}
 const K8S_ISSUER = 'https://kubernetes.agent.test';
 let k8sDir: string;
 let k8sKey: CryptoKey;
@@ -112,12 +142,21 @@ beforeAll(async () => {
   k8sDir = mkdtempSync(join(tmpdir(), 'writ-agent-k8s-'));
   const pair = await generateKeyPair('ES256');
   k8sKey = pair.privateKey as CryptoKey;
+  // An enterprise PKI the broker trusts (x509pop), and a node certificate from it.
+  opensslCaChain(k8sDir);
+  writeFileSync(join(k8sDir, 'node.ext'), 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\nsubjectAltName=DNS:node-3.agent.test\n');
+  openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'node.key', '-out', 'node.csr', '-subj', '/CN=node-3'], { cwd: k8sDir });
+  openssl(['x509', '-req', '-in', 'node.csr', '-CA', 'int.crt', '-CAkey', 'int.key', '-CAcreateserial', '-out', 'node.crt', '-days', '2', '-extfile', 'node.ext'], { cwd: k8sDir });
+  writeFileSync(join(k8sDir, 'node-chain.crt'), readFileSync(join(k8sDir, 'node.crt'), 'utf8') + readFileSync(join(k8sDir, 'int.crt'), 'utf8'));
   writeFileSync(join(k8sDir, 'jwks.json'), JSON.stringify({ keys: [{ ...(await exportJWK(pair.publicKey)), kid: 'k8s-1', alg: 'ES256' }] }));
   fx = await startBrokerFixture({
     prefix: 'writ-agent-',
     trustDomain: TD,
     policies: '',
-    env: { WRIT_OIDC_ISSUERS: JSON.stringify([{ issuer: K8S_ISSUER, jwks_file: join(k8sDir, 'jwks.json'), audience: 'writ', algorithms: ['ES256'] }]) },
+    env: {
+      WRIT_OIDC_ISSUERS: JSON.stringify([{ issuer: K8S_ISSUER, jwks_file: join(k8sDir, 'jwks.json'), audience: 'writ', algorithms: ['ES256'] }]),
+      WRIT_X509POP: JSON.stringify({ ca_bundle_file: join(k8sDir, 'root.crt'), intermediates_file: join(k8sDir, 'int.crt') }),
+    },
   });
   // The agent's own entry and join token, as an operator makes them.
   const node = await fx.admin('/v1/admin/entries', 'POST', { spiffe_id: AGENT_ID });
@@ -132,11 +171,13 @@ beforeAll(async () => {
   for (const dir of ['interop', 'interop/test', 'interop/test/interop', 'interop/proto', 'interop/proto/spiffe', 'interop/proto/spiffe/workload']) chmodSync(join(work, dir), 0o755);
   client_ = join(work, 'interop', 'test', 'interop', 'workload_api_client.py');
   socket = join(work, 'public', 'api.sock');
-  agent = await startAgent({ server: fx.broker.apiUrl, caPem: fx.bundlePem, socketPath: socket, dataDir: join(work, 'data'), joinToken: token.json.token, syncIntervalMs: 60_000, logger: pino({ level: 'silent' }), clock });
+  link = await brokerLink(new URL(fx.broker.apiUrl));
+  agent = await startAgent({ server: link.url, caPem: fx.bundlePem, socketPath: socket, dataDir: join(work, 'data'), joinToken: token.json.token, syncIntervalMs: 60_000, logger: pino({ level: 'silent' }), clock });
 });
 
 afterAll(async () => {
   await agent?.close();
+  await link?.stop();
   await fx?.close();
   if (work) rmSync(work, { recursive: true, force: true });
   if (k8sDir) rmSync(k8sDir, { recursive: true, force: true });
@@ -174,6 +215,18 @@ describeInterop('writ agent serves the SPIFFE Workload API', () => {
       expect(await attested()).toBe(2);
     } finally {
       await k8s.close();
+    }
+  });
+
+  it('attests with a node certificate of a PKI the broker trusts (x509pop)', async () => {
+    const id = `spiffe://${TD}/agent/node-3`;
+    const ca = caFingerprint(readFileSync(join(k8sDir, 'root.crt'), 'utf8'));
+    expect((await fx.admin('/v1/admin/entries', 'POST', { spiffe_id: id, selectors: ['x509pop:subject_cn:node-3', `x509pop:ca:${ca}`] })).status).toBe(201);
+    const pop = await startAgent({ server: fx.broker.apiUrl, caPem: fx.bundlePem, socketPath: join(work, 'pop', 'api.sock'), dataDir: join(work, 'pop-data'), x509pop: { certFile: join(k8sDir, 'node-chain.crt'), keyFile: join(k8sDir, 'node.key') }, syncIntervalMs: 60_000, logger: pino({ level: 'silent' }), clock });
+    try {
+      expect(pop.spiffeId).toBe(id);
+    } finally {
+      await pop.close();
     }
   });
 
@@ -315,14 +368,21 @@ describeInterop('writ agent serves the SPIFFE Workload API', () => {
     }
   });
 
-  it('with the broker down, serves what it has until it expires, and never after', async () => {
+  it('cut off from the broker, serves what it has until it expires and never after; reconnected, it recovers', async () => {
     const live = (await client(['x509']))[0]!.svids[0].serial;
-    await fx.broker.shutdown();
+    await link.stop();
     await expect(agent.tick()).rejects.toThrow();
     expect((await client(['x509']))[0]!.svids[0].serial).toBe(live);
     clock.advance(3600); // past the SVID's expiry
     await expect(agent.tick()).rejects.toThrow();
     agent.cache.expire();
     expect((await client(['x509'], { timeout: 2 })).map((r) => r.error)).toEqual(['DEADLINE_EXCEEDED']); // nothing to serve: the stream sends no SVID
+    // The network returns, and the test's jumps in the agent's time end (its clock and the broker's agree again): a new SVID is served.
+    await link.start();
+    clock.set(Date.now());
+    await agent.tick();
+    const back = (await client(['x509']))[0]!.svids[0];
+    expect(back.serial).not.toBe(live);
+    expect(back.tls_verified).toBe(true);
   });
 });

@@ -17,12 +17,15 @@ export function registerAgent(program: Command): void {
     .addOption(new Option('--data-dir <dir>', 'where the agent keeps its key and node SVID').env('WRIT_AGENT_DATA_DIR').default('/var/lib/writ-agent'))
     .addOption(new Option('--join-token <token>', 'a one-time join token for the agent\'s entry (prefer the variable: arguments show in the process list)').env('WRIT_AGENT_JOIN_TOKEN'))
     .addOption(new Option('--oidc-token-file <file>', 'attest with this OIDC token (a projected Kubernetes service-account token), read at each attestation').env('WRIT_AGENT_OIDC_TOKEN_FILE'))
+    .addOption(new Option('--x509pop-cert <file>', 'attest with this node certificate (PEM, leaf first) of a PKI the broker trusts').env('WRIT_AGENT_X509POP_CERT'))
+    .addOption(new Option('--x509pop-key <file>', 'the key of --x509pop-cert').env('WRIT_AGENT_X509POP_KEY'))
     .addOption(new Option('--kubelet-url <url>', 'attest callers in pods too (k8s: selectors), asking this node\'s kubelet (e.g. https://$NODE_IP:10250)').env('WRIT_AGENT_KUBELET_URL'))
     .addOption(new Option('--kubelet-ca <file>', 'the CA of the kubelet\'s serving certificate').env('WRIT_AGENT_KUBELET_CA'))
     .addOption(new Option('--kubelet-token-file <file>', 'the token the kubelet authorizes the agent by').env('WRIT_AGENT_KUBELET_TOKEN_FILE').default('/var/run/secrets/kubernetes.io/serviceaccount/token'))
     .addOption(new Option('--sync-interval <ms>', 'how often to ask the broker for entries, the bundle and due SVIDs').env('WRIT_AGENT_SYNC_INTERVAL_MS').default('5000'))
-    .action(async (o: { socket: string; dataDir: string; joinToken?: string; oidcTokenFile?: string; kubeletUrl?: string; kubeletCa?: string; kubeletTokenFile: string; syncInterval: string }, cmd: Command) => {
+    .action(async (o: { socket: string; dataDir: string; joinToken?: string; oidcTokenFile?: string; x509popCert?: string; x509popKey?: string; kubeletUrl?: string; kubeletCa?: string; kubeletTokenFile: string; syncInterval: string }, cmd: Command) => {
       const g = globals(cmd);
+      if ((o.x509popCert === undefined) !== (o.x509popKey === undefined)) throw new CliFailure('writ agent: --x509pop-cert and --x509pop-key go together');
       if (o.kubeletUrl && !o.kubeletCa) throw new CliFailure('writ agent: --kubelet-url needs --kubelet-ca (WRIT_AGENT_KUBELET_CA): the kubelet\'s certificate is verified, never trusted blindly');
       if (!g.ca) throw new CliFailure('writ agent needs --ca (or WRIT_CA): the trust bundle that signs the broker\'s certificate');
       const { readCa, socketPathOf, startAgent } = await import('../../agent');
@@ -36,6 +39,7 @@ export function registerAgent(program: Command): void {
           dataDir: o.dataDir,
           ...(o.joinToken && { joinToken: o.joinToken }),
           ...(o.oidcTokenFile && { oidcTokenFile: o.oidcTokenFile }),
+          ...(o.x509popCert && o.x509popKey && { x509pop: { certFile: o.x509popCert, keyFile: o.x509popKey } }),
           ...(o.kubeletUrl && { kubelet: { url: o.kubeletUrl, caPem: readCa(o.kubeletCa!), tokenFile: o.kubeletTokenFile } }),
           syncIntervalMs: Number(o.syncInterval),
           logger,
