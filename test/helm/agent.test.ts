@@ -42,7 +42,7 @@ async function parsedOptions(r: Rendered): Promise<Record<string, unknown>> {
     seen = cmd.optsWithGlobals();
   });
   // The environment must not supply what the chart does not: commander reads these variables.
-  const saved = Object.fromEntries(['WRIT_SERVER', 'WRIT_CA', 'SPIFFE_ENDPOINT_SOCKET', 'WRIT_AGENT_DATA_DIR', 'WRIT_AGENT_OIDC_TOKEN_FILE', 'WRIT_AGENT_SYNC_INTERVAL_MS', 'WRIT_AGENT_JOIN_TOKEN'].map((k) => [k, process.env[k]]));
+  const saved = Object.fromEntries(['WRIT_SERVER', 'WRIT_CA', 'SPIFFE_ENDPOINT_SOCKET', 'WRIT_AGENT_DATA_DIR', 'WRIT_AGENT_OIDC_TOKEN_FILE', 'WRIT_AGENT_SYNC_INTERVAL_MS', 'WRIT_AGENT_JOIN_TOKEN', 'WRIT_AGENT_KUBELET_URL', 'WRIT_AGENT_KUBELET_CA', 'WRIT_AGENT_KUBELET_TOKEN_FILE'].map((k) => [k, process.env[k]]));
   for (const k of Object.keys(saved)) delete process.env[k];
   try {
     await program.parseAsync(['agent', ...args], { from: 'user' });
@@ -196,6 +196,21 @@ describe('Helm chart: the node agent DaemonSet', () => {
       refused({ ...BUNDLE, 'agent.socketHostPath': 'run/writ' }, /\/agent\/socketHostPath.*does not match pattern/);
       refused({ ...BUNDLE, 'agent.joinToken': 'x' }, /additional properties 'joinToken' not allowed/);
     });
+  });
+
+  it('with agent.kubelet, asks its node\'s kubelet (the host IP), verified against the CA ConfigMap, with a token of the API server\'s audience, allowed nodes/proxy get', async () => {
+    const r = render({ 'agent.kubelet.enabled': true, 'agent.kubelet.caConfigMap': 'kubelet-ca' });
+    const o = await parsedOptions(r);
+    expect(o).toMatchObject({ kubeletUrl: 'https://$(NODE_IP):10250', kubeletCa: '/etc/writ-agent/kubelet/ca.crt', kubeletTokenFile: '/var/run/secrets/writ-agent/kubelet-token' });
+    expect(agentOf(r).env).toEqual([{ name: 'NODE_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } }]);
+    expect(agentVolumeAt(r, '/etc/writ-agent/kubelet/ca.crt')!.volume.configMap).toEqual({ name: 'kubelet-ca', items: [{ key: 'ca.crt', path: 'ca.crt' }] });
+    const sources = agentVolumeAt(r, '/var/run/secrets/writ-agent/kubelet-token')!.volume.projected.sources as any[];
+    expect(sources.find((x) => x.serviceAccountToken.path === 'kubelet-token').serviceAccountToken.audience).toBeUndefined(); // the API server's, which the kubelet's webhook authenticates
+    expect(r.one('ClusterRole').rules).toEqual([{ apiGroups: [''], resources: ['nodes/proxy'], verbs: ['get'] }]);
+    expect(r.one('ClusterRoleBinding').subjects).toEqual([{ kind: 'ServiceAccount', name: daemonSet(r).spec.template.spec.serviceAccountName, namespace: NAMESPACE }]);
+    expect(render().all('ClusterRole')).toEqual([]);
+    const refused = helm.template({ set: { ...BUNDLE, 'agent.kubelet.enabled': true } });
+    expect(refused.stderr).toMatch(/agent\.kubelet\.caConfigMap: k8s: selectors ask the kubelet over TLS, verified/);
   });
 
   it('helm lint --strict passes with the agent enabled', () => {
