@@ -368,6 +368,17 @@ describeInterop('writ agent serves the SPIFFE Workload API', () => {
     }
   });
 
+  it('stops serving a connector at once when its kill switch is thrown', async () => {
+    const served = await client(['x509']);
+    expect(served[0]!.svids.map((x: { spiffe_id: string }) => x.spiffe_id)).toEqual([CONNECTOR]);
+    expect((await fx.admin(`/v1/admin/connectors/${encodeURIComponent(CONNECTOR)}/disable`, 'POST', { reason: 'compromised' })).status).toBe(200);
+    await agent.tick();
+    expect(await client(['x509'])).toEqual([{ error: 'PERMISSION_DENIED', details: 'no identity issued' }]);
+    expect((await fx.admin(`/v1/admin/connectors/${encodeURIComponent(CONNECTOR)}/enable`, 'POST', { reason: 'cleaned up' })).status).toBe(200);
+    await agent.tick();
+    expect((await client(['x509']))[0]!.svids.map((x: { spiffe_id: string }) => x.spiffe_id)).toEqual([CONNECTOR]);
+  });
+
   it('cut off from the broker, serves what it has until it expires and never after; reconnected, it recovers', async () => {
     const live = (await client(['x509']))[0]!.svids[0].serial;
     await link.stop();
