@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { AdminCredentials, bootstrapTokenLocation, removeTokenFile, tokenFileExists } from './admin';
-import { adminRouter, agentRouter, bundleRouter, closeNow, forwardedClientCertificates, createApiApp, createApiServer, drain, listen, urlOf, createOpsServer, HttpMetrics, oauthErrorHandler, oauthRouter, signalsErrorHandler, signalsRouter, svidRouter, tasksRouter } from './api';
+import { adminRouter, agentRouter, authzenRouter, bundleRouter, closeNow, forwardedClientCertificates, createApiApp, createApiServer, drain, listen, urlOf, createOpsServer, HttpMetrics, oauthErrorHandler, oauthRouter, signalsErrorHandler, signalsRouter, svidRouter, tasksRouter } from './api';
 import { SetReceiver, SignalApplier, SignalIntake, UserRisks } from './signals';
 import { DpopReplayCache, IdentityProviders, Introspection, OAuthRefusals, TokenExchange, TokenRevocation } from './tokens';
 import { brokerLogger } from './api/logging';
@@ -15,6 +15,7 @@ import { openDatabase, whileOpen, type Database, type Freshness, type Readiness 
 import { LeaseJanitor, revokedSvidSerials, noRevocationWatch, type LeaseKind, PgRevocationWatch, PrismaLeaseStore, RevocationEpochs, Revocations, svidDenylist, TaskStore, type LeaseStore, type RevocationWatch } from './leases';
 import { PolicyStore, seedPolicies } from './policy';
 import { ResourceStore } from './resources';
+import { AccessEvaluator } from './authzen';
 import { PrometheusMetrics } from './telemetry';
 import type { Registry } from 'prom-client';
 import type { MetricsEndpoint } from './api/ops';
@@ -203,6 +204,20 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
     metrics: telemetry,
   });
   const refusals = (event: AuditEventInput) => audit.append(event);
+  // AuthZEN: per-call decisions on the same policy set, the user and connector from Writ's task record.
+  const evaluator = new AccessEvaluator({
+    policies,
+    resources,
+    tasks,
+    connectorOwner: async (spiffeId) => {
+      const enabled = (await entries.bySpiffeId(spiffeId)).filter((e) => e.enabled);
+      return enabled.length === 0 ? undefined : (enabled[0]!.metadata.owner ?? '');
+    },
+    subjectRevoked: (issuer, subject, since) => revocations.subjectRevoked(issuer, subject, undefined, since),
+    userRisk: (issuer, subject) => risks.level(issuer, subject),
+    audit,
+    clock,
+  });
   const introspection = new Introspection({ issuer: config.issuer, leases, resources, bundle, audit: refusals, clock, ...(boundMs !== undefined && { revocationBoundMs: boundMs }) });
   const tokenRevocation = new TokenRevocation({ issuer: config.issuer, leases, revocations, bundle, audit: refusals, clock });
   const signals = new SignalIntake(signalReceiver, new SignalApplier(db.prisma, revocations, audit, { riskRevokeLevels: config.riskRevokeLevels, clock, maxAgeSeconds: config.leaseRetention, freshness, metrics: telemetry }));
@@ -213,6 +228,7 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
       oauthRouter({ issuer: config.issuer, exchange, introspection, revocation: tokenRevocation, admin, trustDomain: config.trustDomain }),
       bundleRouter(bundle),
       svidRouter({ ...auth, issuer, denylist: () => svidDenylist(db.prisma, rotator, { issuer: config.issuer, clock }) }),
+      authzenRouter({ ...auth, evaluator, issuer: config.issuer }),
       agentRouter({ ...auth, issuer, revokedSerials: (ids) => revokedSvidSerials(db.prisma, ids, clock.now()) }),
       tasksRouter({ ...auth, tasks }),
       signalsRouter({ intake: signals }),

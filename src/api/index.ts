@@ -7,6 +7,7 @@ export { bundleRouter } from './bundle';
 export { adminRouter, adminOnly, auditRouter, type AdminDeps, type AuditRouteDeps } from './admin';
 export { svidRouter, type SvidRouteDeps } from './svid';
 export { agentRouter, type AgentRouteDeps } from './agent';
+export { authzenRouter, type AuthzenRouteDeps } from './authzen';
 export { requireAdmin, requireSvid, Unauthenticated, Forbidden } from './auth';
 export { tasksRouter, type TaskRouteDeps } from './tasks';
 export { oauthRouter, oauthErrorHandler, type OAuthDeps } from './oauth';

@@ -54,6 +54,7 @@ export const AUDIT_EVENTS = {
   'token.revoked': { records: 'a token was revoked by its connector (RFC 7009)', subject: 'the token\'s user (with subjectIssuer, from its lease)', actor: 'the revoking connector\'s SPIFFE ID', details: ['jti', 'taskId'] },
   'token.revoke_refused': { records: 'a revocation request for a token of another connector was refused (RFC 7009 §2.1)', subject: 'the token\'s user (with subjectIssuer, from its lease)', actor: 'the caller\'s SPIFFE ID', details: ['jti', 'reason'] },
   'introspection.refused': { records: 'an introspection by a caller that is not the token\'s resource was answered inactive (RFC 7662 §4)', subject: 'the token\'s user (with subjectIssuer, from its lease)', actor: 'the caller\'s SPIFFE ID', details: ['jti', 'aud', 'reason'] },
+  'access.evaluated': { records: 'a per-call decision was asked over AuthZEN (POST /access/v1/evaluation or /evaluations) and answered', subject: 'the user (with subjectIssuer, their identity provider)', actor: 'the asking PEP\'s SPIFFE ID (an MCP server or a connector)', details: ['taskId', 'tool', 'action', 'decision', 'reason', 'server', 'connector', 'policyVersion', 'policies'] },
   'oauth.refused': { records: 'a request to an OAuth endpoint was refused before any service decided', details: ['endpoint', 'error'] },
 
   // ── leases, tasks, revocations (src/leases/)

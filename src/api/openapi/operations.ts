@@ -9,6 +9,7 @@ import { policyBody } from '../admin/policies';
 import { revocationRequest } from '../admin/revocations';
 import { attestRequest, jwtSvidRequest, renewRequest } from '../svid';
 import { workloadJwtSvidRequest, workloadX509SvidRequest } from '../agent';
+import { evaluationRequestSchema, evaluationsRequestSchema } from '../../authzen';
 import * as s from './schemas';
 
 /** Who may call an operation: nobody in particular, an SVID over mTLS (RFC 8705), or an admin (bearer token or admin SVID). */
@@ -133,6 +134,26 @@ export const OPERATIONS: readonly Operation[] = [
     method: 'get', path: '/v1/svid-denylist', operationId: 'getSvidDenylist', tag: 'svid', caller: 'public',
     summary: 'The revoked, unexpired X.509-SVID serials, signed (a JWS, RFC 7515).',
     responses: { 200: { description: 'The signed list', content: { 'application/jwt': { type: 'string' } } } }, errors: BASE, errorKind: 'problem',
+  },
+  // --- Per-call decisions (OpenID AuthZEN Authorization API 1.0) ---
+  {
+    method: 'get', path: '/.well-known/authzen-configuration', operationId: 'getAuthzenConfiguration', tag: 'meta', caller: 'public',
+    summary: 'The PDP\'s metadata (AuthZEN §9).',
+    responses: { 200: json(s.authzenConfiguration, 'The metadata') }, errors: BASE, errorKind: 'problem',
+  },
+  {
+    method: 'post', path: '/access/v1/evaluation', operationId: 'evaluateAccess', tag: 'svid', caller: 'svid',
+    summary: 'One access evaluation (AuthZEN §6): may this user, in this task, perform this action on this tool now? A denial is 200 with decision false.',
+    body: jsonBody(evaluationRequestSchema),
+    responses: { 200: json(s.evaluationResponse, 'The decision (Cache-Control: no-store)') },
+    errors: { ...SVID_ERRORS, 400: 'The request cannot be evaluated as asked (the member is named)' }, errorKind: 'problem',
+  },
+  {
+    method: 'post', path: '/access/v1/evaluations', operationId: 'evaluateAccessMany', tag: 'svid', caller: 'svid',
+    summary: 'Several access evaluations (AuthZEN §7), with options.evaluations_semantic.',
+    body: jsonBody(evaluationsRequestSchema),
+    responses: { 200: json(s.evaluationsResponse, 'The decisions, in order (Cache-Control: no-store)') },
+    errors: { ...SVID_ERRORS, 400: 'The request is malformed' }, errorKind: 'problem',
   },
   // --- The node agent (writ agent) ---
   {

@@ -122,6 +122,9 @@ export const caRotation = z.strictObject({ x509_authority: z.string(), jwt_autho
 
 export const x509Svid = z.strictObject({ spiffe_id: z.string(), svid: z.string().describe('PEM chain'), expires_at: time, bundle: z.string().describe('PEM trust bundle') });
 export const jwtSvid = z.strictObject({ token: z.string(), spiffe_id: z.string(), expires_at: time });
+export const evaluationResponse = z.strictObject({ decision: z.boolean(), context: z.strictObject({ reason: z.string(), policies: z.array(z.string()).optional() }).optional() });
+export const evaluationsResponse = z.strictObject({ evaluations: z.array(evaluationResponse) });
+export const authzenConfiguration = z.strictObject({ policy_decision_point: z.string(), access_evaluation_endpoint: z.string(), access_evaluations_endpoint: z.string() });
 export const agentEntries = z.strictObject({
   entries: z.array(z.strictObject({ id: z.string(), spiffe_id: z.string(), selectors: z.array(z.string()), x509_svid_ttl: z.number().int(), jwt_svid_ttl: z.number().int(), dns_names: z.array(z.string()), updated_at: time })),
   revoked_serials: z.array(z.string()).describe('serials of revoked, unexpired X.509-SVIDs of these entries'),
