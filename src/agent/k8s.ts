@@ -6,7 +6,7 @@
  * certificate (--kubelet-ca) and its answer; the caller supplies nothing.
  */
 import { readFileSync } from 'node:fs';
-import { Agent, request } from 'undici';
+import { Agent, request } from 'node:https';
 
 /** A pod and container as the caller's cgroup names them. */
 export interface CgroupContainer {
@@ -74,21 +74,37 @@ export interface KubeletOptions {
  */
 export class Kubelet {
   #pods: { at: number; items: Pod[] } | undefined;
-  readonly #dispatcher: Agent;
+  readonly #agent: Agent;
 
   constructor(private readonly opts: KubeletOptions) {
-    this.#dispatcher = new Agent({ connect: { ca: opts.caPem }, headersTimeout: 5000, bodyTimeout: 5000 });
+    this.#agent = new Agent({ ca: opts.caPem, keepAlive: true });
   }
 
-  async #list(): Promise<Pod[]> {
+  #list(): Promise<Pod[]> {
     const token = readFileSync(this.opts.tokenFile, 'utf8').trim();
-    const res = await request(new URL('/pods', this.opts.url), { dispatcher: this.#dispatcher, headers: { authorization: `Bearer ${token}`, accept: 'application/json' } });
-    if (res.statusCode !== 200) {
-      await res.body.dump();
-      throw new Error(`the kubelet answered ${res.statusCode} to GET /pods`);
-    }
-    const list = (await res.body.json()) as { items?: Pod[] };
-    return list.items ?? [];
+    return new Promise((resolve, reject) => {
+      const req = request(new URL('/pods', this.opts.url), { agent: this.#agent, headers: { authorization: `Bearer ${token}`, accept: 'application/json' }, timeout: 5000 }, (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size > 64 * 1024 * 1024) req.destroy(new Error('the kubelet\'s pod list is too large'));
+          else chunks.push(c);
+        });
+        res.on('end', () => {
+          if (res.statusCode !== 200) return reject(new Error(`the kubelet answered ${res.statusCode} to GET /pods`));
+          try {
+            resolve(((JSON.parse(Buffer.concat(chunks).toString('utf8')) as { items?: Pod[] }).items ?? []));
+          } catch (err) {
+            reject(new Error(`the kubelet's pod list is not JSON: ${(err as Error).message}`));
+          }
+        });
+        res.on('error', reject);
+      });
+      req.on('timeout', () => req.destroy(new Error('the kubelet did not answer in time')));
+      req.on('error', reject);
+      req.end();
+    });
   }
 
   /** The k8s: selectors of the container `containerId` of pod `podUid`; undefined when the kubelet knows no such container. */
@@ -107,7 +123,8 @@ export class Kubelet {
   }
 
   close(): Promise<void> {
-    return this.#dispatcher.close();
+    this.#agent.destroy();
+    return Promise.resolve();
   }
 }
 
