@@ -72,7 +72,8 @@ const deny = (reason: string, policies?: readonly string[]): EvaluationResponse 
 
 /**
  * Evaluates AuthZEN requests with Writ's mapping (documented in the README):
- * - `subject` {type "user", id = the user's `sub`, properties.iss = their identity provider};
+ * - `subject` {type "user" or "identity", id = the user's `sub`, properties.iss = their identity
+ *   provider (optional: the task names it)};
  * - `action` {name = a tool action (read, write, execute, delete), or "tools/call" with
  *   properties.action, or the tool's one action};
  * - `resource` {type "tool", id = the tool's name, properties.server = the MCP server URI
@@ -89,8 +90,10 @@ export class AccessEvaluator {
     // "user" (AuthZEN §5.1's example), or "identity" (the MCP binding's default mapping of the token's sub).
     if (subject.type !== 'user' && subject.type !== 'identity') throw new EvaluationError('subject.type: Writ decides for users ("user" or "identity")');
     if (resource.type !== 'tool') throw new EvaluationError('resource.type: Writ decides on MCP tools ("tool")');
-    const issuer = subject.properties?.iss;
-    if (typeof issuer !== 'string' || issuer === '') throw new EvaluationError('subject.properties.iss: the user\'s identity provider is required (OpenID Connect Core §5.7: iss and sub name a user)');
+    // OpenID Connect Core §5.7: iss and sub name a user. A Writ access token carries only sub (the MCP
+    // binding maps $token.sub); the task then says which identity provider's user it is.
+    const named = subject.properties?.iss;
+    if (named !== undefined && (typeof named !== 'string' || named === '')) throw new EvaluationError('subject.properties.iss: the user\'s identity provider, a string');
     const taskId = request.context?.task_id;
     if (typeof taskId !== 'string' || !isUuid(taskId)) throw new EvaluationError('context.task_id: the task (the task_id claim of the access token) is required');
 
@@ -100,15 +103,16 @@ export class AccessEvaluator {
     const wanted = this.#action(request.action, tool.actions);
 
     const task = await this.deps.tasks.get(taskId);
-    if (!task || task.subject !== subject.id || task.subjectIssuer !== issuer) return this.#record(pep, request, deny('no such task of this user'), { server: server.uri });
+    if (!task || task.subject !== subject.id || (named !== undefined && task.subjectIssuer !== named)) return this.#record(pep, request, deny('no such task of this user'), { server: server.uri });
+    const issuer = task.subjectIssuer;
     const agent = request.context?.agent;
-    if (agent !== undefined && agent !== task.connector) return this.#record(pep, request, deny('context.agent is not the task\'s connector'), { server: server.uri, connector: task.connector });
+    if (agent !== undefined && agent !== task.connector) return this.#record(pep, request, deny('context.agent is not the task\'s connector'), { server: server.uri, connector: task.connector }, issuer);
     // A resource PEP asks about its own tools; a connector PEP about its own tasks.
-    if (pep.spiffeId !== server.spiffeId && pep.spiffeId !== task.connector) return this.#record(pep, request, deny('the caller is neither the server nor the task\'s connector'), { server: server.uri });
-    if (task.endedAt) return this.#record(pep, request, deny('the task has ended'), { server: server.uri, connector: task.connector });
-    if (await this.deps.subjectRevoked?.(issuer, subject.id, task.createdAt)) return this.#record(pep, request, deny('the user or session was revoked'), { server: server.uri, connector: task.connector });
+    if (pep.spiffeId !== server.spiffeId && pep.spiffeId !== task.connector) return this.#record(pep, request, deny('the caller is neither the server nor the task\'s connector'), { server: server.uri }, issuer);
+    if (task.endedAt) return this.#record(pep, request, deny('the task has ended'), { server: server.uri, connector: task.connector }, issuer);
+    if (await this.deps.subjectRevoked?.(issuer, subject.id, task.createdAt)) return this.#record(pep, request, deny('the user or session was revoked'), { server: server.uri, connector: task.connector }, issuer);
     const owner = await this.deps.connectorOwner(task.connector);
-    if (owner === undefined) return this.#record(pep, request, deny('the connector is disabled'), { server: server.uri, connector: task.connector });
+    if (owner === undefined) return this.#record(pep, request, deny('the connector is disabled'), { server: server.uri, connector: task.connector }, issuer);
 
     const engine = await this.deps.policies.engine();
     const risk = (await this.deps.userRisk?.(issuer, subject.id)) ?? task.subjectRisk ?? 'unknown';
@@ -125,7 +129,7 @@ export class AccessEvaluator {
       binding: request.context?.binding === 'dpop' ? 'dpop' : 'mtls',
     });
     const answer: EvaluationResponse = decision.allowed ? { decision: true } : deny(decision.errors.length > 0 ? 'the policy could not be evaluated' : 'the policy does not permit it', decision.policyIds);
-    return this.#record(pep, request, answer, { server: server.uri, connector: task.connector, policyVersion: engine.version, policies: decision.policyIds, action: wanted });
+    return this.#record(pep, request, answer, { server: server.uri, connector: task.connector, policyVersion: engine.version, policies: decision.policyIds, action: wanted }, issuer);
   }
 
   /**
@@ -183,11 +187,13 @@ export class AccessEvaluator {
     return wanted;
   }
 
-  async #record(pep: PolicyEnforcementPoint, request: EvaluationRequest, answer: EvaluationResponse, details: Record<string, unknown>): Promise<EvaluationResponse> {
+  /** Audits the evaluation; `issuer` is the user's identity provider once the task named it. */
+  async #record(pep: PolicyEnforcementPoint, request: EvaluationRequest, answer: EvaluationResponse, details: Record<string, unknown>, issuer?: string): Promise<EvaluationResponse> {
+    const subjectIssuer = issuer ?? (typeof request.subject.properties?.iss === 'string' ? request.subject.properties.iss : undefined);
     await this.deps.audit.append({
       type: 'access.evaluated',
       subject: request.subject.id,
-      subjectIssuer: request.subject.properties?.iss as string,
+      ...(subjectIssuer !== undefined && { subjectIssuer }),
       actor: pep.spiffeId,
       details: { taskId: request.context?.task_id, tool: request.resource.id, action: request.action.name, decision: answer.decision, ...(answer.context && { reason: answer.context.reason }), ...details },
     });

@@ -92,6 +92,11 @@ describe('AuthZEN access evaluation', () => {
     expect((await ask('/access/v1/evaluation', call('create_issue'))).json.decision).toBe(false);
   });
 
+  it('takes the user\'s identity provider from the task when the PEP names only sub (the MCP binding maps $token.sub), and refuses another', async () => {
+    expect((await ask('/access/v1/evaluation', { ...call('search'), subject: { type: 'identity', id: 'alice' } })).json).toEqual({ decision: true });
+    expect((await ask('/access/v1/evaluation', { ...call('search'), subject: { type: 'identity', id: 'alice', properties: { iss: 'https://other-idp.test' } } })).json.context.reason).toBe('no such task of this user');
+  });
+
   it('decides with Writ\'s records, not the PEP\'s word: another user\'s task, a stranger PEP, a wrong agent are denied', async () => {
     expect((await ask('/access/v1/evaluation', call('search', { subject: 'mallory' }))).json).toEqual({ decision: false, context: { reason: 'no such task of this user' } });
     expect((await ask('/access/v1/evaluation', { ...call('search'), resource: { type: 'tool', id: 'search', properties: { server: GITHUB } } }, fx.connectors.stranger)).json).toEqual({ decision: false, context: { reason: 'the caller is neither the server nor the task\'s connector' } });
