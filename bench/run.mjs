@@ -58,7 +58,7 @@ const TOOLS = 20;
 const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ID_TOKEN = 'urn:ietf:params:oauth:token-type:id_token';
 
-const WORKLOADS = ['policy_decide', 'token_exchange', 'introspect_active', 'introspect_revoked', 'svid_attest', 'svid_renew', 'revocation_propagation', 'revoke_user_bulk', 'scale_1m'];
+const WORKLOADS = ['policy_decide', 'token_exchange', 'introspect_active', 'introspect_revoked', 'authzen_evaluation', 'svid_attest', 'svid_renew', 'revocation_propagation', 'revoke_user_bulk', 'scale_1m'];
 if (ONLY) for (const name of ONLY) if (!WORKLOADS.includes(name)) fail(`BENCH_ONLY: unknown workload ${name} (known: ${WORKLOADS.join(', ')})`);
 const wanted = (name) => !ONLY || ONLY.has(name);
 
@@ -343,6 +343,7 @@ async function main() {
       token_exchange: ['writ_tokens_issued_total'],
       introspect_active: ['writ_http_requests_total', { route: '/oauth2/introspect', status: '200' }],
       introspect_revoked: ['writ_http_requests_total', { route: '/oauth2/introspect', status: '200' }],
+      authzen_evaluation: ['writ_http_requests_total', { route: '/access/v1/evaluation', status: '200' }],
       svid_attest: ['writ_attestations_total', { outcome: 'issued' }],
       svid_renew: ['writ_svid_renewals_total', { outcome: 'issued' }],
     };
@@ -380,6 +381,25 @@ async function main() {
       const check = must(await asMcp.call('POST', '/oauth2/introspect', { form: { token: revoked[0] } }), 'introspect');
       if (check.active !== false) throw new Error('a revoked token introspected as active');
       await record('introspect_revoked', r);
+    }
+
+    if (wanted('authzen_evaluation')) {
+      // A per-call decision for each of 2,000 tasks (the MCP server as PEP, AuthZEN's MCP binding mapping): Cedar, the task, the connector, and an audit row each.
+      const tokens = await mint(2000, (i) => exchangeForm(users[i % USERS].token, i));
+      const requests = tokens.map((t) => {
+        const claims = JSON.parse(Buffer.from(t.split('.')[1], 'base64url').toString('utf8'));
+        const tool = claims.authorization_details[0].tools[0];
+        return {
+          method: 'POST',
+          path: '/access/v1/evaluation',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ subject: { type: 'identity', id: claims.sub }, action: { name: 'tools/call', properties: { action: 'read' } }, resource: { type: 'tool', id: tool }, context: { task_id: claims.task_id, agent: claims.client_id } }),
+        };
+      });
+      const r = await load({ tls: mcpTls, requests });
+      const check = must(await asMcp.call('POST', '/access/v1/evaluation', { json: JSON.parse(requests[0].body) }), 'evaluate');
+      if (typeof check.decision !== 'boolean') throw new Error('an evaluation answered no decision');
+      await record('authzen_evaluation', r);
     }
 
     if (wanted('svid_attest')) {
