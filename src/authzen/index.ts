@@ -170,7 +170,9 @@ export class AccessEvaluator {
       return r;
     }
     // A resource PEP asks about its own tools.
-    const own = (await this.deps.resources.list()).find((r) => r.spiffeId === pep.spiffeId);
+    const owned = (await this.deps.resources.list()).filter((r) => r.spiffeId === pep.spiffeId);
+    if (owned.length > 1) throw new EvaluationError('resource.properties.server: several resources are registered for this SVID; name the one asked about');
+    const own = owned[0];
     if (!own) throw new EvaluationError('resource.properties.server: the MCP server\'s URI (the resource the access token was issued for) is required of a caller that is not a registered resource');
     return own;
   }

@@ -69,4 +69,5 @@ export {
   type ProtectedResourceMetadataOptions,
 } from './metadata';
 export { tlsFetch, type PemInput, type TlsClientOptions } from './tls-fetch';
+export { CALL_DENIED, CallDenied, NO_DECISION, type DecisionOptions } from './decisions';
 export { grantedTools, requireTool, toolCalls, toolGranted, ToolNotGranted, type ToolActions } from './tools';

@@ -25,7 +25,9 @@
  *    to ask for (per-tool step-up, SEP-2350): `scope="…"` when `toolScopes` maps the tool, and
  *    `authorization_details="<base64url JSON>"`, the RFC 9396 array to request
  *    (`src/tokens/step-up.ts`, `parseStepUpChallenge` reads it); the JSON body carries the same
- *    array as `authorization_details`.
+ *    array as `authorization_details`;
+ * 7. with `decisions`, each granted `tools/call` is decided again by Writ's AuthZEN PDP, as
+ *    policy says now (see `./decisions`): a denial is JSON-RPC error -32001, no decision -32603.
  *
  * Every challenge carries `resource_metadata` (RFC 9728 §5.1), the URL where
  * `protectedResourceMetadataHandler` serves the document naming Writ, as the MCP authorization
@@ -89,7 +91,8 @@ import { mcpAuthInfo, writIdentity, type McpAuthInfo, type WritIdentity } from '
 import { introspector, type IntrospectionOptions } from './introspection';
 import { protectedResourceMetadataUrl } from './metadata';
 import { tlsFetch, type PemInput } from './tls-fetch';
-import { requiredActions, requireTool, toolCalls, ToolNotGranted, type ToolActions } from './tools';
+import { requiredActions, requireTool, toolCallRequests, toolCalls, ToolNotGranted, type ToolActions } from './tools';
+import { CallDenied, decider, sendCallDenied, type DecisionOptions } from './decisions';
 import { checkMcpHeaders, HeaderMismatch, sendHeaderMismatch } from './headers';
 import { formatStepUpChallengeParams, isScope, stepUpDetails, type StepUpDetail } from '../tokens/step-up';
 import { ProxyTrust, type TrustedProxies } from '../tokens/client-cert';
@@ -156,6 +159,11 @@ export interface WritProtectionOptions {
   /** How to reach Writ (JWKS, introspection); by default {@link tlsFetch} with `ca` and `introspect.tls`. */
   readonly fetch?: typeof fetch;
   readonly clock?: Clock;
+  /**
+   * A decision per `tools/call` from Writ's AuthZEN PDP (after the token's grants are checked): a
+   * denial is answered as JSON-RPC error -32001, no decision as -32603 (closed), and the tool never runs.
+   */
+  readonly decisions?: DecisionOptions;
   /** Called with every refusal (for logs or audit); the response is already decided. */
   readonly onRefusal?: (error: OAuthError, req: IncomingMessage) => void;
 }
@@ -246,6 +254,7 @@ export function writProtection(options: WritProtectionOptions): WritProtection {
   const challenge = { ...checks.challenge, ...(options.toolScopes !== undefined && { toolScopes: options.toolScopes }), ...(options.toolActions !== undefined && { toolActions: options.toolActions }) };
 
   const binding = senderBinding(options, checks.clock);
+  const decide = options.decisions && decider(options.decisions, options.resource);
 
   const verify = async (token: string, req: IncomingMessage): Promise<AccessTokenClaims> => {
     const claims = await checks.signed(token);
@@ -259,6 +268,7 @@ export function writProtection(options: WritProtectionOptions): WritProtection {
       const error = asOAuthError(err);
       options.onRefusal?.(error, req);
       if (error instanceof HeaderMismatch) sendHeaderMismatch(res, error.detail);
+      else if (error instanceof CallDenied) sendCallDenied(res, error);
       else sendBearerError(res, error, { ...challenge, ...(presentedScheme(req) === 'DPoP' && { scheme: 'DPoP' as const }) });
     };
     const admit = async (): Promise<void> => {
@@ -270,6 +280,8 @@ export function writProtection(options: WritProtectionOptions): WritProtection {
       const mismatch = checkMcpHeaders(req.headers, body);
       if (mismatch !== undefined) throw new HeaderMismatch(mismatch);
       for (const tool of toolCalls(body)) requireTool(claims, tool, requiredActions(options.toolActions, tool));
+      // Step 7: each granted call, as policy decides now.
+      if (decide) for (const call of toolCallRequests(body)) await decide(claims, call.name!, requiredActions(options.toolActions, call.name), call.id);
       const writReq = req as WritRequest;
       writReq.writ = writIdentity(claims, options.toolActions);
       writReq.auth = mcpAuthInfo(token, writReq.writ, checks.challenge.resourceMetadataUrl);

@@ -33,6 +33,12 @@ export function toolCalls(body: unknown): (string | undefined)[] {
   return tools;
 }
 
+/** The `tools/call` requests of a body with their JSON-RPC ids (for answering one of them). */
+export function toolCallRequests(body: unknown): { name: string | undefined; id: unknown }[] {
+  const messages = Array.isArray(body) ? body : [body];
+  return messages.filter((m): m is Record<string, unknown> => isRecord(m) && m.method === 'tools/call').map((m) => ({ name: toolNameOf(m), id: m.id }));
+}
+
 /** `params.name` of a `tools/call` request, when it is a string. */
 export function toolNameOf(request: { params?: unknown }): string | undefined {
   const name = isRecord(request.params) ? request.params.name : undefined;

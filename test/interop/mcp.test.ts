@@ -36,6 +36,7 @@ let agent: Svid;
 let mcpServerSvid: Svid;
 let stranger: Svid;
 let mcpHttps: Server;
+let app: ReturnType<typeof express>;
 /** The MCP server's URI: the resource registered at Writ, the token's `aud`. */
 let resource: string;
 /** Tool calls that reached the tools' code, as `<tool> for <user> via <connector>`. */
@@ -71,7 +72,7 @@ async function taskToken(as: Svid, forResource = resource): Promise<{ token: str
 }
 
 /** The SDK's MCP client over HTTPS with `svid` as its client certificate and `token` as its bearer token; responses are recorded. */
-function mcpClient(svid: Svid, token: string | undefined) {
+function mcpClient(svid: Svid, token: string | undefined, url = resource) {
   const responses: Response[] = [];
   const base = tlsFetch({ ca: bundlePem, cert: svid.cert, key: svid.key, checkServerIdentity: spiffeIdIs(SERVER_ID) });
   const recording = async (url: string | URL, init?: RequestInit) => {
@@ -79,7 +80,7 @@ function mcpClient(svid: Svid, token: string | undefined) {
     responses.push(response);
     return response;
   };
-  const transport = new StreamableHTTPClientTransport(new URL(resource), {
+  const transport = new StreamableHTTPClientTransport(new URL(url), {
     fetch: recording,
     ...(token !== undefined && { requestInit: { headers: { authorization: `Bearer ${token}` } } }),
   });
@@ -131,7 +132,7 @@ beforeAll(async () => {
   ({ agent, mcpServer: mcpServerSvid, stranger } = fx.connectors);
 
   // The MCP server: HTTPS with its own X.509-SVID, asking every client for an SVID from the bundle.
-  const app = express();
+  app = express();
   mcpHttps = createServer({ cert: mcpServerSvid.cert, key: mcpServerSvid.key, ca: bundlePem, requestCert: true, rejectUnauthorized: true }, app);
   await new Promise<void>((resolve) => mcpHttps.listen(0, '127.0.0.1', resolve));
   resource = `https://127.0.0.1:${(mcpHttps.address() as AddressInfo).port}/mcp`;
@@ -248,5 +249,62 @@ describe('an MCP server built with the official SDK accepts only Writ tokens for
     expect(await statusOf(session.client.callTool({ name: 'search', arguments: { query: 'again' } }))).toBe(401);
     expect(session.lastRefusal()!.headers.get('www-authenticate')).toMatch(/error="invalid_token", error_description="[^"]*no longer active/);
     expect(ran).toHaveLength(before);
+  });
+});
+
+describe('a decision per tools/call from Writ\'s AuthZEN PDP (writProtection decisions)', () => {
+  let checked: string;
+  let taskId: string;
+  let session: ReturnType<typeof mcpClient>;
+  const jsonRpcErrorOf = (p: Promise<unknown>) => p.then(() => undefined, (e: { code?: number; message?: string }) => ({ code: e.code, message: e.message }));
+
+  beforeAll(async () => {
+    // A second resource on the same server, protected with per-call decisions.
+    checked = resource.replace(/\/mcp$/, '/mcp-checked');
+    expect((await admin('/v1/admin/resources', 'POST', { uri: checked, spiffe_id: SERVER_ID, tools: [{ name: 'search', actions: ['read'], classification: 'internal' }, { name: 'delete_repo', actions: ['delete'], classification: 'restricted' }] })).status).toBe(201);
+    const tls = { cert: mcpServerSvid.cert, key: mcpServerSvid.key, ca: bundlePem };
+    const base = { resource: checked, issuer: ISSUER, jwksUri: `${broker.apiUrl}/oauth2/jwks`, ca: bundlePem };
+    app.post('/mcp-checked', express.json(), writProtection({ ...base, decisions: { url: `${broker.apiUrl}/access/v1/evaluation`, tls } }), handleMcp);
+    // The same resource with a PDP that cannot be reached (nothing listens on port 1).
+    app.post('/mcp-no-pdp', express.json(), writProtection({ ...base, decisions: { url: 'https://127.0.0.1:1/access/v1/evaluation', tls, timeoutMs: 2000 } }), handleMcp);
+    const issued = await taskToken(agent, checked);
+    taskId = issued.taskId;
+    session = mcpClient(agent, issued.token, checked);
+    await session.connect();
+  });
+  afterAll(async () => {
+    await session?.client.close();
+  });
+
+  it('lets a granted call through while policy permits it, and refuses the very next one once it does not (JSON-RPC -32001)', async () => {
+    const before = ran.length;
+    expect((await session.client.callTool({ name: 'search', arguments: { query: 'a' } })).content).toEqual([{ type: 'text', text: '3 issues match "a"' }]);
+    const current = (await admin('/v1/admin/policies', 'GET')).json.policies as string;
+    expect((await admin('/v1/admin/policies', 'PUT', { policies: '@id("nothing")\nforbid (principal, action, resource);\n' })).status).toBe(200);
+    try {
+      expect(await jsonRpcErrorOf(session.client.callTool({ name: 'search', arguments: { query: 'b' } }))).toEqual({ code: -32001, message: expect.stringContaining('search: the policy does not permit it') });
+    } finally {
+      expect((await admin('/v1/admin/policies', 'PUT', { policies: current })).status).toBe(200);
+    }
+    expect(ran).toHaveLength(before + 1); // the refused call never ran
+    expect((await session.client.callTool({ name: 'search', arguments: { query: 'c' } })).content).toEqual([{ type: 'text', text: '3 issues match "c"' }]);
+  });
+
+  it('fails closed when the PDP cannot be reached (JSON-RPC -32603), and the tool does not run', async () => {
+    const issued = await taskToken(agent, checked);
+    const unreachable = mcpClient(agent, issued.token, checked.replace(/\/mcp-checked$/, '/mcp-no-pdp'));
+    await unreachable.connect();
+    try {
+      const before = ran.length;
+      expect(await jsonRpcErrorOf(unreachable.client.callTool({ name: 'search', arguments: { query: 'x' } }))).toEqual({ code: -32603, message: expect.stringContaining('no decision could be had for search') });
+      expect(ran).toHaveLength(before);
+    } finally {
+      await unreachable.client.close();
+    }
+  });
+
+  it('refuses the next call once the task has ended, without introspection', async () => {
+    expect((await httpsRequest(`${broker.apiUrl}/v1/tasks/${taskId}/end`, { ca: bundlePem, method: 'POST', cert: agent.cert, key: agent.key })).status).toBe(200);
+    expect(await jsonRpcErrorOf(session.client.callTool({ name: 'search', arguments: { query: 'd' } }))).toEqual({ code: -32001, message: expect.stringContaining('search: the task has ended') });
   });
 });

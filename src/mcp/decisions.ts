@@ -1,0 +1,79 @@
+/**
+ * A decision per `tools/call` (the AuthZEN MCP binding): before a granted call reaches its tool,
+ * Writ's policy decision point is asked whether the token's user may make it now, so a policy
+ * change, the task's end or the connector's kill switch take effect on the next call, not the
+ * next token. The PEP authenticates with this server's X.509-SVID. Fails closed.
+ */
+import type { ServerResponse } from 'node:http';
+import { OAuthError } from '../tokens/errors';
+import type { AccessTokenClaims } from '../tokens/access-token';
+import type { Action } from '../tokens/authorization-details';
+import { tlsFetch, type TlsClientOptions } from './tls-fetch';
+
+export interface DecisionOptions {
+  /** Writ's AuthZEN evaluation endpoint: `<issuer>/access/v1/evaluation`. */
+  readonly url: string;
+  /** This server's X.509-SVID and key, and Writ's trust bundle (the PEP authenticates over mTLS). */
+  readonly tls: TlsClientOptions;
+  /** The tools asked about per call; every tool by default. */
+  readonly tools?: readonly string[];
+  /** How long to wait for a decision (ms); 5000 by default. */
+  readonly timeoutMs?: number;
+  /** Replaces the fetch built from `tls` (tests). */
+  readonly fetch?: typeof fetch;
+}
+
+/** The MCP binding's JSON-RPC codes: -32001 a denial, -32603 when no decision could be had (closed). */
+export const CALL_DENIED = -32001;
+export const NO_DECISION = -32603;
+
+/** A `tools/call` the PDP denied, or could not decide (answered as a JSON-RPC error, never passed on). */
+export class CallDenied extends OAuthError {
+  constructor(
+    readonly code: typeof CALL_DENIED | typeof NO_DECISION,
+    readonly reason: string,
+    readonly requestId: unknown,
+  ) {
+    super('access_denied', reason, { status: 403 });
+  }
+}
+
+/** Asks the PDP about one call; resolves when permitted, rejects with {@link CallDenied}. */
+export function decider(options: DecisionOptions, server: string): (claims: AccessTokenClaims, tool: string, actions: readonly Action[], requestId: unknown) => Promise<void> {
+  const doFetch = options.fetch ?? tlsFetch(options.tls);
+  const covered = options.tools && new Set(options.tools);
+  const ask = async (claims: AccessTokenClaims, tool: string, action: Action | undefined, requestId: unknown) => {
+    const body = {
+      subject: { type: 'identity', id: claims.sub },
+      action: { name: 'tools/call', ...(action && { properties: { action } }) },
+      resource: { type: 'tool', id: tool, properties: { server } },
+      context: { task_id: claims.task_id, agent: claims.client_id },
+    };
+    let answer: { decision?: unknown; context?: { reason?: unknown } };
+    try {
+      const res = await doFetch(options.url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(options.timeoutMs ?? 5000) });
+      if (res.status !== 200) throw new Error(`the PDP answered ${res.status}`);
+      answer = (await res.json()) as typeof answer;
+    } catch (err) {
+      throw new CallDenied(NO_DECISION, `no decision could be had for ${tool}: ${(err as Error).message}`, requestId);
+    }
+    if (answer.decision !== true) throw new CallDenied(CALL_DENIED, typeof answer.context?.reason === 'string' ? `${tool}: ${answer.context.reason}` : `${tool}: denied`, requestId);
+  };
+  return async (claims, tool, actions, requestId) => {
+    if (covered && !covered.has(tool)) return;
+    // Every action the call needs must be permitted; with none listed, the tool's one registered action.
+    for (const action of actions.length > 0 ? actions : [undefined]) await ask(claims, tool, action, requestId);
+  };
+}
+
+/** The JSON-RPC error the MCP client receives for a denied call (HTTP 200, as a JSON-RPC response). */
+export function sendCallDenied(res: ServerResponse, denied: CallDenied): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.statusCode = 200;
+  res.setHeader('Cache-Control', 'no-store');
+  res.setHeader('Content-Type', 'application/json');
+  res.end(JSON.stringify({ jsonrpc: '2.0', id: denied.requestId ?? null, error: { code: denied.code, message: denied.reason } }));
+}
