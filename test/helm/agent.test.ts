@@ -67,7 +67,7 @@ describe('Helm chart: the node agent DaemonSet', () => {
       socket: `unix://${SOCKET_DIR}/api.sock`,
       dataDir: '/var/lib/writ-agent',
       oidcTokenFile: '/var/run/secrets/writ-agent/token',
-      syncInterval: '5000',
+      syncInterval: 5000,
     });
     expect(o.joinToken).toBeUndefined();
     expect(agentOf(r).env).toBeUndefined();
@@ -171,7 +171,7 @@ describe('Helm chart: the node agent DaemonSet', () => {
       },
     });
     const o = await parsedOptions(r);
-    expect(o).toMatchObject({ server: 'https://writ.example.com', socket: 'unix:///run/spire/sockets/api.sock', syncInterval: '2000' });
+    expect(o).toMatchObject({ server: 'https://writ.example.com', socket: 'unix:///run/spire/sockets/api.sock', syncInterval: 2000 });
     expect(agentVolumeAt(r, '/run/spire/sockets/api.sock')!.volume.hostPath).toEqual({ path: '/run/spire/sockets', type: 'DirectoryOrCreate' });
     expect(agentVolumeAt(r, o.ca as string)!.volume.configMap.items).toEqual([{ key: 'ca.pem', path: 'bundle.pem' }]);
     expect(agentVolumeAt(r, o.oidcTokenFile as string)!.volume.projected.sources[0].serviceAccountToken).toMatchObject({ audience: 'writ-agent', expirationSeconds: 7200 });

@@ -1,6 +1,7 @@
 import { Option, type Command } from 'commander';
 import pino from 'pino';
 import { CliFailure } from '../errors';
+import { positiveInt } from '../args';
 import { globals } from '../context';
 
 /**
@@ -22,9 +23,10 @@ export function registerAgent(program: Command): void {
     .addOption(new Option('--kubelet-url <url>', 'attest callers in pods too (k8s: selectors), asking this node\'s kubelet (e.g. https://$NODE_IP:10250)').env('WRIT_AGENT_KUBELET_URL'))
     .addOption(new Option('--kubelet-ca <file>', 'the CA of the kubelet\'s serving certificate').env('WRIT_AGENT_KUBELET_CA'))
     .addOption(new Option('--kubelet-token-file <file>', 'the token the kubelet authorizes the agent by').env('WRIT_AGENT_KUBELET_TOKEN_FILE').default('/var/run/secrets/kubernetes.io/serviceaccount/token'))
-    .addOption(new Option('--sync-interval <ms>', 'how often to ask the broker for entries, the bundle and due SVIDs').env('WRIT_AGENT_SYNC_INTERVAL_MS').default('5000'))
-    .action(async (o: { socket: string; dataDir: string; joinToken?: string; oidcTokenFile?: string; x509popCert?: string; x509popKey?: string; kubeletUrl?: string; kubeletCa?: string; kubeletTokenFile: string; syncInterval: string }, cmd: Command) => {
+    .addOption(new Option('--sync-interval <ms>', 'how often to ask the broker for entries, the bundle and due SVIDs (at least 100)').env('WRIT_AGENT_SYNC_INTERVAL_MS').argParser(positiveInt).default(5000))
+    .action(async (o: { socket: string; dataDir: string; joinToken?: string; oidcTokenFile?: string; x509popCert?: string; x509popKey?: string; kubeletUrl?: string; kubeletCa?: string; kubeletTokenFile: string; syncInterval: number }, cmd: Command) => {
       const g = globals(cmd);
+      if (o.syncInterval < 100) throw new CliFailure('writ agent: --sync-interval is at least 100 ms');
       if ((o.x509popCert === undefined) !== (o.x509popKey === undefined)) throw new CliFailure('writ agent: --x509pop-cert and --x509pop-key go together');
       if (o.kubeletUrl && !o.kubeletCa) throw new CliFailure('writ agent: --kubelet-url needs --kubelet-ca (WRIT_AGENT_KUBELET_CA): the kubelet\'s certificate is verified, never trusted blindly');
       if (!g.ca) throw new CliFailure('writ agent needs --ca (or WRIT_CA): the trust bundle that signs the broker\'s certificate');
@@ -41,7 +43,7 @@ export function registerAgent(program: Command): void {
           ...(o.oidcTokenFile && { oidcTokenFile: o.oidcTokenFile }),
           ...(o.x509popCert && o.x509popKey && { x509pop: { certFile: o.x509popCert, keyFile: o.x509popKey } }),
           ...(o.kubeletUrl && { kubelet: { url: o.kubeletUrl, caPem: readCa(o.kubeletCa!), tokenFile: o.kubeletTokenFile } }),
-          syncIntervalMs: Number(o.syncInterval),
+          syncIntervalMs: o.syncInterval,
           logger,
         });
       } catch (err) {
