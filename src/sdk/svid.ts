@@ -102,8 +102,13 @@ export function svidFromAnswer(chainPem: unknown, privateKey: KeyObject, status:
   } catch (err) {
     throw new WritProtocolError(`the broker issued an SVID the SDK cannot use: ${(err as Error).message}`, status, { cause: err });
   }
+  if (!certificates[0]!.checkPrivateKey(privateKey)) throw new WritProtocolError('the issued SVID does not certify the key of the CSR', status);
+  return x509SvidOf(certificates, id, privateKey);
+}
+
+/** An {@link X509Svid} from its chain (leaf first, already checked to certify `privateKey`) and parsed SPIFFE ID. */
+export function x509SvidOf(certificates: readonly X509Certificate[], id: SpiffeId, privateKey: KeyObject): X509Svid {
   const leaf = certificates[0]!;
-  if (!leaf.checkPrivateKey(privateKey)) throw new WritProtocolError('the issued SVID does not certify the key of the CSR', status);
   return {
     spiffeId: id.uri,
     id,

@@ -2,11 +2,10 @@ import { createPrivateKey, X509Certificate, type JsonWebKey } from 'node:crypto'
 import { EventEmitter } from 'node:events';
 import type * as GrpcJs from '@grpc/grpc-js';
 import type * as ProtoLoader from '@grpc/proto-loader';
-import { sha256 } from '../core/hash';
 import { parseSpiffeId } from '../spiffe/id';
 import { WritError } from './errors';
 import type { JwtAuthority, X509Bundle, X509Svid } from './svid';
-import { certificatesToPem, spiffeIdOfCertificate } from './svid';
+import { certificatesToPem, spiffeIdOfCertificate, x509SvidOf } from './svid';
 import { WORKLOAD_PROTO_JSON } from './workload-proto';
 
 /** The options of {@link WorkloadApiSource.create}. */
@@ -77,17 +76,7 @@ function svidOf(m: X509SvidMessage): X509Svid {
   if (!leaf.checkPrivateKey(privateKey)) throw new Error(`the key of ${m.spiffe_id} does not match its certificate`);
   const id = spiffeIdOfCertificate(leaf);
   if (id.uri !== m.spiffe_id) throw new Error(`the certificate names ${id.uri}, the message ${m.spiffe_id}`);
-  return {
-    spiffeId: id.uri,
-    id,
-    certificates,
-    certificatesPem: certificatesToPem(certificates),
-    privateKey,
-    serialNumber: leaf.serialNumber.toLowerCase(),
-    fingerprint: sha256(leaf.raw, 'hex'),
-    notBefore: new Date(leaf.validFrom),
-    notAfter: new Date(leaf.validTo),
-  };
+  return x509SvidOf(certificates, id, privateKey);
 }
 
 /** gRPC's modules, loaded when a WorkloadApiSource is first made: they are optional peers of @writ/sdk. */
