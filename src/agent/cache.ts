@@ -1,4 +1,4 @@
-import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import type { Logger } from 'pino';
 import type { BrokerClient } from '../cli/client';
@@ -197,7 +197,7 @@ export class WorkloadCache implements WorkloadIdentitySource {
     const identity: X509Identity = {
       spiffeId: issued.spiffe_id,
       chain,
-      key: createPrivateKey(key.export({ type: 'pkcs8', format: 'pem' })).export({ type: 'pkcs8', format: 'der' }),
+      key: key.export({ type: 'pkcs8', format: 'der' }),
       bundle: this.#x509Authorities,
       hint: '',
     };

@@ -112,11 +112,19 @@ export async function serveWorkloadApi(opts: WorkloadApiOptions): Promise<{ clos
     send();
   };
 
-  /** A bundle stream, for a caller entitled to some identity (Workload API §5.2.2, §6.2.2). */
-  const bundleStream = <T>(call: grpc.ServerWritableStream<unknown, T>, message: () => T | undefined) => {
+  /**
+   * A stream for a caller entitled to some identity (Workload API §5.2.1, §5.2.2, §6.2.2).
+   * `endOnLoss`: an identity removed while the stream is open ends it as one never issued would.
+   */
+  const entitledStream = <T>(call: grpc.ServerWritableStream<unknown, T>, message: (selectors: ReadonlySet<string>) => T | undefined, endOnLoss = false) => {
     try {
-      if (!opts.source.entitled(callerOf(call))) throw noIdentity();
-      stream(call, message);
+      const selectors = callerOf(call);
+      if (!opts.source.entitled(selectors)) throw noIdentity();
+      stream(call, () => {
+        if (opts.source.entitled(selectors)) return message(selectors);
+        if (endOnLoss) fail(call as grpc.ServerWritableStream<unknown, unknown>, noIdentity());
+        return undefined;
+      });
     } catch (err) {
       fail(call as grpc.ServerWritableStream<unknown, unknown>, err);
     }
@@ -134,30 +142,16 @@ export async function serveWorkloadApi(opts: WorkloadApiOptions): Promise<{ clos
 
   server.addService(service, {
     FetchX509SVID(call: grpc.ServerWritableStream<unknown, unknown>) {
-      try {
-        const selectors = callerOf(call);
-        if (!opts.source.entitled(selectors)) throw noIdentity();
-        stream(call, () => (opts.source.entitled(selectors) ? x509Message(selectors) : undefined));
-        // An identity removed while the stream is open ends it as one never issued would (Workload API §5.2.1).
-        const unsubscribe = opts.source.onChange(() => {
-          if (!opts.source.entitled(selectors)) {
-            unsubscribe();
-            fail(call, noIdentity());
-          }
-        });
-        call.on('cancelled', unsubscribe);
-      } catch (err) {
-        fail(call, err);
-      }
+      entitledStream(call, x509Message, true);
     },
     FetchX509Bundles(call: grpc.ServerWritableStream<unknown, unknown>) {
-      bundleStream(call, () => {
+      entitledStream(call, () => {
         const bundles = opts.source.x509Bundles();
         return bundles.size === 0 ? undefined : { crl: [], bundles: Object.fromEntries([...bundles].map(([td, certs]) => [td, Buffer.concat([...certs])])) };
       });
     },
     FetchJWTBundles(call: grpc.ServerWritableStream<unknown, unknown>) {
-      bundleStream(call, () => {
+      entitledStream(call, () => {
         const bundles = opts.source.jwtBundles();
         return bundles.size === 0 ? undefined : { bundles: Object.fromEntries(bundles) };
       });
