@@ -12,7 +12,7 @@ import { showStartupSummary, type Terminal } from './broker-summary';
 import { redactDatabaseUrl, type Config } from './config';
 import { systemClock, systemRandom, type Clock, type Random } from './core';
 import { openDatabase, whileOpen, type Database, type Freshness, type Readiness } from './db';
-import { LeaseJanitor, revokedSvidSerials, noRevocationWatch, type LeaseKind, PgRevocationWatch, PrismaLeaseStore, RevocationEpochs, Revocations, svidDenylist, TaskStore, type LeaseStore, type RevocationWatch } from './leases';
+import { LeaseJanitor, revokedSvidSerials, noRevocationWatch, type LeaseKind, PgRevocationWatch, PrismaLeaseStore, RevocationEpochs, Revocations, svidDenylist, TaskStore, TaskEventStore, type LeaseStore, type RevocationWatch } from './leases';
 import { PolicyStore, seedPolicies } from './policy';
 import { ResourceStore } from './resources';
 import { AccessEvaluator } from './authzen';
@@ -181,6 +181,7 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
   const revocations = new Revocations(db.prisma, clock, auditIn, freshness, epochs, telemetry);
   const risks = new UserRisks(db.prisma, freshness);
   const tasks = new TaskStore(db.prisma, { clock, random, freshness, audit: auditIn, metrics: telemetry });
+  const taskEvents = new TaskEventStore(db.prisma, { clock, random, audit: auditIn });
   const exchange = new TokenExchange({
     issuer: config.issuer,
     authority: rotator,
@@ -188,6 +189,7 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
     entries,
     resources,
     tasks,
+    history: taskEvents,
     leases,
     epochs,
     policies,
@@ -216,7 +218,9 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
     subjectRevoked: (issuer, subject, since) => revocations.subjectRevoked(issuer, subject, undefined, since),
     userRisk: (issuer, subject) => risks.level(issuer, subject),
     audit,
+    history: taskEvents,
     clock,
+    random,
   });
   const introspection = new Introspection({ issuer: config.issuer, leases, resources, bundle, audit: refusals, clock, ...(boundMs !== undefined && { revocationBoundMs: boundMs }) });
   const tokenRevocation = new TokenRevocation({ issuer: config.issuer, leases, revocations, bundle, audit: refusals, clock });
@@ -230,7 +234,7 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
       svidRouter({ ...auth, issuer, denylist: () => svidDenylist(db.prisma, rotator, { issuer: config.issuer, clock }) }),
       authzenRouter({ ...auth, evaluator, issuer: config.issuer }),
       agentRouter({ ...auth, issuer, revokedSerials: (ids) => revokedSvidSerials(db.prisma, ids, clock.now()) }),
-      tasksRouter({ ...auth, tasks }),
+      tasksRouter({ ...auth, tasks, events: taskEvents, resources }),
       signalsRouter({ intake: signals }),
       adminRouter({ ...auth, joinTokens, limits, resources, policies, revocations, auditReader: new AuditReader(db.prisma), rotateCa: (overlap, actor) => rotateCa(overlap, actor) }),
     ],

@@ -6,11 +6,12 @@
  * Writ's own records, never from the PEP.
  */
 import { z } from 'zod';
-import type { AuditLog } from '../audit';
+import type { AuditEventInput, AuditLog } from '../audit';
+import type { Random } from '../core/random';
 import type { Clock } from '../core/clock';
 import { DomainError, problemType } from '../core/errors';
 import { isUuid } from '../core/uuid';
-import type { TaskStore } from '../leases';
+import { EMPTY_TASK_HISTORY, historyForAudit, type TaskEventStore, type TaskStore } from '../leases';
 import type { PolicyDecision, PolicyStore } from '../policy';
 import { TOOL_ACTIONS, type ToolAction } from '../policy/schema';
 import type { Resource, ResourceStore } from '../resources';
@@ -65,8 +66,14 @@ export interface AccessEvaluatorDeps {
   /** The user's latest reported risk level (Shared Signals), if any. */
   readonly userRisk?: (issuer: string, subject: string) => Promise<string | undefined>;
   readonly audit: Pick<AuditLog, 'append'>;
+  /** The task's history (policy's `context.task`), and where a permitted call is recorded with its audit event. */
+  readonly history?: Pick<TaskEventStore, 'history' | 'permitted'>;
   readonly clock: Clock;
+  readonly random: Random;
 }
+
+/** A PEP's id for the call it asks about (`context.call_id`), which its later report of the call names too. */
+const CALL_ID = /^[\x21-\x7e]{1,128}$/;
 
 const deny = (reason: string, policies?: readonly string[]): EvaluationResponse => ({ decision: false, context: { reason, ...(policies && { policies }) } });
 
@@ -96,6 +103,8 @@ export class AccessEvaluator {
     if (named !== undefined && (typeof named !== 'string' || named === '')) throw new EvaluationError('subject.properties.iss: the user\'s identity provider, a string');
     const taskId = request.context?.task_id;
     if (typeof taskId !== 'string' || !isUuid(taskId)) throw new EvaluationError('context.task_id: the task (the task_id claim of the access token) is required');
+    const callId = request.context?.call_id;
+    if (callId !== undefined && (typeof callId !== 'string' || !CALL_ID.test(callId))) throw new EvaluationError('context.call_id: the PEP\'s id of the call, 1 to 128 visible ASCII characters');
 
     const server = await this.#server(pep, resource.properties?.server);
     const tool = server.tools.find((t) => t.name === resource.id);
@@ -116,20 +125,31 @@ export class AccessEvaluator {
 
     const engine = await this.deps.policies.engine();
     const risk = (await this.deps.userRisk?.(issuer, subject.id)) ?? task.subjectRisk ?? 'unknown';
+    const history = this.deps.history ? await this.deps.history.history(task.id) : EMPTY_TASK_HISTORY;
     const decision: PolicyDecision = engine.decide({
       kind: 'action',
       action: wanted,
       user: { sub: subject.id, iss: issuer, groups: task.subjectGroups, risk },
       connector: { spiffeId: task.connector, owner, trustDomain: parseSpiffeId(task.connector).trustDomain },
       server: server.uri,
-      tool: { name: tool.name, classification: tool.classification },
+      tool: { name: tool.name, classification: tool.classification, egress: tool.egress === true },
       classification: tool.classification,
       chainDepth: 0,
       taskId: task.id,
       binding: request.context?.binding === 'dpop' ? 'dpop' : 'mtls',
+      task: history,
     });
     const answer: EvaluationResponse = decision.allowed ? { decision: true } : deny(decision.errors.length > 0 ? 'the policy could not be evaluated' : 'the policy does not permit it', decision.policyIds);
-    return this.#record(pep, request, answer, { server: server.uri, connector: task.connector, policyVersion: engine.version, policies: decision.policyIds, action: wanted }, issuer);
+    const details = { server: server.uri, connector: task.connector, policyVersion: engine.version, policies: decision.policyIds, action: wanted, ...(history.calls > 0 && { taskHistory: historyForAudit(history) }) };
+    if (!answer.decision || !this.deps.history) return this.#record(pep, request, answer, details, issuer);
+    // The permitted call enters the task's history with its audit row, before the PEP lets it run:
+    // every decision after this commit, on any server, sees it.
+    const id = callId ?? `pdp:${this.deps.random.uuid()}`;
+    await this.deps.history.permitted(
+      { taskId: task.id, server: server.uri, reporter: pep.spiffeId, callId: id, tool: tool.name, actions: [wanted], classification: tool.classification, egress: tool.egress === true },
+      this.#event(pep, request, answer, { ...details, callId: id }, issuer),
+    );
+    return answer;
   }
 
   /**
@@ -191,14 +211,18 @@ export class AccessEvaluator {
 
   /** Audits the evaluation; `issuer` is the user's identity provider once the task named it. */
   async #record(pep: PolicyEnforcementPoint, request: EvaluationRequest, answer: EvaluationResponse, details: Record<string, unknown>, issuer?: string): Promise<EvaluationResponse> {
+    await this.deps.audit.append(this.#event(pep, request, answer, details, issuer));
+    return answer;
+  }
+
+  #event(pep: PolicyEnforcementPoint, request: EvaluationRequest, answer: EvaluationResponse, details: Record<string, unknown>, issuer?: string): AuditEventInput {
     const subjectIssuer = issuer ?? (typeof request.subject.properties?.iss === 'string' ? request.subject.properties.iss : undefined);
-    await this.deps.audit.append({
+    return {
       type: 'access.evaluated',
       subject: request.subject.id,
       ...(subjectIssuer !== undefined && { subjectIssuer }),
       actor: pep.spiffeId,
       details: { taskId: request.context?.task_id, tool: request.resource.id, action: request.action.name, decision: answer.decision, ...(answer.context && { reason: answer.context.reason }), ...details },
-    });
-    return answer;
+    };
   }
 }

@@ -231,6 +231,7 @@ export class PrismaLeaseStore implements LeaseStore {
 }
 
 export { TaskStore, TaskError, type Task } from './tasks';
+export { TaskEventStore, TaskEventError, EMPTY_TASK_HISTORY, REPORTED_OUTCOMES, historyForAudit, summarize, type TaskEvent, type TaskEventOutcome, type TaskCallReport, type TaskHistory, type TaskEventRef, type RegisteredTool } from './task-events';
 export { LeaseRefused, RevocationEpochs, REVOCATION_LOCK, type LeaseBasis, type LeaseRefusal, type MarkerKind, type RevocationEpoch } from './ordering';
 export { Revocations, revocationSelectorSchema, leaseFilter, handleOf, type PendingRevocation, type RevocationSelector, type BlastRadius } from './revocations';
 export { leaseListingSchema, type LeaseListing } from './filters';

@@ -15,7 +15,7 @@ export interface DecisionOptions {
   readonly url: string;
   /** This server's X.509-SVID and key, and Writ's trust bundle (the PEP authenticates over mTLS). */
   readonly tls: TlsClientOptions;
-  /** The tools asked about per call; every tool by default. */
+  /** The tools asked about per call; every tool by default. Tools the token lists in `per_call` are asked about whatever this says. */
   readonly tools?: readonly string[];
   /** How long to wait for a decision (ms); 5000 by default. */
   readonly timeoutMs?: number;
@@ -38,16 +38,27 @@ export class CallDenied extends OAuthError {
   }
 }
 
-/** Asks the PDP about one call; resolves when permitted, rejects with {@link CallDenied}. */
-export function decider(options: DecisionOptions, server: string): (claims: AccessTokenClaims, tool: string, actions: readonly Action[], requestId: unknown) => Promise<void> {
+/** One `tools/call` to decide: the tool, the actions it needs, its JSON-RPC id, and this server's id for it (`context.call_id`, which its report names too). */
+export interface DecidedCall {
+  readonly tool: string;
+  readonly actions: readonly Action[];
+  readonly requestId: unknown;
+  readonly callId: string;
+}
+
+/** Whether the token says every call of `tool` needs a decision at call time (`per_call`). */
+export const needsDecision = (claims: Pick<AccessTokenClaims, 'per_call'>, tool: string): boolean => claims.per_call?.includes(tool) === true;
+
+/** Asks the PDP about one call (`required`: whatever `tools` says); resolves when permitted, rejects with {@link CallDenied}. */
+export function decider(options: DecisionOptions, server: string): (claims: AccessTokenClaims, call: DecidedCall, required?: boolean) => Promise<void> {
   const doFetch = options.fetch ?? tlsFetch(options.tls);
   const covered = options.tools && new Set(options.tools);
-  const ask = async (claims: AccessTokenClaims, tool: string, action: Action | undefined, requestId: unknown) => {
+  const ask = async (claims: AccessTokenClaims, tool: string, action: Action | undefined, requestId: unknown, callId: string) => {
     const body = {
       subject: { type: 'identity', id: claims.sub },
       action: { name: 'tools/call', ...(action && { properties: { action } }) },
       resource: { type: 'tool', id: tool, properties: { server } },
-      context: { task_id: claims.task_id, agent: claims.client_id },
+      context: { task_id: claims.task_id, agent: claims.client_id, call_id: callId },
     };
     let answer: { decision?: unknown; context?: { reason?: unknown } };
     try {
@@ -59,10 +70,10 @@ export function decider(options: DecisionOptions, server: string): (claims: Acce
     }
     if (answer.decision !== true) throw new CallDenied(CALL_DENIED, typeof answer.context?.reason === 'string' ? `${tool}: ${answer.context.reason}` : `${tool}: denied`, requestId);
   };
-  return async (claims, tool, actions, requestId) => {
-    if (covered && !covered.has(tool)) return;
+  return async (claims, call, required = false) => {
+    if (!required && covered && !covered.has(call.tool)) return;
     // Every action the call needs must be permitted; with none listed, the tool's one registered action.
-    for (const action of actions.length > 0 ? actions : [undefined]) await ask(claims, tool, action, requestId);
+    for (const action of call.actions.length > 0 ? call.actions : [undefined]) await ask(claims, call.tool, action, call.requestId, call.callId);
   };
 }
 

@@ -57,6 +57,8 @@ export {
   sendHeaderMismatch,
   type HeaderMismatchDetail,
 } from './headers';
+export { TaskEventReporter, type ReportingOptions, type CallReport } from './reporter';
+export { outcomesOf, observeOutcomes, type CallOutcome } from './outcomes';
 export { VerifierError, writBinding, writTokenVerifier, type WritBindingOptions, type WritTokenVerifier, type WritTokenVerifierOptions } from './verifier';
 export { formatStepUpChallengeParams, parseStepUpChallenge, STEP_UP_DETAILS_PARAM, type StepUpChallenge, type StepUpDetail } from '../tokens/step-up';
 export { MAX_INTROSPECTION_CACHE_MS, type IntrospectionOptions } from './introspection';
@@ -69,5 +71,5 @@ export {
   type ProtectedResourceMetadataOptions,
 } from './metadata';
 export { tlsFetch, type PemInput, type TlsClientOptions } from './tls-fetch';
-export { CALL_DENIED, CallDenied, NO_DECISION, type DecisionOptions } from './decisions';
+export { CALL_DENIED, CallDenied, NO_DECISION, needsDecision, type DecisionOptions, type DecidedCall } from './decisions';
 export { grantedTools, requireTool, toolCalls, toolGranted, ToolNotGranted, type ToolActions } from './tools';

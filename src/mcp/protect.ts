@@ -28,6 +28,10 @@
  *    array as `authorization_details`;
  * 7. with `decisions`, each granted `tools/call` is decided again by Writ's AuthZEN PDP, as
  *    policy says now (see `./decisions`): a denial is JSON-RPC error -32001, no decision -32603.
+ *    Tools the token lists in `per_call` are always decided (over `introspect.tls` when
+ *    `decisions` is not given; a server with neither refuses their calls, -32603);
+ * 8. each call let through is reported to Writ with how it ended (task history, `./reporter`),
+ *    in the background; while the buffer of unsent reports is full, calls are refused (-32603).
  *
  * Every challenge carries `resource_metadata` (RFC 9728 §5.1), the URL where
  * `protectedResourceMetadataHandler` serves the document naming Writ, as the MCP authorization
@@ -92,7 +96,10 @@ import { introspector, type IntrospectionOptions } from './introspection';
 import { protectedResourceMetadataUrl } from './metadata';
 import { tlsFetch, type PemInput } from './tls-fetch';
 import { requiredActions, requireTool, toolCallRequests, toolCalls, ToolNotGranted, type ToolActions } from './tools';
-import { CallDenied, decider, sendCallDenied, type DecisionOptions } from './decisions';
+import { CallDenied, decider, NO_DECISION, needsDecision, sendCallDenied, type DecisionOptions } from './decisions';
+import { observeOutcomes } from './outcomes';
+import { TaskEventReporter, type ReportingOptions } from './reporter';
+import { randomUUID } from 'node:crypto';
 import { checkMcpHeaders, HeaderMismatch, sendHeaderMismatch } from './headers';
 import { formatStepUpChallengeParams, isScope, stepUpDetails, type StepUpDetail } from '../tokens/step-up';
 import { ProxyTrust, type TrustedProxies } from '../tokens/client-cert';
@@ -164,6 +171,13 @@ export interface WritProtectionOptions {
    * denial is answered as JSON-RPC error -32001, no decision as -32603 (closed), and the tool never runs.
    */
   readonly decisions?: DecisionOptions;
+  /**
+   * Task history: each `tools/call` let through, and how it ended, reported to Writ in the
+   * background (see `./reporter`). On by default whenever this server's SVID is known (from
+   * `decisions` or `introspect`); `false` turns it off. Calls are refused while the bounded
+   * buffer of unsent reports is full.
+   */
+  readonly reporting?: ReportingOptions | false;
   /** Called with every refusal (for logs or audit); the response is already decided. */
   readonly onRefusal?: (error: OAuthError, req: IncomingMessage) => void;
 }
@@ -201,6 +215,10 @@ export interface WritProtection {
    * {@link OAuthError} (`invalid_token` 401, `temporarily_unavailable` 503).
    */
   verify(token: string, req: IncomingMessage): Promise<AccessTokenClaims>;
+  /** Sends the buffered call reports now (before a graceful stop); resolves when sent or when Writ could not take them. */
+  flush(): Promise<void>;
+  /** Flushes, then lets no more calls through (each would be refused, its history not kept). */
+  close(): Promise<void>;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -254,7 +272,12 @@ export function writProtection(options: WritProtectionOptions): WritProtection {
   const challenge = { ...checks.challenge, ...(options.toolScopes !== undefined && { toolScopes: options.toolScopes }), ...(options.toolActions !== undefined && { toolActions: options.toolActions }) };
 
   const binding = senderBinding(options, checks.clock);
-  const decide = options.decisions && decider(options.decisions, options.resource);
+  const writ = writBase(options);
+  // Tools the token marks per_call are decided even without `decisions`, over introspection's mTLS identity.
+  const perCallTls = options.decisions?.tls ?? options.introspect?.tls;
+  const decide = options.decisions ? decider(options.decisions, options.resource) : undefined;
+  const decideRequired = decide ?? (perCallTls && decider({ url: `${writ}/access/v1/evaluation`, tls: perCallTls, ...(options.fetch && { fetch: options.fetch }) }, options.resource));
+  const reporter = reporterOf(options, writ, checks.clock);
 
   const verify = async (token: string, req: IncomingMessage): Promise<AccessTokenClaims> => {
     const claims = await checks.signed(token);
@@ -280,8 +303,24 @@ export function writProtection(options: WritProtectionOptions): WritProtection {
       const mismatch = checkMcpHeaders(req.headers, body);
       if (mismatch !== undefined) throw new HeaderMismatch(mismatch);
       for (const tool of toolCalls(body)) requireTool(claims, tool, requiredActions(options.toolActions, tool));
-      // Step 7: each granted call, as policy decides now.
-      if (decide) for (const call of toolCallRequests(body)) await decide(claims, call.name!, requiredActions(options.toolActions, call.name), call.id);
+      const calls = toolCallRequests(body).map((c) => ({ tool: c.name!, requestId: c.id, args: c.arguments, callId: randomUUID(), actions: callActions(claims, c.name!, options.toolActions) }));
+      // A call whose report would find no room does not run: its history could not be kept.
+      if (reporter && calls.length > 0 && !reporter.accepting) throw new CallDenied(NO_DECISION, 'the task history cannot be recorded now (Writ has not taken this server\'s call reports); try again later', calls[0]!.requestId);
+      // Step 7: each granted call, as policy decides now (always for the token's per_call tools).
+      for (const call of calls) {
+        const required = needsDecision(claims, call.tool);
+        if (required && !decideRequired) throw new CallDenied(NO_DECISION, `${call.tool}: every call needs a decision from Writ (the token's per_call), and this server is configured for none (decisions or introspect)`, call.requestId);
+        const ask = required ? decideRequired : decide;
+        if (ask) await ask(claims, call, required);
+      }
+      if (reporter && calls.length > 0) {
+        observeOutcomes(res, calls.map((c) => c.requestId), (outcomes) =>
+          calls.forEach((c, i) => {
+            const touched = options.reporting ? options.reporting.resourceOf?.(c.tool, c.args) : undefined;
+            reporter.add({ task_id: claims.task_id, call_id: c.callId, tool: c.tool, actions: c.actions, ...classificationOf(claims, c.tool), ...(touched !== undefined && { resource: touched }), outcome: outcomes[i]! });
+          }),
+        );
+      }
       const writReq = req as WritRequest;
       writReq.writ = writIdentity(claims, options.toolActions);
       writReq.auth = mcpAuthInfo(token, writReq.writ, checks.challenge.resourceMetadataUrl);
@@ -290,7 +329,42 @@ export function writProtection(options: WritProtectionOptions): WritProtection {
     admit().then(() => next(), refuse);
   }) as WritProtection;
   protect.verify = verify;
+  protect.flush = async () => reporter?.flush();
+  protect.close = async () => reporter?.close();
   return protect;
+}
+
+/**
+ * Where Writ's API is reached, for the endpoints not configured by URL: the prefix of the
+ * introspection (or decision) URL, which this server reaches already; else the issuer.
+ */
+function writBase(options: WritProtectionOptions): string {
+  for (const [url, suffix] of [[options.introspect?.url, '/oauth2/introspect'], [options.decisions?.url, '/access/v1/evaluation']] as const)
+    if (url !== undefined && url.endsWith(suffix)) return url.slice(0, -suffix.length);
+  return options.issuer.replace(/\/+$/, '');
+}
+
+/** The reporter `reporting` asks for: on whenever this server's SVID is known, unless `false`. */
+function reporterOf(options: WritProtectionOptions, writ: string, clock: Clock): TaskEventReporter | undefined {
+  if (options.reporting === false) return undefined;
+  const tls = options.reporting?.tls ?? options.decisions?.tls ?? options.introspect?.tls;
+  const fetchImpl = options.reporting?.fetch ?? (tls ? undefined : options.fetch);
+  if (!tls && !fetchImpl) return undefined;
+  return new TaskEventReporter({ ...options.reporting, url: options.reporting?.url ?? `${writ}/v1/task-events`, server: options.resource, ...(tls && { tls }), ...(fetchImpl && { fetch: fetchImpl }) }, clock);
+}
+
+/** The actions a call performs, as decided and reported: what `toolActions` requires, else every action the token grants the tool. */
+function callActions(claims: AccessTokenClaims, tool: string, toolActions: ToolActions | undefined): Action[] {
+  const required = requiredActions(toolActions, tool);
+  if (required.length > 0) return [...required];
+  return [...new Set(claims.authorization_details.filter((d) => d.tools.includes(tool)).flatMap((d) => d.actions))];
+}
+
+/** The highest classification the token grants the tool at (the broker takes it if above the registry's). */
+function classificationOf(claims: AccessTokenClaims, tool: string): { classification?: string } {
+  const order = ['public', 'internal', 'confidential', 'restricted'];
+  const levels = claims.authorization_details.filter((d) => d.tools.includes(tool) && d.data_classification !== undefined).map((d) => order.indexOf(d.data_classification!));
+  return levels.length === 0 ? {} : { classification: order[Math.max(...levels)]! };
 }
 
 /** RFC 6750 §3: a request with no authentication at all gets a challenge without an error code. */

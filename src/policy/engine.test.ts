@@ -385,3 +385,37 @@ when { principal.groups.contains("eng") && principal.risk == "low" && context.cl
     expect(engine.decide(action()).policyIds).toEqual(['low-risk-eng-read']);
   });
 });
+
+describe('task history in policy (context.task, resource.egress)', () => {
+  const TAINT = `
+@id("read") permit (principal, action, resource);
+@id("no-egress-after-restricted-read")
+forbid (principal, action, resource) when { resource.egress && context.task.max_classification_read >= 3 };
+`;
+  const restrictedRead = { calls: 1, toolsCalled: ['read_record'], servers: [DOCS], resources: ['r-7'], maxClassificationRead: 3, maxClassificationWritten: -1, egressCalls: 0 };
+  const mail = { name: 'send_email', classification: 'internal' as const, egress: true };
+
+  it('forbids an egress tool after the task read something restricted, and only then', () => {
+    const engine = PolicyEngine.create(TAINT, '1');
+    expect(engine.readsTaskHistory).toBe(true);
+    expect(engine.decide(action({ action: 'write', tool: mail })).allowed).toBe(true); // a new task: nothing read
+    expect(engine.decide(action({ action: 'write', tool: mail, task: restrictedRead }))).toMatchObject({ allowed: false, policyIds: ['no-egress-after-restricted-read'] });
+    // The same request with another history is decided again, not answered from the cache.
+    expect(engine.decide(action({ action: 'write', tool: mail, task: { ...restrictedRead, maxClassificationRead: 1 } })).allowed).toBe(true);
+    expect(engine.decide(action({ action: 'write', tool: { ...mail, egress: false }, task: restrictedRead })).allowed).toBe(true);
+    expect(engine.decide(delegate({ tool: mail, task: restrictedRead })).allowed).toBe(false);
+  });
+
+  it('sees the sets of tools, servers and resources called', () => {
+    const engine = PolicyEngine.create(`@id("p") permit (principal, action, resource) when { context.task.tools_called.contains("read_record") && context.task.servers.contains("${DOCS}") && context.task.resources.contains("r-7") && context.task.calls == 1 };`, '1');
+    expect(engine.decide(action({ task: restrictedRead })).allowed).toBe(true);
+    expect(engine.decide(action()).allowed).toBe(false);
+  });
+
+  it('tells a set that reads no history, and refuses a malformed history (closed)', () => {
+    expect(PolicyEngine.create('@id("p") permit (principal, action, resource);', '1').readsTaskHistory).toBe(false);
+    const engine = PolicyEngine.create(TAINT, '1');
+    const bad = engine.decide(action({ task: { ...restrictedRead, calls: -5 } }));
+    expect([bad.allowed, bad.errors[0]]).toEqual([false, expect.stringContaining('calls must be an integer')]);
+  });
+});

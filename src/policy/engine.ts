@@ -76,7 +76,25 @@ export interface PolicyConnector {
 export interface PolicyTool {
   readonly name: string;
   readonly classification: Classification;
+  /** The registry's egress flag (`resource.egress`); false when not set. */
+  readonly egress?: boolean;
 }
+
+/**
+ * What the task did before (`context.task`, the schema's `TaskHistory`): levels are
+ * classification levels, -1 for nothing read (written). A new task's is all empty.
+ */
+export interface PolicyTaskHistory {
+  readonly calls: number;
+  readonly toolsCalled: readonly string[];
+  readonly servers: readonly string[];
+  readonly resources: readonly string[];
+  readonly maxClassificationRead: number;
+  readonly maxClassificationWritten: number;
+  readonly egressCalls: number;
+}
+
+const NO_HISTORY: PolicyTaskHistory = { calls: 0, toolsCalled: [], servers: [], resources: [], maxClassificationRead: -1, maxClassificationWritten: -1, egressCalls: 0 };
 
 /** May `user`, through `connector`, perform `action` on `tool` of `server`? */
 export interface ActionRequest {
@@ -94,6 +112,8 @@ export interface ActionRequest {
   readonly taskId: string;
   /** What the token would be bound to: `mtls` (RFC 8705) or `dpop` (RFC 9449); `context.binding`. */
   readonly binding: TokenBinding;
+  /** The task's history (`context.task`); none recorded when not given. */
+  readonly task?: PolicyTaskHistory;
 }
 
 /** The sender constraint of the token being decided, as policies see it in `context.binding`. */
@@ -115,6 +135,8 @@ export interface DelegateRequest {
   readonly classification: Classification;
   /** What the new token would be bound to (`context.binding`). */
   readonly binding: TokenBinding;
+  /** The task's history (`context.task`); none recorded when not given. */
+  readonly task?: PolicyTaskHistory;
 }
 
 export type PolicyRequest = ActionRequest | DelegateRequest;
@@ -149,8 +171,10 @@ const DECISION_CACHE_SIZE = 20_000;
  * attributes and the context). The task id is part of it only when a policy of the set
  * could read it (any mention of `task_id`); otherwise it cannot change the answer.
  */
-function decisionKey(r: PolicyRequest, withTaskId: boolean): string {
-  const common = [r.user.sub, r.user.iss, r.user.groups, r.user.risk, r.connector.spiffeId, r.connector.owner, r.connector.trustDomain, r.server, r.tool.name, r.tool.classification, r.classification, r.chainDepth, r.binding];
+function decisionKey(r: PolicyRequest, withTaskId: boolean, withHistory: boolean): string {
+  const h = r.task ?? NO_HISTORY;
+  const history = withHistory ? [h.calls, h.toolsCalled, h.servers, h.resources, h.maxClassificationRead, h.maxClassificationWritten, h.egressCalls] : null;
+  const common = [r.user.sub, r.user.iss, r.user.groups, r.user.risk, r.connector.spiffeId, r.connector.owner, r.connector.trustDomain, r.server, r.tool.name, r.tool.classification, r.tool.egress === true, r.classification, r.chainDepth, r.binding, history];
   return JSON.stringify(r.kind === 'action' ? ['action', r.action, ...common, withTaskId ? r.taskId : null] : ['delegate', r.chain, ...common]);
 }
 
@@ -161,6 +185,8 @@ export class PolicyEngine {
   /** Decisions by every input (the set, hence its version, is fixed per engine); only clean answers are kept. */
   readonly #decisions = new Map<string, PolicyDecision>();
   readonly #taskIdMatters: boolean;
+  /** Some policy reads `context.task` (the task's history): then every granted tool is decided per call too. */
+  readonly readsTaskHistory: boolean;
 
   private constructor(
     /** The version this set was activated as. */
@@ -172,7 +198,9 @@ export class PolicyEngine {
     schemaName: string,
     policySetId: string,
     readsTaskId: boolean,
+    readsTaskHistory: boolean,
   ) {
+    this.readsTaskHistory = readsTaskHistory;
     this.#schemaName = schemaName;
     this.#policySetId = policySetId;
     this.#taskIdMatters = readsTaskId || text.includes('task_id');
@@ -184,14 +212,14 @@ export class PolicyEngine {
     if (!compiled.ok) throw new PolicyInvalid(compiled.errors);
     const schemaName = preparsedSchema();
     const policySetId = preparsedPolicySet(compiled.policies);
-    return new PolicyEngine(version, text, Object.keys(compiled.policies), schemaName, policySetId, compiled.readsTaskId);
+    return new PolicyEngine(version, text, Object.keys(compiled.policies), schemaName, policySetId, compiled.readsTaskId, compiled.readsTaskHistory);
   }
 
   /** Decides one tool and action (or one delegation). Never throws; fails closed. */
   decide(request: PolicyRequest): PolicyDecision {
     let key: string | undefined;
     try {
-      key = decisionKey(request, this.#taskIdMatters);
+      key = decisionKey(request, this.#taskIdMatters, this.readsTaskHistory);
     } catch {
       key = undefined; // a malformed request: decided (and refused) below, not cached
     }
@@ -289,12 +317,40 @@ function tokenBinding(binding: unknown): TokenBinding {
   return binding;
 }
 
+function egressOf(egress: unknown): boolean {
+  if (egress !== undefined && typeof egress !== 'boolean') throw new TypeError('a tool\'s egress flag must be a boolean');
+  return egress === true;
+}
+
+const level64 = (n: unknown, what: string): number => {
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < -1) throw new RangeError(`the task history's ${what} must be an integer of at least -1, not ${String(n)}`);
+  return n;
+};
+const strings = (v: unknown, what: string): string[] => {
+  if (!Array.isArray(v) || v.some((s) => typeof s !== 'string')) throw new TypeError(`the task history's ${what} must be a list of strings`);
+  return [...(v as string[])];
+};
+
+/** `context.task`, as the schema's `TaskHistory` record. */
+function taskHistory(h: PolicyTaskHistory | undefined): cedar.CedarValueJson {
+  const t = h ?? NO_HISTORY;
+  return {
+    calls: level64(t.calls, 'calls'),
+    tools_called: strings(t.toolsCalled, 'tools_called'),
+    servers: strings(t.servers, 'servers'),
+    resources: strings(t.resources, 'resources'),
+    max_classification_read: level64(t.maxClassificationRead, 'max_classification_read'),
+    max_classification_written: level64(t.maxClassificationWritten, 'max_classification_written'),
+    egress_calls: level64(t.egressCalls, 'egress_calls'),
+  };
+}
+
 function cedarRequest(request: PolicyRequest): CedarRequest {
   const server: Entity = { uid: uid(ENTITY_TYPES.server, request.server), attrs: {}, parents: [] };
   level(request.tool.classification, 'tool classification');
   const tool: Entity = {
     uid: uid(ENTITY_TYPES.tool, toolEntityId(request.server, request.tool.name)),
-    attrs: { name: request.tool.name, classification: request.tool.classification },
+    attrs: { name: request.tool.name, classification: request.tool.classification, egress: egressOf(request.tool.egress) },
     parents: [server.uid],
   };
   const user = userEntity(request.user);
@@ -304,6 +360,7 @@ function cedarRequest(request: PolicyRequest): CedarRequest {
     classification_level: level(request.classification, 'classification'),
     chain_depth: chainDepth(request.chainDepth),
     binding: tokenBinding(request.binding),
+    task: taskHistory(request.task),
   };
   const kind: unknown = request.kind;
   if (request.kind === 'action') {
@@ -338,7 +395,7 @@ function cedarRequest(request: PolicyRequest): CedarRequest {
 // Policy sets: text → { id → policy } validated against the schema, and Cedar's caches.
 
 /** `readsTaskId`: some policy names the `task_id` attribute (judged on Cedar's parsed form, where escapes are resolved). */
-type Compiled = { ok: true; policies: Record<string, string>; readsTaskId: boolean } | { ok: false; errors: string[] };
+type Compiled = { ok: true; policies: Record<string, string>; readsTaskId: boolean; readsTaskHistory: boolean } | { ok: false; errors: string[] };
 
 const MAX_ID_LENGTH = 128;
 const CONTROL = /[\u0000-\u001f\u007f]/;
@@ -369,6 +426,7 @@ function compilePolicies(text: string): Compiled {
   const policies: Record<string, string> = {};
   const offsets = new Map<string, number>();
   let readsTaskId = false;
+  let readsTaskHistory = false;
   let cursor = 0;
   for (const { source, cedarId } of inOrder) {
     const offset = text.indexOf(source, cursor);
@@ -380,6 +438,8 @@ function compilePolicies(text: string): Compiled {
     }
     // The parsed form names attributes unescaped: `context["task\u{5f}id"]` reads as task_id.
     readsTaskId ||= JSON.stringify(json.json).includes('task_id');
+    // `context.task` (or `context has task`): the attribute named "task" (a string literal "task" also counts; harmless).
+    readsTaskHistory ||= JSON.stringify(json.json).includes('"task"');
     const annotations = json.json.annotations ?? {};
     let id = cedarId;
     if (Object.prototype.hasOwnProperty.call(annotations, 'id')) {
@@ -415,7 +475,7 @@ function compilePolicies(text: string): Compiled {
       errors: validation.validationErrors.map((e) => describe(e.error, text, offsets.get(e.policyId) ?? -1, e.policyId)),
     };
   }
-  return { ok: true, policies, readsTaskId };
+  return { ok: true, policies, readsTaskId, readsTaskHistory };
 }
 
 

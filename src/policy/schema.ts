@@ -62,6 +62,18 @@ export function toolEntityId(serverUri: string, toolName: string): string {
  * `principal is Writ::User`).
  */
 export const WRIT_SCHEMA = `namespace Writ {
+  // What the task did before this decision: every tools/call recorded in it, on any server.
+  // Levels as classification_level (public 0 … restricted 3); -1 when nothing was read (written).
+  type TaskHistory = {
+    calls: Long,
+    tools_called: Set<String>,
+    servers: Set<String>,
+    resources: Set<String>,
+    max_classification_read: Long,
+    max_classification_written: Long,
+    egress_calls: Long,
+  };
+
   // The end user: id is the subject token's "sub".
   entity User = {
     iss: String,
@@ -82,6 +94,8 @@ export const WRIT_SCHEMA = `namespace Writ {
   entity Tool in [Server] = {
     name: String,
     classification: String,
+    // The tool sends data out (the registry's egress flag).
+    egress: Bool,
   };
 
   // A user's action on a tool, through a connector.
@@ -96,6 +110,7 @@ export const WRIT_SCHEMA = `namespace Writ {
       task_id: String,
       // "mtls" (RFC 8705 certificate-bound) or "dpop" (RFC 9449 DPoP-bound).
       binding: String,
+      task: TaskHistory,
     },
   };
 
@@ -111,6 +126,7 @@ export const WRIT_SCHEMA = `namespace Writ {
       classification_level: Long,
       // "mtls" or "dpop": what the new token is bound to.
       binding: String,
+      task: TaskHistory,
     },
   };
 }

@@ -16,6 +16,10 @@ export interface Tool {
   readonly name: string;
   readonly actions: readonly ToolAction[];
   readonly classification: Classification;
+  /** The tool sends data out (mail, chat, web, a public repository): policy sees `resource.egress`. */
+  readonly egress?: boolean;
+  /** Every call needs a decision from Writ's PDP at the time of the call (`@writ/mcp` asks, and refuses without one). */
+  readonly per_call?: boolean;
 }
 
 /** A protected resource (an MCP server), named by the URI clients put in `resource` (RFC 8707). */
@@ -44,6 +48,8 @@ const toolSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, { message: 'tool names are 1-128 letters, digits, "_", "." or "-" (as authorization_details names them)' }),
   actions: z.array(z.enum(ACTIONS)).min(1).transform((a) => [...new Set(a)]),
   classification: z.enum(CLASSIFICATIONS),
+  egress: z.boolean().optional(),
+  per_call: z.boolean().optional(),
 });
 
 /** The admin API's resource schema (`partial` for updates); the URI must be absolute (RFC 8707 §2). */

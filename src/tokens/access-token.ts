@@ -64,6 +64,12 @@ export interface AccessTokenClaims {
   readonly task_id: string;
   /** The user's session at the identity provider, when the subject token named one. */
   readonly sid?: string;
+  /**
+   * The granted tools every call of which needs a decision from Writ's PDP at call time (the
+   * registry marks them `per_call`, or the policy set reads the task's history): a resource
+   * server without per-call decisions must refuse their calls. Absent when there are none.
+   */
+  readonly per_call?: readonly string[];
   readonly iat: number;
   readonly exp: number;
   readonly jti: string;

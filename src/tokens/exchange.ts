@@ -5,7 +5,7 @@ import type { Clock } from '../core/clock';
 import { sha256 } from '../core/hash';
 import type { Random } from '../core/random';
 import { isUuid } from '../core/uuid';
-import { LeaseRefused, type LeaseRefusal, type LeaseStore, type RevocationEpoch, type TaskStore } from '../leases';
+import { EMPTY_TASK_HISTORY, historyForAudit, LeaseRefused, type LeaseRefusal, type LeaseStore, type RevocationEpoch, type TaskEventStore, type TaskHistory, type TaskStore } from '../leases';
 import type { PolicyEngine, PolicyStore, PolicyUser } from '../policy';
 import type { Resource, ResourceStore, Tool } from '../resources';
 import type { TrustBundle } from '../spiffe/bundle';
@@ -74,6 +74,8 @@ export interface TokenExchangeDeps {
   entries: ClientEntries;
   resources: ResourceStore;
   tasks: TaskStore;
+  /** What each task did before (policy's `context.task`); a new task's history is empty. */
+  history?: Pick<TaskEventStore, 'history'>;
   leases: LeaseStore;
   /** The latest revocation this replica has heard of, read as each request begins (src/leases/ordering.ts). */
   epochs: RevocationEpoch;
@@ -166,6 +168,16 @@ function lostRace(refusal: LeaseRefusal, client: Pick<Connector, 'leaseIds' | 'm
 
 
 /**
+ * The granted tools whose calls need a decision at call time (the token's `per_call`): those
+ * the registry marks `per_call`, or all of them when the policy set reads the task's history
+ * (a call on another server may change the answer before the token expires).
+ */
+function perCallTools(resource: Resource, granted: readonly McpToolDetail[], readsHistory: boolean): string[] {
+  const tools = [...new Set(granted.flatMap((d) => d.tools))];
+  return readsHistory ? tools : tools.filter((name) => resource.tools.find((t) => t.name === name)?.per_call === true);
+}
+
+/**
  * RFC 8693 token exchange, as a pipeline of small steps (authenticate the client → parse
  * the request → verify the subject token → resolve resource and tools → attenuate for
  * chains → decide policy per tool → commit the task and lease → mint). Every refusal is an
@@ -208,10 +220,13 @@ export class TokenExchange {
       const chain = subject.parent ? this.attenuateChain(subject.parent, wanted) : { depth: 0, dropped: [] };
       const engine = await this.deps.policies.engine();
       const task = await this.task(request, subject, connector.spiffeId);
-      const { granted, decisions } = this.decide(engine, { resource, wanted, subject, connector, depth: chain.depth, taskId: task.id, binding: binding.kind });
-      audit = { ...audit, taskId: task.id, policyVersion: engine.version, decisions, ...(chain.dropped.length > 0 && { attenuated: chain.dropped }) };
+      // A task already under way (a named task_id, a chained hop) brings what it did before, on any server.
+      const history = task.pending || !this.deps.history ? EMPTY_TASK_HISTORY : await this.deps.history.history(task.id);
+      const { granted, decisions } = this.decide(engine, { resource, wanted, subject, connector, depth: chain.depth, taskId: task.id, binding: binding.kind, history });
+      audit = { ...audit, taskId: task.id, policyVersion: engine.version, decisions, ...(history.calls > 0 && { taskHistory: historyForAudit(history) }), ...(chain.dropped.length > 0 && { attenuated: chain.dropped }) };
       if (granted.length === 0) throw new AccessDenied('policy allows none of the requested tools and actions now');
-      const issued = await this.issue({ binding, connector, subject, resource, granted, task, audit, epoch });
+      const perCall = perCallTools(resource, granted, engine.readsTaskHistory);
+      const issued = await this.issue({ binding, connector, subject, resource, granted, perCall, task, audit, epoch });
       this.#metrics.tokenIssued({ chained: subject.parent !== undefined, binding: binding.kind });
       return issued;
     } catch (err) {
@@ -390,18 +405,18 @@ export class TokenExchange {
   /** One Cedar decision per tool and action (and, chained, a `delegate` decision per tool); the allowed ones are granted. */
   private decide(
     engine: PolicyEngine,
-    ctx: { resource: Resource; wanted: { tool: Tool; action: Action; classification: Classification }[]; subject: Subject; connector: { spiffeId: string; owner: string; trustDomain: string }; depth: number; taskId: string; binding: Binding },
+    ctx: { resource: Resource; wanted: { tool: Tool; action: Action; classification: Classification }[]; subject: Subject; connector: { spiffeId: string; owner: string; trustDomain: string }; depth: number; taskId: string; binding: Binding; history: TaskHistory },
   ): { granted: McpToolDetail[]; decisions: Record<string, unknown>[] } {
     const decisions: Record<string, unknown>[] = [];
     const allowed: { tool: string; action: Action; classification: Classification }[] = [];
     for (const w of ctx.wanted) {
-      const tool = { name: w.tool.name, classification: w.tool.classification };
-      const user = engine.decide({ kind: 'action', action: w.action, user: ctx.subject.user, connector: ctx.connector, server: ctx.resource.uri, tool, classification: w.classification, chainDepth: ctx.depth, taskId: ctx.taskId, binding: ctx.binding });
+      const tool = { name: w.tool.name, classification: w.tool.classification, egress: w.tool.egress === true };
+      const user = engine.decide({ kind: 'action', action: w.action, user: ctx.subject.user, connector: ctx.connector, server: ctx.resource.uri, tool, classification: w.classification, chainDepth: ctx.depth, taskId: ctx.taskId, binding: ctx.binding, task: ctx.history });
       this.#metrics.policyDecision('action', user.allowed);
       let ok = user.allowed;
       const record: Record<string, unknown> = { tool: w.tool.name, action: w.action, allowed: user.allowed, policies: user.policyIds, ...(user.errors.length > 0 && { errors: user.errors }) };
       if (ctx.subject.parent) {
-        const delegate = engine.decide({ kind: 'delegate', connector: ctx.connector, user: ctx.subject.user, chain: actChain(ctx.subject.parent.act), chainDepth: ctx.depth, server: ctx.resource.uri, tool, classification: w.classification, binding: ctx.binding });
+        const delegate = engine.decide({ kind: 'delegate', connector: ctx.connector, user: ctx.subject.user, chain: actChain(ctx.subject.parent.act), chainDepth: ctx.depth, server: ctx.resource.uri, tool, classification: w.classification, binding: ctx.binding, task: ctx.history });
         this.#metrics.policyDecision('delegate', delegate.allowed);
         ok = ok && delegate.allowed;
         record.delegate = { allowed: delegate.allowed, policies: delegate.policyIds };
@@ -439,6 +454,7 @@ export class TokenExchange {
     subject: Subject;
     resource: Resource;
     granted: McpToolDetail[];
+    perCall: string[];
     task: { id: string; pending: boolean };
     audit: Record<string, unknown>;
     epoch: number;
@@ -455,6 +471,7 @@ export class TokenExchange {
         authorizationDetails: ctx.granted,
         taskId: ctx.task.id,
         ...(ctx.subject.sid !== undefined && { sid: ctx.subject.sid }),
+        perCall: ctx.perCall,
         lifetime: {
           default: this.deps.limits.defaultTtl,
           maximum: this.deps.limits.maxTtl,

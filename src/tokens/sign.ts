@@ -131,6 +131,8 @@ export interface MintFields {
   readonly taskId: string;
   /** The user's session id from the subject token, when present. */
   readonly sid?: string;
+  /** The granted tools that need a per-call decision (`per_call`); none when empty or not given. */
+  readonly perCall?: readonly string[];
   readonly lifetime: LifetimeBounds;
 }
 
@@ -168,7 +170,7 @@ function confirmationOf(binding: MintBinding): Confirmation {
 /**
  * Signs an access token (RFC 9068 §2): header `{alg: ES256, typ: at+jwt, kid}`; claims `iss`,
  * `sub`, `aud`, `client_id`, `act` (RFC 8693 §4.1, chained under `parentAct`), `cnf`
- * (RFC 8705 §3.1 or RFC 9449 §6.1), `authorization_details` (RFC 9396 §9.1), `task_id`, `sid`, `iat`, `exp`
+ * (RFC 8705 §3.1 or RFC 9449 §6.1), `authorization_details` (RFC 9396 §9.1), `task_id`, `sid`, `per_call`, `iat`, `exp`
  * and a random `jti`. The lifetime is {@link tokenLifetime}'s.
  */
 export async function mintAccessToken(input: MintInput, key: AccessTokenSigningKey, clock: Clock, random: Random): Promise<MintedAccessToken> {
@@ -185,6 +187,7 @@ export async function mintAccessToken(input: MintInput, key: AccessTokenSigningK
     authorization_details: input.authorizationDetails,
     task_id: input.taskId,
     ...(input.sid !== undefined ? { sid: input.sid } : {}),
+    ...(input.perCall !== undefined && input.perCall.length > 0 ? { per_call: [...input.perCall] } : {}),
     iat: seconds(lifetime.issuedAt),
     exp: seconds(lifetime.expiresAt),
     jti,

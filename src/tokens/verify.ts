@@ -153,13 +153,14 @@ function confirmationOf(cnf: unknown): Confirmation | undefined {
 }
 
 function accessTokenClaimsOf(payload: JWTPayload, refuse: (reason: string, cause?: unknown) => OAuthError): AccessTokenClaims {
-  const { iss, sub, aud, client_id, act, cnf, authorization_details, task_id, sid, iat, exp, jti } = payload as Record<string, unknown>;
+  const { iss, sub, aud, client_id, act, cnf, authorization_details, task_id, sid, per_call, iat, exp, jti } = payload as Record<string, unknown>;
   if (!nonEmpty(sub)) throw refuse('"sub" must be a non-empty string');
   if (!nonEmpty(aud)) throw refuse('"aud" must be one resource URI');
   if (!nonEmpty(client_id)) throw refuse('"client_id" must be a non-empty string (RFC 9068 §2.2)');
   if (!nonEmpty(jti)) throw refuse('"jti" must be a non-empty string');
   if (!nonEmpty(task_id)) throw refuse('"task_id" must be a non-empty string');
   if (sid !== undefined && !nonEmpty(sid)) throw refuse('"sid" must be a non-empty string');
+  if (per_call !== undefined && (!Array.isArray(per_call) || per_call.length === 0 || !per_call.every(nonEmpty))) throw refuse('"per_call" must be a non-empty list of tool names');
   const actor = parseAct(act);
   if (actor === undefined) throw refuse(`"act" must be {"sub": …} nested at most ${MAX_ACT_NESTING} deep (RFC 8693 §4.1)`);
   if (actor.sub !== client_id) throw refuse('"act.sub" must be the "client_id"');
@@ -182,6 +183,7 @@ function accessTokenClaimsOf(payload: JWTPayload, refuse: (reason: string, cause
     authorization_details: details,
     task_id,
     ...(sid !== undefined ? { sid: sid as string } : {}),
+    ...(per_call !== undefined ? { per_call: per_call as string[] } : {}),
     iat: iat as number,
     exp: exp as number,
     jti,

@@ -28,7 +28,7 @@ function brokerApp(): Express {
       svidRouter({ ...auth, issuer: none, denylist: none }),
       agentRouter({ ...auth, issuer: none, revokedSerials: none }),
       authzenRouter({ ...auth, evaluator: none, issuer: 'https://writ.test' }),
-      tasksRouter({ ...auth, tasks: none }),
+      tasksRouter({ ...auth, tasks: none, events: none, resources: none }),
       signalsRouter({ intake: none }),
       adminRouter({ ...auth, limits: { trustDomain: 'example.org', x509SvidMaxTtl: 86400, jwtSvidMaxTtl: 3600 } } as unknown as AdminDeps),
     ],

@@ -87,7 +87,7 @@ export class TestIdentityProvider {
 export interface ResourceRegistration {
   readonly uri: string;
   readonly spiffe_id: string;
-  readonly tools: readonly { name: string; actions: string[]; classification: string }[];
+  readonly tools: readonly { name: string; actions: string[]; classification: string; egress?: boolean; per_call?: boolean }[];
 }
 
 /** The calls a test makes to one broker (of a fixture's replicas). */

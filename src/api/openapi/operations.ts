@@ -10,6 +10,7 @@ import { revocationRequest } from '../admin/revocations';
 import { attestRequest, jwtSvidRequest, renewRequest } from '../svid';
 import { workloadJwtSvidRequest, workloadX509SvidRequest } from '../agent';
 import { evaluationRequestSchema, evaluationsRequestSchema } from '../../authzen';
+import { taskEventsSchema } from '../tasks';
 import * as s from './schemas';
 
 /** Who may call an operation: nobody in particular, an SVID over mTLS (RFC 8705), or an admin (bearer token or admin SVID). */
@@ -183,6 +184,13 @@ export const OPERATIONS: readonly Operation[] = [
     pathParams: { id: 'The task id' },
     responses: { 200: json(s.taskEnded, 'The task and how many leases were revoked') },
     errors: { ...SVID_ERRORS, 403: 'Another connector\'s task', 404: 'No such task' }, errorKind: 'problem',
+  },
+  {
+    method: 'post', path: '/v1/task-events', operationId: 'reportTaskEvents', tag: 'tasks', caller: 'svid',
+    summary: 'A resource server (by its X.509-SVID) reports the tools/call requests it let through and how they ended: the task history policy reads as context.task. Durable and audited before the answer; a call reported again (same task, server and call_id) updates its row.',
+    body: jsonBody(taskEventsSchema),
+    responses: { 200: json(s.taskEventsRecorded, 'How many calls were recorded (Cache-Control: no-store)') },
+    errors: { ...SVID_ERRORS, 400: 'A report names no task, a tool the server does not have, or an action it does not register (the event is named)' }, errorKind: 'problem',
   },
   {
     method: 'post', path: '/v1/signals', operationId: 'receiveSignal', tag: 'signals', caller: 'public',

@@ -45,7 +45,7 @@ export const entryList = z.strictObject({ entries: z.array(entry), next_after: z
 
 export const joinToken = z.strictObject({ token: z.string(), expires_at: time, entry_id: z.string(), spiffe_id: z.string() });
 
-const tool = z.strictObject({ name: z.string(), actions: z.array(z.enum(ACTIONS)), classification: z.enum(CLASSIFICATIONS) });
+const tool = z.strictObject({ name: z.string(), actions: z.array(z.enum(ACTIONS)), classification: z.enum(CLASSIFICATIONS), egress: z.boolean().optional().describe('the tool sends data out: policy sees resource.egress'), per_call: z.boolean().optional().describe('every call needs a per-call decision from Writ (the access token lists it in per_call)') });
 export const resource = z.strictObject({ uri: z.string(), spiffe_id: z.string(), tools: z.array(tool), created_at: time, updated_at: time });
 export const resourceList = z.strictObject({ resources: z.array(resource) });
 
@@ -129,6 +129,7 @@ export const agentEntries = z.strictObject({
   entries: z.array(z.strictObject({ id: z.string(), spiffe_id: z.string(), selectors: z.array(z.string()), x509_svid_ttl: z.number().int(), jwt_svid_ttl: z.number().int(), dns_names: z.array(z.string()), updated_at: time })),
   revoked_serials: z.array(z.string()).describe('serials of revoked, unexpired X.509-SVIDs of these entries'),
 });
+export const taskEventsRecorded = z.strictObject({ recorded: z.number().int() });
 export const taskEnded = z.strictObject({ task_id: z.string(), revoked: z.number().int() });
 
 const jwk = z.looseObject({ kty: z.string() });

@@ -7,7 +7,7 @@ import { fields, print, table } from '../output';
 interface Resource {
   uri: string;
   spiffe_id: string;
-  tools: { name: string; actions: string[]; classification: string }[];
+  tools: { name: string; actions: string[]; classification: string; egress?: boolean; per_call?: boolean }[];
   created_at: string;
   updated_at: string;
 }
@@ -27,11 +27,20 @@ export function toolSpec(value: string, previous: Tool[] | undefined): Tool[] {
   return [...(previous ?? []), tool];
 }
 
+const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
+
+/** Marks the named tools `egress` / `per_call`; a name that is no `--tool` is a usage error. */
+function withFlags(cmd: Command, tools: Tool[], egress: string[] = [], perCall: string[] = []): Tool[] {
+  for (const [flag, names] of [['--egress', egress], ['--per-call', perCall]] as const)
+    for (const name of names) if (!tools.some((t) => t.name === name)) usage(cmd, `${flag} ${name}: no --tool ${name}`);
+  return tools.map((t) => ({ ...t, ...(egress.includes(t.name) && { egress: true }), ...(perCall.includes(t.name) && { per_call: true }) }));
+}
+
 const showResource = (r: Resource) =>
   fields([
     ['uri', r.uri],
     ['spiffe_id', r.spiffe_id],
-    ['tools', r.tools.map((t) => `${t.name}:${t.actions.join('+')}:${t.classification}`)],
+    ['tools', r.tools.map((t) => `${t.name}:${t.actions.join('+')}:${t.classification}${t.egress ? ' egress' : ''}${t.per_call ? ' per_call' : ''}`)],
     ['created_at', r.created_at],
     ['updated_at', r.updated_at],
   ]);
@@ -48,8 +57,10 @@ export function registerResource(program: Command): void {
     .argument('<uri>', 'the resource URI, e.g. https://mcp.example.com/github')
     .requiredOption('--spiffe-id <id>', 'the SPIFFE ID the server runs as (it introspects and chains with it)', spiffeId)
     .requiredOption('--tool <name:actions:classification>', 'a tool (repeat for several), e.g. search:read:internal', toolSpec)
-    .action(async (uri: string, o: { spiffeId: string; tool: Tool[] }, cmd: Command) => {
-      const created = await adminClient(cmd).json<Resource>('POST', '/v1/admin/resources', { uri, spiffe_id: o.spiffeId, tools: o.tool });
+    .option('--egress <tool>', 'a tool that sends data out, which policy sees as resource.egress (repeat for several)', collect)
+    .option('--per-call <tool>', 'a tool every call of which needs a decision from Writ at call time (repeat for several)', collect)
+    .action(async (uri: string, o: { spiffeId: string; tool: Tool[]; egress?: string[]; perCall?: string[] }, cmd: Command) => {
+      const created = await adminClient(cmd).json<Resource>('POST', '/v1/admin/resources', { uri, spiffe_id: o.spiffeId, tools: withFlags(cmd, o.tool, o.egress, o.perCall) });
       print(globals(cmd).output, created, () => showResource(created));
     });
 
@@ -82,8 +93,11 @@ export function registerResource(program: Command): void {
     .argument('<uri>', 'the resource URI')
     .option('--spiffe-id <id>', 'a new SPIFFE ID', spiffeId)
     .option('--tool <name:actions:classification>', 'a tool of the new list (repeat for several)', toolSpec)
-    .action(async (uri: string, o: { spiffeId?: string; tool?: Tool[] }, cmd: Command) => {
-      const body = { ...(o.spiffeId !== undefined && { spiffe_id: o.spiffeId }), ...(o.tool !== undefined && { tools: o.tool }) };
+    .option('--egress <tool>', 'a tool of the new list that sends data out (repeat for several)', collect)
+    .option('--per-call <tool>', 'a tool of the new list that needs a decision per call (repeat for several)', collect)
+    .action(async (uri: string, o: { spiffeId?: string; tool?: Tool[]; egress?: string[]; perCall?: string[] }, cmd: Command) => {
+      if (o.tool === undefined && (o.egress !== undefined || o.perCall !== undefined)) usage(cmd, '--egress and --per-call mark tools of the new --tool list');
+      const body = { ...(o.spiffeId !== undefined && { spiffe_id: o.spiffeId }), ...(o.tool !== undefined && { tools: withFlags(cmd, o.tool, o.egress, o.perCall) }) };
       if (Object.keys(body).length === 0) usage(cmd, 'name at least one field to change: --spiffe-id or --tool');
       const r = await adminClient(cmd).json<Resource>('PATCH', pathOf(uri), body);
       print(globals(cmd).output, r, () => showResource(r));
