@@ -85,6 +85,10 @@ export async function preflight(config: Config, deps: { clock: Clock; attestors?
   const policyFile = config.policyFile ? await checkPolicyFile(config.policyFile) : undefined;
   const identityProviders = configured('identity_providers', () => new IdentityProviders(config.identityProviders, { clock }));
   const signalReceiver = configured('signal_transmitters', () => new SetReceiver(config.signalTransmitters, { clock }));
+  // Webhooks are always signed; approvers sign in at a provider Writ trusts.
+  if (config.approvalWebhookUrl !== undefined && config.approvalWebhookSecret === undefined) throw new ConfigError('approval_webhook_secret', 'WRIT_APPROVAL_WEBHOOK_URL needs WRIT_APPROVAL_WEBHOOK_SECRET: webhooks are always signed');
+  if (config.approvalIssuer !== undefined && !config.identityProviders.some((p) => p.issuer === config.approvalIssuer))
+    throw new ConfigError('approval_issuer', `${config.approvalIssuer} is not one of the identity providers (WRIT_IDENTITY_PROVIDERS)`);
   const attestors = deps.attestors ?? [
     ...(config.oidcIssuers.length > 0 ? [configured('oidc_issuers', () => new OidcAttestor(config.oidcIssuers, { clock }))] : []),
     ...(config.x509pop ? [configured('x509pop', () => new X509PopAttestor(config.x509pop!, { clock }))] : []),

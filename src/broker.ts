@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { AdminCredentials, bootstrapTokenLocation, removeTokenFile, tokenFileExists } from './admin';
-import { adminRouter, agentRouter, authzenRouter, bundleRouter, closeNow, forwardedClientCertificates, createApiApp, createApiServer, drain, listen, urlOf, createOpsServer, HttpMetrics, oauthErrorHandler, oauthRouter, signalsErrorHandler, signalsRouter, svidRouter, tasksRouter } from './api';
+import { adminRouter, agentRouter, approvalsRouter, authzenRouter, bundleRouter, closeNow, forwardedClientCertificates, createApiApp, createApiServer, drain, listen, urlOf, createOpsServer, HttpMetrics, oauthErrorHandler, oauthRouter, signalsErrorHandler, signalsRouter, svidRouter, tasksRouter } from './api';
 import { SetReceiver, SignalApplier, SignalIntake, UserRisks } from './signals';
 import { DpopReplayCache, IdentityProviders, Introspection, OAuthRefusals, TokenExchange, TokenRevocation } from './tokens';
 import { brokerLogger } from './api/logging';
@@ -16,6 +16,7 @@ import { LeaseJanitor, revokedSvidSerials, noRevocationWatch, type LeaseKind, Pg
 import { PolicyStore, seedPolicies } from './policy';
 import { ResourceStore } from './resources';
 import { AccessEvaluator } from './authzen';
+import { ApprovalStore, WebhookDispatcher, WebhookOutbox } from './approvals';
 import { PrometheusMetrics } from './telemetry';
 import type { Registry } from 'prom-client';
 import type { MetricsEndpoint } from './api/ops';
@@ -182,6 +183,18 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
   const risks = new UserRisks(db.prisma, freshness);
   const tasks = new TaskStore(db.prisma, { clock, random, freshness, audit: auditIn, metrics: telemetry });
   const taskEvents = new TaskEventStore(db.prisma, { clock, random, audit: auditIn });
+  // Human approval (permits marked @approval("required")); requests and decisions are announced by a signed webhook when one is set.
+  const approvalUrl = (id: string) => `${config.issuer.replace(/\/+$/, '')}/v1/approvals/${id}`;
+  const outbox = config.approvalWebhookUrl ? new WebhookOutbox({ clock, random, approvalUrl }) : undefined;
+  const approvals = new ApprovalStore(db.prisma, {
+    audit: auditIn,
+    clock,
+    random,
+    settings: { group: config.approvalGroup, ...(config.approvalIssuer !== undefined && { issuer: config.approvalIssuer }), ttl: config.approvalTtl, validity: Math.min(config.approvalValidity, config.accessTokenMaxTtl), baseUrl: config.issuer },
+    ...(outbox && { announce: outbox.announce }),
+  });
+  tasks.onEnd((tx, taskId) => approvals.revokeForTask(tx, taskId));
+  const webhooks = config.approvalWebhookUrl ? new WebhookDispatcher(db.prisma, { url: config.approvalWebhookUrl, secret: config.approvalWebhookSecret! }, { clock, log: (m) => logger.warn(m) }) : undefined;
   const exchange = new TokenExchange({
     issuer: config.issuer,
     authority: rotator,
@@ -219,6 +232,7 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
     userRisk: (issuer, subject) => risks.level(issuer, subject),
     audit,
     history: taskEvents,
+    approvals,
     clock,
     random,
   });
@@ -235,6 +249,7 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
       authzenRouter({ ...auth, evaluator, issuer: config.issuer }),
       agentRouter({ ...auth, issuer, revokedSerials: (ids) => revokedSvidSerials(db.prisma, ids, clock.now()) }),
       tasksRouter({ ...auth, tasks, events: taskEvents, resources }),
+      approvalsRouter({ ...auth, approvals, identityProviders }),
       signalsRouter({ intake: signals }),
       adminRouter({ ...auth, joinTokens, limits, resources, policies, revocations, auditReader: new AuditReader(db.prisma), rotateCa: (overlap, actor) => rotateCa(overlap, actor) }),
     ],
@@ -242,7 +257,7 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
     metrics,
     random,
   });
-  return { app, tasks };
+  return { app, tasks, webhooks };
 }
 
 /**
@@ -287,7 +302,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
 
     let shuttingDown = false;
     const metrics = new HttpMetrics(telemetry.registry);
-    const { app, tasks } = wireApi({ config, db, freshness, clock, random, logger, audit, rotator, bundle, leases, epochs, policies, admin, attestors, identityProviders, signalReceiver, boundMs, metrics, telemetry, rotateCa: (overlap, actor) => rotateCa(overlap, actor) });
+    const { app, tasks, webhooks } = wireApi({ config, db, freshness, clock, random, logger, audit, rotator, bundle, leases, epochs, policies, admin, attestors, identityProviders, signalReceiver, boundMs, metrics, telemetry, rotateCa: (overlap, actor) => rotateCa(overlap, actor) });
     const api = createApiServer(await serverSvid.issue(), published, (req, res) => {
       // During shutdown, answers close their connections so keep-alive clients move elsewhere.
       if (shuttingDown) res.setHeader('Connection', 'close');
@@ -312,6 +327,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
       throw e;
     });
     serverRotator.start();
+    webhooks?.start();
 
     const apiUrl = urlOf('https', apiAddress);
     const opsUrl = urlOf('http', opsAddress);
@@ -338,6 +354,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
         logger.info('shutting down: no new connections; finishing in-flight requests');
         await drain(api, config.shutdownGrace);
         await closeNow(ops);
+        await webhooks?.stop();
         await watch.close();
         await db.close();
         logger.info('shut down');

@@ -6,6 +6,7 @@
  * Writ's own records, never from the PEP.
  */
 import { z } from 'zod';
+import type { ApprovalStore } from '../approvals';
 import type { AuditEventInput, AuditLog } from '../audit';
 import type { Random } from '../core/random';
 import type { Clock } from '../core/clock';
@@ -41,7 +42,20 @@ export type EvaluationsRequest = z.output<typeof evaluationsRequestSchema>;
 /** AuthZEN §6.2: the decision, and (Writ's) why. */
 export interface EvaluationResponse {
   readonly decision: boolean;
-  readonly context?: { readonly reason: string; readonly policies?: readonly string[] };
+  readonly context?: { readonly reason?: string; readonly policies?: readonly string[]; readonly approval?: ApprovalContext };
+}
+
+/**
+ * The approval a decision depends on (AuthZEN Access Request and Approval Profile's shape where
+ * it fits): pending or denied, with the URL approvers open; or approved, with its window.
+ */
+export interface ApprovalContext {
+  readonly id: string;
+  readonly status: 'pending' | 'approved' | 'denied';
+  readonly url: string;
+  readonly expires_at?: string;
+  readonly approved_at?: string;
+  readonly approved_until?: string;
 }
 
 /** A request the PDP cannot evaluate as asked (400), naming the member that is wrong. */
@@ -70,6 +84,8 @@ export interface AccessEvaluatorDeps {
   readonly history?: Pick<TaskEventStore, 'history' | 'permitted'>;
   readonly clock: Clock;
   readonly random: Random;
+  /** Requests for human approval, for permits marked `@approval("required")`; without it such a permit grants nothing. */
+  readonly approvals?: Pick<ApprovalStore, 'require' | 'urlOf'>;
 }
 
 /** A PEP's id for the call it asks about (`context.call_id`), which its later report of the call names too. */
@@ -139,7 +155,22 @@ export class AccessEvaluator {
       binding: request.context?.binding === 'dpop' ? 'dpop' : 'mtls',
       task: history,
     });
-    const answer: EvaluationResponse = decision.allowed ? { decision: true } : deny(decision.errors.length > 0 ? 'the policy could not be evaluated' : 'the policy does not permit it', decision.policyIds);
+    let answer: EvaluationResponse = decision.allowed ? { decision: true } : deny(decision.errors.length > 0 ? 'the policy could not be evaluated' : 'the policy does not permit it', decision.policyIds);
+    if (decision.allowed && decision.approval) {
+      // A permit that needs a human: granted only while an approval for this task, tool and action holds.
+      if (!this.deps.approvals) answer = deny('the policy requires an approval, and approvals are not set up', decision.policyIds);
+      else {
+        const reason = request.context?.reason;
+        const { state, approval: a } = await this.deps.approvals.require(
+          { taskId: task.id, subject: task.subject, subjectIssuer: issuer, connector: task.connector, server: server.uri, tool: tool.name, action: wanted, classification: tool.classification, ...(typeof reason === 'string' && reason !== '' && { reason: reason.slice(0, 512) }) },
+          decision.approval,
+        );
+        const url = this.deps.approvals.urlOf(a.id);
+        if (state === 'approved') answer = { decision: true, context: { approval: { id: a.id, status: 'approved', url, approved_at: a.decidedAt!.toISOString(), approved_until: a.approvedUntil!.toISOString() } } };
+        else if (state === 'pending') answer = { decision: false, context: { reason: 'approval_required', policies: decision.policyIds, approval: { id: a.id, status: 'pending', url, expires_at: a.expiresAt.toISOString() } } };
+        else answer = { decision: false, context: { reason: 'an approver denied it', policies: decision.policyIds, approval: { id: a.id, status: 'denied', url } } };
+      }
+    }
     const details = { server: server.uri, connector: task.connector, policyVersion: engine.version, policies: decision.policyIds, action: wanted, ...(history.calls > 0 && { taskHistory: historyForAudit(history) }) };
     if (!answer.decision || !this.deps.history) return this.#record(pep, request, answer, details, issuer);
     // The permitted call enters the task's history with its audit row, before the PEP lets it run:
@@ -222,7 +253,7 @@ export class AccessEvaluator {
       subject: request.subject.id,
       ...(subjectIssuer !== undefined && { subjectIssuer }),
       actor: pep.spiffeId,
-      details: { taskId: request.context?.task_id, tool: request.resource.id, action: request.action.name, decision: answer.decision, ...(answer.context && { reason: answer.context.reason }), ...details },
+      details: { taskId: request.context?.task_id, tool: request.resource.id, action: request.action.name, decision: answer.decision, ...(answer.context?.reason !== undefined && { reason: answer.context.reason }), ...(answer.context?.approval && { approvalId: answer.context.approval.id }), ...details },
     };
   }
 }

@@ -79,6 +79,18 @@ export interface Config {
   readonly revocationBoundMs: number;
   /** Risk levels (CAEP risk-level-change) at which a user's live leases are revoked. */
   readonly riskRevokeLevels: readonly string[];
+  /** Who approves tool actions a permit marks @approval("required") (unless it names @approvers): this group's users… */
+  readonly approvalGroup: string;
+  /** …at this identity provider (one of identityProviders); any of them when unset. */
+  readonly approvalIssuer: string | undefined;
+  /** Seconds an approval request waits for an approver before it expires. */
+  readonly approvalTtl: number;
+  /** Seconds an approval holds once given (never beyond the task's end). */
+  readonly approvalValidity: number;
+  /** Where approval requests and decisions are announced (a signed webhook); none when unset. */
+  readonly approvalWebhookUrl: string | undefined;
+  /** The webhook's signing secret (Standard Webhooks: `whsec_` and base64, or any text of 32+ characters). */
+  readonly approvalWebhookSecret: string | undefined;
   /** User identity providers whose ID tokens may be subject tokens. */
   readonly identityProviders: readonly IdentityProviderConfig[];
   /** Proxies that terminate TLS in front of Writ and forward client certificates (RFC 9440 `Client-Cert`); none by default. */
@@ -206,6 +218,12 @@ const SETTINGS = {
     default: 1000,
   },
   riskRevokeLevels: { env: 'WRIT_RISK_REVOKE_LEVELS', file: 'risk_revoke_levels', parse: (raw: string) => raw.split(',').map((l) => l.trim().toUpperCase()).filter(Boolean), default: ['HIGH'] },
+  approvalGroup: { env: 'WRIT_APPROVAL_GROUP', file: 'approval_group', parse: nonEmpty, default: 'approvers' },
+  approvalIssuer: { env: 'WRIT_APPROVAL_ISSUER', file: 'approval_issuer', parse: nonEmpty },
+  approvalTtl: { env: 'WRIT_APPROVAL_TTL', file: 'approval_ttl', parse: duration, default: 900 },
+  approvalValidity: { env: 'WRIT_APPROVAL_VALIDITY', file: 'approval_validity', parse: duration, default: 600 },
+  approvalWebhookUrl: { env: 'WRIT_APPROVAL_WEBHOOK_URL', file: 'approval_webhook_url', parse: (raw: string) => (URL.canParse(raw) && /^https?:$/.test(new URL(raw).protocol) ? raw : fail('must be an http(s) URL')) },
+  approvalWebhookSecret: { env: 'WRIT_APPROVAL_WEBHOOK_SECRET', file: 'approval_webhook_secret', parse: (raw: string) => (raw.length >= 32 || /^whsec_[A-Za-z0-9+/=]{24,}$/.test(raw) ? raw : fail('must be at least 32 characters, or whsec_ and base64')) },
   maxChainDepth: { env: 'WRIT_MAX_CHAIN_DEPTH', file: 'max_chain_depth', parse: (raw: string) => (/^\d{1,2}$/.test(raw) ? Number(raw) : fail(`must be a whole number of hops, got "${raw}"`)), default: 2 },
 } satisfies { [K in Exclude<keyof Config, 'oidcIssuers' | 'x509pop' | 'identityProviders' | 'signalTransmitters' | 'trustedProxies'>]-?: Setting<unknown> };
 

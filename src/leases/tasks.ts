@@ -1,7 +1,7 @@
 import { DomainError, problemType } from '../core/errors';
 import type { Clock } from '../core/clock';
 import type { Random } from '../core/random';
-import type { PrismaClient } from '../db/generated/client';
+import type { Prisma, PrismaClient } from '../db/generated/client';
 import type { Freshness } from '../db/read-cache';
 import { lockForRevocation } from './ordering';
 import type { AuditIn } from '../audit';
@@ -36,6 +36,14 @@ export class TaskError extends DomainError {
 
 /** Tasks in the database. Ending one revokes all its tokens, chained ones included. */
 export class TaskStore {
+  /** What else ends with a task, in its transaction (its approvals). */
+  readonly #onEnd: ((tx: Prisma.TransactionClient, taskId: string) => Promise<unknown>)[] = [];
+
+  /** Registers something that ends with every task, in the transaction that ends it. */
+  onEnd(hook: (tx: Prisma.TransactionClient, taskId: string) => Promise<unknown>): void {
+    this.#onEnd.push(hook);
+  }
+
   constructor(
     private readonly prisma: PrismaClient,
     /** `audit`: where task ends are recorded, in the transaction that ends the task. */
@@ -69,6 +77,7 @@ export class TaskStore {
       await tx.task.updateMany({ where: { id, endedAt: null }, data: { endedAt: now, endReason: reason } });
       const ids = (await tx.lease.findMany({ where: { taskId: id, revokedAt: null }, select: { id: true } })).map((l) => l.id);
       const revoked = await revokeIds(tx, ids, reason, now);
+      for (const hook of this.#onEnd) await hook(tx, id);
       await this.deps.audit(tx, { type: 'task.ended', actor: connector, details: { taskId: id, revoked } });
       return { revoked };
     });

@@ -71,5 +71,5 @@ export {
   type ProtectedResourceMetadataOptions,
 } from './metadata';
 export { tlsFetch, type PemInput, type TlsClientOptions } from './tls-fetch';
-export { CALL_DENIED, CallDenied, NO_DECISION, needsDecision, type DecisionOptions, type DecidedCall } from './decisions';
+export { APPROVAL_STATE_PREFIX, ApprovalPending, CALL_DENIED, CallDenied, NO_DECISION, needsDecision, acceptsUrlElicitation, type DecisionOptions, type DecidedCall, type PendingApproval } from './decisions';
 export { grantedTools, requireTool, toolCalls, toolGranted, ToolNotGranted, type ToolActions } from './tools';

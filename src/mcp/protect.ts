@@ -96,7 +96,7 @@ import { introspector, type IntrospectionOptions } from './introspection';
 import { protectedResourceMetadataUrl } from './metadata';
 import { tlsFetch, type PemInput } from './tls-fetch';
 import { requiredActions, requireTool, toolCallRequests, toolCalls, ToolNotGranted, type ToolActions } from './tools';
-import { CallDenied, decider, NO_DECISION, needsDecision, sendCallDenied, type DecisionOptions } from './decisions';
+import { acceptsUrlElicitation, APPROVAL_STATE_PREFIX, ApprovalPending, CallDenied, decider, NO_DECISION, needsDecision, sendCallDenied, sendInputRequired, type DecisionOptions } from './decisions';
 import { observeOutcomes } from './outcomes';
 import { TaskEventReporter, type ReportingOptions } from './reporter';
 import { randomUUID } from 'node:crypto';
@@ -178,6 +178,12 @@ export interface WritProtectionOptions {
    * buffer of unsent reports is full.
    */
   readonly reporting?: ReportingOptions | false;
+  /**
+   * How long a retried call that waits for an approval (it carries the `requestState` Writ's
+   * `input_required` gave) is held open while the approval is pending, in ms; 15000 by default.
+   * The MCP client retries at once; holding it lets a human decide without the client giving up.
+   */
+  readonly approvalWaitMs?: number;
   /** Called with every refusal (for logs or audit); the response is already decided. */
   readonly onRefusal?: (error: OAuthError, req: IncomingMessage) => void;
 }
@@ -291,6 +297,7 @@ export function writProtection(options: WritProtectionOptions): WritProtection {
       const error = asOAuthError(err);
       options.onRefusal?.(error, req);
       if (error instanceof HeaderMismatch) sendHeaderMismatch(res, error.detail);
+      else if (error instanceof ApprovalPending && inputRequiredFits(req as WritRequest)) sendInputRequired(res, error);
       else if (error instanceof CallDenied) sendCallDenied(res, error);
       else sendBearerError(res, error, { ...challenge, ...(presentedScheme(req) === 'DPoP' && { scheme: 'DPoP' as const }) });
     };
@@ -303,7 +310,7 @@ export function writProtection(options: WritProtectionOptions): WritProtection {
       const mismatch = checkMcpHeaders(req.headers, body);
       if (mismatch !== undefined) throw new HeaderMismatch(mismatch);
       for (const tool of toolCalls(body)) requireTool(claims, tool, requiredActions(options.toolActions, tool));
-      const calls = toolCallRequests(body).map((c) => ({ tool: c.name!, requestId: c.id, args: c.arguments, callId: randomUUID(), actions: callActions(claims, c.name!, options.toolActions) }));
+      const calls = toolCallRequests(body).map((c) => ({ tool: c.name!, requestId: c.id, args: c.arguments, params: c.params, callId: randomUUID(), actions: callActions(claims, c.name!, options.toolActions) }));
       // A call whose report would find no room does not run: its history could not be kept.
       if (reporter && calls.length > 0 && !reporter.accepting) throw new CallDenied(NO_DECISION, 'the task history cannot be recorded now (Writ has not taken this server\'s call reports); try again later', calls[0]!.requestId);
       // Step 7: each granted call, as policy decides now (always for the token's per_call tools).
@@ -311,7 +318,7 @@ export function writProtection(options: WritProtectionOptions): WritProtection {
         const required = needsDecision(claims, call.tool);
         if (required && !decideRequired) throw new CallDenied(NO_DECISION, `${call.tool}: every call needs a decision from Writ (the token's per_call), and this server is configured for none (decisions or introspect)`, call.requestId);
         const ask = required ? decideRequired : decide;
-        if (ask) await ask(claims, call, required);
+        if (ask) await untilApproved(() => ask(claims, call, required), call.params, options.approvalWaitMs ?? 15_000);
       }
       if (reporter && calls.length > 0) {
         observeOutcomes(res, calls.map((c) => c.requestId), (outcomes) =>
@@ -332,6 +339,30 @@ export function writProtection(options: WritProtectionOptions): WritProtection {
   protect.flush = async () => reporter?.flush();
   protect.close = async () => reporter?.close();
   return protect;
+}
+
+/**
+ * Decides; a retried call that waits for an approval (its `requestState` names one) is held and
+ * decided again every half second while it is pending, up to `waitMs`, so a human can decide.
+ */
+async function untilApproved(decide: () => Promise<void>, params: Record<string, unknown> | undefined, waitMs: number): Promise<void> {
+  const retried = typeof params?.requestState === 'string' && params.requestState.startsWith(APPROVAL_STATE_PREFIX);
+  const deadline = Date.now() + (retried ? waitMs : 0);
+  for (;;) {
+    try {
+      return await decide();
+    } catch (err) {
+      if (!(err instanceof ApprovalPending) || Date.now() + 500 > deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
+}
+
+/** An `input_required` result answers one `tools/call` whose client takes URL elicitations; anything else gets the -32001 error naming the URL. */
+function inputRequiredFits(req: WritRequest): boolean {
+  const calls = Array.isArray(req.body) ? req.body : [req.body];
+  if (calls.length !== 1) return false;
+  return acceptsUrlElicitation((calls[0] as { params?: unknown } | undefined)?.params);
 }
 
 /**

@@ -34,9 +34,11 @@ export function toolCalls(body: unknown): (string | undefined)[] {
 }
 
 /** The `tools/call` requests of a body with their JSON-RPC ids (for answering one of them). */
-export function toolCallRequests(body: unknown): { name: string | undefined; id: unknown; arguments: unknown }[] {
+export function toolCallRequests(body: unknown): { name: string | undefined; id: unknown; arguments: unknown; params: Record<string, unknown> | undefined }[] {
   const messages = Array.isArray(body) ? body : [body];
-  return messages.filter((m): m is Record<string, unknown> => isRecord(m) && m.method === 'tools/call').map((m) => ({ name: toolNameOf(m), id: m.id, arguments: isRecord(m.params) ? m.params.arguments : undefined }));
+  return messages
+    .filter((m): m is Record<string, unknown> => isRecord(m) && m.method === 'tools/call')
+    .map((m) => ({ name: toolNameOf(m), id: m.id, arguments: isRecord(m.params) ? m.params.arguments : undefined, params: isRecord(m.params) ? m.params : undefined }));
 }
 
 /** `params.name` of a `tools/call` request, when it is a string. */

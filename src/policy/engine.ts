@@ -150,7 +150,25 @@ export interface PolicyDecision {
   readonly errors: string[];
   /** The version of the policy set that decided. */
   readonly version: string;
+  /** Allowed only once approved: a determining permit carries `@approval("required")`. */
+  readonly approval?: ApprovalRequirement;
 }
+
+/**
+ * A permit annotated `@approval("required")` grants only what an approver approved:
+ * `@approvers("<group>")` names who may (else the broker's configured group), and
+ * `@self_approval("allowed")` lets the requesting user approve their own request.
+ */
+export interface ApprovalRequirement {
+  /** The permits that asked for it. */
+  readonly policies: readonly string[];
+  /** The approvers' groups the permits named; empty: the configured one. */
+  readonly approvers: readonly string[];
+  /** Whether the requesting user may approve (every such permit must allow it). */
+  readonly selfApproval: boolean;
+}
+
+type ApprovalAnnotations = Record<string, { approvers?: string; selfApproval: boolean }>;
 
 export type PolicyValidation = { ok: true } | { ok: false; errors: string[] };
 
@@ -187,6 +205,7 @@ export class PolicyEngine {
   readonly #taskIdMatters: boolean;
   /** Some policy reads `context.task` (the task's history): then every granted tool is decided per call too. */
   readonly readsTaskHistory: boolean;
+  readonly #approvals: ApprovalAnnotations;
 
   private constructor(
     /** The version this set was activated as. */
@@ -199,8 +218,10 @@ export class PolicyEngine {
     policySetId: string,
     readsTaskId: boolean,
     readsTaskHistory: boolean,
+    approvals: ApprovalAnnotations,
   ) {
     this.readsTaskHistory = readsTaskHistory;
+    this.#approvals = approvals;
     this.#schemaName = schemaName;
     this.#policySetId = policySetId;
     this.#taskIdMatters = readsTaskId || text.includes('task_id');
@@ -212,7 +233,7 @@ export class PolicyEngine {
     if (!compiled.ok) throw new PolicyInvalid(compiled.errors);
     const schemaName = preparsedSchema();
     const policySetId = preparsedPolicySet(compiled.policies);
-    return new PolicyEngine(version, text, Object.keys(compiled.policies), schemaName, policySetId, compiled.readsTaskId, compiled.readsTaskHistory);
+    return new PolicyEngine(version, text, Object.keys(compiled.policies), schemaName, policySetId, compiled.readsTaskId, compiled.readsTaskHistory, compiled.approvals);
   }
 
   /** Decides one tool and action (or one delegation). Never throws; fails closed. */
@@ -225,11 +246,11 @@ export class PolicyEngine {
     }
     const cached = key === undefined ? undefined : this.#decisions.get(key);
     // A copy, of the same shape as a fresh decision: a caller cannot alter what the next one is told.
-    if (cached) return { allowed: cached.allowed, policyIds: [...cached.policyIds], errors: [], version: cached.version };
+    if (cached) return { allowed: cached.allowed, policyIds: [...cached.policyIds], errors: [], version: cached.version, ...(cached.approval && { approval: cached.approval }) };
     const decision = this.#decide(request);
     if (key !== undefined && decision.errors.length === 0) {
       if (this.#decisions.size >= DECISION_CACHE_SIZE) this.#decisions.clear();
-      this.#decisions.set(key, { allowed: decision.allowed, policyIds: [...decision.policyIds], errors: [], version: decision.version });
+      this.#decisions.set(key, { allowed: decision.allowed, policyIds: [...decision.policyIds], errors: [], version: decision.version, ...(decision.approval && { approval: decision.approval }) });
     }
     return decision;
   }
@@ -251,11 +272,20 @@ export class PolicyEngine {
       if (answer.type !== 'success') return deny(answer.errors.map((e) => describe(e)));
       const { decision, diagnostics } = answer.response;
       const errors = diagnostics.errors.map((e) => `${e.policyId}: ${describe(e.error)}`);
+      const allowed = decision === 'allow' && errors.length === 0;
+      const approving = allowed ? diagnostics.reason.filter((id) => Object.hasOwn(this.#approvals, id)) : [];
       return {
-        allowed: decision === 'allow' && errors.length === 0,
+        allowed,
         policyIds: [...diagnostics.reason],
         errors,
         version: this.version,
+        ...(approving.length > 0 && {
+          approval: {
+            policies: approving,
+            approvers: [...new Set(approving.map((id) => this.#approvals[id]!.approvers).filter((g): g is string => g !== undefined))],
+            selfApproval: approving.every((id) => this.#approvals[id]!.selfApproval),
+          },
+        }),
       };
     } catch (err) {
       return deny([err instanceof Error ? err.message : String(err)]);
@@ -395,7 +425,19 @@ function cedarRequest(request: PolicyRequest): CedarRequest {
 // Policy sets: text → { id → policy } validated against the schema, and Cedar's caches.
 
 /** `readsTaskId`: some policy names the `task_id` attribute (judged on Cedar's parsed form, where escapes are resolved). */
-type Compiled = { ok: true; policies: Record<string, string>; readsTaskId: boolean; readsTaskHistory: boolean } | { ok: false; errors: string[] };
+type Compiled = { ok: true; policies: Record<string, string>; readsTaskId: boolean; readsTaskHistory: boolean; approvals: ApprovalAnnotations } | { ok: false; errors: string[] };
+
+/** Reads a policy's approval annotations; an error message for a malformed one. */
+function approvalOf(annotations: Record<string, unknown>, effect: unknown): { approvers?: string; selfApproval: boolean } | string | undefined {
+  const has = (k: string) => Object.prototype.hasOwnProperty.call(annotations, k);
+  if (!has('approval')) return has('approvers') || has('self_approval') ? '@approvers and @self_approval go with @approval("required")' : undefined;
+  if (annotations['approval'] !== 'required') return '@approval takes one value: @approval("required")';
+  if (effect !== 'permit') return '@approval("required") marks a permit (a forbid needs no approval)';
+  const approvers = annotations['approvers'];
+  if (has('approvers') && (typeof approvers !== 'string' || approvers === '' || approvers.length > MAX_ID_LENGTH || CONTROL.test(approvers))) return '@approvers needs a group name: @approvers("security")';
+  if (has('self_approval') && annotations['self_approval'] !== 'allowed') return '@self_approval takes one value: @self_approval("allowed")';
+  return { ...(typeof approvers === 'string' && { approvers }), selfApproval: annotations['self_approval'] === 'allowed' };
+}
 
 const MAX_ID_LENGTH = 128;
 const CONTROL = /[\u0000-\u001f\u007f]/;
@@ -427,6 +469,7 @@ function compilePolicies(text: string): Compiled {
   const offsets = new Map<string, number>();
   let readsTaskId = false;
   let readsTaskHistory = false;
+  const approvals: ApprovalAnnotations = {};
   let cursor = 0;
   for (const { source, cedarId } of inOrder) {
     const offset = text.indexOf(source, cursor);
@@ -458,6 +501,12 @@ function compilePolicies(text: string): Compiled {
       errors.push(`${prefix(cedarId, text, offset)}duplicate policy id ${JSON.stringify(id)}`);
       continue;
     }
+    const approval = approvalOf(annotations as Record<string, unknown>, (json.json as { effect?: unknown }).effect);
+    if (typeof approval === 'string') {
+      errors.push(`${prefix(cedarId, text, offset)}${approval}`);
+      continue;
+    }
+    if (approval) approvals[id] = approval;
     policies[id] = source;
     offsets.set(id, offset);
   }
@@ -475,7 +524,7 @@ function compilePolicies(text: string): Compiled {
       errors: validation.validationErrors.map((e) => describe(e.error, text, offsets.get(e.policyId) ?? -1, e.policyId)),
     };
   }
-  return { ok: true, policies, readsTaskId, readsTaskHistory };
+  return { ok: true, policies, readsTaskId, readsTaskHistory, approvals };
 }
 
 

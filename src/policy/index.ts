@@ -19,6 +19,7 @@ export {
   type PolicyConnector,
   type PolicyDecision,
   type PolicyRequest,
+  type ApprovalRequirement,
   type PolicyTaskHistory,
   type PolicyTool,
   type PolicyUser,

@@ -222,10 +222,11 @@ export class TokenExchange {
       const task = await this.task(request, subject, connector.spiffeId);
       // A task already under way (a named task_id, a chained hop) brings what it did before, on any server.
       const history = task.pending || !this.deps.history ? EMPTY_TASK_HISTORY : await this.deps.history.history(task.id);
-      const { granted, decisions } = this.decide(engine, { resource, wanted, subject, connector, depth: chain.depth, taskId: task.id, binding: binding.kind, history });
+      const { granted, decisions, approvalTools } = this.decide(engine, { resource, wanted, subject, connector, depth: chain.depth, taskId: task.id, binding: binding.kind, history });
       audit = { ...audit, taskId: task.id, policyVersion: engine.version, decisions, ...(history.calls > 0 && { taskHistory: historyForAudit(history) }), ...(chain.dropped.length > 0 && { attenuated: chain.dropped }) };
       if (granted.length === 0) throw new AccessDenied('policy allows none of the requested tools and actions now');
-      const perCall = perCallTools(resource, granted, engine.readsTaskHistory);
+      // A tool whose permit needs approval is granted for per-call decisions only: each call waits for, and is bound to, an approval.
+      const perCall = [...new Set([...perCallTools(resource, granted, engine.readsTaskHistory), ...approvalTools])];
       const issued = await this.issue({ binding, connector, subject, resource, granted, perCall, task, audit, epoch });
       this.#metrics.tokenIssued({ chained: subject.parent !== undefined, binding: binding.kind });
       return issued;
@@ -406,8 +407,9 @@ export class TokenExchange {
   private decide(
     engine: PolicyEngine,
     ctx: { resource: Resource; wanted: { tool: Tool; action: Action; classification: Classification }[]; subject: Subject; connector: { spiffeId: string; owner: string; trustDomain: string }; depth: number; taskId: string; binding: Binding; history: TaskHistory },
-  ): { granted: McpToolDetail[]; decisions: Record<string, unknown>[] } {
+  ): { granted: McpToolDetail[]; decisions: Record<string, unknown>[]; approvalTools: string[] } {
     const decisions: Record<string, unknown>[] = [];
+    const approvalTools = new Set<string>();
     const allowed: { tool: string; action: Action; classification: Classification }[] = [];
     for (const w of ctx.wanted) {
       const tool = { name: w.tool.name, classification: w.tool.classification, egress: w.tool.egress === true };
@@ -421,8 +423,10 @@ export class TokenExchange {
         ok = ok && delegate.allowed;
         record.delegate = { allowed: delegate.allowed, policies: delegate.policyIds };
       }
+      if (user.approval) record.approval = { policies: user.approval.policies };
       decisions.push(record);
       if (ok) allowed.push({ tool: w.tool.name, action: w.action, classification: w.classification });
+      if (ok && user.approval) approvalTools.add(w.tool.name);
     }
     const byTool = new Map<string, McpToolDetail>();
     for (const a of allowed) {
@@ -430,7 +434,7 @@ export class TokenExchange {
       const d = byTool.get(key);
       byTool.set(key, { type: 'mcp_tool', tools: [a.tool], actions: [...(d?.actions ?? []), a.action], data_classification: a.classification });
     }
-    return { granted: [...byTool.values()], decisions };
+    return { granted: [...byTool.values()], decisions, approvalTools: [...approvalTools] };
   }
 
   /** The task the token belongs to: the parent's when chained; the named one (same user and connector); or a new one. */

@@ -81,7 +81,7 @@ async function session(url: string, serverId: string, token: string): Promise<Cl
 }
 
 const errorOf = (p: Promise<unknown>) => p.then(() => undefined, (e: { code?: number; message?: string }) => ({ code: e.code, message: e.message }));
-const text = (r: { content?: unknown }) => (r.content as { text: string }[])[0]!.text;
+const text = (r: unknown) => (r as { content: { text: string }[] }).content[0]!.text;
 const subjectToken = () => fx.idp.idToken();
 const READ_AND_UPDATE = [{ type: 'mcp_tool', tools: ['read_record', 'search'], actions: ['read'] }, { type: 'mcp_tool', tools: ['update_record'], actions: ['write'] }];
 const SEND = [{ type: 'mcp_tool', tools: ['send_email'], actions: ['write'] }];

@@ -40,6 +40,10 @@ function security(op: Operation): Json[] {
       return [{ svid: [] }];
     case 'admin':
       return [{ adminBearer: [] }, { svid: [] }];
+    case 'approver':
+      return [{ approverBearer: [] }];
+    case 'approver-reader':
+      return [{ approverBearer: [] }, { adminBearer: [] }, { svid: [] }];
     case 'oauth-client':
       // The token endpoint also takes a JWT-SVID as client_assertion in the form (RFC 7521 §4.2): no transport credential then.
       return op.path === '/oauth2/token' ? [{ svid: [] }, {}] : [{ svid: [] }, { adminBearer: [] }];
@@ -111,6 +115,7 @@ export function openApiDocument(operations: readonly Operation[] = OPERATIONS): 
       { name: 'bundle', description: 'The SPIFFE trust bundle' },
       { name: 'svid', description: 'Attestation and SVIDs' },
       { name: 'tasks', description: 'Tasks of a connector' },
+      { name: 'approvals', description: 'Human approval of tool actions a permit marks @approval("required")' },
       { name: 'signals', description: 'Shared Signals push delivery (RFC 8935)' },
       { name: 'admin', description: 'Administration: the admin bearer token or an admin X.509-SVID' },
       { name: 'meta', description: 'This document' },
@@ -121,6 +126,7 @@ export function openApiDocument(operations: readonly Operation[] = OPERATIONS): 
       securitySchemes: {
         svid: { type: 'mutualTLS', description: 'An X.509-SVID of this trust domain, issued by this broker and not revoked, as the TLS client certificate (RFC 8705 §2)' },
         adminBearer: { type: 'http', scheme: 'bearer', description: 'The admin credential (RFC 6750 §2.1)' },
+        approverBearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'An ID token of the approvers\' identity provider (WRIT_APPROVAL_ISSUER) naming a user of the approvers\' group' },
       },
     },
   };

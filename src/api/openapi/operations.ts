@@ -11,10 +11,11 @@ import { attestRequest, jwtSvidRequest, renewRequest } from '../svid';
 import { workloadJwtSvidRequest, workloadX509SvidRequest } from '../agent';
 import { evaluationRequestSchema, evaluationsRequestSchema } from '../../authzen';
 import { taskEventsSchema } from '../tasks';
+import { approvalSchemas } from '../approvals';
 import * as s from './schemas';
 
 /** Who may call an operation: nobody in particular, an SVID over mTLS (RFC 8705), or an admin (bearer token or admin SVID). */
-export type Caller = 'public' | 'svid' | 'admin' | 'oauth-client';
+export type Caller = 'public' | 'svid' | 'admin' | 'oauth-client' | 'approver' | 'approver-reader';
 
 /** The media type of an error answer: RFC 9457 problems, RFC 6749 §5.2 OAuth errors, RFC 8935 §2.4 SET errors. */
 export type ErrorKind = 'problem' | 'oauth' | 'set';
@@ -30,7 +31,7 @@ export interface Operation {
   /** As Express writes it (`:param`). */
   readonly path: string;
   readonly operationId: string;
-  readonly tag: 'oauth' | 'svid' | 'bundle' | 'tasks' | 'signals' | 'admin' | 'meta';
+  readonly tag: 'oauth' | 'svid' | 'bundle' | 'tasks' | 'approvals' | 'signals' | 'admin' | 'meta';
   readonly summary: string;
   readonly caller: Caller;
   readonly pathParams?: Readonly<Record<string, string>>;
@@ -192,6 +193,29 @@ export const OPERATIONS: readonly Operation[] = [
     responses: { 200: json(s.taskEventsRecorded, 'How many calls were recorded (Cache-Control: no-store)') },
     errors: { ...SVID_ERRORS, 400: 'A report names no task, a tool the server does not have, or an action it does not register (the event is named)' }, errorKind: 'problem',
   },
+  // --- Approvals (a permit marked @approval("required")) ---
+  {
+    method: 'get', path: '/v1/approvals', operationId: 'listApprovals', tag: 'approvals', caller: 'approver-reader',
+    summary: 'Approval requests, newest first: an approver sees those it may decide (its group, never its own), the admin all.',
+    query: approvalSchemas.listQuery,
+    responses: { 200: json(s.approvalList, 'The requests (Cache-Control: no-store)') },
+    errors: { ...BASE, 401: 'Neither an approver\'s ID token nor the admin credential', 403: 'A verified SVID whose entry is not an admin' }, errorKind: 'problem',
+  },
+  {
+    method: 'get', path: '/v1/approvals/:id', operationId: 'getApproval', tag: 'approvals', caller: 'approver-reader',
+    summary: 'One approval request: for its approvers, the admin, and the task\'s connector (by its X.509-SVID). The URL approvers are given.',
+    pathParams: { id: 'The approval id' },
+    responses: { 200: json(s.approval, 'The request (Cache-Control: no-store)') },
+    errors: { ...BASE, 401: 'No credentials', 403: 'Not an approver of this request', 404: 'No such request' }, errorKind: 'problem',
+  },
+  ...(['approve', 'deny'] as const).map((d): Operation => ({
+    method: 'post', path: `/v1/approvals/:id/${d}`, operationId: `${d}Approval`, tag: 'approvals', caller: 'approver',
+    summary: d === 'approve' ? 'Approves a pending request: the call may run, in that task, for valid_for seconds (at most WRIT_APPROVAL_VALIDITY). Audited with the approver.' : 'Denies a pending request: the call is refused. Audited with the approver.',
+    pathParams: { id: 'The approval id' },
+    body: jsonBody(approvalSchemas.decisionBody, false),
+    responses: { 200: json(s.approval, 'The decided request') },
+    errors: { ...COMMON, 401: 'No ID token of the approvers\' identity provider', 403: 'Not an approver of this request (another group, or the requesting user)', 404: 'No such request', 409: 'The request is no longer pending (decided, expired, or its task ended)' }, errorKind: 'problem',
+  })),
   {
     method: 'post', path: '/v1/signals', operationId: 'receiveSignal', tag: 'signals', caller: 'public',
     summary: 'Push delivery of a Security Event Token (RFC 8935 §2; CAEP and RISC events from a configured transmitter).',

@@ -129,6 +129,27 @@ export const agentEntries = z.strictObject({
   entries: z.array(z.strictObject({ id: z.string(), spiffe_id: z.string(), selectors: z.array(z.string()), x509_svid_ttl: z.number().int(), jwt_svid_ttl: z.number().int(), dns_names: z.array(z.string()), updated_at: time })),
   revoked_serials: z.array(z.string()).describe('serials of revoked, unexpired X.509-SVIDs of these entries'),
 });
+export const approval = z.strictObject({
+  id: z.string(),
+  status: z.enum(['pending', 'approved', 'denied', 'expired', 'revoked']),
+  task_id: z.string(),
+  user: z.strictObject({ sub: z.string(), iss: z.string() }),
+  connector: z.string(),
+  server: z.string(),
+  tool: z.string(),
+  action: z.string(),
+  classification: z.string(),
+  reason: z.string().optional(),
+  policies: z.array(z.string()),
+  requested_at: time,
+  expires_at: time,
+  decided_at: time.optional(),
+  decided_by: z.strictObject({ sub: z.string(), iss: z.string().nullable() }).optional(),
+  decision_reason: z.string().optional(),
+  approved_until: time.optional(),
+  url: z.string().describe('what approvers open: this resource'),
+});
+export const approvalList = z.strictObject({ approvals: z.array(approval) });
 export const taskEventsRecorded = z.strictObject({ recorded: z.number().int() });
 export const taskEnded = z.strictObject({ task_id: z.string(), revoked: z.number().int() });
 

@@ -1,0 +1,88 @@
+import { Router, type Request, type Response } from 'express';
+import { z } from 'zod';
+import { APPROVAL_STATUSES, ApprovalError, approvalJson, type ApprovalStore, type Approver } from '../approvals';
+import type { IdentityProviders } from '../tokens/subject-token';
+import { Forbidden, requireAdmin, Unauthenticated, type AuthDeps } from './auth';
+import { peerSvid } from './peer';
+import { parseWith } from './validate';
+
+export interface ApprovalRouteDeps extends AuthDeps {
+  approvals: Pick<ApprovalStore, 'get' | 'list' | 'decide' | 'mayDecide' | 'urlOf'>;
+  /** Approvers sign in with an ID token of a configured identity provider. */
+  identityProviders: Pick<IdentityProviders, 'verify'>;
+}
+
+const listQuery = z.strictObject({ status: z.enum(APPROVAL_STATUSES).optional(), task_id: z.uuid().optional() });
+const decisionBody = z.strictObject({
+  reason: z.string().min(1).max(512).optional(),
+  /** Seconds the approval holds (at most WRIT_APPROVAL_VALIDITY). */
+  valid_for: z.number().int().min(1).max(86_400).optional(),
+});
+export const approvalSchemas = { listQuery, decisionBody };
+
+const BEARER = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/;
+
+/**
+ * Approval requests (issue 18): approvers — users of the approvers' group at the approvers'
+ * identity provider, signed in with an ID token as `Authorization: Bearer` — list, read, approve
+ * and deny them; an admin may list and read; the task's connector (by its X.509-SVID) may read
+ * its own. Every decision is audited with the approver's identity.
+ */
+export function approvalsRouter(deps: ApprovalRouteDeps): Router {
+  const router = Router();
+  const admin = requireAdmin(deps);
+
+  /** The approver a bearer ID token names; undefined when the bearer is not an ID token of a configured provider. */
+  const approverOf = async (req: Request): Promise<Approver | undefined> => {
+    const m = BEARER.exec(req.headers.authorization ?? '');
+    if (!m) return undefined;
+    try {
+      const id = await deps.identityProviders.verify(m[1]!);
+      return { sub: id.sub, iss: id.iss, groups: id.groups };
+    } catch {
+      return undefined;
+    }
+  };
+  /** An approver, or the admin (read-only routes); else 401. */
+  const reader = async (req: Request, res: Response): Promise<Approver | 'admin'> => {
+    const approver = await approverOf(req);
+    if (approver) return approver;
+    await admin(req, res, () => undefined); // throws 401/403 unless the admin credential or an admin SVID
+    return 'admin';
+  };
+
+  router.get('/v1/approvals', async (req, res) => {
+    const who = await reader(req, res);
+    const q = parseWith(listQuery, req.query);
+    const found = await deps.approvals.list({ ...(q.status !== undefined && { status: q.status }), ...(q.task_id !== undefined && { taskId: q.task_id }) });
+    // An approver sees the requests it may decide; the admin sees all.
+    const visible = who === 'admin' ? found : found.filter((a) => deps.approvals.mayDecide(a, who) === undefined);
+    res.setHeader('Cache-Control', 'no-store');
+    res.json({ approvals: visible.map((a) => approvalJson(a, deps.approvals.urlOf(a.id))) });
+  });
+
+  router.get('/v1/approvals/:id', async (req, res) => {
+    const approval = await deps.approvals.get(String(req.params.id));
+    // The task's connector reads its own request over mTLS (a verified SVID of this trust domain).
+    const svid = peerSvid(req, deps.trustDomain);
+    if (!(svid && approval && svid.spiffeId === approval.connector)) {
+      const who = await reader(req, res);
+      if (who !== 'admin' && approval && deps.approvals.mayDecide(approval, who) !== undefined) throw new Forbidden('only its approvers, the admin and the task\'s connector read a request');
+    }
+    if (!approval) throw new ApprovalError(404, 'approval-not-found', 'no such approval request');
+    res.setHeader('Cache-Control', 'no-store');
+    res.json(approvalJson(approval, deps.approvals.urlOf(approval.id)));
+  });
+
+  for (const decision of ['approve', 'deny'] as const) {
+    router.post(`/v1/approvals/:id/${decision}`, async (req, res) => {
+      const approver = await approverOf(req);
+      if (!approver) throw new Unauthenticated('approvers sign in with an ID token of the approvers\' identity provider (Authorization: Bearer)');
+      const body = parseWith(decisionBody, req.body ?? {});
+      const decided = await deps.approvals.decide(String(req.params.id), approver, decision, { ...(body.reason !== undefined && { reason: body.reason }), ...(body.valid_for !== undefined && { validFor: body.valid_for }) });
+      res.setHeader('Cache-Control', 'no-store');
+      res.json(approvalJson(decided, deps.approvals.urlOf(decided.id)));
+    });
+  }
+  return router;
+}
