@@ -8,7 +8,8 @@
 // TLS note: for an IP origin such as https://127.0.0.1:8443 undici sends no SNI
 // (its getServerName() maps IP hosts to null) and Node's tls.connect then checks
 // the server certificate against the *host*, i.e. the IP SAN. So no `servername`
-// is needed; pass `tls.servername` only to verify against a DNS name instead.
+// is needed; pass `tls.servername` only to verify against a DNS name instead, or
+// `tls.spiffeId` to verify an X.509-SVID's SPIFFE ID (its URI SAN) instead of any host.
 import { fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -24,7 +25,7 @@ const GRACE_MS = 60_000;
  * @typedef {{ method: string, path: string, headers?: Record<string, string>, body?: string }} LoadRequest
  * @typedef {{
  *   origin: string,
- *   tls: { ca: string, cert?: string, key?: string, servername?: string },
+ *   tls: { ca: string, cert?: string, key?: string, servername?: string, spiffeId?: string },
  *   connections: number,
  *   durationSeconds: number,
  *   warmupSeconds?: number,
@@ -32,6 +33,7 @@ const GRACE_MS = 60_000;
  *   requestsFile?: string,
  *   once?: boolean,
  *   expectStatus?: number,
+ *   expectBody?: string,
  * }} LoadSpec
  * @typedef {{
  *   count: number, per_s: number, p50_ms: number, p99_ms: number, errors: number,
@@ -42,7 +44,8 @@ const GRACE_MS = 60_000;
 /**
  * Run a closed-loop load in a forked child process and return its measurements.
  *
- * `count`/`per_s`/latencies cover successful requests (status === expectStatus)
+ * `count`/`per_s`/latencies cover successful requests (status === expectStatus and,
+ * with `expectBody`, a body that contains it: e.g. a JSON-RPC result inside an HTTP 200)
  * that completed inside the measured window (after warm-up); `errors` and
  * `statuses` cover every completion in that window. `first_error` is the first
  * failure seen in the window. With `once`, each request is sent at most once
@@ -112,8 +115,12 @@ function record(tally, { status, ok, latencyNs, error, now }) {
   if (now > tally.lastCompletion) tally.lastCompletion = now;
 }
 
+/** A TLS `checkServerIdentity` that accepts exactly the X.509-SVID of `spiffeId` (its URI SAN), whatever the host. */
+export const spiffeIdIs = (spiffeId) => (_host, cert) =>
+  (cert.subjectaltname ?? '').split(', ').includes(`URI:${spiffeId}`) ? undefined : new Error(`the server is not ${spiffeId}`);
+
 /** Send one request and consume its whole body; never throws. */
-async function send(pool, request, expectStatus) {
+async function send(pool, request, expectStatus, expectBody) {
   try {
     const { statusCode, body } = await pool.request({
       method: request.method,
@@ -121,11 +128,12 @@ async function send(pool, request, expectStatus) {
       headers: request.headers,
       body: request.body,
     });
-    if (statusCode === expectStatus) {
+    if (statusCode === expectStatus && expectBody === undefined) {
       await body.arrayBuffer();
       return { status: statusCode, ok: true };
     }
     const text = await body.text();
+    if (statusCode === expectStatus && text.includes(expectBody)) return { status: statusCode, ok: true };
     return { status: statusCode, ok: false, error: `status ${statusCode}: ${text.slice(0, 300)}` };
   } catch (err) {
     return { ok: false, error: `${err.code ?? err.name ?? 'Error'}: ${err.message}` };
@@ -140,11 +148,11 @@ async function send(pool, request, expectStatus) {
 async function generate(spec) {
   const requests = loadRequests(spec);
   const expectStatus = spec.expectStatus ?? 200;
-  const { ca, cert, key, servername } = spec.tls ?? {};
+  const { ca, cert, key, servername, spiffeId } = spec.tls ?? {};
   const pool = new Pool(spec.origin, {
     connections: spec.connections,
     pipelining: 1,
-    connect: { ca, cert, key, servername, rejectUnauthorized: true },
+    connect: { ca, cert, key, servername, rejectUnauthorized: true, ...(spiffeId && { checkServerIdentity: spiffeIdIs(spiffeId) }) },
   });
 
   const start = process.hrtime.bigint();
@@ -158,7 +166,7 @@ async function generate(spec) {
       if (spec.once && next >= requests.length) return;
       const request = requests[next++ % requests.length];
       const sent = process.hrtime.bigint();
-      const outcome = await send(pool, request, expectStatus);
+      const outcome = await send(pool, request, expectStatus, spec.expectBody);
       const now = process.hrtime.bigint();
       if (now >= measureFrom && now <= measureTo) record(tally, { ...outcome, latencyNs: now - sent, now });
     }

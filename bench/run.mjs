@@ -14,12 +14,13 @@
  *   BENCH_RESULTS   where to write the JSON report (default bench/results/latest.json)
  *   BENCH_FAIL_ON_ERRORS  exit 1 if any workload saw an error (CI runs a short bench this way)
  *   BENCH_BROKER_NODE_ARGS  extra node flags for the broker, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+ *   BENCH_MCP_NODE_ARGS  the same for the MCP server of the mcp_tools_call workloads (bench/mcp-server.mjs)
  *   BENCH_KEEP      keep the work directory (broker logs) instead of removing it
  *
  * Writes the JSON report and prints a table.
  */
 import 'reflect-metadata';
-import { spawn } from 'node:child_process';
+import { fork, spawn } from 'node:child_process';
 import { randomUUID, webcrypto } from 'node:crypto';
 import { mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -31,13 +32,14 @@ import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import pg from 'pg';
 import { Agent, request } from 'undici';
 import { measureBaselines } from './baselines.mjs';
-import { runLoad } from './load.mjs';
+import { runLoad, spiffeIdIs } from './load.mjs';
 import { measurePolicy } from './policy.mjs';
 
 x509.cryptoProvider.set(webcrypto);
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const MAIN = join(ROOT, 'dist/main.js');
+const MCP_SERVER = join(ROOT, 'bench/mcp-server.mjs');
 const DIST_POLICY = join(ROOT, 'dist/policy/index.js');
 const DURATION = Number(process.env.BENCH_DURATION ?? 10);
 const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : undefined;
@@ -52,13 +54,16 @@ const IDP = 'https://idp.bench.test';
 const RESOURCE = 'https://mcp.bench.test/tools';
 const AGENT_ID = `spiffe://${TD}/agent/assistant`;
 const MCP_ID = `spiffe://${TD}/mcp/tools`;
+const MCP_TOOL_TEXT = 'done';
+const MCP_VERSION = '2026-07-28';
+const MCP_ENVELOPE = { 'io.modelcontextprotocol/protocolVersion': MCP_VERSION, 'io.modelcontextprotocol/clientCapabilities': {}, 'io.modelcontextprotocol/clientInfo': { name: 'bench-agent', version: '1.0.0' } };
 const USERS = 1000;
 const GROUPS = 10;
 const TOOLS = 20;
 const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ID_TOKEN = 'urn:ietf:params:oauth:token-type:id_token';
 
-const WORKLOADS = ['policy_decide', 'token_exchange', 'introspect_active', 'introspect_revoked', 'authzen_evaluation', 'svid_attest', 'svid_renew', 'revocation_propagation', 'revoke_user_bulk', 'scale_1m'];
+const WORKLOADS = ['policy_decide', 'token_exchange', 'introspect_active', 'introspect_revoked', 'authzen_evaluation', 'mcp_tools_call', 'mcp_tools_call_per_call', 'svid_attest', 'svid_renew', 'revocation_propagation', 'revoke_user_bulk', 'scale_1m'];
 if (ONLY) for (const name of ONLY) if (!WORKLOADS.includes(name)) fail(`BENCH_ONLY: unknown workload ${name} (known: ${WORKLOADS.join(', ')})`);
 const wanted = (name) => !ONLY || ONLY.has(name);
 
@@ -184,6 +189,29 @@ async function startBroker(name, dir, databaseUrl, env = {}) {
       if (exited) return;
       child.kill('SIGTERM');
       await new Promise((res) => (exited ? res() : child.once('exit', res)));
+    },
+  };
+}
+
+/** Starts bench/mcp-server.mjs (an MCP server behind writProtection) as its own process; resolves once it listens. */
+async function startMcpServer(config) {
+  const child = fork(MCP_SERVER, [], {
+    env: { PATH: process.env.PATH, WRIT_BENCH_MCP: JSON.stringify(config) },
+    execArgv: process.env.BENCH_MCP_NODE_ARGS?.split(' ').filter(Boolean) ?? [],
+    stdio: ['ignore', 2, 2, 'ipc'],
+  });
+  const exited = new Promise((res) => child.once('exit', res));
+  const { port } = await new Promise((res, rej) => {
+    child.once('message', res);
+    child.once('error', rej);
+    exited.then((code) => rej(new Error(`the MCP server exited (${code}) before it listened`)));
+  });
+  return {
+    child,
+    origin: `https://127.0.0.1:${port}`,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
     },
   };
 }
@@ -344,6 +372,7 @@ async function main() {
       introspect_active: ['writ_http_requests_total', { route: '/oauth2/introspect', status: '200' }],
       introspect_revoked: ['writ_http_requests_total', { route: '/oauth2/introspect', status: '200' }],
       authzen_evaluation: ['writ_http_requests_total', { route: '/access/v1/evaluation', status: '200' }],
+      mcp_tools_call_per_call: ['writ_http_requests_total', { route: '/access/v1/evaluation', status: '200' }],
       svid_attest: ['writ_attestations_total', { outcome: 'issued' }],
       svid_renew: ['writ_svid_renewals_total', { outcome: 'issued' }],
     };
@@ -400,6 +429,58 @@ async function main() {
       const check = must(await asMcp.call('POST', '/access/v1/evaluation', { json: JSON.parse(requests[0].body) }), 'evaluate');
       if (typeof check.decision !== 'boolean') throw new Error('an evaluation answered no decision');
       await record('authzen_evaluation', r);
+    }
+
+    for (const [name, perCall] of [['mcp_tools_call', false], ['mcp_tools_call_per_call', true]]) {
+      if (!wanted(name)) continue;
+      // An MCP tools/call from the agent to an SDK v2 server behind writProtection (bench/mcp-server.mjs): the token's
+      // signature, audience and certificate binding, the 2026-07-28 headers, the tool grant; with `perCall`, also a
+      // decision from the broker's AuthZEN endpoint for each call (the middleware's `decisions` option).
+      const tool = tools[0].name; // public: policy permits everyone to read it
+      const tokens = await mint(2000, (i) => ({ ...exchangeForm(users[i % USERS].token, i), authorization_details: JSON.stringify([{ type: 'mcp_tool', tools: [tool], actions: ['read'] }]) }));
+      const { iss } = JSON.parse(Buffer.from(tokens[0].split('.')[1], 'base64url').toString('utf8'));
+      const server = await startMcpServer({
+        cert: mcp.cert,
+        key: mcp.key,
+        ca: caPem,
+        resource: RESOURCE,
+        issuer: iss,
+        jwksUri: `${a.origin}/oauth2/jwks`,
+        tool,
+        text: MCP_TOOL_TEXT,
+        ...(perCall && { decisions: `${a.origin}/access/v1/evaluation` }),
+      });
+      try {
+        const requests = tokens.map((t, i) => ({
+          method: 'POST',
+          path: '/mcp',
+          headers: {
+            authorization: `Bearer ${t}`,
+            'content-type': 'application/json',
+            accept: 'application/json, text/event-stream',
+            'mcp-protocol-version': MCP_VERSION,
+            'mcp-method': 'tools/call',
+            'mcp-name': tool,
+          },
+          // 2026-07-28: each request carries its own envelope (protocol version, client capabilities and info) in `_meta`.
+          body: JSON.stringify({ jsonrpc: '2.0', id: i, method: 'tools/call', params: { name: tool, arguments: {}, _meta: MCP_ENVELOPE } }),
+        }));
+        // Once before measuring: the answer (JSON, or one Server-Sent Event) is a JSON-RPC result, not an error;
+        // the load generator counts HTTP 200s, and a refused call is a JSON-RPC error inside a 200.
+        const dispatcher = new Agent({ connect: { ...agentTls, checkServerIdentity: spiffeIdIs(MCP_ID) } });
+        const res = await request(`${server.origin}/mcp`, { method: 'POST', headers: requests[0].headers, body: requests[0].body, dispatcher });
+        const text = await res.body.text();
+        await dispatcher.close();
+        const answer = JSON.parse(text.startsWith('{') ? text : (text.split('\n').find((l) => l.startsWith('data: '))?.slice(6) ?? 'null'));
+        if (res.statusCode !== 200 || answer?.result?.content?.[0]?.text !== MCP_TOOL_TEXT) throw new Error(`${name}: tools/call answered ${res.statusCode} ${text.slice(0, 300)}`);
+        // The evaluation counter from here on (authzen_evaluation moves it too); during the load, a success is
+        // an HTTP 200 carrying the tool's text (a refused call would be a JSON-RPC error, also in a 200).
+        if (COUNTERS[name]) counted[name] = await a.counter(...COUNTERS[name]);
+        const r = await load({ origin: server.origin, tls: { ...agentTls, spiffeId: MCP_ID }, requests, expectBody: `"text":"${MCP_TOOL_TEXT}"` });
+        await record(name, { ...r, extra: { mcp_server_rss_mb: treeRssMb(server.child.pid) } });
+      } finally {
+        await server.stop();
+      }
     }
 
     if (wanted('svid_attest')) {
@@ -555,7 +636,7 @@ function table({ machine, baselines: b, in_process: inProcess, workloads: w, mem
   lines.push('', fmt(['workload', 'per_s', 'p50 / p99 ms', 'errors / rss']));
   for (const [name, r] of Object.entries(w)) {
     if (name === 'scale_1m') continue;
-    lines.push(fmt([name, r.per_s ? `${r.per_s}/s` : '-', `${r.p50_ms} / ${r.p99_ms}`, `${r.errors} / ${r.rss_mb} MB`]));
+    lines.push(fmt([name, r.per_s ? `${r.per_s}/s` : '-', `${r.p50_ms} / ${r.p99_ms}`, `${r.errors} / ${r.rss_mb} MB${r.mcp_server_rss_mb ? ` (MCP server ${r.mcp_server_rss_mb} MB)` : ''}`]));
   }
   lines.push('', `broker RSS after the run: ${memory.broker_rss_mb} MB (V8 heap ${memory.heap_used_mb} MB used of ${memory.heap_total_mb} MB; external ${memory.external_mb} MB)`, '', fmt(['target', 'wanted', 'measured', 'met']));
   for (const t of targets) lines.push(fmt([t.name, t.target, t.value, t.met ? 'yes' : 'NO']));

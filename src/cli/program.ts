@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option, type HelpContext } from 'commander';
 import { registerAgent } from './commands/agent';
+import { registerApprovals } from './commands/approvals';
 import { registerAudit } from './commands/audit';
 import { registerCa } from './commands/ca';
 import { registerDev } from './commands/dev';
@@ -80,6 +81,7 @@ export function buildProgram(): Command {
   registerCa(program);
   registerDev(program);
   registerAgent(program);
+  registerApprovals(program);
 
   for (const cmd of allCommands(program)) {
     const path = pathOf(cmd);

@@ -72,7 +72,7 @@ export const APPROVAL_STATE_PREFIX = 'writ-approval:';
 
 /** Asks the PDP about one call (`required`: whatever `tools` says); resolves when permitted, rejects with {@link CallDenied}. */
 export function decider(options: DecisionOptions, server: string): (claims: AccessTokenClaims, call: DecidedCall, required?: boolean) => Promise<void> {
-  const doFetch = options.fetch ?? tlsFetch(options.tls);
+  const doFetch = options.fetch ?? tlsFetch(options.tls, { keepAlive: true });
   const covered = options.tools && new Set(options.tools);
   const ask = async (claims: AccessTokenClaims, tool: string, action: Action | undefined, requestId: unknown, callId: string) => {
     const body = {

@@ -44,7 +44,7 @@ export function introspector(options: IntrospectionOptions, deps: { resource: st
   const cacheMs = options.cacheMs ?? MAX_INTROSPECTION_CACHE_MS;
   if (!Number.isFinite(cacheMs) || cacheMs < 0 || cacheMs > MAX_INTROSPECTION_CACHE_MS)
     throw new Error(`writProtection: "introspect.cacheMs" must be between 0 and ${MAX_INTROSPECTION_CACHE_MS} (revocation must take effect within a second)`);
-  const fetchImpl = deps.fetch ?? tlsFetch(options.tls);
+  const fetchImpl = deps.fetch ?? tlsFetch(options.tls, { keepAlive: true });
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const now = () => deps.clock.now().getTime();
   /** jti → when the question that Writ answered "active" was sent. */

@@ -540,6 +540,8 @@ function senderBinding(options: WritProtectionOptions, clock: Clock): (claims: A
   const certificateOf = (req: IncomingMessage): Uint8Array | undefined => {
     if (options.clientCertificate) return options.clientCertificate(req);
     const own = tlsPeerCertificate(req);
+    // No proxies and no forwarded certificate (every direct request): nothing to parse.
+    if (!proxies.configured && req.headers['client-cert'] === undefined) return own;
     // A proxy is known by its SPIFFE ID only when TLS verified its certificate against the bundle (a self-signed one could name any ID).
     const verified = (req.socket as Partial<TLSSocket>).authorized === true;
     const peer = { address: req.socket.remoteAddress, spiffeId: verified && own ? spiffeIdOf(own) : undefined };

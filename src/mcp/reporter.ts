@@ -66,7 +66,7 @@ export class TaskEventReporter {
   ) {
     if (!options.fetch && !options.tls) throw new Error('writProtection: reporting needs "tls" (this server\'s SVID) or "fetch"');
     this.#url = options.url;
-    this.#fetch = options.fetch ?? tlsFetch(options.tls!);
+    this.#fetch = options.fetch ?? tlsFetch(options.tls!, { keepAlive: true });
     this.#batchSize = Math.min(500, Math.max(1, options.batchSize ?? 100));
     this.#interval = Math.max(0, options.flushIntervalMs ?? 200);
     this.#max = Math.max(1, options.maxBuffered ?? 10_000);

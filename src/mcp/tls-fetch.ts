@@ -3,7 +3,7 @@
  * certificate, so this one runs over `node:https`. For reaching Writ (JWKS, introspection) and
  * for MCP clients (the SDK transports' `fetch` option).
  */
-import { request as httpsRequest } from 'node:https';
+import { Agent, request as httpsRequest } from 'node:https';
 import type { PeerCertificate } from 'node:tls';
 import { Readable } from 'node:stream';
 
@@ -32,7 +32,22 @@ const NULL_BODY = new Set([101, 103, 204, 205, 304]);
  * body; redirects are never followed (with `redirect: 'error'` one fails the request, as
  * fetch does). One connection per request.
  */
-export function tlsFetch(tls: TlsClientOptions): typeof fetch {
+export function tlsFetch(tls: TlsClientOptions, options: { keepAlive?: boolean } = {}): typeof fetch {
+  // Keep-alive (Writ's own endpoints: decisions, call reports, introspection): connections and
+  // their TLS sessions are reused; an idle one is closed after 4 s, before Node's servers close
+  // theirs (5 s), and a request whose reused connection the server had closed is sent once more
+  // (those endpoints are idempotent: a decision or a report names its call).
+  const agent = options.keepAlive
+    ? new Agent({
+        keepAlive: true,
+        maxSockets: 64,
+        timeout: 4000,
+        ...(tls.ca !== undefined && { ca: tls.ca as string | Buffer | (string | Buffer)[] }),
+        ...(tls.cert !== undefined && { cert: tls.cert as string | Buffer | (string | Buffer)[] }),
+        ...(tls.key !== undefined && { key: tls.key as string | Buffer | (string | Buffer)[] }),
+        ...(tls.checkServerIdentity !== undefined && { checkServerIdentity: tls.checkServerIdentity }),
+      })
+    : undefined;
   return async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     const request = new Request(input, init);
     const url = new URL(request.url);
@@ -43,13 +58,13 @@ export function tlsFetch(tls: TlsClientOptions): typeof fetch {
     if (body !== undefined) headers['content-length'] = String(body.length);
     const signal = request.signal;
     signal.throwIfAborted();
-    return new Promise<Response>((resolve, reject) => {
+    const send = (retry: boolean): Promise<Response> => new Promise<Response>((resolve, reject) => {
       const req = httpsRequest(
         url,
         {
           method: request.method,
           headers,
-          agent: false,
+          agent: agent ?? false,
           ...(tls.ca !== undefined && { ca: tls.ca as string | Buffer | (string | Buffer)[] }),
           ...(tls.cert !== undefined && { cert: tls.cert as string | Buffer | (string | Buffer)[] }),
           ...(tls.key !== undefined && { key: tls.key as string | Buffer | (string | Buffer)[] }),
@@ -79,11 +94,14 @@ export function tlsFetch(tls: TlsClientOptions): typeof fetch {
       const done = () => signal.removeEventListener('abort', abort);
       signal.addEventListener('abort', abort, { once: true });
       req.on('response', (res) => res.on('close', done));
-      req.on('error', (err) => {
+      req.on('error', (err: NodeJS.ErrnoException) => {
         done();
+        // The server closed a kept-alive connection as it was reused: once more, on a new one.
+        if (retry && req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) return void send(false).then(resolve, reject);
         reject(err);
       });
       req.end(body);
     });
+    return send(agent !== undefined);
   };
 }

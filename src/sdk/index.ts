@@ -63,6 +63,8 @@ export { JwtSource, type JwtSvid } from './jwt-source';
 export { WorkloadApiError, WorkloadApiSource, type WorkloadApiSourceOptions, type WorkloadApiUpdate, type WorkloadJwtSvid } from './workload-api';
 export {
   TaskTokenClient,
+  ApprovalNotGranted,
+  type ApprovalStatus,
   type TaskTokenClientOptions,
   type TaskFetch,
   type TaskFetchOptions,

@@ -2,9 +2,29 @@ import { sha256 } from '../core/hash';
 import { parseStepUpChallenge, type StepUpChallenge } from '../tokens/step-up';
 import { TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE_BY_NAME } from '../tokens/rfc8693';
 import type { DpopKey } from './dpop';
-import { WritOAuthError, WritProtocolError } from './errors';
-import { fresh } from './time';
+import { WritError, WritOAuthError, WritProtocolError } from './errors';
+import { fresh, systemTimers, type Timers } from './time';
 import { accessOf, type X509Source } from './x509-source';
+
+/** Where an approval request stands (`waitForApproval`). */
+export interface ApprovalStatus {
+  readonly id: string;
+  /** pending, approved, denied, expired or revoked. */
+  readonly status: string;
+  readonly approvedUntil?: Date;
+  /** The approver's stated reason, if any. */
+  readonly reason?: string;
+}
+
+/** An approval that ended without being granted (denied, expired, revoked), or that no approver decided in time. */
+export class ApprovalNotGranted extends WritError {
+  constructor(
+    readonly approval: ApprovalStatus,
+    message = `the approval was ${approval.status}${approval.reason ? `: ${approval.reason}` : ''}`,
+  ) {
+    super(message);
+  }
+}
 
 /** The actions an MCP tool performs (Writ's Cedar actions). */
 export type ToolAction = 'read' | 'write' | 'execute' | 'delete';
@@ -189,6 +209,34 @@ export class TaskTokenClient {
     for (const [key, token] of this.#cache) if (token.taskId === taskId) this.#cache.delete(key);
     const body = (answer.body ?? {}) as { task_id?: unknown; revoked?: unknown };
     return { taskId: typeof body.task_id === 'string' ? body.task_id : taskId, revoked: typeof body.revoked === 'number' ? body.revoked : 0 };
+  }
+
+  /**
+   * Waits for an approver (a tool action a permit marks `@approval("required")`): polls the
+   * approval request (`GET /v1/approvals/{id}`, as the task's connector, over mTLS) with backoff
+   * — 1 s, doubling, at most 15 s between polls — until it is approved (resolves), or denied,
+   * expired or revoked ({@link ApprovalNotGranted}), or `timeoutMs` passed (15 minutes by default).
+   * `approval` is the id, or the URL an `input_required` elicitation or a denial named. Then retry
+   * the call: the next per-call decision finds the approval.
+   */
+  async waitForApproval(approval: string, options: { timeoutMs?: number; timers?: Timers; onPending?: (a: ApprovalStatus) => void } = {}): Promise<ApprovalStatus> {
+    const id = /([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\/?$/i.exec(approval)?.[1];
+    if (id === undefined) throw new TypeError('approval is an approval id or its URL');
+    const access = accessOf(this.#source);
+    const timers = options.timers ?? systemTimers;
+    const deadline = access.clock.now().getTime() + (options.timeoutMs ?? 15 * 60_000);
+    for (let delay = 1000; ; delay = Math.min(delay * 2, 15_000)) {
+      const answer = await access.call({ method: 'GET', path: `/v1/approvals/${id}` }, { mtls: true });
+      const body = (answer.body ?? {}) as { id?: unknown; status?: unknown; approved_until?: unknown; decision_reason?: unknown };
+      if (typeof body.status !== 'string') throw new WritProtocolError('the approval answer lacks a status', answer.status);
+      const status: ApprovalStatus = { id, status: body.status, ...(typeof body.approved_until === 'string' && { approvedUntil: new Date(body.approved_until) }), ...(typeof body.decision_reason === 'string' && { reason: body.decision_reason }) };
+      if (status.status === 'approved') return status;
+      if (status.status !== 'pending') throw new ApprovalNotGranted(status);
+      options.onPending?.(status);
+      const now = access.clock.now().getTime();
+      if (now >= deadline) throw new ApprovalNotGranted(status, 'no approver decided in time');
+      await new Promise<void>((resolve) => timers.setTimeout(resolve, Math.min(delay, deadline - now)));
+    }
   }
 
   /** Forgets every cached token (they stay valid at the broker until they expire or their task ends). */

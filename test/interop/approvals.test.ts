@@ -20,6 +20,10 @@ import { tlsFetch, writProtection, type WritProtection } from '../../src/mcp';
 import { exchangeTaskToken, spiffeIdIs } from '../support/mcp';
 import { startBrokerFixture, type BrokerFixture } from '../support/fixture';
 import { httpsRequest } from '../support/https';
+import { writ } from '../support/cli';
+import { ApprovalNotGranted, TaskTokenClient, X509Source } from '../../src/sdk';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 const IDP = 'https://idp.approvals.test';
 const GITHUB = 'https://mcp.approvals.test/github';
@@ -200,18 +204,56 @@ describe('a tool action that needs an approver', () => {
     }
   });
 
-  it('expires a request no one decided, and asks again', async () => {
+  it('is decided with the CLI as the README shows: writ approvals list, show, approve', async () => {
     const alice = await session('alice', ['eng']);
     try {
-      const first = approvalOf(await alice.call());
-      offset += 61_000; // WRIT_APPROVAL_TTL is 60 s
-      const carol = await approverToken('carol', ['security']);
-      expect((await api(`/v1/approvals/${first.id}`, 'GET', carol)).json.status).toBe('expired');
-      expect((await api(`/v1/approvals/${first.id}/approve`, 'POST', carol, {})).status).toBe(409);
-      const second = approvalOf(await alice.call());
-      expect(second.id).not.toBe(first.id);
+      const { id, state } = approvalOf(await alice.call());
+      const tokenFile = join(fx.work, 'carol.jwt');
+      writeFileSync(tokenFile, await approverToken('carol', ['security']), { mode: 0o600 });
+      const env = { WRIT_SERVER: fx.broker.apiUrl, WRIT_CA: join(fx.config.caDir, 'ca.crt') };
+      const list = await writ(['approvals', 'list', '--id-token', tokenFile, '-o', 'json'], env);
+      expect(list.json().approvals.map((a: { id: string }) => a.id)).toContain(id);
+      expect((await writ(['approvals', 'list', '--id-token', tokenFile], env)).stdout.split('\n')[0]).toMatch(/^ID +STATUS +USER +TOOL +CLASS +EXPIRES$/);
+      expect((await writ(['approvals', 'show', id, '--id-token', tokenFile], env)).stdout).toMatch(/^asks +delete_repo delete \(restricted\) on https:\/\/mcp\.approvals\.test\/github$/m);
+      const approved = await writ(['approvals', 'approve', id, '--id-token', tokenFile, '--reason', 'ticket 7', '--valid-for', '2m', '-o', 'json'], env);
+      expect(approved.json()).toMatchObject({ id, status: 'approved', decided_by: { sub: 'carol' } });
+      expect((await alice.call(state)).content).toEqual([{ type: 'text', text: 'deleted r1' }]);
+      const again = await writ(['approvals', 'deny', id, '--id-token', tokenFile], env);
+      expect([again.code, again.stderr]).toEqual([1, expect.stringMatching(/409/)]);
+      const noToken = await writ(['approvals', 'approve', id], env);
+      expect(noToken.code).toBe(2);
     } finally {
       await alice.client.close();
+    }
+  });
+
+  it('lets a connector wait for the approver with the SDK (TaskTokenClient.waitForApproval), then the retried call runs', async () => {
+    const entry = (await fx.admin(`/v1/admin/entries?spiffe_id_prefix=${encodeURIComponent(AGENT_ID)}`, 'GET')).json.entries.find((e: { spiffe_id: string }) => e.spiffe_id === AGENT_ID);
+    const join = await fx.admin('/v1/admin/join-tokens', 'POST', { entry_id: entry.id, ttl: 600 });
+    const source = await X509Source.create({ server: fx.broker.apiUrl, bundle: fx.caPem, attestation: { joinToken: join.json.token } });
+    const alice = await session('alice', ['eng']);
+    try {
+      const tokens = new TaskTokenClient(source);
+      const first = approvalOf(await alice.call());
+      const carol = await approverToken('carol', ['security']);
+      let polls = 0;
+      setTimeout(() => void api(`/v1/approvals/${first.id}/approve`, 'POST', carol, {}), 1500);
+      const approved = await tokens.waitForApproval(`${fx.config.issuer}/v1/approvals/${first.id}`, { onPending: () => polls++ });
+      expect([approved.status, polls >= 1, approved.approvedUntil instanceof Date]).toEqual(['approved', true, true]);
+      expect((await alice.call(first.state)).content).toEqual([{ type: 'text', text: 'deleted r1' }]);
+      // A denied one ends the wait with ApprovalNotGranted.
+      const other = await session('alice', ['eng']);
+      try {
+        const second = approvalOf(await other.call());
+        await api(`/v1/approvals/${second.id}/deny`, 'POST', carol, { reason: 'not today' });
+        await expect(tokens.waitForApproval(second.id)).rejects.toEqual(expect.objectContaining({ name: 'ApprovalNotGranted', approval: expect.objectContaining({ status: 'denied', reason: 'not today' }) }));
+        expect(ApprovalNotGranted).toBeDefined();
+      } finally {
+        await other.client.close();
+      }
+    } finally {
+      await alice.client.close();
+      source.close();
     }
   });
 
@@ -226,4 +268,19 @@ describe('a tool action that needs an approver', () => {
       await alice.client.close();
     }
   });
+  it('expires a request no one decided, and asks again', async () => {
+    const alice = await session('alice', ['eng']);
+    try {
+      const first = approvalOf(await alice.call());
+      offset += 61_000; // WRIT_APPROVAL_TTL is 60 s (last: the broker's clock stays ahead)
+      const carol = await approverToken('carol', ['security']);
+      expect((await api(`/v1/approvals/${first.id}`, 'GET', carol)).json.status).toBe('expired');
+      expect((await api(`/v1/approvals/${first.id}/approve`, 'POST', carol, {})).status).toBe(409);
+      const second = approvalOf(await alice.call());
+      expect(second.id).not.toBe(first.id);
+    } finally {
+      await alice.client.close();
+    }
+  });
+
 });
