@@ -21,6 +21,9 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 // The package's own exports, as a connector or an MCP server author would import them.
+import { McpServer as McpServerV2, createMcpHandler } from '@modelcontextprotocol/server';
+import { toNodeHandler } from '@modelcontextprotocol/node';
+import { Client as ClientV2, StreamableHTTPClientTransport as StreamableHTTPClientTransportV2 } from '@modelcontextprotocol/client';
 import { AccessDeniedError, TaskTokenClient, X509Source, authorizeId, createHttpsServer, tlsServerOptions } from '@writ/sdk';
 import { grantedToolsOnly, protectedResourceMetadataHandler, tlsFetch, writIdentityOf, writProtection } from '@writ/mcp';
 
@@ -61,7 +64,7 @@ const refusal = (err) => {
 const work = mkdtempSync(join(tmpdir(), 'writ-demo-'));
 const closers = [];
 
-/** A JSON request to the broker as its admin. */
+/** A JSON request to the broker with a bearer credential: the admin token, or an approver's ID token. */
 function adminCall(broker, ca, token, method, path, body) {
   return new Promise((resolve, reject) => {
     const req = request(`${broker.apiUrl}${path}`, { method, ca, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } }, (res) => {
@@ -85,6 +88,7 @@ async function main() {
   const users = new Map([
     ['alice', { name: 'alice', groups: ['eng'] }],
     ['bob', { name: 'bob', groups: ['eng', 'maintainers'] }],
+    ['carol', { name: 'carol', groups: ['security'] }],
   ]);
   const op = await startDevOp({ host: '127.0.0.1', port: 0, users, keys: { signing: [await newSigningKey()], cookies: [randomBytes(32).toString('base64url')] } });
   closers.push(() => op.close());
@@ -100,6 +104,7 @@ async function main() {
     WRIT_LOG_LEVEL: process.env.DEMO_LOG_LEVEL ?? 'silent',
     WRIT_POLICY_FILE: join(work, 'policy.cedar'),
     WRIT_IDENTITY_PROVIDERS: JSON.stringify([{ issuer: op.issuer, discovery: true, audience: DEV_CLIENT_ID, algorithms: ['ES256'] }]),
+    WRIT_APPROVAL_GROUP: 'security',
   });
   const broker = await startBroker(config);
   closers.push(() => broker.shutdown());
@@ -287,7 +292,88 @@ async function main() {
   );
   (after.ok ? ok : no)(`list_issues after the task ended: ${after.ok ? after.text : `refused (${after.text})`}`);
 
-  step(9, 'The audit trail names the person and the connector, and its hash chain verifies');
+  step(9, 'Every call governed: task history across servers, and an approver for delete_repo');
+  {
+    // Two more MCP servers (SDK v2, stateless) on the same HTTPS server and SVID, and a policy change that applies from the next call.
+    const origin = new URL(resource).origin;
+    const records = `${origin}/records`;
+    const mail = `${origin}/mail`;
+    const repos = `${origin}/repos`;
+    await admin('POST', '/v1/admin/resources', { uri: records, spiffe_id: ISSUES_SERVER, tools: [{ name: 'read_record', actions: ['read'], classification: 'restricted' }] });
+    await admin('POST', '/v1/admin/resources', { uri: mail, spiffe_id: ISSUES_SERVER, tools: [{ name: 'send_email', actions: ['write'], classification: 'internal', egress: true }] });
+    await admin('POST', '/v1/admin/resources', { uri: repos, spiffe_id: ISSUES_SERVER, tools: [{ name: 'delete_repo', actions: ['delete'], classification: 'restricted' }] });
+    const { policies } = await admin('GET', '/v1/admin/policies');
+    await admin('PUT', '/v1/admin/policies', {
+      policies: `${policies}
+@id("eng-records-and-mail")
+permit (principal is Writ::User, action in [Writ::Action::"read", Writ::Action::"write"], resource is Writ::Tool) when { principal.groups.contains("eng") && (resource.name == "read_record" || resource.name == "send_email") };
+
+@id("no-egress-after-restricted-read")
+forbid (principal, action, resource) when { resource.egress && context.task.max_classification_read >= 3 };
+
+@id("maintainers-delete-with-approval")
+@approval("required")
+permit (principal, action == Writ::Action::"delete", resource is Writ::Tool) when { principal.groups.contains("maintainers") };
+`,
+    });
+    ok('policy changed: no egress after a restricted read; delete_repo for maintainers once an approver of "security" says yes');
+    const tls = { cert: serverSource.getX509Svid().certificatesPem, key: serverSource.getX509Svid().privateKey.export({ format: 'pem', type: 'pkcs8' }), ca: bundle() };
+    for (const [uri, tool, answer] of [[records, 'read_record', () => 'record 7: salary band E'], [mail, 'send_email', (a) => `sent to ${a.to}`], [repos, 'delete_repo', () => 'deleted the repository']]) {
+      const guard = writProtection({ resource: uri, issuer: config.issuer, jwksUri: `${broker.apiUrl}/oauth2/jwks`, ca: bundle(), introspect: { url: `${broker.apiUrl}/oauth2/introspect`, cacheMs: 0, tls } });
+      closers.push(() => guard.close());
+      const node = toNodeHandler(createMcpHandler(() => {
+        const server = new McpServerV2({ name: tool, version: '1.0.0' });
+        server.registerTool(tool, { description: tool, inputSchema: z.object({ to: z.string().optional() }) }, async (args) => ({ content: [{ type: 'text', text: answer(args) }] }));
+        return server;
+      }));
+      app.post(new URL(uri).pathname, express.json(), guard, (req, res) => void node(req, res, req.body));
+    }
+    const v2 = async (uri, token) => {
+      const client = new ClientV2({ name: 'demo-agent', version: '1.0.0' }, { versionNegotiation: { mode: { pin: '2026-07-28' } }, capabilities: { elicitation: { url: {} } }, inputRequired: { autoFulfill: false } });
+      await client.connect(new StreamableHTTPClientTransportV2(new URL(uri), { fetch: agentFetch(), authProvider: { token: async () => token } }));
+      return client;
+    };
+    const callV2 = async (client, name, args = {}, more = {}) => {
+      try {
+        const r = await client.callTool({ name, arguments: args, ...more }, { allowInputRequired: true });
+        return r.resultType === 'input_required' ? { pending: r } : { ok: !r.isError, text: r.content?.[0]?.text ?? '' };
+      } catch (err) {
+        return { ok: false, text: `${err.code} ${err.message}` };
+      }
+    };
+
+    const aliceId = await idToken('alice');
+    const recordsTask = await agentTokens.exchange({ subjectToken: aliceId, resource: records, tools: [{ name: 'read_record', actions: ['read'] }] });
+    const mailTask = await agentTokens.exchange({ subjectToken: aliceId, resource: mail, tools: [{ name: 'send_email', actions: ['write'] }], taskId: recordsTask.taskId });
+    const toRecords = await v2(records, recordsTask.accessToken);
+    const toMail = await v2(mail, mailTask.accessToken);
+    const sent = await callV2(toMail, 'send_email', { to: 'bob@example.com' });
+    (sent.ok ? ok : no)(`alice, mail server: send_email ${sent.ok ? sent.text : `refused (${sent.text})`}`);
+    const read = await callV2(toRecords, 'read_record');
+    (read.ok ? ok : no)(`alice, records server: read_record (restricted) ${read.ok ? `→ ${read.text}` : `refused (${read.text})`}`);
+    const again = await callV2(toMail, 'send_email', { to: 'eve@example.com' });
+    (again.ok ? ok : no)(`alice, mail server: send_email ${again.ok ? again.text : `refused (${again.text})`}`);
+    const { events: refused } = await admin('GET', '/v1/admin/audit?type=access.evaluated&limit=20');
+    const why = refused.find((e) => e.details.decision === false && e.details.tool === 'send_email');
+    if (why) ok(`audit #${why.seq}: denied by ${why.details.policies.join(', ')}, after ${why.details.taskHistory.maxReadBy.tool} on ${why.details.taskHistory.maxReadBy.server}`);
+    await toRecords.close();
+    await toMail.close();
+
+    const bobTask = await agentTokens.exchange({ subjectToken: await idToken('bob'), resource: repos, tools: [{ name: 'delete_repo', actions: ['delete'] }] });
+    const toRepos = await v2(repos, bobTask.accessToken);
+    const first = await callV2(toRepos, 'delete_repo');
+    if (first.pending) {
+      const url = first.pending.inputRequests['writ-approval'].params.url;
+      ok(`bob, repos server: delete_repo waits for an approver (input_required, ${url.replace(/[0-9a-f-]{36}$/, (id) => `${id.slice(0, 8)}…`)})`);
+      const approval = await adminCall(broker, ca, await idToken('carol'), 'POST', `/v1/approvals/${url.split('/').pop()}/approve`, { reason: 'the repository is archived' });
+      ok(`carol (security) approves it: ${approval.status}, until ${approval.approved_until}`);
+      const retried = await callV2(toRepos, 'delete_repo', {}, { inputResponses: { 'writ-approval': { action: 'accept' } }, requestState: first.pending.requestState });
+      (retried.ok ? ok : no)(`bob, repos server: delete_repo retried: ${retried.ok ? retried.text : `refused (${retried.text})`}`);
+    } else (first.ok ? ok : no)(`bob, repos server: delete_repo ${first.ok ? 'ran without an approval!' : `refused (${first.text})`}`);
+    await toRepos.close();
+  }
+
+  step(10, 'The audit trail names the person and the connector, and its hash chain verifies');
   const { events } = await admin('GET', '/v1/admin/audit?limit=200');
   const tokens = events.filter((e) => e.type === 'token.issued' || e.type === 'token.refused').reverse();
   const named = tokens.every((e) => e.subject_issuer === op.issuer);

@@ -65,8 +65,19 @@ describe('the five-minute demo (npm run demo)', () => {
     expect(section(8)).toContain('✘ list_issues after the task ended: refused (invalid_token:');
   });
 
+  it('governs every call: no egress after a restricted read across servers, and delete_repo once an approver approved', () => {
+    const governed = section(9);
+    expect(governed).toContain('✔ alice, mail server: send_email sent to bob@example.com');
+    expect(governed).toContain('✔ alice, records server: read_record (restricted) → record 7: salary band E');
+    expect(governed).toContain('✘ alice, mail server: send_email refused (-32001 send_email: the policy does not permit it)');
+    expect(governed).toMatch(/✔ audit #\d+: denied by no-egress-after-restricted-read, after read_record on https:\/\/127\.0\.0\.1:\d+\/records/);
+    expect(governed).toMatch(/✔ bob, repos server: delete_repo waits for an approver \(input_required, .*\/v1\/approvals\/[0-9a-f]{8}…\)/);
+    expect(governed).toMatch(/✔ carol \(security\) approves it: approved, until /);
+    expect(governed).toContain('✔ bob, repos server: delete_repo retried: deleted the repository');
+  });
+
   it('shows audit rows naming the user and the connector, and a verified chain', () => {
-    const audit = section(9);
+    const audit = section(10);
     expect(audit).toMatch(/✔ #\d+ token\.issued +user alice via spiffe:\/\/demo\.writ\/agent\/assistant/);
     expect(audit).toMatch(/✔ #\d+ token\.issued +user bob via spiffe:\/\/demo\.writ\/agent\/assistant/);
     expect(audit).toMatch(/✔ #\d+ token\.refused user alice via spiffe:\/\/demo\.writ\/mcp\/issues \(access_denied\)/);
