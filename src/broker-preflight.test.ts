@@ -80,6 +80,14 @@ describe('preflight', () => {
     expect(await failure(() => preflight(loadConfig({ ...env, WRIT_X509POP: JSON.stringify({ ca_bundle_file: join(dir, 'nope.pem') }) }), { clock }))).toMatch(/^x509pop.*ca_bundle_file/);
   });
 
+  it('refuses an unsigned webhook, and approvers at an identity provider Writ does not trust', async () => {
+    expect(await failure(() => preflight(loadConfig({ ...env, WRIT_APPROVAL_WEBHOOK_URL: 'https://hooks.example.com/writ' }), { clock }))).toBe(
+      'approval_webhook_secret: WRIT_APPROVAL_WEBHOOK_URL needs WRIT_APPROVAL_WEBHOOK_SECRET: webhooks are always signed',
+    );
+    expect(await failure(() => preflight(loadConfig({ ...env, WRIT_APPROVAL_ISSUER: 'https://idp.example.com' }), { clock }))).toBe('approval_issuer: https://idp.example.com is not one of the identity providers (WRIT_IDENTITY_PROVIDERS)');
+    expect(() => loadConfig({ ...env, WRIT_APPROVAL_WEBHOOK_SECRET: 'short' })).toThrow(/at least 32 characters/);
+  });
+
   it('builds what the configuration enables, and nothing when it enables nothing', async () => {
     const checked = await preflight(loadConfig(env), { clock });
     expect(checked.attestors).toEqual([]);

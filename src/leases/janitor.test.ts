@@ -76,4 +76,24 @@ describe('lease clean-up: expired leases past the retention go, the permanent re
     await janitor.sweep();
     expect(await db.prisma.lease.count({ where: { id: kept } })).toBe(0);
   });
+
+  it('drops the history and approvals of tasks over and gone past the retention, and keeps those of live tasks', async () => {
+    const now = clock.now().getTime();
+    const task = async (endedAgo: number | undefined, withLease: boolean) => {
+      const id = randomUUID();
+      await db.prisma.task.create({ data: { id, subject: 'alice', subjectIssuer: 'https://idp.test', connector: 'spiffe://janitor.test/agent', subjectGroups: [], ...(endedAgo !== undefined && { endedAt: new Date(now - endedAgo) }) } });
+      if (withLease) await db.prisma.lease.create({ data: { id: randomUUID(), kind: 'access-token', spiffeId: 'spiffe://janitor.test/agent', audience: [], taskId: id, issuedAt: new Date(now - 60_000), expiresAt: new Date(now + HOUR) } });
+      const at = new Date(now - 2 * HOUR);
+      await db.prisma.taskEvent.create({ data: { id: randomUUID(), taskId: id, server: 'https://a.test', reporter: 'spiffe://janitor.test/mcp', callId: 'c', tool: 't', actions: ['read'], classification: 'internal', outcome: 'ok', occurredAt: at } });
+      await db.prisma.approval.create({ data: { id: randomUUID(), taskId: id, subject: 'alice', subjectIssuer: 'https://idp.test', connector: 'spiffe://janitor.test/agent', server: 'https://a.test', tool: 't', action: 'delete', classification: 'internal', policies: [], approvers: [], status: 'denied', requestedAt: at, expiresAt: at } });
+      return id;
+    };
+    const ended = await task(2 * HOUR, true);
+    const live = await task(undefined, true);
+    const abandoned = await task(undefined, false);
+    await new LeaseJanitor(db.prisma, { clock, retention: 3600 }).sweep();
+    const left = (rows: { taskId: string }[]) => rows.map((r) => r.taskId).filter((id) => [ended, live, abandoned].includes(id));
+    expect(left(await db.prisma.taskEvent.findMany({ select: { taskId: true } }))).toEqual([live]);
+    expect(left(await db.prisma.approval.findMany({ select: { taskId: true } }))).toEqual([live]);
+  });
 });

@@ -6,7 +6,7 @@ const JANITOR_LOCK_KEY = 0x6a616e69; // "jani"
 const BATCH = 1000;
 
 /**
- * Deletes leases (and remembered SET ids) that expired more than `retention` seconds
+ * Deletes leases (and remembered SET ids, task history, approvals and sent webhooks) that expired more than `retention` seconds
  * ago, in batches of short transactions so no long lock is held, on one replica at a
  * time (pg_try_advisory_xact_lock). The audit trail, not the lease table, is the
  * permanent record; revoked X.509-SVID leases are kept so the denylist sequence only grows.
@@ -35,6 +35,11 @@ export class LeaseJanitor {
     await this.prisma.signalEvent.deleteMany({ where: { receivedAt: { lt: cutoff } } });
     // A revocation marker only matters to requests that began before it: long gone by the retention.
     await this.prisma.revocation.deleteMany({ where: { at: { lt: cutoff } } });
+    // A task's history and approvals go once the task ended, or its last token's lease went, longer than the retention ago.
+    await this.prisma.$executeRaw`DELETE FROM task_event e USING task t WHERE e.task_id = t.id AND e.occurred_at < ${cutoff} AND (t.ended_at < ${cutoff} OR NOT EXISTS (SELECT 1 FROM lease l WHERE l.task_id = t.id::text))`;
+    await this.prisma.$executeRaw`DELETE FROM approval a USING task t WHERE a.task_id = t.id AND a.requested_at < ${cutoff} AND (t.ended_at < ${cutoff} OR NOT EXISTS (SELECT 1 FROM lease l WHERE l.task_id = t.id::text))`;
+    // Webhooks delivered, or given up on, before the retention.
+    await this.prisma.webhookDelivery.deleteMany({ where: { createdAt: { lt: cutoff }, OR: [{ deliveredAt: { not: null } }, { attempts: { gte: 12 } }] } });
     return total;
   }
 }

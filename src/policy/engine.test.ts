@@ -419,3 +419,27 @@ forbid (principal, action, resource) when { resource.egress && context.task.max_
     expect([bad.allowed, bad.errors[0]]).toEqual([false, expect.stringContaining('calls must be an integer')]);
   });
 });
+
+describe('approval annotations (@approval, @approvers, @self_approval)', () => {
+  it('marks a permitted decision as needing approval, with the permit and its approvers', () => {
+    const engine = PolicyEngine.create(`@id("read") permit (principal, action == Writ::Action::"read", resource);
+@id("delete") @approval("required") @approvers("security") permit (principal, action == Writ::Action::"delete", resource);
+@id("write") @approval("required") @self_approval("allowed") permit (principal, action == Writ::Action::"write", resource);`, '1');
+    expect(engine.decide(action({ action: 'read' })).approval).toBeUndefined();
+    expect(engine.decide(action({ action: 'delete' }))).toMatchObject({ allowed: true, approval: { policies: ['delete'], approvers: ['security'], selfApproval: false } });
+    expect(engine.decide(action({ action: 'write' })).approval).toEqual({ policies: ['write'], approvers: [], selfApproval: true });
+    // Remembered decisions keep it.
+    expect(engine.decide(action({ action: 'delete' })).approval?.policies).toEqual(['delete']);
+  });
+
+  it('refuses malformed annotations, and one on a forbid', () => {
+    for (const [text, message] of [
+      ['@approval("yes") permit (principal, action, resource);', '@approval takes one value'],
+      ['@approval("required") forbid (principal, action, resource);', 'marks a permit'],
+      ['@approvers("sec") permit (principal, action, resource);', 'go with @approval("required")'],
+      ['@approval("required") @approvers("") permit (principal, action, resource);', '@approvers needs a group name'],
+      ['@approval("required") @self_approval("yes") permit (principal, action, resource);', '@self_approval takes one value'],
+    ] as const)
+      expectError(validatePolicies(text), new RegExp(message.replace(/[()]/g, '\\$&')));
+  });
+});
