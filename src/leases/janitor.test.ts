@@ -79,7 +79,7 @@ describe('lease clean-up: expired leases past the retention go, the permanent re
 
   it('drops the history and approvals of tasks over and gone past the retention, and keeps those of live tasks', async () => {
     const now = clock.now().getTime();
-    const task = async (endedAgo: number | undefined, withLease: boolean) => {
+    const task = async (endedAgo: number | undefined, withLease: boolean): Promise<string> => {
       const id = randomUUID();
       await db.prisma.task.create({ data: { id, subject: 'alice', subjectIssuer: 'https://idp.test', connector: 'spiffe://janitor.test/agent', subjectGroups: [], ...(endedAgo !== undefined && { endedAt: new Date(now - endedAgo) }) } });
       if (withLease) await db.prisma.lease.create({ data: { id: randomUUID(), kind: 'access-token', spiffeId: 'spiffe://janitor.test/agent', audience: [], taskId: id, issuedAt: new Date(now - 60_000), expiresAt: new Date(now + HOUR) } });
