@@ -233,6 +233,7 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
     audit,
     history: taskEvents,
     approvals,
+    tokenOfTask: async (jti, taskId) => (await leases.tokenAlive(jti, clock.now())) && (await leases.get(jti))?.taskId === taskId,
     clock,
     random,
   });

@@ -84,6 +84,8 @@ export interface AccessEvaluatorDeps {
   readonly history?: Pick<TaskEventStore, 'history' | 'permitted'>;
   readonly clock: Clock;
   readonly random: Random;
+  /** Whether the access token a PEP names (`context.jti`) is a live lease of the task: a revoked token's calls are denied. */
+  readonly tokenOfTask?: (jti: string, taskId: string) => Promise<boolean>;
   /** Requests for human approval, for permits marked `@approval("required")`; without it such a permit grants nothing. */
   readonly approvals?: Pick<ApprovalStore, 'require' | 'urlOf'>;
 }
@@ -135,6 +137,10 @@ export class AccessEvaluator {
     // A resource PEP asks about its own tools; a connector PEP about its own tasks.
     if (pep.spiffeId !== server.spiffeId && pep.spiffeId !== task.connector) return this.#record(pep, request, deny('the caller is neither the server nor the task\'s connector'), { server: server.uri }, issuer);
     if (task.endedAt) return this.#record(pep, request, deny('the task has ended'), { server: server.uri, connector: task.connector }, issuer);
+    // The MCP binding's PEP names the token it holds: a revoked one is denied, as introspection would.
+    const jti = request.context?.jti;
+    if (jti !== undefined && (typeof jti !== 'string' || !isUuid(jti))) throw new EvaluationError('context.jti: the access token\'s jti, a UUID');
+    if (typeof jti === 'string' && !(await this.deps.tokenOfTask?.(jti, task.id) ?? true)) return this.#record(pep, request, deny('the access token was revoked or has expired'), { server: server.uri, connector: task.connector }, issuer);
     if (await this.deps.subjectRevoked?.(issuer, subject.id, task.createdAt)) return this.#record(pep, request, deny('the user or session was revoked'), { server: server.uri, connector: task.connector }, issuer);
     const owner = await this.deps.connectorOwner(task.connector);
     if (owner === undefined) return this.#record(pep, request, deny('the connector is disabled'), { server: server.uri, connector: task.connector }, issuer);

@@ -79,7 +79,7 @@ export function decider(options: DecisionOptions, server: string): (claims: Acce
       subject: { type: 'identity', id: claims.sub },
       action: { name: 'tools/call', ...(action && { properties: { action } }) },
       resource: { type: 'tool', id: tool, properties: { server } },
-      context: { task_id: claims.task_id, agent: claims.client_id, call_id: callId },
+      context: { task_id: claims.task_id, agent: claims.client_id, call_id: callId, jti: claims.jti },
     };
     let answer: { decision?: unknown; context?: { reason?: unknown } };
     try {

@@ -83,6 +83,24 @@ describe('AuthZEN access evaluation', () => {
     ]);
   });
 
+  it('denies the calls of a token the PEP names once it was revoked (context.jti), without introspection', async () => {
+    const issued = await fx.form(
+      '/oauth2/token',
+      { grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: await fx.idp.idToken(), subject_token_type: 'urn:ietf:params:oauth:token-type:id_token', resource: GITHUB, task_id: taskId, authorization_details: JSON.stringify([{ type: 'mcp_tool', tools: ['search'], actions: ['read'] }]) },
+      fx.connectors.agent,
+    );
+    const jti = JSON.parse(Buffer.from(issued.json.access_token.split('.')[1], 'base64url').toString()).jti as string;
+    const withJti = { ...call('search'), context: { ...call('search').context, jti } };
+    expect((await ask('/access/v1/evaluation', withJti)).json).toEqual({ decision: true });
+    expect((await fx.form('/oauth2/revoke', { token: issued.json.access_token }, fx.connectors.agent)).status).toBe(200);
+    expect((await ask('/access/v1/evaluation', withJti)).json).toEqual({ decision: false, context: { reason: 'the access token was revoked or has expired' } });
+    // Another task's token does not vouch for this one.
+    expect((await ask('/access/v1/evaluation', { ...withJti, context: { ...withJti.context, jti: '00000000-0000-4000-8000-000000000000' } })).json.decision).toBe(false);
+    expect((await ask('/access/v1/evaluation', { ...withJti, context: { ...withJti.context, jti: 'nope' } })).json.detail).toMatch(/^context\.jti: /);
+    // The task's other token still decides as before.
+    expect((await ask('/access/v1/evaluation', call('search'))).json).toEqual({ decision: true });
+  });
+
   it('takes a policy change into account on the very next call', async () => {
     const current = (await fx.admin('/v1/admin/policies', 'GET')).json.policies as string;
     const withWrites = `${current}\n@id("eng-write")\npermit (principal, action == Writ::Action::"write", resource is Writ::Tool) when { principal.groups.contains("eng") };\n`;

@@ -268,6 +268,21 @@ describe('a tool action that needs an approver', () => {
       await alice.client.close();
     }
   });
+  it('ends an approval when a token of its task is revoked (RFC 7009, by its connector)', async () => {
+    const { token, taskId } = await exchangeTaskToken(fx, fx.connectors.agent, { subjectToken: await fx.idp.idToken({ groups: ['eng'] }), resource: GITHUB, details: [{ type: 'mcp_tool', tools: ['delete_repo'], actions: ['delete'] }] });
+    const alice = await session('alice', ['eng']);
+    try {
+      // A request opened in that task through the PDP, as the MCP server asks.
+      const evaluation = await httpsRequest(`${fx.broker.apiUrl}/access/v1/evaluation`, { ca: fx.caPem, method: 'POST', cert: fx.connectors.github.cert, key: fx.connectors.github.key, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ subject: { type: 'identity', id: 'alice' }, action: { name: 'tools/call' }, resource: { type: 'tool', id: 'delete_repo' }, context: { task_id: taskId } }) });
+      const id = JSON.parse(evaluation.body).context.approval.id as string;
+      expect((await api(`/v1/approvals/${id}/approve`, 'POST', await approverToken('carol', ['security']), {})).json.status).toBe('approved');
+      expect((await fx.form('/oauth2/revoke', { token }, fx.connectors.agent)).status).toBe(200);
+      expect((await api(`/v1/approvals/${id}`, 'GET', fx.adminToken)).json).toMatchObject({ status: 'revoked', decision_reason: 'a token of the task was revoked' });
+    } finally {
+      await alice.client.close();
+    }
+  });
+
   it('expires a request no one decided, and asks again', async () => {
     const alice = await session('alice', ['eng']);
     try {

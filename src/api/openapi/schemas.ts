@@ -122,7 +122,19 @@ export const caRotation = z.strictObject({ x509_authority: z.string(), jwt_autho
 
 export const x509Svid = z.strictObject({ spiffe_id: z.string(), svid: z.string().describe('PEM chain'), expires_at: time, bundle: z.string().describe('PEM trust bundle') });
 export const jwtSvid = z.strictObject({ token: z.string(), spiffe_id: z.string(), expires_at: time });
-export const evaluationResponse = z.strictObject({ decision: z.boolean(), context: z.strictObject({ reason: z.string(), policies: z.array(z.string()).optional() }).optional() });
+/** The approval a decision depends on (AuthZEN Access Request and Approval Profile's shape where it fits). */
+const approvalContext = z.strictObject({
+  id: z.string(),
+  status: z.enum(['pending', 'approved', 'denied']),
+  url: z.string().describe('what approvers open'),
+  expires_at: time.optional(),
+  approved_at: time.optional(),
+  approved_until: time.optional(),
+});
+export const evaluationResponse = z.strictObject({
+  decision: z.boolean(),
+  context: z.strictObject({ reason: z.string().optional().describe('why not; approval_required while an approver has not decided'), policies: z.array(z.string()).optional(), approval: approvalContext.optional() }).optional(),
+});
 export const evaluationsResponse = z.strictObject({ evaluations: z.array(evaluationResponse) });
 export const authzenConfiguration = z.strictObject({ policy_decision_point: z.string(), access_evaluation_endpoint: z.string(), access_evaluations_endpoint: z.string() });
 export const agentEntries = z.strictObject({
