@@ -182,7 +182,7 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
   const revocations = new Revocations(db.prisma, clock, auditIn, freshness, epochs, telemetry);
   const risks = new UserRisks(db.prisma, freshness);
   const tasks = new TaskStore(db.prisma, { clock, random, freshness, audit: auditIn, metrics: telemetry });
-  const taskEvents = new TaskEventStore(db.prisma, { clock, random, audit: auditIn });
+  const taskEvents = new TaskEventStore(db.prisma, { clock, random, audit: auditIn, auditMany: (tx, events) => audit.appendManyIn(tx, events.map((e) => audit.stamp(e))) });
   // Human approval (permits marked @approval("required")); requests and decisions are announced by a signed webhook when one is set.
   const approvalUrl = (id: string) => `${config.issuer.replace(/\/+$/, '')}/v1/approvals/${id}`;
   const outbox = config.approvalWebhookUrl ? new WebhookOutbox({ clock, random, approvalUrl }) : undefined;

@@ -17,6 +17,7 @@ import { DomainError, problemType } from '../core/errors';
 import type { Random } from '../core/random';
 import { isUuid } from '../core/uuid';
 import type { PrismaClient, Prisma } from '../db/generated/client';
+import { GroupCommit } from '../db/group-commit';
 import { CLASSIFICATIONS, classificationLevel, isClassification, type Classification, type ToolAction } from '../policy/schema';
 
 /** How a call ended, as its server reported it; `permitted` until then. */
@@ -148,6 +149,8 @@ export interface TaskCallReport {
 
 export interface TaskEventStoreDeps {
   readonly audit: AuditIn;
+  /** Appends several events in the caller's transaction, in order (AuditLog.appendManyIn after stamping); else one by one with `audit`. */
+  readonly auditMany?: (tx: Prisma.TransactionClient, events: readonly AuditEventInput[]) => Promise<unknown>;
   readonly clock: Clock;
   readonly random: Random;
 }
@@ -168,10 +171,22 @@ type Row = Omit<TaskEvent, 'resource'> & { resource?: string | undefined };
 
 /** Task events in the lease database. */
 export class TaskEventStore {
+  /** Permitted calls of concurrent decisions, with their audit events, share one transaction. */
+  readonly #permits: GroupCommit<{ row: Row; audit: AuditEventInput }>;
+
   constructor(
     private readonly prisma: PrismaClient,
     private readonly deps: TaskEventStoreDeps,
-  ) {}
+  ) {
+    this.#permits = new GroupCommit<{ row: Row; audit: AuditEventInput }>(async (items) => {
+      await this.prisma.$transaction(async (tx) => {
+        await this.#upsert(tx, items.map((i) => i.row));
+        if (this.deps.auditMany) await this.deps.auditMany(tx, items.map((i) => i.audit));
+        else for (const i of items) await this.deps.audit(tx, i.audit);
+      });
+      return items.map((): void => undefined);
+    });
+  }
 
   /** The history policy sees for `taskId` (empty for a task with no calls, or none at all). */
   async history(taskId: string): Promise<TaskHistory> {
@@ -209,10 +224,7 @@ export class TaskEventStore {
    * transaction: once this resolves, every later decision in the task sees the call.
    */
   async permitted(event: Omit<TaskEvent, 'outcome' | 'occurredAt'>, audit: AuditEventInput): Promise<void> {
-    await this.prisma.$transaction(async (tx) => {
-      await this.#upsert(tx, [{ ...event, outcome: 'permitted', occurredAt: this.deps.clock.now() }]);
-      await this.deps.audit(tx, audit);
-    });
+    await this.#permits.submit({ row: { ...event, outcome: 'permitted', occurredAt: this.deps.clock.now() }, audit });
   }
 
   /**
