@@ -30,7 +30,7 @@ import { grantedToolsOnly, protectedResourceMetadataHandler, tlsFetch, writIdent
 const require = createRequire(import.meta.url);
 const { startBroker } = require('../dist/broker.js');
 const { loadConfig } = require('../dist/config/index.js');
-const { DEV_CLIENT_ID, startDevOp } = require('../dist/dev/op.js');
+const { DEV_CLIENT_ID, DEV_CONSOLE_CLIENT_ID, startDevOp } = require('../dist/dev/op.js');
 const { fetchIdToken } = require('../dist/dev/id-token.js');
 const { newSigningKey } = require('../dist/dev/keys.js');
 
@@ -104,6 +104,8 @@ async function main() {
     WRIT_LOG_LEVEL: process.env.DEMO_LOG_LEVEL ?? 'silent',
     WRIT_POLICY_FILE: join(work, 'policy.cedar'),
     WRIT_IDENTITY_PROVIDERS: JSON.stringify([{ issuer: op.issuer, discovery: true, audience: DEV_CLIENT_ID, algorithms: ['ES256'] }]),
+    // People (carol, approving) sign in to Writ with the provider's second client, never with a subject token's audience.
+    WRIT_ADMIN_AUDIENCE: DEV_CONSOLE_CLIENT_ID,
     WRIT_APPROVAL_GROUP: 'security',
   });
   const broker = await startBroker(config);
@@ -365,7 +367,7 @@ permit (principal, action == Writ::Action::"delete", resource is Writ::Tool) whe
     if (first.pending) {
       const url = first.pending.inputRequests['writ-approval'].params.url;
       ok(`bob, repos server: delete_repo waits for an approver (input_required, ${url.replace(/[0-9a-f-]{36}$/, (id) => `${id.slice(0, 8)}…`)})`);
-      const approval = await adminCall(broker, ca, await idToken('carol'), 'POST', `/v1/approvals/${url.split('/').pop()}/approve`, { reason: 'the repository is archived' });
+      const approval = await adminCall(broker, ca, await fetchIdToken({ issuer: op.issuer, username: 'carol', clientId: DEV_CONSOLE_CLIENT_ID }), 'POST', `/v1/approvals/${url.split('/').pop()}/approve`, { reason: 'the repository is archived' });
       ok(`carol (security) approves it: ${approval.status}, until ${approval.approved_until}`);
       const retried = await callV2(toRepos, 'delete_repo', {}, { inputResponses: { 'writ-approval': { action: 'accept' } }, requestState: first.pending.requestState });
       (retried.ok ? ok : no)(`bob, repos server: delete_repo retried: ${retried.ok ? retried.text : `refused (${retried.text})`}`);

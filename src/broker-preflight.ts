@@ -89,6 +89,14 @@ export async function preflight(config: Config, deps: { clock: Clock; attestors?
   if (config.approvalWebhookUrl !== undefined && config.approvalWebhookSecret === undefined) throw new ConfigError('approval_webhook_secret', 'WRIT_APPROVAL_WEBHOOK_URL needs WRIT_APPROVAL_WEBHOOK_SECRET: webhooks are always signed');
   if (config.approvalIssuer !== undefined && !config.identityProviders.some((p) => p.issuer === config.approvalIssuer))
     throw new ConfigError('approval_issuer', `${config.approvalIssuer} is not one of the identity providers (WRIT_IDENTITY_PROVIDERS)`);
+  // A person's sign-in token is never one a connector could hold: the admin audience is not the subject tokens'.
+  if (config.adminAudience !== undefined) {
+    if (config.identityProviders.length === 0) throw new ConfigError('admin_audience', 'people sign in with a token of one of the identity providers (WRIT_IDENTITY_PROVIDERS), and none is configured');
+    const same = config.identityProviders.find((p) => p.audience === config.adminAudience);
+    if (same) throw new ConfigError('admin_audience', `${config.adminAudience} is the audience of ${same.issuer}'s subject tokens: a connector holding a user's ID token could sign in as them; give Writ a second client at the provider`);
+  }
+  for (const [i, b] of config.adminRoles.entries())
+    if (!config.identityProviders.some((p) => p.issuer === b.issuer)) throw new ConfigError('admin_roles', `[${i}]: ${b.issuer} is not one of the identity providers (WRIT_IDENTITY_PROVIDERS)`);
   const attestors = deps.attestors ?? [
     ...(config.oidcIssuers.length > 0 ? [configured('oidc_issuers', () => new OidcAttestor(config.oidcIssuers, { clock }))] : []),
     ...(config.x509pop ? [configured('x509pop', () => new X509PopAttestor(config.x509pop!, { clock }))] : []),

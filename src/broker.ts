@@ -1,5 +1,8 @@
 import type { Logger } from 'pino';
-import { AdminCredentials, bootstrapTokenLocation, removeTokenFile, tokenFileExists } from './admin';
+import { AdminCredentials, RoleBindings, bootstrapTokenLocation, removeTokenFile, tokenFileExists } from './admin';
+import type { PeopleAuth } from './api/auth';
+import { ConfigError } from './config/errors';
+import { OAuthError } from './tokens/errors';
 import { adminRouter, agentRouter, approvalsRouter, authzenRouter, bundleRouter, closeNow, forwardedClientCertificates, createApiApp, createApiServer, drain, listen, urlOf, createOpsServer, HttpMetrics, oauthErrorHandler, oauthRouter, signalsErrorHandler, signalsRouter, svidRouter, tasksRouter } from './api';
 import { SetReceiver, SignalApplier, SignalIntake, UserRisks } from './signals';
 import { DpopReplayCache, IdentityProviders, Introspection, OAuthRefusals, TokenExchange, TokenRevocation } from './tokens';
@@ -99,6 +102,22 @@ async function adminCredential(db: Database, config: Config, audit: AuditLog, ra
   return { admin, tokenFile: unused ? location.path : undefined };
 }
 
+/** Sign-in by people: a verified token of the admin audience names the person; bindings give the role. Keys that cannot be fetched are 503, not 401. */
+function signInOf(providers: IdentityProviders, bindings: RoleBindings): PeopleAuth {
+  return {
+    person: async (token) => {
+      try {
+        const id = await providers.verify(token);
+        return { sub: id.sub, iss: id.iss, groups: id.groups };
+      } catch (err) {
+        if (err instanceof OAuthError && err.error === 'temporarily_unavailable') throw err;
+        return undefined;
+      }
+    },
+    roleOf: (person) => bindings.roleOf(person),
+  };
+}
+
 /** The broker's own SVID (its HTTPS certificate); each is a lease, recorded with its audit event before it is used. */
 function brokerSvid(config: Config, authority: CaRotator, leases: LeaseStore, clock: Clock, random: Random): ServerSvid {
   return new ServerSvid(authority, {
@@ -177,7 +196,10 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
   const limits = { trustDomain: config.trustDomain, x509SvidMaxTtl: config.x509SvidMaxTtl, jwtSvidMaxTtl: config.jwtSvidMaxTtl };
   const issuer = new SvidIssuer({ authority: rotator, entries, leases, epochs, audit, bundle, attestors: [new JoinTokenAttestor(joinTokens), ...attestors], limits, clock, random, metrics: telemetry });
   telemetry.knowAttestors([...issuer.attestorNames, 'agent']);
-  const auth = { admin, entries, leases, clock, trustDomain: config.trustDomain };
+  // People sign in with a token of a configured provider for the admin audience (never the subject tokens' audience), and hold roles by binding.
+  const roleBindings = new RoleBindings(db.prisma, { configured: config.adminRoles, audit: auditIn, clock, random });
+  const people = config.adminAudience === undefined ? undefined : signInOf(new IdentityProviders(config.identityProviders.map((p) => ({ ...p, audience: config.adminAudience! })), { clock }), roleBindings);
+  const auth = { admin, entries, leases, clock, trustDomain: config.trustDomain, ...(people && { people }) };
   const resources = new ResourceStore(db.prisma, auditIn, freshness);
   const revocations = new Revocations(db.prisma, clock, auditIn, freshness, epochs, telemetry);
   const risks = new UserRisks(db.prisma, freshness);
@@ -250,9 +272,9 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
       authzenRouter({ ...auth, evaluator, issuer: config.issuer }),
       agentRouter({ ...auth, issuer, revokedSerials: (ids) => revokedSvidSerials(db.prisma, ids, clock.now()) }),
       tasksRouter({ ...auth, tasks, events: taskEvents, resources }),
-      approvalsRouter({ ...auth, approvals, identityProviders }),
+      approvalsRouter({ ...auth, approvals }),
       signalsRouter({ intake: signals }),
-      adminRouter({ ...auth, joinTokens, limits, resources, policies, revocations, auditReader: new AuditReader(db.prisma), rotateCa: (overlap, actor) => rotateCa(overlap, actor) }),
+      adminRouter({ ...auth, joinTokens, limits, resources, policies, revocations, roleBindings, auditReader: new AuditReader(db.prisma), rotateCa: (overlap, actor) => rotateCa(overlap, actor) }),
     ],
     logger,
     metrics,
@@ -286,6 +308,14 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
     const { kind: custodyKind, store: bundleStore, rotator, bundle, published } = await custody.start(db.prisma, audit);
 
     const { admin, tokenFile } = await adminCredential(db, config, audit, random, logger, deps.speaksForAll === false ? undefined : terminal, deps.showAdminToken ?? tokenLine(terminal));
+    if (config.adminBootstrapToken === 'disabled') {
+      // Only once someone else can administer Writ: people with a role binding (and sign-in on), or an admin SVID's entry.
+      const people = config.adminAudience !== undefined && (config.adminRoles.some((b) => b.role === 'admin') || (await db.prisma.roleBinding.count({ where: { role: 'admin' } })) > 0);
+      const automation = (await db.prisma.registrationEntry.count({ where: { admin: true, enabled: true } })) > 0;
+      if (!people && !automation) throw new ConfigError('admin_bootstrap_token', 'disabled, but nobody else can administer Writ: bind the admin role to a group or user (WRIT_ADMIN_ROLES, with WRIT_ADMIN_AUDIENCE) or create an admin entry first');
+      admin.disable();
+      logger.info('the bootstrap admin token is disabled');
+    }
 
     // Replicas share PostgreSQL: each keeps a view of revocations that every other one announces,
     // and caches what the hot paths read until any replica announces a change to it.

@@ -86,9 +86,20 @@ export class AdminCredentials {
     return new AdminCredentials(Buffer.from(m[1]!, 'hex'), onFirstUse);
   }
 
-  /** Whether `presented` is the admin credential. Constant time in the presented value. */
+  #disabled = false;
+
+  /** Refuses the bootstrap token from now on (`WRIT_ADMIN_BOOTSTRAP_TOKEN=disabled`): people and admin SVIDs administer Writ. */
+  disable(): void {
+    this.#disabled = true;
+  }
+
+  get disabled(): boolean {
+    return this.#disabled;
+  }
+
+  /** Whether `presented` is the admin credential (never, once disabled). Constant time in the presented value. */
   verify(presented: string): boolean {
-    const ok = timingSafeEqual(sha256(presented), this.digest);
+    const ok = timingSafeEqual(sha256(presented), this.digest) && !this.#disabled;
     if (ok && this.#onFirstUse) {
       const run = this.#onFirstUse;
       this.#onFirstUse = undefined;

@@ -1,15 +1,12 @@
 import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { APPROVAL_STATUSES, ApprovalError, approvalJson, type ApprovalStore, type Approver } from '../approvals';
-import type { IdentityProviders } from '../tokens/subject-token';
 import { Forbidden, requireAdmin, Unauthenticated, type AuthDeps } from './auth';
 import { peerSvid } from './peer';
 import { parseWith } from './validate';
 
 export interface ApprovalRouteDeps extends AuthDeps {
   approvals: Pick<ApprovalStore, 'get' | 'list' | 'decide' | 'mayDecide' | 'urlOf'>;
-  /** Approvers sign in with an ID token of a configured identity provider. */
-  identityProviders: Pick<IdentityProviders, 'verify'>;
 }
 
 const listQuery = z.strictObject({ status: z.enum(APPROVAL_STATUSES).optional(), task_id: z.uuid().optional() });
@@ -30,24 +27,22 @@ const BEARER = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/;
  */
 export function approvalsRouter(deps: ApprovalRouteDeps): Router {
   const router = Router();
-  const admin = requireAdmin(deps);
+  const admin = requireAdmin(deps, 'auditor');
 
-  /** The approver a bearer ID token names; undefined when the bearer is not an ID token of a configured provider. */
+  /**
+   * The approver a bearer sign-in token names (a token of a configured provider for
+   * WRIT_ADMIN_AUDIENCE, never a subject token a connector could hold); undefined otherwise.
+   */
   const approverOf = async (req: Request): Promise<Approver | undefined> => {
     const m = BEARER.exec(req.headers.authorization ?? '');
-    if (!m) return undefined;
-    try {
-      const id = await deps.identityProviders.verify(m[1]!);
-      return { sub: id.sub, iss: id.iss, groups: id.groups };
-    } catch {
-      return undefined;
-    }
+    if (!m || !deps.people) return undefined;
+    return deps.people.person(m[1]!);
   };
-  /** An approver, or the admin (read-only routes); else 401. */
+  /** An approver, or an admin of any role (read-only routes: auditors read); else 401/403. */
   const reader = async (req: Request, res: Response): Promise<Approver | 'admin'> => {
     const approver = await approverOf(req);
-    if (approver) return approver;
-    await admin(req, res, () => undefined); // throws 401/403 unless the admin credential or an admin SVID
+    if (approver && (await deps.people!.roleOf(approver)) === undefined) return approver;
+    await admin(req, res, () => undefined); // throws 401/403 unless an admin of some role
     return 'admin';
   };
 
@@ -77,7 +72,7 @@ export function approvalsRouter(deps: ApprovalRouteDeps): Router {
   for (const decision of ['approve', 'deny'] as const) {
     router.post(`/v1/approvals/:id/${decision}`, async (req, res) => {
       const approver = await approverOf(req);
-      if (!approver) throw new Unauthenticated('approvers sign in with an ID token of the approvers\' identity provider (Authorization: Bearer)');
+      if (!approver) throw new Unauthenticated(deps.people ? 'approvers sign in with a token of the approvers\' identity provider for this broker (WRIT_ADMIN_AUDIENCE) as Authorization: Bearer' : 'approvals are decided by people signed in, and sign-in is off: set WRIT_ADMIN_AUDIENCE');
       const body = parseWith(decisionBody, req.body ?? {});
       const decided = await deps.approvals.decide(String(req.params.id), approver, decision, { ...(body.reason !== undefined && { reason: body.reason }), ...(body.valid_for !== undefined && { validFor: body.valid_for }) });
       res.setHeader('Cache-Control', 'no-store');

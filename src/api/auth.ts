@@ -1,5 +1,5 @@
 import type { RequestHandler } from 'express';
-import type { AdminCredentials } from '../admin';
+import { personPrincipal, roleCovers, type AdminCredentials, type AdminRole, type Person } from '../admin';
 import type { EntryStore } from '../attestation/entries';
 import type { PeerSvid } from '../attestation/issuer';
 import type { Clock } from '../core/clock';
@@ -19,8 +19,17 @@ export class Forbidden extends DomainError {
   readonly status = 403;
 }
 
+/** People signing in to Writ (admins, approvers): a token of a configured provider for the admin audience, and the role it holds. */
+export interface PeopleAuth {
+  /** The person a bearer JWT names, or undefined when it is not a valid sign-in token. */
+  person(token: string): Promise<Person | undefined>;
+  roleOf(person: Person): Promise<AdminRole | undefined>;
+}
+
 export interface AuthDeps {
-  admin: AdminCredentials;
+  admin: Pick<AdminCredentials, 'verify' | 'disabled'>;
+  /** Sign-in by people; without it, only the bootstrap token and admin SVIDs are admins. */
+  people?: PeopleAuth;
   entries: EntryStore;
   leases: LeaseStore;
   clock: Clock;
@@ -29,8 +38,10 @@ export interface AuthDeps {
 
 declare module 'express-serve-static-core' {
   interface Request {
-    /** Who the caller is, once authenticated: "admin" (bearer) or a SPIFFE ID. */
+    /** Who the caller is, once authenticated: "admin" (the bootstrap token), user:<iss>#<sub> (a person), or a SPIFFE ID. */
     principal?: string;
+    /** The admin role the caller holds, on admin routes. */
+    adminRole?: AdminRole;
     /** The caller's verified, live X.509-SVID on mTLS routes. */
     svid?: PeerSvid;
   }
@@ -61,33 +72,51 @@ export function requireSvid(deps: Omit<AuthDeps, 'admin' | 'entries'>): RequestH
   };
 }
 
+/** A compact JWS (three base64url parts): a person's sign-in token rather than the bootstrap token. */
+const JWT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
 /**
- * Admin routes: `Authorization: Bearer <admin token>` (compared in constant time), or
- * an mTLS SVID whose registration entry has `admin: true`. No credentials or a bad
- * token: 401. A verified SVID that is not an admin: 403.
+ * Admin routes, by role (`needed`: the route's, auditor ⊂ operator ⊂ admin):
+ * - a person: `Authorization: Bearer <token>`, an ID or access token of a configured identity
+ *   provider for `WRIT_ADMIN_AUDIENCE`, holding the role through a role binding (401 for a
+ *   token that does not verify, 403 for a role too small or none);
+ * - automation: an mTLS SVID whose registration entry has `admin: true` (role admin);
+ * - the bootstrap token (compared in constant time; role admin), unless disabled (401).
+ * The caller's principal (recorded with what it changes) and role are on the request.
  */
-export function requireAdmin(deps: AuthDeps): RequestHandler {
+export function requireAdmin(deps: AuthDeps, needed: AdminRole | ((req: Parameters<RequestHandler>[0]) => AdminRole) = 'admin'): RequestHandler {
   return async (req, res, next) => {
     const header = req.headers.authorization;
     if (header !== undefined) {
-      const m = /^Bearer ([\x21-\x7e]{1,512})$/.exec(header);
-      if (!m || !deps.admin.verify(m[1]!)) {
+      const m = /^Bearer ([\x21-\x7e]{1,8192})$/.exec(header);
+      const token = m?.[1];
+      const person = token !== undefined && JWT.test(token) && deps.people ? await deps.people.person(token) : undefined;
+      if (person) {
+        req.principal = personPrincipal(person);
+        const role = await deps.people!.roleOf(person);
+        if (role !== undefined) req.adminRole = role;
+      } else if (token !== undefined && token.length <= 512 && deps.admin.verify(token)) {
+        req.principal = 'admin';
+        req.adminRole = 'admin';
+      } else {
         res.setHeader('WWW-Authenticate', 'Bearer error="invalid_token"'); // RFC 6750 §3
-        throw new Unauthenticated('the bearer token is not the admin credential');
+        throw new Unauthenticated(deps.admin.disabled && token !== undefined && !JWT.test(token) ? 'the bootstrap admin token is disabled (WRIT_ADMIN_BOOTSTRAP_TOKEN); sign in as yourself' : 'the bearer token is neither a sign-in token of a configured identity provider for this broker (WRIT_ADMIN_AUDIENCE) nor the admin credential');
       }
-      req.principal = 'admin';
-      return next();
+    } else {
+      const live = await liveSvid(req, deps);
+      if (!live) {
+        res.setHeader('WWW-Authenticate', 'Bearer');
+        throw new Unauthenticated('admin routes need a sign-in token, an admin X.509-SVID, or the bootstrap admin token');
+      }
+      // Admin rights come from the entry this SVID was issued under, as it is now.
+      const entry = live.lease.entryId ? await deps.entries.get(live.lease.entryId) : undefined;
+      if (!entry || !entry.enabled || !entry.admin) throw new Forbidden(`${live.svid.spiffeId} is not an admin`);
+      req.principal = live.svid.spiffeId;
+      req.svid = live.svid;
+      req.adminRole = 'admin';
     }
-    const live = await liveSvid(req, deps);
-    if (!live) {
-      res.setHeader('WWW-Authenticate', 'Bearer');
-      throw new Unauthenticated('admin routes need the admin bearer token or an admin X.509-SVID');
-    }
-    // Admin rights come from the entry this SVID was issued under, as it is now.
-    const entry = live.lease.entryId ? await deps.entries.get(live.lease.entryId) : undefined;
-    if (!entry || !entry.enabled || !entry.admin) throw new Forbidden(`${live.svid.spiffeId} is not an admin`);
-    req.principal = live.svid.spiffeId;
-    req.svid = live.svid;
+    const role = typeof needed === 'function' ? needed(req) : needed;
+    if (!roleCovers(req.adminRole, role)) throw new Forbidden(`this needs the ${role} role; ${req.principal} holds ${req.adminRole ?? 'none'}`);
     next();
   };
 }

@@ -15,7 +15,7 @@ export interface AuditEventDefinition {
 }
 
 const WRIT = '"writ" (the broker itself)';
-const ADMIN = 'the admin caller ("admin", or the admin SVID\'s SPIFFE ID)';
+const ADMIN = 'the admin caller: "admin" (the bootstrap token), user:<issuer>#<subject> (a person signed in), or the admin SVID\'s SPIFFE ID';
 
 export const AUDIT_EVENTS = {
   // ── broker start-up and key custody (src/broker.ts, src/ca/)
@@ -46,6 +46,8 @@ export const AUDIT_EVENTS = {
   'resource.created': { records: 'a protected resource (MCP server) was registered', actor: ADMIN, details: ['uri', 'spiffeId', 'tools'] },
   'resource.updated': { records: 'a protected resource was changed', actor: ADMIN, details: ['uri', 'fields'] },
   'resource.deleted': { records: 'a protected resource was deleted', actor: ADMIN, details: ['uri'] },
+  'role_binding.created': { records: 'an admin role was bound to a group or user of an identity provider', actor: ADMIN, details: ['bindingId', 'role', 'issuer', 'group', 'subject'] },
+  'role_binding.deleted': { records: 'an admin role binding was removed', actor: ADMIN, details: ['bindingId'] },
   'policy.updated': { records: 'a new policy version was stored', actor: `${ADMIN}, or "policy_file" when seeded from WRIT_POLICY_FILE`, details: ['version', 'path'] },
 
   // ── tokens (src/tokens/)

@@ -9,6 +9,7 @@ import { trustDomainProblem } from '../spiffe/id';
 import { oidcIssuersSchema, type OidcIssuerConfig } from '../attestation/oidc';
 import { x509popConfigSchema, type X509PopConfig } from '../attestation/x509pop';
 import { identityProvidersSchema, type IdentityProviderConfig } from '../tokens/subject-token';
+import { adminRoleBindingsSchema, type AdminRoleBindingConfig } from '../admin/roles';
 import { signalTransmittersSchema, type SignalTransmitterConfig } from '../signals/set';
 import { ProxyTrust, type TrustedProxies } from '../tokens/client-cert';
 import { ConfigError } from './errors';
@@ -79,6 +80,17 @@ export interface Config {
   readonly revocationBoundMs: number;
   /** Risk levels (CAEP risk-level-change) at which a user's live leases are revoked. */
   readonly riskRevokeLevels: readonly string[];
+  /**
+   * The audience of the tokens people sign in to Writ with (admin API, approvals, console): an
+   * ID or access token of one of identityProviders issued for this audience, which must not be
+   * the audience of subject tokens (a connector holding a user's subject token cannot act as
+   * them here). Unset: people do not sign in (the bootstrap token and admin SVIDs only).
+   */
+  readonly adminAudience: string | undefined;
+  /** Role bindings from the configuration (the API adds more): which groups or users of which provider hold which role. */
+  readonly adminRoles: readonly AdminRoleBindingConfig[];
+  /** `disabled` refuses the bootstrap admin token (once people or admin SVIDs hold roles). */
+  readonly adminBootstrapToken: 'enabled' | 'disabled';
   /** Who approves tool actions a permit marks @approval("required") (unless it names @approvers): this group's users… */
   readonly approvalGroup: string;
   /** …at this identity provider (one of identityProviders); any of them when unset. */
@@ -218,6 +230,8 @@ const SETTINGS = {
     default: 1000,
   },
   riskRevokeLevels: { env: 'WRIT_RISK_REVOKE_LEVELS', file: 'risk_revoke_levels', parse: (raw: string) => raw.split(',').map((l) => l.trim().toUpperCase()).filter(Boolean), default: ['HIGH'] },
+  adminAudience: { env: 'WRIT_ADMIN_AUDIENCE', file: 'admin_audience', parse: nonEmpty },
+  adminBootstrapToken: { env: 'WRIT_ADMIN_BOOTSTRAP_TOKEN', file: 'admin_bootstrap_token', parse: (raw: string) => (raw === 'enabled' || raw === 'disabled' ? raw : fail(`must be "enabled" or "disabled", got "${raw.slice(0, 32)}"`)), default: 'enabled' as const },
   approvalGroup: { env: 'WRIT_APPROVAL_GROUP', file: 'approval_group', parse: nonEmpty, default: 'approvers' },
   approvalIssuer: { env: 'WRIT_APPROVAL_ISSUER', file: 'approval_issuer', parse: nonEmpty },
   approvalTtl: { env: 'WRIT_APPROVAL_TTL', file: 'approval_ttl', parse: duration, default: 900 },
@@ -225,7 +239,7 @@ const SETTINGS = {
   approvalWebhookUrl: { env: 'WRIT_APPROVAL_WEBHOOK_URL', file: 'approval_webhook_url', parse: (raw: string) => (URL.canParse(raw) && /^https?:$/.test(new URL(raw).protocol) ? raw : fail('must be an http(s) URL')) },
   approvalWebhookSecret: { env: 'WRIT_APPROVAL_WEBHOOK_SECRET', file: 'approval_webhook_secret', parse: (raw: string) => (raw.length >= 32 || /^whsec_[A-Za-z0-9+/=]{24,}$/.test(raw) ? raw : fail('must be at least 32 characters, or whsec_ and base64')) },
   maxChainDepth: { env: 'WRIT_MAX_CHAIN_DEPTH', file: 'max_chain_depth', parse: (raw: string) => (/^\d{1,2}$/.test(raw) ? Number(raw) : fail(`must be a whole number of hops, got "${raw}"`)), default: 2 },
-} satisfies { [K in Exclude<keyof Config, 'oidcIssuers' | 'x509pop' | 'identityProviders' | 'signalTransmitters' | 'trustedProxies'>]-?: Setting<unknown> };
+} satisfies { [K in Exclude<keyof Config, 'oidcIssuers' | 'x509pop' | 'identityProviders' | 'signalTransmitters' | 'trustedProxies' | 'adminRoles'>]-?: Setting<unknown> };
 
 /** `trusted_proxies`: `{spiffe_ids, addresses}` (RFC 9440 forwarding), each entry checked as `ProxyTrust` reads it. */
 const trustedProxiesSchema = z
@@ -249,6 +263,7 @@ const STRUCTURED = {
   oidcIssuers: { env: 'WRIT_OIDC_ISSUERS', file: 'oidc_issuers', schema: oidcIssuersSchema, paths: ['jwksFile'], default: [] as OidcIssuerConfig[] },
   x509pop: { env: 'WRIT_X509POP', file: 'x509pop', schema: x509popConfigSchema, paths: ['ca_bundle_file', 'intermediates_file'], default: undefined },
   signalTransmitters: { env: 'WRIT_SIGNAL_TRANSMITTERS', file: 'signal_transmitters', schema: signalTransmittersSchema, paths: ['jwksFile'], default: [] as SignalTransmitterConfig[] },
+  adminRoles: { env: 'WRIT_ADMIN_ROLES', file: 'admin_roles', schema: adminRoleBindingsSchema, paths: [], default: [] as AdminRoleBindingConfig[] },
   identityProviders: { env: 'WRIT_IDENTITY_PROVIDERS', file: 'identity_providers', schema: identityProvidersSchema, paths: ['jwksFile'], default: [] as IdentityProviderConfig[] },
   trustedProxies: { env: 'WRIT_TRUSTED_PROXIES', file: 'trusted_proxies', schema: trustedProxiesSchema, paths: [], default: {} as TrustedProxies },
 } as const;

@@ -14,6 +14,8 @@ export interface IdTokenRequest {
   /** The provider's issuer, e.g. http://127.0.0.1:9400. */
   readonly issuer: string;
   readonly username: string;
+  /** The client the token is for: the dev client (subject tokens, by default) or the console client (people signing in to Writ). */
+  readonly clientId?: string;
   readonly fetch?: typeof fetch;
 }
 
@@ -80,6 +82,7 @@ export async function discover(issuer: string, fetchImpl: typeof fetch = fetch):
 /** Runs the flow for `username`; resolves with the verified ID token. */
 export async function fetchIdToken(request: IdTokenRequest): Promise<string> {
   const fetchImpl = request.fetch ?? fetch;
+  const clientId = request.clientId ?? DEV_CLIENT_ID;
   const meta = await discover(request.issuer, fetchImpl);
   const jar = new CookieJar();
   const { verifier, challenge } = pkcePair();
@@ -87,7 +90,7 @@ export async function fetchIdToken(request: IdTokenRequest): Promise<string> {
   const nonce = randomBytes(16).toString('base64url');
   const authorize = new URL(meta.authorization_endpoint);
   authorize.search = new URLSearchParams({
-    client_id: DEV_CLIENT_ID,
+    client_id: clientId,
     response_type: 'code',
     redirect_uri: DEV_REDIRECT_URI,
     scope: DEV_SCOPE,
@@ -145,14 +148,14 @@ export async function fetchIdToken(request: IdTokenRequest): Promise<string> {
     method: 'POST',
     signal: AbortSignal.timeout(5000),
     headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-    body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: DEV_REDIRECT_URI, client_id: DEV_CLIENT_ID, code_verifier: verifier }).toString(),
+    body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: DEV_REDIRECT_URI, client_id: clientId, code_verifier: verifier }).toString(),
   });
   const body = (await tokenRes.json().catch(() => ({}))) as { id_token?: string; error?: string; error_description?: string };
   if (!tokenRes.ok || typeof body.id_token !== 'string') throw new IdTokenFlowError(`the token endpoint answered HTTP ${tokenRes.status}: ${body.error ?? ''} ${body.error_description ?? ''}`.trim());
 
   const keys = createRemoteJWKSet(new URL(meta.jwks_uri));
   try {
-    const { payload } = await jwtVerify(body.id_token, keys, { issuer: meta.issuer, audience: DEV_CLIENT_ID, algorithms: ['ES256'] });
+    const { payload } = await jwtVerify(body.id_token, keys, { issuer: meta.issuer, audience: clientId, algorithms: ['ES256'] });
     if (payload.nonce !== nonce) throw new IdTokenFlowError('the ID token carries another nonce (OIDC Core §3.1.3.7)');
     if (typeof payload.sid !== 'string') throw new IdTokenFlowError('the ID token carries no sid');
   } catch (err) {

@@ -24,6 +24,8 @@ import type { DevUser } from './users';
 export const DEV_CLIENT_ID = 'writ-dev';
 /** RFC 8252 §7.3 loopback redirect; `writ dev id-token` reads the code from the redirect without listening there. */
 export const DEV_REDIRECT_URI = 'http://127.0.0.1/writ-dev/callback';
+/** The second client: Writ's own sign-in for people (admins, approvers; WRIT_ADMIN_AUDIENCE), never the subject tokens' audience. */
+export const DEV_CONSOLE_CLIENT_ID = 'writ-console';
 /** The scopes the dev client asks for: `groups` brings the groups claim. */
 export const DEV_SCOPE = 'openid groups email';
 /** OIDC Core §5.5: the session ID (`sid`, Back-Channel Logout §2.4) in the ID token. */
@@ -154,6 +156,15 @@ function configuration(options: DevOpOptions, keys: DevOpKeys, store: MemoryStor
         redirect_uris: [DEV_REDIRECT_URI],
         id_token_signed_response_alg: 'ES256',
       },
+      {
+        client_id: DEV_CONSOLE_CLIENT_ID,
+        application_type: 'native',
+        token_endpoint_auth_method: 'none',
+        grant_types: ['authorization_code'],
+        response_types: ['code'],
+        redirect_uris: [DEV_REDIRECT_URI],
+        id_token_signed_response_alg: 'ES256',
+      },
     ],
     jwks: { keys: keys.signing },
     cookies: { keys: keys.cookies },
@@ -188,8 +199,9 @@ async function interact(provider: OidcProvider, users: ReadonlyMap<string, DevUs
   if (details.prompt.name === 'consent') {
     // Development only: the dev client's consent is granted without asking (a native client is
     // always asked, RFC 8252 §8.6; OIDC Core §3.1.2.4 leaves to the provider how consent is had).
-    if (details.params.client_id !== DEV_CLIENT_ID || !details.session?.accountId) throw new Error('consent is granted to the writ dev client only');
-    const grant = details.grantId ? await provider.Grant.find(details.grantId) : new provider.Grant({ clientId: DEV_CLIENT_ID, accountId: details.session.accountId });
+    const clientId = details.params.client_id;
+    if ((clientId !== DEV_CLIENT_ID && clientId !== DEV_CONSOLE_CLIENT_ID) || !details.session?.accountId) throw new Error('consent is granted to the writ dev clients only');
+    const grant = details.grantId ? await provider.Grant.find(details.grantId) : new provider.Grant({ clientId, accountId: details.session.accountId });
     if (!grant) throw new Error('the grant is gone');
     const missing = details.prompt.details?.missingOIDCScope;
     grant.addOIDCScope((Array.isArray(missing) ? missing : ['openid']).join(' '));

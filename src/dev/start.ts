@@ -18,7 +18,7 @@ import type { Logger } from 'pino';
 import { startBroker, type Broker } from '../broker';
 import { loadConfig } from '../config';
 import { loadOrCreateKeys } from './keys';
-import { DEV_CLIENT_ID, startDevOp, type DevOp, type OidcProviderClass } from './op';
+import { DEV_CLIENT_ID, DEV_CONSOLE_CLIENT_ID, startDevOp, type DevOp, type OidcProviderClass } from './op';
 import { SAMPLE_POLICY, SAMPLE_USERS } from './samples';
 import { readUsers } from './users';
 
@@ -96,6 +96,8 @@ export async function startDev(options: DevOptions): Promise<Dev> {
       WRIT_POLICY_FILE: files.policy,
       WRIT_ADMIN_TOKEN: token,
       WRIT_IDENTITY_PROVIDERS: JSON.stringify([{ issuer: op.issuer, discovery: true, audience: DEV_CLIENT_ID, algorithms: ['ES256'] }]),
+      // People sign in to Writ itself with the provider's second client (writ login --dev, approvals).
+      WRIT_ADMIN_AUDIENCE: DEV_CONSOLE_CLIENT_ID,
     };
     const config = loadConfig(env);
     const broker = await startBroker(config, options.logger ? { logger: options.logger } : {});

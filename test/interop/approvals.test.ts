@@ -29,6 +29,7 @@ const IDP = 'https://idp.approvals.test';
 const GITHUB = 'https://mcp.approvals.test/github';
 const SERVER_ID = 'spiffe://approvals.test/mcp/github';
 const AGENT_ID = 'spiffe://approvals.test/agent/assistant';
+const CONSOLE = 'writ-console';
 const SECRET = 'whsec_' + Buffer.from('a webhook secret of thirty-two bytes!').toString('base64');
 const POLICIES = `
 @id("eng-read")
@@ -49,7 +50,8 @@ const clock = { now: () => new Date(Date.now() + offset) };
 const ran: string[] = [];
 const received: { headers: Record<string, string | string[] | undefined>; body: string }[] = [];
 
-const approverToken = (sub: string, groups: string[]) => fx.idp.idToken({ groups }, { subject: sub });
+/** A person's sign-in token: issued by the provider for Writ's console client (WRIT_ADMIN_AUDIENCE), not for the subject tokens' audience. */
+const approverToken = (sub: string, groups: string[]) => fx.idp.idToken({ groups }, { subject: sub, audience: CONSOLE });
 const api = async (path: string, method = 'GET', bearer?: string, body?: unknown) => {
   const res = await httpsRequest(`${fx.broker.apiUrl}${path}`, { ca: fx.caPem, method, headers: { 'content-type': 'application/json', ...(bearer && { authorization: `Bearer ${bearer}` }) }, ...(body !== undefined && { body: JSON.stringify(body) }) });
   return { status: res.status, json: res.body ? JSON.parse(res.body) : undefined };
@@ -102,7 +104,7 @@ beforeAll(async () => {
     idpIssuer: IDP,
     policies: POLICIES,
     clock,
-    env: { WRIT_APPROVAL_GROUP: 'security', WRIT_APPROVAL_TTL: '60', WRIT_APPROVAL_WEBHOOK_URL: `http://127.0.0.1:${(hooks.address() as AddressInfo).port}/hooks`, WRIT_APPROVAL_WEBHOOK_SECRET: SECRET },
+    env: { WRIT_ADMIN_AUDIENCE: CONSOLE, WRIT_APPROVAL_GROUP: 'security', WRIT_APPROVAL_TTL: '60', WRIT_APPROVAL_WEBHOOK_URL: `http://127.0.0.1:${(hooks.address() as AddressInfo).port}/hooks`, WRIT_APPROVAL_WEBHOOK_SECRET: SECRET },
     resources: [{ uri: GITHUB, spiffe_id: SERVER_ID, tools: [{ name: 'delete_repo', actions: ['delete'], classification: 'restricted' }] }],
     connectors: { agent: { spiffeId: AGENT_ID }, github: { spiffeId: SERVER_ID } },
   });
@@ -146,6 +148,8 @@ describe('a tool action that needs an approver', () => {
       const pending = await api('/v1/approvals?status=pending', 'GET', carol);
       expect(pending.json.approvals.map((a: { id: string }) => a.id)).toContain(id);
       expect((await api(`/v1/approvals/${id}`, 'GET', carol)).json).toMatchObject({ id, status: 'pending', task_id: alice.taskId, user: { sub: 'alice', iss: IDP }, connector: AGENT_ID, server: GITHUB, tool: 'delete_repo', action: 'delete', classification: 'restricted', policies: ['delete-needs-approval'] });
+      // A subject token (the audience connectors hold) is no sign-in: a connector cannot approve with a user's ID token.
+      expect((await api(`/v1/approvals/${id}/approve`, 'POST', await fx.idp.idToken({ groups: ['security'] }, { subject: 'carol' }), {})).status).toBe(401);
       // Not an approver: refused, and the request is not listed for them.
       expect((await api(`/v1/approvals/${id}/approve`, 'POST', await approverToken('mallory', ['eng']), {})).status).toBe(403);
       expect((await api('/v1/approvals?status=pending', 'GET', await approverToken('mallory', ['eng']))).json.approvals).toEqual([]);

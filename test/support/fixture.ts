@@ -71,11 +71,11 @@ export class TestIdentityProvider {
    * An ID token for `subject` (default alice) in group eng with sid session-1, valid for ten
    * minutes; `claims` are added over those defaults; `key` signs instead of the provider's own.
    */
-  idToken(claims: Record<string, unknown> = {}, opts: { subject?: string; key?: CryptoKey } = {}): Promise<string> {
+  idToken(claims: Record<string, unknown> = {}, opts: { subject?: string; key?: CryptoKey; audience?: string } = {}): Promise<string> {
     return new SignJWT({ groups: ['eng'], sid: 'session-1', ...claims })
       .setProtectedHeader({ alg: 'ES256', kid: this.kid })
       .setIssuer(this.issuer)
-      .setAudience(this.audience)
+      .setAudience(opts.audience ?? this.audience)
       .setSubject(opts.subject ?? 'alice')
       .setIssuedAt()
       .setExpirationTime('10m')

@@ -56,6 +56,7 @@ beforeAll(async () => {
     routers: [
       adminRouter({
         admin: { verify: (t: string) => t === TOKEN } as unknown as AdminCredentials,
+        roleBindings: { list: async () => [], create: async () => { throw new Error('not in this test'); }, delete: async () => undefined },
         entries,
         leases: {} as LeaseStore,
         clock: new ManualClock(),

@@ -9,18 +9,34 @@ import { leasesRouter, type LeaseRouteDeps } from './leases';
 import { policiesRouter, type PolicyRouteDeps } from './policies';
 import { resourcesRouter, type ResourceRouteDeps } from './resources';
 import { revocationsRouter, type RevocationRouteDeps } from './revocations';
+import { roleBindingsRouter, type RoleBindingRouteDeps } from './role-bindings';
+import { OPERATIONS } from '../openapi/operations';
+import type { AdminRole } from '../../admin';
 
 /** What the admin routers need: the admin check's dependencies and each resource's domain service. */
-export interface AdminDeps extends AuthDeps, JoinTokenRouteDeps, PolicyRouteDeps, AuditRouteDeps, CaRouteDeps {
+export interface AdminDeps extends AuthDeps, JoinTokenRouteDeps, PolicyRouteDeps, AuditRouteDeps, CaRouteDeps, RoleBindingRouteDeps {
   limits: EntryRouteDeps['limits'];
   resources: ResourceRouteDeps['resources'];
   revocations: RevocationRouteDeps['revocations'] & LeaseRouteDeps['revocations'] & ConnectorRouteDeps['revocations'];
 }
 
-/** Routers behind the admin check: every /v1/admin route needs the admin bearer token or an admin SVID. */
+/** Each admin route's role, as its operation declares it: [method, path pattern, role]. */
+const ROUTE_ROLES: readonly [string, RegExp, AdminRole][] = OPERATIONS.filter((op) => op.caller === 'admin').map((op) => {
+  if (op.role === undefined) throw new Error(`${op.method.toUpperCase()} ${op.path} declares no admin role`);
+  const pattern = new RegExp(`^${op.path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/:[A-Za-z_]+/g, '[^/]+')}/?$`);
+  return [op.method.toUpperCase(), pattern, op.role];
+});
+
+/** The role a request to an admin route needs; a route no operation names needs admin (and will be 404). */
+export function adminRouteRole(method: string, path: string): AdminRole {
+  const m = method === 'HEAD' ? 'GET' : method;
+  return ROUTE_ROLES.find(([rm, re]) => rm === m && re.test(path))?.[2] ?? 'admin';
+}
+
+/** Routers behind the admin check: every /v1/admin route needs a caller holding the role its operation declares. */
 export function adminOnly(auth: AuthDeps, ...routers: Router[]): Router {
   const router = Router();
-  router.use('/v1/admin', requireAdmin(auth));
+  router.use('/v1/admin', requireAdmin(auth, (req) => adminRouteRole(req.method, req.originalUrl.split('?')[0]!)));
   for (const r of routers) router.use(r);
   return router;
 }
@@ -38,8 +54,11 @@ export function adminRouter(deps: AdminDeps): Router {
     connectorsRouter(deps),
     auditRouter(deps),
     caRouter(deps),
+    roleBindingsRouter(deps),
   );
 }
 
 export { auditEventView, auditRouter } from './audit';
+export { roleBindingsRouter } from './role-bindings';
+export type { RoleBindingRouteDeps } from './role-bindings';
 export type { AuditRouteDeps, CaRouteDeps, ConnectorRouteDeps, EntryRouteDeps, JoinTokenRouteDeps, LeaseRouteDeps, PolicyRouteDeps, ResourceRouteDeps, RevocationRouteDeps };

@@ -27,6 +27,7 @@ beforeAll(async () => {
     routers: [
       adminRouter({
         admin: { verify: (t: string) => t === TOKEN } as unknown as AdminCredentials,
+        roleBindings: { list: async () => [], create: async () => { throw new Error('not in this test'); }, delete: async () => undefined },
         entries: {
           update: async (...args: unknown[]) => (calls.push(['entries.update', ...args]), entry),
           delete: async (id: string) => {

@@ -13,6 +13,7 @@ import { evaluationRequestSchema, evaluationsRequestSchema } from '../../authzen
 import { taskEventsSchema } from '../tasks';
 import { approvalSchemas } from '../approvals';
 import * as s from './schemas';
+import { roleBindingRequest, type AdminRole } from '../../admin';
 
 /** Who may call an operation: nobody in particular, an SVID over mTLS (RFC 8705), or an admin (bearer token or admin SVID). */
 export type Caller = 'public' | 'svid' | 'admin' | 'oauth-client' | 'approver' | 'approver-reader';
@@ -34,6 +35,8 @@ export interface Operation {
   readonly tag: 'oauth' | 'svid' | 'bundle' | 'tasks' | 'approvals' | 'signals' | 'admin' | 'meta';
   readonly summary: string;
   readonly caller: Caller;
+  /** The admin role an admin route needs (auditor ⊂ operator ⊂ admin); every admin route names one. */
+  readonly role?: AdminRole;
   readonly pathParams?: Readonly<Record<string, string>>;
   readonly query?: z.ZodType;
   readonly headers?: Readonly<Record<string, string>>;
@@ -193,6 +196,27 @@ export const OPERATIONS: readonly Operation[] = [
     responses: { 200: json(s.taskEventsRecorded, 'How many calls were recorded (Cache-Control: no-store)') },
     errors: { ...SVID_ERRORS, 400: 'A report names no task, a tool the server does not have, or an action it does not register (the event is named)' }, errorKind: 'problem',
   },
+  // --- Role bindings (issue 19) ---
+  {
+    method: 'get', path: '/v1/admin/role-bindings', operationId: 'listRoleBindings', tag: 'admin', caller: 'admin', role: 'auditor',
+    summary: 'The admin role bindings: from the configuration (WRIT_ADMIN_ROLES, ids config-<n>) and from this API.',
+    responses: { 200: json(s.roleBindingList, 'The bindings') },
+    errors: ADMIN_ERRORS, errorKind: 'problem',
+  },
+  {
+    method: 'post', path: '/v1/admin/role-bindings', operationId: 'createRoleBinding', tag: 'admin', caller: 'admin', role: 'admin',
+    summary: 'Binds a role (auditor, operator, admin) to a group or a user of an identity provider. Audited.',
+    body: jsonBody(roleBindingRequest),
+    responses: { 201: json(s.roleBinding, 'The binding') },
+    errors: { ...ADMIN_ERRORS, 409: 'The same binding exists' }, errorKind: 'problem',
+  },
+  {
+    method: 'delete', path: '/v1/admin/role-bindings/:id', operationId: 'deleteRoleBinding', tag: 'admin', caller: 'admin', role: 'admin',
+    summary: 'Removes a binding made through the API (configured ones are removed from the configuration). Audited.',
+    pathParams: { id: 'The binding id' },
+    responses: { 204: { description: 'Removed' } },
+    errors: { ...ADMIN_ERRORS, 404: 'No such binding', 409: 'A configured binding' }, errorKind: 'problem',
+  },
   // --- Approvals (a permit marked @approval("required")) ---
   {
     method: 'get', path: '/v1/approvals', operationId: 'listApprovals', tag: 'approvals', caller: 'approver-reader',
@@ -225,124 +249,124 @@ export const OPERATIONS: readonly Operation[] = [
   },
   // --- Admin: registration entries ---
   {
-    method: 'get', path: '/v1/admin/entries', operationId: 'listEntries', tag: 'admin', caller: 'admin',
+    method: 'get', path: '/v1/admin/entries', operationId: 'listEntries', tag: 'admin', caller: 'admin', role: 'auditor',
     summary: 'Registration entries, by SPIFFE ID prefix, selector and state; `after` cursor.',
     query: entryListQuery,
     responses: { 200: json(s.entryList, 'A page of entries; `next_after` when there may be more') }, errors: ADMIN_ERRORS, errorKind: 'problem',
   },
   {
-    method: 'post', path: '/v1/admin/entries', operationId: 'createEntry', tag: 'admin', caller: 'admin',
+    method: 'post', path: '/v1/admin/entries', operationId: 'createEntry', tag: 'admin', caller: 'admin', role: 'admin',
     summary: 'Registers an entry.',
     body: jsonBody(entryBody),
     responses: { 201: json(s.entry, 'The entry (Location names it)') }, errors: { ...ADMIN_ERRORS, 409: 'An entry with these selectors exists' }, errorKind: 'problem',
   },
   {
-    method: 'get', path: '/v1/admin/entries/:id', operationId: 'getEntry', tag: 'admin', caller: 'admin',
+    method: 'get', path: '/v1/admin/entries/:id', operationId: 'getEntry', tag: 'admin', caller: 'admin', role: 'auditor',
     summary: 'One entry.', pathParams: { id: 'The entry id' },
     responses: { 200: json(s.entry, 'The entry') }, errors: { ...ADMIN_ERRORS, 404: 'No such entry' }, errorKind: 'problem',
   },
   {
-    method: 'patch', path: '/v1/admin/entries/:id', operationId: 'updateEntry', tag: 'admin', caller: 'admin',
+    method: 'patch', path: '/v1/admin/entries/:id', operationId: 'updateEntry', tag: 'admin', caller: 'admin', role: 'admin',
     summary: 'Changes the fields sent.', pathParams: { id: 'The entry id' },
     body: jsonBody(entryBody.partial()),
     responses: { 200: json(s.entry, 'The entry as changed') }, errors: { ...ADMIN_ERRORS, 404: 'No such entry', 409: 'The change conflicts with another entry' }, errorKind: 'problem',
   },
   {
-    method: 'delete', path: '/v1/admin/entries/:id', operationId: 'deleteEntry', tag: 'admin', caller: 'admin',
+    method: 'delete', path: '/v1/admin/entries/:id', operationId: 'deleteEntry', tag: 'admin', caller: 'admin', role: 'admin',
     summary: 'Deletes an entry.', pathParams: { id: 'The entry id' },
     responses: { 204: { description: 'Deleted' } }, errors: { ...ADMIN_ERRORS, 404: 'No such entry' }, errorKind: 'problem',
   },
   {
-    method: 'post', path: '/v1/admin/join-tokens', operationId: 'issueJoinToken', tag: 'admin', caller: 'admin',
+    method: 'post', path: '/v1/admin/join-tokens', operationId: 'issueJoinToken', tag: 'admin', caller: 'admin', role: 'admin',
     summary: 'A one-time join token for an entry, shown once.',
     body: jsonBody(joinTokenRequest),
     responses: { 201: json(s.joinToken, 'The token (Cache-Control: no-store)') }, errors: { ...ADMIN_ERRORS, 404: 'No such entry' }, errorKind: 'problem',
   },
   // --- Admin: resources ---
   {
-    method: 'get', path: '/v1/admin/resources', operationId: 'listResources', tag: 'admin', caller: 'admin',
+    method: 'get', path: '/v1/admin/resources', operationId: 'listResources', tag: 'admin', caller: 'admin', role: 'auditor',
     summary: 'Protected resources (MCP servers) and their tools.',
     responses: { 200: json(s.resourceList, 'Every resource, by URI') }, errors: ADMIN_ERRORS, errorKind: 'problem',
   },
   {
-    method: 'post', path: '/v1/admin/resources', operationId: 'createResource', tag: 'admin', caller: 'admin',
+    method: 'post', path: '/v1/admin/resources', operationId: 'createResource', tag: 'admin', caller: 'admin', role: 'admin',
     summary: 'Registers a resource, named by its URI (RFC 8707 §2).',
     body: jsonBody(resourceBody),
     responses: { 201: json(s.resource, 'The resource (Location names it)') }, errors: { ...ADMIN_ERRORS, 409: 'The URI is registered already' }, errorKind: 'problem',
   },
   {
-    method: 'get', path: '/v1/admin/resources/:uri', operationId: 'getResource', tag: 'admin', caller: 'admin',
+    method: 'get', path: '/v1/admin/resources/:uri', operationId: 'getResource', tag: 'admin', caller: 'admin', role: 'auditor',
     summary: 'One resource.', pathParams: { uri: 'The resource URI, percent-encoded' },
     responses: { 200: json(s.resource, 'The resource') }, errors: { ...ADMIN_ERRORS, 404: 'No such resource' }, errorKind: 'problem',
   },
   {
-    method: 'patch', path: '/v1/admin/resources/:uri', operationId: 'updateResource', tag: 'admin', caller: 'admin',
+    method: 'patch', path: '/v1/admin/resources/:uri', operationId: 'updateResource', tag: 'admin', caller: 'admin', role: 'admin',
     summary: 'Changes `spiffe_id` and/or `tools`.', pathParams: { uri: 'The resource URI, percent-encoded' },
     body: jsonBody(resourceBody.omit({ uri: true }).partial()),
     responses: { 200: json(s.resource, 'The resource as changed') }, errors: { ...ADMIN_ERRORS, 404: 'No such resource' }, errorKind: 'problem',
   },
   {
-    method: 'delete', path: '/v1/admin/resources/:uri', operationId: 'deleteResource', tag: 'admin', caller: 'admin',
+    method: 'delete', path: '/v1/admin/resources/:uri', operationId: 'deleteResource', tag: 'admin', caller: 'admin', role: 'admin',
     summary: 'Deletes a resource.', pathParams: { uri: 'The resource URI, percent-encoded' },
     responses: { 204: { description: 'Deleted' } }, errors: { ...ADMIN_ERRORS, 404: 'No such resource' }, errorKind: 'problem',
   },
   // --- Admin: policies ---
   {
-    method: 'get', path: '/v1/admin/policies', operationId: 'getPolicies', tag: 'admin', caller: 'admin',
+    method: 'get', path: '/v1/admin/policies', operationId: 'getPolicies', tag: 'admin', caller: 'admin', role: 'auditor',
     summary: 'The Cedar policy set in force (version 0: none yet).',
     responses: { 200: json(s.policySet, 'The latest version') }, errors: ADMIN_ERRORS, errorKind: 'problem',
   },
   {
-    method: 'put', path: '/v1/admin/policies', operationId: 'putPolicies', tag: 'admin', caller: 'admin',
+    method: 'put', path: '/v1/admin/policies', operationId: 'putPolicies', tag: 'admin', caller: 'admin', role: 'admin',
     summary: 'A new version of the policy set, validated against the schema first (400 with Cedar\'s errors).',
     body: jsonBody(policyBody),
     responses: { 200: json(s.policyVersion, 'The new version') }, errors: ADMIN_ERRORS, errorKind: 'problem',
   },
   // --- Admin: revocations, leases, connectors ---
   {
-    method: 'post', path: '/v1/admin/revocations', operationId: 'revoke', tag: 'admin', caller: 'admin',
+    method: 'post', path: '/v1/admin/revocations', operationId: 'revoke', tag: 'admin', caller: 'admin', role: 'operator',
     summary: 'Revokes every lease a selector names, chained descendants included, durably before the answer; `dry_run` shows the blast radius instead.',
     body: jsonBody(revocationBody),
     responses: { 200: json(s.revocationResult, 'How many leases were revoked, or the blast radius') }, errors: ADMIN_ERRORS, errorKind: 'problem',
   },
   {
-    method: 'get', path: '/v1/admin/leases', operationId: 'listLeases', tag: 'admin', caller: 'admin',
+    method: 'get', path: '/v1/admin/leases', operationId: 'listLeases', tag: 'admin', caller: 'admin', role: 'auditor',
     summary: 'Leases by one handle (jti; task_id; issuer+sid; issuer+subject (+connector); connector; audience), newest first; `before` cursor.',
     query: leaseListingSchema,
     responses: { 200: json(s.leaseList, 'A page of leases; `next_before` when there may be more') }, errors: ADMIN_ERRORS, errorKind: 'problem',
   },
   {
-    method: 'post', path: '/v1/admin/connectors/:spiffe_id/disable', operationId: 'disableConnector', tag: 'admin', caller: 'admin',
+    method: 'post', path: '/v1/admin/connectors/:spiffe_id/disable', operationId: 'disableConnector', tag: 'admin', caller: 'admin', role: 'operator',
     summary: 'The kill switch: disables the connector\'s entries and revokes every lease it holds.', pathParams: SPIFFE_ID_PARAM,
     body: jsonBody(s.connectorReason, false),
     responses: { 200: json(s.connectorDisabled, 'What was disabled and revoked') }, errors: { ...ADMIN_ERRORS, 404: 'No entry has this SPIFFE ID' }, errorKind: 'problem',
   },
   {
-    method: 'post', path: '/v1/admin/connectors/:spiffe_id/enable', operationId: 'enableConnector', tag: 'admin', caller: 'admin',
+    method: 'post', path: '/v1/admin/connectors/:spiffe_id/enable', operationId: 'enableConnector', tag: 'admin', caller: 'admin', role: 'operator',
     summary: 'Enables the connector\'s entries again (revoked leases stay revoked).', pathParams: SPIFFE_ID_PARAM,
     body: jsonBody(s.connectorReason, false),
     responses: { 200: json(s.connectorEnabled, 'What was enabled') }, errors: { ...ADMIN_ERRORS, 404: 'No entry has this SPIFFE ID' }, errorKind: 'problem',
   },
   // --- Admin: audit, CA ---
   {
-    method: 'get', path: '/v1/admin/audit', operationId: 'listAuditEvents', tag: 'admin', caller: 'admin',
+    method: 'get', path: '/v1/admin/audit', operationId: 'listAuditEvents', tag: 'admin', caller: 'admin', role: 'auditor',
     summary: 'Audit events, newest first, by type (or `prefix*`), subject, subject_issuer, actor and time; `before` cursor.',
     query: s.auditListQuery,
     responses: { 200: json(s.auditList, 'A page of events; `next_before` when there may be more') }, errors: ADMIN_ERRORS, errorKind: 'problem',
   },
   {
-    method: 'get', path: '/v1/admin/audit/verify', operationId: 'verifyAudit', tag: 'admin', caller: 'admin',
+    method: 'get', path: '/v1/admin/audit/verify', operationId: 'verifyAudit', tag: 'admin', caller: 'admin', role: 'auditor',
     summary: 'Walks the audit hash chain and says where it breaks, if it does.',
     responses: { 200: json(s.auditVerify, 'The outcome') }, errors: ADMIN_ERRORS, errorKind: 'problem',
   },
   {
-    method: 'get', path: '/v1/admin/audit/export', operationId: 'exportAudit', tag: 'admin', caller: 'admin',
+    method: 'get', path: '/v1/admin/audit/export', operationId: 'exportAudit', tag: 'admin', caller: 'admin', role: 'auditor',
     summary: 'Streams events in chain order as JSON Lines, one event (as in the listing) per line; `after`/`before` seq bounds.',
     query: s.auditExportQuery,
     responses: { 200: { description: 'One JSON event per line', content: { 'application/x-ndjson': { type: 'string' } } } }, errors: ADMIN_ERRORS, errorKind: 'problem',
   },
   {
-    method: 'post', path: '/v1/admin/ca/rotate', operationId: 'rotateCa', tag: 'admin', caller: 'admin',
+    method: 'post', path: '/v1/admin/ca/rotate', operationId: 'rotateCa', tag: 'admin', caller: 'admin', role: 'admin',
     summary: 'Prepares the next X.509 and JWT authorities now; they sign after `overlap` seconds.',
     body: jsonBody(rotateRequest, false),
     responses: { 202: json(s.caRotation, 'The prepared authorities and when they activate') }, errors: { ...ADMIN_ERRORS, 409: 'A rotation is prepared already' }, errorKind: 'problem',

@@ -162,6 +162,8 @@ export const approval = z.strictObject({
   url: z.string().describe('what approvers open: this resource'),
 });
 export const approvalList = z.strictObject({ approvals: z.array(approval) });
+export const roleBinding = z.strictObject({ id: z.string(), role: z.enum(['auditor', 'operator', 'admin']), issuer: z.string(), group: z.string().optional(), subject: z.string().optional(), created_by: z.string().describe('"config", or who created it') });
+export const roleBindingList = z.strictObject({ role_bindings: z.array(roleBinding) });
 export const taskEventsRecorded = z.strictObject({ recorded: z.number().int() });
 export const taskEnded = z.strictObject({ task_id: z.string(), revoked: z.number().int() });
 
