@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { BrokerClient } from './client';
+import { currentSession, sessionFile } from './session';
 import { CliFailure, EXIT } from './errors';
 import type { OutputFormat } from './output';
 
@@ -87,7 +88,15 @@ export function adminClient(cmd: Command): BrokerClient {
   const order: ['token' | 'svidDir', string][] = [['token', 'cli'], ['svidDir', 'cli'], ['token', 'env'], ['svidDir', 'env']];
   const chosen = order.find(([key, source]) => from(key) === source)?.[0];
   if (chosen === 'svidDir') return svidClient(cmd, g.svidDir!);
-  if (chosen !== 'token') usage(cmd, 'admin commands need a credential: --token, WRIT_ADMIN_TOKEN, or --svid-dir with an admin SVID');
+  if (chosen !== 'token') {
+    // Last: the person signed in with `writ login` (for this broker, until the token expires).
+    const session = currentSession(sessionFile(), serverOf(cmd, g));
+    if (session) {
+      const ca = trust(g);
+      return new BrokerClient({ server: serverOf(cmd, g), bearer: session.token, ...(ca !== undefined && { ca }) });
+    }
+    usage(cmd, 'admin commands need a credential: writ login, --token, WRIT_ADMIN_TOKEN, or --svid-dir with an admin SVID');
+  }
   if (!/^[\x21-\x7e]{1,512}$/.test(g.token!)) usage(cmd, 'the admin token must be 1 to 512 printable ASCII characters');
   const ca = trust(g);
   return new BrokerClient({ server: serverOf(cmd, g), bearer: g.token!, ...(ca !== undefined && { ca }) });

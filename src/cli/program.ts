@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Command, Option, type HelpContext } from 'commander';
 import { registerAgent } from './commands/agent';
 import { registerApprovals } from './commands/approvals';
+import { registerLogin } from './commands/login';
 import { registerAudit } from './commands/audit';
 import { registerCa } from './commands/ca';
 import { registerDev } from './commands/dev';
@@ -82,6 +83,7 @@ export function buildProgram(): Command {
   registerDev(program);
   registerAgent(program);
   registerApprovals(program);
+  registerLogin(program);
 
   for (const cmd of allCommands(program)) {
     const path = pathOf(cmd);

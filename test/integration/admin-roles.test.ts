@@ -7,7 +7,8 @@
  * disabled once someone else can administer Writ.
  */
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startBroker } from '../../src/broker';
 import { OPERATIONS } from '../../src/api/openapi/operations';
@@ -16,6 +17,7 @@ import { startBrokerFixture, type BrokerFixture } from '../support/fixture';
 import { httpsRequest } from '../support/https';
 import { testConfig } from '../support/config';
 import { createTestStore } from '../support/database';
+import { writ } from '../support/cli';
 
 const IDP = 'https://idp.roles.test';
 const CONSOLE = 'writ-console';
@@ -116,6 +118,32 @@ describe('what people do is audited as them', () => {
       ['role_binding.deleted', `user:${IDP}#root`],
       ['role_binding.created', `user:${IDP}#root`],
     ]);
+  });
+});
+
+describe('writ login', () => {
+  it('keeps the sign-in token 0600 for this broker until it expires, admin commands use it, writ logout forgets it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'writ-login-'));
+    const env = { WRIT_SERVER: fx.broker.apiUrl, WRIT_CA: join(fx.config.caDir, 'ca.crt'), WRIT_SESSION_FILE: join(dir, 'writ', 'session.json'), WRIT_ADMIN_TOKEN: '' };
+    try {
+      writeFileSync(join(dir, 'alex.jwt'), await signIn('alex', ['audit']));
+      const login = await writ(['login', '--id-token', join(dir, 'alex.jwt'), '-o', 'json'], env);
+      expect([login.code, login.json()]).toEqual([0, expect.objectContaining({ user: 'alex', issuer: IDP })]);
+      expect(statSync(env.WRIT_SESSION_FILE).mode & 0o777).toBe(0o600);
+      expect(statSync(join(dir, 'writ')).mode & 0o777).toBe(0o700);
+      expect((await writ(['leases', '-o', 'json'], env)).code).toBe(0); // an auditor reads
+      const refused = await writ(['revoke', '--jti', randomUUID(), '--reason', 'x'], env);
+      expect([refused.code, refused.stderr]).toEqual([1, expect.stringContaining('this needs the operator role')]);
+      expect((await writ(['logout'], env)).code).toBe(0);
+      expect(existsSync(env.WRIT_SESSION_FILE)).toBe(false);
+      expect((await writ(['leases'], env)).code).toBe(2); // no credential left
+      // A token that is no sign-in token for this broker is not kept.
+      writeFileSync(join(dir, 'subject.jwt'), await fx.idp.idToken());
+      expect((await writ(['login', '--id-token', join(dir, 'subject.jwt')], env)).code).toBe(1);
+      expect(existsSync(env.WRIT_SESSION_FILE)).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

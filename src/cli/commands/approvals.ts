@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { seconds, uuid } from '../args';
 import { BrokerClient } from '../client';
 import { adminClient, globals, readStdin, readText, usage } from '../context';
+import { currentSession, sessionFile } from '../session';
 import { fields, print, table } from '../output';
 
 /** An approval request as the API shows it. */
@@ -29,7 +30,10 @@ const STATUSES = ['pending', 'approved', 'denied', 'expired', 'revoked'];
 /** The approver's ID token (`--id-token FILE`, `-` for stdin) as the bearer credential; without it, the admin credential (read-only commands). */
 async function approverClient(cmd: Command, idToken: string | undefined, readOnly: boolean): Promise<BrokerClient> {
   if (idToken === undefined) {
-    if (!readOnly) usage(cmd, 'approving and denying need the approver\'s ID token: --id-token FILE (or - for stdin)');
+    const g = globals(cmd);
+    const session = currentSession(sessionFile(), g.server);
+    if (session) return new BrokerClient({ server: g.server, bearer: session.token, ...(g.ca !== undefined && { ca: readText(g.ca, 'CA bundle') }) });
+    if (!readOnly) usage(cmd, 'approving and denying need you signed in: writ login, or --id-token FILE (or - for stdin)');
     return adminClient(cmd);
   }
   const token = (idToken === '-' ? await readStdin() : readText(idToken, 'ID token file')).trim();
@@ -96,10 +100,10 @@ export function registerApprovals(program: Command): void {
       .command(decision)
       .description(decision === 'approve' ? 'approve a pending request: the call may run in that task, for a bounded time' : 'deny a pending request: the call is refused')
       .argument('<id>', 'the approval id', uuid)
-      .requiredOption('--id-token <file>', 'your ID token from the approvers\' identity provider (- reads stdin)')
+      .option('--id-token <file>', 'your sign-in token, if not signed in with writ login (- reads stdin)')
       .option('--reason <text>', 'why (recorded in the audit trail)');
     if (decision === 'approve') command.option('--valid-for <duration>', 'how long the approval holds (at most WRIT_APPROVAL_VALIDITY), e.g. 5m', seconds);
-    command.action(async (id: string, o: { idToken: string; reason?: string; validFor?: number }, cmd: Command) => {
+    command.action(async (id: string, o: { idToken?: string; reason?: string; validFor?: number }, cmd: Command) => {
       const body = { ...(o.reason !== undefined && { reason: o.reason }), ...(o.validFor !== undefined && { valid_for: o.validFor }) };
       const a = await (await approverClient(cmd, o.idToken, false)).json<Approval>('POST', `/v1/approvals/${id}/${decision}`, body);
       print(globals(cmd).output, a, () => show(a));
