@@ -3,7 +3,7 @@ import { AdminCredentials, RoleBindings, bootstrapTokenLocation, removeTokenFile
 import type { PeopleAuth } from './api/auth';
 import { ConfigError } from './config/errors';
 import { OAuthError } from './tokens/errors';
-import { adminRouter, agentRouter, approvalsRouter, authzenRouter, bundleRouter, closeNow, forwardedClientCertificates, createApiApp, createApiServer, drain, listen, urlOf, createOpsServer, HttpMetrics, oauthErrorHandler, oauthRouter, signalsErrorHandler, signalsRouter, svidRouter, tasksRouter } from './api';
+import { adminRouter, agentRouter, approvalsRouter, signInRouter, authzenRouter, bundleRouter, closeNow, forwardedClientCertificates, createApiApp, createApiServer, drain, listen, urlOf, createOpsServer, HttpMetrics, oauthErrorHandler, oauthRouter, signalsErrorHandler, signalsRouter, svidRouter, tasksRouter } from './api';
 import { SetReceiver, SignalApplier, SignalIntake, UserRisks } from './signals';
 import { DpopReplayCache, IdentityProviders, Introspection, OAuthRefusals, TokenExchange, TokenRevocation } from './tokens';
 import { brokerLogger } from './api/logging';
@@ -273,6 +273,7 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
       agentRouter({ ...auth, issuer, revokedSerials: (ids) => revokedSvidSerials(db.prisma, ids, clock.now()) }),
       tasksRouter({ ...auth, tasks, events: taskEvents, resources }),
       approvalsRouter({ ...auth, approvals }),
+      signInRouter({ clientId: config.adminAudience, issuers: config.identityProviders.map((p) => p.issuer) }),
       signalsRouter({ intake: signals }),
       adminRouter({ ...auth, joinTokens, limits, resources, policies, revocations, roleBindings, auditReader: new AuditReader(db.prisma), rotateCa: (overlap, actor) => rotateCa(overlap, actor) }),
     ],

@@ -1,4 +1,5 @@
 import { Router, type Request, type Response } from 'express';
+import { DomainError, problemType } from '../core/errors';
 import { z } from 'zod';
 import { APPROVAL_STATUSES, ApprovalError, approvalJson, type ApprovalStore, type Approver } from '../approvals';
 import { Forbidden, requireAdmin, Unauthenticated, type AuthDeps } from './auth';
@@ -80,4 +81,24 @@ export function approvalsRouter(deps: ApprovalRouteDeps): Router {
     });
   }
   return router;
+}
+
+/**
+ * `GET /v1/sign-in` (public): where people sign in to this broker — the identity providers and
+ * Writ's client there (WRIT_ADMIN_AUDIENCE) — for `writ login --device` and the console. 404
+ * when sign-in is off.
+ */
+export function signInRouter(deps: { clientId: string | undefined; issuers: readonly string[] }): Router {
+  const router = Router();
+  router.get('/v1/sign-in', (_req, res) => {
+    if (deps.clientId === undefined) throw new SignInOff('people do not sign in to this broker (WRIT_ADMIN_AUDIENCE is not set)');
+    res.setHeader('Cache-Control', 'max-age=300');
+    res.json({ client_id: deps.clientId, issuers: deps.issuers });
+  });
+  return router;
+}
+
+class SignInOff extends DomainError {
+  readonly type = problemType('sign-in-off');
+  readonly status = 404;
 }

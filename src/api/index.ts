@@ -10,7 +10,7 @@ export { agentRouter, type AgentRouteDeps } from './agent';
 export { authzenRouter, type AuthzenRouteDeps } from './authzen';
 export { requireAdmin, requireSvid, Unauthenticated, Forbidden } from './auth';
 export { tasksRouter, type TaskRouteDeps } from './tasks';
-export { approvalsRouter, type ApprovalRouteDeps } from './approvals';
+export { approvalsRouter, signInRouter, type ApprovalRouteDeps } from './approvals';
 export { oauthRouter, oauthErrorHandler, type OAuthDeps } from './oauth';
 export { signalsRouter, signalsErrorHandler, type SignalRouteDeps } from './signals';
 export { closeNow, createApiServer, drain, listen, urlOf, type ApiServer } from './server';

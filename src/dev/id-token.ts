@@ -164,3 +164,48 @@ export async function fetchIdToken(request: IdTokenRequest): Promise<string> {
   }
   return body.id_token;
 }
+
+/**
+ * Plays the person of a device authorization grant (RFC 8628 §3.3) at the dev provider: opens
+ * the verification URI with the user code, confirms it, and signs in as `username`.
+ */
+export async function approveDeviceCode(request: { issuer: string; userCode: string; username: string; fetch?: typeof fetch }): Promise<void> {
+  const fetchImpl = request.fetch ?? fetch;
+  const jar = new CookieJar();
+  const call = async (url: string, init: RequestInit = {}): Promise<Response> => {
+    const res = await fetchImpl(url, { ...init, redirect: 'manual', signal: AbortSignal.timeout(5000), headers: { ...(init.headers as Record<string, string>), cookie: jar.header() } });
+    jar.store(res.headers.getSetCookie());
+    return res;
+  };
+  /** The hidden fields of the page's form (`id`, or the first), as a browser would submit them. */
+  const form = (html: string, id?: string): Record<string, string> => {
+    const block = (id === undefined ? /<form[^>]*>([\s\S]*?)<\/form>/ : new RegExp(`<form[^>]*id="${id.replace('.', '\\.')}"[^>]*>([\\s\\S]*?)</form>`)).exec(html)?.[1];
+    if (block === undefined) throw new IdTokenFlowError(`the provider's page has no ${id ?? 'form'}`);
+    return Object.fromEntries([...block.matchAll(/<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
+  };
+  const base = request.issuer.replace(/\/+$/, '');
+  const submit = (fields: Record<string, string>) => call(`${base}/device`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(fields).toString() });
+  // The verification URI with the code answers a form that submits itself (a browser runs its script), then the confirmation.
+  let page = await call(`${base}/device?user_code=${encodeURIComponent(request.userCode)}`);
+  page = await submit(form(await page.text()));
+  page = await submit({ ...form(await page.text(), 'op.deviceConfirmForm'), confirm: 'yes' });
+  let url = `${base}/device`;
+  for (let hops = 0; hops < 12; hops++) {
+    if (page.status >= 300 && page.status < 400) {
+      url = new URL(page.headers.get('location') ?? '', url).href;
+      await page.body?.cancel();
+      page = await call(url);
+      continue;
+    }
+    const login = /^\/interaction\/([A-Za-z0-9_-]+)$/.exec(new URL(url).pathname);
+    const text = await page.text();
+    if (page.status === 200 && login) {
+      url = `${base}/interaction/${login[1]}/login`;
+      page = await call(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ username: request.username }).toString() });
+      continue;
+    }
+    if (page.status === 200 && text.includes('Signed in')) return;
+    throw new IdTokenFlowError(`${new URL(url).pathname} answered HTTP ${page.status}: ${text.trim().slice(0, 200)}`);
+  }
+  throw new IdTokenFlowError('too many redirects');
+}

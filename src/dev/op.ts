@@ -160,7 +160,8 @@ function configuration(options: DevOpOptions, keys: DevOpKeys, store: MemoryStor
         client_id: DEV_CONSOLE_CLIENT_ID,
         application_type: 'native',
         token_endpoint_auth_method: 'none',
-        grant_types: ['authorization_code'],
+        // RFC 8628: `writ login --device` signs a person in from a terminal.
+        grant_types: ['authorization_code', 'urn:ietf:params:oauth:grant-type:device_code'],
         response_types: ['code'],
         redirect_uris: [DEV_REDIRECT_URI],
         id_token_signed_response_alg: 'ES256',
@@ -176,7 +177,13 @@ function configuration(options: DevOpOptions, keys: DevOpKeys, store: MemoryStor
     // Lifetimes in seconds (set, so that oidc-provider does not note its defaults on each use).
     ttl: { AuthorizationCode: 60, Interaction: 600, Session: 8 * 3600, Grant: 8 * 3600, AccessToken: 600, IdToken: 3600 },
     // The claims request parameter (OIDC Core §5.5) lets the dev client ask for `sid` in the ID token.
-    features: { devInteractions: { enabled: false }, revocation: { enabled: false }, claimsParameter: { enabled: true } },
+    features: {
+      devInteractions: { enabled: false },
+      revocation: { enabled: false },
+      claimsParameter: { enabled: true },
+      // RFC 8628 device authorization grant, with plain pages (no external fonts or scripts).
+      deviceFlow: { enabled: true, userCodeInputSource: devicePage('Enter the code your terminal shows'), userCodeConfirmSource: deviceConfirmPage, successSource: devicePage('Signed in: you may close this page and return to your terminal', false) },
+    },
     interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
     findAccount: (_ctx: unknown, id: string) => {
       const user = users.get(id);
@@ -191,6 +198,19 @@ function configuration(options: DevOpOptions, keys: DevOpKeys, store: MemoryStor
       ctx.body = `${out.error ?? 'error'}: ${out.error_description ?? ''}\n`;
     },
   };
+}
+
+/** A device flow page: the provider's `form` (its xsrf fields included) and a submit button. */
+function devicePage(message: string, withForm = true) {
+  return async (ctx: { body: unknown }, form?: string) => {
+    ctx.body = `<!DOCTYPE html><html><head><meta charset="utf-8"><title>Sign in</title></head><body><p>${message}</p>${withForm && form ? `${form}<button type="submit" form="op.deviceInputForm">Continue</button>` : ''}</body></html>`;
+  };
+}
+
+/** RFC 8628 §3.3: the user confirms the code their device shows before signing in. */
+async function deviceConfirmPage(ctx: { body: unknown }, form: string, _client: unknown, _info: unknown, userCode: string): Promise<void> {
+  const code = userCode.replace(/[^A-Z0-9-]/gi, '');
+  ctx.body = `<!DOCTYPE html><html><head><meta charset="utf-8"><title>Confirm</title></head><body><p>Does your terminal show <code>${code}</code>?</p>${form}<button autofocus type="submit" form="op.deviceConfirmForm">Continue</button><button type="submit" form="op.deviceConfirmForm" value="yes" name="abort">Cancel</button></body></html>`;
 }
 
 /** The interaction endpoint: a form listing the users (GET), and the login itself (POST …/login with `username`). */

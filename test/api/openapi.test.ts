@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Express, Router } from 'express';
 import pino from 'pino';
-import { approvalsRouter, adminRouter, agentRouter, authzenRouter, bundleRouter, createApiApp, HttpMetrics, oauthRouter, openApiDocument, signalsRouter, svidRouter, tasksRouter, type AdminDeps } from '../../src/api';
+import { approvalsRouter, signInRouter, adminRouter, agentRouter, authzenRouter, bundleRouter, createApiApp, HttpMetrics, oauthRouter, openApiDocument, signalsRouter, svidRouter, tasksRouter, type AdminDeps } from '../../src/api';
 import { systemRandom } from '../../src/core/random';
 import { serveApi } from '../support/api';
 import { documentedOperation, responseMismatches } from '../support/openapi';
@@ -29,7 +29,8 @@ function brokerApp(): Express {
       agentRouter({ ...auth, issuer: none, revokedSerials: none }),
       authzenRouter({ ...auth, evaluator: none, issuer: 'https://writ.test' }),
       tasksRouter({ ...auth, tasks: none, events: none, resources: none }),
-      approvalsRouter({ ...auth, approvals: none, identityProviders: none } as never),
+      approvalsRouter({ ...auth, approvals: none } as never),
+      signInRouter({ clientId: 'writ-console', issuers: [] }),
       signalsRouter({ intake: none }),
       adminRouter({ ...auth, limits: { trustDomain: 'example.org', x509SvidMaxTtl: 86400, jwtSvidMaxTtl: 3600 } } as unknown as AdminDeps),
     ],

@@ -217,6 +217,12 @@ export const OPERATIONS: readonly Operation[] = [
     responses: { 204: { description: 'Removed' } },
     errors: { ...ADMIN_ERRORS, 404: 'No such binding', 409: 'A configured binding' }, errorKind: 'problem',
   },
+  {
+    method: 'get', path: '/v1/sign-in', operationId: 'signIn', tag: 'meta', caller: 'public',
+    summary: 'Where people sign in to this broker: the identity providers and Writ\'s client there (WRIT_ADMIN_AUDIENCE), for writ login --device.',
+    responses: { 200: json(s.signIn, 'The client id and the issuers (Cache-Control: max-age=300)') },
+    errors: { ...BASE, 404: 'Sign-in is off (WRIT_ADMIN_AUDIENCE is not set)' }, errorKind: 'problem',
+  },
   // --- Approvals (a permit marked @approval("required")) ---
   {
     method: 'get', path: '/v1/approvals', operationId: 'listApprovals', tag: 'approvals', caller: 'approver-reader',

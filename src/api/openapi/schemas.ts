@@ -164,6 +164,7 @@ export const approval = z.strictObject({
 export const approvalList = z.strictObject({ approvals: z.array(approval) });
 export const roleBinding = z.strictObject({ id: z.string(), role: z.enum(['auditor', 'operator', 'admin']), issuer: z.string(), group: z.string().optional(), subject: z.string().optional(), created_by: z.string().describe('"config", or who created it') });
 export const roleBindingList = z.strictObject({ role_bindings: z.array(roleBinding) });
+export const signIn = z.strictObject({ client_id: z.string(), issuers: z.array(z.string()) });
 export const taskEventsRecorded = z.strictObject({ recorded: z.number().int() });
 export const taskEnded = z.strictObject({ task_id: z.string(), revoked: z.number().int() });
 
