@@ -3,7 +3,7 @@ import { AdminCredentials, RoleBindings, bootstrapTokenLocation, removeTokenFile
 import type { PeopleAuth } from './api/auth';
 import { ConfigError } from './config/errors';
 import { OAuthError } from './tokens/errors';
-import { adminRouter, agentRouter, approvalsRouter, signInRouter, authzenRouter, bundleRouter, closeNow, forwardedClientCertificates, createApiApp, createApiServer, drain, listen, urlOf, createOpsServer, HttpMetrics, oauthErrorHandler, oauthRouter, signalsErrorHandler, signalsRouter, svidRouter, tasksRouter } from './api';
+import { adminRouter, agentRouter, approvalsRouter, consoleRouter, signInRouter, authzenRouter, bundleRouter, closeNow, forwardedClientCertificates, createApiApp, createApiServer, drain, listen, urlOf, createOpsServer, HttpMetrics, oauthErrorHandler, oauthRouter, signalsErrorHandler, signalsRouter, svidRouter, tasksRouter } from './api';
 import { SetReceiver, SignalApplier, SignalIntake, UserRisks } from './signals';
 import { DpopReplayCache, IdentityProviders, Introspection, OAuthRefusals, TokenExchange, TokenRevocation } from './tokens';
 import { brokerLogger } from './api/logging';
@@ -20,6 +20,7 @@ import { PolicyStore, seedPolicies } from './policy';
 import { ResourceStore } from './resources';
 import { AccessEvaluator } from './authzen';
 import { ApprovalStore, WebhookDispatcher, WebhookOutbox } from './approvals';
+import { ConsoleSignIn } from './console';
 import { PrometheusMetrics } from './telemetry';
 import type { Registry } from 'prom-client';
 import type { MetricsEndpoint } from './api/ops';
@@ -198,8 +199,22 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
   telemetry.knowAttestors([...issuer.attestorNames, 'agent']);
   // People sign in with a token of a configured provider for the admin audience (never the subject tokens' audience), and hold roles by binding.
   const roleBindings = new RoleBindings(db.prisma, { configured: config.adminRoles, audit: auditIn, clock, random });
-  const people = config.adminAudience === undefined ? undefined : signInOf(new IdentityProviders(config.identityProviders.map((p) => ({ ...p, audience: config.adminAudience! })), { clock }), roleBindings);
-  const auth = { admin, entries, leases, clock, trustDomain: config.trustDomain, ...(people && { people }) };
+  const adminProviders = config.adminAudience === undefined ? undefined : new IdentityProviders(config.identityProviders.map((p) => ({ ...p, audience: config.adminAudience! })), { clock });
+  const people = adminProviders && signInOf(adminProviders, roleBindings);
+  // The console: Writ as the provider's client (authorization code flow with PKCE), sessions in the database.
+  const consoleSignIn = adminProviders && new ConsoleSignIn({
+    prisma: db.prisma,
+    clock,
+    random,
+    baseUrl: config.issuer,
+    clientId: config.adminAudience!,
+    issuers: config.identityProviders.map((p) => p.issuer),
+    verify: async (idToken) => {
+      const id = await adminProviders.verify(idToken);
+      return { person: { sub: id.sub, iss: id.iss, groups: id.groups }, expiresAt: id.exp, nonce: id.claims.nonce };
+    },
+  });
+  const auth = { admin, entries, leases, clock, trustDomain: config.trustDomain, ...(people && { people }), ...(consoleSignIn && { consoleSessions: consoleSignIn }) };
   const resources = new ResourceStore(db.prisma, auditIn, freshness);
   const revocations = new Revocations(db.prisma, clock, auditIn, freshness, epochs, telemetry);
   const risks = new UserRisks(db.prisma, freshness);
@@ -274,6 +289,7 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
       tasksRouter({ ...auth, tasks, events: taskEvents, resources }),
       approvalsRouter({ ...auth, approvals }),
       signInRouter({ clientId: config.adminAudience, issuers: config.identityProviders.map((p) => p.issuer) }),
+      ...(consoleSignIn && people ? [consoleRouter({ signIn: consoleSignIn, roleOf: people.roleOf })] : []),
       signalsRouter({ intake: signals }),
       adminRouter({ ...auth, joinTokens, limits, resources, policies, revocations, roleBindings, auditReader: new AuditReader(db.prisma), rotateCa: (overlap, actor) => rotateCa(overlap, actor) }),
     ],

@@ -26,10 +26,29 @@ export interface PeopleAuth {
   roleOf(person: Person): Promise<AdminRole | undefined>;
 }
 
+/** The session cookie: `__Host-` (Secure, Path=/, no Domain: this origin only), HttpOnly, SameSite=Strict. */
+export const CONSOLE_COOKIE = '__Host-writ-console';
+/** The header every change from the console carries: the session's CSRF token. */
+export const CSRF_HEADER = 'x-writ-csrf';
+
+/** The console cookie's value on a request, if any. */
+export function consoleCookie(req: Parameters<RequestHandler>[0]): string | undefined {
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const [name, ...value] = part.trim().split('=');
+    if (name === CONSOLE_COOKIE) return value.join('=');
+  }
+  return undefined;
+}
+
+/** Methods that change nothing: the only ones a console session makes without its CSRF token. */
+const SAFE_METHODS = new Set(['GET', 'HEAD']);
+
 export interface AuthDeps {
   admin: Pick<AdminCredentials, 'verify' | 'disabled'>;
   /** Sign-in by people; without it, only the bootstrap token and admin SVIDs are admins. */
   people?: PeopleAuth;
+  /** Console sessions (a person signed in through the console's cookie). */
+  consoleSessions?: { session(cookie: string): Promise<{ person: Person; csrf: string } | undefined> };
   entries: EntryStore;
   leases: LeaseStore;
   clock: Clock;
@@ -102,6 +121,14 @@ export function requireAdmin(deps: AuthDeps, needed: AdminRole | ((req: Paramete
         res.setHeader('WWW-Authenticate', 'Bearer error="invalid_token"'); // RFC 6750 §3
         throw new Unauthenticated(deps.admin.disabled && token !== undefined && !JWT.test(token) ? 'the bootstrap admin token is disabled (WRIT_ADMIN_BOOTSTRAP_TOKEN); sign in as yourself' : 'the bearer token is neither a sign-in token of a configured identity provider for this broker (WRIT_ADMIN_AUDIENCE) nor the admin credential');
       }
+    } else if (consoleCookie(req) !== undefined && deps.consoleSessions && deps.people) {
+      // The console: a session cookie (SameSite=Strict), and for a change its CSRF token too.
+      const session = await deps.consoleSessions.session(consoleCookie(req)!);
+      if (!session) throw new Unauthenticated('the console session has ended; sign in again');
+      if (!SAFE_METHODS.has(req.method) && req.headers[CSRF_HEADER] !== session.csrf) throw new Forbidden(`a change from the console carries its ${CSRF_HEADER} header`);
+      req.principal = personPrincipal(session.person);
+      const role = await deps.people.roleOf(session.person);
+      if (role !== undefined) req.adminRole = role;
     } else {
       const live = await liveSvid(req, deps);
       if (!live) {

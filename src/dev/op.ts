@@ -81,6 +81,8 @@ export interface DevOpOptions {
   readonly keys: DevOpKeys;
   /** oidc-provider's Provider class: {@link loadOidcProvider} by default. */
   readonly Provider?: OidcProviderClass;
+  /** Where the console client may be sent back to: Writ's `<issuer>/console/callback` (the loopback URI of the CLI always). */
+  readonly consoleRedirectUris?: readonly string[];
 }
 
 export interface DevOp {
@@ -158,12 +160,13 @@ function configuration(options: DevOpOptions, keys: DevOpKeys, store: MemoryStor
       },
       {
         client_id: DEV_CONSOLE_CLIENT_ID,
-        application_type: 'native',
+        // A web client: its redirect is Writ's own https callback (the console), which a native client may not use on localhost.
+        application_type: 'web',
         token_endpoint_auth_method: 'none',
         // RFC 8628: `writ login --device` signs a person in from a terminal.
         grant_types: ['authorization_code', 'urn:ietf:params:oauth:grant-type:device_code'],
         response_types: ['code'],
-        redirect_uris: [DEV_REDIRECT_URI],
+        redirect_uris: [DEV_REDIRECT_URI, ...(options.consoleRedirectUris ?? [])],
         id_token_signed_response_alg: 'ES256',
       },
     ],

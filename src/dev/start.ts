@@ -84,7 +84,7 @@ export async function startDev(options: DevOptions): Promise<Dev> {
   const users = readUsers(files.users);
   const keys = await loadOrCreateKeys(join(dir, 'op-keys.json'));
   const host = options.env.WRIT_DEV_OP_HOST ?? '127.0.0.1';
-  const op = await startDevOp({ host, port: options.opPort, users, keys, ...(options.Provider ? { Provider: options.Provider } : {}) });
+  const op = await startDevOp({ host, port: options.opPort, users, keys, consoleRedirectUris: [`https://localhost:${options.port}/console/callback`], ...(options.Provider ? { Provider: options.Provider } : {}) });
   try {
     const token = adminToken(files.adminToken);
     const env: NodeJS.ProcessEnv = {

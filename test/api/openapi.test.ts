@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Express, Router } from 'express';
 import pino from 'pino';
-import { approvalsRouter, signInRouter, adminRouter, agentRouter, authzenRouter, bundleRouter, createApiApp, HttpMetrics, oauthRouter, openApiDocument, signalsRouter, svidRouter, tasksRouter, type AdminDeps } from '../../src/api';
+import { approvalsRouter, consoleRouter, signInRouter, adminRouter, agentRouter, authzenRouter, bundleRouter, createApiApp, HttpMetrics, oauthRouter, openApiDocument, signalsRouter, svidRouter, tasksRouter, type AdminDeps } from '../../src/api';
 import { systemRandom } from '../../src/core/random';
 import { serveApi } from '../support/api';
 import { documentedOperation, responseMismatches } from '../support/openapi';
@@ -31,6 +31,7 @@ function brokerApp(): Express {
       tasksRouter({ ...auth, tasks: none, events: none, resources: none }),
       approvalsRouter({ ...auth, approvals: none } as never),
       signInRouter({ clientId: 'writ-console', issuers: [] }),
+      consoleRouter({ signIn: none, roleOf: none }),
       signalsRouter({ intake: none }),
       adminRouter({ ...auth, limits: { trustDomain: 'example.org', x509SvidMaxTtl: 86400, jwtSvidMaxTtl: 3600 } } as unknown as AdminDeps),
     ],

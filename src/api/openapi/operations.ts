@@ -223,6 +223,34 @@ export const OPERATIONS: readonly Operation[] = [
     responses: { 200: json(s.signIn, 'The client id and the issuers (Cache-Control: max-age=300)') },
     errors: { ...BASE, 404: 'Sign-in is off (WRIT_ADMIN_AUDIENCE is not set)' }, errorKind: 'problem',
   },
+  // --- The console (issue 19): pages, and its sign-in (authorization code flow with PKCE) ---
+  ...([['', 'consolePage', 'text/html', 'The console (strict CSP: its own script and style only)'], ['app.js', 'consoleScript', 'text/javascript', 'The console\'s script'], ['app.css', 'consoleStyle', 'text/css', 'The console\'s style']] as const).map(
+    ([file, operationId, type, description]): Operation => ({ method: 'get', path: `/console/${file}`, operationId, tag: 'meta', caller: 'public', summary: description, responses: { 200: { description, content: { [type]: { type: 'string' } } } }, errors: BASE, errorKind: 'problem' }),
+  ),
+  {
+    method: 'get', path: '/console/login', operationId: 'consoleLogin', tag: 'meta', caller: 'public',
+    summary: 'Starts a sign-in at the identity provider (authorization code flow with PKCE, state and nonce), as Writ\'s client (WRIT_ADMIN_AUDIENCE).',
+    responses: { 302: { description: 'To the provider\'s authorization endpoint' } },
+    errors: { ...BASE, 400: 'issuer names no configured provider' }, errorKind: 'problem',
+  },
+  {
+    method: 'get', path: '/console/callback', operationId: 'consoleCallback', tag: 'meta', caller: 'public',
+    summary: 'The provider\'s redirect: exchanges the code, verifies the ID token (audience, nonce, RFC 9207 iss), and sets the session cookie (HttpOnly, Secure, SameSite=Strict).',
+    responses: { 302: { description: 'To /console/, with the session cookie' } },
+    errors: { ...BASE, 400: 'The sign-in cannot be finished (state unknown or used, a refusal, an ID token that does not verify)' }, errorKind: 'problem',
+  },
+  {
+    method: 'get', path: '/console/api/session', operationId: 'consoleSession', tag: 'meta', caller: 'public',
+    summary: 'Who is signed in to the console (the session cookie), their role, and the CSRF token every change must carry in X-Writ-CSRF.',
+    responses: { 200: json(s.consoleSession, 'The session (Cache-Control: no-store)') },
+    errors: { ...BASE, 401: 'Not signed in' }, errorKind: 'problem',
+  },
+  {
+    method: 'post', path: '/console/logout', operationId: 'consoleLogout', tag: 'meta', caller: 'public',
+    summary: 'Ends the console session (with its CSRF token).',
+    responses: { 204: { description: 'Signed out; the cookie is cleared' } },
+    errors: { ...BASE, 403: 'No CSRF token' }, errorKind: 'problem',
+  },
   // --- Approvals (a permit marked @approval("required")) ---
   {
     method: 'get', path: '/v1/approvals', operationId: 'listApprovals', tag: 'approvals', caller: 'approver-reader',

@@ -165,6 +165,7 @@ export const approvalList = z.strictObject({ approvals: z.array(approval) });
 export const roleBinding = z.strictObject({ id: z.string(), role: z.enum(['auditor', 'operator', 'admin']), issuer: z.string(), group: z.string().optional(), subject: z.string().optional(), created_by: z.string().describe('"config", or who created it') });
 export const roleBindingList = z.strictObject({ role_bindings: z.array(roleBinding) });
 export const signIn = z.strictObject({ client_id: z.string(), issuers: z.array(z.string()) });
+export const consoleSession = z.strictObject({ user: z.string(), issuer: z.string(), role: z.enum(['auditor', 'operator', 'admin']).optional(), csrf: z.string(), expires_at: time });
 export const taskEventsRecorded = z.strictObject({ recorded: z.number().int() });
 export const taskEnded = z.strictObject({ task_id: z.string(), revoked: z.number().int() });
 
