@@ -2,7 +2,7 @@ import { Router, type Request, type Response } from 'express';
 import { DomainError, problemType } from '../core/errors';
 import { z } from 'zod';
 import { APPROVAL_STATUSES, ApprovalError, approvalJson, type ApprovalStore, type Approver } from '../approvals';
-import { Forbidden, requireAdmin, Unauthenticated, type AuthDeps } from './auth';
+import { consoleCookie, CSRF_HEADER, Forbidden, requireAdmin, Unauthenticated, type AuthDeps } from './auth';
 import { peerSvid } from './peer';
 import { parseWith } from './validate';
 
@@ -36,8 +36,13 @@ export function approvalsRouter(deps: ApprovalRouteDeps): Router {
    */
   const approverOf = async (req: Request): Promise<Approver | undefined> => {
     const m = BEARER.exec(req.headers.authorization ?? '');
-    if (!m || !deps.people) return undefined;
-    return deps.people.person(m[1]!);
+    if (m && deps.people) return deps.people.person(m[1]!);
+    // The console: the session cookie, and for a decision its CSRF token.
+    const cookie = req.headers.authorization === undefined ? consoleCookie(req) : undefined;
+    const session = cookie !== undefined && deps.consoleSessions ? await deps.consoleSessions.session(cookie) : undefined;
+    if (!session) return undefined;
+    if (req.method !== 'GET' && req.headers[CSRF_HEADER] !== session.csrf) throw new Forbidden(`a change from the console carries its ${CSRF_HEADER} header`);
+    return session.person;
   };
   /** An approver, or an admin of any role (read-only routes: auditors read); else 401/403. */
   const reader = async (req: Request, res: Response): Promise<Approver | 'admin'> => {

@@ -52,7 +52,7 @@ const admin = async (path: string, method: string, body?: unknown) => {
 beforeAll(async () => {
   const port = await freePort();
   issuer = `https://localhost:${port}`;
-  const users = new Map([['alice', { name: 'alice', groups: ['eng'] }], ['sam', { name: 'sam', groups: ['secops'] }], ['alex', { name: 'alex', groups: ['audit'] }]]);
+  const users = new Map([['alice', { name: 'alice', groups: ['eng'] }], ['sam', { name: 'sam', groups: ['secops'] }], ['alex', { name: 'alex', groups: ['audit'] }], ['root', { name: 'root', groups: [] }]]);
   op = await startDevOp({ host: '127.0.0.1', port: 0, users, keys: { signing: [await newSigningKey()], cookies: [randomBytes(32).toString('base64url')] }, Provider: await importProvider(), consoleRedirectUris: [`${issuer}/console/callback`] });
   store = await createTestStore();
   work = mkdtempSync(join(tmpdir(), 'writ-browser-'));
@@ -67,7 +67,7 @@ beforeAll(async () => {
       WRIT_POLICY_FILE: policy,
       WRIT_IDENTITY_PROVIDERS: JSON.stringify([{ issuer: op.issuer, discovery: true, audience: DEV_CLIENT_ID, algorithms: ['ES256'] }]),
       WRIT_ADMIN_AUDIENCE: DEV_CONSOLE_CLIENT_ID,
-      WRIT_ADMIN_ROLES: JSON.stringify([{ role: 'operator', issuer: op.issuer, group: 'secops' }, { role: 'auditor', issuer: op.issuer, group: 'audit' }]),
+      WRIT_ADMIN_ROLES: JSON.stringify([{ role: 'operator', issuer: op.issuer, group: 'secops' }, { role: 'auditor', issuer: op.issuer, group: 'audit' }, { role: 'admin', issuer: op.issuer, subject: 'root' }]),
     }),
   );
   ca = readFileSync(join(store.dir, 'certs', 'ca.crt'), 'utf8');
@@ -147,5 +147,41 @@ it('an auditor sees the pages without a revoke button, and the API refuses the c
     return res.status;
   });
   expect(status).toBe(403);
+  await page.context().close();
+}, 60_000);
+
+it('an admin edits the policy set: validated before it can be saved, then in force as a new version', async () => {
+  const page = await signedIn('root');
+  await page.click('a[href="#policies"]');
+  await page.waitForSelector('#policy-version');
+  expect(await page.textContent('#policy-version')).toMatch(/^Version 1, by policy_file at /);
+  await page.fill('#policy-text', 'permit (principal, action, resource) when { principal.nonsense };');
+  await page.click('#validate-policy');
+  await page.waitForSelector('#policy-errors li');
+  expect(await page.textContent('#policy-errors')).toContain('nonsense');
+  expect(await page.isDisabled('#save-policy')).toBe(true);
+  await page.screenshot({ path: join(SHOTS, 'policies-invalid.png'), fullPage: true });
+  await page.fill('#policy-text', '@id("eng-read") permit (principal, action == Writ::Action::"read", resource) when { principal.groups.contains("eng") };\n@id("no-delete") forbid (principal, action == Writ::Action::"delete", resource);\n');
+  await page.click('#validate-policy');
+  await page.waitForSelector('#policy-valid');
+  await page.click('#save-policy');
+  await page.waitForSelector('#policy-saved');
+  expect(await page.textContent('#policy-saved')).toMatch(new RegExp(`^Version 2 in force\\. Audit #\\d+: policy\\.updated by user:${op.issuer.replace(/[.:/]/g, '\\$&')}#root\\.$`));
+  expect((await admin('/v1/admin/policies', 'GET')).json.version).toBe(2);
+  await page.click('a[href="#approvals"]');
+  await page.waitForSelector('#no-approvals');
+  await page.context().close();
+}, 60_000);
+
+it('an operator flips a connector\'s kill switch from the connectors page, audited as them', async () => {
+  const page = await signedIn('sam');
+  await page.click('a[href="#connectors"]');
+  await page.click(`button.connector-disable[data-spiffe-id="${AGENT}"]`);
+  await page.fill('#connector-panel input[name=reason]', 'compromised laptop');
+  await page.screenshot({ path: join(SHOTS, 'connectors.png'), fullPage: true });
+  await page.click('#confirm-connector');
+  await page.waitForSelector('#connector-done');
+  expect(await page.textContent('#connector-done')).toMatch(new RegExp(`connector\\.disabled by user:${op.issuer.replace(/[.:/]/g, '\\$&')}#sam \\(compromised laptop\\)\\.$`));
+  expect(await page.locator(`button.connector-enable[data-spiffe-id="${AGENT}"]`).count()).toBe(1);
   await page.context().close();
 }, 60_000);

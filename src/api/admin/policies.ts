@@ -1,6 +1,6 @@
 import { Router } from 'express';
 import { z } from 'zod';
-import type { PolicyStore } from '../../policy';
+import { validatePolicies, type PolicyStore } from '../../policy';
 import { principalOf } from '../auth';
 import { parseWith } from '../validate';
 
@@ -21,6 +21,11 @@ export function policiesRouter(deps: PolicyRouteDeps): Router {
   router.put('/v1/admin/policies', async (req, res) => {
     const version = await deps.policies.put(parseWith(policyBody, req.body).policies, principalOf(req));
     res.json({ version: version.version, created_at: version.createdAt.toISOString() });
+  });
+  // Validation alone, changing nothing (the console's validate-before-save): Cedar's errors, each with its policy and line.
+  router.post('/v1/admin/policies/validate', (req, res) => {
+    const checked = validatePolicies(parseWith(policyBody, req.body).policies);
+    res.json(checked.ok ? { valid: true } : { valid: false, errors: checked.errors });
   });
   return router;
 }

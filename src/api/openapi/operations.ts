@@ -356,6 +356,12 @@ export const OPERATIONS: readonly Operation[] = [
     body: jsonBody(policyBody),
     responses: { 200: json(s.policyVersion, 'The new version') }, errors: ADMIN_ERRORS, errorKind: 'problem',
   },
+  {
+    method: 'post', path: '/v1/admin/policies/validate', operationId: 'validatePolicies', tag: 'admin', caller: 'admin', role: 'auditor',
+    summary: 'Validates a policy set against the schema (strict) and changes nothing: valid, or Cedar\'s errors with their policy, line and column.',
+    body: jsonBody(policyBody),
+    responses: { 200: json(s.policyValidation, 'Whether it is valid, and why not') }, errors: ADMIN_ERRORS, errorKind: 'problem',
+  },
   // --- Admin: revocations, leases, connectors ---
   {
     method: 'post', path: '/v1/admin/revocations', operationId: 'revoke', tag: 'admin', caller: 'admin', role: 'operator',

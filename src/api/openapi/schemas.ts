@@ -166,6 +166,7 @@ export const roleBinding = z.strictObject({ id: z.string(), role: z.enum(['audit
 export const roleBindingList = z.strictObject({ role_bindings: z.array(roleBinding) });
 export const signIn = z.strictObject({ client_id: z.string(), issuers: z.array(z.string()) });
 export const consoleSession = z.strictObject({ user: z.string(), issuer: z.string(), role: z.enum(['auditor', 'operator', 'admin']).optional(), csrf: z.string(), expires_at: time });
+export const policyValidation = z.union([z.strictObject({ valid: z.literal(true) }), z.strictObject({ valid: z.literal(false), errors: z.array(z.string()) })]);
 export const taskEventsRecorded = z.strictObject({ recorded: z.number().int() });
 export const taskEnded = z.strictObject({ task_id: z.string(), revoked: z.number().int() });
 

@@ -108,7 +108,100 @@ async function auditPage() {
   );
 }
 
-const PAGES = { leases: leasesPage, audit: auditPage };
+// ── Connectors: their entries, and the kill switch ──────────────────────────────────────────
+async function connectorsPage() {
+  const { entries } = await api('/v1/admin/entries?limit=500');
+  const byId = new Map();
+  for (const e of entries) byId.set(e.spiffe_id, [...(byId.get(e.spiffe_id) ?? []), e]);
+  const panel = el('section', { id: 'connector-panel', hidden: '' });
+  const rows = [...byId].map(([spiffeId, list]) => ({ spiffeId, list, enabled: list.some((e) => e.enabled) }));
+  main.replaceChildren(el('h1', {}, 'Connectors'), table(rows, [
+    ['SPIFFE ID', (r) => r.spiffeId],
+    ['Entries', (r) => String(r.list.length)],
+    ['Owner', (r) => r.list[0].metadata?.owner ?? '–'],
+    ['State', (r) => (r.enabled ? 'enabled' : 'disabled')],
+    ['', (r) => (may('operator') ? killSwitch(r, panel) : '')],
+  ]), panel);
+}
+
+function killSwitch(row, panel) {
+  const action = row.enabled ? 'disable' : 'enable';
+  const button = el('button', { type: 'button', class: `connector-${action}`, 'data-spiffe-id': row.spiffeId }, row.enabled ? 'Disable…' : 'Enable…');
+  button.addEventListener('click', () => {
+    const reason = el('input', { name: 'reason', required: '', placeholder: 'why' });
+    const form = el('form', {}, el('label', {}, 'Reason ', reason), ' ', el('button', { type: 'submit', id: 'confirm-connector' }, row.enabled ? 'Disable: revoke every SVID and token' : 'Enable'));
+    panel.replaceChildren(el('h2', {}, `${row.enabled ? 'Disable' : 'Enable'} ${row.spiffeId}`), form);
+    panel.hidden = false;
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      if (!window.confirm(`${action} ${row.spiffeId}?`)) return;
+      await api(`/v1/admin/connectors/${encodeURIComponent(row.spiffeId)}/${action}`, { method: 'POST', body: { reason: reason.value } }).catch(fail);
+      const { events } = await api(`/v1/admin/audit?type=connector.${action}d&limit=1`);
+      await connectorsPage();
+      document.getElementById('connector-panel').replaceWith(el('p', { id: 'connector-done', role: 'status' }, `Audit #${events[0].seq}: ${events[0].type} by ${events[0].actor} (${events[0].details.reason}).`));
+    });
+  });
+  return button;
+}
+
+// ── Policies: the set in force, and a validate-before-save editor ─────────────────────────
+async function policiesPage() {
+  const current = await api('/v1/admin/policies');
+  const editor = el('textarea', { id: 'policy-text', rows: '18', cols: '100', spellcheck: 'false' });
+  editor.value = current.policies;
+  const result = el('div', { id: 'policy-result' });
+  const validate = el('button', { type: 'button', id: 'validate-policy' }, 'Validate');
+  const save = el('button', { type: 'button', id: 'save-policy', disabled: '' }, 'Save as a new version');
+  editor.addEventListener('input', () => save.setAttribute('disabled', ''));
+  validate.addEventListener('click', async () => {
+    const checked = await api('/v1/admin/policies/validate', { method: 'POST', body: { policies: editor.value } });
+    if (checked.valid) save.removeAttribute('disabled');
+    result.replaceChildren(checked.valid ? el('p', { id: 'policy-valid' }, 'Valid against the Writ schema.') : el('ul', { id: 'policy-errors' }, ...checked.errors.map((e) => el('li', {}, e))));
+  });
+  save.addEventListener('click', async () => {
+    if (!window.confirm('Apply this policy set from the next decision on every replica?')) return;
+    const saved = await api('/v1/admin/policies', { method: 'PUT', body: { policies: editor.value } });
+    const { events } = await api('/v1/admin/audit?type=policy.updated&limit=1');
+    result.replaceChildren(el('p', { id: 'policy-saved', role: 'status' }, `Version ${saved.version} in force. Audit #${events[0].seq}: policy.updated by ${events[0].actor}.`));
+    save.setAttribute('disabled', '');
+  });
+  main.replaceChildren(
+    el('h1', {}, 'Policies'),
+    el('p', { id: 'policy-version' }, current.version === 0 ? 'No policy yet: everything is denied.' : `Version ${current.version}, by ${current.created_by} at ${current.created_at}.`),
+    editor,
+    el('p', {}, may('admin') ? validate : '', ' ', may('admin') ? save : ''),
+    result,
+  );
+  if (!may('admin')) editor.setAttribute('readonly', '');
+}
+
+// ── Approvals waiting for an approver ────────────────────────────────────────────────────
+async function approvalsPage() {
+  const { approvals } = await api('/v1/approvals?status=pending');
+  main.replaceChildren(el('h1', {}, 'Pending approvals'), approvals.length === 0 ? el('p', { id: 'no-approvals' }, 'Nothing waits for an approver.') : table(approvals, [
+    ['User', (a) => a.user.sub],
+    ['Connector', (a) => a.connector],
+    ['Asks', (a) => `${a.tool} ${a.action} (${a.classification})`],
+    ['Reason', (a) => a.reason ?? '–'],
+    ['Expires', (a) => a.expires_at],
+    ['', (a) => decisionButtons(a)],
+  ]));
+}
+
+function decisionButtons(approval) {
+  const buttons = ['approve', 'deny'].map((d) => {
+    const b = el('button', { type: 'button', class: `approval-${d}` }, d === 'approve' ? 'Approve' : 'Deny');
+    b.addEventListener('click', async () => {
+      if (!window.confirm(`${d} ${approval.tool} for ${approval.user.sub}?`)) return;
+      const decided = await api(`/v1/approvals/${approval.id}/${d}`, { method: 'POST', body: {} }).catch(fail);
+      if (decided) await approvalsPage().then(() => main.append(el('p', { id: 'approval-done', role: 'status' }, `${decided.status} by ${decided.decided_by.sub}.`)));
+    });
+    return b;
+  });
+  return el('span', {}, ...buttons);
+}
+
+const PAGES = { leases: leasesPage, connectors: connectorsPage, policies: policiesPage, approvals: approvalsPage, audit: auditPage };
 
 function fail(err) {
   main.append(el('p', { role: 'alert', class: 'error' }, err.message));
@@ -133,7 +226,7 @@ async function start() {
     location.assign('/console/');
   });
   who.append(' ', out);
-  nav.replaceChildren(el('a', { href: '#leases' }, 'Leases'), ' ', el('a', { href: '#audit' }, 'Audit'));
+  nav.replaceChildren(...[['leases', 'Leases'], ['connectors', 'Connectors'], ['policies', 'Policies'], ['approvals', 'Approvals'], ['audit', 'Audit']].flatMap(([h, t]) => [el('a', { href: `#${h}` }, t), ' ']));
   if (session.role === undefined) {
     main.replaceChildren(el('p', { id: 'no-role' }, `Signed in as ${session.user}, who holds no admin role.`));
     return;
