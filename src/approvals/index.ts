@@ -26,9 +26,8 @@ import type { ApprovalRequirement } from '../policy';
 export const APPROVAL_STATUSES = ['pending', 'approved', 'denied', 'expired', 'revoked'] as const;
 export type ApprovalStatus = (typeof APPROVAL_STATUSES)[number];
 
-/** One request for approval, as stored and as the API shows it. */
-export interface Approval {
-  readonly id: string;
+/** The call that needs approval. */
+export interface ApprovalSubjectMatter {
   readonly taskId: string;
   readonly subject: string;
   readonly subjectIssuer: string;
@@ -37,6 +36,12 @@ export interface Approval {
   readonly tool: string;
   readonly action: string;
   readonly classification: string;
+  readonly reason?: string;
+}
+
+/** One request for approval, as stored and as the API shows it: the call it is for, and where it stands. */
+export interface Approval extends Omit<ApprovalSubjectMatter, 'reason'> {
+  readonly id: string;
   /** The request's stated reason (the connector's), if it gave one. */
   readonly reason: string | null;
   /** The permits that asked for approval, and the approvers' groups they named (empty: the configured one). */
@@ -52,19 +57,6 @@ export interface Approval {
   readonly decidedByIssuer: string | null;
   readonly decisionReason: string | null;
   readonly approvedUntil: Date | null;
-}
-
-/** The call that needs approval. */
-export interface ApprovalSubjectMatter {
-  readonly taskId: string;
-  readonly subject: string;
-  readonly subjectIssuer: string;
-  readonly connector: string;
-  readonly server: string;
-  readonly tool: string;
-  readonly action: string;
-  readonly classification: string;
-  readonly reason?: string;
 }
 
 /** An approver, from a verified ID token of the approvers' identity provider. */

@@ -16,7 +16,7 @@ import { createHmac } from 'node:crypto';
 import type { Clock } from '../core/clock';
 import type { Random } from '../core/random';
 import type { Prisma, PrismaClient } from '../db/generated/client';
-import type { Approval } from './index';
+import { approvalJson, type Approval } from './index';
 
 export interface WebhookSettings {
   readonly url: string;
@@ -42,27 +42,9 @@ export class WebhookOutbox {
   ) {}
 
   readonly announce = async (tx: Prisma.TransactionClient, event: 'approval.requested' | 'approval.decided', a: Approval): Promise<void> => {
-    const payload = {
-      type: event,
-      timestamp: this.deps.clock.now().toISOString(),
-      data: {
-        id: a.id,
-        status: a.status,
-        task_id: a.taskId,
-        user: { sub: a.subject, iss: a.subjectIssuer },
-        connector: a.connector,
-        server: a.server,
-        tool: a.tool,
-        action: a.action,
-        classification: a.classification,
-        ...(a.reason !== null && { reason: a.reason }),
-        expires_at: a.expiresAt.toISOString(),
-        ...(a.decidedBy !== null && { decided_by: { sub: a.decidedBy, iss: a.decidedByIssuer } }),
-        ...(a.approvedUntil && { approved_until: a.approvedUntil.toISOString() }),
-        url: this.deps.approvalUrl(a.id),
-      },
-    };
-    await tx.webhookDelivery.create({ data: { id: this.deps.random.uuid(), event, payload, nextAttemptAt: this.deps.clock.now() } });
+    // The data is the API's view of the request (GET /v1/approvals/{id}), with the URL approvers open.
+    const payload = { type: event, timestamp: this.deps.clock.now().toISOString(), data: approvalJson(a, this.deps.approvalUrl(a.id)) };
+    await tx.webhookDelivery.create({ data: { id: this.deps.random.uuid(), event, payload: payload as object, nextAttemptAt: this.deps.clock.now() } });
   };
 }
 

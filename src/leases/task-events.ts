@@ -19,6 +19,7 @@ import { isUuid } from '../core/uuid';
 import type { PrismaClient, Prisma } from '../db/generated/client';
 import { GroupCommit } from '../db/group-commit';
 import { CLASSIFICATIONS, classificationLevel, isClassification, type Classification, type ToolAction } from '../policy/schema';
+import type { PolicyTaskHistory } from '../policy/engine';
 
 /** How a call ended, as its server reported it; `permitted` until then. */
 export type TaskEventOutcome = 'permitted' | 'ok' | 'error' | 'unknown';
@@ -52,24 +53,9 @@ export interface TaskEventRef {
   readonly at: string;
 }
 
-/**
- * What policy sees of a task's history, as `context.task` (the Cedar schema's `TaskHistory`).
- * Levels are {@link classificationLevel}s, -1 when nothing was read (or written).
- */
-export interface TaskHistory {
-  /** The number of calls recorded: grows with every new call, so it versions the history. */
-  readonly calls: number;
-  /** The tools called, by name. */
-  readonly toolsCalled: readonly string[];
-  /** The resource (MCP server) URIs called. */
-  readonly servers: readonly string[];
-  /** What the calls touched, as their servers named it. */
-  readonly resources: readonly string[];
-  readonly maxClassificationRead: number;
-  readonly maxClassificationWritten: number;
-  /** Calls of tools registered with `egress: true`. */
-  readonly egressCalls: number;
-  /** The earliest call that read at {@link maxClassificationRead}. */
+/** What policy sees of a task's history, as `context.task` (the Cedar schema's `TaskHistory`), and the call that read the most. */
+export interface TaskHistory extends PolicyTaskHistory {
+  /** The earliest call that read at `maxClassificationRead` (named in a refusal's audit row). */
   readonly maxReadBy?: TaskEventRef;
 }
 

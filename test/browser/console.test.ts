@@ -8,31 +8,22 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { startBroker, type Broker } from '../../src/broker';
-import { DEV_CLIENT_ID, DEV_CONSOLE_CLIENT_ID, startDevOp, type DevOp, type OidcProviderClass } from '../../src/dev/op';
+import { DEV_CLIENT_ID, DEV_CONSOLE_CLIENT_ID, startDevOp, type DevOp } from '../../src/dev/op';
 import { fetchIdToken } from '../../src/dev/id-token';
 import { newSigningKey } from '../../src/dev/keys';
 import { attestWithJoinToken } from '../support/attest';
 import { testConfig } from '../support/config';
+import { freePort, importOidcProvider } from '../support/oidc-op';
 import { createTestStore, type TestStore } from '../support/database';
 import { httpsRequest } from '../support/https';
 
 const SHOTS = join(__dirname, '../../test-results/console');
 const RESOURCE = 'https://mcp.console.test/github';
 const AGENT = 'spiffe://console.test/agent/assistant';
-const importProvider = async (): Promise<OidcProviderClass> => {
-  const warn = jest.spyOn(console, 'warn').mockImplementation(() => undefined);
-  try {
-    return ((await (0, eval)('import("oidc-provider")')) as { Provider: OidcProviderClass }).Provider;
-  } finally {
-    warn.mockRestore();
-  }
-};
-const freePort = () => new Promise<number>((resolve) => { const s = createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)); }); });
 
 let op: DevOp;
 let store: TestStore;
@@ -53,7 +44,7 @@ beforeAll(async () => {
   const port = await freePort();
   issuer = `https://localhost:${port}`;
   const users = new Map([['alice', { name: 'alice', groups: ['eng'] }], ['sam', { name: 'sam', groups: ['secops'] }], ['alex', { name: 'alex', groups: ['audit'] }], ['root', { name: 'root', groups: [] }]]);
-  op = await startDevOp({ host: '127.0.0.1', port: 0, users, keys: { signing: [await newSigningKey()], cookies: [randomBytes(32).toString('base64url')] }, Provider: await importProvider(), consoleRedirectUris: [`${issuer}/console/callback`] });
+  op = await startDevOp({ host: '127.0.0.1', port: 0, users, keys: { signing: [await newSigningKey()], cookies: [randomBytes(32).toString('base64url')] }, Provider: await importOidcProvider(), consoleRedirectUris: [`${issuer}/console/callback`] });
   store = await createTestStore();
   work = mkdtempSync(join(tmpdir(), 'writ-browser-'));
   const policy = join(work, 'policy.cedar');

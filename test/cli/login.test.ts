@@ -9,22 +9,14 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startBroker, type Broker } from '../../src/broker';
-import { DEV_CLIENT_ID, DEV_CONSOLE_CLIENT_ID, startDevOp, type DevOp, type OidcProviderClass } from '../../src/dev/op';
+import { DEV_CLIENT_ID, DEV_CONSOLE_CLIENT_ID, startDevOp, type DevOp } from '../../src/dev/op';
 import { approveDeviceCode } from '../../src/dev/id-token';
 import { newSigningKey } from '../../src/dev/keys';
 import { CLI, writ } from '../support/cli';
 import { testConfig } from '../support/config';
+import { importOidcProvider } from '../support/oidc-op';
 import { createTestStore, type TestStore } from '../support/database';
 
-// oidc-provider is ESM-only: jest loads it with a native import (dist uses require(esm)); its Node 20 notice is dropped.
-const importProvider = async (): Promise<OidcProviderClass> => {
-  const warn = jest.spyOn(console, 'warn').mockImplementation(() => undefined);
-  try {
-    return ((await (0, eval)('import("oidc-provider")')) as { Provider: OidcProviderClass }).Provider;
-  } finally {
-    warn.mockRestore();
-  }
-};
 
 let op: DevOp;
 let store: TestStore;
@@ -33,7 +25,7 @@ let env: Record<string, string>;
 let dir: string;
 
 beforeAll(async () => {
-  op = await startDevOp({ host: '127.0.0.1', port: 0, users: new Map([['sam', { name: 'sam', groups: ['secops'] }]]), keys: { signing: [await newSigningKey()], cookies: [randomBytes(32).toString('base64url')] }, Provider: await importProvider() });
+  op = await startDevOp({ host: '127.0.0.1', port: 0, users: new Map([['sam', { name: 'sam', groups: ['secops'] }]]), keys: { signing: [await newSigningKey()], cookies: [randomBytes(32).toString('base64url')] }, Provider: await importOidcProvider() });
   store = await createTestStore();
   broker = await startBroker(
     testConfig(store, {

@@ -7,25 +7,16 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { startBroker, type Broker } from '../../src/broker';
-import { DEV_CLIENT_ID, DEV_CONSOLE_CLIENT_ID, startDevOp, type DevOp, type OidcProviderClass } from '../../src/dev/op';
+import { DEV_CLIENT_ID, DEV_CONSOLE_CLIENT_ID, startDevOp, type DevOp } from '../../src/dev/op';
 import { CookieJar } from '../../src/dev/id-token';
 import { newSigningKey } from '../../src/dev/keys';
 import { testConfig } from '../support/config';
+import { freePort, importOidcProvider } from '../support/oidc-op';
 import { createTestStore, type TestStore } from '../support/database';
 import { httpsRequest } from '../support/https';
 
-const importProvider = async (): Promise<OidcProviderClass> => {
-  const warn = jest.spyOn(console, 'warn').mockImplementation(() => undefined);
-  try {
-    return ((await (0, eval)('import("oidc-provider")')) as { Provider: OidcProviderClass }).Provider;
-  } finally {
-    warn.mockRestore();
-  }
-};
-const freePort = () => new Promise<number>((resolve) => { const s = createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)); }); });
 
 let op: DevOp;
 let store: TestStore;
@@ -36,7 +27,7 @@ let ca: string;
 beforeAll(async () => {
   const port = await freePort();
   issuer = `https://localhost:${port}`;
-  op = await startDevOp({ host: '127.0.0.1', port: 0, users: new Map([['sam', { name: 'sam', groups: ['secops'] }], ['nina', { name: 'nina', groups: ['eng'] }]]), keys: { signing: [await newSigningKey()], cookies: [randomBytes(32).toString('base64url')] }, Provider: await importProvider(), consoleRedirectUris: [`${issuer}/console/callback`] });
+  op = await startDevOp({ host: '127.0.0.1', port: 0, users: new Map([['sam', { name: 'sam', groups: ['secops'] }], ['nina', { name: 'nina', groups: ['eng'] }]]), keys: { signing: [await newSigningKey()], cookies: [randomBytes(32).toString('base64url')] }, Provider: await importOidcProvider(), consoleRedirectUris: [`${issuer}/console/callback`] });
   store = await createTestStore();
   broker = await startBroker(
     testConfig(store, {

@@ -11,6 +11,7 @@
  * ```
  */
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
 import { importJWK, SignJWT, type JWK } from 'jose';
 import { fetchIdToken } from '../../src/dev/id-token';
 import { newSigningKey, type DevOpKeys } from '../../src/dev/keys';
@@ -30,6 +31,16 @@ export async function importOidcProvider(): Promise<OidcProviderClass> {
   } finally {
     console.warn = warn;
   }
+}
+
+/** A TCP port free on 127.0.0.1 now (a broker whose URL must be known before it starts: its issuer, a provider's redirect URI). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
 }
 
 export interface TestOp {
