@@ -6,18 +6,17 @@
  * same pages without a revoke button, and the API refuses the change anyway. Screenshots of each
  * page are saved under test-results/console/.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { startBroker, type Broker } from '../../src/broker';
-import { DEV_CLIENT_ID, DEV_CONSOLE_CLIENT_ID, startDevOp, type DevOp } from '../../src/dev/op';
+import { DEV_CLIENT_ID, DEV_CONSOLE_CLIENT_ID } from '../../src/dev/op';
 import { fetchIdToken } from '../../src/dev/id-token';
-import { newSigningKey } from '../../src/dev/keys';
 import { attestWithJoinToken } from '../support/attest';
 import { testConfig } from '../support/config';
-import { freePort, importOidcProvider } from '../support/oidc-op';
+import { startDevOpProcess, type DevOpProcess } from '../support/dev-op-process';
+import { freePort } from '../support/oidc-op';
 import { createTestStore, type TestStore } from '../support/database';
 import { httpsRequest } from '../support/https';
 
@@ -25,7 +24,7 @@ const SHOTS = join(__dirname, '../../test-results/console');
 const RESOURCE = 'https://mcp.console.test/github';
 const AGENT = 'spiffe://console.test/agent/assistant';
 
-let op: DevOp;
+let op: DevOpProcess;
 let store: TestStore;
 let broker: Broker;
 let browser: Browser;
@@ -43,8 +42,7 @@ const admin = async (path: string, method: string, body?: unknown) => {
 beforeAll(async () => {
   const port = await freePort();
   issuer = `https://localhost:${port}`;
-  const users = new Map([['alice', { name: 'alice', groups: ['eng'] }], ['sam', { name: 'sam', groups: ['secops'] }], ['alex', { name: 'alex', groups: ['audit'] }], ['root', { name: 'root', groups: [] }]]);
-  op = await startDevOp({ host: '127.0.0.1', port: 0, users, keys: { signing: [await newSigningKey()], cookies: [randomBytes(32).toString('base64url')] }, Provider: await importOidcProvider(), consoleRedirectUris: [`${issuer}/console/callback`] });
+  op = await startDevOpProcess({ users: { alice: ['eng'], sam: ['secops'], alex: ['audit'], root: [] }, consoleRedirectUris: [`${issuer}/console/callback`] });
   store = await createTestStore();
   work = mkdtempSync(join(tmpdir(), 'writ-browser-'));
   const policy = join(work, 'policy.cedar');

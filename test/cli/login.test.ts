@@ -4,28 +4,26 @@
  * own pages; the broker names where to sign in (GET /v1/sign-in) and decides the role.
  */
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startBroker, type Broker } from '../../src/broker';
-import { DEV_CLIENT_ID, DEV_CONSOLE_CLIENT_ID, startDevOp, type DevOp } from '../../src/dev/op';
+import { DEV_CLIENT_ID, DEV_CONSOLE_CLIENT_ID } from '../../src/dev/op';
 import { approveDeviceCode } from '../../src/dev/id-token';
-import { newSigningKey } from '../../src/dev/keys';
 import { CLI, writ } from '../support/cli';
 import { testConfig } from '../support/config';
-import { importOidcProvider } from '../support/oidc-op';
+import { startDevOpProcess, type DevOpProcess } from '../support/dev-op-process';
 import { createTestStore, type TestStore } from '../support/database';
 
 
-let op: DevOp;
+let op: DevOpProcess;
 let store: TestStore;
 let broker: Broker;
 let env: Record<string, string>;
 let dir: string;
 
 beforeAll(async () => {
-  op = await startDevOp({ host: '127.0.0.1', port: 0, users: new Map([['sam', { name: 'sam', groups: ['secops'] }]]), keys: { signing: [await newSigningKey()], cookies: [randomBytes(32).toString('base64url')] }, Provider: await importOidcProvider() });
+  op = await startDevOpProcess({ users: { sam: ['secops'] } });
   store = await createTestStore();
   broker = await startBroker(
     testConfig(store, {

@@ -5,20 +5,19 @@
  * with the role the person's bindings give and, for every change, the session's CSRF token.
  * Driven over HTTP as a browser would be (the pages and their browser tests come next).
  */
-import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startBroker, type Broker } from '../../src/broker';
-import { DEV_CLIENT_ID, DEV_CONSOLE_CLIENT_ID, startDevOp, type DevOp } from '../../src/dev/op';
+import { DEV_CLIENT_ID, DEV_CONSOLE_CLIENT_ID } from '../../src/dev/op';
 import { CookieJar } from '../../src/dev/id-token';
-import { newSigningKey } from '../../src/dev/keys';
 import { testConfig } from '../support/config';
-import { freePort, importOidcProvider } from '../support/oidc-op';
+import { startDevOpProcess, type DevOpProcess } from '../support/dev-op-process';
+import { freePort } from '../support/oidc-op';
 import { createTestStore, type TestStore } from '../support/database';
 import { httpsRequest } from '../support/https';
 
 
-let op: DevOp;
+let op: DevOpProcess;
 let store: TestStore;
 let broker: Broker;
 let issuer: string;
@@ -27,7 +26,7 @@ let ca: string;
 beforeAll(async () => {
   const port = await freePort();
   issuer = `https://localhost:${port}`;
-  op = await startDevOp({ host: '127.0.0.1', port: 0, users: new Map([['sam', { name: 'sam', groups: ['secops'] }], ['nina', { name: 'nina', groups: ['eng'] }]]), keys: { signing: [await newSigningKey()], cookies: [randomBytes(32).toString('base64url')] }, Provider: await importOidcProvider(), consoleRedirectUris: [`${issuer}/console/callback`] });
+  op = await startDevOpProcess({ users: { sam: ['secops'], nina: ['eng'] }, consoleRedirectUris: [`${issuer}/console/callback`] });
   store = await createTestStore();
   broker = await startBroker(
     testConfig(store, {
