@@ -147,7 +147,8 @@ export class AccessEvaluator {
 
     const engine = await this.deps.policies.engine();
     const risk = (await this.deps.userRisk?.(issuer, subject.id)) ?? task.subjectRisk ?? 'unknown';
-    const history = this.deps.history ? await this.deps.history.history(task.id) : EMPTY_TASK_HISTORY;
+    // Read only when some policy reads it: a query per call saved otherwise (the permitted call is recorded either way).
+    const history = this.deps.history && engine.readsTaskHistory ? await this.deps.history.history(task.id) : EMPTY_TASK_HISTORY;
     const decision: PolicyDecision = engine.decide({
       kind: 'action',
       action: wanted,

@@ -89,7 +89,7 @@ import { JwksUnavailable, RemoteJwks, StaticJwks, type KeySource } from '../jwt'
 import { systemClock, type Clock } from '../core/clock';
 import { InvalidRequest, InvalidToken, OAuthError, oauthText, TemporarilyUnavailable } from '../tokens/errors';
 import { certificateThumbprint, type AccessTokenClaims } from '../tokens/access-token';
-import type { Action } from '../tokens/authorization-details';
+import { classificationLevel, type Action, type Classification } from '../tokens/authorization-details';
 import { verifyAccessToken } from '../tokens/verify';
 import { mcpAuthInfo, writIdentity, type McpAuthInfo, type WritIdentity } from './identity';
 import { introspector, type IntrospectionOptions } from './introspection';
@@ -392,10 +392,9 @@ function callActions(claims: AccessTokenClaims, tool: string, toolActions: ToolA
 }
 
 /** The highest classification the token grants the tool at (the broker takes it if above the registry's). */
-function classificationOf(claims: AccessTokenClaims, tool: string): { classification?: string } {
-  const order = ['public', 'internal', 'confidential', 'restricted'];
-  const levels = claims.authorization_details.filter((d) => d.tools.includes(tool) && d.data_classification !== undefined).map((d) => order.indexOf(d.data_classification!));
-  return levels.length === 0 ? {} : { classification: order[Math.max(...levels)]! };
+function classificationOf(claims: AccessTokenClaims, tool: string): { classification?: Classification } {
+  const declared = claims.authorization_details.filter((d) => d.tools.includes(tool)).flatMap((d) => (d.data_classification === undefined ? [] : [d.data_classification]));
+  return declared.length === 0 ? {} : { classification: declared.reduce((a, b) => (classificationLevel(b) > classificationLevel(a) ? b : a)) };
 }
 
 /** RFC 6750 §3: a request with no authentication at all gets a challenge without an error code. */

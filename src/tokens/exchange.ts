@@ -221,7 +221,7 @@ export class TokenExchange {
       const engine = await this.deps.policies.engine();
       const task = await this.task(request, subject, connector.spiffeId);
       // A task already under way (a named task_id, a chained hop) brings what it did before, on any server.
-      const history = task.pending || !this.deps.history ? EMPTY_TASK_HISTORY : await this.deps.history.history(task.id);
+      const history = task.pending || !this.deps.history || !engine.readsTaskHistory ? EMPTY_TASK_HISTORY : await this.deps.history.history(task.id);
       const { granted, decisions, approvalTools } = this.decide(engine, { resource, wanted, subject, connector, depth: chain.depth, taskId: task.id, binding: binding.kind, history });
       audit = { ...audit, taskId: task.id, policyVersion: engine.version, decisions, ...(history.calls > 0 && { taskHistory: historyForAudit(history) }), ...(chain.dropped.length > 0 && { attenuated: chain.dropped }) };
       if (granted.length === 0) throw new AccessDenied('policy allows none of the requested tools and actions now');
