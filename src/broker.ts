@@ -209,6 +209,8 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
     baseUrl: config.issuer,
     clientId: config.adminAudience!,
     issuers: config.identityProviders.map((p) => p.issuer),
+    sessionTtl: config.consoleSessionTtl,
+    idleTimeout: config.consoleIdleTimeout,
     verify: async (idToken) => {
       const id = await adminProviders.verify(idToken);
       return { person: { sub: id.sub, iss: id.iss, groups: id.groups }, expiresAt: id.exp, nonce: id.claims.nonce };
@@ -281,7 +283,7 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
     errorHandlers: [oauthErrorHandler(new OAuthRefusals(refusals)), signalsErrorHandler(signals)],
     before: [forwardedClientCertificates({ proxies: config.trustedProxies, bundle, clock })],
     routers: [
-      oauthRouter({ issuer: config.issuer, exchange, introspection, revocation: tokenRevocation, admin, trustDomain: config.trustDomain }),
+      oauthRouter({ issuer: config.issuer, exchange, introspection, revocation: tokenRevocation, admin, trustDomain: config.trustDomain, ...(people && { people }) }),
       bundleRouter(bundle),
       svidRouter({ ...auth, issuer, denylist: () => svidDenylist(db.prisma, rotator, { issuer: config.issuer, clock }) }),
       authzenRouter({ ...auth, evaluator, issuer: config.issuer }),

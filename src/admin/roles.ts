@@ -36,14 +36,18 @@ export interface AdminRoleBinding {
 
 export type AdminRoleBindingConfig = Omit<AdminRoleBinding, 'id' | 'createdBy'>;
 
-const bindingShape = z
-  .strictObject({
-    role: z.enum(ADMIN_ROLES),
-    issuer: z.string().url().max(2048),
-    group: z.string().min(1).max(256).optional(),
-    subject: z.string().min(1).max(512).optional(),
-  })
-  .refine((b) => (b.group === undefined) !== (b.subject === undefined), { message: 'a binding names exactly one of group and subject' });
+const bindingFields = {
+  role: z.enum(ADMIN_ROLES),
+  issuer: z.string().url().max(2048),
+  group: z.string().min(1).max(256).optional(),
+  subject: z.string().min(1).max(512).optional(),
+};
+const oneOfGroupOrSubject = [(b: { group?: string; subject?: string }) => (b.group === undefined) !== (b.subject === undefined), { message: 'a binding names exactly one of group and subject' }] as const;
+const bindingShape = z.strictObject(bindingFields).refine(...oneOfGroupOrSubject);
+/** A binding made through the API, and why (recorded in its audit event). */
+export const roleBindingCreateRequest = z.strictObject({ ...bindingFields, reason: z.string().min(1).max(512).optional() }).refine(...oneOfGroupOrSubject);
+/** Why a binding is removed (`DELETE …?reason=`). */
+export const roleBindingDeleteQuery = z.strictObject({ reason: z.string().min(1).max(512).optional() });
 
 /** `WRIT_ADMIN_ROLES` / `admin_roles`: `[{role, issuer, group | subject}]`. */
 export const adminRoleBindingsSchema = z.array(bindingShape).max(256);
@@ -102,23 +106,23 @@ export class RoleBindings {
     return best;
   }
 
-  async create(input: AdminRoleBindingConfig, actor: string): Promise<AdminRoleBinding> {
+  async create(input: AdminRoleBindingConfig, actor: string, reason?: string): Promise<AdminRoleBinding> {
     const all = await this.list();
     if (all.some((b) => b.role === input.role && b.issuer === input.issuer && b.group === input.group && b.subject === input.subject)) throw new RoleBindingError(409, 'role-binding-exists', 'the same binding exists already');
     const id = this.deps.random.uuid();
     await this.prisma.$transaction(async (tx) => {
       await tx.roleBinding.create({ data: { id, role: input.role, issuer: input.issuer, group: input.group ?? null, subject: input.subject ?? null, createdBy: actor, createdAt: this.deps.clock.now() } });
-      await this.deps.audit(tx, { type: 'role_binding.created', actor, details: { bindingId: id, role: input.role, issuer: input.issuer, ...(input.group !== undefined && { group: input.group }), ...(input.subject !== undefined && { subject: input.subject }) } });
+      await this.deps.audit(tx, { type: 'role_binding.created', actor, details: { bindingId: id, role: input.role, issuer: input.issuer, ...(input.group !== undefined && { group: input.group }), ...(input.subject !== undefined && { subject: input.subject }), ...(reason !== undefined && { reason }) } });
     });
     return { ...input, id, createdBy: actor };
   }
 
-  async delete(id: string, actor: string): Promise<void> {
+  async delete(id: string, actor: string, reason?: string): Promise<void> {
     if (id.startsWith('config-')) throw new RoleBindingError(409, 'role-binding-exists', 'a binding from the configuration (WRIT_ADMIN_ROLES) is removed there');
     await this.prisma.$transaction(async (tx) => {
       const gone = await tx.roleBinding.deleteMany({ where: { id } });
       if (gone.count === 0) throw new RoleBindingError(404, 'role-binding-not-found', `no role binding ${id.slice(0, 64)}`);
-      await this.deps.audit(tx, { type: 'role_binding.deleted', actor, details: { bindingId: id } });
+      await this.deps.audit(tx, { type: 'role_binding.deleted', actor, details: { bindingId: id, ...(reason !== undefined && { reason }) } });
     });
   }
 }

@@ -22,9 +22,10 @@ const BEARER = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/;
 
 /**
  * Approval requests (issue 18): approvers — users of the approvers' group at the approvers'
- * identity provider, signed in with an ID token as `Authorization: Bearer` — list, read, approve
- * and deny them; an admin may list and read; the task's connector (by its X.509-SVID) may read
- * its own. Every decision is audited with the approver's identity.
+ * identity provider, signed in with an ID token as `Authorization: Bearer` or in the console —
+ * list, read, approve and deny them; a person with an admin role lists and reads them all, and
+ * an operator (or admin) may deny any; the task's connector (by its X.509-SVID) may read its own.
+ * Every decision is audited with the person's identity.
  */
 export function approvalsRouter(deps: ApprovalRouteDeps): Router {
   const router = Router();
@@ -80,7 +81,12 @@ export function approvalsRouter(deps: ApprovalRouteDeps): Router {
       const approver = await approverOf(req);
       if (!approver) throw new Unauthenticated(deps.people ? 'approvers sign in with a token of the approvers\' identity provider for this broker (WRIT_ADMIN_AUDIENCE) as Authorization: Bearer' : 'approvals are decided by people signed in, and sign-in is off: set WRIT_ADMIN_AUDIENCE');
       const body = parseWith(decisionBody, req.body ?? {});
-      const decided = await deps.approvals.decide(String(req.params.id), approver, decision, { ...(body.reason !== undefined && { reason: body.reason }), ...(body.valid_for !== undefined && { validFor: body.valid_for }) });
+      const role = await deps.people!.roleOf(approver);
+      const decided = await deps.approvals.decide(String(req.params.id), approver, decision, {
+        ...(body.reason !== undefined && { reason: body.reason }),
+        ...(body.valid_for !== undefined && { validFor: body.valid_for }),
+        operator: role === 'operator' || role === 'admin',
+      });
       res.setHeader('Cache-Control', 'no-store');
       res.json(approvalJson(decided, deps.approvals.urlOf(decided.id)));
     });

@@ -86,7 +86,7 @@ describe('POST /oauth2/introspect (RFC 7662)', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('cache-control')).toBe('no-store');
     expect(await res.json()).toEqual({ active: true, token_type: 'Bearer', sub: 'alice' });
-    expect(calls).toEqual([{ endpoint: 'introspect', caller: { admin: true }, form: { token: 'abc' } }]);
+    expect(calls).toEqual([{ endpoint: 'introspect', caller: { admin: true, principal: 'admin' }, form: { token: 'abc' } }]);
   });
 
   it('hands a caller without the admin credential over as an SVID caller (none over plain HTTP)', async () => {
@@ -109,7 +109,7 @@ describe('POST /oauth2/revoke (RFC 7009)', () => {
     const res = await form('/oauth2/revoke', 'token=abc&token_type_hint=access_token', { authorization: `Bearer ${ADMIN_TOKEN}` });
     expect(res.status).toBe(200);
     expect(await res.text()).toBe('');
-    expect(calls).toEqual([{ endpoint: 'revoke', caller: { admin: true }, form: { token: 'abc', token_type_hint: 'access_token' } }]);
+    expect(calls).toEqual([{ endpoint: 'revoke', caller: { admin: true, principal: 'admin' }, form: { token: 'abc', token_type_hint: 'access_token' } }]);
   });
 
   it('answers 503 temporarily_unavailable when the service cannot answer (never a false 200), and records it', async () => {

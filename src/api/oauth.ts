@@ -1,8 +1,9 @@
 import { Router, type ErrorRequestHandler, type Request, type Response } from 'express';
-import type { AdminCredentials } from '../admin';
+import { personPrincipal, roleCovers, type AdminCredentials, type AdminRole } from '../admin';
 import { DomainError } from '../core/errors';
 import {
   ADMIN_CALLER,
+  InvalidClient,
   InvalidRequest,
   isOAuthError,
   OAuthError,
@@ -18,6 +19,7 @@ import {
   type TokenExchange,
   type TokenRevocation,
 } from '../tokens';
+import type { PeopleAuth } from './auth';
 import { noteRefusal } from './logging';
 import { peerLeaf, peerSvid } from './peer';
 
@@ -28,6 +30,8 @@ export interface OAuthDeps {
   revocation: Pick<TokenRevocation, 'revoke'>;
   admin: Pick<AdminCredentials, 'verify'>;
   trustDomain: string;
+  /** People signed in (WRIT_ADMIN_AUDIENCE): an auditor introspects any token, an operator revokes any. */
+  people?: PeopleAuth;
 }
 
 /** RFC 6749 §5.1: token responses are never cached. */
@@ -51,8 +55,21 @@ const formOf = (req: Request) => (req.body ?? {}) as Record<string, unknown>;
 /** The OAuth endpoints: token exchange, introspection, revocation and metadata. */
 export function oauthRouter(deps: OAuthDeps): Router {
   const router = Router();
-  /** The admin (bearer credential), or the TLS client's SVID; the services check that the SVID is live. */
-  const callerOf = (req: Request): OAuthCaller => (isBearerAdmin(req, deps.admin) ? ADMIN_CALLER : { admin: false, svid: peerSvid(req, deps.trustDomain) });
+  /**
+   * The admin (the bootstrap credential, or a person's sign-in token with at least `needed`), or
+   * the TLS client's SVID; the services check that the SVID is live. A sign-in token with a role
+   * too small, or none, is refused rather than read as no credential.
+   */
+  const callerOf = async (req: Request, needed: AdminRole): Promise<OAuthCaller> => {
+    if (isBearerAdmin(req, deps.admin)) return ADMIN_CALLER;
+    const bearer = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/.exec(req.headers.authorization ?? '');
+    const person = bearer && deps.people ? await deps.people.person(bearer[1]!) : undefined;
+    if (person) {
+      if (!roleCovers(await deps.people!.roleOf(person), needed)) throw new InvalidClient(`${personPrincipal(person)} does not hold the ${needed} role`);
+      return { admin: true, principal: personPrincipal(person) };
+    }
+    return { admin: false, svid: peerSvid(req, deps.trustDomain) };
+  };
 
   // RFC 8414 §3.
   router.get('/.well-known/oauth-authorization-server', (_req, res) => {
@@ -65,7 +82,7 @@ export function oauthRouter(deps: OAuthDeps): Router {
       grant_types_supported: [TOKEN_EXCHANGE_GRANT_TYPE],
       // RFC 8705 §2.1.1; draft-ietf-oauth-spiffe-client-auth (a JWT-SVID as client_assertion).
       token_endpoint_auth_methods_supported: ['tls_client_auth', JWT_SPIFFE_AUTH_METHOD],
-      introspection_endpoint_auth_methods_supported: ['tls_client_auth'], // admins may also use their bearer credential
+      introspection_endpoint_auth_methods_supported: ['tls_client_auth'], // admins and people with a role may also use a bearer token
       revocation_endpoint_auth_methods_supported: ['tls_client_auth'],
       tls_client_certificate_bound_access_tokens: true, // RFC 8705 §3.3
       dpop_signing_alg_values_supported: [...DPOP_SIGNING_ALGORITHMS], // RFC 9449 §5.1
@@ -92,12 +109,12 @@ export function oauthRouter(deps: OAuthDeps): Router {
 
   // RFC 7662: a resource introspects tokens issued for itself; an admin, any.
   router.post('/oauth2/introspect', async (req, res) => {
-    noStore(res).json(await deps.introspection.introspect(callerOf(req), formOf(req)));
+    noStore(res).json(await deps.introspection.introspect(await callerOf(req, 'auditor'), formOf(req)));
   });
 
   // RFC 7009: by the token's own connector or an admin; 200 for unknown tokens; revoked durably before the answer.
   router.post('/oauth2/revoke', async (req, res) => {
-    await deps.revocation.revoke(callerOf(req), formOf(req));
+    await deps.revocation.revoke(await callerOf(req, 'operator'), formOf(req));
     noStore(res).status(200).end();
   });
 

@@ -169,10 +169,12 @@ export class ApprovalStore {
    * holds for `validFor` seconds (at most the configured validity). Throws {@link ApprovalError}:
    * 404 unknown, 403 not an approver of it, 409 no longer pending.
    */
-  async decide(id: string, approver: Approver, decision: 'approve' | 'deny', opts: { reason?: string; validFor?: number } = {}): Promise<Approval> {
+  async decide(id: string, approver: Approver, decision: 'approve' | 'deny', opts: { reason?: string; validFor?: number; operator?: boolean } = {}): Promise<Approval> {
     const approval = await this.get(id);
     if (!approval) throw new ApprovalError(404, 'approval-not-found', `no approval request ${id.slice(0, 64)}`);
-    const refusal = this.mayDecide(approval, approver);
+    // An operator may deny any request (like revoking, it only takes access away); approving stays with the approvers policy names.
+    const asOperator = opts.operator === true && decision === 'deny';
+    const refusal = asOperator ? undefined : this.mayDecide(approval, approver);
     if (refusal !== undefined) throw new ApprovalError(403, 'approval-forbidden', refusal);
     if (approval.status !== 'pending') throw new ApprovalError(409, 'approval-decided', `the request is ${approval.status}, not pending`);
     const now = this.deps.clock.now();
@@ -193,7 +195,7 @@ export class ApprovalStore {
         subject: decided.subject,
         subjectIssuer: decided.subjectIssuer,
         actor: `user:${approver.iss}#${approver.sub}`,
-        details: { approvalId: id, taskId: decided.taskId, tool: decided.tool, action: decided.action, server: decided.server, decision: status, approver: { sub: approver.sub, iss: approver.iss }, ...(opts.reason !== undefined && { reason: opts.reason }), ...(decided.approvedUntil && { approvedUntil: decided.approvedUntil.toISOString() }) },
+        details: { approvalId: id, taskId: decided.taskId, tool: decided.tool, action: decided.action, server: decided.server, decision: status, approver: { sub: approver.sub, iss: approver.iss }, ...(asOperator && this.mayDecide(approval, approver) !== undefined && { as: 'operator' }), ...(opts.reason !== undefined && { reason: opts.reason }), ...(decided.approvedUntil && { approvedUntil: decided.approvedUntil.toISOString() }) },
       });
       await this.deps.announce?.(tx, 'approval.decided', decided);
       return decided;

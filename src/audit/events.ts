@@ -46,25 +46,25 @@ export const AUDIT_EVENTS = {
   'resource.created': { records: 'a protected resource (MCP server) was registered', actor: ADMIN, details: ['uri', 'spiffeId', 'tools'] },
   'resource.updated': { records: 'a protected resource was changed', actor: ADMIN, details: ['uri', 'fields'] },
   'resource.deleted': { records: 'a protected resource was deleted', actor: ADMIN, details: ['uri'] },
-  'role_binding.created': { records: 'an admin role was bound to a group or user of an identity provider', actor: ADMIN, details: ['bindingId', 'role', 'issuer', 'group', 'subject'] },
-  'role_binding.deleted': { records: 'an admin role binding was removed', actor: ADMIN, details: ['bindingId'] },
-  'policy.updated': { records: 'a new policy version was stored', actor: `${ADMIN}, or "policy_file" when seeded from WRIT_POLICY_FILE`, details: ['version', 'path'] },
+  'role_binding.created': { records: 'an admin role was bound to a group or user of an identity provider', actor: ADMIN, details: ['bindingId', 'role', 'issuer', 'group', 'subject', 'reason'] },
+  'role_binding.deleted': { records: 'an admin role binding was removed', actor: ADMIN, details: ['bindingId', 'reason'] },
+  'policy.updated': { records: 'a new policy version was stored', actor: `${ADMIN}, or "policy_file" when seeded from WRIT_POLICY_FILE`, details: ['version', 'path', 'reason'] },
 
   // ── tokens (src/tokens/)
-  'token.issued': { records: 'an access token was issued by token exchange (RFC 8693), committed with its lease', subject: 'the user (with subjectIssuer, their identity provider)', actor: 'the connector\'s SPIFFE ID', details: ['client', 'resource', 'user', 'taskId', 'policyVersion', 'decisions', 'taskHistory', 'attenuated', 'jti', 'granted', 'expiresAt'] },
+  'token.issued': { records: 'an access token was issued by token exchange (RFC 8693), committed with its lease', subject: 'the user (with subjectIssuer, their identity provider)', actor: 'the connector\'s SPIFFE ID', details: ['client', 'resource', 'user', 'taskId', 'policyVersion', 'decisions', 'taskHistory', 'attenuated', 'jti', 'granted', 'expiresAt', 'claims'] },
   'token.refused': { records: 'a token exchange was refused', subject: 'the user, once the subject token verified (with subjectIssuer, their identity provider)', actor: 'the client\'s SPIFFE ID, once authenticated', details: ['client', 'resource', 'user', 'taskId', 'policyVersion', 'decisions', 'taskHistory', 'attenuated', 'error'] },
   'token.revoked': { records: 'a token was revoked by its connector (RFC 7009)', subject: 'the token\'s user (with subjectIssuer, from its lease)', actor: 'the revoking connector\'s SPIFFE ID', details: ['jti', 'taskId'] },
   'token.revoke_refused': { records: 'a revocation request for a token of another connector was refused (RFC 7009 §2.1)', subject: 'the token\'s user (with subjectIssuer, from its lease)', actor: 'the caller\'s SPIFFE ID', details: ['jti', 'reason'] },
   'introspection.refused': { records: 'an introspection by a caller that is not the token\'s resource was answered inactive (RFC 7662 §4)', subject: 'the token\'s user (with subjectIssuer, from its lease)', actor: 'the caller\'s SPIFFE ID', details: ['jti', 'aud', 'reason'] },
   'access.evaluated': { records: 'a per-call decision was asked over AuthZEN (POST /access/v1/evaluation or /evaluations) and answered', subject: 'the user (with subjectIssuer, their identity provider)', actor: 'the asking PEP\'s SPIFFE ID (an MCP server or a connector)', details: ['taskId', 'tool', 'action', 'decision', 'reason', 'approvalId', 'server', 'connector', 'policyVersion', 'policies', 'taskHistory', 'callId'] },
   'approval.requested': { records: 'a call a permit marks @approval("required") asked for human approval: a request was opened', subject: 'the requesting user (with subjectIssuer)', actor: 'the task\'s connector', details: ['approvalId', 'taskId', 'server', 'tool', 'action', 'classification', 'policies', 'expiresAt', 'reason'] },
-  'approval.decided': { records: 'an approver approved or denied a request', subject: 'the requesting user (with subjectIssuer)', actor: 'the approver, as user:<iss>#<sub>', details: ['approvalId', 'taskId', 'server', 'tool', 'action', 'decision', 'approver', 'reason', 'approvedUntil'] },
+  'approval.decided': { records: 'an approver approved or denied a request, or an operator denied it (as: "operator")', subject: 'the requesting user (with subjectIssuer)', actor: 'the approver, as user:<iss>#<sub>', details: ['approvalId', 'taskId', 'server', 'tool', 'action', 'decision', 'approver', 'as', 'reason', 'approvedUntil'] },
   'oauth.refused': { records: 'a request to an OAuth endpoint was refused before any service decided', details: ['endpoint', 'error'] },
 
   // ── leases, tasks, revocations (src/leases/)
   'task.calls_reported': { records: 'a resource server reported tools/call requests it let through in a task, and how they ended (task history)', subject: 'the task\'s user (with subjectIssuer)', actor: 'the reporting server\'s SPIFFE ID', details: ['taskId', 'server', 'calls'] },
   'task.ended': { records: 'a task was ended by its connector and its leases revoked', actor: 'the connector\'s SPIFFE ID', details: ['taskId', 'revoked'] },
-  revocation: { records: 'an operator revoked leases matching a selector', actor: ADMIN, details: ['selector', 'reason', 'revoked'] },
+  revocation: { records: 'an operator revoked leases matching a selector', actor: ADMIN, details: ['selector', 'reason', 'revoked', 'taskId', 'jti'] },
   'connector.disabled': { records: 'a connector was disabled (kill switch): its entries disabled and leases revoked', actor: ADMIN, details: ['spiffeId', 'reason', 'entries', 'revoked'] },
   'connector.enabled': { records: 'a disabled connector was enabled again', actor: ADMIN, details: ['spiffeId', 'reason', 'entries'] },
 

@@ -16,6 +16,10 @@ export interface AuditFilter {
   /** The identity provider naming `subject`. */
   readonly subjectIssuer?: string;
   readonly actor?: string;
+  /** Events of this task (their details' `taskId`). */
+  readonly taskId?: string;
+  /** Events naming this token or credential (their details' `jti`). */
+  readonly jti?: string;
   /** Events at or after this time. */
   readonly since?: Date;
   /** Events at or before this time. */
@@ -69,6 +73,8 @@ function whereOf(f: AuditFilter): Prisma.AuditEventWhereInput {
     ...(f.subject !== undefined && { subject: f.subject }),
     ...(f.subjectIssuer !== undefined && { subjectIssuer: f.subjectIssuer }),
     ...(f.actor !== undefined && { actor: f.actor }),
+    ...(f.taskId !== undefined && { taskId: f.taskId }),
+    ...(f.jti !== undefined && { jti: f.jti }),
     ...(Object.keys(at).length > 0 && { at }),
   };
 }

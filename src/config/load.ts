@@ -89,6 +89,10 @@ export interface Config {
   readonly adminAudience: string | undefined;
   /** Role bindings from the configuration (the API adds more): which groups or users of which provider hold which role. */
   readonly adminRoles: readonly AdminRoleBindingConfig[];
+  /** Seconds a console session lasts at most (never past the ID token it began with). */
+  readonly consoleSessionTtl: number;
+  /** Seconds a console session may go unused before it ends. */
+  readonly consoleIdleTimeout: number;
   /** `disabled` refuses the bootstrap admin token (once people or admin SVIDs hold roles). */
   readonly adminBootstrapToken: 'enabled' | 'disabled';
   /** Who approves tool actions a permit marks @approval("required") (unless it names @approvers): this group's users… */
@@ -232,6 +236,8 @@ const SETTINGS = {
   riskRevokeLevels: { env: 'WRIT_RISK_REVOKE_LEVELS', file: 'risk_revoke_levels', parse: (raw: string) => raw.split(',').map((l) => l.trim().toUpperCase()).filter(Boolean), default: ['HIGH'] },
   adminAudience: { env: 'WRIT_ADMIN_AUDIENCE', file: 'admin_audience', parse: nonEmpty },
   adminBootstrapToken: { env: 'WRIT_ADMIN_BOOTSTRAP_TOKEN', file: 'admin_bootstrap_token', parse: (raw: string) => (raw === 'enabled' || raw === 'disabled' ? raw : fail(`must be "enabled" or "disabled", got "${raw.slice(0, 32)}"`)), default: 'enabled' as const },
+  consoleSessionTtl: { env: 'WRIT_CONSOLE_SESSION_TTL', file: 'console_session_ttl', parse: duration, default: 8 * 3600 },
+  consoleIdleTimeout: { env: 'WRIT_CONSOLE_IDLE_TIMEOUT', file: 'console_idle_timeout', parse: duration, default: 30 * 60 },
   approvalGroup: { env: 'WRIT_APPROVAL_GROUP', file: 'approval_group', parse: nonEmpty, default: 'approvers' },
   approvalIssuer: { env: 'WRIT_APPROVAL_ISSUER', file: 'approval_issuer', parse: nonEmpty },
   approvalTtl: { env: 'WRIT_APPROVAL_TTL', file: 'approval_ttl', parse: duration, default: 900 },

@@ -34,6 +34,8 @@ export interface ConsoleSignInDeps {
   readonly fetch?: typeof fetch;
   /** Longest session, in seconds (never past the ID token); 8 hours by default. */
   readonly sessionTtl?: number;
+  /** Seconds a session may go unused before it ends; 30 minutes by default. */
+  readonly idleTimeout?: number;
 }
 
 /** A signed-in person, and the token the console sends with every change (CSRF). */
@@ -44,6 +46,8 @@ export interface ConsoleSession {
 }
 
 const LOGIN_TTL_MS = 10 * 60_000;
+/** A session's last use is written at most this often (not on every request). */
+const SEEN_RESOLUTION_MS = 60_000;
 const hash = (value: string) => createHash('sha256').update(value).digest('hex');
 const random64 = (random: Random, bytes = 32) => Buffer.from(random.bytes(bytes)).toString('base64url');
 
@@ -120,18 +124,30 @@ export class ConsoleSignIn {
     const cookie = random64(this.deps.random);
     const expiresAt = new Date(Math.min(verified.expiresAt.getTime(), now.getTime() + (this.deps.sessionTtl ?? 8 * 3600) * 1000));
     await this.deps.prisma.consoleSession.create({
-      data: { id: hash(cookie), kind: 'session', issuer: verified.person.iss, subject: verified.person.sub, groups: [...verified.person.groups], csrf: random64(this.deps.random), expiresAt, createdAt: now },
+      data: { id: hash(cookie), kind: 'session', issuer: verified.person.iss, subject: verified.person.sub, groups: [...verified.person.groups], csrf: random64(this.deps.random), expiresAt, createdAt: now, lastSeenAt: now },
     });
     await this.deps.prisma.consoleSession.deleteMany({ where: { expiresAt: { lte: now } } });
     return { cookie, maxAgeSeconds: Math.max(1, Math.floor((expiresAt.getTime() - now.getTime()) / 1000)), person: verified.person };
   }
 
-  /** The session a cookie names, while it lasts. */
+  /** The session a cookie names, while it lasts and has not been idle for longer than the idle timeout. */
   async session(cookie: string): Promise<ConsoleSession | undefined> {
     if (!/^[A-Za-z0-9_-]{43}$/.test(cookie)) return undefined;
-    const row = await this.deps.prisma.consoleSession.findUnique({ where: { id: hash(cookie) } });
-    if (!row || row.kind !== 'session' || row.expiresAt <= this.deps.clock.now()) return undefined;
+    const id = hash(cookie);
+    const row = await this.deps.prisma.consoleSession.findUnique({ where: { id } });
+    const now = this.deps.clock.now();
+    if (!row || row.kind !== 'session' || row.expiresAt <= now) return undefined;
+    const seen = row.lastSeenAt ?? row.createdAt;
+    if (now.getTime() - seen.getTime() >= this.idleTimeoutMs) {
+      await this.deps.prisma.consoleSession.deleteMany({ where: { id } });
+      return undefined;
+    }
+    if (now.getTime() - seen.getTime() >= SEEN_RESOLUTION_MS) await this.deps.prisma.consoleSession.updateMany({ where: { id }, data: { lastSeenAt: now } });
     return { person: { sub: row.subject!, iss: row.issuer, groups: row.groups }, csrf: row.csrf!, expiresAt: row.expiresAt };
+  }
+
+  get idleTimeoutMs(): number {
+    return (this.deps.idleTimeout ?? 30 * 60) * 1000;
   }
 
   async end(cookie: string): Promise<void> {

@@ -8,8 +8,15 @@ import { LeaseRefused, lockForRevocation, parseRefusal, writeMarker, type LeaseB
 import { revokeIds } from './revocations';
 import { noRevocationWatch, type RevocationWatch } from './watch';
 import { isUuid } from '../core/uuid';
+import { DomainError, problemType } from '../core/errors';
 
 export type LeaseKind = 'x509-svid' | 'jwt-svid' | 'access-token';
+
+/** No lease with that id (404). */
+export class LeaseNotFound extends DomainError {
+  readonly type = problemType('lease-not-found');
+  readonly status = 404;
+}
 
 /** One issued credential. Written before the credential leaves the process. */
 export interface Lease {

@@ -216,7 +216,7 @@ export class Revocations {
         await t.subjectRevocation.create({ data: { id: randomUUID(), issuer: selector.email.issuer, email: selector.email.email, notBefore: now, reason } });
       }
       const revoked = await revokeIds(t, await this.liveIds(t, selector, now), reason, now);
-      const audited = event ? event(revoked) : actor !== undefined ? { type: 'revocation' as const, actor, details: { selector, reason, revoked } } : undefined;
+      const audited = event ? event(revoked) : actor !== undefined ? { type: 'revocation' as const, actor, details: { selector, reason, revoked, ...selectorHandles(selector) } } : undefined;
       if (audited) await this.audit(t, audited);
       return { handle: handleOf(selector), revoked, seq: await writeMarker(t, selector, reason, now) };
     };
@@ -245,4 +245,11 @@ export async function revokeIds(tx: Prisma.TransactionClient, ids: readonly stri
   const serials = rows.flatMap((l) => (l.serial ? [l.serial] : []));
   await announceRevoked(tx, { jtis: ids, serials, until: Math.max(0, ...rows.map((l) => l.expiresAt.getTime())) });
   return count;
+}
+
+/** The task or token a revocation names, at the top of its audit details: indexed (audit_event.task_id, .jti), so it shows with the task's and the token's events. */
+function selectorHandles(selector: RevocationSelector): { taskId?: string; jti?: string } {
+  if ('task_id' in selector && typeof selector.task_id === 'string') return { taskId: selector.task_id };
+  if ('jti' in selector && typeof selector.jti === 'string') return { jti: selector.jti };
+  return {};
 }

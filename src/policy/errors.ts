@@ -22,3 +22,9 @@ export class PolicyInvalid extends DomainError {
     );
   }
 }
+
+/** A policy version that does not exist (404). */
+export class PolicyVersionNotFound extends DomainError {
+  readonly type = problemType('policy-version-not-found');
+  readonly status = 404;
+}

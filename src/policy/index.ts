@@ -25,6 +25,6 @@ export {
   type PolicyUser,
   type PolicyValidation,
 } from './engine';
-export { PolicyInvalid } from './errors';
-export { PolicyStore, type PolicyVersion } from './store';
+export { PolicyInvalid, PolicyVersionNotFound } from './errors';
+export { PolicyStore, type PolicyVersion, type PolicyVersionSummary } from './store';
 export { seedPolicies, withPolicyFile } from './seed';

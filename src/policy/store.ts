@@ -2,7 +2,7 @@ import type { AuditIn } from '../audit';
 import type { PrismaClient } from '../db/generated/client';
 import { neverFresh, type Freshness } from '../db/read-cache';
 import { PolicyEngine, validatePolicies } from './engine';
-import { PolicyInvalid } from './errors';
+import { PolicyInvalid, PolicyVersionNotFound } from './errors';
 import { sha256 } from '../core/hash';
 
 /** A version of the policy set. */
@@ -11,7 +11,12 @@ export interface PolicyVersion {
   readonly text: string;
   readonly createdAt: Date;
   readonly createdBy: string;
+  /** Why it was made, as its author said. */
+  readonly reason?: string | null;
 }
+
+/** A version in the history: who made it and why, without its text. */
+export type PolicyVersionSummary = Omit<PolicyVersion, 'text'> & { readonly sha256: string };
 
 /**
  * Versioned policy sets in the database. The highest version is in force: every replica
@@ -34,9 +39,26 @@ export class PolicyStore {
     return (await this.prisma.policySet.findFirst({ orderBy: { version: 'desc' } })) ?? undefined;
   }
 
-  /** Validates `text` against the schema and makes it the next version. Throws PolicyInvalid with Cedar's errors. */
-  async put(text: string, createdBy: string): Promise<PolicyVersion> {
-    return this.#store(text, createdBy, {});
+  /** Validates `text` against the schema and makes it the next version, `reason` recorded with it. Throws PolicyInvalid with Cedar's errors. */
+  async put(text: string, createdBy: string, reason?: string): Promise<PolicyVersion> {
+    return this.#store(text, createdBy, {}, reason);
+  }
+
+  /** The history, newest first: at most `limit` versions below `before`. */
+  async versions(page: { limit: number; before?: number }): Promise<PolicyVersionSummary[]> {
+    return this.prisma.policySet.findMany({
+      where: page.before === undefined ? {} : { version: { lt: page.before } },
+      orderBy: { version: 'desc' },
+      take: page.limit,
+      select: { version: true, sha256: true, createdAt: true, createdBy: true, reason: true },
+    });
+  }
+
+  /** One version, text included; PolicyVersionNotFound (404) when there is none. */
+  async version(version: number): Promise<PolicyVersion & { readonly sha256: string }> {
+    const found = await this.prisma.policySet.findUnique({ where: { version } });
+    if (!found) throw new PolicyVersionNotFound(`version: no policy version ${version}`);
+    return found;
   }
 
   /** Loads the operator's policy file (at `path`) as a new version unless the latest version is that text already. */
@@ -46,12 +68,12 @@ export class PolicyStore {
     return this.#store(text, 'policy_file', { path });
   }
 
-  async #store(text: string, createdBy: string, details: Record<string, unknown>): Promise<PolicyVersion> {
+  async #store(text: string, createdBy: string, details: Record<string, unknown>, reason?: string): Promise<PolicyVersion> {
     const check = validatePolicies(text);
     if (!check.ok) throw new PolicyInvalid(check.errors);
     const version = await this.prisma.$transaction(async (tx) => {
-      const created = await tx.policySet.create({ data: { text, sha256: sha256(text, 'hex'), createdBy } });
-      await this.audit(tx, { type: 'policy.updated', actor: createdBy, details: { version: created.version, ...details } });
+      const created = await tx.policySet.create({ data: { text, sha256: sha256(text, 'hex'), createdBy, reason: reason ?? null } });
+      await this.audit(tx, { type: 'policy.updated', actor: createdBy, details: { version: created.version, ...details, ...(reason !== undefined && { reason }) } });
       return created;
     });
     this.freshness.touch();

@@ -9,13 +9,14 @@ import { verifyAccessToken } from './verify';
  * Who calls introspection or revocation: the admin (its bearer credential checked by the HTTP
  * layer), or the TLS client's X.509-SVID (its chain verified by TLS; liveness checked here).
  */
-export type OAuthCaller = { readonly admin: true } | { readonly admin: false; readonly svid: PresentedSvid | undefined };
+/** An admin (`principal`: "admin" for the bootstrap token, `user:<iss>#<sub>` for a person with a role), or a TLS client with its SVID. */
+export type OAuthCaller = { readonly admin: true; readonly principal: string } | { readonly admin: false; readonly svid: PresentedSvid | undefined };
 
 /** The caller as the endpoint's rules see it: "admin", or the live SVID's SPIFFE ID. */
 export type AuthenticatedCaller = 'admin' | { readonly spiffeId: string };
 
 /** The admin caller. */
-export const ADMIN_CALLER: OAuthCaller = { admin: true };
+export const ADMIN_CALLER: OAuthCaller = { admin: true, principal: 'admin' };
 
 /** RFC 7662 §2.1, RFC 7009 §2.1: the caller authenticates (here: mTLS with a live SVID, or the admin credential). */
 export async function authenticateCaller(caller: OAuthCaller, deps: { leases: Pick<LeaseStore, 'activeSvid'>; clock: Clock }, refusal: string): Promise<AuthenticatedCaller> {

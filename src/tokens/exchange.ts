@@ -511,7 +511,7 @@ export class TokenExchange {
         {
           // A new task is only written once something is granted: refusals leave no task behind.
           ...(ctx.task.pending && { task: { id: ctx.task.id, subject: user.sub, subjectIssuer: user.iss, connector, subjectGroups: user.groups, subjectRisk: user.risk !== 'unknown' ? user.risk : null } }),
-          audit: { type: 'token.issued', subject: user.sub, subjectIssuer: user.iss, actor: connector, details: { ...ctx.audit, jti: minted.jti, granted: ctx.granted, expiresAt: minted.expiresAt.toISOString() } },
+          audit: { type: 'token.issued', subject: user.sub, subjectIssuer: user.iss, actor: connector, details: { ...ctx.audit, jti: minted.jti, granted: ctx.granted, expiresAt: minted.expiresAt.toISOString(), claims: minted.claims } },
           // Checked again at commit: the client's SVID and the parent token must still be live, and no revocation since `epoch` may name the token.
           basis: { epoch: ctx.epoch, requires: [...ctx.connector.leaseIds, ...(ctx.subject.parent ? [ctx.subject.parent.jti] : [])] },
         },

@@ -86,24 +86,24 @@ describe('RFC 7662 token introspection', () => {
   });
 
   it('answers an admin about any token, and inactive once the lease is revoked', async () => {
-    await expect(introspection().service.introspect({ admin: true }, { token })).resolves.toMatchObject({ active: true });
-    await expect(introspection({ tokenAlive: async () => false }).service.introspect({ admin: true }, { token })).resolves.toEqual({ active: false });
+    await expect(introspection().service.introspect({ admin: true, principal: 'admin' }, { token })).resolves.toMatchObject({ active: true });
+    await expect(introspection({ tokenAlive: async () => false }).service.introspect({ admin: true, principal: 'admin' }, { token })).resolves.toEqual({ active: false });
   });
 
   it('fails closed: a database that cannot answer, or not within the revocation bound, means inactive', async () => {
-    await expect(introspection({ tokenAlive: async () => Promise.reject(new Error('connection refused')) }).service.introspect({ admin: true }, { token })).resolves.toEqual({ active: false });
-    await expect(introspection({ tokenAlive: () => new Promise<boolean>(() => undefined), boundMs: 5 }).service.introspect({ admin: true }, { token })).resolves.toEqual({ active: false });
+    await expect(introspection({ tokenAlive: async () => Promise.reject(new Error('connection refused')) }).service.introspect({ admin: true, principal: 'admin' }, { token })).resolves.toEqual({ active: false });
+    await expect(introspection({ tokenAlive: () => new Promise<boolean>(() => undefined), boundMs: 5 }).service.introspect({ admin: true, principal: 'admin' }, { token })).resolves.toEqual({ active: false });
   });
 
   it('§2.1: refuses a caller without a live SVID (invalid_client) and a request without a token (invalid_request)', async () => {
     const { service } = introspection();
     await expect(service.introspect({ admin: false, svid: undefined }, { token })).rejects.toBeInstanceOf(InvalidClient);
     await expect(service.introspect({ admin: false, svid: { ...svid(RESOURCE_ID), serial: 'revoked' } }, { token })).rejects.toBeInstanceOf(InvalidClient);
-    await expect(service.introspect({ admin: true }, { token: [token, token] })).rejects.toBeInstanceOf(InvalidRequest);
+    await expect(service.introspect({ admin: true, principal: 'admin' }, { token: [token, token] })).rejects.toBeInstanceOf(InvalidRequest);
   });
 
   it('answers inactive for a token that does not verify', async () => {
-    await expect(introspection().service.introspect({ admin: true }, { token: `${token.slice(0, -4)}AAAA` })).resolves.toEqual({ active: false });
+    await expect(introspection().service.introspect({ admin: true, principal: 'admin' }, { token: `${token.slice(0, -4)}AAAA` })).resolves.toEqual({ active: false });
   });
 });
 
@@ -138,7 +138,7 @@ describe('RFC 7009 token revocation', () => {
 
   it('§2.2: a token that does not verify names nothing to revoke', async () => {
     const { service, revoked } = revocation();
-    await service.revoke({ admin: true }, { token: 'not.a.token' });
+    await service.revoke({ admin: true, principal: 'admin' }, { token: 'not.a.token' });
     expect(revoked).toEqual([]);
   });
 });

@@ -51,7 +51,7 @@ export class Introspection {
   }
 
   private async answer(presented: OAuthCaller, form: Record<string, unknown>): Promise<IntrospectionResponse> {
-    const caller = await authenticateCaller(presented, this.deps, 'introspection needs the resource\'s X.509-SVID or the admin token');
+    const caller = await authenticateCaller(presented, this.deps, 'introspection needs the resource\'s X.509-SVID, a sign-in token of an auditor, or the admin token');
     const claims = await presentedClaims(tokenParam(form), this.deps);
     if (!claims) return INACTIVE;
     if (caller !== 'admin' && !(await this.isTokensResource(caller, claims))) return INACTIVE;

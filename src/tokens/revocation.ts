@@ -15,7 +15,7 @@ export interface TokenRevocationDeps {
 }
 
 /**
- * Token revocation (RFC 7009): by the token's own connector or an admin. Unknown, expired and
+ * Token revocation (RFC 7009): by the token's own connector or an admin (an operator signed in, or the bootstrap token). Unknown, expired and
  * forged tokens are answered like revoked ones (RFC 7009 §2.2); a revocation is durable, with its
  * audit event, before it resolves. Keys that cannot be read throw: never a false acknowledgement.
  *
@@ -26,12 +26,12 @@ export class TokenRevocation {
   constructor(private readonly deps: TokenRevocationDeps) {}
 
   async revoke(presented: OAuthCaller, form: Record<string, unknown>): Promise<void> {
-    const caller = await authenticateCaller(presented, this.deps, 'revocation needs the connector\'s X.509-SVID or the admin token');
+    const caller = await authenticateCaller(presented, this.deps, 'revocation needs the connector\'s X.509-SVID, a sign-in token of an operator, or the admin token');
     const token = tokenParam(form);
     // An expired token needs no revoking; a forged one names nothing (RFC 7009 §2.2: 200 all the same).
     const claims = await presentedClaims(token, this.deps);
     if (!claims) return;
-    const principal = caller === 'admin' ? 'admin' : caller.spiffeId;
+    const principal = caller === 'admin' && presented.admin ? presented.principal : (caller as { spiffeId: string }).spiffeId;
     // The token names its user by `sub` only; the lease keeps the identity provider that names them.
     const subjectIssuer = (await this.deps.leases.get(claims.jti))?.subjectIssuer ?? undefined;
     if (caller !== 'admin' && claims.client_id !== caller.spiffeId) {

@@ -22,6 +22,9 @@ let store: TestStore;
 let broker: Broker;
 let issuer: string;
 let ca: string;
+/** How far the broker's clock runs ahead of the machine's. */
+let ahead = 0;
+const MIN = 60_000;
 
 beforeAll(async () => {
   const port = await freePort();
@@ -37,7 +40,9 @@ beforeAll(async () => {
       WRIT_IDENTITY_PROVIDERS: JSON.stringify([{ issuer: op.issuer, discovery: true, audience: DEV_CLIENT_ID, algorithms: ['ES256'] }]),
       WRIT_ADMIN_AUDIENCE: DEV_CONSOLE_CLIENT_ID,
       WRIT_ADMIN_ROLES: JSON.stringify([{ role: 'operator', issuer: op.issuer, group: 'secops' }]),
+      WRIT_CONSOLE_IDLE_TIMEOUT: '10m',
     }),
+    { clock: { now: () => new Date(Date.now() + ahead) } },
   );
   ca = readFileSync(join(store.dir, 'certs', 'ca.crt'), 'utf8');
 });
@@ -109,6 +114,26 @@ describe('signing in to the console', () => {
     const cookie = String(answer.headers['set-cookie']).split(';')[0]!;
     expect(JSON.parse((await atWrit('/console/api/session', { cookie })).body)).not.toHaveProperty('role');
     expect((await atWrit('/v1/admin/leases', { cookie })).status).toBe(403);
+  });
+
+  it('keeps a session in use, and ends one left idle for WRIT_CONSOLE_IDLE_TIMEOUT', async () => {
+    const { answer } = await signIn('sam');
+    const cookie = String(answer.headers['set-cookie']).split(';')[0]!;
+    const alive = async () => (await atWrit('/v1/admin/leases?task_id=00000000-0000-4000-8000-000000000000', { cookie })).status;
+    try {
+      // Used every 6 minutes, for half an hour: still signed in (each use moves the idle deadline).
+      for (let i = 1; i <= 5; i++) {
+        ahead = i * 6 * MIN;
+        expect(await alive()).toBe(200);
+      }
+      // Then 10 minutes without a use: over, everywhere the cookie is taken.
+      ahead += 10 * MIN;
+      expect(await alive()).toBe(401);
+      ahead -= 5 * MIN; // and it does not come back
+      expect((await atWrit('/console/api/session', { cookie })).status).toBe(401);
+    } finally {
+      ahead = 0;
+    }
   });
 
   it('serves its pages with a strict CSP: its own script and style only, no framing', async () => {

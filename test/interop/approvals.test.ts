@@ -104,7 +104,7 @@ beforeAll(async () => {
     idpIssuer: IDP,
     policies: POLICIES,
     clock,
-    env: { WRIT_ADMIN_AUDIENCE: CONSOLE, WRIT_APPROVAL_GROUP: 'security', WRIT_APPROVAL_TTL: '60', WRIT_APPROVAL_WEBHOOK_URL: `http://127.0.0.1:${(hooks.address() as AddressInfo).port}/hooks`, WRIT_APPROVAL_WEBHOOK_SECRET: SECRET },
+    env: { WRIT_ADMIN_AUDIENCE: CONSOLE, WRIT_ADMIN_ROLES: JSON.stringify([{ role: 'operator', issuer: IDP, group: 'soc' }]), WRIT_APPROVAL_GROUP: 'security', WRIT_APPROVAL_TTL: '60', WRIT_APPROVAL_WEBHOOK_URL: `http://127.0.0.1:${(hooks.address() as AddressInfo).port}/hooks`, WRIT_APPROVAL_WEBHOOK_SECRET: SECRET },
     resources: [{ uri: GITHUB, spiffe_id: SERVER_ID, tools: [{ name: 'delete_repo', actions: ['delete'], classification: 'restricted' }] }],
     connectors: { agent: { spiffeId: AGENT_ID }, github: { spiffeId: SERVER_ID } },
   });
@@ -191,6 +191,23 @@ describe('a tool action that needs an approver', () => {
     try {
       const { id, state } = approvalOf(await alice.call());
       expect((await api(`/v1/approvals/${id}/deny`, 'POST', await approverToken('carol', ['security']), { reason: 'no ticket' })).json.status).toBe('denied');
+      await expect(alice.call(state)).rejects.toMatchObject({ code: -32001, message: expect.stringContaining('an approver denied it') });
+    } finally {
+      await alice.client.close();
+    }
+  });
+
+  it('lets an operator deny a request it is no approver of, but never approve it (issue 19)', async () => {
+    const alice = await session('alice', ['eng']);
+    try {
+      const { id, state } = approvalOf(await alice.call());
+      const operator = await approverToken('olga', ['soc']);
+      const approve = await api(`/v1/approvals/${id}/approve`, 'POST', operator, { reason: 'looks fine' });
+      expect([approve.status, approve.json.detail]).toEqual([403, 'only members of "security" decide this request']);
+      const deny = await api(`/v1/approvals/${id}/deny`, 'POST', operator, { reason: 'incident under way' });
+      expect([deny.status, deny.json.status, deny.json.decided_by.sub]).toEqual([200, 'denied', 'olga']);
+      const audited = await api(`/v1/admin/audit?type=approval.decided&task_id=${alice.taskId}`, 'GET', operator);
+      expect(audited.json.events[0]).toMatchObject({ actor: `user:${IDP}#olga`, details: { decision: 'denied', as: 'operator', reason: 'incident under way' } });
       await expect(alice.call(state)).rejects.toMatchObject({ code: -32001, message: expect.stringContaining('an approver denied it') });
     } finally {
       await alice.client.close();

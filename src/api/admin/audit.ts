@@ -34,6 +34,8 @@ const filterFields = {
   subject: z.string().min(1).max(2048).optional(),
   subject_issuer: z.string().min(1).max(2048).optional(),
   actor: z.string().min(1).max(2048).optional(),
+  task_id: z.uuid().optional(),
+  jti: z.string().min(1).max(200).optional(),
   since: isoTime.optional(),
   until: isoTime.optional(),
 };
@@ -52,6 +54,8 @@ function filterOf(q: z.output<typeof listQuery> | z.output<typeof exportQuery>):
     ...(q.subject !== undefined && { subject: q.subject }),
     ...(q.subject_issuer !== undefined && { subjectIssuer: q.subject_issuer }),
     ...(q.actor !== undefined && { actor: q.actor }),
+    ...(q.task_id !== undefined && { taskId: q.task_id }),
+    ...(q.jti !== undefined && { jti: q.jti }),
     ...(q.since !== undefined && { since: q.since }),
     ...(q.until !== undefined && { until: q.until }),
   };

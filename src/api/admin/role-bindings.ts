@@ -1,5 +1,5 @@
 import { Router } from 'express';
-import { roleBindingRequest, type RoleBindings } from '../../admin';
+import { roleBindingCreateRequest, roleBindingDeleteQuery, type RoleBindings } from '../../admin';
 import { principalOf } from '../auth';
 import { parseWith } from '../validate';
 
@@ -16,11 +16,12 @@ export function roleBindingsRouter(deps: RoleBindingRouteDeps): Router {
     res.json({ role_bindings: (await deps.roleBindings.list()).map(view) });
   });
   router.post('/v1/admin/role-bindings', async (req, res) => {
-    const created = await deps.roleBindings.create(parseWith(roleBindingRequest, req.body), principalOf(req));
+    const { reason, ...binding } = parseWith(roleBindingCreateRequest, req.body);
+    const created = await deps.roleBindings.create(binding, principalOf(req), reason);
     res.status(201).json(view(created));
   });
   router.delete('/v1/admin/role-bindings/:id', async (req, res) => {
-    await deps.roleBindings.delete(String(req.params.id), principalOf(req));
+    await deps.roleBindings.delete(String(req.params.id), principalOf(req), parseWith(roleBindingDeleteQuery, req.query).reason);
     res.status(204).end();
   });
   return router;

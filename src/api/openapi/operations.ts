@@ -5,7 +5,7 @@ import { resourceSchema } from '../../resources';
 import { rotateRequest } from '../admin/ca';
 import { entryListQuery } from '../admin/entries';
 import { joinTokenRequest } from '../admin/join-tokens';
-import { policyBody } from '../admin/policies';
+import { policyBody, policyHistoryQuery, policyPutBody } from '../admin/policies';
 import { revocationRequest } from '../admin/revocations';
 import { attestRequest, jwtSvidRequest, renewRequest } from '../svid';
 import { workloadJwtSvidRequest, workloadX509SvidRequest } from '../agent';
@@ -13,7 +13,7 @@ import { evaluationRequestSchema, evaluationsRequestSchema } from '../../authzen
 import { taskEventsSchema } from '../tasks';
 import { approvalSchemas } from '../approvals';
 import * as s from './schemas';
-import { roleBindingRequest, type AdminRole } from '../../admin';
+import { roleBindingCreateRequest, roleBindingDeleteQuery, type AdminRole } from '../../admin';
 
 /** Who may call an operation: nobody in particular, an SVID over mTLS (RFC 8705), or an admin (bearer token or admin SVID). */
 export type Caller = 'public' | 'svid' | 'admin' | 'oauth-client' | 'approver' | 'approver-reader';
@@ -206,14 +206,14 @@ export const OPERATIONS: readonly Operation[] = [
   {
     method: 'post', path: '/v1/admin/role-bindings', operationId: 'createRoleBinding', tag: 'admin', caller: 'admin', role: 'admin',
     summary: 'Binds a role (auditor, operator, admin) to a group or a user of an identity provider. Audited.',
-    body: jsonBody(roleBindingRequest),
+    body: jsonBody(roleBindingCreateRequest),
     responses: { 201: json(s.roleBinding, 'The binding') },
     errors: { ...ADMIN_ERRORS, 409: 'The same binding exists' }, errorKind: 'problem',
   },
   {
     method: 'delete', path: '/v1/admin/role-bindings/:id', operationId: 'deleteRoleBinding', tag: 'admin', caller: 'admin', role: 'admin',
     summary: 'Removes a binding made through the API (configured ones are removed from the configuration). Audited.',
-    pathParams: { id: 'The binding id' },
+    pathParams: { id: 'The binding id' }, query: roleBindingDeleteQuery,
     responses: { 204: { description: 'Removed' } },
     errors: { ...ADMIN_ERRORS, 404: 'No such binding', 409: 'A configured binding' }, errorKind: 'problem',
   },
@@ -352,8 +352,8 @@ export const OPERATIONS: readonly Operation[] = [
   },
   {
     method: 'put', path: '/v1/admin/policies', operationId: 'putPolicies', tag: 'admin', caller: 'admin', role: 'admin',
-    summary: 'A new version of the policy set, validated against the schema first (400 with Cedar\'s errors).',
-    body: jsonBody(policyBody),
+    summary: 'A new version of the policy set, validated against the schema first (400 with Cedar\'s errors); `reason` is recorded with it.',
+    body: jsonBody(policyPutBody),
     responses: { 200: json(s.policyVersion, 'The new version') }, errors: ADMIN_ERRORS, errorKind: 'problem',
   },
   {
@@ -361,6 +361,17 @@ export const OPERATIONS: readonly Operation[] = [
     summary: 'Validates a policy set against the schema (strict) and changes nothing: valid, or Cedar\'s errors with their policy, line and column.',
     body: jsonBody(policyBody),
     responses: { 200: json(s.policyValidation, 'Whether it is valid, and why not') }, errors: ADMIN_ERRORS, errorKind: 'problem',
+  },
+  {
+    method: 'get', path: '/v1/admin/policies/versions', operationId: 'listPolicyVersions', tag: 'admin', caller: 'admin', role: 'auditor',
+    summary: 'The policy set\'s history, newest first: each version\'s author, time, SHA-256 and reason; `before` cursor.',
+    query: policyHistoryQuery,
+    responses: { 200: json(s.policyHistory, 'A page of versions; `next_before` when there may be more') }, errors: ADMIN_ERRORS, errorKind: 'problem',
+  },
+  {
+    method: 'get', path: '/v1/admin/policies/versions/:version', operationId: 'getPolicyVersion', tag: 'admin', caller: 'admin', role: 'auditor',
+    summary: 'One version of the policy set, its text included.', pathParams: { version: 'The version number' },
+    responses: { 200: json(s.policyVersionText, 'The version') }, errors: { ...ADMIN_ERRORS, 404: 'No such version' }, errorKind: 'problem',
   },
   // --- Admin: revocations, leases, connectors ---
   {
@@ -374,6 +385,12 @@ export const OPERATIONS: readonly Operation[] = [
     summary: 'Leases by one handle (jti; task_id; issuer+sid; issuer+subject (+connector); connector; audience), newest first; `before` cursor.',
     query: leaseListingSchema,
     responses: { 200: json(s.leaseList, 'A page of leases; `next_before` when there may be more') }, errors: ADMIN_ERRORS, errorKind: 'problem',
+  },
+  {
+    method: 'get', path: '/v1/admin/leases/:jti', operationId: 'getLease', tag: 'admin', caller: 'admin', role: 'auditor',
+    summary: 'One lease: the claims its token was issued with, the policy decisions behind them, and the audit events of the token and of its task (per-call decisions, approvals).',
+    pathParams: { jti: 'The lease id (a token\'s jti)' },
+    responses: { 200: json(s.leaseDetail, 'The lease') }, errors: { ...ADMIN_ERRORS, 404: 'No such lease' }, errorKind: 'problem',
   },
   {
     method: 'post', path: '/v1/admin/connectors/:spiffe_id/disable', operationId: 'disableConnector', tag: 'admin', caller: 'admin', role: 'operator',

@@ -54,6 +54,9 @@ export const policySet = z.union([
   z.strictObject({ version: z.literal(0), policies: z.literal('') }),
 ]);
 export const policyVersion = z.strictObject({ version: z.number().int(), created_at: time });
+const policyVersionSummary = { version: z.number().int(), sha256: z.string(), created_at: time, created_by: z.string(), reason: nullable(z.string()) };
+export const policyHistory = z.strictObject({ versions: z.array(z.strictObject(policyVersionSummary)), next_before: z.number().int().optional() });
+export const policyVersionText = z.strictObject({ ...policyVersionSummary, policies: z.string() });
 
 const blastRadius = z.strictObject({
   dry_run: z.literal(true),
@@ -102,6 +105,12 @@ export const auditEvent = z.strictObject({
   hash: z.string(),
 });
 export const auditList = z.strictObject({ events: z.array(auditEvent), next_before: z.number().int().optional() });
+export const leaseDetail = lease.extend({
+  claims: nullable(z.record(z.string(), z.unknown())).describe('The access token\'s claims as issued (RFC 9068 §2.2), from its token.issued audit event; null for SVIDs'),
+  policy_version: nullable(z.number().int()).describe('The policy version that decided the exchange'),
+  decisions: z.array(z.record(z.string(), z.unknown())).describe('The decision for each tool asked, at issuance'),
+  events: z.array(auditEvent).describe('Audit events naming the token, and its task\'s newest'),
+});
 export const auditVerify = z.union([
   z.strictObject({ ok: z.literal(true), events: z.number().int(), head: z.string() }),
   z.strictObject({ ok: z.literal(false), broken_at: z.number().int(), reason: z.string(), events_checked: z.number().int() }),
@@ -112,6 +121,8 @@ const auditFilters = {
   subject: z.string().min(1).max(2048).optional(),
   subject_issuer: z.string().min(1).max(2048).describe('The identity provider that names the subject').optional(),
   actor: z.string().min(1).max(2048).optional(),
+  task_id: z.uuid().describe('Events of this task').optional(),
+  jti: z.string().min(1).max(200).describe('Events naming this token or credential').optional(),
   since: z.iso.datetime({ offset: true }).optional(),
   until: z.iso.datetime({ offset: true }).optional(),
 };
