@@ -3,13 +3,14 @@ import { AdminCredentials, RoleBindings, bootstrapTokenLocation, removeTokenFile
 import type { PeopleAuth } from './api/auth';
 import { ConfigError } from './config/errors';
 import { OAuthError } from './tokens/errors';
-import { adminRouter, agentRouter, approvalsRouter, consoleRouter, signInRouter, authzenRouter, bundleRouter, closeNow, forwardedClientCertificates, createApiApp, createApiServer, drain, listen, urlOf, createOpsServer, HttpMetrics, oauthErrorHandler, oauthRouter, signalsErrorHandler, signalsRouter, svidRouter, tasksRouter } from './api';
+import { adminOnly, adminRouter, agentRouter, vaultAdminRouter, vaultLinksRouter, approvalsRouter, consoleRouter, signInRouter, authzenRouter, bundleRouter, closeNow, forwardedClientCertificates, createApiApp, createApiServer, drain, listen, urlOf, createOpsServer, HttpMetrics, oauthErrorHandler, oauthRouter, signalsErrorHandler, signalsRouter, svidRouter, tasksRouter } from './api';
 import { SetReceiver, SignalApplier, SignalIntake, UserRisks } from './signals';
 import { DpopReplayCache, IdentityProviders, Introspection, OAuthRefusals, TokenExchange, TokenRevocation } from './tokens';
 import { brokerLogger } from './api/logging';
 import { EntryStore, JoinTokenAttestor, JoinTokens, SvidIssuer, type Attestor } from './attestation';
 import { AuditLog, AuditReader, type AuditEventInput } from './audit';
-import { openKeyCustody, ServerRotator, ServerSvid, type BundleCache, type CaRotator, type CertificateAuthority, type JwtSigningKey } from './ca';
+import { openKeyCustody, ServerRotator, ServerSvid, type BundleCache, type CaRotator, type CertificateAuthority, type JwtSigningKey, type SecretSealer } from './ca';
+import { ProviderStore, TokenVault } from './vault';
 import { preflight } from './broker-preflight';
 import { showStartupSummary, type Terminal } from './broker-summary';
 import { redactDatabaseUrl, type Config } from './config';
@@ -68,6 +69,8 @@ export interface Broker {
 
 /** How often expired leases are cleaned up (by one replica at a time). */
 const SWEEP_INTERVAL_MS = 10 * 60_000;
+/** How often the token vault looks for released tokens to revoke besides after each local revocation (other replicas', retries). */
+const VAULT_REAP_INTERVAL_MS = 5_000;
 const SERVER_SVID_MAX_TTL = 86400;
 
 const tokenLine = (terminal: Terminal) => (token: string, file: string) => terminal.write(`writ: generated the bootstrap admin token (kept in ${file} until its first use): ${token}\n`);
@@ -186,10 +189,12 @@ interface ApiWiring {
   telemetry: PrometheusMetrics;
   /** Prepares a CA rotation now, recorded with the operator who asked. */
   rotateCa: ServerRotator['rotateCa'];
+  /** Seals what the token vault keeps (client secrets, refresh tokens). */
+  secrets: SecretSealer;
 }
 
 /** The domain services behind the API and the routers that call them. */
-function wireApi({ config, db, freshness, clock, random, logger, audit, rotator, bundle, leases, epochs, policies, admin, attestors, identityProviders, signalReceiver, boundMs, metrics, telemetry, rotateCa }: ApiWiring) {
+function wireApi({ config, db, freshness, clock, random, logger, audit, rotator, bundle, leases, epochs, policies, admin, attestors, identityProviders, signalReceiver, boundMs, metrics, telemetry, rotateCa, secrets }: ApiWiring) {
   // Every store records its changes in the transaction that makes them.
   const auditIn = audit.appendIn;
   const entries = new EntryStore(db.prisma, auditIn, freshness);
@@ -234,6 +239,15 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
   });
   tasks.onEnd((tx, taskId) => approvals.revokeForTask(tx, taskId));
   const webhooks = config.approvalWebhookUrl ? new WebhookDispatcher(db.prisma, { url: config.approvalWebhookUrl, secret: config.approvalWebhookSecret! }, { clock, log: (m) => logger.warn(m) }) : undefined;
+  // The token vault: SaaS grants kept sealed, released to live tasks under policy.
+  const providers = new ProviderStore(db.prisma, { audit: auditIn, clock, sealer: secrets });
+  const vault = new TokenVault({ prisma: db.prisma, providers, sealer: secrets, clock, random, audit: auditIn, baseUrl: config.issuer });
+  // What the vault released to a task ends with it: revoked at the provider once the task ends or its token is revoked.
+  const reapFailed = (err: unknown) => logger.warn({ err }, 'the token vault could not revoke released tokens now; it tries again');
+  tasks.onEnded(() => vault.reapSoon(reapFailed));
+  // A revocation of a user, a session or a connector also revokes the stored grants whose provider's revoke_on says so.
+  revocations.revokesGrants((tx, selector, cause, reason, actor) => vault.revokeForRevocation(tx, selector, cause, reason, actor));
+  revocations.onCommitted(() => vault.reapSoon(reapFailed));
   const exchange = new TokenExchange({
     issuer: config.issuer,
     authority: rotator,
@@ -256,6 +270,7 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
     // RFC 9449 §11.1: one replay cache per broker process; server nonces (§8) off.
     dpop: { replay: new DpopReplayCache({ clock }) },
     metrics: telemetry,
+    vault: { vault, providers },
   });
   const refusals = (event: AuditEventInput) => audit.append(event);
   // AuthZEN: per-call decisions on the same policy set, the user and connector from Writ's task record.
@@ -293,13 +308,15 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
       signInRouter({ clientId: config.adminAudience, issuers: config.identityProviders.map((p) => p.issuer) }),
       ...(consoleSignIn && people ? [consoleRouter({ signIn: consoleSignIn, roleOf: people.roleOf })] : []),
       signalsRouter({ intake: signals }),
+      vaultLinksRouter({ vault, people: auth, ...(consoleSignIn && { signIn: consoleSignIn }) }),
+      adminOnly(auth, vaultAdminRouter({ vault, providers })),
       adminRouter({ ...auth, joinTokens, limits, resources, policies, revocations, roleBindings, auditReader: new AuditReader(db.prisma), rotateCa: (overlap, actor) => rotateCa(overlap, actor) }),
     ],
     logger,
     metrics,
     random,
   });
-  return { app, tasks, webhooks };
+  return { app, tasks, webhooks, vault, reapFailed };
 }
 
 /**
@@ -352,7 +369,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
 
     let shuttingDown = false;
     const metrics = new HttpMetrics(telemetry.registry);
-    const { app, tasks, webhooks } = wireApi({ config, db, freshness, clock, random, logger, audit, rotator, bundle, leases, epochs, policies, admin, attestors, identityProviders, signalReceiver, boundMs, metrics, telemetry, rotateCa: (overlap, actor) => rotateCa(overlap, actor) });
+    const { app, tasks, webhooks, vault, reapFailed } = wireApi({ config, db, freshness, clock, random, logger, audit, rotator, bundle, leases, epochs, policies, admin, attestors, identityProviders, signalReceiver, boundMs, metrics, telemetry, rotateCa: (overlap, actor) => rotateCa(overlap, actor), secrets: custody.secrets });
     const api = createApiServer(await serverSvid.issue(), published, (req, res) => {
       // During shutdown, answers close their connections so keep-alive clients move elsewhere.
       if (shuttingDown) res.setHeader('Connection', 'close');
@@ -378,6 +395,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
     });
     serverRotator.start();
     webhooks?.start();
+    vault.startReaping(VAULT_REAP_INTERVAL_MS, reapFailed);
 
     const apiUrl = urlOf('https', apiAddress);
     const opsUrl = urlOf('http', opsAddress);
@@ -405,6 +423,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
         await drain(api, config.shutdownGrace);
         await closeNow(ops);
         await webhooks?.stop();
+        vault.stopReaping();
         await watch.close();
         await db.close();
         logger.info('shut down');

@@ -2,7 +2,7 @@ import { Router, type Request, type Response } from 'express';
 import { DomainError, problemType } from '../core/errors';
 import { z } from 'zod';
 import { APPROVAL_STATUSES, ApprovalError, approvalJson, type ApprovalStore, type Approver } from '../approvals';
-import { consoleCookie, CSRF_HEADER, Forbidden, requireAdmin, Unauthenticated, type AuthDeps } from './auth';
+import { Forbidden, requireAdmin, signedInPerson, Unauthenticated, type AuthDeps } from './auth';
 import { peerSvid } from './peer';
 import { parseWith } from './validate';
 
@@ -17,8 +17,6 @@ const decisionBody = z.strictObject({
   valid_for: z.number().int().min(1).max(86_400).optional(),
 });
 export const approvalSchemas = { listQuery, decisionBody };
-
-const BEARER = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/;
 
 /**
  * Approval requests (issue 18): approvers — users of the approvers' group at the approvers'
@@ -35,16 +33,7 @@ export function approvalsRouter(deps: ApprovalRouteDeps): Router {
    * The approver a bearer sign-in token names (a token of a configured provider for
    * WRIT_ADMIN_AUDIENCE, never a subject token a connector could hold); undefined otherwise.
    */
-  const approverOf = async (req: Request): Promise<Approver | undefined> => {
-    const m = BEARER.exec(req.headers.authorization ?? '');
-    if (m && deps.people) return deps.people.person(m[1]!);
-    // The console: the session cookie, and for a decision its CSRF token.
-    const cookie = req.headers.authorization === undefined ? consoleCookie(req) : undefined;
-    const session = cookie !== undefined && deps.consoleSessions ? await deps.consoleSessions.session(cookie) : undefined;
-    if (!session) return undefined;
-    if (req.method !== 'GET' && req.headers[CSRF_HEADER] !== session.csrf) throw new Forbidden(`a change from the console carries its ${CSRF_HEADER} header`);
-    return session.person;
-  };
+  const approverOf = (req: Request): Promise<Approver | undefined> => signedInPerson(req, deps);
   /** An approver, or an admin of any role (read-only routes: auditors read); else 401/403. */
   const reader = async (req: Request, res: Response): Promise<Approver | 'admin'> => {
     const approver = await approverOf(req);

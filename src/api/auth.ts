@@ -43,6 +43,21 @@ export function consoleCookie(req: Parameters<RequestHandler>[0]): string | unde
 /** Methods that change nothing: the only ones a console session makes without its CSRF token. */
 const SAFE_METHODS = new Set(['GET', 'HEAD']);
 
+/**
+ * The person a request is signed in as, whatever their role: a sign-in token of a configured
+ * provider for WRIT_ADMIN_AUDIENCE as `Authorization: Bearer`, or the console's session cookie
+ * (for a change, with its CSRF token: else Forbidden). Undefined when neither.
+ */
+export async function signedInPerson(req: Parameters<RequestHandler>[0], deps: Pick<AuthDeps, 'people' | 'consoleSessions'>): Promise<Person | undefined> {
+  const bearer = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/.exec(req.headers.authorization ?? '');
+  if (bearer && deps.people) return deps.people.person(bearer[1]!);
+  const cookie = req.headers.authorization === undefined ? consoleCookie(req) : undefined;
+  const session = cookie !== undefined && deps.consoleSessions ? await deps.consoleSessions.session(cookie) : undefined;
+  if (!session) return undefined;
+  if (!SAFE_METHODS.has(req.method) && req.headers[CSRF_HEADER] !== session.csrf) throw new Forbidden(`a change from the console carries its ${CSRF_HEADER} header`);
+  return session.person;
+}
+
 export interface AuthDeps {
   admin: Pick<AdminCredentials, 'verify' | 'disabled'>;
   /** Sign-in by people; without it, only the bootstrap token and admin SVIDs are admins. */

@@ -44,15 +44,16 @@ export function consoleRouter(deps: ConsoleRouteDeps): Router {
   router.get('/console/login', async (req, res) => {
     secure(res);
     res.setHeader('Cache-Control', 'no-store');
-    redirect(res, await deps.signIn.begin(typeof req.query.issuer === 'string' ? req.query.issuer : undefined));
+    const param = (name: string) => (typeof req.query[name] === 'string' ? (req.query[name] as string) : undefined);
+    redirect(res, await deps.signIn.begin(param('issuer'), param('return_to')));
   });
 
   router.get('/console/callback', async (req, res) => {
     secure(res);
     res.setHeader('Cache-Control', 'no-store');
-    const { cookie, maxAgeSeconds } = await deps.signIn.finish(req.query as Record<string, unknown>);
+    const { cookie, maxAgeSeconds, returnTo } = await deps.signIn.finish(req.query as Record<string, unknown>);
     res.setHeader('Set-Cookie', `${CONSOLE_COOKIE}=${cookie}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=${maxAgeSeconds}`);
-    redirect(res, '/console/');
+    redirect(res, returnTo);
   });
 
   router.get('/console/api/session', async (req, res) => {

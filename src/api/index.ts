@@ -11,6 +11,7 @@ export { authzenRouter, type AuthzenRouteDeps } from './authzen';
 export { requireAdmin, requireSvid, Unauthenticated, Forbidden } from './auth';
 export { tasksRouter, type TaskRouteDeps } from './tasks';
 export { approvalsRouter, signInRouter, type ApprovalRouteDeps } from './approvals';
+export { vaultAdminRouter, vaultLinksRouter, type VaultRouteDeps } from './vault';
 export { consoleRouter, type ConsoleRouteDeps } from './console';
 export { oauthRouter, oauthErrorHandler, type OAuthDeps } from './oauth';
 export { signalsRouter, signalsErrorHandler, type SignalRouteDeps } from './signals';

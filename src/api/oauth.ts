@@ -141,6 +141,6 @@ export function oauthErrorHandler(refusals: Pick<OAuthRefusals, 'refused'>): Err
     if (e instanceof UseDpopNonce && e.nonce !== '') res.setHeader('DPoP-Nonce', e.nonce);
     noStore(res);
     noteRefusal(res, e.error);
-    res.status(e.status).json({ error: e.error, error_description: oauthText(e.error_description) });
+    res.status(e.status).json({ ...e.toJSON(), error_description: oauthText(e.error_description) });
   };
 }

@@ -68,6 +68,15 @@ export const AUDIT_EVENTS = {
   'connector.disabled': { records: 'a connector was disabled (kill switch): its entries disabled and leases revoked', actor: ADMIN, details: ['spiffeId', 'reason', 'entries', 'revoked'] },
   'connector.enabled': { records: 'a disabled connector was enabled again', actor: ADMIN, details: ['spiffeId', 'reason', 'entries'] },
 
+  // ── the token vault (src/vault/)
+  'provider.created': { records: 'a downstream provider (a SaaS authorization server the vault is a client of) was registered; its secret sealed', actor: ADMIN, details: ['provider', 'issuer', 'clientId', 'clientAuth', 'scopes'] },
+  'provider.updated': { records: 'a downstream provider was changed (a new credential, scopes, resource or revoke_on)', actor: ADMIN, details: ['provider', 'changed'] },
+  'provider.deleted': { records: 'a downstream provider was removed, with its grants', actor: ADMIN, details: ['provider', 'grants'] },
+  'grant.linked': { records: 'a user linked their account at a provider: the refresh token is stored sealed', subject: 'the user (with subjectIssuer)', actor: 'the user, as user:<iss>#<sub>', details: ['provider', 'grantId', 'scopes', 'replaced', 'taskId'] },
+  'grant.released': { records: 'an access token of the user\'s grant was released to a task under policy (RFC 8693 exchange)', subject: 'the user (with subjectIssuer)', actor: 'the connector\'s SPIFFE ID', details: ['provider', 'grantId', 'taskId', 'jti', 'scopes', 'refreshed', 'expiresAt', 'policyVersion', 'policies'] },
+  'release.revoked': { records: 'an access token released to a task was revoked at the provider (RFC 7009) because its task token was revoked, its task ended, or its grant was revoked', subject: 'the user (with subjectIssuer)', actor: '"writ"', details: ['provider', 'grantId', 'taskId', 'jti', 'releaseId', 'atProvider'] },
+  'grant.revoked': { records: 'a stored grant was revoked: by its user (unlink), an admin, a risk signal or a kill switch; at the provider too when it says so', subject: 'the user (with subjectIssuer)', actor: `${ADMIN}, the user, or the SET issuer`, details: ['provider', 'grantId', 'reason', 'atProvider'] },
+
   // ── risk signals (src/signals/)
   'signal.received': { records: 'a Security Event Token was applied (RFC 8935)', subject: 'the user the SET names, if any (with subjectIssuer)', actor: 'the SET issuer', details: ['jti', 'events'] },
   'signal.replayed': { records: 'a Security Event Token already applied was received again', actor: 'the SET issuer', details: ['jti'] },

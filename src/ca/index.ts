@@ -20,5 +20,6 @@ export { recoverInterruptedActivation, loadPreparedSlot, loadActiveSlot, type Au
 export { RotationRefused } from './errors';
 export { FileCustody, SealedCustody, type KeyCustody, type SealedStart } from './custody';
 export { readKek, sealKey, openKey, kekId, type Kek, type SealedKey, type AuthorityBinding } from './kek';
+export { SecretSealer, loadOrCreateSecretsKey, type SealedSecret } from './secrets';
 export { openKeyCustody, RETIRED_GRACE_MARGIN, type CustodyAudit, type KeyCustodyDeps, type KeyCustodySettings, type PendingCustody, type StartedCustody } from './startup';
 export { ServerRotator, systemScheduler, MAINTENANCE_INTERVAL_MS, type Scheduler, type ServerRotatorOptions } from './server-rotator';

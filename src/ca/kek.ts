@@ -5,7 +5,7 @@ import type { Random } from '../core/random';
 import { CaError } from './errors';
 
 /** The settings that name a key-encryption key file. */
-export type KekSetting = 'WRIT_KEK_FILE' | 'WRIT_KEK_PREVIOUS_FILE';
+export type KekSetting = 'WRIT_KEK_FILE' | 'WRIT_KEK_PREVIOUS_FILE' | 'WRIT_CA_DIR';
 
 /** A key-encryption key: 32 bytes for AES-256-GCM, known to the database only by its id. */
 export interface Kek {

@@ -8,6 +8,7 @@ import { BundleCache } from './bundle-cache';
 import { BundleStore, type PublishResult } from './bundle-store';
 import { FileCustody, SealedCustody, type KeyCustody, type SealedStart } from './custody';
 import { readKek, type Kek } from './kek';
+import { loadOrCreateSecretsKey, SecretSealer } from './secrets';
 import { CaRotator } from './rotator';
 import { recoverInterruptedActivation, type AuthoritySlot } from './slots';
 import { loadOrCreateCertificateAuthority, loadOrCreateJwtSigningKey } from './store';
@@ -56,6 +57,8 @@ export interface StartedCustody {
 /** Key custody whose settings and files have been read and checked; `start` needs the database. */
 export interface PendingCustody {
   readonly kind: KeyCustody['kind'];
+  /** Seals the secrets Writ keeps for others (src/ca/secrets.ts): under the KEK, or WRIT_CA_DIR's secrets key. */
+  readonly secrets: SecretSealer;
   start(prisma: PrismaClient, audit: CustodyAudit): Promise<StartedCustody>;
 }
 
@@ -76,6 +79,7 @@ export async function openKeyCustody(settings: KeyCustodySettings, deps: KeyCust
     const keks = readKeks(settings.kekFile, settings.kekPreviousFile, logger);
     return {
       kind: 'sealed',
+      secrets: new SecretSealer(keks.previous ? [keks.kek, keks.previous] : [keks.kek], random),
       async start(prisma, auditLog) {
         const { store, audit } = started(prisma, auditLog);
         const custody = new SealedCustody({ ...slotOptions, store, kek: keks.kek, previousKek: keks.previous, replace: settings.caReplace });
@@ -93,8 +97,10 @@ export async function openKeyCustody(settings: KeyCustodySettings, deps: KeyCust
   const ca = await loadOrCreateCertificateAuthority(slotOptions);
   const jwtKey = await loadOrCreateJwtSigningKey({ dir: settings.caDir });
   for (const w of [...(ca.warnings ?? []), ...(jwtKey.warnings ?? [])]) logger.warn({ setting: 'WRIT_CA_DIR' }, w);
+  const secretsKey = loadOrCreateSecretsKey(settings.caDir, random);
   return {
     kind: 'files',
+    secrets: new SecretSealer([secretsKey], random),
     async start(prisma, auditLog) {
       const { store, audit } = started(prisma, auditLog);
       const active = { ca: ca.value, jwtKey: jwtKey.value };

@@ -46,6 +46,8 @@ export interface ConsoleSession {
 }
 
 const LOGIN_TTL_MS = 10 * 60_000;
+/** Where a sign-in may return to besides the console: an account link (never another site: no open redirect). */
+const RETURN_TO = /^\/v1\/vault\/links\/[A-Za-z0-9_-]{43}$/;
 /** A session's last use is written at most this often (not on every request). */
 const SEEN_RESOLUTION_MS = 60_000;
 const hash = (value: string) => createHash('sha256').update(value).digest('hex');
@@ -66,8 +68,12 @@ export class ConsoleSignIn {
     return `${this.deps.baseUrl.replace(/\/+$/, '')}/console/callback`;
   }
 
-  /** Starts a login at `issuer` (the only provider when there is one): the URL to send the browser to. */
-  async begin(issuer?: string): Promise<string> {
+  /**
+   * Starts a login at `issuer` (the only provider when there is one): the URL to send the browser
+   * to. `returnTo`: a path of this broker to come back to (an account link), else the console.
+   */
+  async begin(issuer?: string, returnTo?: string): Promise<string> {
+    if (returnTo !== undefined && !RETURN_TO.test(returnTo)) throw new ConsoleSignInError('return_to: only an account link of this broker (/v1/vault/links/…)');
     const chosen = issuer ?? (this.deps.issuers.length === 1 ? this.deps.issuers[0] : undefined);
     if (chosen === undefined || !this.deps.issuers.includes(chosen)) throw new ConsoleSignInError(`issuer: sign in at one of ${this.deps.issuers.join(', ') || '(no identity provider is configured)'}`);
     const meta = await this.#meta(chosen);
@@ -75,7 +81,7 @@ export class ConsoleSignIn {
     const nonce = random64(this.deps.random);
     const verifier = random64(this.deps.random);
     const now = this.deps.clock.now();
-    await this.deps.prisma.consoleSession.create({ data: { id: hash(state), kind: 'login', issuer: chosen, verifier, nonce, expiresAt: new Date(now.getTime() + LOGIN_TTL_MS), createdAt: now } });
+    await this.deps.prisma.consoleSession.create({ data: { id: hash(state), kind: 'login', issuer: chosen, verifier, nonce, expiresAt: new Date(now.getTime() + LOGIN_TTL_MS), createdAt: now, returnTo: returnTo ?? null } });
     const url = new URL(meta.authorization_endpoint);
     url.search = new URLSearchParams({
       client_id: this.deps.clientId,
@@ -91,7 +97,7 @@ export class ConsoleSignIn {
   }
 
   /** Finishes a login from the callback's parameters: a new session's cookie value and lifetime. Each login is used once. */
-  async finish(params: Record<string, unknown>): Promise<{ cookie: string; maxAgeSeconds: number; person: Person }> {
+  async finish(params: Record<string, unknown>): Promise<{ cookie: string; maxAgeSeconds: number; person: Person; returnTo: string }> {
     const str = (k: string) => (typeof params[k] === 'string' ? (params[k] as string) : undefined);
     const state = str('state');
     if (state === undefined) throw new ConsoleSignInError('state: the callback carries no state');
@@ -127,7 +133,7 @@ export class ConsoleSignIn {
       data: { id: hash(cookie), kind: 'session', issuer: verified.person.iss, subject: verified.person.sub, groups: [...verified.person.groups], csrf: random64(this.deps.random), expiresAt, createdAt: now, lastSeenAt: now },
     });
     await this.deps.prisma.consoleSession.deleteMany({ where: { expiresAt: { lte: now } } });
-    return { cookie, maxAgeSeconds: Math.max(1, Math.floor((expiresAt.getTime() - now.getTime()) / 1000)), person: verified.person };
+    return { cookie, maxAgeSeconds: Math.max(1, Math.floor((expiresAt.getTime() - now.getTime()) / 1000)), person: verified.person, returnTo: login.returnTo ?? '/console/' };
   }
 
   /** The session a cookie names, while it lasts and has not been idle for longer than the idle timeout. */

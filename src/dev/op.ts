@@ -98,7 +98,7 @@ export interface DevOp {
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
 
-const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+export const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 /** The public part of a private JWK, for callers that publish or compare keys. */
 export const publicJwk = ({ d: _d, ...rest }: JWK): JWK => rest;
@@ -255,7 +255,7 @@ async function interact(provider: OidcProvider, users: ReadonlyMap<string, DevUs
   await provider.interactionFinished(req, res, { login: { accountId: user.name } }, { mergeWithLastSubmission: false });
 }
 
-async function readBody(req: IncomingMessage, limit = 4096): Promise<string> {
+export async function readBody(req: IncomingMessage, limit = 4096): Promise<string> {
   let body = '';
   for await (const chunk of req) {
     body += (chunk as Buffer).toString('utf8');

@@ -6,7 +6,7 @@ const JANITOR_LOCK_KEY = 0x6a616e69; // "jani"
 const BATCH = 1000;
 
 /**
- * Deletes leases (and remembered SET ids, task history, approvals and sent webhooks) that expired more than `retention` seconds
+ * Deletes leases (and remembered SET ids, task history, approvals, the vault's releases and revoked grants, and sent webhooks) that expired more than `retention` seconds
  * ago, in batches of short transactions so no long lock is held, on one replica at a
  * time (pg_try_advisory_xact_lock). The audit trail, not the lease table, is the
  * permanent record; revoked X.509-SVID leases are kept so the denylist sequence only grows.
@@ -38,6 +38,10 @@ export class LeaseJanitor {
     // A task's history and approvals go once the task ended, or its last token's lease went, longer than the retention ago.
     await this.prisma.$executeRaw`DELETE FROM task_event e USING task t WHERE e.task_id = t.id AND e.occurred_at < ${cutoff} AND (t.ended_at < ${cutoff} OR NOT EXISTS (SELECT 1 FROM lease l WHERE l.task_id = t.id::text))`;
     await this.prisma.$executeRaw`DELETE FROM approval a USING task t WHERE a.task_id = t.id AND a.requested_at < ${cutoff} AND (t.ended_at < ${cutoff} OR NOT EXISTS (SELECT 1 FROM lease l WHERE l.task_id = t.id::text))`;
+    // The token vault: releases expired, grants revoked, before the retention; links past their expiry (each is used once, soon).
+    await this.prisma.grantRelease.deleteMany({ where: { expiresAt: { lt: cutoff } } });
+    await this.prisma.downstreamGrant.deleteMany({ where: { revokedAt: { lt: cutoff } } });
+    await this.prisma.grantLink.deleteMany({ where: { expiresAt: { lt: this.opts.clock.now() } } });
     // Webhooks delivered, or given up on, before the retention.
     await this.prisma.webhookDelivery.deleteMany({ where: { createdAt: { lt: cutoff }, OR: [{ deliveredAt: { not: null } }, { attempts: { gte: 12 } }] } });
     return total;

@@ -34,6 +34,11 @@ export function handleOf(selector: RevocationSelector): RevocationHandle {
   return Object.keys(selector)[0] as RevocationHandle;
 }
 
+/** Which kind of event a revocation is, for the token vault's providers' `revoke_on`. */
+export type GrantCause = 'user' | 'session' | 'account' | 'connector';
+/** Revokes the vault's grants a revocation reaches, in its transaction. */
+export type GrantRevoker = (tx: Prisma.TransactionClient, selector: RevocationSelector, cause: GrantCause, reason: string, actor: string) => Promise<unknown>;
+
 /** A revocation made in a caller's transaction ({@link Revocations.revokeIn}), for {@link Revocations.afterCommit}. */
 export interface PendingRevocation {
   readonly handle: RevocationHandle;
@@ -156,6 +161,7 @@ export class Revocations {
       const ids = await this.liveIds(tx, { connector: spiffeId }, now);
       const result = { entries: entries.count, leases: await revokeIds(tx, ids, reason, now) };
       await this.audit(tx, { type: 'connector.disabled', actor, details: { spiffeId, reason, ...result } });
+      if (this.#grantRevoker) await this.#grantRevoker(tx, { connector: spiffeId }, 'connector', reason, actor);
       // Last: the announcement of the marker follows those of what it revoked.
       return { result, seq: await writeMarker(tx, { killSwitch: spiffeId }, reason, now) };
     });
@@ -168,6 +174,19 @@ export class Revocations {
   private committed(seq: number | undefined): void {
     this.freshness.touch();
     if (seq !== undefined) this.epochs?.observe(seq);
+    for (const listener of this.#committedListeners) listener();
+  }
+
+  #grantRevoker: GrantRevoker | undefined;
+  /** The token vault's part in revocations that name a user, a session or a connector (`cause` says which kind of event it is). */
+  revokesGrants(revoker: GrantRevoker): void {
+    this.#grantRevoker = revoker;
+  }
+
+  readonly #committedListeners: (() => void)[] = [];
+  /** What learns that a revocation committed here (the token vault revokes what it released to the tokens revoked). */
+  onCommitted(listener: () => void): void {
+    this.#committedListeners.push(listener);
   }
 
   /** Undoes the kill switch: the connector's entries are enabled again. What it held stays revoked; it must attest anew. */
@@ -187,8 +206,8 @@ export class Revocations {
    * revocation lock comes first); the caller commits, then calls {@link afterCommit}. `event`
    * replaces the default audit event of an actor's revocation, or (undefined) records none.
    */
-  async revoke(selector: RevocationSelector, reason: string, tx?: Prisma.TransactionClient, actor?: string, event?: (revoked: number) => AuditEventInput | undefined): Promise<number> {
-    const r = await this.revokeIn(selector, reason, tx, actor, event);
+  async revoke(selector: RevocationSelector, reason: string, tx?: Prisma.TransactionClient, actor?: string, event?: (revoked: number) => AuditEventInput | undefined, cause?: GrantCause): Promise<number> {
+    const r = await this.revokeIn(selector, reason, tx, actor, event, cause);
     if (!tx) this.afterCommit([r]);
     return r.revoked;
   }
@@ -200,7 +219,7 @@ export class Revocations {
   }
 
   /** As {@link revoke}, answering the marker's sequence as well (for callers that commit). */
-  async revokeIn(selector: RevocationSelector, reason: string, tx?: Prisma.TransactionClient, actor?: string, event?: (revoked: number) => AuditEventInput | undefined): Promise<PendingRevocation> {
+  async revokeIn(selector: RevocationSelector, reason: string, tx?: Prisma.TransactionClient, actor?: string, event?: (revoked: number) => AuditEventInput | undefined, cause?: GrantCause): Promise<PendingRevocation> {
     const now = this.clock.now();
     const run = async (t: Prisma.TransactionClient) => {
       await lockForRevocation(t);
@@ -218,6 +237,8 @@ export class Revocations {
       const revoked = await revokeIds(t, await this.liveIds(t, selector, now), reason, now);
       const audited = event ? event(revoked) : actor !== undefined ? { type: 'revocation' as const, actor, details: { selector, reason, revoked, ...selectorHandles(selector) } } : undefined;
       if (audited) await this.audit(t, audited);
+      // What else a revocation of a user or session reaches, in the same transaction: the token vault's stored grants, where their providers say so.
+      if (cause !== undefined && this.#grantRevoker) await this.#grantRevoker(t, selector, cause, reason, actor ?? 'writ');
       return { handle: handleOf(selector), revoked, seq: await writeMarker(t, selector, reason, now) };
     };
     return tx ? run(tx) : this.prisma.$transaction(run);

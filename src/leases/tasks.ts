@@ -44,6 +44,12 @@ export class TaskStore {
     this.#onEnd.push(hook);
   }
 
+  /** What learns of a task's end once it committed (the token vault revokes what it released to it). */
+  readonly #ended: ((taskId: string) => void)[] = [];
+  onEnded(listener: (taskId: string) => void): void {
+    this.#ended.push(listener);
+  }
+
   constructor(
     private readonly prisma: PrismaClient,
     /** `audit`: where task ends are recorded, in the transaction that ends the task. */
@@ -83,6 +89,7 @@ export class TaskStore {
     });
     this.deps.freshness?.touch(); // cached leases of this replica are dropped now, not when the announcement comes back
     this.deps.metrics?.revoked('task_end', result.revoked);
+    for (const listener of this.#ended) listener(id);
     return result;
   }
 }

@@ -41,6 +41,7 @@ import { PolicyInvalid } from './errors';
 import { policyShapeProblem } from './shape';
 import {
   DELEGATE_ACTION,
+  USE_GRANT_ACTION,
   ENTITY_TYPES,
   WRIT_SCHEMA,
   classificationLevel,
@@ -139,7 +140,23 @@ export interface DelegateRequest {
   readonly task?: PolicyTaskHistory;
 }
 
-export type PolicyRequest = ActionRequest | DelegateRequest;
+/** May `connector`, for `user`'s task, use the user's grant at `provider` for `scopes` (the token vault)? */
+export interface UseGrantRequest {
+  readonly kind: 'use_grant';
+  readonly user: PolicyUser;
+  readonly connector: PolicyConnector;
+  /** The provider's name in Writ, its issuer, and the classification of what it holds. */
+  readonly provider: { readonly id: string; readonly issuer: string; readonly classification: Classification };
+  readonly scopes: readonly string[];
+  /** The depth of the presented task token. */
+  readonly chainDepth: number;
+  readonly taskId: string;
+  /** What the presented task token is bound to (`context.binding`). */
+  readonly binding: TokenBinding;
+  readonly task?: PolicyTaskHistory;
+}
+
+export type PolicyRequest = ActionRequest | DelegateRequest | UseGrantRequest;
 
 export interface PolicyDecision {
   /** True only when a permit holds, no forbid does, and nothing went wrong. */
@@ -192,6 +209,7 @@ const DECISION_CACHE_SIZE = 20_000;
 function decisionKey(r: PolicyRequest, withTaskId: boolean, withHistory: boolean): string {
   const h = r.task ?? NO_HISTORY;
   const history = withHistory ? [h.calls, h.toolsCalled, h.servers, h.resources, h.maxClassificationRead, h.maxClassificationWritten, h.egressCalls] : null;
+  if (r.kind === 'use_grant') return JSON.stringify(['use_grant', r.user.sub, r.user.iss, r.user.groups, r.user.risk, r.connector.spiffeId, r.connector.owner, r.connector.trustDomain, r.provider.id, r.provider.issuer, r.provider.classification, [...r.scopes].sort(), r.chainDepth, r.binding, history, withTaskId ? r.taskId : null]);
   const common = [r.user.sub, r.user.iss, r.user.groups, r.user.risk, r.connector.spiffeId, r.connector.owner, r.connector.trustDomain, r.server, r.tool.name, r.tool.classification, r.tool.egress === true, r.classification, r.chainDepth, r.binding, history];
   return JSON.stringify(r.kind === 'action' ? ['action', r.action, ...common, withTaskId ? r.taskId : null] : ['delegate', r.chain, ...common]);
 }
@@ -376,6 +394,7 @@ function taskHistory(h: PolicyTaskHistory | undefined): cedar.CedarValueJson {
 }
 
 function cedarRequest(request: PolicyRequest): CedarRequest {
+  if (request.kind === 'use_grant') return useGrantRequest(request);
   const server: Entity = { uid: uid(ENTITY_TYPES.server, request.server), attrs: {}, parents: [] };
   level(request.tool.classification, 'tool classification');
   const tool: Entity = {
@@ -419,6 +438,30 @@ function cedarRequest(request: PolicyRequest): CedarRequest {
     };
   }
   throw new RangeError(`unknown request kind ${JSON.stringify(kind)}`);
+}
+
+function useGrantRequest(request: UseGrantRequest): CedarRequest {
+  if (typeof request.taskId !== 'string') throw new TypeError('the task id must be a string');
+  if (!Array.isArray(request.scopes) || request.scopes.some((s) => typeof s !== 'string')) throw new TypeError('the scopes must be a list of strings');
+  const user = userEntity(request.user);
+  const connector = connectorEntity(request.connector);
+  const provider: Entity = { uid: uid(ENTITY_TYPES.provider, request.provider.id), attrs: { name: request.provider.id, issuer: request.provider.issuer, classification: request.provider.classification, egress: true }, parents: [] };
+  return {
+    principal: user.uid,
+    action: uid(ENTITY_TYPES.action, USE_GRANT_ACTION),
+    resource: provider.uid,
+    context: {
+      connector: ref(connector.uid),
+      scopes: [...request.scopes],
+      task_id: request.taskId,
+      classification: request.provider.classification,
+      classification_level: level(request.provider.classification, 'provider classification'),
+      chain_depth: chainDepth(request.chainDepth),
+      binding: tokenBinding(request.binding),
+      task: taskHistory(request.task),
+    },
+    entities: [user, connector, provider],
+  };
 }
 
 // ---------------------------------------------------------------------------------------

@@ -39,12 +39,16 @@ export function isToolAction(value: unknown): value is ToolAction {
 /** A connector passing a user's token on to a downstream tool (chaining). */
 export const DELEGATE_ACTION = 'delegate';
 
+/** A connector using the user's grant at a downstream provider (the token vault) for a task. */
+export const USE_GRANT_ACTION = 'use_grant';
+
 /** Entity type names as they appear in entities and in `{"__entity": {type, id}}` references. */
 export const ENTITY_TYPES = {
   user: 'Writ::User',
   connector: 'Writ::Connector',
   server: 'Writ::Server',
   tool: 'Writ::Tool',
+  provider: 'Writ::Provider',
   action: 'Writ::Action',
 } as const;
 
@@ -109,6 +113,35 @@ export const WRIT_SCHEMA = `namespace Writ {
       chain_depth: Long,
       task_id: String,
       // "mtls" (RFC 8705 certificate-bound) or "dpop" (RFC 9449 DPoP-bound).
+      binding: String,
+      task: TaskHistory,
+    },
+  };
+
+  // A downstream provider of the token vault (a SaaS authorization server): id is its name in
+  // Writ. Its data leaves for the SaaS (egress is true), at the classification it was registered with.
+  entity Provider = {
+    name: String,
+    issuer: String,
+    classification: String,
+    egress: Bool,
+  };
+
+  // The user's grant at a provider used for the task: an access token of the provider for scopes.
+  // The context has what read…delete and delegate have in common too, so that a policy that does
+  // not constrain its action stays valid (and applies: see the README).
+  action use_grant appliesTo {
+    principal: User,
+    resource: Provider,
+    context: {
+      connector: Connector,
+      scopes: Set<String>,
+      task_id: String,
+      classification: String,
+      classification_level: Long,
+      // The depth of the task token the connector presented (0: exchanged for the user's own token).
+      chain_depth: Long,
+      // What that task token is bound to: "mtls" or "dpop".
       binding: String,
       task: TaskHistory,
     },

@@ -80,10 +80,12 @@ export class SignalApplier {
 
   private async applyOne(intent: Intent, set: VerifiedSet, tx: Prisma.TransactionClient, revocations: PendingRevocation[]): Promise<AppliedIntent> {
     const base = { kind: intent.kind, eventType: intent.eventType };
+    // For the token vault's providers' revoke_on: a session event, or an account event (RISC).
+    const cause = intent.kind === 'revoke-session' ? ('session' as const) : intent.kind === 'revoke-user' ? ('account' as const) : undefined;
     const revoke = async (selectors: RevocationSelector[], reason: string) => {
       let revoked = 0;
       for (const selector of selectors) {
-        const r = await this.revocations.revokeIn(selector, reason, tx);
+        const r = await this.revocations.revokeIn(selector, reason, tx, undefined, undefined, cause);
         revoked += r.revoked;
         revocations.push(r);
       }

@@ -8,7 +8,7 @@ export interface DomainMetrics {
   /** A task token issued by token exchange (RFC 8693), its lease committed. */
   tokenIssued(token: { readonly chained: boolean; readonly binding: TokenBindingKind }): void;
   /** One Cedar decision: `action` for a tool and action, `delegate` for a chained hop. */
-  policyDecision(kind: 'action' | 'delegate', allowed: boolean): void;
+  policyDecision(kind: 'action' | 'delegate' | 'use_grant', allowed: boolean): void;
   /** An X.509-SVID attestation, by the attestor the request named (`unknown` when it named none this broker has). */
   attestation(attestor: string, outcome: Outcome): void;
   /** An X.509-SVID renewal over mTLS. */

@@ -131,7 +131,7 @@ export class PrometheusMetrics implements DomainMetrics {
     this.#tokens.inc({ chained: String(token.chained), binding: token.binding });
   }
 
-  policyDecision(kind: 'action' | 'delegate', allowed: boolean): void {
+  policyDecision(kind: 'action' | 'delegate' | 'use_grant', allowed: boolean): void {
     this.#decisions.inc({ kind, decision: allowed ? 'allow' : 'deny' });
   }
 

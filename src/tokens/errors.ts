@@ -15,8 +15,9 @@ import { DomainError } from '../core/errors';
  * The error codes Writ's OAuth endpoints answer with: RFC 6749 §5.2 (token endpoint), RFC 8693
  * §2.2.2 (token exchange), RFC 8707 §2 (`invalid_target`), RFC 9396 §5
  * (`invalid_authorization_details`), RFC 6750 §3.1 (resource servers: `invalid_token`,
- * `insufficient_scope`), RFC 7009 §2.2.1 (`unsupported_token_type`) and RFC 9449 §12.2
- * (`invalid_dpop_proof`, `use_dpop_nonce`).
+ * `insufficient_scope`), RFC 7009 §2.2.1 (`unsupported_token_type`), RFC 9449 §12.2
+ * (`invalid_dpop_proof`, `use_dpop_nonce`), and OpenID Connect Core §3.1.2.6
+ * (`interaction_required`: the token vault needs the user to link an account).
  */
 export const OAUTH_ERROR_CODES = [
   'invalid_request',
@@ -34,6 +35,7 @@ export const OAUTH_ERROR_CODES = [
   'unsupported_token_type',
   'invalid_dpop_proof',
   'use_dpop_nonce',
+  'interaction_required',
 ] as const;
 export type OAuthErrorCode = (typeof OAUTH_ERROR_CODES)[number];
 
@@ -59,6 +61,7 @@ export const OAUTH_ERROR_STATUS: Readonly<Record<OAuthErrorCode, number>> = {
   unsupported_token_type: 400,
   invalid_dpop_proof: 400, // RFC 9449 §5 at the token endpoint (a resource server answers 401, §7.1)
   use_dpop_nonce: 400, // RFC 9449 §8 at the token endpoint (a resource server answers 401, §9)
+  interaction_required: 400,
 };
 
 /**
@@ -171,6 +174,25 @@ export class AccessDenied extends OAuthError {
   }
 }
 
+/**
+ * The token vault has no grant of the user that covers the request: the user must link their
+ * account at the provider first, at `link_uri` (single use, until `link_expires_in` seconds from
+ * now, only for that user). The name is OpenID Connect Core §3.1.2.6's; the two members are Writ's.
+ */
+export class InteractionRequired extends OAuthError {
+  constructor(
+    description: string,
+    readonly linkUri?: string,
+    readonly linkExpiresIn?: number,
+  ) {
+    super('interaction_required', description);
+  }
+
+  override toJSON(): OAuthErrorBody & { link_uri?: string; link_expires_in?: number } {
+    return { ...super.toJSON(), ...(this.linkUri !== undefined && { link_uri: this.linkUri }), ...(this.linkExpiresIn !== undefined && { link_expires_in: this.linkExpiresIn }) };
+  }
+}
+
 /** RFC 6749 §4.1.2.1: Writ cannot answer now (the lease could not be committed); no token was issued. 503. */
 export class TemporarilyUnavailable extends OAuthError {
   constructor(description: string, options?: Options) {
@@ -255,6 +277,7 @@ const CLASSES: Record<OAuthErrorCode, (description: string, options?: Options) =
   invalid_dpop_proof: (d, o) => new InvalidDpopProof(d, o),
   // Built from its code alone it has no nonce to hand out: the HTTP layer sends `DPoP-Nonce` only for a non-empty one.
   use_dpop_nonce: (d) => new UseDpopNonce('', d),
+  interaction_required: (d) => new InteractionRequired(d),
 };
 
 /** The error class for a code: `oauthError('invalid_grant', '…')` is an {@link InvalidGrant}. */

@@ -26,18 +26,20 @@ import {
   InvalidGrant,
   InvalidRequest,
   InvalidScope,
+  InteractionRequired,
   InvalidTarget,
   isOAuthError,
   TemporarilyUnavailable,
   UnsupportedGrantType,
 } from './errors';
-import type { Act, Binding } from './access-token';
+import { certificateThumbprint, type Act, type Binding } from './access-token';
 import { mintAccessToken } from './sign';
 import { hasClientAssertion, JWT_SPIFFE_ASSERTION_TYPE, verifyClientAssertion, type ClientAuthMethod } from './client-assertion';
 import { DpopReplayCache, dpopHeader, InvalidDpopProof, verifyDpopProof, type DpopAlgorithm, type DpopNonceSource } from './dpop';
 import { verifyAccessToken } from './verify';
 import { checkRequestedTokenType, subjectTokenKind, TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE, type IdentityProviders } from './subject-token';
 import { noMetrics, type DomainMetrics } from '../telemetry/metrics';
+import { GrantRequired, VaultError, type ProviderStore, type TokenVault } from '../vault';
 
 /** The connector calling the token endpoint, from its verified client certificate (RFC 8705 §2). */
 export interface ExchangeClient {
@@ -60,6 +62,18 @@ export interface TokenExchangeResponse {
   expires_in: number;
   task_id: string;
   authorization_details: McpToolDetail[];
+}
+
+/**
+ * The token vault's answer (RFC 8693 §2.2.1): the provider's own access token, for `scope`, with
+ * its life capped by the task token's. `token_type` is the provider's (RFC 6749 §7.1).
+ */
+export interface GrantReleaseResponse {
+  access_token: string;
+  issued_token_type: typeof TOKEN_TYPE.ACCESS_TOKEN;
+  token_type: string;
+  expires_in: number;
+  scope: string;
 }
 
 /** The registration entries a client's SVID lease names (the broker passes its `EntryStore`). */
@@ -97,6 +111,8 @@ export interface TokenExchangeDeps {
   dpop?: { replay?: DpopReplayCache; nonces?: DpopNonceSource; algorithms?: readonly DpopAlgorithm[]; maxAgeSeconds?: number };
   /** Issued tokens and policy decisions, counted once committed (refusals are counted by the HTTP layer, by error code). */
   metrics?: Pick<DomainMetrics, 'tokenIssued' | 'policyDecision'>;
+  /** The token vault: an exchange whose `audience` names one of its providers releases the user's grant there (issue 20). */
+  vault?: { vault: Pick<TokenVault, 'release'>; providers: Pick<ProviderStore, 'get'> };
 }
 
 /** What the HTTP layer passes besides the form: the request's `DPoP` header(s), unparsed (RFC 9449 §4.1). */
@@ -199,7 +215,7 @@ export class TokenExchange {
    * client assertion (draft-ietf-oauth-spiffe-client-auth); the token is bound to the DPoP
    * proof's key when there is one (RFC 9449 §5), else to the client certificate — never to nothing.
    */
-  async exchange(client: ExchangeClient | undefined, form: Record<string, unknown>, headers: ExchangeRequestHeaders = {}): Promise<TokenExchangeResponse> {
+  async exchange(client: ExchangeClient | undefined, form: Record<string, unknown>, headers: ExchangeRequestHeaders = {}): Promise<TokenExchangeResponse | GrantReleaseResponse> {
     let audit: Record<string, unknown> = { client: client?.spiffeId };
     let user: { sub: string; iss: string } | undefined;
     try {
@@ -209,6 +225,11 @@ export class TokenExchange {
       audit = { ...audit, client: connector.spiffeId, client_auth: connector.method };
       const binding = await this.bind(client, headers);
       audit = { ...audit, binding: binding.kind };
+      // RFC 8693 §2.1: an audience (and no resource) naming a provider of the token vault.
+      if (this.deps.vault && form.resource === undefined && typeof form.audience === 'string') {
+        const released = await this.releaseGrant(connector, binding, form, (a) => (audit = { ...audit, ...a }), (u) => (user = u));
+        return released;
+      }
       const request = this.parse(form);
       audit = { ...audit, resource: request.resource };
       const subject = await this.verifySubject(request, connector);
@@ -237,6 +258,70 @@ export class TokenExchange {
         .catch(() => undefined);
       if (isOAuthError(err)) throw err;
       throw new TemporarilyUnavailable('the broker cannot decide now', { cause: err });
+    }
+  }
+
+  /**
+   * The token vault (issue 20): the connector presents its own live task token (`subject_token`,
+   * an access token of this broker, proving its key: the same certificate or DPoP key it is
+   * bound to) and names the provider as `audience` and what it needs as `scope` (RFC 8693 §2.1).
+   * Policy decides `use_grant` for the task's user; the vault then releases an access token of the
+   * user's grant there. Without a grant that covers `scope`: `interaction_required` with the link
+   * where the user links their account.
+   */
+  private async releaseGrant(
+    connector: Connector,
+    binding: TokenBinding,
+    form: Record<string, unknown>,
+    note: (audit: Record<string, unknown>) => void,
+    noteUser: (user: { sub: string; iss: string }) => void,
+  ): Promise<GrantReleaseResponse> {
+    const { vault, providers } = this.deps.vault!;
+    for (const name of SINGLE) if (Array.isArray(form[name])) throw new InvalidRequest(`${name} is given more than once`);
+    const str = (name: string) => (typeof form[name] === 'string' ? (form[name] as string) : undefined);
+    if (str('grant_type') !== TOKEN_EXCHANGE_GRANT_TYPE) throw new UnsupportedGrantType(`grant_type must be ${TOKEN_EXCHANGE_GRANT_TYPE}`);
+    if (form.actor_token !== undefined) throw new InvalidRequest('actor_token is not supported: the actor is the authenticated client');
+    if (form.authorization_details !== undefined) throw new InvalidRequest('authorization_details is for Writ\'s own resources; ask a provider of the token vault for a scope');
+    checkRequestedTokenType(str('requested_token_type'));
+    if (str('subject_token_type') !== TOKEN_TYPE.ACCESS_TOKEN || str('subject_token') === undefined) throw new InvalidRequest(`the token vault takes the connector's task token: subject_token_type ${TOKEN_TYPE.ACCESS_TOKEN}`);
+    const providerId = str('audience')!;
+    note({ provider: providerId });
+    const provider = await providers.get(providerId);
+    if (!provider) throw new InvalidTarget(`audience: ${providerId.slice(0, 64)} is not a provider of the token vault`);
+    const scopes = [...new Set((str('scope') ?? '').split(' ').filter(Boolean))];
+    if (scopes.length === 0) throw new InvalidScope('scope: name what the task needs at the provider (RFC 8693 section 2.1)');
+    const beyond = scopes.filter((sc) => !provider.scopes.includes(sc));
+    if (beyond.length > 0) throw new InvalidScope(`scope: ${providerId} does not grant ${beyond.join(' ').slice(0, 200)}`);
+    note({ scopes });
+
+    const bundle = await this.deps.bundle.current();
+    const claims = await verifyAccessToken(str('subject_token')!, bundle.jwtAuthorities, { issuer: this.deps.issuer, clock: this.deps.clock });
+    const now = this.deps.clock.now();
+    if (!(await this.deps.leases.tokenAlive(claims.jti, now))) throw new InvalidGrant(PARENT_REVOKED);
+    // The task token's own connector, holding its key: a token that leaked is of no use here.
+    if (claims.client_id !== connector.spiffeId) throw new InvalidGrant('subject_token: only the connector the task token was issued to may use it here');
+    const held = 'jkt' in claims.cnf ? binding.kind === 'dpop' && binding.dpopJkt === claims.cnf.jkt : binding.kind === 'mtls' && certificateThumbprint(binding.clientCertificate) === claims.cnf['x5t#S256'];
+    if (!held) throw new InvalidGrant('subject_token: it is bound to another key than the one this request proves (RFC 8705 section 3, RFC 9449 section 6)');
+    const task = await this.deps.tasks.get(claims.task_id);
+    if (!task || task.endedAt) throw new InvalidGrant('subject_token: its task has ended');
+    const user = { sub: claims.sub, iss: task.subjectIssuer, groups: task.subjectGroups, risk: (await this.deps.userRisk?.(task.subjectIssuer, claims.sub)) ?? task.subjectRisk ?? 'unknown' };
+    noteUser(user);
+    note({ taskId: task.id, user: user.sub });
+
+    const engine = await this.deps.policies.engine();
+    const history = this.deps.history && engine.readsTaskHistory ? await this.deps.history.history(task.id) : EMPTY_TASK_HISTORY;
+    const decision = engine.decide({ kind: 'use_grant', user, connector, provider: { id: provider.id, issuer: provider.issuer, classification: provider.classification }, scopes, chainDepth: actChain(claims.act).length - 1, taskId: task.id, binding: binding.kind, task: history });
+    this.#metrics.policyDecision('use_grant', decision.allowed);
+    note({ policyVersion: engine.version, policies: decision.policyIds, ...(decision.errors.length > 0 && { errors: decision.errors }) });
+    if (!decision.allowed) throw new AccessDenied(`policy does not let ${connector.spiffeId} use ${user.sub}'s grant at ${provider.id} for ${scopes.join(' ')} now`);
+    try {
+      const released = await vault.release({ provider, user, scopes, connector: connector.spiffeId, taskId: task.id, jti: claims.jti, taskTokenExpiresAt: new Date(claims.exp * 1000), audit: { policyVersion: engine.version, policies: decision.policyIds } });
+      return { access_token: released.accessToken, issued_token_type: TOKEN_TYPE.ACCESS_TOKEN, token_type: released.tokenType === 'bearer' ? 'Bearer' : released.tokenType, expires_in: released.expiresIn, scope: released.scopes.join(' ') };
+    } catch (err) {
+      if (err instanceof GrantRequired) throw new InteractionRequired(err.message, err.linkUrl, Math.max(1, Math.floor((err.linkExpiresAt.getTime() - now.getTime()) / 1000)));
+      if (err instanceof VaultError && err.status === 403) throw new InvalidGrant(err.message);
+      if (err instanceof VaultError && err.status === 502) throw new TemporarilyUnavailable(err.message, { cause: err });
+      throw err;
     }
   }
 

@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Express, Router } from 'express';
 import pino from 'pino';
-import { approvalsRouter, consoleRouter, signInRouter, adminRouter, agentRouter, authzenRouter, bundleRouter, createApiApp, HttpMetrics, oauthRouter, openApiDocument, signalsRouter, svidRouter, tasksRouter, type AdminDeps } from '../../src/api';
+import { adminOnly, approvalsRouter, consoleRouter, signInRouter, adminRouter, vaultAdminRouter, vaultLinksRouter, agentRouter, authzenRouter, bundleRouter, createApiApp, HttpMetrics, oauthRouter, openApiDocument, signalsRouter, svidRouter, tasksRouter, type AdminDeps } from '../../src/api';
 import { systemRandom } from '../../src/core/random';
 import { serveApi } from '../support/api';
 import { documentedOperation, responseMismatches } from '../support/openapi';
@@ -33,6 +33,8 @@ function brokerApp(): Express {
       signInRouter({ clientId: 'writ-console', issuers: [] }),
       consoleRouter({ signIn: none, roleOf: none }),
       signalsRouter({ intake: none }),
+      vaultLinksRouter({ vault: none }),
+      adminOnly(auth as never, vaultAdminRouter({ vault: none, providers: none })),
       adminRouter({ ...auth, limits: { trustDomain: 'example.org', x509SvidMaxTtl: 86400, jwtSvidMaxTtl: 3600 } } as unknown as AdminDeps),
     ],
   });

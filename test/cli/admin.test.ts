@@ -113,7 +113,7 @@ describe('writ policy get|set', () => {
     expect((await writ(['policy', 'get', '-o', 'json'], b.env)).json()).toMatchObject({ version: 1, policies: text, created_by: 'admin' });
 
     writeFileSync(file, 'permit (principal, action == Writ::Action::"fly", resource);\nforbid (principal, action, resource) when { context.nope };\n');
-    expectRefused(await writ(['policy', 'set', file], b.env), /not valid \(6 errors\): (?=.*`nope`)(?=.*"fly").*\(400 invalid-policy\)$/m);
+    expectRefused(await writ(['policy', 'set', file], b.env), /not valid \(7 errors\): (?=.*`nope`)(?=.*"fly").*\(400 invalid-policy\)$/m);
     expectRefused(await writ(['policy', 'set', join(b.work, 'missing.cedar')], b.env), /cannot read the policy file .*missing\.cedar: ENOENT/);
   });
 });

@@ -18,7 +18,9 @@ export function revocationsRouter(deps: RevocationRouteDeps): Router {
     const selector = parseWith(revocationSelectorSchema, rest);
     if (dryRun) return res.json({ dry_run: true, ...(await deps.revocations.dryRun(selector)) });
     // The revocation and its audit row commit together, before the answer.
-    return res.json({ revoked: await deps.revocations.revoke(selector, reason, undefined, principalOf(req)) });
+    // An admin revoking a user (not only through one connector) also revokes the vault's grants of providers whose revoke_on says "user".
+    const cause = 'user' in selector && !('connector' in selector) ? ('user' as const) : undefined;
+    return res.json({ revoked: await deps.revocations.revoke(selector, reason, undefined, principalOf(req), undefined, cause) });
   });
   return router;
 }

@@ -116,6 +116,7 @@ export function openApiDocument(operations: readonly Operation[] = OPERATIONS): 
       { name: 'svid', description: 'Attestation and SVIDs' },
       { name: 'tasks', description: 'Tasks of a connector' },
       { name: 'approvals', description: 'Human approval of tool actions a permit marks @approval("required")' },
+      { name: 'vault', description: 'The token vault: users link their SaaS accounts; connectors get short-lived access tokens of them for a task (RFC 8693)' },
       { name: 'signals', description: 'Shared Signals push delivery (RFC 8935)' },
       { name: 'admin', description: 'Administration: the admin bearer token or an admin X.509-SVID' },
       { name: 'meta', description: 'This document' },

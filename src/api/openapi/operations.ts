@@ -12,6 +12,8 @@ import { workloadJwtSvidRequest, workloadX509SvidRequest } from '../agent';
 import { evaluationRequestSchema, evaluationsRequestSchema } from '../../authzen';
 import { taskEventsSchema } from '../tasks';
 import { approvalSchemas } from '../approvals';
+import { grantListQuery, reasonQuery } from '../vault';
+import { providerPatch, providerRequest } from '../../vault';
 import * as s from './schemas';
 import { roleBindingCreateRequest, roleBindingDeleteQuery, type AdminRole } from '../../admin';
 
@@ -32,7 +34,7 @@ export interface Operation {
   /** As Express writes it (`:param`). */
   readonly path: string;
   readonly operationId: string;
-  readonly tag: 'oauth' | 'svid' | 'bundle' | 'tasks' | 'approvals' | 'signals' | 'admin' | 'meta';
+  readonly tag: 'oauth' | 'svid' | 'bundle' | 'tasks' | 'approvals' | 'vault' | 'signals' | 'admin' | 'meta';
   readonly summary: string;
   readonly caller: Caller;
   /** The admin role an admin route needs (auditor ⊂ operator ⊂ admin); every admin route names one. */
@@ -57,6 +59,8 @@ const form = (schema: z.ZodType) => ({ type: 'application/x-www-form-urlencoded'
 
 /** Answers any route may give: a malformed request or a Client-Cert header from a peer that is not a trusted proxy (RFC 9440 §4), a body it cannot read (bodies are parsed on every route), a broker failure. */
 const BASE = { 400: 'The request is malformed, or carries Client-Cert from a peer that is not a trusted proxy (RFC 9440 §4)', 413: 'The body is over 64 KiB (RFC 9110 §15.5.14)', 415: 'The body encoding or charset is not supported', 500: 'Internal error (detail in the log only)', 503: 'The broker cannot answer now' };
+/** BASE, for a page that answers a bad request itself (in HTML). */
+const { 400: _pageAnswers400, ...BASE_BUT_400 } = BASE;
 /** Answers every route with a body may give as well: a body that does not fit, is oversized or is in an unsupported encoding. */
 const COMMON = { ...BASE, 400: 'The request does not fit the schema (the detail names the field)', 413: 'The body is over 64 KiB (RFC 9110 §15.5.14)', 415: 'The body encoding or charset is not supported', 500: 'Internal error (detail in the log only)', 503: 'The broker cannot answer now' };
 const ADMIN_ERRORS = { ...COMMON, 401: 'No admin bearer token or admin SVID, or a wrong token (RFC 6750 §3)', 403: 'A verified SVID whose entry is not an admin' };
@@ -79,11 +83,11 @@ export const OPERATIONS: readonly Operation[] = [
   },
   {
     method: 'post', path: '/oauth2/token', operationId: 'exchangeToken', tag: 'oauth', caller: 'oauth-client',
-    summary: 'Token exchange (RFC 8693 §2): a user\'s subject token for an access token for one MCP server, bound to the client certificate (RFC 8705 §3) or a DPoP key (RFC 9449).',
+    summary: 'Token exchange (RFC 8693 §2): a user\'s subject token for an access token for one MCP server, bound to the client certificate (RFC 8705 §3) or a DPoP key (RFC 9449); or, with `audience` a provider of the token vault and `scope`, the connector\'s task token for the provider\'s access token.',
     headers: { DPoP: 'A DPoP proof (RFC 9449 §4); the token is then DPoP-bound' },
     body: form(s.tokenForm),
-    responses: { 200: json(s.tokenResponse, 'The access token (Cache-Control: no-store)') },
-    errors: { 400: 'invalid_request, invalid_grant, invalid_target, invalid_scope, unsupported_grant_type, invalid_authorization_details, invalid_dpop_proof or use_dpop_nonce (RFC 6749 §5.2, RFC 9396 §5, RFC 9449 §7)', 401: 'invalid_client: no live SVID or client assertion', 403: 'access_denied: policy refused', 413: 'The body is over 64 KiB', 415: 'The body encoding is not supported', 503: 'temporarily_unavailable' },
+    responses: { 200: json(z.union([s.tokenResponse, s.grantReleaseResponse]), 'The access token (Cache-Control: no-store)') },
+    errors: { 400: 'invalid_request, invalid_grant, invalid_target, invalid_scope, unsupported_grant_type, invalid_authorization_details, invalid_dpop_proof, use_dpop_nonce (RFC 6749 §5.2, RFC 9396 §5, RFC 9449 §7), or interaction_required with link_uri (the token vault: the user links their account first)', 401: 'invalid_client: no live SVID or client assertion', 403: 'access_denied: policy refused', 413: 'The body is over 64 KiB', 415: 'The body encoding is not supported', 503: 'temporarily_unavailable' },
     errorKind: 'oauth',
   },
   {
@@ -250,6 +254,73 @@ export const OPERATIONS: readonly Operation[] = [
     summary: 'Ends the console session (with its CSRF token).',
     responses: { 204: { description: 'Signed out; the cookie is cleared' } },
     errors: { ...BASE, 403: 'No CSRF token' }, errorKind: 'problem',
+  },
+  // --- The token vault (issue 20): linking a user's account at a provider, in their browser ---
+  {
+    method: 'get', path: '/v1/vault/links/:secret', operationId: 'showLink', tag: 'vault', caller: 'public',
+    summary: 'The page of an account link Writ handed out (single use, for one user): what it is for, and a button to sign in and continue.', pathParams: { secret: 'The link\'s secret' },
+    responses: { 200: { description: 'The page', content: { 'text/html': { type: 'string' } } }, 400: { description: 'The link is unknown, used or expired (a page)', content: { 'text/html': { type: 'string' } } } },
+    errors: BASE_BUT_400, errorKind: 'problem',
+  },
+  {
+    method: 'post', path: '/v1/vault/links/:secret', operationId: 'openLink', tag: 'vault', caller: 'public',
+    summary: 'Opens the link: a person not signed in signs in first (and comes back); only the user the link names goes on to the provider (authorization code flow with PKCE and state).', pathParams: { secret: 'The link\'s secret' },
+    responses: { 303: { description: 'To sign in, or to the provider\'s authorization endpoint' } },
+    errors: { ...BASE, 400: 'The link is unknown, used or expired, or sign-in is off', 403: 'The link was made for another user' }, errorKind: 'problem',
+  },
+  {
+    method: 'get', path: '/v1/vault/callback', operationId: 'vaultCallback', tag: 'vault', caller: 'public',
+    summary: 'The provider\'s redirect back: state (once) and RFC 9207 iss checked, the code redeemed, the refresh token stored sealed.',
+    responses: { 200: { description: 'The account is linked', content: { 'text/html': { type: 'string' } } } },
+    errors: { ...BASE, 400: 'No linking under way with this state, or the provider refused', 502: 'The provider failed' }, errorKind: 'problem',
+  },
+  {
+    method: 'get', path: '/v1/vault/grants', operationId: 'listMyGrants', tag: 'vault', caller: 'approver-reader',
+    summary: 'The signed-in person\'s own grants the vault holds (never their tokens).',
+    responses: { 200: json(s.grantList, 'The grants') }, errors: { ...BASE, 401: 'Not signed in as a person' }, errorKind: 'problem',
+  },
+  {
+    method: 'delete', path: '/v1/vault/grants/:id', operationId: 'unlinkGrant', tag: 'vault', caller: 'approver',
+    summary: 'Unlinks one of the signed-in person\'s grants: Writ stops using it at once, and revokes it at the provider (RFC 7009). Audited.', pathParams: { id: 'The grant id' }, query: reasonQuery,
+    responses: { 204: { description: 'Unlinked' } }, errors: { ...BASE, 401: 'Not signed in as a person', 403: 'A console change without its CSRF token', 404: 'No live grant of yours with this id' }, errorKind: 'problem',
+  },
+  {
+    method: 'delete', path: '/v1/admin/grants/:id', operationId: 'revokeGrant', tag: 'admin', caller: 'admin', role: 'operator',
+    summary: 'Revokes a user\'s grant: Writ stops using it at once, and revokes it at the provider (RFC 7009). Audited.', pathParams: { id: 'The grant id' }, query: reasonQuery,
+    responses: { 204: { description: 'Revoked' } }, errors: { ...ADMIN_ERRORS, 404: 'No live grant with this id' }, errorKind: 'problem',
+  },
+  {
+    method: 'get', path: '/v1/admin/providers', operationId: 'listProviders', tag: 'admin', caller: 'admin', role: 'auditor',
+    summary: 'The token vault\'s downstream providers (never their secrets).',
+    responses: { 200: json(s.providerList, 'The providers') }, errors: ADMIN_ERRORS, errorKind: 'problem',
+  },
+  {
+    method: 'post', path: '/v1/admin/providers', operationId: 'createProvider', tag: 'admin', caller: 'admin', role: 'admin',
+    summary: 'Registers a downstream provider: its issuer (discovery), Writ\'s client there and its secret or private key (sealed, never returned), scopes, classification. Audited.',
+    body: jsonBody(providerRequest),
+    responses: { 201: json(s.provider, 'The provider') }, errors: { ...ADMIN_ERRORS, 409: 'A provider with this id exists' }, errorKind: 'problem',
+  },
+  {
+    method: 'get', path: '/v1/admin/providers/:id', operationId: 'getProvider', tag: 'admin', caller: 'admin', role: 'auditor',
+    summary: 'One provider.', pathParams: { id: 'The provider id' },
+    responses: { 200: json(s.provider, 'The provider') }, errors: { ...ADMIN_ERRORS, 404: 'No such provider' }, errorKind: 'problem',
+  },
+  {
+    method: 'patch', path: '/v1/admin/providers/:id', operationId: 'updateProvider', tag: 'admin', caller: 'admin', role: 'admin',
+    summary: 'Changes a provider: a new secret or key (rotation), scopes, classification, resource, revoke_on. Audited.', pathParams: { id: 'The provider id' },
+    body: jsonBody(providerPatch),
+    responses: { 200: json(s.provider, 'The provider') }, errors: { ...ADMIN_ERRORS, 404: 'No such provider' }, errorKind: 'problem',
+  },
+  {
+    method: 'delete', path: '/v1/admin/providers/:id', operationId: 'deleteProvider', tag: 'admin', caller: 'admin', role: 'admin',
+    summary: 'Removes a provider and the grants the vault holds there. Audited.', pathParams: { id: 'The provider id' },
+    responses: { 204: { description: 'Removed' } }, errors: { ...ADMIN_ERRORS, 404: 'No such provider' }, errorKind: 'problem',
+  },
+  {
+    method: 'get', path: '/v1/admin/grants', operationId: 'listGrants', tag: 'admin', caller: 'admin', role: 'auditor',
+    summary: 'The users\' live grants the vault holds, by provider or user (never their tokens).',
+    query: grantListQuery,
+    responses: { 200: json(s.grantList, 'The grants') }, errors: ADMIN_ERRORS, errorKind: 'problem',
   },
   // --- Approvals (a permit marked @approval("required")) ---
   {

@@ -21,7 +21,7 @@ export const problem = z.looseObject({
 });
 
 /** RFC 6749 §5.2. */
-export const oauthError = z.strictObject({ error: z.string(), error_description: z.string().optional() });
+export const oauthError = z.strictObject({ error: z.string(), error_description: z.string().optional(), link_uri: z.string().optional().describe('interaction_required (the token vault): where the user links their account'), link_expires_in: z.number().int().optional() });
 
 /** RFC 8935 §2.4. */
 export const setError = z.strictObject({ err: z.enum(SET_ERROR_CODES), description: z.string() });
@@ -215,6 +215,14 @@ export const tokenResponse = z.strictObject({
   task_id: z.string(),
   authorization_details: z.array(mcpTool),
 });
+/** RFC 8693 §2.2.1 from the token vault: the provider's own access token (`audience` a provider, `scope` what the task needs). */
+export const grantReleaseResponse = z.strictObject({
+  access_token: z.string().describe('The provider\'s access token'),
+  issued_token_type: z.literal(TOKEN_TYPE.ACCESS_TOKEN),
+  token_type: z.string().describe('The provider\'s (RFC 6749 §7.1)'),
+  expires_in: z.number().int().describe('Never beyond the task token'),
+  scope: z.string(),
+});
 
 interface ActShape {
   sub: string;
@@ -248,8 +256,10 @@ export const tokenForm = z.looseObject({
   grant_type: z.literal('urn:ietf:params:oauth:grant-type:token-exchange'),
   subject_token: z.string(),
   subject_token_type: z.string().describe('An RFC 8693 §3 token type URI'),
-  resource: z.string().describe('The MCP server (RFC 8707)'),
-  authorization_details: z.string().describe('A JSON array of `mcp_tool` objects (RFC 9396)'),
+  resource: z.string().optional().describe('The MCP server (RFC 8707); not with the token vault'),
+  authorization_details: z.string().optional().describe('A JSON array of `mcp_tool` objects (RFC 9396); required with resource'),
+  audience: z.string().optional().describe('The token vault: a provider\'s id (then subject_token is the connector\'s task token)'),
+  scope: z.string().optional().describe('The token vault: the scopes the task needs at the provider'),
   task_id: z.string().optional(),
   requested_token_type: z.string().optional(),
   client_assertion_type: z.string().optional(),
@@ -259,3 +269,21 @@ export const tokenForm = z.looseObject({
 export const introspectionForm = z.looseObject({ token: z.string(), token_type_hint: z.string().optional() });
 /** RFC 7009 §2.1. */
 export const revocationForm = z.looseObject({ token: z.string(), token_type_hint: z.string().optional() });
+
+// --- The token vault (issue 20) ---
+export const provider = z.strictObject({
+  id: z.string().describe('Its name in Writ: the audience a connector asks for'),
+  issuer: z.string(),
+  client_id: z.string(),
+  client_auth: z.enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt']),
+  scopes: z.array(z.string()).describe('The scopes it may grant'),
+  classification: z.enum(['public', 'internal', 'confidential', 'restricted']),
+  resource: nullable(z.string()),
+  revoke_on: z.array(z.enum(['user', 'session', 'account', 'connector'])),
+  created_by: z.string(),
+  created_at: time,
+  updated_at: time,
+}).describe('A downstream provider; its client secret or private key is never returned');
+export const providerList = z.strictObject({ providers: z.array(provider) });
+export const grant = z.strictObject({ id: z.string(), provider: z.string(), user: z.strictObject({ iss: z.string(), sub: z.string() }), scopes: z.array(z.string()), created_at: time, refreshed_at: nullable(time) }).describe('A user\'s grant at a provider; its refresh token is never returned');
+export const grantList = z.strictObject({ grants: z.array(grant) });

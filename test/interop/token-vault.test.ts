@@ -1,0 +1,323 @@
+/**
+ * The token vault (issue 20), end to end with software Writ did not write: writ dev's OpenID
+ * Provider signs the user in to Writ, and a SaaS authorization server (oidc-provider configured
+ * as one, with refresh tokens, RFC 7009 revocation and RFC 7662 introspection) holds the user's
+ * account and an API that accepts only its own tokens. The user's browser is a real HTTP client
+ * following redirects with a cookie jar per host. The connector holds no SaaS credential: it
+ * presents its task token and gets the SaaS's access token for the task, under policy.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startBroker, type Broker } from '../../src/broker';
+import { CookieJar, fetchIdToken } from '../../src/dev/id-token';
+import { DEV_CLIENT_ID, DEV_CONSOLE_CLIENT_ID } from '../../src/dev/op';
+import { SAAS_VAULT_CLIENT_ID } from '../../src/dev/saas';
+import { attestWithJoinToken, type AttestedConnector } from '../support/attest';
+import { testConfig } from '../support/config';
+import { createTestStore, type TestStore } from '../support/database';
+import { startDevOpProcess, type DevOpProcess } from '../support/dev-op-process';
+import { startDevSaasProcess, type DevSaasProcess } from '../support/dev-saas-process';
+import { httpsRequest } from '../support/https';
+import { freePort } from '../support/oidc-op';
+
+const RESOURCE = 'https://mcp.vault.test/issues';
+const AGENT = 'spiffe://vault.test/agent/assistant';
+const OTHER = 'spiffe://vault.test/agent/other';
+const ADMIN = 'a-bootstrap-token-of-some-length';
+const SECRET = randomBytes(24).toString('base64url');
+const POLICY = `
+@id("eng-issues") permit (principal, action == Writ::Action::"read", resource) when { principal.groups.contains("eng") };
+@id("notes-write") permit (principal, action == Writ::Action::"use_grant", resource == Writ::Provider::"notes")
+  when { principal.groups.contains("eng") && context.connector == Writ::Connector::"${AGENT}" && ["notes:write"].containsAll(context.scopes) };
+`;
+
+let op: DevOpProcess;
+let saas: DevSaasProcess;
+let store: TestStore;
+let broker: Broker;
+let issuer: string;
+let ca: string;
+let work: string;
+let agent: AttestedConnector;
+let other: AttestedConnector;
+
+const admin = async (path: string, method = 'GET', body?: unknown) => {
+  const res = await httpsRequest(`${broker.apiUrl}${path}`, { ca, method, headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, ...(body !== undefined && { body: JSON.stringify(body) }) });
+  return { status: res.status, json: res.body ? JSON.parse(res.body) : undefined };
+};
+const token = async (as: AttestedConnector, params: Record<string, string>) => {
+  const res = await httpsRequest(`${broker.apiUrl}/oauth2/token`, { ca, method: 'POST', cert: as.cert, key: as.key, headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', ...params }).toString() });
+  return { status: res.status, json: JSON.parse(res.body) };
+};
+/** A task of `user`: the connector's token for the issues MCP server (its task token). */
+const taskToken = async (user: string, as: AttestedConnector = agent) => {
+  const res = await token(as, { subject_token: await fetchIdToken({ issuer: op.issuer, username: user }), subject_token_type: 'urn:ietf:params:oauth:token-type:id_token', resource: RESOURCE, authorization_details: JSON.stringify([{ type: 'mcp_tool', tools: ['search'], actions: ['read'] }]) });
+  expect(res.status).toBe(200);
+  return { token: res.json.access_token as string, taskId: res.json.task_id as string, expiresIn: res.json.expires_in as number };
+};
+/** The vault: the provider's access token for the task. */
+const release = (taskTokenValue: string, scope = 'notes:write', as: AttestedConnector = agent) =>
+  token(as, { subject_token: taskTokenValue, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', audience: 'notes', scope });
+
+/** A person's browser: follows redirects, keeps cookies per host, trusts Writ's CA. */
+class Browser {
+  readonly #jars = new Map<string, CookieJar>();
+  #jar(url: URL) {
+    let jar = this.#jars.get(url.hostname);
+    if (!jar) this.#jars.set(url.hostname, (jar = new CookieJar()));
+    return jar;
+  }
+  async visit(target: string, form?: Record<string, string>): Promise<{ url: string; status: number; body: string; location?: string }> {
+    const url = new URL(target);
+    const headers: Record<string, string> = { cookie: this.#jar(url).header(), ...(form && { 'content-type': 'application/x-www-form-urlencoded' }) };
+    const body = form && new URLSearchParams(form).toString();
+    if (url.protocol === 'https:') {
+      const res = await httpsRequest(url.href, { ca, method: form ? 'POST' : 'GET', headers, ...(body !== undefined && { body }) });
+      const set = res.headers['set-cookie'];
+      this.#jar(url).store(Array.isArray(set) ? set : set ? [set] : []);
+      return { url: url.href, status: res.status, body: res.body, ...(typeof res.headers.location === 'string' && { location: new URL(res.headers.location, url).href }) };
+    }
+    const res = await fetch(url, { redirect: 'manual', method: form ? 'POST' : 'GET', headers, ...(body !== undefined && { body }) });
+    this.#jar(url).store(res.headers.getSetCookie());
+    const location = res.headers.get('location');
+    return { url: url.href, status: res.status, body: await res.text(), ...(location !== null && { location: new URL(location, url).href }) };
+  }
+  /** Follows redirects from `target`, signing in as `user` at whichever provider's login page comes; stops at a page of Writ's. */
+  async follow(target: string, user: string, form?: Record<string, string>) {
+    let res = await this.visit(target, form);
+    for (let hops = 0; hops < 20; hops++) {
+      if (res.status === 200 && /\/interaction\/[A-Za-z0-9_-]+$/.test(new URL(res.url).pathname)) res = await this.visit(`${res.url}/login`, { username: user });
+      else if (res.location !== undefined) res = await this.visit(res.location);
+      else return res;
+    }
+    throw new Error('too many redirects');
+  }
+}
+
+/** The user opens the link the vault handed out, signs in to Writ and then to the SaaS; the provider's redirect back (not yet followed). */
+async function linkThrough(url: string, user: string, browser = new Browser()): Promise<{ browser: Browser; callback: string }> {
+  await browser.follow(url, user, {}); // signs in to Writ, back on the link's page
+  let res = await browser.visit(url, {});
+  for (let hops = 0; hops < 20 && !(res.location ?? '').startsWith(`${issuer}/v1/vault/callback`); hops++) {
+    if (res.status === 200 && /\/interaction\//.test(res.url)) res = await browser.visit(`${res.url}/login`, { username: user });
+    else if (res.location !== undefined) res = await browser.visit(res.location);
+    else throw new Error(`${res.url} answered ${res.status} without a redirect: ${res.body.slice(0, 300)}`);
+  }
+  return { browser, callback: res.location! };
+}
+
+/** A SET of the test transmitter (RFC 8417), signed with its key. */
+let txKey: CryptoKey;
+const TX = 'https://ssf.vault.test';
+const deliverSet = async (events: Record<string, unknown>) => {
+  const token = await new SignJWT({ events }).setProtectedHeader({ alg: 'ES256', typ: 'secevent+jwt', kid: 'tx-1' }).setIssuer(TX).setAudience(issuer).setIssuedAt().setJti(randomUUID()).sign(txKey);
+  return httpsRequest(`${broker.apiUrl}/v1/signals`, { ca, method: 'POST', headers: { 'content-type': 'application/secevent+jwt' }, body: token });
+};
+
+beforeAll(async () => {
+  const tx = await generateKeyPair('ES256');
+  txKey = tx.privateKey as CryptoKey;
+  const port = await freePort();
+  issuer = `https://localhost:${port}`;
+  op = await startDevOpProcess({ users: { alice: ['eng'], bob: ['eng'] }, consoleRedirectUris: [`${issuer}/console/callback`] });
+  // On another host name than the identity provider (localhost, not 127.0.0.1): a browser keeps each host's cookies apart.
+  saas = await startDevSaasProcess({ users: ['alice', 'bob'], clientSecret: SECRET, redirectUris: [`${issuer}/v1/vault/callback`], host: 'localhost' });
+  store = await createTestStore();
+  work = mkdtempSync(join(tmpdir(), 'writ-vault-'));
+  writeFileSync(join(work, 'policy.cedar'), POLICY);
+  writeFileSync(join(work, 'tx.json'), JSON.stringify({ keys: [{ ...(await exportJWK(tx.publicKey)), kid: 'tx-1', alg: 'ES256' }] }));
+  broker = await startBroker(
+    testConfig(store, {
+      WRIT_TRUST_DOMAIN: 'vault.test',
+      WRIT_PORT: String(port),
+      WRIT_ISSUER: issuer,
+      WRIT_ADMIN_TOKEN: ADMIN,
+      WRIT_POLICY_FILE: join(work, 'policy.cedar'),
+      WRIT_IDENTITY_PROVIDERS: JSON.stringify([{ issuer: op.issuer, discovery: true, audience: DEV_CLIENT_ID, algorithms: ['ES256'] }]),
+      WRIT_ADMIN_AUDIENCE: DEV_CONSOLE_CLIENT_ID,
+      WRIT_SIGNAL_TRANSMITTERS: JSON.stringify([{ issuer: TX, jwks_file: join(work, 'tx.json'), audience: issuer, algorithms: ['ES256'], subject_issuers: [op.issuer] }]),
+    }),
+  );
+  ca = readFileSync(join(store.dir, 'certs', 'ca.crt'), 'utf8');
+  expect((await admin('/v1/admin/resources', 'POST', { uri: RESOURCE, spiffe_id: 'spiffe://vault.test/mcp/issues', tools: [{ name: 'search', actions: ['read'], classification: 'internal' }] })).status).toBe(201);
+  const created = await admin('/v1/admin/providers', 'POST', { id: 'notes', issuer: saas.issuer, client_id: SAAS_VAULT_CLIENT_ID, client_secret: SECRET, scopes: ['notes:read', 'notes:write'], resource: saas.api });
+  expect(created.status).toBe(201);
+  agent = await attestWithJoinToken({ apiUrl: broker.apiUrl, ca, admin: (p, m, b) => admin(p, m, b), spiffeId: AGENT, dir: work });
+  other = await attestWithJoinToken({ apiUrl: broker.apiUrl, ca, admin: (p, m, b) => admin(p, m, b), spiffeId: OTHER, dir: work });
+}, 60_000);
+
+afterAll(async () => {
+  await broker?.shutdown();
+  await saas?.close();
+  await op?.close();
+  await store?.drop();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+describe('the token vault', () => {
+  let aliceLink: string;
+
+  it('registers a provider with its secret sealed: never returned, refused without one, one id once', async () => {
+    const listed = await admin('/v1/admin/providers');
+    expect(listed.json.providers).toEqual([expect.objectContaining({ id: 'notes', issuer: saas.issuer, client_id: SAAS_VAULT_CLIENT_ID, client_auth: 'client_secret_basic', classification: 'confidential' })]);
+    expect(JSON.stringify(listed.json)).not.toContain(SECRET);
+    const row = await broker.db.prisma.downstreamProvider.findUniqueOrThrow({ where: { id: 'notes' } });
+    expect(Buffer.from(row.secretCiphertext).includes(Buffer.from(SECRET))).toBe(false);
+    expect((await admin('/v1/admin/providers', 'POST', { id: 'notes', issuer: saas.issuer, client_id: 'x', client_secret: 'y', scopes: ['a'] })).status).toBe(409);
+    const bad = await admin('/v1/admin/providers', 'POST', { id: 'other', issuer: saas.issuer, client_id: 'x', scopes: ['a'] });
+    expect([bad.status, bad.json.detail]).toEqual([400, expect.stringContaining('client_secret')]);
+  });
+
+  it('refuses a task without a grant with interaction_required and the link where the user links their account', async () => {
+    const task = await taskToken('alice');
+    const refused = await release(task.token);
+    expect(refused.status).toBe(400);
+    expect(refused.json).toMatchObject({ error: 'interaction_required', link_uri: expect.stringMatching(new RegExp(`^${issuer}/v1/vault/links/[A-Za-z0-9_-]{43}$`)), link_expires_in: expect.any(Number) });
+    aliceLink = refused.json.link_uri;
+  });
+
+  it('lets nobody but the user the link names use it', async () => {
+    const browser = new Browser();
+    await browser.follow(aliceLink, 'bob', {}); // bob signs in to Writ…
+    const opened = await browser.visit(aliceLink, {}); // …and tries alice's link
+    expect([opened.status, JSON.parse(opened.body).type]).toEqual([403, 'urn:writ:problem:link-forbidden']);
+  });
+
+  let callback: string;
+  it('links alice\'s account: sign-in at her identity provider, then at the SaaS; the refresh token is kept sealed', async () => {
+    const browser = new Browser();
+    const shown = await browser.visit(aliceLink);
+    expect(shown.body).toContain('<strong>alice</strong>');
+    await browser.follow(aliceLink, 'alice', {});
+    // Signed in to Writ now: the button goes on to the SaaS, whose redirect comes back to Writ.
+    let res = await browser.visit(aliceLink, {});
+    expect(res.location).toMatch(new RegExp(`^${saas.issuer}/`));
+    for (let hops = 0; hops < 20 && !(res.location ?? '').startsWith(`${issuer}/v1/vault/callback`); hops++) {
+      if (res.status === 200 && /\/interaction\//.test(res.url)) res = await browser.visit(`${res.url}/login`, { username: 'alice' });
+      else if (res.location !== undefined) res = await browser.visit(res.location);
+      else throw new Error(`${res.url} answered ${res.status} without a redirect: ${res.body.slice(0, 300)}`);
+    }
+    callback = res.location!;
+    expect(new URL(callback).searchParams.get('iss')).toBe(saas.issuer); // RFC 9207
+    const linked = await browser.visit(callback);
+    expect([linked.status, linked.body]).toEqual([200, expect.stringContaining('Account linked')]);
+    const grants = (await admin('/v1/admin/grants?provider=notes')).json.grants;
+    expect(grants).toEqual([expect.objectContaining({ provider: 'notes', user: { iss: op.issuer, sub: 'alice' }, scopes: ['notes:write'] })]); // what the task asked for
+    const audited = (await admin('/v1/admin/audit?type=grant.linked')).json.events[0];
+    expect(audited).toMatchObject({ subject: 'alice', actor: `user:${op.issuer}#alice`, details: { provider: 'notes' } });
+    // The link is spent.
+    expect((await browser.visit(aliceLink)).status).toBe(400);
+  });
+
+  it('refuses the provider\'s redirect replayed (its state is used once)', async () => {
+    const replayed = await new Browser().visit(callback);
+    expect([replayed.status, JSON.parse(replayed.body).type]).toEqual([400, 'urn:writ:problem:link-invalid']);
+  });
+
+  it('releases the SaaS\'s access token to alice\'s task, never beyond it; the SaaS API takes it as alice\'s', async () => {
+    const task = await taskToken('alice');
+    const released = await release(task.token);
+    expect(released.status).toBe(200);
+    expect(Object.keys(released.json).sort()).toEqual(['access_token', 'expires_in', 'issued_token_type', 'scope', 'token_type']); // no refresh token, ever
+    expect(released.json).toMatchObject({ issued_token_type: 'urn:ietf:params:oauth:token-type:access_token', token_type: 'Bearer', scope: 'notes:write' });
+    expect(released.json.expires_in).toBeLessThanOrEqual(task.expiresIn);
+    const posted = await fetch(`${saas.issuer}/api/notes`, { method: 'POST', headers: { authorization: `Bearer ${released.json.access_token}`, 'content-type': 'application/json' }, body: JSON.stringify({ text: 'from the agent, for alice' }) });
+    expect(posted.status).toBe(201);
+    expect((await saas.notes()).at(-1)).toMatchObject({ author: 'alice', clientId: SAAS_VAULT_CLIENT_ID, text: 'from the agent, for alice' });
+    // Only the scope released: reading needs notes:read.
+    expect((await fetch(`${saas.issuer}/api/notes`, { headers: { authorization: `Bearer ${released.json.access_token}` } })).status).toBe(403);
+    const audited = (await admin(`/v1/admin/audit?type=grant.released&task_id=${task.taskId}`)).json.events[0];
+    expect(audited).toMatchObject({ subject: 'alice', actor: AGENT, details: { provider: 'notes', taskId: task.taskId, scopes: ['notes:write'], policies: ['notes-write'] } });
+    // Each release is a fresh token from the refresh grant.
+    const again = await release(task.token);
+    expect(again.json.access_token).not.toBe(released.json.access_token);
+  });
+
+  it('refuses by policy: a scope policy does not give, and another connector of the same user', async () => {
+    const task = await taskToken('alice');
+    const read = await release(task.token, 'notes:read');
+    expect([read.status, read.json.error]).toEqual([400, 'access_denied']);
+    const otherTask = await taskToken('alice', other);
+    const byOther = await release(otherTask.token, 'notes:write', other);
+    expect([byOther.status, byOther.json.error]).toEqual([400, 'access_denied']);
+    // A scope the provider does not grant at all is not a policy question.
+    expect((await release(task.token, 'notes:admin')).json.error).toBe('invalid_scope');
+  });
+
+  it('never gives bob alice\'s grant, and a task token is of use only to its own connector with its own key', async () => {
+    const bobs = await taskToken('bob');
+    expect((await release(bobs.token)).json.error).toBe('interaction_required');
+    const alices = await taskToken('alice');
+    const leaked = await release(alices.token, 'notes:write', other);
+    expect([leaked.status, leaked.json.error]).toEqual([400, 'invalid_grant']);
+  });
+
+  it('stops releasing once the task ends, and revokes at the SaaS what it released to it (a leaked token ends with the task)', async () => {
+    const task = await taskToken('alice');
+    const released = await release(task.token);
+    expect(released.status).toBe(200);
+    const post = () => fetch(`${saas.issuer}/api/notes`, { method: 'POST', headers: { authorization: `Bearer ${released.json.access_token}`, 'content-type': 'application/json' }, body: JSON.stringify({ text: 'still?' }) });
+    expect((await post()).status).toBe(201);
+    const ended = await httpsRequest(`${broker.apiUrl}/v1/tasks/${task.taskId}/end`, { ca, method: 'POST', cert: agent.cert, key: agent.key });
+    expect(ended.status).toBe(200);
+    const after = await release(task.token);
+    expect([after.status, after.json.error]).toEqual([400, 'invalid_grant']);
+    // The vault revokes it at the SaaS right after the end commits (RFC 7009); the SaaS then refuses it.
+    const revokedAt = async () => (await admin(`/v1/admin/audit?type=release.revoked&task_id=${task.taskId}`)).json.events[0];
+    for (let i = 0; i < 100 && !(await revokedAt()); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await revokedAt()).toMatchObject({ subject: 'alice', actor: 'writ', details: { provider: 'notes', taskId: task.taskId, atProvider: true } });
+    expect((await post()).status).toBe(401);
+  });
+
+  it('revokes what it released when the task token itself is revoked (an operator, by jti)', async () => {
+    const task = await taskToken('alice');
+    const released = await release(task.token);
+    const jti = JSON.parse(Buffer.from(task.token.split('.')[1]!, 'base64url').toString()).jti as string;
+    expect((await admin('/v1/admin/revocations', 'POST', { jti, reason: 'leaked' })).status).toBe(200);
+    const post = () => fetch(`${saas.issuer}/api/notes`, { method: 'POST', headers: { authorization: `Bearer ${released.json.access_token}`, 'content-type': 'application/json' }, body: JSON.stringify({ text: 'still?' }) });
+    let status = (await post()).status;
+    for (let i = 0; i < 100 && status !== 401; i++) status = (await new Promise((r) => setTimeout(r, 50)), await post()).status;
+    expect(status).toBe(401);
+  });
+
+  it('lets the user unlink their grant: Writ stops using it, and revokes it at the SaaS', async () => {
+    const aliceToken = await fetchIdToken({ issuer: op.issuer, username: 'alice', clientId: DEV_CONSOLE_CLIENT_ID });
+    const mine = await httpsRequest(`${broker.apiUrl}/v1/vault/grants`, { ca, headers: { authorization: `Bearer ${aliceToken}` } });
+    const [grant] = JSON.parse(mine.body).grants;
+    expect(grant).toMatchObject({ provider: 'notes', user: { sub: 'alice' } });
+    // bob cannot unlink alice's grant: it is not one of his.
+    const bobToken = await fetchIdToken({ issuer: op.issuer, username: 'bob', clientId: DEV_CONSOLE_CLIENT_ID });
+    expect((await httpsRequest(`${broker.apiUrl}/v1/vault/grants/${grant.id}`, { ca, method: 'DELETE', headers: { authorization: `Bearer ${bobToken}` } })).status).toBe(404);
+    expect((await httpsRequest(`${broker.apiUrl}/v1/vault/grants/${grant.id}?reason=done`, { ca, method: 'DELETE', headers: { authorization: `Bearer ${aliceToken}` } })).status).toBe(204);
+    const task = await taskToken('alice');
+    expect((await release(task.token)).json.error).toBe('interaction_required');
+    for (let i = 0; i < 100 && (await broker.db.prisma.downstreamGrant.findUniqueOrThrow({ where: { id: grant.id } })).providerResult === null; i++) await new Promise((r) => setTimeout(r, 50));
+    expect((await broker.db.prisma.downstreamGrant.findUniqueOrThrow({ where: { id: grant.id } })).providerResult).toBe('revoked');
+    expect((await admin(`/v1/admin/audit?type=grant.revoked&limit=1`)).json.events[0]).toMatchObject({ subject: 'alice', actor: `user:${op.issuer}#alice`, details: { grantId: grant.id, reason: 'done' } });
+  });
+
+  it('revokes the grant at the SaaS on a CAEP session-revoked when the provider says so (revoke_on), and what was released with it', async () => {
+    expect((await admin('/v1/admin/providers/notes', 'PATCH', { revoke_on: ['session'] })).json.revoke_on).toEqual(['session']);
+    const task = await taskToken('alice');
+    const refused = await release(task.token);
+    const { callback } = await linkThrough(refused.json.link_uri, 'alice');
+    expect((await new Browser().visit(callback)).status).toBe(200);
+    const released = await release(task.token);
+    expect(released.status).toBe(200);
+    const grant = (await admin('/v1/admin/grants?provider=notes')).json.grants[0];
+    const signal = await deliverSet({ 'https://schemas.openid.net/secevent/caep/event-type/session-revoked': { subject: { format: 'iss_sub', iss: op.issuer, sub: 'alice' }, event_timestamp: Math.floor(Date.now() / 1000) } });
+    expect(signal.status).toBe(202);
+    expect((await admin('/v1/admin/grants?provider=notes')).json.grants).toEqual([]);
+    expect((await admin(`/v1/admin/audit?type=grant.revoked&limit=1`)).json.events[0]).toMatchObject({ subject: 'alice', details: { grantId: grant.id, event: 'session' } });
+    for (let i = 0; i < 100 && (await broker.db.prisma.downstreamGrant.findUniqueOrThrow({ where: { id: grant.id } })).providerResult === null; i++) await new Promise((r) => setTimeout(r, 50));
+    expect((await broker.db.prisma.downstreamGrant.findUniqueOrThrow({ where: { id: grant.id } })).providerResult).toBe('revoked');
+    // The token released from it is over at the SaaS too.
+    const post = () => fetch(`${saas.issuer}/api/notes`, { method: 'POST', headers: { authorization: `Bearer ${released.json.access_token}`, 'content-type': 'application/json' }, body: JSON.stringify({ text: 'after the signal?' }) });
+    let status = (await post()).status;
+    for (let i = 0; i < 100 && status !== 401; i++) status = (await new Promise((r) => setTimeout(r, 50)), await post()).status;
+    expect(status).toBe(401);
+  });
+});
