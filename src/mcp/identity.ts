@@ -75,6 +75,8 @@ export interface WritAuthExtra {
 
 /** An `AuthInfo` as any SDK version shapes it: only `extra` is read. */
 export interface AuthInfoLike {
+  /** The bearer token as presented (the MCP SDK's `AuthInfo.token`). */
+  token?: string | undefined;
   extra?: Record<string, unknown> | undefined;
 }
 

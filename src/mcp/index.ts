@@ -73,3 +73,4 @@ export {
 export { tlsFetch, type PemInput, type TlsClientOptions } from './tls-fetch';
 export { APPROVAL_STATE_PREFIX, ApprovalPending, CALL_DENIED, CallDenied, NO_DECISION, needsDecision, acceptsUrlElicitation, type DecisionOptions, type DecidedCall, type PendingApproval } from './decisions';
 export { grantedTools, requireTool, toolCalls, toolGranted, ToolNotGranted, type ToolActions } from './tools';
+export { AccountLinkRequired, ProviderTokenRefused, linkRequiredResult, writVault, type ProviderToken, type WritVault, type WritVaultOptions } from './vault';

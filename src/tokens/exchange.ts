@@ -298,10 +298,18 @@ export class TokenExchange {
     const claims = await verifyAccessToken(str('subject_token')!, bundle.jwtAuthorities, { issuer: this.deps.issuer, clock: this.deps.clock });
     const now = this.deps.clock.now();
     if (!(await this.deps.leases.tokenAlive(claims.jti, now))) throw new InvalidGrant(PARENT_REVOKED);
-    // The task token's own connector, holding its key: a token that leaked is of no use here.
-    if (claims.client_id !== connector.spiffeId) throw new InvalidGrant('subject_token: only the connector the task token was issued to may use it here');
-    const held = 'jkt' in claims.cnf ? binding.kind === 'dpop' && binding.dpopJkt === claims.cnf.jkt : binding.kind === 'mtls' && certificateThumbprint(binding.clientCertificate) === claims.cnf['x5t#S256'];
-    if (!held) throw new InvalidGrant('subject_token: it is bound to another key than the one this request proves (RFC 8705 section 3, RFC 9449 section 6)');
+    // Who may use it: the task token's own connector, holding its key; or the resource (MCP server)
+    // the token was issued for, by its own SVID, as for chaining (the server calls the SaaS for the
+    // user). A token that leaked anywhere else is of no use here.
+    let hops = actChain(claims.act).length - 1;
+    if (claims.client_id === connector.spiffeId) {
+      const held = 'jkt' in claims.cnf ? binding.kind === 'dpop' && binding.dpopJkt === claims.cnf.jkt : binding.kind === 'mtls' && certificateThumbprint(binding.clientCertificate) === claims.cnf['x5t#S256'];
+      if (!held) throw new InvalidGrant('subject_token: it is bound to another key than the one this request proves (RFC 8705 section 3, RFC 9449 section 6)');
+    } else {
+      const audience = await this.deps.resources.get(claims.aud);
+      if (!audience || audience.spiffeId !== connector.spiffeId) throw new InvalidGrant('subject_token: only the connector the task token was issued to, or the resource it is for, may use it here');
+      hops += 1;
+    }
     const task = await this.deps.tasks.get(claims.task_id);
     if (!task || task.endedAt) throw new InvalidGrant('subject_token: its task has ended');
     const user = { sub: claims.sub, iss: task.subjectIssuer, groups: task.subjectGroups, risk: (await this.deps.userRisk?.(task.subjectIssuer, claims.sub)) ?? task.subjectRisk ?? 'unknown' };
@@ -310,7 +318,7 @@ export class TokenExchange {
 
     const engine = await this.deps.policies.engine();
     const history = this.deps.history && engine.readsTaskHistory ? await this.deps.history.history(task.id) : EMPTY_TASK_HISTORY;
-    const decision = engine.decide({ kind: 'use_grant', user, connector, provider: { id: provider.id, issuer: provider.issuer, classification: provider.classification }, scopes, chainDepth: actChain(claims.act).length - 1, taskId: task.id, binding: binding.kind, task: history });
+    const decision = engine.decide({ kind: 'use_grant', user, connector, provider: { id: provider.id, issuer: provider.issuer, classification: provider.classification }, scopes, chainDepth: hops, taskId: task.id, binding: binding.kind, task: history });
     this.#metrics.policyDecision('use_grant', decision.allowed);
     note({ policyVersion: engine.version, policies: decision.policyIds, ...(decision.errors.length > 0 && { errors: decision.errors }) });
     if (!decision.allowed) throw new AccessDenied(`policy does not let ${connector.spiffeId} use ${user.sub}'s grant at ${provider.id} for ${scopes.join(' ')} now`);

@@ -21,6 +21,15 @@ import { createTestStore, type TestStore } from '../support/database';
 import { startDevOpProcess, type DevOpProcess } from '../support/dev-op-process';
 import { startDevSaasProcess, type DevSaasProcess } from '../support/dev-saas-process';
 import { httpsRequest } from '../support/https';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import { z } from 'zod';
+import { McpServer, createMcpHandler } from '@modelcontextprotocol/server';
+import { toNodeHandler } from '@modelcontextprotocol/node';
+import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { AccountLinkRequired, linkRequiredResult, tlsFetch, writProtection, writVault, type WritProtection } from '../../src/mcp';
+import { spiffeIdIs } from '../support/mcp';
 import { freePort } from '../support/oidc-op';
 
 const RESOURCE = 'https://mcp.vault.test/issues';
@@ -28,10 +37,11 @@ const AGENT = 'spiffe://vault.test/agent/assistant';
 const OTHER = 'spiffe://vault.test/agent/other';
 const ADMIN = 'a-bootstrap-token-of-some-length';
 const SECRET = randomBytes(24).toString('base64url');
+const ISSUES = 'spiffe://vault.test/mcp/issues';
 const POLICY = `
-@id("eng-issues") permit (principal, action == Writ::Action::"read", resource) when { principal.groups.contains("eng") };
+@id("eng-issues") permit (principal, action in [Writ::Action::"read", Writ::Action::"write"], resource) when { principal.groups.contains("eng") };
 @id("notes-write") permit (principal, action == Writ::Action::"use_grant", resource == Writ::Provider::"notes")
-  when { principal.groups.contains("eng") && context.connector == Writ::Connector::"${AGENT}" && ["notes:write"].containsAll(context.scopes) };
+  when { principal.groups.contains("eng") && (context.connector == Writ::Connector::"${AGENT}" || context.connector == Writ::Connector::"${ISSUES}") && ["notes:write"].containsAll(context.scopes) };
 `;
 
 let op: DevOpProcess;
@@ -142,7 +152,7 @@ beforeAll(async () => {
     }),
   );
   ca = readFileSync(join(store.dir, 'certs', 'ca.crt'), 'utf8');
-  expect((await admin('/v1/admin/resources', 'POST', { uri: RESOURCE, spiffe_id: 'spiffe://vault.test/mcp/issues', tools: [{ name: 'search', actions: ['read'], classification: 'internal' }] })).status).toBe(201);
+  expect((await admin('/v1/admin/resources', 'POST', { uri: RESOURCE, spiffe_id: 'spiffe://vault.test/mcp/issues', tools: [{ name: 'search', actions: ['read'], classification: 'internal' }, { name: 'post_note', actions: ['write'], classification: 'internal' }] })).status).toBe(201);
   const created = await admin('/v1/admin/providers', 'POST', { id: 'notes', issuer: saas.issuer, client_id: SAAS_VAULT_CLIENT_ID, client_secret: SECRET, scopes: ['notes:read', 'notes:write'], resource: saas.api });
   expect(created.status).toBe(201);
   agent = await attestWithJoinToken({ apiUrl: broker.apiUrl, ca, admin: (p, m, b) => admin(p, m, b), spiffeId: AGENT, dir: work });
@@ -319,5 +329,76 @@ describe('the token vault', () => {
     let status = (await post()).status;
     for (let i = 0; i < 100 && status !== 401; i++) status = (await new Promise((r) => setTimeout(r, 50)), await post()).status;
     expect(status).toBe(401);
+  });
+});
+
+describe('the token vault from an MCP server (@writ/mcp writVault, the official SDK v2 server and client)', () => {
+  let mcp: Server;
+  let protect: WritProtection;
+  let mcpUrl: string;
+  let bundle: string;
+  let issues: AttestedConnector;
+
+  beforeAll(async () => {
+    bundle = (await httpsRequest(`${broker.apiUrl}/v1/bundle`, { ca, headers: { accept: 'application/x-pem-file' } })).body;
+    issues = await attestWithJoinToken({ apiUrl: broker.apiUrl, ca, admin: (p, m, b) => admin(p, m, b), spiffeId: ISSUES, dir: work });
+    const tls = { cert: issues.cert, key: issues.key, ca: bundle };
+    protect = writProtection({ resource: RESOURCE, issuer, jwksUri: `${broker.apiUrl}/oauth2/jwks`, ca: [ca, bundle], introspect: { url: `${broker.apiUrl}/oauth2/introspect`, tls: { ...tls, ca: [ca, bundle] }, cacheMs: 0 }, reporting: false });
+    // The MCP server holds no SaaS credential: it asks the vault with the task token the call came with.
+    const vault = writVault({ url: `${broker.apiUrl}/oauth2/token`, tls: { ...tls, ca: [ca, bundle] } });
+    const node = toNodeHandler(
+      createMcpHandler(() => {
+        const server = new McpServer({ name: 'issues', version: '1.0.0' });
+        server.registerTool('post_note', { description: 'Post a note to the user\'s Acme Notes', inputSchema: z.object({ text: z.string() }) }, async ({ text }, ctx) => {
+          try {
+            const notes = await vault.token(ctx, { provider: 'notes', scope: 'notes:write' });
+            const posted = await fetch(`${saas.issuer}/api/notes`, { method: 'POST', headers: { authorization: `Bearer ${notes.accessToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ text }) });
+            return { content: [{ type: 'text' as const, text: `posted (${posted.status})` }] };
+          } catch (err) {
+            if (err instanceof AccountLinkRequired) return linkRequiredResult(err) as never;
+            throw err;
+          }
+        });
+        return server;
+      }),
+    );
+    const app = express();
+    app.post('/mcp', express.json(), protect, (req, res) => void node(req, res, req.body));
+    mcp = createServer({ cert: issues.cert, key: issues.key, ca: bundle, requestCert: true, rejectUnauthorized: true }, app);
+    await new Promise<void>((r) => mcp.listen(0, '127.0.0.1', r));
+    mcpUrl = `https://127.0.0.1:${(mcp.address() as AddressInfo).port}/mcp`;
+  });
+
+  afterAll(async () => {
+    await protect?.close();
+    mcp?.closeAllConnections();
+    await new Promise((r) => (mcp ? mcp.close(r) : r(undefined)));
+  });
+
+  it('answers input_required with the link when the user has not linked, and posts as the user once they have (bob: alice\'s sessions were just revoked)', async () => {
+    const task = await token(agent, { subject_token: await fetchIdToken({ issuer: op.issuer, username: 'bob' }), subject_token_type: 'urn:ietf:params:oauth:token-type:id_token', resource: RESOURCE, authorization_details: JSON.stringify([{ type: 'mcp_tool', tools: ['post_note'], actions: ['write'] }]) });
+    expect([task.status, task.json.error_description]).toEqual([200, undefined]);
+    const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), {
+      fetch: tlsFetch({ ca: bundle, cert: agent.cert, key: agent.key, checkServerIdentity: spiffeIdIs(ISSUES) }),
+      authProvider: { token: async () => task.json.access_token },
+    });
+    const client = new Client({ name: 'vault-agent', version: '1.0.0' }, { versionNegotiation: { mode: { pin: '2026-07-28' } }, capabilities: { elicitation: { url: {} } }, inputRequired: { autoFulfill: false } } as never);
+    await client.connect(transport);
+    try {
+      const call = (retry: boolean) => client.callTool({ name: 'post_note', arguments: { text: 'from the issues server, for bob' }, ...(retry && { inputResponses: { 'writ-link': { action: 'accept' } } }) } as never, { allowInputRequired: true } as never) as Promise<Record<string, any>>; // eslint-disable-line @typescript-eslint/no-explicit-any
+      const first = await call(false);
+      expect(first.resultType).toBe('input_required');
+      const elicitation = first.inputRequests['writ-link'];
+      expect(elicitation).toMatchObject({ method: 'elicitation/create', params: { mode: 'url', url: expect.stringMatching(new RegExp(`^${issuer}/v1/vault/links/`)) } });
+      const { callback } = await linkThrough(elicitation.params.url, 'bob');
+      expect((await new Browser().visit(callback)).status).toBe(200);
+      const done = await call(true);
+      expect(done.content).toEqual([{ type: 'text', text: 'posted (201)' }]);
+      expect((await saas.notes()).at(-1)).toMatchObject({ author: 'bob', clientId: SAAS_VAULT_CLIENT_ID, text: 'from the issues server, for bob' });
+      const released = (await admin(`/v1/admin/audit?type=grant.released&task_id=${task.json.task_id}`)).json.events[0];
+      expect(released).toMatchObject({ subject: 'bob', actor: ISSUES });
+    } finally {
+      await client.close();
+    }
   });
 });
