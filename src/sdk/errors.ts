@@ -140,7 +140,24 @@ export class AccessDeniedError extends WritOAuthError {}
 /** RFC 6749 §4.1.2.1 `temporarily_unavailable`: the broker cannot decide now (503); retry later. */
 export class TemporarilyUnavailableError extends WritOAuthError {}
 
-const OAUTH_CLASSES: Readonly<Record<string, new (error: string, description: string, status: number) => WritOAuthError>> = {
+/**
+ * `interaction_required` from the token vault: the user has not linked their account at the
+ * provider (or not for this scope). `linkUri` is where they do (single use, for them only, for
+ * `linkExpiresIn` seconds); show it to them, then ask again.
+ */
+export class InteractionRequiredError extends WritOAuthError {
+  /** Where the user links their account; undefined when the broker gave none. */
+  readonly linkUri: string | undefined;
+  readonly linkExpiresIn: number | undefined;
+
+  constructor(error: string, description: string, status: number, body: Record<string, unknown> = {}) {
+    super(error, description, status);
+    this.linkUri = typeof body.link_uri === 'string' ? body.link_uri : undefined;
+    this.linkExpiresIn = typeof body.link_expires_in === 'number' ? body.link_expires_in : undefined;
+  }
+}
+
+const OAUTH_CLASSES: Readonly<Record<string, new (error: string, description: string, status: number, body?: Record<string, unknown>) => WritOAuthError>> = {
   invalid_request: InvalidRequestError,
   invalid_client: InvalidClientError,
   invalid_grant: InvalidGrantError,
@@ -151,12 +168,13 @@ const OAUTH_CLASSES: Readonly<Record<string, new (error: string, description: st
   invalid_authorization_details: InvalidAuthorizationDetailsError,
   access_denied: AccessDeniedError,
   temporarily_unavailable: TemporarilyUnavailableError,
+  interaction_required: InteractionRequiredError,
 };
 
 /** The error class for an RFC 6749 §5.2 body. */
-export function oauthErrorFrom(error: string, description: string, status: number): WritOAuthError {
+export function oauthErrorFrom(error: string, description: string, status: number, body?: Record<string, unknown>): WritOAuthError {
   const Class = Object.hasOwn(OAUTH_CLASSES, error) ? OAUTH_CLASSES[error]! : WritOAuthError;
-  return new Class(error, description, status);
+  return new Class(error, description, status, body);
 }
 
 /**

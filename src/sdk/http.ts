@@ -152,7 +152,7 @@ function answer(status: number, contentType: string, text: string): BrokerAnswer
   }
   const o = json !== null && typeof json === 'object' ? (json as Record<string, unknown>) : undefined;
   if (o && typeof o.error === 'string') {
-    return throwing(oauthErrorFrom(o.error, typeof o.error_description === 'string' ? o.error_description : '', status));
+    return throwing(oauthErrorFrom(o.error, typeof o.error_description === 'string' ? o.error_description : '', status, o as Record<string, unknown>));
   }
   if (o && typeof o.type === 'string') {
     const problem: ProblemDetails = { ...o, type: o.type, title: typeof o.title === 'string' ? o.title : `HTTP ${status}`, status, ...(typeof o.detail === 'string' && { detail: o.detail }) };

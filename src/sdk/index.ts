@@ -75,6 +75,7 @@ export {
   type ExchangeRequest,
   type McpToolGrant,
   type TaskToken,
+  type ProviderToken,
   type ToolAction,
   type ToolRequest,
 } from './task-tokens';
@@ -85,6 +86,7 @@ export {
   InvalidAuthorizationDetailsError,
   InvalidClientError,
   InvalidGrantError,
+  InteractionRequiredError,
   InvalidRequestError,
   InvalidScopeError,
   InvalidTargetError,

@@ -154,6 +154,17 @@ const TOKEN_TYPE = TOKEN_TYPE_BY_NAME;
 const MAX_CACHED = 1024;
 
 
+/** A SaaS's access token the token vault released to a task ({@link TaskTokenClient.providerToken}). */
+export interface ProviderToken {
+  readonly accessToken: string;
+  /** The provider's token type (usually Bearer). */
+  readonly tokenType: string;
+  /** Never beyond the task token's expiry. */
+  readonly expiresAt: Date;
+  readonly scope: string;
+  readonly provider: string;
+}
+
 /**
  * Per-task access tokens from the broker's token exchange (POST /oauth2/token, RFC 8693 with
  * RFC 9396 `authorization_details` of type `mcp_tool`), authenticated with the source's current
@@ -200,6 +211,29 @@ export class TaskTokenClient {
    */
   chain(request: ChainRequest): Promise<TaskToken> {
     return this.#exchange(request.token, TOKEN_TYPE.access_token, request.resource, request.tools, undefined);
+  }
+
+  /**
+   * The token vault: a SaaS's access token for the task `taskToken` belongs to (this connector's
+   * own task token, over the same SVID, or DPoP key, it is bound to), for `scope` at the provider
+   * Writ knows as `provider` (RFC 8693 `audience`). Use it at once; it lives no longer than the
+   * task token. {@link InteractionRequiredError} with `linkUri` when the user must link their
+   * account first; {@link AccessDeniedError} when policy does not allow it now.
+   */
+  async providerToken(taskToken: TaskToken | string, request: { provider: string; scope: string | readonly string[] }): Promise<ProviderToken> {
+    const subject = typeof taskToken === 'string' ? taskToken : taskToken.accessToken;
+    if (typeof subject !== 'string' || subject === '') throw new TypeError('a task token is required');
+    if (typeof request?.provider !== 'string' || request.provider === '') throw new TypeError('provider is required');
+    const scope = typeof request.scope === 'string' ? request.scope : request.scope.join(' ');
+    if (scope.trim() === '') throw new TypeError('scope is required');
+    const access = accessOf(this.#source);
+    const headers = this.#dpop === undefined ? undefined : { dpop: this.#dpop.proof({ method: 'POST', url: await this.#tokenEndpointUrl() }) };
+    const sentAt = access.clock.now();
+    const form = new URLSearchParams({ grant_type: GRANT_TYPE, subject_token: subject, subject_token_type: TOKEN_TYPE.access_token, audience: request.provider, scope });
+    const answer = await access.call({ method: 'POST', path: '/oauth2/token', form, ...(headers && { headers }) }, { mtls: true });
+    const body = (answer.body ?? {}) as { access_token?: unknown; token_type?: unknown; expires_in?: unknown; scope?: unknown };
+    if (typeof body.access_token !== 'string' || typeof body.expires_in !== 'number') throw new WritProtocolError('the token vault answer lacks access_token or expires_in', answer.status);
+    return { accessToken: body.access_token, tokenType: typeof body.token_type === 'string' ? body.token_type : 'Bearer', expiresAt: new Date(sentAt.getTime() + body.expires_in * 1000), scope: typeof body.scope === 'string' ? body.scope : scope, provider: request.provider };
   }
 
   /** Ends a task (POST /v1/tasks/{id}/end): every token of it, chained ones included, is revoked before the answer. */

@@ -30,6 +30,7 @@ import { toNodeHandler } from '@modelcontextprotocol/node';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { AccountLinkRequired, linkRequiredResult, tlsFetch, writProtection, writVault, type WritProtection } from '../../src/mcp';
 import { spiffeIdIs } from '../support/mcp';
+import { InteractionRequiredError, TaskTokenClient, X509Source, AccessDeniedError } from '../../src/sdk';
 import { freePort } from '../support/oidc-op';
 
 const RESOURCE = 'https://mcp.vault.test/issues';
@@ -399,6 +400,32 @@ describe('the token vault from an MCP server (@writ/mcp writVault, the official 
       expect(released).toMatchObject({ subject: 'bob', actor: ISSUES });
     } finally {
       await client.close();
+    }
+  });
+});
+
+describe('the token vault from the SDK (TaskTokenClient.providerToken)', () => {
+  it('exposes the link when the user must link, policy refusals as their classes, and the SaaS token once linked', async () => {
+    const join = await admin('/v1/admin/join-tokens', 'POST', { entry_id: agent.entryId, ttl: 600 });
+    const source = await X509Source.create({ server: broker.apiUrl, bundle: ca, attestation: { joinToken: join.json.token } });
+    try {
+      const tokens = new TaskTokenClient(source);
+      const task = await tokens.exchange({ subjectToken: await fetchIdToken({ issuer: op.issuer, username: 'bob' }), resource: RESOURCE, tools: [{ name: 'search', actions: ['read'] }] });
+      // bob linked for notes:write from the MCP server: notes:read is beyond what policy gives.
+      await expect(tokens.providerToken(task, { provider: 'notes', scope: 'notes:read' })).rejects.toBeInstanceOf(AccessDeniedError);
+      const released = await tokens.providerToken(task, { provider: 'notes', scope: ['notes:write'] });
+      expect(released).toMatchObject({ provider: 'notes', scope: 'notes:write', tokenType: 'Bearer' });
+      expect(released.expiresAt.getTime()).toBeLessThanOrEqual(task.expiresAt.getTime() + 1000);
+      await tokens.endTask(task.taskId);
+      // A user with no grant: the link, typed.
+      const grants = (await admin('/v1/admin/grants?provider=notes')).json.grants as { id: string }[];
+      for (const g of grants) expect((await admin(`/v1/admin/grants/${g.id}?reason=test`, 'DELETE')).status).toBe(204);
+      const again = await tokens.exchange({ subjectToken: await fetchIdToken({ issuer: op.issuer, username: 'bob' }), resource: RESOURCE, tools: [{ name: 'search', actions: ['read'] }] });
+      const refused = await tokens.providerToken(again, { provider: 'notes', scope: 'notes:write' }).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(InteractionRequiredError);
+      expect((refused as InteractionRequiredError).linkUri).toMatch(new RegExp(`^${issuer}/v1/vault/links/`));
+    } finally {
+      await source.close();
     }
   });
 });
