@@ -13,6 +13,7 @@ import { registerIntrospect } from './commands/introspect';
 import { registerJoinToken } from './commands/join-token';
 import { registerPolicy } from './commands/policy';
 import { registerResource } from './commands/resource';
+import { registerProvider } from './commands/provider';
 import { registerRevoke } from './commands/revoke';
 import { registerServe } from './commands/serve';
 import { registerStatus } from './commands/status';
@@ -75,6 +76,7 @@ export function buildProgram(): Command {
   registerExchange(program);
   registerRevoke(program);
   registerResource(program);
+  registerProvider(program);
   registerPolicy(program);
   registerAudit(program);
   registerIntrospect(program);
