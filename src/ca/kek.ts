@@ -62,13 +62,27 @@ export function readKek(path: string, setting: KekSetting): { kek: Kek; warnings
   return { kek: { id: kekId(bytes), key: createSecretKey(bytes), setting }, warnings };
 }
 
-/** Seals a private key (PKCS#8 DER) for one authority under the KEK with AES-256-GCM. */
-export function sealKey(kek: Kek, binding: AuthorityBinding, plaintext: Uint8Array, random: Random): SealedKey {
+/** AES-256-GCM under `kek` with a fresh random nonce: the ciphertext with its 16-byte tag appended. */
+export function gcmSeal(kek: Kek, additionalData: Buffer, plaintext: Uint8Array, random: Random): SealedKey {
   const nonce = random.bytes(NONCE_BYTES);
   const cipher = createCipheriv('aes-256-gcm', kek.key, nonce, { authTagLength: TAG_BYTES });
-  cipher.setAAD(aad(binding));
-  const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
-  return { kekId: kek.id, nonce, ciphertext };
+  cipher.setAAD(additionalData);
+  return { kekId: kek.id, nonce, ciphertext: Buffer.concat([cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]) };
+}
+
+/** Opens what {@link gcmSeal} sealed; undefined when the nonce or body is malformed; throws when it does not authenticate. */
+export function gcmOpen(kek: Kek, additionalData: Buffer, sealed: Pick<SealedKey, 'nonce' | 'ciphertext'>): Buffer | undefined {
+  const body = Buffer.from(sealed.ciphertext);
+  if (sealed.nonce.length !== NONCE_BYTES || body.length < TAG_BYTES) return undefined;
+  const decipher = createDecipheriv('aes-256-gcm', kek.key, sealed.nonce, { authTagLength: TAG_BYTES });
+  decipher.setAAD(additionalData);
+  decipher.setAuthTag(body.subarray(body.length - TAG_BYTES));
+  return Buffer.concat([decipher.update(body.subarray(0, body.length - TAG_BYTES)), decipher.final()]);
+}
+
+/** Seals a private key (PKCS#8 DER) for one authority under the KEK with AES-256-GCM. */
+export function sealKey(kek: Kek, binding: AuthorityBinding, plaintext: Uint8Array, random: Random): SealedKey {
+  return gcmSeal(kek, aad(binding), plaintext, random);
 }
 
 /**
@@ -85,14 +99,12 @@ export function openKey(keks: readonly Kek[], binding: AuthorityBinding, sealed:
       { setting: 'WRIT_KEK_FILE' },
     );
   }
-  const body = Buffer.from(sealed.ciphertext);
-  if (sealed.nonce.length !== NONCE_BYTES || body.length < TAG_BYTES) throw new CaError(`${what} is malformed`, { setting: kek.setting });
+  let opened: Buffer | undefined;
   try {
-    const decipher = createDecipheriv('aes-256-gcm', kek.key, sealed.nonce, { authTagLength: TAG_BYTES });
-    decipher.setAAD(aad(binding));
-    decipher.setAuthTag(body.subarray(body.length - TAG_BYTES));
-    return Buffer.concat([decipher.update(body.subarray(0, body.length - TAG_BYTES)), decipher.final()]);
+    opened = gcmOpen(kek, aad(binding), sealed);
   } catch (e) {
     throw new CaError(`${what} does not authenticate under the KEK in ${kek.setting}: it was altered, or sealed for another authority`, { setting: kek.setting, cause: e });
   }
+  if (!opened) throw new CaError(`${what} is malformed`, { setting: kek.setting });
+  return opened;
 }

@@ -10,12 +10,11 @@
  * const refreshToken = sealer.open(`grant:${id}:refresh_token`, sealed).toString();
  * ```
  */
-import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Random } from '../core/random';
 import { CaError } from './errors';
-import { readKek, type Kek } from './kek';
+import { gcmOpen, gcmSeal, readKek, type Kek } from './kek';
 
 /** A value sealed under a key, as a row stores it. */
 export interface SealedSecret {
@@ -26,8 +25,6 @@ export interface SealedSecret {
   readonly ciphertext: Uint8Array;
 }
 
-const NONCE_BYTES = 12;
-const TAG_BYTES = 16;
 const aad = (binding: string) => Buffer.from(`writ sealed secret v1\0${binding}`, 'utf8');
 
 /** Seals and opens secrets under the current key (opening also with the key it replaces, during a KEK rotation). */
@@ -43,26 +40,21 @@ export class SecretSealer {
   }
 
   seal(binding: string, plaintext: Uint8Array): SealedSecret {
-    const nonce = this.random.bytes(NONCE_BYTES);
-    const cipher = createCipheriv('aes-256-gcm', this.keks[0].key, nonce, { authTagLength: TAG_BYTES });
-    cipher.setAAD(aad(binding));
-    return { kekId: this.keks[0].id, nonce, ciphertext: Buffer.concat([cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]) };
+    return gcmSeal(this.keks[0], aad(binding), plaintext, this.random);
   }
 
   /** Throws CaError when no key known here sealed it, or it does not authenticate for `binding` (altered, or another row's). */
   open(binding: string, sealed: SealedSecret): Buffer {
     const kek = this.keks.find((k) => k.id === sealed.kekId);
     if (!kek) throw new CaError(`a secret in the database is sealed under ${sealed.kekId}, which this replica does not hold (it holds ${this.keks.map((k) => k.id).join(', ')})`, { setting: 'WRIT_KEK_FILE' });
-    const body = Buffer.from(sealed.ciphertext);
-    if (sealed.nonce.length !== NONCE_BYTES || body.length < TAG_BYTES) throw new CaError('a sealed secret in the database is malformed', { setting: kek.setting });
+    let opened: Buffer | undefined;
     try {
-      const decipher = createDecipheriv('aes-256-gcm', kek.key, sealed.nonce, { authTagLength: TAG_BYTES });
-      decipher.setAAD(aad(binding));
-      decipher.setAuthTag(body.subarray(body.length - TAG_BYTES));
-      return Buffer.concat([decipher.update(body.subarray(0, body.length - TAG_BYTES)), decipher.final()]);
+      opened = gcmOpen(kek, aad(binding), sealed);
     } catch (e) {
       throw new CaError(`a sealed secret does not authenticate under ${kek.id}: it was altered, or belongs to another row`, { setting: kek.setting, cause: e });
     }
+    if (!opened) throw new CaError('a sealed secret in the database is malformed', { setting: kek.setting });
+    return opened;
   }
 }
 

@@ -13,7 +13,7 @@
  * console.log(`${op.issuer}/.well-known/openid-configuration`); await op.close();
  * ```
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { JWK } from 'jose';
 import { MemoryStore, memoryAdapter } from './adapter';
@@ -103,34 +103,42 @@ export const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => `&
 /** The public part of a private JWK, for callers that publish or compare keys. */
 export const publicJwk = ({ d: _d, ...rest }: JWK): JWK => rest;
 
-/** Starts the provider; resolves once it listens. */
-export async function startDevOp(options: DevOpOptions): Promise<DevOp> {
-  if (!LOOPBACK.has(options.host)) throw new Error(`the dev OpenID Provider serves plain HTTP and listens on a loopback address only, not ${options.host}`);
-  const Provider = options.Provider ?? loadOidcProvider();
+/**
+ * A plain HTTP server on a loopback address (development only), listening once this resolves;
+ * it answers 503 until `serve` gives it its handler.
+ */
+export async function listenLoopback(host: string, port: number, what: string): Promise<{ server: Server; port: number; serve(handler: (req: IncomingMessage, res: ServerResponse) => void): void }> {
+  if (!LOOPBACK.has(host)) throw new Error(`${what} serves plain HTTP and listens on a loopback address only, not ${host}`);
   let handler: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => res.writeHead(503).end();
   const server = createServer((req, res) => handler(req, res));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(options.port, options.host, () => {
+    server.listen(port, host, () => {
       server.off('error', reject);
       resolve();
     });
   });
-  const { port } = server.address() as AddressInfo;
+  return { server, port: (server.address() as AddressInfo).port, serve: (h) => void (handler = h) };
+}
+
+/** Starts the provider; resolves once it listens. */
+export async function startDevOp(options: DevOpOptions): Promise<DevOp> {
+  const Provider = options.Provider ?? loadOidcProvider();
+  const { server, port, serve: serveWith } = await listenLoopback(options.host, options.port, 'the dev OpenID Provider');
   const host = options.host === '::1' ? '[::1]' : options.host;
   const issuer = `http://${host}:${port}`;
   const store = new MemoryStore();
   const serve = (keys: DevOpKeys) => {
     const provider = new Provider(issuer, configuration(options, keys, store));
     const callback = provider.callback();
-    handler = (req, res) => {
+    serveWith((req, res) => {
       const interaction = /^\/interaction\/([A-Za-z0-9_-]+)(\/login)?$/.exec(new URL(req.url ?? '/', issuer).pathname);
       if (!interaction) return callback(req, res);
       void interact(provider, options.users, req, res, interaction[2] !== undefined).catch((err: unknown) => {
         if (!res.headersSent) res.writeHead(400, { 'content-type': 'text/plain; charset=utf-8' });
         res.end(`login failed: ${(err as Error).message}\n`);
       });
-    };
+    });
   };
   serve(options.keys);
   return {

@@ -12,11 +12,10 @@
  * Development only, like the dev OpenID Provider: password-less login, consent granted to the
  * vault client without asking, memory storage, plain HTTP on a loopback address.
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { MemoryStore, memoryAdapter } from './adapter';
 import type { DevOpKeys } from './keys';
-import { escapeHtml, loadOidcProvider, readBody, type OidcProvider, type OidcProviderClass } from './op';
+import { escapeHtml, listenLoopback, loadOidcProvider, readBody, type OidcProvider, type OidcProviderClass } from './op';
 import type { DevUser } from './users';
 
 /** Writ's vault as the SaaS's OAuth client. */
@@ -58,27 +57,16 @@ export interface DevSaas {
   close(): Promise<void>;
 }
 
-const LOOPBACK = new Set(['127.0.0.1', 'localhost']);
-
 export async function startDevSaas(options: DevSaasOptions): Promise<DevSaas> {
-  if (!LOOPBACK.has(options.host)) throw new Error(`the dev SaaS serves plain HTTP and listens on a loopback address only, not ${options.host}`);
   const Provider = options.Provider ?? loadOidcProvider();
-  let handler: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => res.writeHead(503).end();
-  const server = createServer((req, res) => handler(req, res));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const issuer = `http://${options.host}:${(server.address() as AddressInfo).port}`;
+  const { server, port, serve } = await listenLoopback(options.host, options.port, 'the dev SaaS');
+  const issuer = `http://${options.host}:${port}`;
   const api = `${issuer}/api`;
   const apiSecret = Buffer.from(options.keys.cookies[0] ?? 'notes-api').toString('base64url') + '-api';
   const notes: SaasNote[] = [];
   const provider = new Provider(issuer, configuration(options, api, apiSecret, new MemoryStore()));
   const callback = provider.callback();
-  handler = (req, res) => {
+  serve((req, res) => {
     const path = new URL(req.url ?? '/', issuer).pathname;
     const interaction = /^\/interaction\/([A-Za-z0-9_-]+)(\/login)?$/.exec(path);
     const work = interaction ? interact(provider, options.users, req, res, interaction[2] !== undefined) : path === '/api/notes' ? notesApi(req, res) : undefined;
@@ -87,7 +75,7 @@ export async function startDevSaas(options: DevSaasOptions): Promise<DevSaas> {
       if (!res.headersSent) res.writeHead(400, { 'content-type': 'text/plain; charset=utf-8' });
       res.end(`failed: ${(err as Error).message}\n`);
     });
-  };
+  });
 
   /** The API: a bearer token this server issued for it, live (introspected now), with the scope the call needs (RFC 6750 §3.1 errors). */
   async function notesApi(req: IncomingMessage, res: ServerResponse): Promise<void> {
