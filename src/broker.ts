@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { AdminCredentials, RoleBindings, bootstrapTokenLocation, removeTokenFile, tokenFileExists } from './admin';
 import type { PeopleAuth } from './api/auth';
@@ -316,7 +317,7 @@ function wireApi({ config, db, freshness, clock, random, logger, audit, rotator,
     metrics,
     random,
   });
-  return { app, tasks, webhooks, vault, reapFailed };
+  return { app, tasks, webhooks, vault, reapFailed, providers };
 }
 
 /**
@@ -369,7 +370,16 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
 
     let shuttingDown = false;
     const metrics = new HttpMetrics(telemetry.registry);
-    const { app, tasks, webhooks, vault, reapFailed } = wireApi({ config, db, freshness, clock, random, logger, audit, rotator, bundle, leases, epochs, policies, admin, attestors, identityProviders, signalReceiver, boundMs, metrics, telemetry, rotateCa: (overlap, actor) => rotateCa(overlap, actor), secrets: custody.secrets });
+    const { app, tasks, webhooks, vault, reapFailed, providers } = wireApi({ config, db, freshness, clock, random, logger, audit, rotator, bundle, leases, epochs, policies, admin, attestors, identityProviders, signalReceiver, boundMs, metrics, telemetry, rotateCa: (overlap, actor) => rotateCa(overlap, actor), secrets: custody.secrets });
+    // The token vault's providers from the configuration, their secrets read from their files now (a bad file stops the start).
+    await providers.syncConfigured(config.vaultProviders, (p) => {
+      const path = (p.clientSecretFile ?? p.privateKeyFile)!;
+      try {
+        return readFileSync(path, 'utf8').replace(/\r?\n$/, '');
+      } catch (err) {
+        throw new ConfigError('vault_providers', `${p.id}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      }
+    });
     const api = createApiServer(await serverSvid.issue(), published, (req, res) => {
       // During shutdown, answers close their connections so keep-alive clients move elsewhere.
       if (shuttingDown) res.setHeader('Connection', 'close');

@@ -10,6 +10,7 @@ import { oidcIssuersSchema, type OidcIssuerConfig } from '../attestation/oidc';
 import { x509popConfigSchema, type X509PopConfig } from '../attestation/x509pop';
 import { identityProvidersSchema, type IdentityProviderConfig } from '../tokens/subject-token';
 import { adminRoleBindingsSchema, type AdminRoleBindingConfig } from '../admin/roles';
+import { configuredProvidersSchema, type ConfiguredProvider } from '../vault/providers';
 import { signalTransmittersSchema, type SignalTransmitterConfig } from '../signals/set';
 import { ProxyTrust, type TrustedProxies } from '../tokens/client-cert';
 import { ConfigError } from './errors';
@@ -109,6 +110,8 @@ export interface Config {
   readonly approvalWebhookSecret: string | undefined;
   /** User identity providers whose ID tokens may be subject tokens. */
   readonly identityProviders: readonly IdentityProviderConfig[];
+  /** The token vault's providers from the configuration (their secrets in files), registered at start. */
+  readonly vaultProviders: readonly ConfiguredProvider[];
   /** Proxies that terminate TLS in front of Writ and forward client certificates (RFC 9440 `Client-Cert`); none by default. */
   readonly trustedProxies: TrustedProxies;
   /** Trusted OIDC issuers for the oidc attestor; none disables it. */
@@ -245,7 +248,7 @@ const SETTINGS = {
   approvalWebhookUrl: { env: 'WRIT_APPROVAL_WEBHOOK_URL', file: 'approval_webhook_url', parse: (raw: string) => (URL.canParse(raw) && /^https?:$/.test(new URL(raw).protocol) ? raw : fail('must be an http(s) URL')) },
   approvalWebhookSecret: { env: 'WRIT_APPROVAL_WEBHOOK_SECRET', file: 'approval_webhook_secret', parse: (raw: string) => (raw.length >= 32 || /^whsec_[A-Za-z0-9+/=]{24,}$/.test(raw) ? raw : fail('must be at least 32 characters, or whsec_ and base64')) },
   maxChainDepth: { env: 'WRIT_MAX_CHAIN_DEPTH', file: 'max_chain_depth', parse: (raw: string) => (/^\d{1,2}$/.test(raw) ? Number(raw) : fail(`must be a whole number of hops, got "${raw}"`)), default: 2 },
-} satisfies { [K in Exclude<keyof Config, 'oidcIssuers' | 'x509pop' | 'identityProviders' | 'signalTransmitters' | 'trustedProxies' | 'adminRoles'>]-?: Setting<unknown> };
+} satisfies { [K in Exclude<keyof Config, 'oidcIssuers' | 'x509pop' | 'identityProviders' | 'signalTransmitters' | 'trustedProxies' | 'adminRoles' | 'vaultProviders'>]-?: Setting<unknown> };
 
 /** `trusted_proxies`: `{spiffe_ids, addresses}` (RFC 9440 forwarding), each entry checked as `ProxyTrust` reads it. */
 const trustedProxiesSchema = z
@@ -271,6 +274,7 @@ const STRUCTURED = {
   signalTransmitters: { env: 'WRIT_SIGNAL_TRANSMITTERS', file: 'signal_transmitters', schema: signalTransmittersSchema, paths: ['jwksFile'], default: [] as SignalTransmitterConfig[] },
   adminRoles: { env: 'WRIT_ADMIN_ROLES', file: 'admin_roles', schema: adminRoleBindingsSchema, paths: [], default: [] as AdminRoleBindingConfig[] },
   identityProviders: { env: 'WRIT_IDENTITY_PROVIDERS', file: 'identity_providers', schema: identityProvidersSchema, paths: ['jwksFile'], default: [] as IdentityProviderConfig[] },
+  vaultProviders: { env: 'WRIT_VAULT_PROVIDERS', file: 'vault_providers', schema: configuredProvidersSchema, paths: ['clientSecretFile', 'privateKeyFile'], default: [] as ConfiguredProvider[] },
   trustedProxies: { env: 'WRIT_TRUSTED_PROXIES', file: 'trusted_proxies', schema: trustedProxiesSchema, paths: [], default: {} as TrustedProxies },
 } as const;
 

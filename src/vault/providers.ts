@@ -77,6 +77,28 @@ export const providerRequest = z.strictObject(providerFields).superRefine((p, ct
 });
 export type ProviderRequest = z.output<typeof providerRequest>;
 
+/**
+ * `vault_providers` in the configuration (WRIT_VAULT_PROVIDERS): providers as the API takes them,
+ * the secret or key named by a file (`client_secret_file`, `private_key_file`), never inline.
+ * They are registered (or brought up to date) at each start, recorded as by "config".
+ */
+export const configuredProvidersSchema = z
+  .array(
+    z
+      .strictObject({
+        ...Object.fromEntries(Object.entries(providerFields).filter(([k]) => k !== 'client_secret' && k !== 'private_key')),
+        client_secret_file: z.string().min(1).optional(),
+        private_key_file: z.string().min(1).optional(),
+      } as Omit<typeof providerFields, 'client_secret' | 'private_key'> & { client_secret_file: z.ZodOptional<z.ZodString>; private_key_file: z.ZodOptional<z.ZodString> })
+      .refine((p) => (p.client_auth === 'private_key_jwt' ? p.private_key_file !== undefined && p.client_secret_file === undefined : p.client_secret_file !== undefined && p.private_key_file === undefined), {
+        message: 'name the secret by client_secret_file (client_secret_basic, client_secret_post) or the key by private_key_file (private_key_jwt), not both',
+      }),
+  )
+  .max(100)
+  .refine((list) => new Set(list.map((p) => p.id)).size === list.length, { message: 'each provider id once' })
+  .transform((list) => list.map(({ client_secret_file, private_key_file, ...p }) => ({ ...p, ...(client_secret_file !== undefined && { clientSecretFile: client_secret_file }), ...(private_key_file !== undefined && { privateKeyFile: private_key_file }) })));
+export type ConfiguredProvider = z.output<typeof configuredProvidersSchema>[number];
+
 /** `PATCH /v1/admin/providers/{id}`: a new secret (rotation), scopes, resource or revoke_on. */
 export const providerPatch = z.strictObject({
   client_secret: providerFields.client_secret,
@@ -174,6 +196,32 @@ export class ProviderStore {
     });
   }
 
+  /**
+   * Brings the configured providers into the database (at start): each is created, or updated
+   * where its settings or secret differ, audited as by "config". `secretOf` reads a provider's
+   * secret or key file (and fails naming it). Providers added through the API are left alone.
+   */
+  async syncConfigured(configured: readonly ConfiguredProvider[], secretOf: (p: ConfiguredProvider) => string): Promise<void> {
+    for (const p of configured) {
+      const secret = secretOf(p);
+      const input = providerRequest.parse({ ...Object.fromEntries(Object.entries(p).filter(([k]) => k !== 'clientSecretFile' && k !== 'privateKeyFile')), ...(p.client_auth === 'private_key_jwt' ? { private_key: secret } : { client_secret: secret }) });
+      const current = await this.get(p.id);
+      if (!current) {
+        await this.create(input, 'config');
+        continue;
+      }
+      const same = current.issuer === input.issuer && current.clientId === input.client_id && current.clientAuth === input.client_auth && sameList(current.scopes, input.scopes) && current.classification === input.classification && current.resource === (input.resource ?? null) && sameList(current.revokeOn, input.revoke_on);
+      if (same && (await this.credential(p.id)) === secret) continue;
+      // A change of issuer, client or method is a new registration: the grants there were made with the old one.
+      if (current.issuer !== input.issuer || current.clientId !== input.client_id || current.clientAuth !== input.client_auth) {
+        await this.delete(p.id, 'config');
+        await this.create(input, 'config');
+        continue;
+      }
+      await this.update(p.id, { ...(input.client_auth === 'private_key_jwt' ? { private_key: secret } : { client_secret: secret }), scopes: input.scopes, classification: input.classification, resource: input.resource ?? null, revoke_on: input.revoke_on }, 'config');
+    }
+  }
+
   async get(id: string): Promise<DownstreamProvider | undefined> {
     const row = await this.prisma.downstreamProvider.findUnique({ where: { id } });
     return row ? view(row) : undefined;
@@ -209,4 +257,5 @@ export class ProviderStore {
   }
 }
 
+const sameList = (a: readonly string[], b: readonly string[]) => a.length === new Set(b).size && a.every((x) => b.includes(x));
 const notFound = (id: string) => new VaultError(404, 'provider-not-found', `no provider ${id.slice(0, 64)}`);
