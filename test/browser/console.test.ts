@@ -276,6 +276,10 @@ it('an admin binds a role with a reason; the bound person then holds it, and peo
   expect(await page.textContent('#role-done')).toMatch(new RegExp(`role_binding\\.created by user:${op.issuer.replace(/[.:/]/g, '\\$&')}#root \\(quarterly access review\\)\\.$`));
   expect(await page.textContent('#role-bindings')).toContain('user alice');
   await page.screenshot({ path: join(SHOTS, 'roles.png'), fullPage: true });
+  // The token vault's providers and grants, for admins (none registered here).
+  await page.click('a[href="#vault"]');
+  await page.waitForSelector('#providers');
+  expect(await page.textContent('h1')).toBe('Token vault');
   await page.context().close();
   // alice holds auditor now (read from the bindings on every request): she sees the leases page.
   const alice = await signedIn('alice');
@@ -284,7 +288,12 @@ it('an admin binds a role with a reason; the bound person then holds it, and peo
   // A person with no role sees the approvals they may decide and nothing else.
   const bob = await signedIn('bob');
   expect(await bob.textContent('#no-role')).toContain('holds no admin role');
-  expect(await bob.locator('#nav a').count()).toBe(1);
+  expect(await bob.locator('#nav a').count()).toBe(2);
+  // …and their own linked accounts at the token vault's providers (none yet).
+  await bob.click('a[href="#vault"]');
+  await bob.waitForSelector('#no-grants');
+  expect(await bob.textContent('h1')).toBe('Your linked accounts');
+  await bob.screenshot({ path: join(SHOTS, 'vault-user.png'), fullPage: true });
   await bob.context().close();
 }, 60_000);
 

@@ -376,6 +376,58 @@ function decisionButtons(approval, panel) {
   return el('span', {}, ...buttons);
 }
 
+// ── The token vault: SaaS providers, and the users' grants there ─────────────────────────
+async function vaultPage(done) {
+  const mineOnly = !may('auditor');
+  const [{ providers }, { grants }] = await Promise.all([
+    mineOnly ? { providers: [] } : api('/v1/admin/providers'),
+    api(mineOnly ? '/v1/vault/grants' : '/v1/admin/grants'),
+  ]);
+  const panel = el('section', { id: 'grant-panel', class: 'danger', hidden: '' });
+  const revoke = (g) => {
+    const mine = g.user.sub === session.user && g.user.iss === session.issuer;
+    if (!mine && !may('operator')) return '';
+    const b = el('button', { type: 'button', class: 'grant-revoke', 'data-grant': g.id }, mine ? 'Unlink…' : 'Revoke…');
+    b.addEventListener('click', () => changeForm({
+      panel,
+      title: `${mine ? 'Unlink' : 'Revoke'} ${g.user.sub}'s grant at ${g.provider}`,
+      summary: el('p', {}, 'No task gets a token of it again, and it is revoked at the provider too.'),
+      confirmLabel: mine ? 'Unlink' : 'Revoke',
+      confirmId: 'confirm-grant',
+      question: `${mine ? 'Unlink' : 'Revoke'} the grant at ${g.provider}?`,
+      run: (reason) => api(`${mine ? '/v1/vault/grants' : '/v1/admin/grants'}/${g.id}?${new URLSearchParams({ reason })}`, { method: 'DELETE' }),
+      after: async () => {
+        const line = may('auditor') ? auditLine(await myLatest('grant.revoked')) : `Unlinked (${g.provider}).`;
+        await vaultPage(el('p', { id: 'grant-done', role: 'status' }, line));
+        return '';
+      },
+    }));
+    return b;
+  };
+  main.replaceChildren(
+    el('h1', {}, mineOnly ? 'Your linked accounts' : 'Token vault'),
+    mineOnly ? '' : el('h2', {}, 'Providers'),
+    mineOnly ? '' : table(providers, [
+      ['Id', (p) => p.id],
+      ['Issuer', (p) => p.issuer],
+      ['Scopes', (p) => p.scopes.join(' ')],
+      ['Class', (p) => p.classification],
+      ['Revoked at the provider on', (p) => p.revoke_on.join(', ') || '–'],
+    ], { id: 'providers' }),
+    el('h2', {}, 'Grants'),
+    grants.length === 0 ? el('p', { id: 'no-grants' }, 'No linked accounts.') : table(grants, [
+      ['Provider', (g) => g.provider],
+      ['User', (g) => `${g.user.sub} (${g.user.iss})`],
+      ['Scopes', (g) => g.scopes.join(' ')],
+      ['Linked', (g) => g.created_at],
+      ['Last used', (g) => g.refreshed_at ?? '–'],
+      ['', revoke],
+    ], { id: 'grants' }),
+    panel,
+    ...(done ? [done] : []),
+  );
+}
+
 // ── Who holds which role ─────────────────────────────────────────────────────────────────
 async function rolesPage(done) {
   const { role_bindings: bindings } = await api('/v1/admin/role-bindings');
@@ -420,7 +472,7 @@ async function rolesPage(done) {
   );
 }
 
-const PAGES = { leases: leasesPage, connectors: connectorsPage, policies: policiesPage, approvals: approvalsPage, audit: auditPage, roles: rolesPage };
+const PAGES = { leases: leasesPage, connectors: connectorsPage, policies: policiesPage, approvals: approvalsPage, vault: vaultPage, audit: auditPage, roles: rolesPage };
 const DETAIL = { lease: leasePage, connector: connectorPage };
 
 function fail(err) {
@@ -458,11 +510,15 @@ async function start() {
     location.assign('/console/');
   });
   who.append(' ', out);
-  nav.replaceChildren(...[['leases', 'Leases'], ['connectors', 'Connectors'], ['policies', 'Policies'], ['approvals', 'Approvals'], ['audit', 'Audit'], ['roles', 'Roles']].flatMap(([h, t]) => [el('a', { href: `#${h}` }, t), ' ']));
+  nav.replaceChildren(...[['leases', 'Leases'], ['connectors', 'Connectors'], ['policies', 'Policies'], ['approvals', 'Approvals'], ['vault', 'Vault'], ['audit', 'Audit'], ['roles', 'Roles']].flatMap(([h, t]) => [el('a', { href: `#${h}` }, t), ' ']));
   if (session.role === undefined) {
-    // An approver without an admin role sees the requests it may decide, and nothing else.
-    nav.replaceChildren(el('a', { href: '#approvals' }, 'Approvals'));
-    await approvalsPage(el('p', { id: 'no-role' }, `Signed in as ${session.user}, who holds no admin role: only the approvals you may decide are shown.`));
+    // A person without an admin role sees the approvals they may decide and their own linked accounts, nothing else.
+    nav.replaceChildren(el('a', { href: '#approvals' }, 'Approvals'), ' ', el('a', { href: '#vault' }, 'Your accounts'));
+    const note = () => el('p', { id: 'no-role' }, `Signed in as ${session.user}, who holds no admin role: only the approvals you may decide, and your own linked accounts, are shown.`);
+    const own = { approvals: approvalsPage, vault: vaultPage };
+    const show = () => (own[location.hash.slice(1)] ?? approvalsPage)(note()).catch(fail);
+    window.addEventListener('hashchange', show);
+    await show();
     return;
   }
   window.addEventListener('hashchange', () => route().catch(fail));
