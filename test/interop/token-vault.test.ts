@@ -31,6 +31,10 @@ import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/cli
 import { AccountLinkRequired, linkRequiredResult, tlsFetch, writProtection, writVault, type WritProtection } from '../../src/mcp';
 import { spiffeIdIs } from '../support/mcp';
 import { InteractionRequiredError, TaskTokenClient, X509Source, AccessDeniedError } from '../../src/sdk';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readdirSync, statSync } from 'node:fs';
+import { loadOrCreateSecretsKey, SecretSealer } from '../../src/ca/secrets';
+import { systemRandom } from '../../src/core/random';
 import { freePort } from '../support/oidc-op';
 
 const RESOURCE = 'https://mcp.vault.test/issues';
@@ -39,10 +43,12 @@ const OTHER = 'spiffe://vault.test/agent/other';
 const ADMIN = 'a-bootstrap-token-of-some-length';
 const SECRET = randomBytes(24).toString('base64url');
 const ISSUES = 'spiffe://vault.test/mcp/issues';
+const NOTES_CONNECTOR = 'spiffe://vault.test/mcp/notes-connector';
+const NOTES_RESOURCE = 'https://mcp.vault.test/notes-connector';
 const POLICY = `
 @id("eng-issues") permit (principal, action in [Writ::Action::"read", Writ::Action::"write"], resource) when { principal.groups.contains("eng") };
 @id("notes-write") permit (principal, action == Writ::Action::"use_grant", resource == Writ::Provider::"notes")
-  when { principal.groups.contains("eng") && (context.connector == Writ::Connector::"${AGENT}" || context.connector == Writ::Connector::"${ISSUES}") && ["notes:write"].containsAll(context.scopes) };
+  when { principal.groups.contains("eng") && (context.connector == Writ::Connector::"${AGENT}" || context.connector == Writ::Connector::"${ISSUES}" || context.connector == Writ::Connector::"${NOTES_CONNECTOR}") && ["notes:write"].containsAll(context.scopes) };
 `;
 
 let op: DevOpProcess;
@@ -428,4 +434,84 @@ describe('the token vault from the SDK (TaskTokenClient.providerToken)', () => {
       await source.close();
     }
   });
+});
+
+describe('a connector process holds no SaaS credential at any time', () => {
+  let child: ChildProcess;
+  let dir: string;
+  let bundle: string;
+  let port: number;
+
+  beforeAll(async () => {
+    expect((await admin('/v1/admin/resources', 'POST', { uri: NOTES_RESOURCE, spiffe_id: NOTES_CONNECTOR, tools: [{ name: 'post_note', actions: ['write'], classification: 'internal' }] })).status).toBe(201);
+    const svid = await attestWithJoinToken({ apiUrl: broker.apiUrl, ca, admin: (p, m, b) => admin(p, m, b), spiffeId: NOTES_CONNECTOR, dir: work });
+    bundle = (await httpsRequest(`${broker.apiUrl}/v1/bundle`, { ca, headers: { accept: 'application/x-pem-file' } })).body;
+    dir = join(work, 'notes-connector');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'svid.pem'), svid.cert);
+    writeFileSync(join(dir, 'svid.key'), svid.key, { mode: 0o600 });
+    writeFileSync(join(dir, 'bundle.pem'), `${ca}${bundle}`);
+    child = spawn(process.execPath, ['--heapsnapshot-signal=SIGUSR2', join(__dirname, '../support/vault-mcp-server.mjs')], {
+      cwd: dir,
+      env: { PATH: process.env.PATH, SVID_CERT: join(dir, 'svid.pem'), SVID_KEY: join(dir, 'svid.key'), WRIT_BUNDLE: join(dir, 'bundle.pem'), RESOURCE: NOTES_RESOURCE, WRIT_ISSUER: issuer, WRIT_API: broker.apiUrl, SAAS_API: `${saas.issuer}/api` },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    port = await new Promise<number>((resolve, reject) => {
+      child.stdout!.setEncoding('utf8').once('data', (line: string) => resolve(JSON.parse(line).port));
+      child.once('exit', (code) => reject(new Error(`the connector exited (${code}): ${stderr}`)));
+    });
+  });
+
+  afterAll(async () => {
+    if (child && child.exitCode === null) await new Promise((r) => (child.once('exit', r), child.kill('SIGTERM')));
+  });
+
+  it('links, posts as the user through the vault, and its environment, files and heap hold neither the client secret nor the refresh token', async () => {
+    const task = await token(agent, { subject_token: await fetchIdToken({ issuer: op.issuer, username: 'bob' }), subject_token_type: 'urn:ietf:params:oauth:token-type:id_token', resource: NOTES_RESOURCE, authorization_details: JSON.stringify([{ type: 'mcp_tool', tools: ['post_note'], actions: ['write'] }]) });
+    expect(task.status).toBe(200);
+    const transport = new StreamableHTTPClientTransport(new URL(`https://127.0.0.1:${port}/mcp`), {
+      fetch: tlsFetch({ ca: bundle, cert: agent.cert, key: agent.key, checkServerIdentity: spiffeIdIs(NOTES_CONNECTOR) }),
+      authProvider: { token: async () => task.json.access_token },
+    });
+    const client = new Client({ name: 'vault-agent', version: '1.0.0' }, { versionNegotiation: { mode: { pin: '2026-07-28' } }, capabilities: { elicitation: { url: {} } }, inputRequired: { autoFulfill: false } } as never);
+    await client.connect(transport);
+    try {
+      const call = (retry: boolean) => client.callTool({ name: 'post_note', arguments: { text: 'from a connector that holds no secret' }, ...(retry && { inputResponses: { 'writ-link': { action: 'accept' } } }) } as never, { allowInputRequired: true } as never) as Promise<Record<string, any>>; // eslint-disable-line @typescript-eslint/no-explicit-any
+      const first = await call(false);
+      const { callback } = await linkThrough(first.inputRequests['writ-link'].params.url, 'bob');
+      expect((await new Browser().visit(callback)).status).toBe(200);
+      expect((await call(true)).content).toEqual([{ type: 'text', text: 'posted (201)' }]);
+    } finally {
+      await client.close();
+    }
+    // What the vault holds: the client secret (in this test) and bob's refresh token, unsealed here with the secrets key.
+    const grant = await broker.db.prisma.downstreamGrant.findFirstOrThrow({ where: { subject: 'bob', revokedAt: null } });
+    const sealer = new SecretSealer([loadOrCreateSecretsKey(join(store.dir, 'certs'), systemRandom)], systemRandom);
+    const refreshToken = sealer.open(`grant:${grant.id}:refresh_token`, { kekId: grant.tokenKekId, nonce: grant.tokenNonce, ciphertext: grant.tokenCiphertext }).toString('utf8');
+    expect(refreshToken.length).toBeGreaterThan(20);
+    const secrets = [SECRET, refreshToken];
+    // Its environment, and every file it was given or wrote.
+    const environ = readFileSync(`/proc/${child.pid}/environ`, 'utf8');
+    for (const secret of secrets) expect(environ.includes(secret)).toBe(false);
+    // Its memory: a heap snapshot of the running process (V8's, on SIGUSR2).
+    child.kill('SIGUSR2');
+    let snapshot: string | undefined;
+    for (let i = 0; i < 200 && snapshot === undefined; i++) {
+      const file = readdirSync(dir).find((f) => f.endsWith('.heapsnapshot'));
+      const path = file && join(dir, file);
+      if (path && statSync(path).size > 0) {
+        const text = readFileSync(path, 'utf8');
+        if (text.trimEnd().endsWith('}')) snapshot = text;
+      }
+      if (snapshot === undefined) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(snapshot).toBeDefined();
+    expect(snapshot!.length).toBeGreaterThan(1_000_000);
+    // The snapshot holds what the process held: its own SVID key, for one (a check that it can see secrets at all).
+    expect(snapshot!.includes(readFileSync(join(dir, 'svid.key'), 'utf8').split('\n')[1]!)).toBe(true);
+    for (const secret of secrets) expect(snapshot!.includes(secret)).toBe(false);
+    for (const f of readdirSync(dir).filter((f) => !f.endsWith('.heapsnapshot'))) for (const secret of secrets) expect(readFileSync(join(dir, f), 'utf8').includes(secret)).toBe(false);
+  }, 60_000);
 });
