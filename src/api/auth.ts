@@ -33,9 +33,14 @@ export const CSRF_HEADER = 'x-writ-csrf';
 
 /** The console cookie's value on a request, if any. */
 export function consoleCookie(req: Parameters<RequestHandler>[0]): string | undefined {
+  return cookieOf(req, CONSOLE_COOKIE);
+}
+
+/** A cookie's value (RFC 6265 §5.4 `Cookie` header), or undefined. */
+export function cookieOf(req: Parameters<RequestHandler>[0], name: string): string | undefined {
   for (const part of (req.headers.cookie ?? '').split(';')) {
-    const [name, ...value] = part.trim().split('=');
-    if (name === CONSOLE_COOKIE) return value.join('=');
+    const [key, ...value] = part.trim().split('=');
+    if (key === name) return value.join('=');
   }
   return undefined;
 }

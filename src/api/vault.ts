@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { ConsoleSignIn } from '../console';
 import { escapeHtml } from '../dev/op';
 import { providerPatch, providerRequest, VaultError, type DownstreamGrant, type DownstreamProvider, type ProviderStore, type TokenVault } from '../vault';
-import { consoleCookie, principalOf, signedInPerson, Unauthenticated, type AuthDeps } from './auth';
+import { consoleCookie, cookieOf, principalOf, signedInPerson, Unauthenticated, type AuthDeps } from './auth';
 import { parseWith } from './validate';
 
 export interface VaultRouteDeps {
@@ -22,6 +22,9 @@ export const providerView = (p: DownstreamProvider) => ({
 });
 /** A grant as admins see it: never its token. */
 export const grantView = (g: DownstreamGrant) => ({ id: g.id, provider: g.provider, user: { iss: g.user.iss, sub: g.user.sub }, scopes: g.scopes, created_at: g.createdAt.toISOString(), refreshed_at: g.refreshedAt?.toISOString() ?? null });
+
+/** Binds the provider's redirect back to the browser that went there (not `__Host-`: its Path is the callback's). */
+const LINK_COOKIE = '__Secure-writ-link';
 
 const idParam = z.strictObject({ id: z.string().min(1).max(63) });
 export const grantListQuery = z.strictObject({ provider: z.string().min(1).max(63).optional(), issuer: z.string().min(1).max(2048).optional(), subject: z.string().min(1).max(1024).optional() }).refine((q) => (q.issuer === undefined) === (q.subject === undefined), { message: 'issuer and subject go together', path: ['subject'] });
@@ -64,8 +67,11 @@ export function vaultLinksRouter(deps: Pick<VaultRouteDeps, 'vault' | 'signIn' |
     const cookie = consoleCookie(req);
     const session = cookie === undefined ? undefined : await deps.signIn.session(cookie);
     if (!session) return void res.status(303).location(`/console/login?${new URLSearchParams({ issuer: user.iss, return_to: `/v1/vault/links/${secret}` })}`).end();
+    const opened = await deps.vault.openLink(secret, { iss: session.person.iss, sub: session.person.sub });
     res.setHeader('Cache-Control', 'no-store');
-    res.status(303).location(await deps.vault.openLink(secret, { iss: session.person.iss, sub: session.person.sub })).end();
+    // SameSite=Lax: the provider's redirect back is a cross-site top-level navigation, which Lax lets through.
+    res.setHeader('Set-Cookie', `${LINK_COOKIE}=${opened.browserCookie}; Path=/v1/vault/callback; Secure; HttpOnly; SameSite=Lax; Max-Age=600`);
+    res.status(303).location(opened.url).end();
   });
 
   // A user's own grants, and unlinking one (revoked at the provider too): signed in as themselves.
@@ -87,7 +93,8 @@ export function vaultLinksRouter(deps: Pick<VaultRouteDeps, 'vault' | 'signIn' |
   });
 
   router.get('/v1/vault/callback', async (req, res) => {
-    const grant = await deps.vault.finishLink(new URLSearchParams(req.query as Record<string, string>));
+    const grant = await deps.vault.finishLink(new URLSearchParams(req.query as Record<string, string>), cookieOf(req, LINK_COOKIE));
+    res.setHeader('Set-Cookie', `${LINK_COOKIE}=; Path=/v1/vault/callback; Secure; HttpOnly; SameSite=Lax; Max-Age=0`);
     page(res, 200, 'Account linked', `<h1 id="linked">Account linked</h1><p>Writ keeps ${escapeHtml(grant.user.sub)}'s grant at ${escapeHtml(grant.provider)} (${escapeHtml(grant.scopes.join(' '))}). You may close this page and go back to the agent.</p>`);
   });
 

@@ -141,7 +141,7 @@ export class TokenVault {
    * The signed-in `person` opens a link: it must be the user the link names. The link is spent,
    * and the browser goes to the provider's authorization endpoint (PKCE, `state`).
    */
-  async openLink(secret: string, person: VaultUser): Promise<string> {
+  async openLink(secret: string, person: VaultUser): Promise<{ url: string; browserCookie: string }> {
     const id = LINK_SECRET.test(secret) ? hash(secret) : undefined;
     const link = id === undefined ? null : await this.deps.prisma.grantLink.findUnique({ where: { id } });
     const now = this.deps.clock.now();
@@ -151,22 +151,26 @@ export class TokenVault {
     const client = await this.#client(link.providerId);
     const state = this.#random64();
     const verifier = this.#random64();
-    const spent = await this.deps.prisma.grantLink.updateMany({ where: { id: link.id, usedAt: null }, data: { usedAt: now, state: hash(state), verifier } });
+    // The callback must come back to this browser (its cookie): a sign-in at the provider that someone
+    // else started cannot land a grant under this user's name, nor this one under theirs (RFC 6749 §10.12).
+    const browserCookie = this.#random64();
+    const spent = await this.deps.prisma.grantLink.updateMany({ where: { id: link.id, usedAt: null }, data: { usedAt: now, state: hash(state), verifier, browser: hash(browserCookie) } });
     if (spent.count !== 1) throw new VaultError(400, 'link-invalid', 'this link was used meanwhile');
-    return client.authorizationUrl({ redirectUri: this.redirectUri, state, codeVerifier: verifier, scopes: link.scopes });
+    return { url: await client.authorizationUrl({ redirectUri: this.redirectUri, state, codeVerifier: verifier, scopes: link.scopes }), browserCookie };
   }
 
   /**
    * The provider's redirect back (RFC 6749 §4.1.2): the sign-in the `state` names (once), the
    * code redeemed, and the refresh token stored sealed, replacing the user's earlier grant there.
    */
-  async finishLink(callback: URLSearchParams): Promise<DownstreamGrant> {
+  async finishLink(callback: URLSearchParams, browserCookie: string | undefined): Promise<DownstreamGrant> {
     const state = callback.get('state');
     const now = this.deps.clock.now();
     const link = state === null ? null : await this.deps.prisma.grantLink.findUnique({ where: { state: hash(state) } });
     // Used once: the row goes whatever happens next (RFC 6749 §10.12); a replayed state finds nothing.
     if (link) await this.deps.prisma.grantLink.deleteMany({ where: { id: link.id } });
     if (!link || link.expiresAt <= now || link.verifier === null) throw new VaultError(400, 'link-invalid', 'state: no account linking under way with this state (it expired, or was used)');
+    if (browserCookie === undefined || link.browser === null || hash(browserCookie) !== link.browser) throw new VaultError(400, 'link-invalid', 'this sign-in at the provider was started in another browser: open the link again here');
     const client = await this.#client(link.providerId);
     const tokens = await client.redeem(callback, { state: state!, codeVerifier: link.verifier, redirectUri: this.redirectUri, scopes: link.scopes });
     if (tokens.refreshToken === undefined) throw new VaultError(502, 'provider-failed', `${link.providerId} issued no refresh token: register Writ's client there for the refresh_token grant (offline access)`);

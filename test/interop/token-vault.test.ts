@@ -229,6 +229,25 @@ describe('the token vault', () => {
     expect((await browser.visit(aliceLink)).status).toBe(400);
   });
 
+  it('refuses a sign-in at the SaaS that another browser started (a grant never lands under someone else\'s name)', async () => {
+    // bob starts linking in his browser; the SaaS's authorization URL is then opened in alice's,
+    // where she signs in at the SaaS: the redirect back carries bob's state, but not his browser's cookie.
+    const bobs = await taskToken('bob');
+    const refused = await release(bobs.token);
+    const bobBrowser = new Browser();
+    await bobBrowser.follow(refused.json.link_uri, 'bob', {});
+    const toSaas = (await bobBrowser.visit(refused.json.link_uri, {})).location!;
+    const aliceBrowser = new Browser();
+    let res = await aliceBrowser.visit(toSaas);
+    for (let hops = 0; hops < 20 && !(res.location ?? '').startsWith(`${issuer}/v1/vault/callback`); hops++) {
+      if (res.status === 200 && /\/interaction\//.test(res.url)) res = await aliceBrowser.visit(`${res.url}/login`, { username: 'alice' });
+      else res = await aliceBrowser.visit(res.location!);
+    }
+    const landed = await aliceBrowser.visit(res.location!);
+    expect([landed.status, JSON.parse(landed.body).detail]).toEqual([400, 'this sign-in at the provider was started in another browser: open the link again here']);
+    expect((await admin('/v1/admin/grants?provider=notes')).json.grants.map((g: { user: { sub: string } }) => g.user.sub)).toEqual(['alice']);
+  });
+
   it('refuses the provider\'s redirect replayed (its state is used once)', async () => {
     const replayed = await new Browser().visit(callback);
     expect([replayed.status, JSON.parse(replayed.body).type]).toEqual([400, 'urn:writ:problem:link-invalid']);
@@ -320,8 +339,8 @@ describe('the token vault', () => {
     expect((await admin('/v1/admin/providers/notes', 'PATCH', { revoke_on: ['session'] })).json.revoke_on).toEqual(['session']);
     const task = await taskToken('alice');
     const refused = await release(task.token);
-    const { callback } = await linkThrough(refused.json.link_uri, 'alice');
-    expect((await new Browser().visit(callback)).status).toBe(200);
+    const { browser, callback } = await linkThrough(refused.json.link_uri, 'alice');
+    expect((await browser.visit(callback)).status).toBe(200);
     const released = await release(task.token);
     expect(released.status).toBe(200);
     const grant = (await admin('/v1/admin/grants?provider=notes')).json.grants[0];
@@ -397,8 +416,8 @@ describe('the token vault from an MCP server (@writ/mcp writVault, the official 
       expect(first.resultType).toBe('input_required');
       const elicitation = first.inputRequests['writ-link'];
       expect(elicitation).toMatchObject({ method: 'elicitation/create', params: { mode: 'url', url: expect.stringMatching(new RegExp(`^${issuer}/v1/vault/links/`)) } });
-      const { callback } = await linkThrough(elicitation.params.url, 'bob');
-      expect((await new Browser().visit(callback)).status).toBe(200);
+      const { browser, callback } = await linkThrough(elicitation.params.url, 'bob');
+      expect((await browser.visit(callback)).status).toBe(200);
       const done = await call(true);
       expect(done.content).toEqual([{ type: 'text', text: 'posted (201)' }]);
       expect((await saas.notes()).at(-1)).toMatchObject({ author: 'bob', clientId: SAAS_VAULT_CLIENT_ID, text: 'from the issues server, for bob' });
@@ -480,8 +499,8 @@ describe('a connector process holds no SaaS credential at any time', () => {
     try {
       const call = (retry: boolean) => client.callTool({ name: 'post_note', arguments: { text: 'from a connector that holds no secret' }, ...(retry && { inputResponses: { 'writ-link': { action: 'accept' } } }) } as never, { allowInputRequired: true } as never) as Promise<Record<string, any>>; // eslint-disable-line @typescript-eslint/no-explicit-any
       const first = await call(false);
-      const { callback } = await linkThrough(first.inputRequests['writ-link'].params.url, 'bob');
-      expect((await new Browser().visit(callback)).status).toBe(200);
+      const { browser, callback } = await linkThrough(first.inputRequests['writ-link'].params.url, 'bob');
+      expect((await browser.visit(callback)).status).toBe(200);
       expect((await call(true)).content).toEqual([{ type: 'text', text: 'posted (201)' }]);
     } finally {
       await client.close();

@@ -61,6 +61,8 @@ CREATE TABLE "grant_link" (
     "task_id" UUID,
     "state" TEXT,
     "verifier" TEXT,
+    -- The SHA-256 of a cookie set in the browser that went to the provider: the callback must come back to that browser.
+    "browser" TEXT,
     "created_at" TIMESTAMPTZ(3) NOT NULL,
     "expires_at" TIMESTAMPTZ(3) NOT NULL,
     "used_at" TIMESTAMPTZ(3),
