@@ -300,8 +300,8 @@ export class TokenVault {
 
   /**
    * Revokes at the provider (RFC 7009) the access tokens released to tasks whose task token was
-   * revoked, whose task ended, or whose grant was revoked, while they have life left: a released
-   * token ends with its task, not at its own expiry. A provider that fails is asked again at the
+   * revoked or expired, whose task ended, or whose grant was revoked: a released token ends with
+   * its task token, not at its own (possibly later) expiry at the provider. A provider that fails is asked again at the
    * next sweep; one without a revocation endpoint is recorded as such (its tokens live until they
    * expire: keep their lifetime short there). Returns how many releases it ended.
    */
@@ -313,8 +313,8 @@ export class TokenVault {
       JOIN downstream_grant g ON g.id = r.grant_id
       LEFT JOIN lease l ON l.id = r.jti
       LEFT JOIN task t ON t.id = r.task_id
-      WHERE r.revoked_at IS NULL AND r.expires_at > ${now}
-        AND (l.id IS NULL OR l.revoked_at IS NOT NULL OR t.ended_at IS NOT NULL OR g.revoked_at IS NOT NULL)
+      WHERE r.revoked_at IS NULL
+        AND (r.expires_at <= ${now} OR l.id IS NULL OR l.revoked_at IS NOT NULL OR t.ended_at IS NOT NULL OR g.revoked_at IS NOT NULL)
       ORDER BY r.expires_at
       LIMIT ${limit}`;
     let ended = await this.#revokeGrantsAtProviders(limit);
@@ -324,7 +324,7 @@ export class TokenVault {
         const token = this.deps.sealer.open(releaseBinding(r.id), { kekId: r.token_kek_id, nonce: r.token_nonce, ciphertext: r.token_ciphertext }).toString('utf8');
         result = (await (await this.#client(r.provider_id)).revoke(token, 'access_token')) ? 'revoked' : 'no revocation endpoint';
       } catch {
-        continue; // the provider did not answer: asked again at the next sweep, while the token has life left
+        continue; // the provider did not answer: asked again at the next sweep
       }
       await this.deps.prisma.$transaction(async (tx) => {
         const marked = await tx.grantRelease.updateMany({ where: { id: r.id, revokedAt: null }, data: { revokedAt: this.deps.clock.now(), revocationResult: result } });
