@@ -20,6 +20,8 @@ import type { DevUser } from './users';
 
 /** Writ's vault as the SaaS's OAuth client. */
 export const SAAS_VAULT_CLIENT_ID = 'writ-vault';
+/** The same, authenticating with a private key (RFC 7523 `private_key_jwt`) when `jwtClientJwks` is given. */
+export const SAAS_VAULT_JWT_CLIENT_ID = 'writ-vault-jwt';
 /** The SaaS's own API, a client of its introspection endpoint (RFC 7662 §2.1 authenticates the caller). */
 const API_CLIENT_ID = 'notes-api';
 export const SAAS_SCOPES = ['notes:read', 'notes:write'] as const;
@@ -35,6 +37,8 @@ export interface DevSaasOptions {
   readonly clientSecret: string;
   /** Where the vault client may be sent back to: Writ's `<issuer>/v1/vault/callback`. */
   readonly redirectUris: readonly string[];
+  /** The public keys of a second vault client that authenticates with `private_key_jwt`; none when unset. */
+  readonly jwtClientJwks?: { readonly keys: readonly Record<string, unknown>[] };
   /** Seconds an access token lives (the vault refreshes after); 300 by default. */
   readonly accessTokenTtl?: number;
   readonly Provider?: OidcProviderClass;
@@ -132,6 +136,9 @@ function configuration(options: DevSaasOptions, api: string, apiSecret: string, 
         redirect_uris: [...options.redirectUris],
         id_token_signed_response_alg: 'ES256',
       },
+      ...(options.jwtClientJwks
+        ? [{ client_id: SAAS_VAULT_JWT_CLIENT_ID, token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [...options.jwtClientJwks.keys] }, grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], redirect_uris: [...options.redirectUris], id_token_signed_response_alg: 'ES256' }]
+        : []),
       // The API introspects the tokens it is shown; it signs no one in.
       { client_id: API_CLIENT_ID, client_secret: apiSecret, token_endpoint_auth_method: 'client_secret_basic', grant_types: [], response_types: [], redirect_uris: [], id_token_signed_response_alg: 'ES256' },
     ],
@@ -179,9 +186,10 @@ interface SaasInteraction {
 async function interact(provider: OidcProvider, users: ReadonlyMap<string, DevUser>, req: IncomingMessage, res: ServerResponse, login: boolean): Promise<void> {
   const details = (await provider.interactionDetails(req, res)) as unknown as SaasInteraction;
   if (details.prompt.name === 'consent') {
-    if (details.params.client_id !== SAAS_VAULT_CLIENT_ID || !details.session?.accountId) throw new Error('consent is granted to the Writ vault client only');
+    const clientId = details.params.client_id;
+    if ((clientId !== SAAS_VAULT_CLIENT_ID && clientId !== SAAS_VAULT_JWT_CLIENT_ID) || !details.session?.accountId) throw new Error('consent is granted to the Writ vault clients only');
     const Grant = provider.Grant as unknown as (new (init: { clientId: string; accountId: string }) => SaasGrant) & { find(id: string): Promise<SaasGrant | undefined> };
-    const grant = details.grantId ? await Grant.find(details.grantId) : new Grant({ clientId: SAAS_VAULT_CLIENT_ID, accountId: details.session.accountId });
+    const grant = details.grantId ? await Grant.find(details.grantId) : new Grant({ clientId, accountId: details.session.accountId });
     if (!grant) throw new Error('the grant is gone');
     if (details.prompt.details?.missingOIDCScope) grant.addOIDCScope(details.prompt.details.missingOIDCScope.join(' '));
     for (const [indicator, scopes] of Object.entries(details.prompt.details?.missingResourceScopes ?? {})) grant.addResourceScope(indicator, scopes.join(' '));

@@ -7,14 +7,14 @@
  * presents its task token and gets the SaaS's access token for the task, under policy.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { exportJWK, exportPKCS8, generateKeyPair, SignJWT } from 'jose';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startBroker, type Broker } from '../../src/broker';
 import { CookieJar, fetchIdToken } from '../../src/dev/id-token';
 import { DEV_CLIENT_ID, DEV_CONSOLE_CLIENT_ID } from '../../src/dev/op';
-import { SAAS_VAULT_CLIENT_ID } from '../../src/dev/saas';
+import { SAAS_VAULT_CLIENT_ID, SAAS_VAULT_JWT_CLIENT_ID } from '../../src/dev/saas';
 import { attestWithJoinToken, type AttestedConnector } from '../support/attest';
 import { testConfig } from '../support/config';
 import { createTestStore, type TestStore } from '../support/database';
@@ -47,8 +47,8 @@ const NOTES_CONNECTOR = 'spiffe://vault.test/mcp/notes-connector';
 const NOTES_RESOURCE = 'https://mcp.vault.test/notes-connector';
 const POLICY = `
 @id("eng-issues") permit (principal, action in [Writ::Action::"read", Writ::Action::"write"], resource) when { principal.groups.contains("eng") };
-@id("notes-write") permit (principal, action == Writ::Action::"use_grant", resource == Writ::Provider::"notes")
-  when { principal.groups.contains("eng") && (context.connector == Writ::Connector::"${AGENT}" || context.connector == Writ::Connector::"${ISSUES}" || context.connector == Writ::Connector::"${NOTES_CONNECTOR}") && ["notes:write"].containsAll(context.scopes) };
+@id("notes-write") permit (principal, action == Writ::Action::"use_grant", resource is Writ::Provider)
+  when { ["notes", "notes-jwt"].contains(resource.name) && principal.groups.contains("eng") && (context.connector == Writ::Connector::"${AGENT}" || context.connector == Writ::Connector::"${ISSUES}" || context.connector == Writ::Connector::"${NOTES_CONNECTOR}") && ["notes:write"].containsAll(context.scopes) };
 `;
 
 let op: DevOpProcess;
@@ -128,6 +128,7 @@ async function linkThrough(url: string, user: string, browser = new Browser()): 
 
 /** A SET of the test transmitter (RFC 8417), signed with its key. */
 let txKey: CryptoKey;
+let clientKeyPem: string;
 const TX = 'https://ssf.vault.test';
 const deliverSet = async (events: Record<string, unknown>) => {
   const token = await new SignJWT({ events }).setProtectedHeader({ alg: 'ES256', typ: 'secevent+jwt', kid: 'tx-1' }).setIssuer(TX).setAudience(issuer).setIssuedAt().setJti(randomUUID()).sign(txKey);
@@ -137,11 +138,15 @@ const deliverSet = async (events: Record<string, unknown>) => {
 beforeAll(async () => {
   const tx = await generateKeyPair('ES256');
   txKey = tx.privateKey as CryptoKey;
+  // Writ's key for the SaaS's private_key_jwt client (RFC 7523): the SaaS knows its public half.
+  const clientKey = await generateKeyPair('ES256', { extractable: true });
+  clientKeyPem = await exportPKCS8(clientKey.privateKey);
+  const clientJwk = { ...(await exportJWK(clientKey.publicKey)), kid: 'writ-vault-1', alg: 'ES256', use: 'sig' };
   const port = await freePort();
   issuer = `https://localhost:${port}`;
   op = await startDevOpProcess({ users: { alice: ['eng'], bob: ['eng'] }, consoleRedirectUris: [`${issuer}/console/callback`] });
   // On another host name than the identity provider (localhost, not 127.0.0.1): a browser keeps each host's cookies apart.
-  saas = await startDevSaasProcess({ users: ['alice', 'bob'], clientSecret: SECRET, redirectUris: [`${issuer}/v1/vault/callback`], host: 'localhost' });
+  saas = await startDevSaasProcess({ users: ['alice', 'bob'], clientSecret: SECRET, redirectUris: [`${issuer}/v1/vault/callback`], host: 'localhost', jwtClientJwks: { keys: [clientJwk] } });
   store = await createTestStore();
   work = mkdtempSync(join(tmpdir(), 'writ-vault-'));
   writeFileSync(join(work, 'policy.cedar'), POLICY);
@@ -533,4 +538,23 @@ describe('a connector process holds no SaaS credential at any time', () => {
     for (const secret of secrets) expect(snapshot!.includes(secret)).toBe(false);
     for (const f of readdirSync(dir).filter((f) => !f.endsWith('.heapsnapshot'))) for (const secret of secrets) expect(readFileSync(join(dir, f), 'utf8').includes(secret)).toBe(false);
   }, 60_000);
+});
+
+describe('a provider whose client authenticates with a private key (RFC 7523 private_key_jwt)', () => {
+  it('links and releases with the key sealed in the vault, never a secret on the wire', async () => {
+    const created = await admin('/v1/admin/providers', 'POST', { id: 'notes-jwt', issuer: saas.issuer, client_id: SAAS_VAULT_JWT_CLIENT_ID, client_auth: 'private_key_jwt', private_key: clientKeyPem, scopes: ['notes:write'], resource: saas.api });
+    expect([created.status, created.json.client_auth]).toEqual([201, 'private_key_jwt']);
+    expect(JSON.stringify(created.json)).not.toContain('PRIVATE KEY');
+    const task = await taskToken('bob');
+    const jwtRelease = () => token(agent, { subject_token: task.token, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', audience: 'notes-jwt', scope: 'notes:write' });
+    const refused = await jwtRelease();
+    expect(refused.json.error).toBe('interaction_required');
+    const { browser, callback } = await linkThrough(refused.json.link_uri, 'bob');
+    expect((await browser.visit(callback)).status).toBe(200);
+    const released = await jwtRelease();
+    expect(released.status).toBe(200);
+    const posted = await fetch(`${saas.issuer}/api/notes`, { method: 'POST', headers: { authorization: `Bearer ${released.json.access_token}`, 'content-type': 'application/json' }, body: JSON.stringify({ text: 'signed in with a key' }) });
+    expect(posted.status).toBe(201);
+    expect((await saas.notes()).at(-1)).toMatchObject({ author: 'bob', clientId: SAAS_VAULT_JWT_CLIENT_ID });
+  });
 });

@@ -20,7 +20,7 @@ const { newSigningKey } = require(${JSON.stringify(KEYS)});
 const spec = JSON.parse(process.env.WRIT_TEST_SAAS);
 (async () => {
   const users = new Map(spec.users.map((name) => [name, { name, groups: [] }]));
-  const saas = await startDevSaas({ host: spec.host || '127.0.0.1', port: 0, users, keys: { signing: [await newSigningKey()], cookies: [randomBytes(32).toString('base64url')] }, clientSecret: spec.clientSecret, redirectUris: spec.redirectUris, accessTokenTtl: spec.accessTokenTtl });
+  const saas = await startDevSaas({ host: spec.host || '127.0.0.1', port: 0, users, keys: { signing: [await newSigningKey()], cookies: [randomBytes(32).toString('base64url')] }, clientSecret: spec.clientSecret, redirectUris: spec.redirectUris, accessTokenTtl: spec.accessTokenTtl, jwtClientJwks: spec.jwtClientJwks });
   process.stdout.write(JSON.stringify({ issuer: saas.issuer, api: saas.api }) + '\\n');
   createInterface({ input: process.stdin }).on('line', () => process.stdout.write(JSON.stringify({ notes: saas.notes }) + '\\n'));
   process.on('SIGTERM', () => saas.close().then(() => process.exit(0)));
@@ -35,7 +35,7 @@ export interface DevSaasProcess {
   close(): Promise<void>;
 }
 
-export function startDevSaasProcess(spec: { users: string[]; clientSecret: string; redirectUris: string[]; accessTokenTtl?: number; host?: '127.0.0.1' | 'localhost' }): Promise<DevSaasProcess> {
+export function startDevSaasProcess(spec: { users: string[]; clientSecret: string; redirectUris: string[]; accessTokenTtl?: number; host?: '127.0.0.1' | 'localhost'; jwtClientJwks?: { keys: Record<string, unknown>[] } }): Promise<DevSaasProcess> {
   if (!existsSync(SAAS)) throw new Error(`${SAAS} is missing: run npm run -s build first`);
   const child = spawn(process.execPath, ['-e', SCRIPT], { env: { PATH: process.env.PATH, WRIT_TEST_SAAS: JSON.stringify(spec) }, stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
