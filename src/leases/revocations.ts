@@ -1,3 +1,4 @@
+import { isUuid } from '../core/uuid';
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { AuditEventInput, AuditIn } from '../audit';
@@ -135,6 +136,11 @@ export class Revocations {
   }
 
   /** Leases by selector and status, newest first, a page at a time (cursor: the last id seen). */
+  /** One lease by its id, in any state. */
+  async lease(id: string) {
+    return isUuid(id) ? this.prisma.lease.findUnique({ where: { id } }) : null;
+  }
+
   async find(selector: RevocationSelector | undefined, status: 'active' | 'expired' | 'revoked' | undefined, page: { limit: number; before?: string }) {
     const now = this.clock.now();
     const state: Prisma.LeaseWhereInput =

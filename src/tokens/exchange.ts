@@ -162,6 +162,21 @@ const NOT_A_LIVE_JWT_SVID = 'client_assertion is not a current JWT-SVID of an en
 const PARENT_REVOKED = 'subject_token: the access token, or one it was exchanged from, was revoked or has expired';
 const USER_REVOKED = 'subject_token: the user or session was revoked after this token was issued; sign in again';
 
+/**
+ * RFC 8693 §2.1, for both kinds of exchange: each parameter at most once, the token exchange
+ * grant type, no actor token (the actor is the authenticated client), an access token requested.
+ * Returns the reader of the form's string parameters.
+ */
+function parseCommon(form: Record<string, unknown>): (name: string) => string | undefined {
+  for (const name of SINGLE) if (Array.isArray(form[name])) throw new InvalidRequest(`${name} is given more than once`);
+  const str = (name: string) => (typeof form[name] === 'string' ? (form[name] as string) : undefined);
+  if (str('grant_type') === undefined) throw new InvalidRequest('grant_type is missing');
+  if (str('grant_type') !== TOKEN_EXCHANGE_GRANT_TYPE) throw new UnsupportedGrantType(`grant_type must be ${TOKEN_EXCHANGE_GRANT_TYPE}`);
+  if (form.actor_token !== undefined) throw new InvalidRequest('actor_token is not supported: the actor is the authenticated client');
+  checkRequestedTokenType(str('requested_token_type'));
+  return str;
+}
+
 /** The error a lease refused at commit answers: the one a request made after the revocation gets. */
 function lostRace(refusal: LeaseRefusal, client: Pick<Connector, 'leaseIds' | 'method'>) {
   const notAClient = () => new InvalidClient(client.method === 'jwt-spiffe' ? NOT_A_LIVE_JWT_SVID : NOT_A_CLIENT);
@@ -277,12 +292,8 @@ export class TokenExchange {
     noteUser: (user: { sub: string; iss: string }) => void,
   ): Promise<GrantReleaseResponse> {
     const { vault, providers } = this.deps.vault!;
-    for (const name of SINGLE) if (Array.isArray(form[name])) throw new InvalidRequest(`${name} is given more than once`);
-    const str = (name: string) => (typeof form[name] === 'string' ? (form[name] as string) : undefined);
-    if (str('grant_type') !== TOKEN_EXCHANGE_GRANT_TYPE) throw new UnsupportedGrantType(`grant_type must be ${TOKEN_EXCHANGE_GRANT_TYPE}`);
-    if (form.actor_token !== undefined) throw new InvalidRequest('actor_token is not supported: the actor is the authenticated client');
+    const str = parseCommon(form);
     if (form.authorization_details !== undefined) throw new InvalidRequest('authorization_details is for Writ\'s own resources; ask a provider of the token vault for a scope');
-    checkRequestedTokenType(str('requested_token_type'));
     if (str('subject_token_type') !== TOKEN_TYPE.ACCESS_TOKEN || str('subject_token') === undefined) throw new InvalidRequest(`the token vault takes the connector's task token: subject_token_type ${TOKEN_TYPE.ACCESS_TOKEN}`);
     const providerId = str('audience')!;
     note({ provider: providerId });
@@ -404,13 +415,8 @@ export class TokenExchange {
 
   /** RFC 8693 §2.1, RFC 8707 §2, RFC 9396 §2. */
   private parse(form: Record<string, unknown>): TokenExchangeRequest {
-    for (const name of SINGLE) if (Array.isArray(form[name])) throw new InvalidRequest(`${name} is given more than once`);
-    const str = (name: string) => (typeof form[name] === 'string' ? (form[name] as string) : undefined);
-    if (str('grant_type') === undefined) throw new InvalidRequest('grant_type is missing');
-    if (str('grant_type') !== TOKEN_EXCHANGE_GRANT_TYPE) throw new UnsupportedGrantType(`grant_type must be ${TOKEN_EXCHANGE_GRANT_TYPE}`);
-    if (form.actor_token !== undefined) throw new InvalidRequest('actor_token is not supported: the actor is the authenticated client');
+    const str = parseCommon(form);
     if (form.scope !== undefined) throw new InvalidScope('scope is not used: name tools and actions in authorization_details (RFC 9396)');
-    checkRequestedTokenType(str('requested_token_type'));
     const subjectToken = str('subject_token');
     const subjectTokenType = str('subject_token_type');
     if (!subjectToken || !subjectTokenType) throw new InvalidRequest('subject_token and subject_token_type are required');

@@ -12,7 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { AuditIn } from '../audit';
-import type { SecretSealer } from '../ca/secrets';
+import type { SealedSecret, SecretSealer } from '../ca/secrets';
 import type { Clock } from '../core/clock';
 import type { Random } from '../core/random';
 import type { Prisma, PrismaClient } from '../db/generated/client';
@@ -319,13 +319,8 @@ export class TokenVault {
       LIMIT ${limit}`;
     let ended = await this.#revokeGrantsAtProviders(limit);
     for (const r of due) {
-      let result: string;
-      try {
-        const token = this.deps.sealer.open(releaseBinding(r.id), { kekId: r.token_kek_id, nonce: r.token_nonce, ciphertext: r.token_ciphertext }).toString('utf8');
-        result = (await (await this.#client(r.provider_id)).revoke(token, 'access_token')) ? 'revoked' : 'no revocation endpoint';
-      } catch {
-        continue; // the provider did not answer: asked again at the next sweep
-      }
+      const result = await this.#revokeAtProvider(r.provider_id, releaseBinding(r.id), { kekId: r.token_kek_id, nonce: r.token_nonce, ciphertext: r.token_ciphertext }, 'access_token');
+      if (result === undefined) continue;
       await this.deps.prisma.$transaction(async (tx) => {
         const marked = await tx.grantRelease.updateMany({ where: { id: r.id, revokedAt: null }, data: { revokedAt: this.deps.clock.now(), revocationResult: result } });
         if (marked.count === 1) await this.deps.audit(tx, { type: 'release.revoked', subject: r.subject, subjectIssuer: r.subject_issuer, actor: 'writ', details: { provider: r.provider_id, grantId: r.grant_id, taskId: r.task_id, jti: r.jti, releaseId: r.id, atProvider: result === 'revoked' } });
@@ -340,17 +335,25 @@ export class TokenVault {
     const due = await this.deps.prisma.downstreamGrant.findMany({ where: { revokeAtProvider: true, providerResult: null, revokedAt: { not: null } }, take: limit });
     let done = 0;
     for (const g of due) {
-      let result: string;
-      try {
-        const refreshToken = this.deps.sealer.open(grantBinding(g.id), { kekId: g.tokenKekId, nonce: g.tokenNonce, ciphertext: g.tokenCiphertext }).toString('utf8');
-        result = (await (await this.#client(g.providerId)).revoke(refreshToken, 'refresh_token')) ? 'revoked' : 'no revocation endpoint';
-      } catch {
-        continue;
-      }
+      const result = await this.#revokeAtProvider(g.providerId, grantBinding(g.id), { kekId: g.tokenKekId, nonce: g.tokenNonce, ciphertext: g.tokenCiphertext }, 'refresh_token');
+      if (result === undefined) continue;
       await this.deps.prisma.downstreamGrant.updateMany({ where: { id: g.id, providerResult: null }, data: { providerResult: result } });
       done += 1;
     }
     return done;
+  }
+
+  /**
+   * RFC 7009 at the provider for a sealed token: "revoked", "no revocation endpoint", or undefined
+   * when it could not be done now (the provider did not answer): asked again at the next sweep.
+   */
+  async #revokeAtProvider(providerId: string, binding: string, sealed: SealedSecret, hint: 'access_token' | 'refresh_token'): Promise<string | undefined> {
+    try {
+      const token = this.deps.sealer.open(binding, sealed).toString('utf8');
+      return (await (await this.#client(providerId)).revoke(token, hint)) ? 'revoked' : 'no revocation endpoint';
+    } catch {
+      return undefined;
+    }
   }
 
   /** Runs {@link reap} soon (once for any number of calls meanwhile): after a revocation or a task's end commits. */

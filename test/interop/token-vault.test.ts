@@ -135,6 +135,24 @@ const deliverSet = async (events: Record<string, unknown>) => {
   return httpsRequest(`${broker.apiUrl}/v1/signals`, { ca, method: 'POST', headers: { 'content-type': 'application/secevent+jwt' }, body: token });
 };
 
+/**
+ * The agent's MCP client (the official SDK v2, speaking 2026-07-28 with URL elicitations) at an MCP
+ * server that runs as `serverId`, with `user`'s task token for its `post_note`; `call(retry)` calls
+ * it, a retry answering the link elicitation.
+ */
+async function postNoteClient(url: string, serverId: string, resource: string, user: string, bundle: string) {
+  const task = await token(agent, { subject_token: await fetchIdToken({ issuer: op.issuer, username: user }), subject_token_type: 'urn:ietf:params:oauth:token-type:id_token', resource, authorization_details: JSON.stringify([{ type: 'mcp_tool', tools: ['post_note'], actions: ['write'] }]) });
+  expect([task.status, task.json.error_description]).toEqual([200, undefined]);
+  const transport = new StreamableHTTPClientTransport(new URL(url), {
+    fetch: tlsFetch({ ca: bundle, cert: agent.cert, key: agent.key, checkServerIdentity: spiffeIdIs(serverId) }),
+    authProvider: { token: async () => task.json.access_token },
+  });
+  const client = new Client({ name: 'vault-agent', version: '1.0.0' }, { versionNegotiation: { mode: { pin: '2026-07-28' } }, capabilities: { elicitation: { url: {} } }, inputRequired: { autoFulfill: false } } as never);
+  await client.connect(transport);
+  const call = (text: string, retry: boolean) => client.callTool({ name: 'post_note', arguments: { text }, ...(retry && { inputResponses: { 'writ-link': { action: 'accept' } } }) } as never, { allowInputRequired: true } as never) as Promise<Record<string, any>>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  return { taskId: task.json.task_id as string, client, call };
+}
+
 beforeAll(async () => {
   const tx = await generateKeyPair('ES256');
   txKey = tx.privateKey as CryptoKey;
@@ -407,16 +425,9 @@ describe('the token vault from an MCP server (@writ/mcp writVault, the official 
   });
 
   it('answers input_required with the link when the user has not linked, and posts as the user once they have (bob: alice\'s sessions were just revoked)', async () => {
-    const task = await token(agent, { subject_token: await fetchIdToken({ issuer: op.issuer, username: 'bob' }), subject_token_type: 'urn:ietf:params:oauth:token-type:id_token', resource: RESOURCE, authorization_details: JSON.stringify([{ type: 'mcp_tool', tools: ['post_note'], actions: ['write'] }]) });
-    expect([task.status, task.json.error_description]).toEqual([200, undefined]);
-    const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), {
-      fetch: tlsFetch({ ca: bundle, cert: agent.cert, key: agent.key, checkServerIdentity: spiffeIdIs(ISSUES) }),
-      authProvider: { token: async () => task.json.access_token },
-    });
-    const client = new Client({ name: 'vault-agent', version: '1.0.0' }, { versionNegotiation: { mode: { pin: '2026-07-28' } }, capabilities: { elicitation: { url: {} } }, inputRequired: { autoFulfill: false } } as never);
-    await client.connect(transport);
+    const { taskId, client, call: post } = await postNoteClient(mcpUrl, ISSUES, RESOURCE, 'bob', bundle);
     try {
-      const call = (retry: boolean) => client.callTool({ name: 'post_note', arguments: { text: 'from the issues server, for bob' }, ...(retry && { inputResponses: { 'writ-link': { action: 'accept' } } }) } as never, { allowInputRequired: true } as never) as Promise<Record<string, any>>; // eslint-disable-line @typescript-eslint/no-explicit-any
+      const call = (retry: boolean) => post('from the issues server, for bob', retry);
       const first = await call(false);
       expect(first.resultType).toBe('input_required');
       const elicitation = first.inputRequests['writ-link'];
@@ -426,7 +437,7 @@ describe('the token vault from an MCP server (@writ/mcp writVault, the official 
       const done = await call(true);
       expect(done.content).toEqual([{ type: 'text', text: 'posted (201)' }]);
       expect((await saas.notes()).at(-1)).toMatchObject({ author: 'bob', clientId: SAAS_VAULT_CLIENT_ID, text: 'from the issues server, for bob' });
-      const released = (await admin(`/v1/admin/audit?type=grant.released&task_id=${task.json.task_id}`)).json.events[0];
+      const released = (await admin(`/v1/admin/audit?type=grant.released&task_id=${taskId}`)).json.events[0];
       expect(released).toMatchObject({ subject: 'bob', actor: ISSUES });
     } finally {
       await client.close();
@@ -493,16 +504,9 @@ describe('a connector process holds no SaaS credential at any time', () => {
   });
 
   it('links, posts as the user through the vault, and its environment, files and heap hold neither the client secret nor the refresh token', async () => {
-    const task = await token(agent, { subject_token: await fetchIdToken({ issuer: op.issuer, username: 'bob' }), subject_token_type: 'urn:ietf:params:oauth:token-type:id_token', resource: NOTES_RESOURCE, authorization_details: JSON.stringify([{ type: 'mcp_tool', tools: ['post_note'], actions: ['write'] }]) });
-    expect(task.status).toBe(200);
-    const transport = new StreamableHTTPClientTransport(new URL(`https://127.0.0.1:${port}/mcp`), {
-      fetch: tlsFetch({ ca: bundle, cert: agent.cert, key: agent.key, checkServerIdentity: spiffeIdIs(NOTES_CONNECTOR) }),
-      authProvider: { token: async () => task.json.access_token },
-    });
-    const client = new Client({ name: 'vault-agent', version: '1.0.0' }, { versionNegotiation: { mode: { pin: '2026-07-28' } }, capabilities: { elicitation: { url: {} } }, inputRequired: { autoFulfill: false } } as never);
-    await client.connect(transport);
+    const { client, call: post } = await postNoteClient(`https://127.0.0.1:${port}/mcp`, NOTES_CONNECTOR, NOTES_RESOURCE, 'bob', bundle);
     try {
-      const call = (retry: boolean) => client.callTool({ name: 'post_note', arguments: { text: 'from a connector that holds no secret' }, ...(retry && { inputResponses: { 'writ-link': { action: 'accept' } } }) } as never, { allowInputRequired: true } as never) as Promise<Record<string, any>>; // eslint-disable-line @typescript-eslint/no-explicit-any
+      const call = (retry: boolean) => post('from a connector that holds no secret', retry);
       const first = await call(false);
       const { browser, callback } = await linkThrough(first.inputRequests['writ-link'].params.url, 'bob');
       expect((await browser.visit(callback)).status).toBe(200);

@@ -6,7 +6,7 @@ import { parseWith } from '../validate';
 import { auditEventView } from './audit';
 
 export interface LeaseRouteDeps {
-  revocations: Pick<Revocations, 'find'>;
+  revocations: Pick<Revocations, 'find' | 'lease'>;
   auditReader: Pick<AuditReader, 'list'>;
 }
 
@@ -39,8 +39,7 @@ export function leasesRouter(deps: LeaseRouteDeps): Router {
   });
   router.get('/v1/admin/leases/:jti', async (req, res) => {
     const { jti } = parseWith(jtiParam, req.params);
-    // The jti selector also names tokens exchanged from this one; the lease is the row with the id.
-    const lease = (await deps.revocations.find({ jti }, undefined, { limit: 1000 })).find((l) => l.id === jti);
+    const lease = await deps.revocations.lease(jti);
     if (!lease) throw new LeaseNotFound(`jti: no lease ${jti}`);
     const [own, ofTask] = await Promise.all([
       deps.auditReader.list({ jti }, { limit: LEASE_EVENTS }),
