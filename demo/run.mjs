@@ -5,12 +5,15 @@
  * Everything here is real: the built broker on its embedded database, an MCP server made with
  * the official SDK and protected by `@writ/mcp`, a connector that attests with a join token and
  * keeps its SVID with `@writ/sdk`, an agent acting for two users through the official MCP
- * client, and the users' ID tokens from a local OpenID Provider (`oidc-provider`, as `writ dev`
- * runs it) that Writ trusts through OpenID Connect Discovery. The demo prints each step; `test/demo/demo.test.ts` runs it and checks them.
+ * client, the users' ID tokens from a local OpenID Provider (`oidc-provider`, as `writ dev`
+ * runs it) that Writ trusts through OpenID Connect Discovery, and a SaaS (oidc-provider as its
+ * authorization server, with an API) that the issues server calls for alice through Writ's token
+ * vault. The demo prints each step; `test/demo/demo.test.ts` runs it and checks them.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
@@ -25,7 +28,7 @@ import { McpServer as McpServerV2, createMcpHandler } from '@modelcontextprotoco
 import { toNodeHandler } from '@modelcontextprotocol/node';
 import { Client as ClientV2, StreamableHTTPClientTransport as StreamableHTTPClientTransportV2 } from '@modelcontextprotocol/client';
 import { AccessDeniedError, TaskTokenClient, X509Source, authorizeId, createHttpsServer, tlsServerOptions } from '@writ/sdk';
-import { grantedToolsOnly, protectedResourceMetadataHandler, tlsFetch, writIdentityOf, writProtection } from '@writ/mcp';
+import { AccountLinkRequired, grantedToolsOnly, linkRequiredResult, protectedResourceMetadataHandler, tlsFetch, writIdentityOf, writProtection, writVault } from '@writ/mcp';
 
 const require = createRequire(import.meta.url);
 const { startBroker } = require('../dist/broker.js');
@@ -33,6 +36,8 @@ const { loadConfig } = require('../dist/config/index.js');
 const { DEV_CLIENT_ID, DEV_CONSOLE_CLIENT_ID, startDevOp } = require('../dist/dev/op.js');
 const { fetchIdToken } = require('../dist/dev/id-token.js');
 const { newSigningKey } = require('../dist/dev/keys.js');
+const { SAAS_SCOPES, SAAS_VAULT_CLIENT_ID, startDevSaas } = require('../dist/dev/saas.js');
+const { linkAccount } = require('../dist/dev/link.js');
 
 const TD = 'demo.writ';
 const CONNECTOR = `spiffe://${TD}/agent/assistant`;
@@ -60,6 +65,15 @@ const refusal = (err) => {
   const m = /"error":"([^"]+)","error_description":"((?:[^"\\]|\\.)*)"/.exec(text);
   return m ? `${m[1]}: ${m[2].replace(/\\"/g, '"')}` : text.split('\n')[0];
 };
+
+/** A loopback port free now: the broker's issuer (and the redirect URIs that name it) must be known before it listens. */
+const freePort = () =>
+  new Promise((resolve, reject) => {
+    const server = createServer().once('error', reject).listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
 
 const work = mkdtempSync(join(tmpdir(), 'writ-demo-'));
 const closers = [];
@@ -90,12 +104,21 @@ async function main() {
     ['bob', { name: 'bob', groups: ['eng', 'maintainers'] }],
     ['carol', { name: 'carol', groups: ['security'] }],
   ]);
-  const op = await startDevOp({ host: '127.0.0.1', port: 0, users, keys: { signing: [await newSigningKey()], cookies: [randomBytes(32).toString('base64url')] } });
+  const port = await freePort();
+  const issuer = `https://localhost:${port}`;
+  const devKeys = async () => ({ signing: [await newSigningKey()], cookies: [randomBytes(32).toString('base64url')] });
+  // People sign in to Writ's own pages (the vault's link, approvals) with the provider's console client.
+  const op = await startDevOp({ host: '127.0.0.1', port: 0, users, keys: await devKeys(), consoleRedirectUris: [`${issuer}/console/callback`] });
   closers.push(() => op.close());
+  // A SaaS the issues server posts to for its users ("Acme Notes": oidc-provider as its authorization server, and its API).
+  // Writ's vault is its OAuth client; on localhost, another host than the identity provider's, so a browser keeps their cookies apart.
+  const saasSecret = randomBytes(24).toString('base64url');
+  const saas = await startDevSaas({ host: 'localhost', port: 0, users, keys: await devKeys(), clientSecret: saasSecret, redirectUris: [`${issuer}/v1/vault/callback`] });
+  closers.push(() => saas.close());
   writeFileSync(join(work, 'policy.cedar'), POLICY);
   const adminToken = randomBytes(24).toString('base64url');
   const config = loadConfig({
-    WRIT_PORT: '0',
+    WRIT_PORT: String(port),
     WRIT_OPS_PORT: '0',
     WRIT_TRUST_DOMAIN: TD,
     WRIT_DATA_DIR: join(work, 'data'),
@@ -375,7 +398,78 @@ permit (principal, action == Writ::Action::"delete", resource is Writ::Tool) whe
     await toRepos.close();
   }
 
-  step(10, 'The audit trail names the person and the connector, and its hash chain verifies');
+
+  step(10, 'The issues server posts to a SaaS for alice through Writ\'s token vault, holding no SaaS credential');
+  {
+    const notesUri = `${new URL(resource).origin}/notes`;
+    await admin('POST', '/v1/admin/resources', { uri: notesUri, spiffe_id: ISSUES_SERVER, tools: [{ name: 'post_note', actions: ['write'], classification: 'internal' }] });
+    // Writ, not the connector, is the SaaS's OAuth client: its secret goes to Writ, sealed, never returned.
+    await admin('POST', '/v1/admin/providers', { id: 'notes', issuer: saas.issuer, client_id: SAAS_VAULT_CLIENT_ID, client_secret: saasSecret, scopes: [...SAAS_SCOPES], resource: saas.api });
+    ok(`provider "notes" registered: Acme Notes at ${saas.issuer} (oidc-provider), Writ's client secret sealed in Writ`);
+    const { policies } = await admin('GET', '/v1/admin/policies');
+    await admin('PUT', '/v1/admin/policies', {
+      reason: 'engineers post notes through the issues server',
+      policies: `${policies}
+@id("eng-post-notes")
+permit (principal, action == Writ::Action::"write", resource is Writ::Tool) when { principal.groups.contains("eng") && resource.name == "post_note" };
+
+@id("issues-server-writes-notes")
+permit (principal, action == Writ::Action::"use_grant", resource is Writ::Provider)
+when { resource.name == "notes" && principal.groups.contains("eng") && context.connector == Writ::Connector::"${ISSUES_SERVER}" && ["notes:write"].containsAll(context.scopes) };
+`,
+    });
+    ok('policy: engineers may post_note; only the issues server may use an engineer\'s notes grant, for notes:write');
+    // The tool asks the vault with the task token its call came with, over its own SVID.
+    const svid = serverSource.getX509Svid();
+    const vault = writVault({ url: `${broker.apiUrl}/oauth2/token`, tls: { cert: svid.certificatesPem, key: svid.privateKey.export({ format: 'pem', type: 'pkcs8' }), ca: bundle() } });
+    const guard = writProtection({ resource: notesUri, issuer: config.issuer, jwksUri: `${broker.apiUrl}/oauth2/jwks`, ca: bundle(), introspect: { url: `${broker.apiUrl}/oauth2/introspect`, cacheMs: 0, tls: { cert: svid.certificatesPem, key: svid.privateKey.export({ format: 'pem', type: 'pkcs8' }), ca: bundle() } } });
+    closers.push(() => guard.close());
+    const node = toNodeHandler(createMcpHandler(() => {
+      const server = new McpServerV2({ name: 'issues-notes', version: '1.0.0' });
+      server.registerTool('post_note', { description: 'Post a note to the user\'s Acme Notes', inputSchema: z.object({ text: z.string() }) }, async ({ text }, ctx) => {
+        try {
+          const notes = await vault.token(ctx, { provider: 'notes', scope: 'notes:write' });
+          const posted = await fetch(`${saas.api}/notes`, { method: 'POST', headers: { authorization: `Bearer ${notes.accessToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ text }) });
+          const note = await posted.json();
+          return posted.ok ? { content: [{ type: 'text', text: `posted to Acme Notes as ${note.author} (a token for ${notes.scope}, ${notes.expiresIn} s)` }] } : { isError: true, content: [{ type: 'text', text: `Acme Notes answered ${posted.status}` }] };
+        } catch (err) {
+          if (err instanceof AccountLinkRequired) return linkRequiredResult(err);
+          throw err;
+        }
+      });
+      return server;
+    }));
+    app.post('/notes', express.json(), guard, (req, res) => void node(req, res, req.body));
+
+    const task = await agentTokens.exchange({ subjectToken: await idToken('alice'), resource: notesUri, tools: [{ name: 'post_note', actions: ['write'] }] });
+    const client = new ClientV2({ name: 'demo-agent', version: '1.0.0' }, { versionNegotiation: { mode: { pin: '2026-07-28' } }, capabilities: { elicitation: { url: {} } }, inputRequired: { autoFulfill: false } });
+    await client.connect(new StreamableHTTPClientTransportV2(new URL(notesUri), { fetch: agentFetch(), authProvider: { token: async () => task.accessToken } }));
+    const post = (more = {}) => client.callTool({ name: 'post_note', arguments: { text: 'Login page is slow: see #1' }, ...more }, { allowInputRequired: true });
+    const first = await post();
+    const link = first.resultType === 'input_required' ? first.inputRequests['writ-link']?.params.url : undefined;
+    if (link) {
+      ok(`alice, post_note: Writ has no Acme Notes grant of hers yet: input_required, a link for her (${link.replace(/[A-Za-z0-9_-]{43}$/, '…')})`);
+      // Her browser: she signs in to Writ at her identity provider, then at Acme Notes, which sends her back to Writ.
+      await linkAccount({ link, username: 'alice', ca });
+      const [grant] = (await admin('GET', '/v1/admin/grants?provider=notes')).grants;
+      ok(`alice linked her account: Writ keeps the grant (${grant.scopes.join(' ')}) for ${grant.user.sub} at ${grant.user.iss}, its refresh token sealed`);
+      const retried = await post({ inputResponses: { 'writ-link': { action: 'accept' } } });
+      const text = retried.content?.[0]?.text ?? '';
+      (retried.isError ? no : ok)(`alice, post_note retried: ${text}`);
+    } else no(`alice, post_note: ${first.content?.[0]?.text ?? 'no link asked for'}`);
+    const note = saas.notes.at(-1);
+    if (note) ok(`Acme Notes recorded "${note.text}" by ${note.author}, from Writ's client ${note.clientId}; the issues server holds no Acme Notes credential`);
+    await client.close();
+    await agentTokens.endTask(task.taskId);
+    let revoked;
+    for (let i = 0; i < 100 && !revoked; i++) {
+      revoked = (await admin('GET', `/v1/admin/audit?type=release.revoked&task_id=${task.taskId}`)).events[0];
+      if (!revoked) await new Promise((r) => setTimeout(r, 50));
+    }
+    (revoked?.details.atProvider ? ok : no)(`task ended: the Acme Notes token released to it ${revoked?.details.atProvider ? 'revoked at Acme Notes (RFC 7009)' : 'not revoked'}`);
+  }
+
+  step(11, 'The audit trail names the person and the connector, and its hash chain verifies');
   const { events } = await admin('GET', '/v1/admin/audit?limit=200');
   const tokens = events.filter((e) => e.type === 'token.issued' || e.type === 'token.refused').reverse();
   const named = tokens.every((e) => e.subject_issuer === op.issuer);

@@ -9,14 +9,14 @@ WRIT_CLI=${WRIT_CLI:-node $PWD/dist/cli/main.js}
 export WRIT_CLI
 work=$(mktemp -d)
 free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
-port=$(free_port) ops=$(free_port) op=$(free_port)
+port=$(free_port) ops=$(free_port) op=$(free_port) saas=$(free_port)
 
 set +e; NODE_ENV=production $WRIT_CLI dev --dir "$work/refused" >/dev/null 2>"$work/refused.err"; code=$?; set -e
 if [ "$code" != 2 ] || ! grep -q 'NODE_ENV=production' "$work/refused.err"; then echo "FAIL: NODE_ENV=production gave exit $code: $(cat "$work/refused.err")"; exit 1; fi
 echo "NODE_ENV=production refused (exit 2)"
 
 start=$(date +%s%N)
-setsid $WRIT_CLI dev --dir "$work/dev" --port "$port" --ops-port "$ops" --op-port "$op" >"$work/out.log" 2>"$work/err.log" &
+setsid $WRIT_CLI dev --dir "$work/dev" --port "$port" --ops-port "$ops" --op-port "$op" --saas-port "$saas" >"$work/out.log" 2>"$work/err.log" &
 pid=$!
 trap 'kill -- -$pid 2>/dev/null || true; rm -rf "$work"' EXIT
 ready=

@@ -3,7 +3,9 @@
 # and its tools, attest a connector with a join token, get ID tokens for alice and bob from
 # writ dev's OpenID Provider (`writ dev id-token`), and exchange each for a task token. The
 # sample policy grants alice (eng) search but not create_issue, and bob (eng, maintainers)
-# create_issue but not delete_repo; the script fails unless exactly that is granted.
+# create_issue but not delete_repo; the script fails unless exactly that is granted. With
+# WRIT_DEV_SAAS (writ dev's SaaS), alice's task then gets the SaaS's access token from the token
+# vault: refused with the link first, linked with `writ dev link-account`, then released.
 # Needs: WRIT_SERVER, WRIT_CA, WRIT_ADMIN_TOKEN (as writ dev prints them; WRIT_DEV_OP if not the
 # default); curl, openssl, jq. WRIT_CLI runs the writ CLI (default: this checkout's dist/cli/main.js).
 set -euo pipefail
@@ -67,3 +69,28 @@ $WRIT_CLI exchange --dir cli --subject-token alice.jwt --resource $RESOURCE --to
 jq -e '.refused == ["create_issue:write"] and ([.authorization_details[].tools[]] == ["search"])' alice-cli.json >/dev/null ||
   { echo "FAIL: writ exchange for alice answered $(jq -c '{refused, authorization_details}' alice-cli.json)" >&2; exit 1; }
 echo "writ exchange (alice): granted search:read, refused $(jq -c .refused alice-cli.json); carol: $(cat carol.err)"
+
+# 6. The token vault (with writ dev's SaaS): alice's task asks for the SaaS's access token (RFC 8693,
+#    audience = the provider). The first time Writ answers interaction_required with the link where
+#    alice links her account; `writ dev link-account` is her browser. The connector holds no SaaS secret.
+if [ -n "${WRIT_DEV_SAAS:-}" ]; then
+  release() {
+    curl -sS -o release.json -w '%{http_code}' --cacert bundle.pem --cert svid.pem --key svid.key "$WRIT_SERVER/oauth2/token" \
+      --data-urlencode grant_type=urn:ietf:params:oauth:grant-type:token-exchange \
+      --data-urlencode subject_token="$(jq -r .access_token alice.json)" \
+      --data-urlencode subject_token_type=urn:ietf:params:oauth:token-type:access_token \
+      --data-urlencode audience=notes --data-urlencode scope=notes:write
+  }
+  status=$(release)
+  if [ "$status" = 400 ] && [ "$(jq -r .error release.json)" = interaction_required ]; then
+    echo "vault: alice has no grant yet; link $(jq -r .link_uri release.json | sed -E 's/[A-Za-z0-9_-]{43}$/…/')"
+    $WRIT_CLI dev link-account "$(jq -r .link_uri release.json)" alice
+    status=$(release)
+  fi
+  [ "$status" = 200 ] || { echo "FAIL: the vault answered $status: $(cat release.json)" >&2; exit 1; }
+  jq -e 'has("refresh_token") | not' release.json >/dev/null || { echo "FAIL: the vault released a refresh token" >&2; exit 1; }
+  curl -sS --fail-with-body -H "Authorization: Bearer $(jq -r .access_token release.json)" -H 'Content-Type: application/json' \
+    -d '{"text":"posted by the agent for alice"}' "$WRIT_DEV_SAAS/api/notes" > note.json
+  jq -e '.author == "alice"' note.json >/dev/null || { echo "FAIL: the SaaS recorded $(cat note.json)" >&2; exit 1; }
+  echo "vault: released $(jq -r .scope release.json) for $(jq -r .expires_in release.json) s; the SaaS recorded a note by $(jq -r .author note.json) via $(jq -r .clientId note.json)"
+fi

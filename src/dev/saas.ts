@@ -152,8 +152,9 @@ function configuration(options: DevSaasOptions, api: string, apiSecret: string, 
     issueRefreshToken: async (_ctx: unknown, client: { grantTypeAllowed(t: string): boolean }) => client.grantTypeAllowed('refresh_token'),
     features: {
       devInteractions: { enabled: false },
-      revocation: { enabled: true },
-      introspection: { enabled: true },
+      // RFC 7009 §2.1: a client revokes its own tokens only; RFC 7662 §4: only the API may introspect.
+      revocation: { enabled: true, allowedPolicy: async (_ctx: unknown, client: { clientId: string }, token: { clientId?: string }) => token.clientId === client.clientId },
+      introspection: { enabled: true, allowedPolicy: async (_ctx: unknown, client: { clientId: string }) => client.clientId === API_CLIENT_ID },
       resourceIndicators: {
         enabled: true,
         // One API: a request naming no resource is for it, and a refresh keeps it (RFC 8707 §2.2).

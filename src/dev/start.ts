@@ -1,24 +1,27 @@
 /**
  * `writ dev`: the broker on the embedded database, with a local OpenID Provider for its
- * identity provider, a sample Cedar policy and a fixed admin token, everything kept in one
+ * identity provider, a local SaaS ("Acme Notes", src/dev/saas.ts) registered as the token
+ * vault's provider `notes`, a sample Cedar policy and a fixed admin token, everything kept in one
  * directory (./.writ-dev by default). Writ is configured against the provider exactly as
  * against a production one: its issuer under `identity_providers`, with `discovery: true` (the
  * broker reads `jwks_uri` from the provider's discovery document, OIDC Discovery §4). Never for production: refused when
  * NODE_ENV=production, and nothing else starts it.
  *
  * ```ts
- * const dev = await startDev({ dir: '.writ-dev', port: 8443, opsPort: 9090, opPort: 9400, env: process.env });
+ * const dev = await startDev({ dir: '.writ-dev', port: 8443, opsPort: 9090, opPort: 9400, saasPort: 9401, env: process.env });
  * console.log(dev.exports.WRIT_SERVER); await dev.close();
  * ```
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { startBroker, type Broker } from '../broker';
 import { loadConfig } from '../config';
 import { loadOrCreateKeys } from './keys';
 import { DEV_CLIENT_ID, DEV_CONSOLE_CLIENT_ID, startDevOp, type DevOp, type OidcProviderClass } from './op';
+import { SAAS_SCOPES, SAAS_VAULT_CLIENT_ID, startDevSaas, type DevSaas } from './saas';
 import { SAMPLE_POLICY, SAMPLE_USERS } from './samples';
 import { readUsers } from './users';
 
@@ -41,6 +44,8 @@ export interface DevOptions {
   readonly port: number;
   readonly opsPort: number;
   readonly opPort: number;
+  /** The dev SaaS's port (http, on localhost: another host than the provider's, so each keeps its own cookies). */
+  readonly saasPort: number;
   readonly env: NodeJS.ProcessEnv;
   readonly logger?: Logger;
   readonly Provider?: OidcProviderClass;
@@ -52,13 +57,15 @@ export interface DevExports {
   readonly WRIT_CA: string;
   readonly WRIT_ADMIN_TOKEN: string;
   readonly WRIT_DEV_OP: string;
+  readonly WRIT_DEV_SAAS: string;
 }
 
 export interface Dev {
   readonly broker: Broker;
   readonly op: DevOp;
+  readonly saas: DevSaas;
   readonly exports: DevExports;
-  readonly files: { readonly users: string; readonly policy: string; readonly adminToken: string };
+  readonly files: { readonly users: string; readonly policy: string; readonly adminToken: string; readonly saasClientSecret: string };
   close(): Promise<void>;
 }
 
@@ -73,23 +80,40 @@ function adminToken(path: string): string {
   return readFileSync(path, 'utf8').trim();
 }
 
-/** Starts the provider, then the broker configured against it. */
+/** A port free on the loopback now: the broker's issuer, its console's and its vault's redirect URIs name it before it listens. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((done, fail) => server.once('error', fail).listen(0, '127.0.0.1', done));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((done) => server.close(done));
+  return port;
+}
+
+/** Starts the provider and the SaaS, then the broker configured against them. */
 export async function startDev(options: DevOptions): Promise<Dev> {
   refuseProduction(options.env);
   const dir = resolve(options.dir);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const files = { users: join(dir, 'users.yaml'), policy: join(dir, 'policy.cedar'), adminToken: join(dir, 'admin-token') };
+  const files = { users: join(dir, 'users.yaml'), policy: join(dir, 'policy.cedar'), adminToken: join(dir, 'admin-token'), saasClientSecret: join(dir, 'saas-client-secret') };
   ensureFile(files.users, SAMPLE_USERS);
   ensureFile(files.policy, SAMPLE_POLICY);
   const users = readUsers(files.users);
+  const port = options.port === 0 ? await freePort() : options.port;
+  const issuer = `https://localhost:${port}`;
   const keys = await loadOrCreateKeys(join(dir, 'op-keys.json'));
   const host = options.env.WRIT_DEV_OP_HOST ?? '127.0.0.1';
-  const op = await startDevOp({ host, port: options.opPort, users, keys, consoleRedirectUris: [`https://localhost:${options.port}/console/callback`], ...(options.Provider ? { Provider: options.Provider } : {}) });
+  const provider = options.Provider ? { Provider: options.Provider } : {};
+  const op = await startDevOp({ host, port: options.opPort, users, keys, consoleRedirectUris: [`${issuer}/console/callback`], ...provider });
+  let saas: DevSaas | undefined;
   try {
+    // The SaaS knows Writ's vault as its OAuth client by this secret; Writ reads it from the file and seals it.
+    ensureFile(files.saasClientSecret, `${randomBytes(24).toString('base64url')}\n`, 0o600);
+    const clientSecret = readFileSync(files.saasClientSecret, 'utf8').trim();
+    saas = await startDevSaas({ host: 'localhost', port: options.saasPort, users, keys: await loadOrCreateKeys(join(dir, 'saas-keys.json')), clientSecret, redirectUris: [`${issuer}/v1/vault/callback`], ...provider });
     const token = adminToken(files.adminToken);
     const env: NodeJS.ProcessEnv = {
       ...Object.fromEntries(DEV_PASSED_SETTINGS.filter((k) => options.env[k] !== undefined).map((k) => [k, options.env[k]])),
-      WRIT_PORT: String(options.port),
+      WRIT_PORT: String(port),
       WRIT_OPS_PORT: String(options.opsPort),
       WRIT_DATA_DIR: join(dir, 'data'),
       WRIT_CA_DIR: join(dir, 'certs'),
@@ -98,21 +122,25 @@ export async function startDev(options: DevOptions): Promise<Dev> {
       WRIT_IDENTITY_PROVIDERS: JSON.stringify([{ issuer: op.issuer, discovery: true, audience: DEV_CLIENT_ID, algorithms: ['ES256'] }]),
       // People sign in to Writ itself with the provider's second client (writ login --dev, approvals).
       WRIT_ADMIN_AUDIENCE: DEV_CONSOLE_CLIENT_ID,
+      WRIT_VAULT_PROVIDERS: JSON.stringify([{ id: 'notes', issuer: saas.issuer, client_id: SAAS_VAULT_CLIENT_ID, client_secret_file: files.saasClientSecret, scopes: SAAS_SCOPES, resource: saas.api }]),
     };
     const config = loadConfig(env);
     const broker = await startBroker(config, options.logger ? { logger: options.logger } : {});
-    const port = new URL(broker.apiUrl).port;
+    const running = saas;
     return {
       broker,
       op,
+      saas: running,
       files,
-      exports: { WRIT_SERVER: `https://localhost:${port}`, WRIT_CA: join(config.caDir, 'ca.crt'), WRIT_ADMIN_TOKEN: token, WRIT_DEV_OP: op.issuer },
+      exports: { WRIT_SERVER: issuer, WRIT_CA: join(config.caDir, 'ca.crt'), WRIT_ADMIN_TOKEN: token, WRIT_DEV_OP: op.issuer, WRIT_DEV_SAAS: running.issuer },
       close: async () => {
         await broker.shutdown();
+        await running.close();
         await op.close();
       },
     };
   } catch (err) {
+    await saas?.close();
     await op.close();
     throw err;
   }
@@ -125,8 +153,9 @@ export function banner(dev: Pick<Dev, 'exports' | 'files'>, users: readonly stri
   const e = dev.exports;
   return [
     `writ dev: broker ${e.WRIT_SERVER}, OpenID Provider ${e.WRIT_DEV_OP} (users ${users.join(', ')} from ${dev.files.users}; policy ${dev.files.policy})`,
+    `writ dev: SaaS "Acme Notes" ${e.WRIT_DEV_SAAS} (API ${e.WRIT_DEV_SAAS}/api/notes), the token vault's provider "notes" (${SAAS_SCOPES.join(', ')})`,
     'writ dev: in another shell:',
-    `export WRIT_SERVER=${shellQuote(e.WRIT_SERVER)} WRIT_CA=${shellQuote(e.WRIT_CA)} WRIT_ADMIN_TOKEN=${shellQuote(e.WRIT_ADMIN_TOKEN)} WRIT_DEV_OP=${shellQuote(e.WRIT_DEV_OP)}`,
+    `export WRIT_SERVER=${shellQuote(e.WRIT_SERVER)} WRIT_CA=${shellQuote(e.WRIT_CA)} WRIT_ADMIN_TOKEN=${shellQuote(e.WRIT_ADMIN_TOKEN)} WRIT_DEV_OP=${shellQuote(e.WRIT_DEV_OP)} WRIT_DEV_SAAS=${shellQuote(e.WRIT_DEV_SAAS)}`,
     `ID_TOKEN=$(${writ} dev id-token alice)   # in a checkout: node dist/cli/main.js; then the README's "Exchange a task token" (scripts/exchange-task.sh)`,
     '',
   ].join('\n');

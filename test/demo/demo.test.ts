@@ -76,8 +76,18 @@ describe('the five-minute demo (npm run demo)', () => {
     expect(governed).toContain('✔ bob, repos server: delete_repo retried: deleted the repository');
   });
 
+  it('posts to the SaaS for alice through the token vault: a link first, then her note, the released token revoked when the task ends', () => {
+    const vault = section(10);
+    expect(vault).toMatch(/✔ provider "notes" registered: Acme Notes at http:\/\/localhost:\d+ \(oidc-provider\)/);
+    expect(vault).toMatch(/✔ alice, post_note: Writ has no Acme Notes grant of hers yet: input_required, a link for her \(https:\/\/localhost:\d+\/v1\/vault\/links\/…\)/);
+    expect(vault).toMatch(/✔ alice linked her account: Writ keeps the grant \(notes:write\) for alice at http:\/\/127\.0\.0\.1:\d+/);
+    expect(vault).toMatch(/✔ alice, post_note retried: posted to Acme Notes as alice \(a token for notes:write, \d+ s\)/);
+    expect(vault).toContain('✔ Acme Notes recorded "Login page is slow: see #1" by alice, from Writ\'s client writ-vault');
+    expect(vault).toContain('✔ task ended: the Acme Notes token released to it revoked at Acme Notes (RFC 7009)');
+  });
+
   it('shows audit rows naming the user and the connector, and a verified chain', () => {
-    const audit = section(10);
+    const audit = section(11);
     expect(audit).toMatch(/✔ #\d+ token\.issued +user alice via spiffe:\/\/demo\.writ\/agent\/assistant/);
     expect(audit).toMatch(/✔ #\d+ token\.issued +user bob via spiffe:\/\/demo\.writ\/agent\/assistant/);
     expect(audit).toMatch(/✔ #\d+ token\.refused user alice via spiffe:\/\/demo\.writ\/mcp\/issues \(access_denied\)/);

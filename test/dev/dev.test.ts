@@ -2,15 +2,19 @@
  * `writ dev`: its OpenID Provider (oidc-provider) serves discovery and an ES256 JWKS, the
  * authorization code flow with PKCE of `writ dev id-token` yields an ID token that Writ's
  * subject-token verification accepts with the user's groups and sid, the broker started beside
- * it trusts that provider, and NODE_ENV=production is refused.
+ * it trusts that provider, its SaaS is the token vault's provider "notes" end to end (the link
+ * opened by `linkAccount`, the person's browser), and NODE_ENV=production is refused.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { systemClock } from '../../src/core/clock';
 import { fetchIdToken, IdTokenFlowError } from '../../src/dev/id-token';
+import { DevBrowserError, linkAccount } from '../../src/dev/link';
 import type { OidcProviderClass } from '../../src/dev/op';
+import { attestWithJoinToken } from '../support/attest';
+import { httpsRequest } from '../support/https';
 import { DevRefused, refuseProduction, startDev, type Dev } from '../../src/dev/start';
 import { IdentityProviders, identityProvidersSchema } from '../../src/tokens/subject-token';
 
@@ -30,7 +34,7 @@ let dev: Dev;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'writ-dev-'));
-  dev = await startDev({ dir: join(dir, 'dev'), port: 0, opsPort: 0, opPort: 0, env: {}, logger: pino({ level: 'silent' }), Provider: await importProvider() });
+  dev = await startDev({ dir: join(dir, 'dev'), port: 0, opsPort: 0, opPort: 0, saasPort: 0, env: {}, logger: pino({ level: 'silent' }), Provider: await importProvider() });
 });
 afterAll(async () => {
   await dev?.close();
@@ -75,9 +79,42 @@ test('the broker beside it is ready, with its policy, CA and admin token in the 
   expect(dev.exports.WRIT_ADMIN_TOKEN).toBe(readFileSync(dev.files.adminToken, 'utf8').trim());
 });
 
+test('its SaaS is the vault\'s provider "notes": a task of alice links her account through the link and gets the SaaS\'s token, which its API takes as hers', async () => {
+  const ca = readFileSync(dev.exports.WRIT_CA, 'utf8');
+  const admin = async (path: string, method = 'GET', body?: unknown) => {
+    const res = await httpsRequest(`${dev.exports.WRIT_SERVER}${path}`, { ca, method, headers: { authorization: `Bearer ${dev.exports.WRIT_ADMIN_TOKEN}`, 'content-type': 'application/json' }, ...(body !== undefined && { body: JSON.stringify(body) }) });
+    return { status: res.status, json: res.body ? JSON.parse(res.body) : undefined };
+  };
+  expect((await admin('/v1/admin/providers/notes')).json).toMatchObject({ id: 'notes', issuer: dev.saas.issuer, scopes: ['notes:read', 'notes:write'], resource: dev.saas.api });
+  expect(statSync(dev.files.saasClientSecret).mode & 0o777).toBe(0o600);
+  const resource = 'https://mcp.example.com/dev-vault';
+  expect((await admin('/v1/admin/resources', 'POST', { uri: resource, spiffe_id: 'spiffe://writ.local/mcp/dev-vault', tools: [{ name: 'search', actions: ['read'], classification: 'internal' }] })).status).toBe(201);
+  const work = mkdtempSync(join(dir, 'agent-'));
+  const agent = await attestWithJoinToken({ apiUrl: dev.exports.WRIT_SERVER, ca, admin: (p, m, b) => admin(p, m, b), spiffeId: 'spiffe://writ.local/agent/dev-vault', dir: work });
+  const exchange = async (params: Record<string, string>) => {
+    const res = await httpsRequest(`${dev.exports.WRIT_SERVER}/oauth2/token`, { ca, method: 'POST', cert: agent.cert, key: agent.key, headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', ...params }).toString() });
+    return { status: res.status, json: JSON.parse(res.body) };
+  };
+  const task = await exchange({ subject_token: await fetchIdToken({ issuer: dev.op.issuer, username: 'alice' }), subject_token_type: 'urn:ietf:params:oauth:token-type:id_token', resource, authorization_details: JSON.stringify([{ type: 'mcp_tool', tools: ['search'], actions: ['read'] }]) });
+  expect(task.status).toBe(200);
+  const release = () => exchange({ subject_token: task.json.access_token, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', audience: 'notes', scope: 'notes:write' });
+  const first = await release();
+  expect([first.status, first.json.error]).toEqual([400, 'interaction_required']);
+  // bob cannot finish alice's link; alice can.
+  await expect(linkAccount({ link: first.json.link_uri, username: 'bob', ca })).rejects.toThrow(new DevBrowserError('linking stopped at ' + new URL(first.json.link_uri).pathname + ' (HTTP 403): this link was made for another user'));
+  await linkAccount({ link: first.json.link_uri, username: 'alice', ca });
+  const released = await release();
+  expect(released.status).toBe(200);
+  const posted = await fetch(`${dev.saas.api}/notes`, { method: 'POST', headers: { authorization: `Bearer ${released.json.access_token}`, 'content-type': 'application/json' }, body: JSON.stringify({ text: 'hello from writ dev' }) });
+  expect(posted.status).toBe(201);
+  expect(dev.saas.notes.at(-1)).toMatchObject({ author: 'alice', text: 'hello from writ dev' });
+  // The sample policy gives notes:write, not notes:read.
+  expect((await exchange({ subject_token: task.json.access_token, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', audience: 'notes', scope: 'notes:read' })).json.error).toBe('access_denied');
+});
+
 test('NODE_ENV=production is refused before anything starts', async () => {
   expect(() => refuseProduction({ NODE_ENV: 'production' })).toThrow(DevRefused);
   expect(() => refuseProduction({ NODE_ENV: 'development' })).not.toThrow();
-  await expect(startDev({ dir: join(dir, 'refused'), port: 0, opsPort: 0, opPort: 0, env: { NODE_ENV: 'Production' } })).rejects.toThrow(/NODE_ENV=production/);
+  await expect(startDev({ dir: join(dir, 'refused'), port: 0, opsPort: 0, opPort: 0, saasPort: 0, env: { NODE_ENV: 'Production' } })).rejects.toThrow(/NODE_ENV=production/);
   expect(() => readFileSync(join(dir, 'refused', 'users.yaml'))).toThrow();
 });

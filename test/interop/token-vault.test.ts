@@ -12,7 +12,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startBroker, type Broker } from '../../src/broker';
-import { CookieJar, fetchIdToken } from '../../src/dev/id-token';
+import { fetchIdToken } from '../../src/dev/id-token';
+import { DevBrowser } from '../../src/dev/link';
 import { DEV_CLIENT_ID, DEV_CONSOLE_CLIENT_ID } from '../../src/dev/op';
 import { SAAS_VAULT_CLIENT_ID, SAAS_VAULT_JWT_CLIENT_ID } from '../../src/dev/saas';
 import { attestWithJoinToken, type AttestedConnector } from '../support/attest';
@@ -79,43 +80,8 @@ const taskToken = async (user: string, as: AttestedConnector = agent) => {
 const release = (taskTokenValue: string, scope = 'notes:write', as: AttestedConnector = agent) =>
   token(as, { subject_token: taskTokenValue, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', audience: 'notes', scope });
 
-/** A person's browser: follows redirects, keeps cookies per host, trusts Writ's CA. */
-class Browser {
-  readonly #jars = new Map<string, CookieJar>();
-  #jar(url: URL) {
-    let jar = this.#jars.get(url.hostname);
-    if (!jar) this.#jars.set(url.hostname, (jar = new CookieJar()));
-    return jar;
-  }
-  async visit(target: string, form?: Record<string, string>): Promise<{ url: string; status: number; body: string; location?: string }> {
-    const url = new URL(target);
-    const headers: Record<string, string> = { cookie: this.#jar(url).header(), ...(form && { 'content-type': 'application/x-www-form-urlencoded' }) };
-    const body = form && new URLSearchParams(form).toString();
-    if (url.protocol === 'https:') {
-      const res = await httpsRequest(url.href, { ca, method: form ? 'POST' : 'GET', headers, ...(body !== undefined && { body }) });
-      const set = res.headers['set-cookie'];
-      this.#jar(url).store(Array.isArray(set) ? set : set ? [set] : []);
-      return { url: url.href, status: res.status, body: res.body, ...(typeof res.headers.location === 'string' && { location: new URL(res.headers.location, url).href }) };
-    }
-    const res = await fetch(url, { redirect: 'manual', method: form ? 'POST' : 'GET', headers, ...(body !== undefined && { body }) });
-    this.#jar(url).store(res.headers.getSetCookie());
-    const location = res.headers.get('location');
-    return { url: url.href, status: res.status, body: await res.text(), ...(location !== null && { location: new URL(location, url).href }) };
-  }
-  /** Follows redirects from `target`, signing in as `user` at whichever provider's login page comes; stops at a page of Writ's. */
-  async follow(target: string, user: string, form?: Record<string, string>) {
-    let res = await this.visit(target, form);
-    for (let hops = 0; hops < 20; hops++) {
-      if (res.status === 200 && /\/interaction\/[A-Za-z0-9_-]+$/.test(new URL(res.url).pathname)) res = await this.visit(`${res.url}/login`, { username: user });
-      else if (res.location !== undefined) res = await this.visit(res.location);
-      else return res;
-    }
-    throw new Error('too many redirects');
-  }
-}
-
 /** The user opens the link the vault handed out, signs in to Writ and then to the SaaS; the provider's redirect back (not yet followed). */
-async function linkThrough(url: string, user: string, browser = new Browser()): Promise<{ browser: Browser; callback: string }> {
+async function linkThrough(url: string, user: string, browser = new DevBrowser(ca)): Promise<{ browser: DevBrowser; callback: string }> {
   await browser.follow(url, user, {}); // signs in to Writ, back on the link's page
   let res = await browser.visit(url, {});
   for (let hops = 0; hops < 20 && !(res.location ?? '').startsWith(`${issuer}/v1/vault/callback`); hops++) {
@@ -220,7 +186,7 @@ describe('the token vault', () => {
   });
 
   it('lets nobody but the user the link names use it', async () => {
-    const browser = new Browser();
+    const browser = new DevBrowser(ca);
     await browser.follow(aliceLink, 'bob', {}); // bob signs in to Writ…
     const opened = await browser.visit(aliceLink, {}); // …and tries alice's link
     expect([opened.status, JSON.parse(opened.body).type]).toEqual([403, 'urn:writ:problem:link-forbidden']);
@@ -228,7 +194,7 @@ describe('the token vault', () => {
 
   let callback: string;
   it('links alice\'s account: sign-in at her identity provider, then at the SaaS; the refresh token is kept sealed', async () => {
-    const browser = new Browser();
+    const browser = new DevBrowser(ca);
     const shown = await browser.visit(aliceLink);
     expect(shown.body).toContain('<strong>alice</strong>');
     await browser.follow(aliceLink, 'alice', {});
@@ -257,10 +223,10 @@ describe('the token vault', () => {
     // where she signs in at the SaaS: the redirect back carries bob's state, but not his browser's cookie.
     const bobs = await taskToken('bob');
     const refused = await release(bobs.token);
-    const bobBrowser = new Browser();
+    const bobBrowser = new DevBrowser(ca);
     await bobBrowser.follow(refused.json.link_uri, 'bob', {});
     const toSaas = (await bobBrowser.visit(refused.json.link_uri, {})).location!;
-    const aliceBrowser = new Browser();
+    const aliceBrowser = new DevBrowser(ca);
     let res = await aliceBrowser.visit(toSaas);
     for (let hops = 0; hops < 20 && !(res.location ?? '').startsWith(`${issuer}/v1/vault/callback`); hops++) {
       if (res.status === 200 && /\/interaction\//.test(res.url)) res = await aliceBrowser.visit(`${res.url}/login`, { username: 'alice' });
@@ -272,7 +238,7 @@ describe('the token vault', () => {
   });
 
   it('refuses the provider\'s redirect replayed (its state is used once)', async () => {
-    const replayed = await new Browser().visit(callback);
+    const replayed = await new DevBrowser(ca).visit(callback);
     expect([replayed.status, JSON.parse(replayed.body).type]).toEqual([400, 'urn:writ:problem:link-invalid']);
   });
 
