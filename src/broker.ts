@@ -70,6 +70,8 @@ export interface Broker {
 
 /** How often expired leases are cleaned up (by one replica at a time). */
 const SWEEP_INTERVAL_MS = 10 * 60_000;
+/** How often, during a KEK rotation, the token vault seals again what replicas still on the old KEK sealed. */
+const RESEAL_INTERVAL_MS = 60_000;
 /** How often the token vault looks for released tokens to revoke besides after each local revocation (other replicas', retries). */
 const VAULT_REAP_INTERVAL_MS = 5_000;
 const SERVER_SVID_MAX_TTL = 86400;
@@ -380,6 +382,18 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
         throw new ConfigError('vault_providers', `${p.id}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       }
     });
+    // KEK rotation (or a move to a KEK): the vault's secrets are sealed again under the current key, now and, while
+    // this replica also holds the old key, every minute (what replicas still on the old key seal during the rollout).
+    const reseal = () =>
+      vault.resealSecrets().then((n) => {
+        if (n.providers + n.grants + n.releases > 0) logger.info({ kek: custody.secrets.kekId, ...n }, 'token vault secrets sealed again under the current key-encryption key');
+      });
+    let resealTimer: ReturnType<typeof setInterval> | undefined;
+    if (custody.secrets.rotating) {
+      await reseal();
+      resealTimer = setInterval(() => void reseal().catch((err: unknown) => logger.warn({ err }, 'the token vault could not seal its secrets again now; it tries again')), RESEAL_INTERVAL_MS);
+      resealTimer.unref();
+    }
     const api = createApiServer(await serverSvid.issue(), published, (req, res) => {
       // During shutdown, answers close their connections so keep-alive clients move elsewhere.
       if (shuttingDown) res.setHeader('Connection', 'close');
@@ -434,6 +448,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
         await closeNow(ops);
         await webhooks?.stop();
         vault.stopReaping();
+        if (resealTimer) clearInterval(resealTimer);
         await watch.close();
         await db.close();
         logger.info('shut down');

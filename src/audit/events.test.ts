@@ -23,7 +23,7 @@ describe('the audit event table (src/audit/events.ts)', () => {
       const d = AUDIT_EVENTS[type] as { records: string; subject?: string; actor?: string; details: readonly string[] };
       return { type, records: d.records, subject: d.subject ?? null, actor: d.actor ?? null, details: [...d.details] };
     });
-    expect(table.length).toBe(50);
+    expect(table.length).toBe(51);
     for (const row of table) {
       expect(row.records.length).toBeGreaterThan(10);
       expect(new Set(row.details).size).toBe(row.details.length);

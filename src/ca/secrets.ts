@@ -4,6 +4,9 @@
  * else under a secrets key in WRIT_CA_DIR (`secrets.key`, 0600, created at first start, as the
  * CA's key files are). Each sealed value is bound to what it belongs to (additional
  * authenticated data), so a row's ciphertext cannot be moved to another row. Never logged.
+ * During a KEK rotation (WRIT_KEK_PREVIOUS_FILE), or on the first start with a KEK of a
+ * deployment that had none (WRIT_CA_DIR's secrets key), it opens under those keys too, and the
+ * vault seals what it finds under them again (TokenVault.resealSecrets).
  *
  * ```ts
  * const sealed = sealer.seal(`grant:${id}:refresh_token`, Buffer.from(refreshToken));
@@ -39,6 +42,16 @@ export class SecretSealer {
     return this.keks[0].id;
   }
 
+  /** True while this sealer also opens values under another key (a KEK rotation, or a move from WRIT_CA_DIR's secrets key to a KEK): they are to be sealed again. */
+  get rotating(): boolean {
+    return this.keks.length > 1;
+  }
+
+  /** True when this sealer holds the key `kekId` names. */
+  holds(kekId: string): boolean {
+    return this.keks.some((k) => k.id === kekId);
+  }
+
   seal(binding: string, plaintext: Uint8Array): SealedSecret {
     return gcmSeal(this.keks[0], aad(binding), plaintext, this.random);
   }
@@ -56,6 +69,12 @@ export class SecretSealer {
     if (!opened) throw new CaError('a sealed secret in the database is malformed', { setting: kek.setting });
     return opened;
   }
+}
+
+/** WRIT_CA_DIR's secrets key when the directory holds one (a deployment moving to a KEK: what it sealed is sealed again under the KEK). */
+export function existingSecretsKey(caDir: string): Kek | undefined {
+  const path = join(caDir, 'secrets.key');
+  return existsSync(path) ? readKek(path, 'WRIT_CA_DIR').kek : undefined;
 }
 
 /** The secrets key of WRIT_CA_DIR when there is no KEK: read, or created (32 random bytes, base64, mode 0600). */

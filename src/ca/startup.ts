@@ -8,7 +8,7 @@ import { BundleCache } from './bundle-cache';
 import { BundleStore, type PublishResult } from './bundle-store';
 import { FileCustody, SealedCustody, type KeyCustody, type SealedStart } from './custody';
 import { readKek, type Kek } from './kek';
-import { loadOrCreateSecretsKey, SecretSealer } from './secrets';
+import { existingSecretsKey, loadOrCreateSecretsKey, SecretSealer } from './secrets';
 import { CaRotator } from './rotator';
 import { recoverInterruptedActivation, type AuthoritySlot } from './slots';
 import { loadOrCreateCertificateAuthority, loadOrCreateJwtSigningKey } from './store';
@@ -79,7 +79,8 @@ export async function openKeyCustody(settings: KeyCustodySettings, deps: KeyCust
     const keks = readKeks(settings.kekFile, settings.kekPreviousFile, logger);
     return {
       kind: 'sealed',
-      secrets: new SecretSealer(keks.previous ? [keks.kek, keks.previous] : [keks.kek], random),
+      // What the vault sealed before: under the previous KEK, or (moving to a KEK) WRIT_CA_DIR's secrets key.
+      secrets: new SecretSealer([keks.kek, ...[keks.previous, existingSecretsKey(settings.caDir)].filter((k): k is Kek => k !== undefined && k.id !== keks.kek.id)], random),
       async start(prisma, auditLog) {
         const { store, audit } = started(prisma, auditLog);
         const custody = new SealedCustody({ ...slotOptions, store, kek: keks.kek, previousKek: keks.previous, replace: settings.caReplace });

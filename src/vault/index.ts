@@ -20,7 +20,7 @@ import { REVOCATION_LOCK } from '../leases/ordering';
 import type { RevocationSelector } from '../leases/revocations';
 import { ProviderClient, type ProviderTokens } from './client';
 import { VaultError } from './errors';
-import type { DownstreamProvider, GrantRevokeEvent, ProviderStore } from './providers';
+import { secretBinding, type DownstreamProvider, type GrantRevokeEvent, type ProviderStore } from './providers';
 
 export { VaultError, type VaultErrorCode } from './errors';
 export { ProviderStore, providerPatch, providerRequest, PROVIDER_CLIENT_AUTH, GRANT_REVOKE_EVENTS, type DownstreamProvider, type GrantRevokeEvent, type ProviderClientAuth, type ProviderRequest } from './providers';
@@ -354,6 +354,47 @@ export class TokenVault {
     } catch {
       return undefined;
     }
+  }
+
+  /**
+   * What the vault keeps sealed under a key other than the current one (the previous KEK during a
+   * KEK rotation, or WRIT_CA_DIR's secrets key on the first start with a KEK) is sealed again under
+   * the current key, with its audit event in the same transaction, so that the old key can be
+   * destroyed. Rows under a key this replica does not hold (a newer KEK, during a rolling update)
+   * are left to a replica that holds it.
+   */
+  async resealSecrets(): Promise<{ providers: number; grants: number; releases: number }> {
+    const { sealer } = this.deps;
+    const current = sealer.kekId;
+    const again = (binding: string, sealed: SealedSecret) => {
+      const next = sealer.seal(binding, sealer.open(binding, sealed));
+      return { kekId: next.kekId, nonce: Uint8Array.from(next.nonce), ciphertext: Uint8Array.from(next.ciphertext) };
+    };
+    return this.deps.prisma.$transaction(
+      async (tx) => {
+        let providers = 0;
+        for (const r of await tx.downstreamProvider.findMany({ where: { secretKekId: { not: current } }, select: { id: true, secretKekId: true, secretNonce: true, secretCiphertext: true } })) {
+          if (!sealer.holds(r.secretKekId)) continue;
+          const next = again(secretBinding(r.id), { kekId: r.secretKekId, nonce: r.secretNonce, ciphertext: r.secretCiphertext });
+          providers += (await tx.downstreamProvider.updateMany({ where: { id: r.id, secretKekId: r.secretKekId }, data: { secretKekId: next.kekId, secretNonce: next.nonce, secretCiphertext: next.ciphertext } })).count;
+        }
+        let grants = 0;
+        for (const r of await tx.downstreamGrant.findMany({ where: { tokenKekId: { not: current } }, select: { id: true, tokenKekId: true, tokenNonce: true, tokenCiphertext: true } })) {
+          if (!sealer.holds(r.tokenKekId)) continue;
+          const next = again(grantBinding(r.id), { kekId: r.tokenKekId, nonce: r.tokenNonce, ciphertext: r.tokenCiphertext });
+          grants += (await tx.downstreamGrant.updateMany({ where: { id: r.id, tokenKekId: r.tokenKekId }, data: { tokenKekId: next.kekId, tokenNonce: next.nonce, tokenCiphertext: next.ciphertext } })).count;
+        }
+        let releases = 0;
+        for (const r of await tx.grantRelease.findMany({ where: { tokenKekId: { not: current } }, select: { id: true, tokenKekId: true, tokenNonce: true, tokenCiphertext: true } })) {
+          if (!sealer.holds(r.tokenKekId)) continue;
+          const next = again(releaseBinding(r.id), { kekId: r.tokenKekId, nonce: r.tokenNonce, ciphertext: r.tokenCiphertext });
+          releases += (await tx.grantRelease.updateMany({ where: { id: r.id, tokenKekId: r.tokenKekId }, data: { tokenKekId: next.kekId, tokenNonce: next.nonce, tokenCiphertext: next.ciphertext } })).count;
+        }
+        if (providers + grants + releases > 0) await this.deps.audit(tx, { type: 'vault.resealed', actor: 'writ', details: { kek: current, providers, grants, releases } });
+        return { providers, grants, releases };
+      },
+      { timeout: 60_000 },
+    );
   }
 
   /** Runs {@link reap} soon (once for any number of calls meanwhile): after a revocation or a task's end commits. */

@@ -138,7 +138,8 @@ const view = (r: Row): DownstreamProvider => ({
   createdAt: r.createdAt,
   updatedAt: r.updatedAt,
 });
-const secretBinding = (id: string) => `provider:${id}:client_credential`;
+/** What a provider's sealed client credential is bound to (the AAD): it opens for this provider's row only. */
+export const secretBinding = (id: string) => `provider:${id}:client_credential`;
 
 export interface ProviderStoreDeps {
   readonly audit: AuditIn;

@@ -61,6 +61,9 @@ let ca: string;
 let work: string;
 let agent: AttestedConnector;
 let other: AttestedConnector;
+/** The broker's clock: the system's, moved ahead by this many milliseconds when a test needs time to pass. */
+let clockAhead = 0;
+const clock = { now: () => new Date(Date.now() + clockAhead) };
 
 const admin = async (path: string, method = 'GET', body?: unknown) => {
   const res = await httpsRequest(`${broker.apiUrl}${path}`, { ca, method, headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, ...(body !== undefined && { body: JSON.stringify(body) }) });
@@ -146,6 +149,7 @@ beforeAll(async () => {
       WRIT_ADMIN_AUDIENCE: DEV_CONSOLE_CLIENT_ID,
       WRIT_SIGNAL_TRANSMITTERS: JSON.stringify([{ issuer: TX, jwks_file: join(work, 'tx.json'), audience: issuer, algorithms: ['ES256'], subject_issuers: [op.issuer] }]),
     }),
+    { clock },
   );
   ca = readFileSync(join(store.dir, 'certs', 'ca.crt'), 'utf8');
   expect((await admin('/v1/admin/resources', 'POST', { uri: RESOURCE, spiffe_id: 'spiffe://vault.test/mcp/issues', tools: [{ name: 'search', actions: ['read'], classification: 'internal' }, { name: 'post_note', actions: ['write'], classification: 'internal' }] })).status).toBe(201);
@@ -486,6 +490,14 @@ describe('a connector process holds no SaaS credential at any time', () => {
     const refreshToken = sealer.open(`grant:${grant.id}:refresh_token`, { kekId: grant.tokenKekId, nonce: grant.tokenNonce, ciphertext: grant.tokenCiphertext }).toString('utf8');
     expect(refreshToken.length).toBeGreaterThan(20);
     const secrets = [SECRET, refreshToken];
+    // At rest, only sealed: no row of any table holds either, as text or as bytes.
+    const tables = await broker.db.prisma.$queryRaw<{ t: string }[]>`SELECT table_name::text AS t FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'`;
+    expect(tables.map((t) => t.t)).toEqual(expect.arrayContaining(['downstream_grant', 'grant_release', 'audit_event']));
+    for (const { t } of tables) {
+      for (const { r } of await broker.db.prisma.$queryRawUnsafe<{ r: string }[]>(`SELECT x::text AS r FROM "${t}" x`)) {
+        for (const secret of secrets) expect([t, r.includes(secret) || r.includes(Buffer.from(secret).toString('hex'))]).toEqual([t, false]);
+      }
+    }
     // Its environment, and every file it was given or wrote.
     const environ = readFileSync(`/proc/${child.pid}/environ`, 'utf8');
     for (const secret of secrets) expect(environ.includes(secret)).toBe(false);
@@ -527,4 +539,31 @@ describe('a provider whose client authenticates with a private key (RFC 7523 pri
     expect(posted.status).toBe(201);
     expect((await saas.notes()).at(-1)).toMatchObject({ author: 'bob', clientId: SAAS_VAULT_JWT_CLIENT_ID });
   });
+});
+
+describe('a released token ends with its task token', () => {
+  it('is revoked at the SaaS once the task token expires, the task still open', async () => {
+    const task = await taskToken('alice');
+    let released = await release(task.token);
+    if (released.json.error === 'interaction_required') {
+      const { browser, callback } = await linkThrough(released.json.link_uri, 'alice');
+      expect((await browser.visit(callback)).status).toBe(200);
+      released = await release(task.token);
+    }
+    expect(released.status).toBe(200);
+    const post = () => fetch(`${saas.issuer}/api/notes`, { method: 'POST', headers: { authorization: `Bearer ${released.json.access_token}`, 'content-type': 'application/json' }, body: JSON.stringify({ text: 'before the task token expired' }) });
+    expect((await post()).status).toBe(201);
+    const revokedAt = async () => (await admin(`/v1/admin/audit?type=release.revoked&task_id=${task.taskId}`)).json.events[0];
+    expect(await revokedAt()).toBeUndefined();
+    try {
+      // The broker's time passes the task token's expiry; the SaaS's own clock would keep its token for minutes more.
+      clockAhead = (task.expiresIn + 1) * 1000;
+      for (let i = 0; i < 200 && !(await revokedAt()); i++) await new Promise((r) => setTimeout(r, 50)); // the vault's sweep, every 5 s
+      expect(await revokedAt()).toMatchObject({ subject: 'alice', actor: 'writ', details: { provider: 'notes', taskId: task.taskId, atProvider: true } });
+      expect((await post()).status).toBe(401);
+      expect((await broker.db.prisma.task.findUniqueOrThrow({ where: { id: task.taskId } })).endedAt).toBeNull();
+    } finally {
+      clockAhead = 0;
+    }
+  }, 30_000);
 });
