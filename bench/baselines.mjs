@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { cpuMeter, perRequest, postgresPids, processTree } from './cpu.mjs';
 import { runLoad } from './load.mjs';
 import { makePki } from './pki.mjs';
 
@@ -36,9 +37,9 @@ function percentile(sorted, p) {
  * @param {number} [options.workers=1] node:cluster workers for the hello server
  * @param {(line: string) => void} [options.log=console.error] progress lines (stderr)
  * @returns {Promise<{
- *   https_hello: { per_s: number, p50_ms: number, p99_ms: number },
+ *   https_hello: { per_s: number, p50_ms: number, p99_ms: number, cpu_ms_per_req: { server: number, load: number } },
  *   es256_sign: { per_s: number }, es256_verify: { per_s: number },
- *   pg_insert: { per_s: number }, pg_notify_rtt: { p50_ms: number, p99_ms: number },
+ *   pg_insert: { per_s: number, cpu_ms_per_req: { postgres: number, client: number } }, pg_notify_rtt: { p50_ms: number, p99_ms: number },
  * }>}
  */
 export async function measureBaselines({ databaseUrl, durationSeconds, connections = 64, poolSize = 10, workers = 1, log = console.error }) {
@@ -82,7 +83,7 @@ async function startHelloServer(pki, workers) {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
     await exited;
   };
-  return { port, stop };
+  return { port, pid: child.pid, stop };
 }
 
 async function measureHttpsHello({ durationSeconds, connections, workers }) {
@@ -99,9 +100,9 @@ async function measureHttpsHello({ durationSeconds, connections, workers }) {
         warmupSeconds: 2,
         requests: [helloRequest()],
         expectStatus: 200,
-      });
+      }, { meter: cpuMeter({ server: () => processTree(server.pid) }) });
       if (result.errors > 0) throw new Error(`https_hello: ${result.errors} errors; first: ${result.first_error}`);
-      return { per_s: result.per_s, p50_ms: result.p50_ms, p99_ms: result.p99_ms };
+      return { per_s: result.per_s, p50_ms: result.p50_ms, p99_ms: result.p99_ms, cpu_ms_per_req: result.cpu_ms_per_req };
     } finally {
       await server.stop();
     }
@@ -187,6 +188,9 @@ async function measurePgInsert({ databaseUrl, poolSize, seconds }) {
     await pool.query('DROP TABLE IF EXISTS bench_lease');
     for (const statement of LEASE_DDL) await pool.query(statement);
     let inserted = 0;
+    // PostgreSQL's CPU per insert, and this client's (pg's protocol work): the broker's exchange is read against both.
+    const meter = cpuMeter({ postgres: postgresPids, client: () => [process.pid] });
+    meter.start();
     const start = process.hrtime.bigint();
     const end = start + BigInt(seconds * 1e9);
     const inserter = async () => {
@@ -197,8 +201,9 @@ async function measurePgInsert({ databaseUrl, poolSize, seconds }) {
     };
     await Promise.all(Array.from({ length: poolSize }, inserter));
     const elapsedS = Number(process.hrtime.bigint() - start) / 1e9;
+    const used = meter.stop();
     await pool.query('DROP TABLE bench_lease');
-    return { per_s: Math.round(inserted / elapsedS) };
+    return { per_s: Math.round(inserted / elapsedS), cpu_ms_per_req: perRequest(used, inserted) };
   } finally {
     await pool.end();
   }

@@ -1,9 +1,16 @@
-// Closed-loop HTTPS load generator for the benchmark harness.
+// HTTPS load generator for the benchmark harness: closed loop, or open loop at a fixed rate.
 //
 // `runLoad(spec)` forks this very module so that the load is generated in a
 // separate process (the measured server keeps its own event loop and core).
-// In the child, `connections` loops each keep exactly one request in flight on
-// an undici Pool with one keep-alive connection per loop (no pipelining).
+// Closed loop: in the child, `connections` loops each keep exactly one request
+// in flight on an undici Pool with one keep-alive connection per loop (no
+// pipelining). Open loop (`rate`): requests are sent on a fixed schedule,
+// whatever the answers, over the same pool; each latency counts from the time
+// the request was due, so a stalled server shows in the figures instead of
+// slowing the load down (no coordinated omission).
+//
+// The child tells the parent when the measured window opens and closes, so a
+// CPU meter (bench/cpu.mjs) covers exactly that window.
 //
 // TLS note: for an IP origin such as https://127.0.0.1:8443 undici sends no SNI
 // (its getServerName() maps IP hosts to null) and Node's tls.connect then checks
@@ -14,6 +21,7 @@ import { fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
+import { perRequest } from './cpu.mjs';
 
 const CHILD_ENV = 'WRIT_BENCH_LOAD_CHILD';
 const NS_PER_MS = 1e6;
@@ -32,12 +40,14 @@ const GRACE_MS = 60_000;
  *   requests?: LoadRequest[],
  *   requestsFile?: string,
  *   once?: boolean,
+ *   rate?: number,
  *   expectStatus?: number,
  *   expectBody?: string,
  * }} LoadSpec
  * @typedef {{
- *   count: number, per_s: number, p50_ms: number, p99_ms: number, errors: number,
- *   statuses: Record<string, number>, elapsed_s: number, first_error?: string,
+ *   count: number, per_s: number, p50_ms: number, p99_ms: number, p999_ms: number, errors: number,
+ *   statuses: Record<string, number>, elapsed_s: number, first_error?: string, load_cpu_ms: number,
+ *   cpu_ms?: Record<string, number>, cpu_ms_per_req?: Record<string, number>, offered_per_s?: number,
  * }} LoadResult
  */
 
@@ -49,12 +59,16 @@ const GRACE_MS = 60_000;
  * that completed inside the measured window (after warm-up); `errors` and
  * `statuses` cover every completion in that window. `first_error` is the first
  * failure seen in the window. With `once`, each request is sent at most once
- * and the window ends when the last one completes.
+ * and the window ends when the last one completes. With `rate`, requests are
+ * offered at that many per second (open loop) and latencies count from when each was due.
+ * `meter` (bench/cpu.mjs `cpuMeter`) is started and stopped with the measured window;
+ * its figures, and the load generator's own, come back as `cpu_ms` and `cpu_ms_per_req`.
  *
  * @param {LoadSpec} spec
+ * @param {{ meter?: { start(): void, stop(): Record<string, number> } }} [options]
  * @returns {Promise<LoadResult>}
  */
-export async function runLoad(spec) {
+export async function runLoad(spec, { meter } = {}) {
   const child = fork(fileURLToPath(import.meta.url), [], {
     env: { ...process.env, [CHILD_ENV]: '1' },
     stdio: ['ignore', 2, 2, 'ipc'], // the child's stdout goes to our stderr: stdout stays clean
@@ -62,16 +76,23 @@ export async function runLoad(spec) {
   const exited = new Promise((resolve) => child.once('exit', resolve));
   const limitMs = ((spec.warmupSeconds ?? 0) + spec.durationSeconds) * 1000 + GRACE_MS;
   let timer;
+  let used;
   try {
     const reply = await new Promise((resolve, reject) => {
-      child.once('message', resolve);
+      child.on('message', (message) => {
+        if (message.window === 'start') meter?.start();
+        else if (message.window === 'end') used = meter?.stop();
+        else resolve(message);
+      });
       child.once('error', reject);
       exited.then((code) => reject(new Error(`load child exited (code ${code}) without a result`)));
       timer = setTimeout(() => reject(new Error(`load child gave no result within ${limitMs} ms`)), limitMs);
       child.send(spec);
     });
     if (reply.error) throw new Error(`load child failed: ${reply.error}`);
-    return reply.result;
+    const result = reply.result;
+    const cpu = { ...(used ?? {}), load: result.load_cpu_ms };
+    return { ...result, cpu_ms: cpu, cpu_ms_per_req: perRequest(cpu, result.count) };
   } finally {
     clearTimeout(timer);
     if (child.exitCode === null && child.signalCode === null) child.kill();
@@ -161,7 +182,26 @@ async function generate(spec) {
   const tally = createTally();
   let next = 0;
 
-  const loop = async () => {
+  // The measured window, as the parent's CPU meter and this process's own CPU see it.
+  let cpuAtStart;
+  let loadCpuMs = 0;
+  const windowOpens = () => {
+    cpuAtStart = process.cpuUsage();
+    process.send?.({ window: 'start' });
+  };
+  const windowCloses = () => {
+    if (!cpuAtStart || closed) return;
+    closed = true;
+    const { user, system } = process.cpuUsage(cpuAtStart);
+    loadCpuMs = Math.round((user + system) / 1000);
+    process.send?.({ window: 'end' });
+  };
+  let closed = false;
+  const opening = setTimeout(windowOpens, Math.max(0, Number(measureFrom - start) / NS_PER_MS));
+  const closing = setTimeout(windowCloses, Number(measureTo - start) / NS_PER_MS);
+
+  let lagsMs;
+  const closedLoop = async () => {
     while (process.hrtime.bigint() < measureTo) {
       if (spec.once && next >= requests.length) return;
       const request = requests[next++ % requests.length];
@@ -172,9 +212,44 @@ async function generate(spec) {
     }
   };
 
+  // Open loop: request i is due at start + i / rate; each is sent when due (a timer tick sends every
+  // request due by then) and its latency counts from when it was due. Those due in the window count.
+  const openLoop = async () => {
+    const intervalNs = NS_PER_S / spec.rate;
+    lagsMs = [];
+    const inFlight = new Set();
+    await new Promise((resolve) => {
+      const tick = () => {
+        const now = process.hrtime.bigint();
+        while (start + BigInt(Math.round(next * intervalNs)) <= now && now < measureTo) {
+          const due = start + BigInt(Math.round(next * intervalNs));
+          if (due >= measureFrom) lagsMs.push(Number(now - due) / NS_PER_MS);
+          const request = requests[next++ % requests.length];
+          const p = send(pool, request, expectStatus, spec.expectBody).then((outcome) => {
+            const done = process.hrtime.bigint();
+            if (due >= measureFrom && due < measureTo) record(tally, { ...outcome, latencyNs: done - due, now: done });
+            inFlight.delete(p);
+          });
+          inFlight.add(p);
+        }
+        if (now >= measureTo) return resolve();
+        // A 1 ms timer, not a spin: the load generator shares the machine with the server. How late
+        // the timer sent each request is reported (`send_lag_p99_ms`): that part of a latency is the generator's.
+        setTimeout(tick, 1);
+      };
+      tick();
+    });
+    await Promise.all(inFlight);
+  };
+
   try {
-    await Promise.all(Array.from({ length: spec.connections }, loop));
+    if (spec.rate) await openLoop();
+    else await Promise.all(Array.from({ length: spec.connections }, closedLoop));
   } finally {
+    clearTimeout(opening);
+    clearTimeout(closing);
+    if (!cpuAtStart) windowOpens();
+    windowCloses();
     await pool.close();
   }
 
@@ -187,9 +262,12 @@ async function generate(spec) {
     per_s: elapsedS > 0 ? Math.round(sorted.length / elapsedS) : 0,
     p50_ms: round2(percentile(sorted, 0.5)),
     p99_ms: round2(percentile(sorted, 0.99)),
+    p999_ms: round2(percentile(sorted, 0.999)),
     errors: tally.errors,
     statuses: tally.statuses,
     elapsed_s: round2(elapsedS),
+    load_cpu_ms: loadCpuMs,
+    ...(spec.rate && { offered_per_s: spec.rate, send_lag_p99_ms: round2(percentile(Float64Array.from(lagsMs).sort(), 0.99)) }),
   };
   if (tally.firstError !== undefined) result.first_error = tally.firstError;
   return result;

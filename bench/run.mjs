@@ -22,7 +22,7 @@
 import 'reflect-metadata';
 import { fork, spawn } from 'node:child_process';
 import { randomUUID, webcrypto } from 'node:crypto';
-import { mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -32,6 +32,7 @@ import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import pg from 'pg';
 import { Agent, request } from 'undici';
 import { measureBaselines } from './baselines.mjs';
+import { cpuMeter, postgresPids, processTree } from './cpu.mjs';
 import { runLoad, spiffeIdIs } from './load.mjs';
 import { measurePolicy } from './policy.mjs';
 
@@ -106,20 +107,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Resident set size, MB, of a process and all its descendants (a clustered broker is several processes). */
 function treeRssMb(rootPid) {
-  const parents = new Map();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      parents.set(Number(name), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch {
-      /* gone */
-    }
-  }
-  const tree = [rootPid];
-  for (let i = 0; i < tree.length; i++) for (const [pid, ppid] of parents) if (ppid === tree[i]) tree.push(pid);
   let kb = 0;
-  for (const pid of tree) {
+  for (const pid of processTree(rootPid)) {
     try {
       kb += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
     } catch {
@@ -362,7 +351,9 @@ async function main() {
       mapConcurrent(Array.from({ length: count }, (_, i) => i), 32, async (i) => must(await asAgent.call('POST', '/oauth2/token', { form: formOf(i) }), 'exchange').access_token);
     const introspectRequests = (tokens) =>
       tokens.map((t) => ({ method: 'POST', path: '/oauth2/introspect', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `token=${t}` }));
-    const load = (spec) => runLoad({ origin: a.origin, connections: CONNECTIONS, durationSeconds: DURATION, warmupSeconds: WARMUP, expectStatus: 200, ...spec });
+    // CPU per request over each measured window: the broker's processes, PostgreSQL's, and the load generator's own.
+    const brokerMeter = (more = {}) => cpuMeter({ broker: () => processTree(a.child.pid), postgres: postgresPids, ...more });
+    const load = (spec, meter = brokerMeter()) => runLoad({ origin: a.origin, connections: CONNECTIONS, durationSeconds: DURATION, warmupSeconds: WARMUP, expectStatus: 200, ...spec }, { meter });
     const results = {};
     const metricErrors = [];
     // The broker's own counter of what each workload does: it must have moved by at least the
@@ -379,7 +370,17 @@ async function main() {
     const counted = {};
     for (const [workload, [name, labels]] of Object.entries(COUNTERS)) counted[workload] = await a.counter(name, labels);
     const record = async (name, r) => {
-      results[name] = { per_s: r.per_s, p50_ms: r.p50_ms, p99_ms: r.p99_ms, errors: r.errors, rss_mb: treeRssMb(a.child.pid), ...(r.extra ?? {}) };
+      results[name] = {
+        per_s: r.per_s,
+        p50_ms: r.p50_ms,
+        p99_ms: r.p99_ms,
+        ...(r.p999_ms !== undefined && { p999_ms: r.p999_ms }),
+        errors: r.errors,
+        ...(r.offered_per_s !== undefined && { offered_per_s: r.offered_per_s, send_lag_p99_ms: r.send_lag_p99_ms }),
+        ...(r.cpu_ms_per_req && { cpu_ms_per_req: r.cpu_ms_per_req }),
+        rss_mb: treeRssMb(a.child.pid),
+        ...(r.extra ?? {}),
+      };
       const workload = name.replace(/_(?:after_.*|\d.*)$/, '');
       if (COUNTERS[workload] && typeof r.count === 'number') {
         const [metric, labels] = COUNTERS[workload];
@@ -391,12 +392,21 @@ async function main() {
       log(`${name}: ${JSON.stringify(results[name])}${r.first_error ? ` first error: ${r.first_error}` : ''}`);
     };
 
+    // Open loop: the same requests offered at a fixed rate, half of the closed loop's maximum and 500/s;
+    // latencies count from when each request was due (bench/load.mjs).
+    const openLoop = async (name, maxPerS, spec) => {
+      for (const [label, rate] of [['half', Math.max(1, Math.round(maxPerS / 2))], ['500', 500]]) await record(`${name}_open_${label}`, await load({ ...spec, rate }));
+    };
     const exchangeAndIntrospect = async (suffix) => {
       // Warm-up: at least one pass over the 5,000 requests, so every worker's decision cache has met them once.
-      if (wanted('token_exchange') || suffix) await record(`token_exchange${suffix}`, await load({ tls: agentTls, requests: exchangeRequests, warmupSeconds: 6 }));
+      if (wanted('token_exchange') || suffix) {
+        await record(`token_exchange${suffix}`, await load({ tls: agentTls, requests: exchangeRequests, warmupSeconds: 6 }));
+        if (!suffix) await openLoop('token_exchange', results.token_exchange.per_s, { tls: agentTls, requests: exchangeRequests });
+      }
       if (wanted('introspect_active') || suffix) {
         const live = await mint(2000, (i) => exchangeForm(users[i % USERS].token, i));
         await record(`introspect_active${suffix}`, await load({ tls: mcpTls, requests: introspectRequests(live) }));
+        if (!suffix) await openLoop('introspect_active', results.introspect_active.per_s, { tls: mcpTls, requests: introspectRequests(live) });
       }
     };
     await exchangeAndIntrospect('');
@@ -476,7 +486,7 @@ async function main() {
         // The evaluation counter from here on (authzen_evaluation moves it too); during the load, a success is
         // an HTTP 200 carrying the tool's text (a refused call would be a JSON-RPC error, also in a 200).
         if (COUNTERS[name]) counted[name] = await a.counter(...COUNTERS[name]);
-        const r = await load({ origin: server.origin, tls: { ...agentTls, spiffeId: MCP_ID }, requests, expectBody: `"text":"${MCP_TOOL_TEXT}"` });
+        const r = await load({ origin: server.origin, tls: { ...agentTls, spiffeId: MCP_ID }, requests, expectBody: `"text":"${MCP_TOOL_TEXT}"` }, brokerMeter({ mcp_server: () => processTree(server.child.pid) }));
         await record(name, { ...r, extra: { mcp_server_rss_mb: treeRssMb(server.child.pid) } });
       } finally {
         await server.stop();
@@ -590,53 +600,62 @@ async function main() {
   }
 }
 
-/** Each target of the issue, with the measured figure and whether it is met. */
-function evaluate({ baselines, workloads: w, memory }) {
+/**
+ * Each target, with the measured figure and whether it is met. Throughput targets are ratios to
+ * this run's own baselines (the machine's speed varies between runs; the ratios hold); latency
+ * targets are for the open loop at half of the closed loop's maximum, where a latency is service
+ * time, not queueing behind 64 busy connections.
+ */
+function evaluate({ baselines, workloads: w, memory, machine }) {
   const t = [];
   const add = (name, target, value, ok) => t.push({ name, target, value, met: Boolean(ok) });
+  const vsHello = (name, floor) => {
+    if (w[name]) add(`${name} / https_hello`, `≥ ${floor}`, ratio(w[name].per_s, baselines.https_hello.per_s), w[name].per_s >= floor * baselines.https_hello.per_s && w[name].errors === 0);
+  };
   if (w.token_exchange) {
-    add('token_exchange per_s', '≥ 3000/s', w.token_exchange.per_s, w.token_exchange.per_s >= 3000);
     add('token_exchange / pg_insert', '≥ 0.5', ratio(w.token_exchange.per_s, baselines.pg_insert.per_s), w.token_exchange.per_s >= 0.5 * baselines.pg_insert.per_s);
-    add('token_exchange p99', '≤ 30 ms', w.token_exchange.p99_ms, w.token_exchange.p99_ms <= 30);
     add('token_exchange errors', '0', w.token_exchange.errors, w.token_exchange.errors === 0);
   }
-  for (const name of ['introspect_active', 'introspect_revoked']) {
-    if (!w[name]) continue;
-    add(`${name} / https_hello`, '≥ 0.4', ratio(w[name].per_s, baselines.https_hello.per_s), w[name].per_s >= 0.4 * baselines.https_hello.per_s);
-    add(`${name} p99`, '≤ 10 ms', w[name].p99_ms, w[name].p99_ms <= 10);
-  }
-  if (w.svid_attest) add('svid_attest per_s', '≥ 1000/s', w.svid_attest.per_s, w.svid_attest.per_s >= 1000 && w.svid_attest.errors === 0);
-  if (w.svid_renew) add('svid_renew per_s', '≥ 1500/s', w.svid_renew.per_s, w.svid_renew.per_s >= 1500 && w.svid_renew.errors === 0);
+  if (w.token_exchange_open_half) add('token_exchange open loop at half, p99', '≤ 10 ms', w.token_exchange_open_half.p99_ms, w.token_exchange_open_half.p99_ms <= 10 && w.token_exchange_open_half.errors === 0);
+  vsHello('introspect_active', 0.5);
+  vsHello('introspect_revoked', 0.5);
+  if (w.introspect_active_open_half) add('introspect_active open loop at half, p99', '≤ 5 ms', w.introspect_active_open_half.p99_ms, w.introspect_active_open_half.p99_ms <= 5 && w.introspect_active_open_half.errors === 0);
+  vsHello('svid_attest', 0.1);
+  vsHello('svid_renew', 0.15);
   if (w.revocation_propagation) add('revocation_propagation p99', '≤ 50 ms', w.revocation_propagation.p99_ms, w.revocation_propagation.p99_ms <= 50 && w.revocation_propagation.errors === 0);
   if (w.revoke_user_bulk) add('revoke_user_bulk', '≤ 1000 ms, then all inactive', w.revoke_user_bulk.ms, w.revoke_user_bulk.ms <= 1000 && w.revoke_user_bulk.still_active === 0);
   if (w.scale_1m) {
     add('scale_1m token_exchange', '≥ 0.8 × empty', w.scale_1m.token_exchange_ratio, w.scale_1m.token_exchange_ratio >= 0.8);
     add('scale_1m introspect_active', '≥ 0.8 × empty', w.scale_1m.introspect_active_ratio, w.scale_1m.introspect_active_ratio >= 0.8);
   }
-  add('memory (broker RSS)', '≤ 250 MB', memory.broker_rss_mb, memory.broker_rss_mb <= 250);
+  // 250 MB for one worker, 400 MB for two: each worker after the first adds 150 MB.
+  const rssCap = 250 + 150 * (machine.broker_workers - 1);
+  add(`memory (broker RSS, ${machine.broker_workers} worker${machine.broker_workers === 1 ? '' : 's'})`, `≤ ${rssCap} MB`, memory.broker_rss_mb, memory.broker_rss_mb <= rssCap);
   return t;
 }
 
 const ratio = (a, b) => Math.round((a / b) * 100) / 100;
 
 function table({ machine, baselines: b, in_process: inProcess, workloads: w, memory, targets }) {
-  const rows = [['baseline', 'figure', '', '']];
-  rows.push(['https_hello', `${b.https_hello.per_s}/s`, `p99 ${b.https_hello.p99_ms} ms`, '']);
+  const rows = [['baseline', 'figure', '', '', 'CPU ms per request']];
+  rows.push(['https_hello', `${b.https_hello.per_s}/s`, `p99 ${b.https_hello.p99_ms} ms`, '', b.https_hello.cpu_ms_per_req ? `server ${b.https_hello.cpu_ms_per_req.server}` : '']);
   rows.push(['es256_sign', `${b.es256_sign.per_s}/s`, '', '']);
   rows.push(['es256_verify', `${b.es256_verify.per_s}/s`, '', '']);
-  rows.push(['pg_insert', `${b.pg_insert.per_s}/s`, '', '']);
+  rows.push(['pg_insert', `${b.pg_insert.per_s}/s`, '', '', b.pg_insert.cpu_ms_per_req ? `postgres ${b.pg_insert.cpu_ms_per_req.postgres}` : '']);
   rows.push(['pg_notify_rtt', `p50 ${b.pg_notify_rtt.p50_ms} ms`, `p99 ${b.pg_notify_rtt.p99_ms} ms`, '']);
   const lines = [`Writ benchmark — ${machine.cpus} × ${machine.model}, Node ${machine.node}, PostgreSQL ${machine.postgres}, broker workers ${machine.broker_workers}, ${machine.duration_s} s per workload`, ''];
-  const fmt = (r) => r.map((c, i) => String(c).padEnd([28, 14, 16, 16][i])).join(' ').trimEnd();
+  const fmt = (r) => r.map((c, i) => String(c).padEnd([34, 16, 24, 28, 16][i] ?? 0)).join(' ').trimEnd();
   for (const r of rows) lines.push(fmt(r));
   if (Object.keys(inProcess).length > 0) {
     lines.push('', fmt(['in process (one core)', 'per_s', 'p50 / p99 µs', 'errors']));
     for (const [name, r] of Object.entries(inProcess)) lines.push(fmt([name, `${r.per_s}/s`, `${r.p50_us} / ${r.p99_us}`, `${r.errors}`]));
   }
-  lines.push('', fmt(['workload', 'per_s', 'p50 / p99 ms', 'errors / rss']));
+  const cpu = (c) => (c ? Object.entries(c).filter(([k]) => k !== 'load').map(([k, v]) => `${k} ${v}`).join(', ') : '');
+  lines.push('', fmt(['workload', 'per_s', 'p50 / p99 (/ p99.9) ms', 'errors / rss', 'CPU ms per request']));
   for (const [name, r] of Object.entries(w)) {
     if (name === 'scale_1m') continue;
-    lines.push(fmt([name, r.per_s ? `${r.per_s}/s` : '-', `${r.p50_ms} / ${r.p99_ms}`, `${r.errors} / ${r.rss_mb} MB${r.mcp_server_rss_mb ? ` (MCP server ${r.mcp_server_rss_mb} MB)` : ''}`]));
+    const rate = r.offered_per_s ? `${r.per_s}/s of ${r.offered_per_s}` : r.per_s ? `${r.per_s}/s` : '-';
+    lines.push(fmt([name, rate, `${r.p50_ms} / ${r.p99_ms}${r.p999_ms !== undefined && r.offered_per_s ? ` / ${r.p999_ms}` : ''}`, `${r.errors} / ${r.rss_mb} MB${r.mcp_server_rss_mb ? ` (MCP server ${r.mcp_server_rss_mb} MB)` : ''}`, cpu(r.cpu_ms_per_req)]));
   }
   lines.push('', `broker RSS after the run: ${memory.broker_rss_mb} MB (V8 heap ${memory.heap_used_mb} MB used of ${memory.heap_total_mb} MB; external ${memory.external_mb} MB)`, '', fmt(['target', 'wanted', 'measured', 'met']));
   for (const t of targets) lines.push(fmt([t.name, t.target, t.value, t.met ? 'yes' : 'NO']));
