@@ -37,7 +37,7 @@ function percentile(sorted, p) {
  * @param {number} [options.workers=1] node:cluster workers for the hello server
  * @param {(line: string) => void} [options.log=console.error] progress lines (stderr)
  * @returns {Promise<{
- *   https_hello: { per_s: number, p50_ms: number, p99_ms: number, cpu_ms_per_req: { server: number, load: number } },
+ *   https_hello: { per_s: number, p50_ms: number, p99_ms: number, cpu_ms_per_req: { server: number, load: number }, open_half: object, open_500: object },
  *   es256_sign: { per_s: number }, es256_verify: { per_s: number },
  *   pg_insert: { per_s: number, cpu_ms_per_req: { postgres: number, client: number } }, pg_notify_rtt: { p50_ms: number, p99_ms: number },
  * }>}
@@ -102,7 +102,14 @@ async function measureHttpsHello({ durationSeconds, connections, workers }) {
         expectStatus: 200,
       }, { meter: cpuMeter({ server: () => processTree(server.pid) }) });
       if (result.errors > 0) throw new Error(`https_hello: ${result.errors} errors; first: ${result.first_error}`);
-      return { per_s: result.per_s, p50_ms: result.p50_ms, p99_ms: result.p99_ms, cpu_ms_per_req: result.cpu_ms_per_req };
+      // The same server offered 500/s and half of its maximum (open loop): the latency this machine and this load
+      // generator give a server that does nothing, the floor under the broker's open-loop figures.
+      const open = {};
+      for (const [label, rate] of [['half', Math.max(1, Math.round(result.per_s / 2))], ['500', 500]]) {
+        const r = await runLoad({ origin: `https://127.0.0.1:${server.port}`, tls: { ca: pki.caPem, cert: pki.clientCertPem, key: pki.clientKeyPem }, connections, durationSeconds, warmupSeconds: 2, requests: [helloRequest()], expectStatus: 200, rate });
+        open[`open_${label}`] = { offered_per_s: rate, p50_ms: r.p50_ms, p99_ms: r.p99_ms, p999_ms: r.p999_ms, errors: r.errors, send_lag_p99_ms: r.send_lag_p99_ms };
+      }
+      return { per_s: result.per_s, p50_ms: result.p50_ms, p99_ms: result.p99_ms, cpu_ms_per_req: result.cpu_ms_per_req, ...open };
     } finally {
       await server.stop();
     }

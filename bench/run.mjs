@@ -639,6 +639,10 @@ const ratio = (a, b) => Math.round((a / b) * 100) / 100;
 function table({ machine, baselines: b, in_process: inProcess, workloads: w, memory, targets }) {
   const rows = [['baseline', 'figure', '', '', 'CPU ms per request']];
   rows.push(['https_hello', `${b.https_hello.per_s}/s`, `p99 ${b.https_hello.p99_ms} ms`, '', b.https_hello.cpu_ms_per_req ? `server ${b.https_hello.cpu_ms_per_req.server}` : '']);
+  for (const label of ['half', '500']) {
+    const o = b.https_hello[`open_${label}`];
+    if (o) rows.push([`https_hello_open_${label}`, `${o.offered_per_s}/s offered`, `${o.p50_ms} / ${o.p99_ms} / ${o.p999_ms}`, `${o.errors}`, `send lag p99 ${o.send_lag_p99_ms} ms`]);
+  }
   rows.push(['es256_sign', `${b.es256_sign.per_s}/s`, '', '']);
   rows.push(['es256_verify', `${b.es256_verify.per_s}/s`, '', '']);
   rows.push(['pg_insert', `${b.pg_insert.per_s}/s`, '', '', b.pg_insert.cpu_ms_per_req ? `postgres ${b.pg_insert.cpu_ms_per_req.postgres}` : '']);

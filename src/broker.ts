@@ -365,7 +365,7 @@ export async function startBroker(config: Config, deps: BrokerDeps = {}): Promis
     const freshness = whileOpen(db, watch);
     const policies = new PolicyStore(db.prisma, audit.appendIn, freshness);
     if (config.policyFile) await seedPolicies(policies, config.policyFile);
-    const leases = new PrismaLeaseStore(db.prisma, watch, audit, freshness, { boundMs, metrics: telemetry });
+    const leases = new PrismaLeaseStore(db.prisma, watch, audit, freshness, { boundMs, metrics: telemetry, ...(db.sql && { sql: db.sql }) });
     // Each request's epoch: the latest revocation marker this replica has heard of (src/leases/ordering.ts).
     const epochs = new RevocationEpochs(db.prisma, watch, freshness);
     const serverSvid = brokerSvid(config, rotator, leases, clock, random);

@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 import cluster from 'node:cluster';
-import { startBroker, type Broker } from './broker';
-import { brokerLogger } from './api/logging';
+import type { Broker } from './broker';
 import { answerMetricsRequests, clusterMetricsEndpoint, notifyListening, prepareWorkerMetrics, superviseWorkers } from './cluster';
 import { loadConfig, type Config } from './config';
 import { DomainError } from './core/errors';
@@ -39,6 +38,10 @@ async function runBroker(config: Config, worker: number | undefined): Promise<vo
   on('SIGTERM', () => stop('SIGTERM'));
   on('SIGINT', () => stop('SIGINT'));
   try {
+    // Loaded here, not at the top: a cluster's primary only supervises, and the broker's modules
+    // (Prisma, Cedar, the HTTP stack: about 50 MB resident) are its workers' alone.
+    const { startBroker } = await import('./broker');
+    const { brokerLogger } = await import('./api/logging');
     // Of several workers, the first alone writes the start-up summary (the terminal is shared).
     const terminal = worker === undefined || worker === 1 ? process.stderr : { isTTY: false, write: (text: string) => process.stderr.write(text) };
     broker = await startBroker(config, worker === undefined ? { terminal } : { terminal, speaksForAll: worker === 1, logger: brokerLogger(config, { worker, pid: process.pid }), metricsEndpoint: clusterMetricsEndpoint });

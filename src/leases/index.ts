@@ -1,5 +1,6 @@
 import { auditRows, type AppendedRow, type AuditEventInput, type AuditLog, type TimedAuditEvent } from '../audit';
 import type { PrismaClient } from '../db/generated/client';
+import type { SqlSession } from '../db/session';
 import { withDeadline } from '../core/deadline';
 import { GroupCommit } from '../db/group-commit';
 import { noMetrics, type DomainMetrics } from '../telemetry/metrics';
@@ -149,7 +150,7 @@ export class PrismaLeaseStore implements LeaseStore {
     /** When cached lease reads may be trusted: never unless the revocation view is current. */
     private readonly freshness: Freshness = watch,
     /** How long liveness reads may wait for the database before failing closed (the revocation bound); none for the embedded database. */
-    private readonly opts: { boundMs?: number; metrics?: Pick<DomainMetrics, 'batchCommitted'> } = {},
+    private readonly opts: { boundMs?: number; metrics?: Pick<DomainMetrics, 'batchCommitted'>; sql?: Pick<SqlSession, 'query'> } = {},
   ) {
     const metrics = opts.metrics ?? noMetrics;
     this.#batch = new GroupCommit((items) => this.#write(items), undefined, (size) => metrics.batchCommitted('leases', size));
@@ -176,15 +177,18 @@ export class PrismaLeaseStore implements LeaseStore {
   async #write(items: PendingLease[]): Promise<(LeaseRefusal | undefined)[]> {
     const tasks = items.flatMap((i) => (i.task ? [taskRow(i.task)] : []));
     const withEvents = items.filter((i) => i.event);
-    const rows = await this.prisma.$queryRawUnsafe<(AppendedRow & { refused_lease: string | null; refused_reason: string | null })[]>(
-      'SELECT event_seq, event_hash, event_prev_hash, refused_lease::text, refused_reason FROM writ_record_leases($1::jsonb, $2::jsonb, $3::jsonb)',
+    const statement = 'SELECT event_seq, event_hash, event_prev_hash, refused_lease::text, refused_reason FROM writ_record_leases($1::jsonb, $2::jsonb, $3::jsonb)';
+    const params = [
       JSON.stringify(tasks),
       JSON.stringify(items.map((i) => leaseRow(i.lease, i.basis))),
       auditRows(
         withEvents.map((i) => i.event!),
         withEvents.map((i) => i.lease.id),
       ),
-    );
+    ];
+    type Row = AppendedRow & { refused_lease: string | null; refused_reason: string | null } & Record<string, unknown>;
+    // On PostgreSQL through its pool directly (Database.sql); one statement, so the same transaction either way.
+    const rows = this.opts.sql ? await this.opts.sql.query<Row>(statement, params) : await this.prisma.$queryRawUnsafe<Row[]>(statement, ...params);
     const refused = new Map(rows.flatMap((r) => (r.refused_lease ? [[r.refused_lease, parseRefusal(r.refused_reason ?? '')] as const] : [])));
     const expected = withEvents.filter((i) => !refused.has(i.lease.id)).length;
     const appended = rows.length - refused.size;
