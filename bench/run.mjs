@@ -107,10 +107,22 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Resident set size, MB, of a process and all its descendants (a clustered broker is several processes). */
 function treeRssMb(rootPid) {
+  return treeMemoryMb(rootPid, `/proc/%d/status`, /VmRSS:\s+(\d+)/);
+}
+
+/**
+ * Proportional set size, MB, of the same: pages shared between the processes (the node binary,
+ * the code of the modules they all load) counted once, as the pod's memory cgroup charges them.
+ */
+function treePssMb(rootPid) {
+  return treeMemoryMb(rootPid, `/proc/%d/smaps_rollup`, /^Pss:\s+(\d+)/m);
+}
+
+function treeMemoryMb(rootPid, file, field) {
   let kb = 0;
   for (const pid of processTree(rootPid)) {
     try {
-      kb += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+      kb += Number(field.exec(readFileSync(file.replace('%d', String(pid)), 'utf8'))?.[1] ?? 0);
     } catch {
       /* gone */
     }
@@ -379,6 +391,7 @@ async function main() {
         ...(r.offered_per_s !== undefined && { offered_per_s: r.offered_per_s, send_lag_p99_ms: r.send_lag_p99_ms }),
         ...(r.cpu_ms_per_req && { cpu_ms_per_req: r.cpu_ms_per_req }),
         rss_mb: treeRssMb(a.child.pid),
+        pss_mb: treePssMb(a.child.pid),
         ...(r.extra ?? {}),
       };
       const workload = name.replace(/_(?:after_.*|\d.*)$/, '');
@@ -575,12 +588,13 @@ async function main() {
     asMcp.close();
     api.close();
     const rssAfter = treeRssMb(a.child.pid);
+    const pssAfter = treePssMb(a.child.pid);
     const report = {
       machine: { cpus: cpus().length, model: cpus()[0]?.model, memory_gb: Math.round(totalmem() / 2 ** 30), node: process.version, postgres: (await admin.query('SHOW server_version')).rows[0].server_version, broker_workers: WORKERS === 'auto' ? cpus().length : Number(WORKERS), at: new Date().toISOString(), duration_s: DURATION },
       baselines,
       in_process: inProcess,
       workloads: results,
-      memory: { broker_rss_mb: rssAfter, ...(await a.heap()) },
+      memory: { broker_rss_mb: rssAfter, broker_pss_mb: pssAfter, ...(await a.heap()) },
     };
     report.targets = evaluate(report);
     const out = process.env.BENCH_RESULTS ?? join(ROOT, 'bench/results/latest.json');
@@ -661,7 +675,7 @@ function table({ machine, baselines: b, in_process: inProcess, workloads: w, mem
     const rate = r.offered_per_s ? `${r.per_s}/s of ${r.offered_per_s}` : r.per_s ? `${r.per_s}/s` : '-';
     lines.push(fmt([name, rate, `${r.p50_ms} / ${r.p99_ms}${r.p999_ms !== undefined && r.offered_per_s ? ` / ${r.p999_ms}` : ''}`, `${r.errors} / ${r.rss_mb} MB${r.mcp_server_rss_mb ? ` (MCP server ${r.mcp_server_rss_mb} MB)` : ''}`, cpu(r.cpu_ms_per_req)]));
   }
-  lines.push('', `broker RSS after the run: ${memory.broker_rss_mb} MB (V8 heap ${memory.heap_used_mb} MB used of ${memory.heap_total_mb} MB; external ${memory.external_mb} MB)`, '', fmt(['target', 'wanted', 'measured', 'met']));
+  lines.push('', `broker RSS after the run: ${memory.broker_rss_mb} MB, PSS ${memory.broker_pss_mb} MB (V8 heap ${memory.heap_used_mb} MB used of ${memory.heap_total_mb} MB; external ${memory.external_mb} MB)`, '', fmt(['target', 'wanted', 'measured', 'met']));
   for (const t of targets) lines.push(fmt([t.name, t.target, t.value, t.met ? 'yes' : 'NO']));
   return `${lines.join('\n')}\n`;
 }
