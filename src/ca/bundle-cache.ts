@@ -9,6 +9,10 @@ import { BundleUnavailable } from './errors';
  * per `maxAgeSeconds`. When a reload fails, the last bundle read is served for at most
  * its refresh hint (consumers tolerate that much staleness by design); after that, and
  * when nothing was ever read, the answer is BundleUnavailable (503).
+ *
+ * A reload that finds the same document keeps the object already served: what is remembered per
+ * bundle (verified access tokens, the imported JWT keys) lives as long as the bundle does, not
+ * five seconds. Any change (an authority added, retired or expired, a new sequence) is a new object.
  */
 export class BundleCache {
   #bundle: TrustBundle | undefined;
@@ -34,7 +38,8 @@ export class BundleCache {
     if (this.#bundle && this.age() < this.opts.maxAgeSeconds) return this.#bundle;
     this.#loading ??= this.store
       .load()
-      .then((b) => {
+      .then((loaded) => {
+        const b = this.#bundle && sameDocument(this.#bundle, loaded) ? this.#bundle : loaded;
         this.prime(b);
         return b;
       })
@@ -49,4 +54,17 @@ export class BundleCache {
       });
     return this.#loading;
   }
+}
+
+/** The same bundle document: trust domain, sequence, refresh hint, and every authority (SPIFFE Trust Domain and Bundle §4). */
+export function sameDocument(a: TrustBundle, b: TrustBundle): boolean {
+  return (
+    a.trustDomain === b.trustDomain &&
+    a.sequence === b.sequence &&
+    a.refreshHint === b.refreshHint &&
+    a.x509Authorities.length === b.x509Authorities.length &&
+    a.x509Authorities.every((der, i) => Buffer.from(der).equals(Buffer.from(b.x509Authorities[i]!))) &&
+    a.jwtAuthorities.length === b.jwtAuthorities.length &&
+    a.jwtAuthorities.every((k, i) => k.kid === b.jwtAuthorities[i]!.kid && JSON.stringify(k.publicJwk) === JSON.stringify(b.jwtAuthorities[i]!.publicJwk))
+  );
 }
