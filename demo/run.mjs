@@ -13,7 +13,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
@@ -33,7 +32,7 @@ import { AccountLinkRequired, grantedToolsOnly, linkRequiredResult, protectedRes
 const require = createRequire(import.meta.url);
 const { startBroker } = require('../dist/broker.js');
 const { loadConfig } = require('../dist/config/index.js');
-const { DEV_CLIENT_ID, DEV_CONSOLE_CLIENT_ID, startDevOp } = require('../dist/dev/op.js');
+const { DEV_CLIENT_ID, DEV_CONSOLE_CLIENT_ID, freePort, startDevOp } = require('../dist/dev/op.js');
 const { fetchIdToken } = require('../dist/dev/id-token.js');
 const { newSigningKey } = require('../dist/dev/keys.js');
 const { SAAS_SCOPES, SAAS_VAULT_CLIENT_ID, startDevSaas } = require('../dist/dev/saas.js');
@@ -65,15 +64,6 @@ const refusal = (err) => {
   const m = /"error":"([^"]+)","error_description":"((?:[^"\\]|\\.)*)"/.exec(text);
   return m ? `${m[1]}: ${m[2].replace(/\\"/g, '"')}` : text.split('\n')[0];
 };
-
-/** A loopback port free now: the broker's issuer (and the redirect URIs that name it) must be known before it listens. */
-const freePort = () =>
-  new Promise((resolve, reject) => {
-    const server = createServer().once('error', reject).listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
 
 const work = mkdtempSync(join(tmpdir(), 'writ-demo-'));
 const closers = [];

@@ -121,6 +121,15 @@ export async function listenLoopback(host: string, port: number, what: string): 
   return { server, port: (server.address() as AddressInfo).port, serve: (h) => void (handler = h) };
 }
 
+/** A TCP port free on 127.0.0.1 now: for a server whose URL must be known before it listens (its issuer, the redirect URIs that name it). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((done, fail) => server.once('error', fail).listen(0, '127.0.0.1', done));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((done) => server.close(done));
+  return port;
+}
+
 /** Starts the provider; resolves once it listens. */
 export async function startDevOp(options: DevOpOptions): Promise<DevOp> {
   const Provider = options.Provider ?? loadOidcProvider();

@@ -14,13 +14,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { startBroker, type Broker } from '../broker';
 import { loadConfig } from '../config';
 import { loadOrCreateKeys } from './keys';
-import { DEV_CLIENT_ID, DEV_CONSOLE_CLIENT_ID, startDevOp, type DevOp, type OidcProviderClass } from './op';
+import { DEV_CLIENT_ID, DEV_CONSOLE_CLIENT_ID, freePort, startDevOp, type DevOp, type OidcProviderClass } from './op';
 import { SAAS_SCOPES, SAAS_VAULT_CLIENT_ID, startDevSaas, type DevSaas } from './saas';
 import { SAMPLE_POLICY, SAMPLE_USERS } from './samples';
 import { readUsers } from './users';
@@ -78,15 +77,6 @@ function ensureFile(path: string, text: string, mode = 0o644): void {
 function adminToken(path: string): string {
   ensureFile(path, `writ_dev_${randomBytes(24).toString('base64url')}\n`, 0o600);
   return readFileSync(path, 'utf8').trim();
-}
-
-/** A port free on the loopback now: the broker's issuer, its console's and its vault's redirect URIs name it before it listens. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((done, fail) => server.once('error', fail).listen(0, '127.0.0.1', done));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((done) => server.close(done));
-  return port;
 }
 
 /** Starts the provider and the SaaS, then the broker configured against them. */

@@ -11,7 +11,6 @@
  * ```
  */
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { importJWK, SignJWT, type JWK } from 'jose';
 import { fetchIdToken } from '../../src/dev/id-token';
 import { newSigningKey, type DevOpKeys } from '../../src/dev/keys';
@@ -33,15 +32,8 @@ export async function importOidcProvider(): Promise<OidcProviderClass> {
   }
 }
 
-/** A TCP port free on 127.0.0.1 now (a broker whose URL must be known before it starts: its issuer, a provider's redirect URI). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+/** A TCP port free on 127.0.0.1 now (writ dev's own helper). */
+export { freePort } from '../../src/dev/op';
 
 export interface TestOp {
   /** `http://127.0.0.1:<port>`. */
